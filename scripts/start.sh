@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install (once) and start the dashboard: python3 -m venv + pip, then streamlit on http://127.0.0.1:8501
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+echo "Starting the dashboard on http://127.0.0.1:8501 (Ctrl+C to stop)"
+exec .venv/bin/python -m streamlit run app.py "$@"
