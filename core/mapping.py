@@ -1,0 +1,266 @@
+"""Column mapping: which column of a spreadsheet holds the patient, therapist, session and measures.
+
+The mapping is proposed from header names (English and Spanish, accents and case ignored),
+corrected by the user, and can be saved as JSON so that next month's spreadsheet of the same
+shape maps in one click. Wide files (one row per patient, one column per measure and session,
+such as ``ans_s1 … oq_s4`` or ``bdi.pre, bdi.2m``) are recognised and described by
+:class:`WideLayout` for :func:`core.reshape.wide_to_long`.
+"""
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from core.errors import InputError
+
+#: The roles a column can play. ``patient`` and ``session`` are required, and at least one measure.
+ROLES = ("patient", "therapist", "session", "alliance", "symptoms")
+MEASURES = ("alliance", "symptoms")
+
+# Normalised header names (lower case, no accents, no separators) proposed for each role,
+# most specific first. Spanish as used in Latin-American clinics (Manubens et al., 2023).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "patient": ("patient", "patientid", "idpatient", "paciente", "idpaciente", "pacienteid",
+                "client", "clientid", "cliente", "idcliente", "consultante", "participant",
+                "participante", "subject", "sujeto", "case", "caso", "pid", "id", "codigo",
+                "code", "person", "persona"),
+    "therapist": ("therapist", "therapistid", "terapeuta", "idterapeuta", "terapeutaid",
+                  "clinician", "clinico", "counselor", "counsellor", "psicologo", "psicologa",
+                  "profesional", "tid"),
+    "session": ("session", "sessionnumber", "sessionno", "sesion", "nsesion", "nrosesion",
+                "numerosesion", "sesionnro", "sesionn", "sessionid", "visit", "visita", "occasion",
+                "ocasion", "wave", "ola", "timepoint", "week", "semana", "day", "days", "dia",
+                "dias", "sess", "ses"),
+    "alliance": ("alliance", "alianza", "ans", "anstotal", "ansmean", "anspromedio", "anstot",
+                 "wai", "waitotal", "wais", "waisr", "srs", "hat", "calpas", "alianzaterapeutica",
+                 "therapeuticalliance", "workingalliance"),
+    "symptoms": ("symptoms", "symptom", "sintomas", "sintoma", "sintomatologia", "oq", "oq45",
+                 "oqtotal", "oq45total", "oqtot", "oqmean", "oqpromedio", "oq452", "distress",
+                 "malestar", "bdi", "bdiii", "phq9", "phq", "gad7", "core", "coreom", "core10",
+                 "sclr90", "scl90", "outcome", "resultado", "ors"),
+}
+
+
+def normalise_header(name: str) -> str:
+    """Lower case, accents removed, only letters and digits: ``'Sesión Nº'`` → ``'sesionn'``."""
+    text = unicodedata.normalize("NFKD", str(name))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which file column plays which role (``None``: not in the file)."""
+
+    patient: str | None = None
+    session: str | None = None
+    therapist: str | None = None
+    alliance: str | None = None
+    symptoms: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {role: getattr(self, role) for role in ROLES}
+
+    def used(self) -> dict[str, str]:
+        """Roles that are mapped, role → column."""
+        return {r: c for r, c in self.as_dict().items() if c}
+
+    def check(self, columns: list[str]) -> None:
+        """Raise :class:`InputError` when a required role is unmapped or a column is missing."""
+        missing = [r for r in ("patient", "session") if not getattr(self, r)]
+        if missing:
+            raise InputError(f"Choose the column that holds the {' and the '.join(missing)} "
+                             f"(the file's columns are: {', '.join(columns)}).")
+        if not (self.alliance or self.symptoms):
+            raise InputError("Choose at least one measure column: alliance or symptoms.")
+        for role, col in self.used().items():
+            if col not in columns:
+                raise InputError(f"The file has no column '{col}' for the {role}; "
+                                 f"its columns are: {', '.join(columns)}.")
+        cols = list(self.used().values())
+        dup = {c for c in cols if cols.count(c) > 1}
+        if dup:
+            raise InputError(f"Column '{sorted(dup)[0]}' is chosen for two roles; each role needs its own column.")
+
+
+def _score(header: str, role: str) -> int:
+    """How well a normalised header fits a role: 3 exact, 2 starts with, 1 contains, 0 no."""
+    best = 0
+    for rank, syn in enumerate(SYNONYMS[role]):
+        if header == syn:
+            return 3
+        if len(syn) >= 3 and header.startswith(syn):
+            best = max(best, 2)
+        elif len(syn) >= 4 and syn in header:
+            best = max(best, 1)
+    return best
+
+
+def propose_mapping(columns: list[str]) -> ColumnMapping:
+    """Propose a column for each role from the header names; each column is used at most once.
+
+    Exact matches of a synonym win over prefixes, prefixes over substrings; among equals the
+    leftmost column wins. Roles are assigned in the order of :data:`ROLES`.
+    """
+    normalised = {c: normalise_header(c) for c in columns}
+    taken: set[str] = set()
+    chosen: dict[str, str | None] = {}
+    candidates = []
+    for role in ROLES:
+        for pos, col in enumerate(columns):
+            s = _score(normalised[col], role)
+            if s:
+                candidates.append((-s, ROLES.index(role), pos, role, col))
+    for _, _, _, role, col in sorted(candidates):
+        if role in chosen or col in taken:
+            continue
+        chosen[role] = col
+        taken.add(col)
+    return ColumnMapping(**{r: chosen.get(r) for r in ROLES})
+
+
+# ---------------------------------------------------------------------------- wide layouts
+
+_PRE = {"pre", "baseline", "base", "intake", "bl", "inicio", "admision", "t0pre"}
+_POST = {"post", "end", "final", "fin", "termino", "alta"}
+_SESSION_TOKEN = re.compile(
+    r"^(?:s|ses|sess|session|sesion|t|time|w|wave|v|visit|visita|occ|ola)?(\d+)"
+    r"(?:m|mo|month|months|mes|meses|w|wk|week|weeks|semana|semanas|d|day|days)?$"
+)
+_SPLIT = re.compile(r"^(?P<stem>.*?[A-Za-z][A-Za-z0-9]*?)[._\- ]*(?P<token>(?:[A-Za-z]*\d+[A-Za-z]*|pre|post|baseline|base|intake|bl|end|final|inicio|fin|alta))$", re.I)
+
+
+def session_from_token(token: str) -> int | None:
+    """Session number in a wide column's suffix: ``s3``→3, ``3``→3, ``2m``→2, ``pre``→0; ``post`` → None (placed last)."""
+    t = normalise_header(token)
+    if t in _PRE:
+        return 0
+    m = _SESSION_TOKEN.match(t)
+    return int(m.group(1)) if m else None
+
+
+@dataclass(frozen=True)
+class WideLayout:
+    """A wide file: one row per patient, ``columns[stem][session] = column name``.
+
+    ``measures`` says which stem holds which measure, e.g. ``{"alliance": "ans", "symptoms": "oq"}``.
+    """
+
+    columns: dict[str, dict[int, str]]
+    measures: dict[str, str] = field(default_factory=dict)
+
+
+def detect_wide_layout(columns: list[str]) -> WideLayout | None:
+    """Find measure stems repeated over sessions (``ans_s1``, ``ans_s2`` …); None if the file is long.
+
+    A stem counts when it appears with at least two different session tokens. ``post``/``end``
+    columns are placed after the highest numbered session of that stem.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    for col in columns:
+        m = _SPLIT.match(col.strip())
+        if not m:
+            continue
+        stem = m.group("stem").rstrip("._- ")
+        token = m.group("token")
+        if not stem or normalise_header(stem) in {"", "s", "t"}:
+            continue
+        groups.setdefault(stem, {})[token] = col
+    layout: dict[str, dict[int, str]] = {}
+    for stem, tokens in groups.items():
+        numbered: dict[int, str] = {}
+        post = []
+        for token, col in tokens.items():
+            n = session_from_token(token)
+            if n is None:
+                if normalise_header(token) in _POST:
+                    post.append(col)
+                continue
+            if n in numbered:  # two columns map to the same session: not a clean wide stem
+                numbered = {}
+                break
+            numbered[n] = col
+        if numbered and post:
+            numbered[max(numbered) + 1] = post[0]
+        if len(numbered) >= 2:
+            layout[stem] = dict(sorted(numbered.items()))
+    if not layout:
+        return None
+    measures: dict[str, str] = {}
+    for stem in layout:
+        norm = normalise_header(stem)
+        for role in MEASURES:
+            if role not in measures and _score(norm, role):
+                measures[role] = stem
+                break
+    return WideLayout(columns=layout, measures=measures)
+
+
+# ---------------------------------------------------------------------------- saved mappings
+
+@dataclass(frozen=True)
+class SavedMapping:
+    """A named mapping with the header set it was made for (its 'shape')."""
+
+    name: str
+    headers: tuple[str, ...]
+    mapping: ColumnMapping
+    wide_measures: dict[str, str] | None = None
+    ranges: dict[str, tuple[float, float]] | None = None
+
+
+def mapping_store_path() -> Path:
+    """Where saved mappings live: ``$ALLIANCE_DATA_DIR/mappings.json`` (default ``./data``)."""
+    import os
+
+    return Path(os.environ.get("ALLIANCE_DATA_DIR", "data")) / "mappings.json"
+
+
+def load_saved_mappings(path: Path | None = None) -> list[SavedMapping]:
+    """All saved mappings (empty list when none were saved yet)."""
+    path = path or mapping_store_path()
+    if not path.exists():
+        return []
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for item in raw:
+        ranges = item.get("ranges")
+        out.append(SavedMapping(
+            name=item["name"], headers=tuple(item["headers"]),
+            mapping=ColumnMapping(**item["mapping"]), wide_measures=item.get("wide_measures"),
+            ranges={k: tuple(v) for k, v in ranges.items()} if ranges else None,
+        ))
+    return out
+
+
+def save_mapping(saved: SavedMapping, path: Path | None = None) -> Path:
+    """Add or replace (by name) a saved mapping; returns the file written."""
+    path = path or mapping_store_path()
+    items = [m for m in load_saved_mappings(path) if m.name != saved.name] + [saved]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = [
+        {"name": m.name, "headers": list(m.headers), "mapping": m.mapping.as_dict(),
+         "wide_measures": m.wide_measures,
+         "ranges": {k: list(v) for k, v in m.ranges.items()} if m.ranges else None}
+        for m in items
+    ]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def matching_saved_mapping(columns: list[str], saved: list[SavedMapping]) -> SavedMapping | None:
+    """The saved mapping made for exactly this header set (order ignored), if any."""
+    key = sorted(normalise_header(c) for c in columns)
+    for m in reversed(saved):
+        if sorted(normalise_header(c) for c in m.headers) == key:
+            return m
+    return None
+
+
+def mapping_to_json(mapping: ColumnMapping) -> str:
+    return json.dumps(asdict(mapping))

@@ -1,0 +1,249 @@
+"""Reading clinic spreadsheets: CSV in any common locale, and Excel workbooks.
+
+Every cell is read as text, exactly as the file holds it, so that nothing is lost or guessed
+before validation: patient IDs keep their leading zeros, and numbers are parsed later with the
+file's decimal separator (:mod:`core.validation`). Each data row carries the row number a
+spreadsheet program shows (header = row 1, first data row = row 2) in the column ``ROW``.
+
+Supported:
+
+- CSV / text with delimiter ``,`` ``;`` tab or ``|`` (detected), decimal point or decimal comma
+  (detected), encoded as UTF-8 (with or without BOM), Windows-1252 or Latin-1.
+- Excel ``.xlsx`` / ``.xlsm`` (any sheet; the first by default).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from core.errors import InputError
+
+#: Column holding the spreadsheet row number of each data row (header = row 1).
+ROW = "row"
+
+_DELIMITERS = [",", ";", "\t", "|"]
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+_DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+\s*$")
+_EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+
+
+@dataclass(frozen=True)
+class RawTable:
+    """A file as read: all cells as text, plus how it was read.
+
+    ``frame`` has the file's headers as columns (stripped of spaces and BOM) and a ``row``
+    column with spreadsheet row numbers. ``decimal`` is the decimal separator numbers use.
+    """
+
+    frame: pd.DataFrame
+    source: str
+    kind: str  # "csv" or "excel"
+    delimiter: str | None = None
+    decimal: str = "."
+    encoding: str | None = None
+    sheet: str | None = None
+    sheets: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def columns(self) -> list[str]:
+        """The file's own columns (without the row-number column)."""
+        return [c for c in self.frame.columns if c != ROW]
+
+
+def _decode(data: bytes) -> tuple[str, str]:
+    """Decode bytes as UTF-8 (BOM or not), else Windows-1252, else Latin-1."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
+def detect_delimiter(sample_lines: list[str]) -> str:
+    """Pick the delimiter that splits the first lines into the most, equally many fields.
+
+    A candidate qualifies when the header has at least two fields and at least 80% of the
+    sampled lines have the header's field count (quotes respected, as ``csv`` reads them).
+    """
+    best, best_fields = None, 1
+    lines = [ln for ln in sample_lines if ln.strip()]
+    if not lines:
+        raise InputError("The file is empty: it has no header row and no data.")
+    for delim in _DELIMITERS:
+        rows = list(csv.reader(lines, delimiter=delim))
+        n_header = len(rows[0])
+        if n_header < 2:
+            continue
+        agree = sum(1 for r in rows if len(r) == n_header) / len(rows)
+        if agree >= 0.8 and n_header > best_fields:
+            best, best_fields = delim, n_header
+    if best is None:
+        return ","  # a one-column file; the mapping step will say what is missing
+    return best
+
+
+def detect_decimal(frame: pd.DataFrame, delimiter: str) -> str:
+    """Return ``","`` when numeric-looking cells use a decimal comma, else ``"."``.
+
+    With ``,`` as delimiter a decimal comma is impossible (unquoted). Otherwise count cells
+    that look like ``1,5`` versus ``1.5`` in a sample of rows.
+    """
+    if delimiter == ",":
+        return "."
+    sample = frame.head(2000)
+    commas = points = 0
+    for col in sample.columns:
+        values = sample[col].astype(str)
+        commas += int(values.str.match(_DECIMAL_COMMA).sum())
+        points += int(values.str.match(_DECIMAL_POINT).sum())
+    return "," if commas > points else "."
+
+
+def _clean_headers(columns) -> list[str]:
+    out = []
+    for c in columns:
+        name = str(c).replace("\ufeff", "").strip()
+        out.append(name if name else f"column {len(out) + 1}")
+    seen: dict[str, int] = {}
+    unique = []
+    for name in out:
+        if name in seen:
+            seen[name] += 1
+            unique.append(f"{name} ({seen[name]})")
+        else:
+            seen[name] = 1
+            unique.append(name)
+    return unique
+
+
+def _finish(frame: pd.DataFrame, first_data_row: int) -> tuple[pd.DataFrame, int]:
+    """Add spreadsheet row numbers, drop rows that are completely empty; return the count dropped."""
+    frame = frame.fillna("")
+    frame.insert(0, ROW, range(first_data_row, first_data_row + len(frame)))
+    values = frame.drop(columns=ROW)
+    empty = values.apply(lambda s: s.str.strip().eq("")).all(axis=1)
+    n_empty = int(empty.sum())
+    if n_empty:
+        frame = frame.loc[~empty]
+    return frame.reset_index(drop=True), n_empty
+
+
+def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
+    """Read CSV/text bytes with detected encoding, delimiter and decimal separator."""
+    text, encoding = _decode(data)
+    if not text.strip():
+        raise InputError(f"{source} is empty: it has no header row and no data.")
+    sample = text[:200_000].splitlines()[:50]
+    delimiter = detect_delimiter(sample)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=delimiter, dtype=str, keep_default_na=False,
+            skip_blank_lines=False, engine="c", quotechar='"',
+        )
+    except (pd.errors.ParserError, ValueError) as err:
+        line = re.search(r"line (\d+)", str(err))
+        where = f" near line {line.group(1)}" if line else ""
+        raise InputError(
+            f"{source} could not be read as a table{where}: some rows have more fields than the "
+            f"header. Check that the delimiter ('{delimiter}') is not also used inside cells, or "
+            "save the sheet again as CSV."
+        ) from None
+    frame.columns = _clean_headers(frame.columns)
+    decimal = detect_decimal(frame, delimiter)
+    frame, n_empty = _finish(frame, first_data_row=2)
+    notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
+    return RawTable(frame=frame, source=source, kind="csv", delimiter=delimiter,
+                    decimal=decimal, encoding=encoding, notes=notes)
+
+
+def excel_sheet_names(data: bytes) -> list[str]:
+    """Names of the sheets in an .xlsx workbook, in order."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
+    except Exception:  # openpyxl raises many kinds for a damaged file
+        raise InputError("The file could not be opened as an Excel workbook (.xlsx). "
+                         "Open it in Excel or LibreOffice and save it again as .xlsx or CSV.") from None
+    names = list(wb.sheetnames)
+    wb.close()
+    return names
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def read_excel_bytes(data: bytes, source: str = "upload", sheet: str | None = None) -> RawTable:
+    """Read one sheet of an .xlsx workbook, every cell as text (integral numbers without ``.0``)."""
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception:
+        raise InputError(f"{source} could not be opened as an Excel workbook (.xlsx). "
+                         "Open it in Excel or LibreOffice and save it again as .xlsx or CSV.") from None
+    sheets = tuple(wb.sheetnames)
+    if sheet is None:
+        sheet = sheets[0]
+    if sheet not in sheets:
+        wb.close()
+        raise InputError(f"{source} has no sheet named '{sheet}'. Its sheets are: {', '.join(sheets)}.")
+    ws = wb[sheet]
+    rows = [[_cell_text(v) for v in r] for r in ws.iter_rows(values_only=True)]
+    wb.close()
+    # The header is the first non-empty row; rows above it shift the row numbers.
+    header_index = next((i for i, r in enumerate(rows) if any(c.strip() for c in r)), None)
+    if header_index is None:
+        raise InputError(f"Sheet '{sheet}' of {source} is empty.")
+    header = rows[header_index]
+    width = max(i + 1 for i, c in enumerate(header) if c.strip())
+    body = [(r + [""] * width)[:width] for r in rows[header_index + 1:]]
+    frame = pd.DataFrame(body, columns=_clean_headers(header[:width]), dtype=str)
+    frame, n_empty = _finish(frame, first_data_row=header_index + 2)
+    notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
+    return RawTable(frame=frame, source=source, kind="excel", decimal=".", sheet=sheet,
+                    sheets=sheets, notes=notes)
+
+
+def read_table(source: str | Path | bytes, filename: str | None = None,
+               sheet: str | None = None) -> RawTable:
+    """Read a CSV or Excel file (path or bytes) into a :class:`RawTable` of text cells.
+
+    ``filename`` tells the format when ``source`` is bytes (by its suffix); Excel files are
+    recognised by suffix or by their ZIP signature.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"The file {path} does not exist.")
+        data = path.read_bytes()
+        filename = filename or path.name
+    else:
+        data = source
+    name = filename or "upload"
+    suffix = Path(name).suffix.lower()
+    if suffix == ".xls":
+        raise InputError(f"{name} is an old Excel 97-2003 file (.xls). Save it as .xlsx or CSV and upload again.")
+    if suffix in _EXCEL_SUFFIXES or data[:4] == b"PK\x03\x04":
+        return read_excel_bytes(data, source=name, sheet=sheet)
+    if b"\x00" in data[:4096]:
+        raise InputError(f"{name} is not a text (CSV) file or an .xlsx workbook. Save it as CSV or .xlsx.")
+    return read_csv_bytes(data, source=name)
