@@ -1,0 +1,874 @@
+"""Questionnaire definitions and scoring from item columns.
+
+A measure (alliance or symptoms) is either one score column, or item columns scored by an
+*instrument definition* kept as a JSON data file in ``core/instrument_definitions/``: the number
+of items, the response coding, the reverse-keyed items, the subscales, sum or mean scoring, the
+rule for missing items, the clinical cut-off and reliable change, and the sources these facts
+come from. A fact that could not be sourced is ``null`` in the file and explained in plain words
+in ``unsourced``; the user can edit it (:meth:`InstrumentDefinition.with_changes`) and save the
+edited definition (:func:`save_instrument`). Keys are never guessed: a definition whose
+reverse-keyed items are unknown (``reverse_keyed: null``) refuses to score until the user marks
+them (or confirms there are none), and a subscale whose items are unknown is not scored.
+
+Shipped definitions
+-------------------
+``oq45``   Outcome Questionnaire-45.2: 45 items coded 0-4, items 1, 12, 13, 20, 21, 24, 31, 37
+           and 43 reverse-keyed, sum 0-180, clinical cut-off 63.5 (63/64), reliable change 14
+           (Lambert et al., 2004; Lambert, Hansen & Finch, 2001).
+``ans``    Alliance Negotiation Scale, client version: 12 items coded 1-7, mean item score
+           (Doran, Safran, Waizmann, Bolger & Muran, 2012).
+``likert`` Generic Likert template on which the user sets the items and marks reverse-keyed items
+           (see also :func:`generic_likert`).
+
+Formulas
+--------
+- Reverse keying: ``x' = item_min + item_max - x``.
+- Recoding another coding to the definition's (e.g. OQ items coded 1-5 instead of 0-4):
+  ``x' = to_min + (x - from_min) * (to_max - to_min) / (from_max - from_min)``; for 1-5 to 0-4
+  this is ``x - 1``.
+- Missing items (``missing_rule = {"method": "prorate", "max_missing_fraction": f}``): with
+  ``a`` of the ``k`` items of a scale answered and ``k - a <= f * k``, the prorated sum is
+  ``(sum of answered items) * k / a`` (the mean of the answered items times ``k``) and the mean
+  item score is ``(sum of answered items) / a``. With more missing items the score is missing and
+  the ``reason`` column says why. Values outside the response range or not numbers count as
+  missing and are reported.
+- Cronbach's alpha (Cronbach, 1951): ``k / (k - 1) * (1 - sum of item variances / variance of
+  the total)``, sample variances (ddof = 1), rows with every item answered (listwise).
+
+Nothing here imports streamlit.
+
+References
+----------
+Cronbach, L. J. (1951). Coefficient alpha and the internal structure of tests. Psychometrika,
+16(3), 297-334.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from core.errors import InputError
+
+#: Folder of the shipped definitions (one JSON file per instrument).
+DEFINITIONS_DIR = Path(__file__).resolve().parent / "instrument_definitions"
+
+MEASURES = ("alliance", "symptoms")
+SCORINGS = ("sum", "mean")
+HIGHER_IS = ("better", "worse")
+MISSING_METHODS = ("prorate",)
+
+#: Name of the total score column in :attr:`ScoreResult.scores`.
+TOTAL = "total"
+#: Per-row count of missing or invalid items (over all items of the instrument).
+N_MISSING = "n_missing_items"
+#: Per-row plain-language explanation of missing scores ("" when every score was computed).
+REASON = "reason"
+_RESERVED = {TOTAL, N_MISSING, REASON}
+
+_FIELDS = (
+    "id", "name", "measures", "n_items", "item_min", "item_max", "reverse_keyed", "subscales",
+    "scoring", "missing_rule", "score_range", "clinical_cutoff", "reliable_change", "higher_is",
+    "column_prefixes", "reference_alpha", "source", "unsourced", "notes",
+)
+_REQUIRED = ("id", "name", "measures", "n_items", "item_min", "item_max", "scoring")
+_EPS = 1e-9
+
+
+# --------------------------------------------------------------------------------------------
+# Definition
+# --------------------------------------------------------------------------------------------
+
+def _fmt(x: float) -> str:
+    """A number without a useless ``.0`` (63.5 -> '63.5', 4.0 -> '4')."""
+    x = float(x)
+    return str(int(x)) if x.is_integer() else f"{x:g}"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) \
+        and math.isfinite(float(x))
+
+
+def _as_item_number(x: Any, what: str, name: str, n_items: int) -> int:
+    if not _is_number(x) or not float(x).is_integer():
+        raise InputError(f"{what} of {name} must be whole item numbers, but it contains {x!r}.")
+    i = int(x)
+    if not 1 <= i <= n_items:
+        raise InputError(
+            f"{what} of {name} contains item {i}, but the items are numbered 1 to {n_items}.")
+    return i
+
+
+def _item_list(items: Any, what: str, name: str, n_items: int) -> tuple[int, ...]:
+    if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, set, frozenset,
+                                                                 np.ndarray)):
+        raise InputError(f"{what} of {name} must be a list of item numbers.")
+    out = [_as_item_number(x, what, name, n_items) for x in items]
+    dups = sorted({i for i in out if out.count(i) > 1})
+    if dups:
+        raise InputError(f"{what} of {name} lists item {', '.join(map(str, dups))} more than once.")
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class InstrumentDefinition:
+    """One questionnaire: items, coding, keys, subscales, scoring and sources.
+
+    Fields (the JSON file has the same keys):
+
+    - ``id``, ``name``: short identifier and display name.
+    - ``measures``: ``"alliance"`` or ``"symptoms"``.
+    - ``n_items``: number of items, numbered 1..n_items.
+    - ``item_min``, ``item_max``: response coding as shipped (OQ-45.2: 0-4; ANS: 1-7).
+    - ``reverse_keyed``: tuple of item numbers scored ``item_min + item_max - x``; ``None`` when
+      not sourced (scoring then refuses until the user marks them; ``()`` means none).
+    - ``subscales``: ``{name: tuple of item numbers}``; an item tuple of ``None`` means the
+      subscale exists but its items are not sourced, so it is not scored.
+    - ``scoring``: ``"sum"`` or ``"mean"`` (mean item score = sum / items answered).
+    - ``missing_rule``: ``{"method": "prorate", "max_missing_fraction": f}`` (see module doc).
+    - ``clinical_cutoff``: scores above it are in the clinical range (OQ-45.2: 63.5, i.e. 64 or
+      more); on the scale of ``scoring`` and the coding ``item_min..item_max``; ``None`` if none.
+    - ``reliable_change``: smallest reliable change (OQ-45.2: 14), same scale; ``None`` if none.
+    - ``higher_is``: ``"better"`` or ``"worse"``.
+    - ``column_prefixes``: header prefixes used to find item columns (``oq`` finds ``oq1..oq45``).
+    - ``reference_alpha``: published Cronbach's alphas, ``({"value", "sample", "source"}, ...)``.
+    - ``source``: full citations; ``unsourced``: plain sentences naming what could not be
+      sourced and must be checked by the user; ``notes``: other plain remarks.
+
+    ``score_range`` is derived (sum: ``n_items*item_min .. n_items*item_max``; mean:
+    ``item_min .. item_max``). The definition is validated on construction; invalid input raises
+    :class:`~core.errors.InputError`.
+    """
+
+    id: str
+    name: str
+    measures: str
+    n_items: int
+    item_min: float
+    item_max: float
+    reverse_keyed: tuple[int, ...] | None = ()
+    subscales: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    scoring: str = "sum"
+    missing_rule: dict[str, Any] = field(
+        default_factory=lambda: {"max_missing_fraction": 0.1, "method": "prorate"})
+    clinical_cutoff: float | None = None
+    reliable_change: float | None = None
+    higher_is: str = "worse"
+    column_prefixes: tuple[str, ...] = ()
+    reference_alpha: tuple[dict[str, Any], ...] = ()
+    source: tuple[str, ...] = ()
+    unsourced: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def __hash__(self) -> int:
+        return hash(definition_to_json(self))
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InputError("The instrument definition needs a non-empty 'id'.")
+        name = self.name if isinstance(self.name, str) and self.name.strip() else None
+        if name is None:
+            raise InputError(f"The instrument definition '{self.id}' needs a non-empty 'name'.")
+        if self.measures not in MEASURES:
+            raise InputError(f"'measures' of {name} must be 'alliance' or 'symptoms', "
+                             f"not {self.measures!r}.")
+        if not _is_number(self.n_items) or not float(self.n_items).is_integer() \
+                or int(self.n_items) < 1:
+            raise InputError(f"'n_items' of {name} must be a whole number of at least 1.")
+        set_("n_items", int(self.n_items))
+        n = self.n_items
+        for k in ("item_min", "item_max"):
+            if not _is_number(getattr(self, k)):
+                raise InputError(f"'{k}' of {name} must be a number.")
+            v = float(getattr(self, k))
+            set_(k, int(v) if v.is_integer() else v)
+        if self.item_min >= self.item_max:
+            raise InputError(f"The response range of {name} must go from a lower to a higher "
+                             f"value, not {_fmt(self.item_min)} to {_fmt(self.item_max)}.")
+        if self.reverse_keyed is not None:
+            set_("reverse_keyed", _item_list(self.reverse_keyed, "The reverse-keyed items",
+                                             name, n))
+        if not isinstance(self.subscales, Mapping):
+            raise InputError(f"'subscales' of {name} must map each subscale name to its items.")
+        subs: dict[str, tuple[int, ...] | None] = {}
+        for sname, items in self.subscales.items():
+            if not isinstance(sname, str) or not sname.strip():
+                raise InputError(f"Every subscale of {name} needs a name.")
+            if sname in _RESERVED:
+                raise InputError(f"A subscale of {name} cannot be called '{sname}'; rename it.")
+            if items is None:
+                subs[sname] = None
+                continue
+            its = _item_list(items, f"Subscale '{sname}'", name, n)
+            if not its:
+                raise InputError(f"Subscale '{sname}' of {name} has no items; list its item "
+                                 "numbers or set it to null if they are not known.")
+            subs[sname] = its
+        set_("subscales", subs)
+        if self.scoring not in SCORINGS:
+            raise InputError(f"'scoring' of {name} must be 'sum' or 'mean', not {self.scoring!r}.")
+        rule = self.missing_rule
+        if not isinstance(rule, Mapping):
+            raise InputError(f"'missing_rule' of {name} must give a method and a "
+                             "max_missing_fraction.")
+        method = rule.get("method", "prorate")
+        frac = rule.get("max_missing_fraction", 0.0)
+        unknown = set(rule) - {"method", "max_missing_fraction"}
+        if unknown:
+            raise InputError(f"'missing_rule' of {name} has unknown setting "
+                             f"'{sorted(unknown)[0]}'; use 'method' and 'max_missing_fraction'.")
+        if method not in MISSING_METHODS:
+            raise InputError(f"The missing-item method of {name} must be 'prorate', "
+                             f"not {method!r}.")
+        if not _is_number(frac) or not 0 <= float(frac) < 1:
+            raise InputError(f"'max_missing_fraction' of {name} must be a number from 0 "
+                             "(no missing item allowed) to below 1.")
+        set_("missing_rule", {"max_missing_fraction": float(frac), "method": method})
+        lo, hi = self.score_range
+        if self.clinical_cutoff is not None:
+            if not _is_number(self.clinical_cutoff):
+                raise InputError(f"'clinical_cutoff' of {name} must be a number or null.")
+            if not lo <= float(self.clinical_cutoff) <= hi:
+                raise InputError(f"The clinical cut-off of {name} ({_fmt(self.clinical_cutoff)}) "
+                                 f"lies outside its score range {_fmt(lo)}-{_fmt(hi)}.")
+            set_("clinical_cutoff", float(self.clinical_cutoff))
+        if self.reliable_change is not None:
+            if not _is_number(self.reliable_change) or float(self.reliable_change) <= 0:
+                raise InputError(f"'reliable_change' of {name} must be a positive number or null.")
+            set_("reliable_change", float(self.reliable_change))
+        if self.higher_is not in HIGHER_IS:
+            raise InputError(f"'higher_is' of {name} must be 'better' or 'worse', "
+                             f"not {self.higher_is!r}.")
+        for k in ("column_prefixes", "source", "unsourced", "notes"):
+            v = getattr(self, k)
+            if v is None:
+                v = ()
+            if isinstance(v, str) or not all(isinstance(s, str) for s in v):
+                raise InputError(f"'{k}' of {name} must be a list of texts.")
+            set_(k, tuple(v))
+        refs = self.reference_alpha or ()
+        if isinstance(refs, Mapping) or not all(isinstance(r, Mapping) and _is_number(r.get("value"))
+                                                for r in refs):
+            raise InputError(f"'reference_alpha' of {name} must be a list of entries, each with a "
+                             "numeric 'value' (and a 'sample' and 'source').")
+        set_("reference_alpha", tuple(dict(r) for r in refs))
+
+    # -- derived ------------------------------------------------------------------------------
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """(lowest, highest) possible score: sum ``n*item_min..n*item_max``, mean ``item_min..item_max``."""
+        if self.scoring == "sum":
+            return (self.n_items * self.item_min, self.n_items * self.item_max)
+        return (self.item_min, self.item_max)
+
+    @property
+    def keys_sourced(self) -> bool:
+        """True when the reverse-keyed items are known (possibly none)."""
+        return self.reverse_keyed is not None
+
+    @property
+    def scored_subscales(self) -> dict[str, tuple[int, ...]]:
+        """Subscales whose item lists are known (only these are scored)."""
+        return {k: v for k, v in self.subscales.items() if v is not None}
+
+    # -- edits --------------------------------------------------------------------------------
+    def with_changes(self, **changes: Any) -> "InstrumentDefinition":
+        """A copy with some fields changed (validated), e.g. ``d.with_changes(reverse_keyed=[2, 5])``.
+
+        This is :func:`dataclasses.replace`; unknown field names raise InputError. Changing
+        ``item_min``/``item_max`` or ``scoring`` this way does *not* convert the cut-off and
+        reliable change: use :meth:`with_coding` and :meth:`with_scoring` for that.
+        """
+        bad = [k for k in changes if k not in _FIELDS or k == "score_range"]
+        if bad:
+            raise InputError(f"'{bad[0]}' is not a field of an instrument definition that can be "
+                             "changed.")
+        return dataclasses.replace(self, **changes)
+
+    def with_coding(self, item_min: float, item_max: float) -> "InstrumentDefinition":
+        """The same instrument expressed in another item coding, cut-off and reliable change converted.
+
+        Items map linearly ``x' = item_min' + (x - item_min) * s`` with
+        ``s = (item_max' - item_min') / (item_max - item_min)``; hence a sum ``S`` maps to
+        ``n*item_min' + s*(S - n*item_min)``, a mean ``m`` to ``item_min' + s*(m - item_min)``,
+        and a change (reliable change) is multiplied by ``s``. Example: OQ-45.2 coded 1-5 has
+        cut-off ``45 + 63.5 = 108.5`` and reliable change 14.
+        """
+        if not (_is_number(item_min) and _is_number(item_max)) or item_min >= item_max:
+            raise InputError("The new coding must go from a lower to a higher number.")
+        s = (item_max - item_min) / (self.item_max - self.item_min)
+        k = self.n_items if self.scoring == "sum" else 1
+        cut = None if self.clinical_cutoff is None else \
+            k * item_min + s * (self.clinical_cutoff - k * self.item_min)
+        rc = None if self.reliable_change is None else self.reliable_change * s
+        return dataclasses.replace(self, item_min=item_min, item_max=item_max,
+                                   clinical_cutoff=cut, reliable_change=rc)
+
+    def with_scoring(self, scoring: str) -> "InstrumentDefinition":
+        """The same instrument scored as ``"sum"`` or ``"mean"``, cut-off and reliable change converted.
+
+        mean item score = sum / n_items, so a sum cut-off ``c`` becomes ``c / n_items``
+        (OQ-45.2: 63.5 / 45 = 1.411) and likewise the reliable change (14 / 45 = 0.311).
+        """
+        if scoring not in SCORINGS:
+            raise InputError(f"Scoring must be 'sum' or 'mean', not {scoring!r}.")
+        if scoring == self.scoring:
+            return self
+        f = 1 / self.n_items if scoring == "mean" else self.n_items
+        return dataclasses.replace(
+            self, scoring=scoring,
+            clinical_cutoff=None if self.clinical_cutoff is None else self.clinical_cutoff * f,
+            reliable_change=None if self.reliable_change is None else self.reliable_change * f)
+
+    def describe(self) -> str:
+        """One paragraph in plain words: items, coding, keys, scoring, cut-offs, what is unsourced."""
+        lo, hi = self.score_range
+        parts = [f"{self.name}: {self.n_items} items coded {_fmt(self.item_min)}-"
+                 f"{_fmt(self.item_max)}, scored as the "
+                 f"{'sum' if self.scoring == 'sum' else 'mean item score'} "
+                 f"({_fmt(lo)}-{_fmt(hi)}; higher is {self.higher_is})."]
+        if self.reverse_keyed is None:
+            parts.append("Reverse-keyed items: not sourced, to be marked by the user.")
+        elif self.reverse_keyed:
+            parts.append("Reverse-keyed items: " + ", ".join(map(str, self.reverse_keyed)) + ".")
+        else:
+            parts.append("No reverse-keyed items.")
+        if self.subscales:
+            parts.append("Subscales: " + "; ".join(
+                f"{k} ({'items not sourced' if v is None else str(len(v)) + ' items'})"
+                for k, v in self.subscales.items()) + ".")
+        f = self.missing_rule["max_missing_fraction"]
+        parts.append(f"Up to {_fmt(round(100 * f, 6))}% missing items are prorated."
+                     if f > 0 else "No missing item is allowed.")
+        if self.clinical_cutoff is not None:
+            parts.append(f"Clinical cut-off {_fmt(round(self.clinical_cutoff, 4))}.")
+        if self.reliable_change is not None:
+            parts.append(f"Reliable change {_fmt(round(self.reliable_change, 4))}.")
+        return " ".join(parts)
+
+
+def definition_from_dict(d: Mapping[str, Any]) -> InstrumentDefinition:
+    """Build and validate a definition from a dict as stored in JSON (see the field list above).
+
+    ``score_range``, if present, must agree with the derived range (it is informative only).
+    Unknown keys raise InputError, so a misspelt key in a hand-edited file is not ignored.
+    """
+    if not isinstance(d, Mapping):
+        raise InputError("An instrument definition must be a JSON object with named fields.")
+    unknown = [k for k in d if k not in _FIELDS]
+    if unknown:
+        raise InputError(f"The instrument definition has an unknown field '{unknown[0]}'; "
+                         f"the fields are: {', '.join(_FIELDS)}.")
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        raise InputError(f"The instrument definition lacks the field '{missing[0]}'.")
+    kw = {k: v for k, v in d.items() if k != "score_range"}
+    defn = InstrumentDefinition(**kw)
+    sr = d.get("score_range")
+    if sr is not None:
+        ok = isinstance(sr, Sequence) and not isinstance(sr, str) and len(sr) == 2 \
+            and all(_is_number(x) for x in sr)
+        if not ok or any(abs(float(a) - float(b)) > _EPS for a, b in zip(sr, defn.score_range)):
+            lo, hi = defn.score_range
+            raise InputError(f"The score range of {defn.name} should be {_fmt(lo)}-{_fmt(hi)} "
+                             f"for {defn.n_items} items coded {_fmt(defn.item_min)}-"
+                             f"{_fmt(defn.item_max)} and {defn.scoring} scoring; correct or "
+                             "remove 'score_range'.")
+    return defn
+
+
+def definition_to_dict(defn: InstrumentDefinition) -> dict[str, Any]:
+    """Plain JSON-ready dict (lists, not tuples), including the derived ``score_range``."""
+    return {
+        "id": defn.id,
+        "name": defn.name,
+        "measures": defn.measures,
+        "n_items": defn.n_items,
+        "item_min": defn.item_min,
+        "item_max": defn.item_max,
+        "reverse_keyed": None if defn.reverse_keyed is None else list(defn.reverse_keyed),
+        "subscales": {k: None if v is None else list(v) for k, v in defn.subscales.items()},
+        "scoring": defn.scoring,
+        "missing_rule": dict(defn.missing_rule),
+        "score_range": list(defn.score_range),
+        "clinical_cutoff": defn.clinical_cutoff,
+        "reliable_change": defn.reliable_change,
+        "higher_is": defn.higher_is,
+        "column_prefixes": list(defn.column_prefixes),
+        "reference_alpha": [dict(r) for r in defn.reference_alpha],
+        "source": list(defn.source),
+        "unsourced": list(defn.unsourced),
+        "notes": list(defn.notes),
+    }
+
+
+def definition_to_json(defn: InstrumentDefinition) -> str:
+    """The definition as indented JSON text (for saving or downloading)."""
+    return json.dumps(definition_to_dict(defn), indent=2, ensure_ascii=False) + "\n"
+
+
+def definition_from_json(text: str | bytes, where: str = "The instrument definition") -> InstrumentDefinition:
+    """Parse JSON text (e.g. an uploaded, user-edited definition) and validate it."""
+    try:
+        d = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        line = f" (line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise InputError(f"{where} is not valid JSON{line}; check its brackets, commas and "
+                         "quotes.") from None
+    return definition_from_dict(d)
+
+
+def save_instrument(defn: InstrumentDefinition, path: str | Path) -> Path:
+    """Write the definition as JSON to ``path`` and return the path."""
+    p = Path(path)
+    p.write_text(definition_to_json(defn), encoding="utf-8")
+    return p
+
+
+def load_instrument(id_or_path: str | Path) -> InstrumentDefinition:
+    """Load a definition by id (``"oq45"``, ``"ans"``, ``"likert"``) or from a JSON file path."""
+    s = str(id_or_path)
+    p = Path(s)
+    if p.suffix.lower() == ".json" or p.is_file():
+        if not p.is_file():
+            raise InputError(f"There is no instrument definition file at {s}.")
+        return definition_from_json(p.read_bytes(), where=f"The file {p.name}")
+    key = s.strip().lower()
+    f = DEFINITIONS_DIR / f"{key}.json"
+    if f.is_file():
+        return definition_from_json(f.read_bytes(), where=f"The file {f.name}")
+    for d in available_instruments():
+        if d.id.lower() == key:
+            return d
+    ids = ", ".join(d.id for d in available_instruments())
+    raise InputError(f"There is no instrument called '{s}'; choose one of: {ids}.")
+
+
+def available_instruments() -> list[InstrumentDefinition]:
+    """All shipped definitions, sorted by id."""
+    defs = [definition_from_json(f.read_bytes(), where=f"The file {f.name}")
+            for f in sorted(DEFINITIONS_DIR.glob("*.json"))]
+    return sorted(defs, key=lambda d: d.id)
+
+
+def generic_likert(n_items: int, item_min: float, item_max: float,
+                   reverse_keyed: Sequence[int] = (), scoring: str = "mean",
+                   measures: str = "alliance", *, name: str | None = None,
+                   higher_is: str | None = None,
+                   max_missing_fraction: float = 0.1) -> InstrumentDefinition:
+    """A Likert definition built on the fly: the user gives the items, coding and reverse keys.
+
+    ``higher_is`` defaults to ``"better"`` for alliance and ``"worse"`` for symptoms.
+    Reverse-keyed items are scored ``item_min + item_max - x``.
+    """
+    return InstrumentDefinition(
+        id="likert",
+        name=name or f"Likert scale ({n_items} items, {_fmt(item_min)}-{_fmt(item_max)})",
+        measures=measures,
+        n_items=n_items,
+        item_min=item_min,
+        item_max=item_max,
+        reverse_keyed=tuple(reverse_keyed),
+        subscales={},
+        scoring=scoring,
+        missing_rule={"max_missing_fraction": max_missing_fraction, "method": "prorate"},
+        higher_is=higher_is or ("better" if measures == "alliance" else "worse"),
+        column_prefixes=("item", "q", "p", "i"),
+        unsourced=("A generic Likert definition: the reverse-keyed items and scoring are what the "
+                   "user set, not a published key.",),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Item columns
+# --------------------------------------------------------------------------------------------
+
+def _norm(s: str) -> str:
+    s = unicodedata.normalize("NFKD", str(s)).encode("ascii", "ignore").decode().lower().strip()
+    return re.sub(r"[\s_.\-/]+", "_", s).strip("_")
+
+
+def item_column_map(columns: Sequence[str], prefix_candidates: Sequence[str] = ("item", "q", "i", "p"),
+                    n_items: int | None = None) -> dict[int, str]:
+    """Find item columns in a header list: ``{item number: column}``, ordered by item number.
+
+    A column matches a prefix when it is the prefix (separators such as ``_ . - space`` and
+    case and accents ignored), optionally followed by ``item``/``it``/``q``/``p``/``i``/``n``,
+    then the item number with optional leading zeros and nothing after it: with prefix ``oq``
+    this finds ``oq1``, ``OQ_01``, ``oq-item-3``; with ``ans`` it finds ``ans_1``, ``ANS 12``.
+    The candidate prefix matching the most columns wins (ties: the earlier candidate). If two
+    columns give the same item number, the first is kept. With ``n_items``, numbers above it are
+    dropped. Use :func:`guess_item_columns` for the plain ordered list.
+    """
+    best: dict[int, str] = {}
+    for prefix in prefix_candidates:
+        p = _norm(prefix).replace("_", "")
+        if not p:
+            continue
+        pat = re.compile("^" + "_?".join(map(re.escape, p))
+                         + r"_?(?:item|it|q|p|i|n)?_?0*([1-9][0-9]{0,2})$")
+        found: dict[int, str] = {}
+        for col in columns:
+            m = pat.match(_norm(col))
+            if m:
+                i = int(m.group(1))
+                if (n_items is None or i <= n_items) and i not in found:
+                    found[i] = col
+        if len(found) > len(best):
+            best = found
+    return dict(sorted(best.items()))
+
+
+def guess_item_columns(columns: Sequence[str], prefix_candidates: Sequence[str] = ("item", "q", "i", "p"),
+                       n_items: int | None = None) -> list[str]:
+    """Item columns found in ``columns`` (see :func:`item_column_map`), ordered by item number.
+
+    Example: ``guess_item_columns(["id", "OQ_02", "OQ_01"], ["oq"]) == ["OQ_01", "OQ_02"]``.
+    Gaps are possible: compare the length with ``n_items`` or use :func:`item_column_map`.
+    """
+    return list(item_column_map(columns, prefix_candidates, n_items).values())
+
+
+# --------------------------------------------------------------------------------------------
+# Recoding, scoring, alpha
+# --------------------------------------------------------------------------------------------
+
+def _to_numeric(s: pd.Series, decimal: str = ".") -> pd.Series:
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        return s.astype(float)
+    t = s.astype("string").str.strip()
+    if decimal == ",":
+        t = t.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    return pd.to_numeric(t.replace("", pd.NA), errors="coerce").astype(float)
+
+
+def recode_items(items_df: pd.DataFrame, from_min: float, from_max: float,
+                 to_min: float, to_max: float) -> pd.DataFrame:
+    """Linearly recode item columns from one coding to another.
+
+    ``x' = to_min + (x - from_min) * (to_max - to_min) / (from_max - from_min)``; e.g. OQ-45.2
+    items coded 1-5 -> 0-4 is ``x - 1``. Blank cells stay missing; a value outside
+    ``from_min..from_max`` (or not a number) raises InputError, since it means the stated
+    coding is wrong.
+    """
+    if not all(_is_number(x) for x in (from_min, from_max, to_min, to_max)) \
+            or from_min >= from_max or to_min >= to_max:
+        raise InputError("A coding must go from a lower to a higher number.")
+    out = {}
+    for col in items_df.columns:
+        raw = items_df[col]
+        x = _to_numeric(raw)
+        bad = (x.isna() & raw.notna() & (raw.astype("string").str.strip() != "")) \
+            | (x < from_min - _EPS) | (x > from_max + _EPS)
+        if bad.any():
+            v = raw[bad].iloc[0]
+            raise InputError(f"Column '{col}' has the value {v!r}, outside the stated coding "
+                             f"{_fmt(from_min)}-{_fmt(from_max)}; check the coding of the items.")
+        out[col] = to_min + (x - from_min) * (to_max - to_min) / (from_max - from_min)
+    return pd.DataFrame(out, index=items_df.index)
+
+
+def cronbach_alpha(items_df: pd.DataFrame) -> float:
+    """Cronbach's alpha (Cronbach, 1951) of the item columns, rows with every item answered.
+
+    ``alpha = k / (k - 1) * (1 - sum_i var(item_i) / var(total))`` with sample variances
+    (ddof = 1) over the complete rows (listwise deletion, as ``psych::alpha(use =
+    "complete.obs")`` and ``pingouin.cronbach_alpha(nan_policy="listwise")``). Non-numeric cells
+    count as missing. Items must already be keyed (reverse-keyed items reversed). Returns NaN
+    when fewer than two complete rows remain or the total has no variance. Fewer than two item
+    columns raise InputError.
+    """
+    k = items_df.shape[1]
+    if k < 2:
+        raise InputError("Cronbach's alpha needs at least two item columns.")
+    x = pd.DataFrame({c: _to_numeric(items_df[c]) for c in items_df.columns}).dropna()
+    if len(x) < 2:
+        return float("nan")
+    a = x.to_numpy(float)
+    var_total = a.sum(axis=1).var(ddof=1)
+    if var_total <= 0:
+        return float("nan")
+    return float(k / (k - 1) * (1 - a.var(axis=0, ddof=1).sum() / var_total))
+
+
+@dataclass
+class ScoreResult:
+    """Scores computed from item columns, with everything needed to explain them.
+
+    - ``scores``: DataFrame with the index of the item data and columns ``total``, one column per
+      scored subscale, ``n_missing_items`` (missing or invalid items of the instrument, per row)
+      and ``reason`` (why a score is missing, e.g. ``"2 of 12 items missing (more than 10%)"``;
+      ``""`` when every score of the row was computed).
+    - ``definition``: the definition as applied (after a ``scoring`` override); its
+      ``clinical_cutoff`` / ``reliable_change`` are on the scale of ``scores``.
+    - ``scoring``: ``"sum"`` or ``"mean"``; ``coding``: item coding of the scores (the
+      definition's); ``input_coding``: coding of the data as given; ``recoded``: whether the
+      items were recoded from ``input_coding`` to ``coding``.
+    - ``alpha``: Cronbach's alpha of the keyed items per scale (``"total"`` and each scored
+      subscale) in this sample; ``n_alpha``: complete rows it used.
+    - ``n_prorated``: rows whose total was prorated from fewer items.
+    - ``invalid_counts``: per item column, how many cells were not numbers or out of range.
+    - ``messages``: plain sentences on what was done or could not be done.
+    """
+
+    scores: pd.DataFrame
+    definition: InstrumentDefinition
+    scoring: str
+    coding: tuple[float, float]
+    input_coding: tuple[float, float]
+    recoded: bool
+    alpha: dict[str, float]
+    n_alpha: dict[str, int]
+    n_prorated: int
+    invalid_counts: dict[str, int]
+    messages: list[str]
+
+    @property
+    def total(self) -> pd.Series:
+        """The total score column."""
+        return self.scores[TOTAL]
+
+    @property
+    def clinical_cutoff(self) -> float | None:
+        return self.definition.clinical_cutoff
+
+    @property
+    def reliable_change(self) -> float | None:
+        return self.definition.reliable_change
+
+
+def _resolve_columns(items_df: pd.DataFrame, defn: InstrumentDefinition,
+                     item_columns: Mapping[int, str] | Sequence[str] | None) -> list[str]:
+    n = defn.n_items
+    if item_columns is None:
+        cols = list(items_df.columns)
+        if len(cols) != n:
+            raise InputError(f"{defn.name} has {n} items but the item table has {len(cols)} "
+                             "columns; choose the item columns.")
+    elif isinstance(item_columns, Mapping):
+        keys = set()
+        for k in item_columns:
+            if not _is_number(k) or not float(k).is_integer():
+                raise InputError(f"Item numbers must be whole numbers, not {k!r}.")
+            keys.add(int(k))
+        extra = sorted(k for k in keys if not 1 <= k <= n)
+        if extra:
+            raise InputError(f"{defn.name} has items 1 to {n}, so there is no item {extra[0]}.")
+        missing = [i for i in range(1, n + 1) if i not in keys]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise InputError(f"No column is chosen for item{'s' if len(missing) > 1 else ''} "
+                             f"{shown} of {defn.name}; choose a column for every item.")
+        cols = [item_columns[k] for k in sorted(item_columns, key=int)]
+    else:
+        if isinstance(item_columns, str):
+            raise InputError("Give the item columns as a list of column names.")
+        cols = list(item_columns)
+        if len(cols) != n:
+            raise InputError(f"{defn.name} has {n} items but {len(cols)} item columns were "
+                             "chosen; choose one column per item.")
+    absent = [c for c in cols if c not in items_df.columns]
+    if absent:
+        raise InputError(f"The item column '{absent[0]}' is not in the data.")
+    dups = sorted({c for c in cols if cols.count(c) > 1}, key=cols.index)
+    if dups:
+        raise InputError(f"The column '{dups[0]}' is chosen for more than one item; choose one "
+                         "column per item.")
+    return cols
+
+
+def _pct(f: float) -> str:
+    return f"{_fmt(round(100 * f, 6))}%"
+
+
+def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
+                item_columns: Mapping[int, str] | Sequence[str] | None = None,
+                coding_min: float | None = None, coding_max: float | None = None,
+                scoring: str | None = None, decimal: str = ".") -> ScoreResult:
+    """Score item columns with an instrument definition.
+
+    Parameters
+    ----------
+    items_df
+        One row per questionnaire (e.g. per patient and session). Without ``item_columns`` its
+        columns are items 1..n in order; otherwise other columns are ignored.
+    definition
+        The instrument. If its reverse-keyed items are not sourced (``None``) scoring is refused
+        with InputError: mark them first (``definition.with_changes(reverse_keyed=[...])``).
+    item_columns
+        ``{item number: column}`` or a list of columns ordered as items 1..n.
+    coding_min, coding_max
+        Coding of the data when it differs from the definition's (e.g. OQ-45.2 items coded 1-5):
+        items are recoded linearly to the definition's coding first (see :func:`recode_items`),
+        so the cut-off and reliable change keep their meaning.
+    scoring
+        ``"sum"`` or ``"mean"`` to override the definition's scoring; the cut-off and reliable
+        change are converted (see :meth:`InstrumentDefinition.with_scoring`).
+    decimal
+        Decimal separator of text cells (``","`` for files with decimal commas).
+
+    Steps: values that are not numbers or lie outside the coding count as missing and are
+    reported; items are recoded if needed; reverse-keyed items become ``item_min + item_max - x``;
+    each scale (total and every subscale with known items) is scored by the missing rule
+    (module docstring): prorated sum ``= sum * k / answered`` or mean ``= sum / answered``, missing
+    with a reason when more than ``max_missing_fraction`` of its ``k`` items are missing.
+    """
+    defn = definition if scoring is None else definition.with_scoring(scoring)
+    if defn.reverse_keyed is None:
+        raise InputError(f"The reverse-keyed items of {defn.name} are not sourced; mark which "
+                         "items are reverse-keyed (or confirm that none need reversing) before "
+                         "scoring.")
+    if not isinstance(items_df, pd.DataFrame):
+        raise InputError("The items must be given as a table with one column per item.")
+    if (coding_min is None) != (coding_max is None):
+        raise InputError("Give both the lowest and the highest code of the items, or neither.")
+    if coding_min is None:
+        in_min, in_max = defn.item_min, defn.item_max
+    else:
+        if not (_is_number(coding_min) and _is_number(coding_max)) or coding_min >= coding_max:
+            raise InputError("The item coding must go from a lower to a higher number.")
+        in_min, in_max = float(coding_min), float(coding_max)
+    recoded = abs(in_min - defn.item_min) > _EPS or abs(in_max - defn.item_max) > _EPS
+    cols = _resolve_columns(items_df, defn, item_columns)
+    n = defn.n_items
+    messages: list[str] = []
+    row_label = items_df["row"] if "row" in items_df.columns else pd.Series(
+        items_df.index, index=items_df.index)
+
+    # 1. numbers within the input coding; everything else is missing and reported
+    data: dict[int, np.ndarray] = {}
+    invalid_counts: dict[str, int] = {}
+    obs_min, obs_max = math.inf, -math.inf
+    labels = row_label.to_numpy()
+    for i, col in enumerate(cols, start=1):
+        raw = items_df[col]
+        num = _to_numeric(raw, decimal)
+        text = raw.astype("string").str.strip()
+        blank = (raw.isna() | (text == "").fillna(True)).to_numpy(bool)
+        v = num.to_numpy(float)
+        not_num = np.isnan(v) & ~blank
+        with np.errstate(invalid="ignore"):
+            out = ~np.isnan(v) & ((v < in_min - _EPS) | (v > in_max + _EPS))
+        if not np.isnan(v).all():
+            obs_min = min(obs_min, float(np.nanmin(v)))
+            obs_max = max(obs_max, float(np.nanmax(v)))
+        bad = not_num | out
+        n_bad = int(bad.sum())
+        if n_bad:
+            invalid_counts[col] = n_bad
+            pos = np.flatnonzero(bad)[:3]
+            vals = raw.to_numpy()[pos]
+            ex = ", ".join(f"row {labels[j]}: {val!r}" for j, val in zip(pos, vals))
+            messages.append(f"Column '{col}' (item {i}) has {n_bad} value"
+                            f"{'s that are' if n_bad > 1 else ' that is'} not a number from "
+                            f"{_fmt(in_min)} to {_fmt(in_max)} ({ex}); treated as missing.")
+        data[i] = np.where(bad, np.nan, v)
+    x = pd.DataFrame(data, index=items_df.index, columns=list(range(1, n + 1)), dtype=float)
+    width = in_max - in_min
+    if invalid_counts and math.isfinite(obs_min):
+        shift = obs_max - in_max
+        if shift > 0 and obs_min >= in_min + shift - _EPS:
+            messages.append(f"The items run from {_fmt(obs_min)} to {_fmt(obs_max)}, not "
+                            f"{_fmt(in_min)}-{_fmt(in_max)}: if your study coded the items "
+                            f"{_fmt(in_min + shift)}-{_fmt(in_max + shift)}, give that coding so "
+                            "they are recoded.")
+
+    # 2. recode to the definition's coding
+    if recoded:
+        x = recode_items(x, in_min, in_max, defn.item_min, defn.item_max)
+        messages.append(f"Items recoded from {_fmt(in_min)}-{_fmt(in_max)} to "
+                        f"{_fmt(defn.item_min)}-{_fmt(defn.item_max)} "
+                        f"(x' = {_fmt(defn.item_min)} + (x - {_fmt(in_min)}) * "
+                        f"{_fmt((defn.item_max - defn.item_min) / width)}).")
+
+    # 3. reverse keying
+    for i in defn.reverse_keyed:
+        x[i] = defn.item_min + defn.item_max - x[i]
+
+    # 4. scales
+    frac = defn.missing_rule["max_missing_fraction"]
+    scales = {TOTAL: tuple(range(1, n + 1)), **defn.scored_subscales}
+    scores = pd.DataFrame(index=items_df.index)
+    reasons = pd.Series("", index=items_df.index, dtype=object)
+    alpha: dict[str, float] = {}
+    n_alpha: dict[str, int] = {}
+    n_prorated = 0
+    for sname, items in scales.items():
+        sub = x[list(items)]
+        k = len(items)
+        answered = sub.notna().sum(axis=1)
+        n_miss = k - answered
+        ok = (answered > 0) & (n_miss <= frac * k + _EPS)
+        total = sub.sum(axis=1, min_count=1)
+        val = total * k / answered if defn.scoring == "sum" else total / answered
+        scores[sname] = val.where(ok).astype(float)
+        if sname == TOTAL:
+            scores[N_MISSING] = n_miss.astype(int)
+            n_prorated = int((ok & (n_miss > 0)).sum())
+        label = "" if sname == TOTAL else f"{sname}: "
+        why = n_miss.astype(str) + f" of {k} items missing (more than {_pct(frac)})" \
+            if frac > 0 else n_miss.astype(str) + f" of {k} items missing (none allowed)"
+        why = why.where(answered > 0, f"all {k} items missing")
+        reasons = reasons.where(ok, reasons.where(reasons == "", reasons + "; ") + label + why)
+        complete = sub.dropna()
+        n_alpha[sname] = int(len(complete))
+        alpha[sname] = cronbach_alpha(sub) if k >= 2 else float("nan")
+    scores[REASON] = reasons.astype(str)
+    cols_order = [TOTAL, *defn.scored_subscales, N_MISSING, REASON]
+    scores = scores[cols_order]
+
+    for sname, items in defn.subscales.items():
+        if items is None:
+            messages.append(f"Subscale '{sname}' is not scored: its items are not sourced; add "
+                            "them to the definition to score it.")
+    if n_prorated:
+        messages.append(f"{n_prorated} total score{'s were' if n_prorated > 1 else ' was'} "
+                        f"prorated from the answered items (up to {_pct(frac)} missing allowed).")
+    n_lost = int(scores[TOTAL].isna().sum())
+    if n_lost:
+        messages.append(f"{n_lost} of {len(scores)} total score{'s are' if n_lost > 1 else ' is'}"
+                        " missing; the 'reason' column says why.")
+        if n_lost == len(scores) and invalid_counts:
+            hint = [m for m in messages if m.startswith("The items run from")]
+            first = hint[0] if hint else messages[0]
+            raise InputError("No questionnaire could be scored. " + first)
+    return ScoreResult(scores=scores, definition=defn, scoring=defn.scoring,
+                       coding=(defn.item_min, defn.item_max), input_coding=(in_min, in_max),
+                       recoded=recoded, alpha=alpha, n_alpha=n_alpha, n_prorated=n_prorated,
+                       invalid_counts=invalid_counts, messages=messages)
+
+
+def keyed_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
+                item_columns: Mapping[int, str] | Sequence[str] | None = None,
+                coding_min: float | None = None, coding_max: float | None = None) -> pd.DataFrame:
+    """Items as scored: invalid values missing, recoded to the definition's coding, reverse-keyed.
+
+    Columns are item numbers 1..n. Useful for item-level displays and for
+    :func:`cronbach_alpha` on a custom set of items.
+    """
+    defn = definition
+    if defn.reverse_keyed is None:
+        raise InputError(f"The reverse-keyed items of {defn.name} are not sourced; mark them "
+                         "before keying the items.")
+    cols = _resolve_columns(items_df, defn, item_columns)
+    in_min = defn.item_min if coding_min is None else coding_min
+    in_max = defn.item_max if coding_max is None else coding_max
+    x = pd.DataFrame({i: _to_numeric(items_df[c]) for i, c in enumerate(cols, start=1)},
+                     index=items_df.index)
+    x = x.where((x >= in_min - _EPS) & (x <= in_max + _EPS))
+    if (in_min, in_max) != (defn.item_min, defn.item_max):
+        x = recode_items(x, in_min, in_max, defn.item_min, defn.item_max)
+    for i in defn.reverse_keyed:
+        x[i] = defn.item_min + defn.item_max - x[i]
+    return x
