@@ -1,0 +1,68 @@
+"""Data sets the dashboard works on, and where they are kept.
+
+Pages never hold data themselves: they ask a :class:`DatasetStore` for the active data set. The
+in-memory store below keeps uploads for one browser session; a persistent (database) store
+implements the same three methods, so pages do not change when it replaces this one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Protocol
+
+from core.demo import DEMO_LABEL, DEMO_SOURCE, demo_csv_bytes
+from core.mapping import ColumnMapping
+from core.reading import read_csv_bytes
+from core.validation import ValidatedData, validate_table
+
+#: Valid ranges of the demo's measures: ANS mean item score and OQ-45.2 total.
+DEMO_RANGES = {"alliance": (1.0, 7.0), "symptoms": (0.0, 180.0)}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated data set with a name for people and a flag for demo data."""
+
+    name: str
+    validated: ValidatedData
+    is_demo: bool = False
+    instruments: tuple[tuple[str, str], ...] = ()  # (measure, instrument id), e.g. ("symptoms", "oq45")
+
+    @property
+    def data(self):
+        return self.validated.data
+
+
+class DatasetStore(Protocol):
+    def names(self) -> list[str]: ...
+    def get(self, name: str) -> Dataset: ...
+    def put(self, dataset: Dataset) -> None: ...
+
+
+class MemoryStore:
+    """Data sets kept in memory (one browser session); the demo clinic is always there."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, Dataset] = {}
+
+    def names(self) -> list[str]:
+        return [DEMO_LABEL, *[n for n in self._items if n != DEMO_LABEL]]
+
+    def get(self, name: str) -> Dataset:
+        if name == DEMO_LABEL:
+            return demo_dataset()
+        return self._items[name]
+
+    def put(self, dataset: Dataset) -> None:
+        self._items[dataset.name] = dataset
+
+
+@lru_cache(maxsize=1)
+def demo_dataset() -> Dataset:
+    """The demo clinic, read and validated by the same code as an upload."""
+    raw = read_csv_bytes(demo_csv_bytes(), source=DEMO_SOURCE)
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
+                            alliance="alliance", symptoms="symptoms")
+    validated = validate_table(raw, mapping, ranges=DEMO_RANGES)
+    return Dataset(name=DEMO_LABEL, validated=validated, is_demo=True,
+                   instruments=(("alliance", "ans"), ("symptoms", "oq45")))

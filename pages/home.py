@@ -1,0 +1,63 @@
+"""Clinic data: what the active data set holds, session by session."""
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from core.decomposition import dropout, measure_correlations, session_summary
+from ui.state import dataset_picker, demo_badge
+
+ds = dataset_picker()
+data = ds.data
+validated = ds.validated
+measures = validated.measures
+
+st.title("Clinic data")
+demo_badge(ds)
+st.write(f"**{ds.name}** — source file `{validated.source}`.")
+
+drop = dropout(data, k=4)
+cols = st.columns(5)
+cols[0].metric("Patients", f"{data['patient'].nunique():,}")
+cols[1].metric("Therapists", f"{data['therapist'].nunique():,}" if validated.has_therapist else "—")
+cols[2].metric("Sessions", f"{len(data):,}")
+cols[3].metric("Dropout before session 4", f"{drop['share']:.1%}", help="Patients with fewer than 4 sessions in the data.")
+cols[4].metric("Rows left out", f"{len(validated.excluded):,}", help="See the Upload page for each row and its reason.")
+
+summary = session_summary(data, measures)
+fig = make_subplots(rows=len(measures), cols=1, shared_xaxes=True,
+                    subplot_titles=[m.capitalize() for m in measures], vertical_spacing=0.12)
+for i, m in enumerate(measures, start=1):
+    s = summary[summary["measure"] == m]
+    fig.add_trace(go.Scatter(x=s["session"], y=s["mean"], mode="lines+markers", name=f"{m} mean",
+                             error_y=dict(type="data", array=s["sd"], visible=True),
+                             customdata=s[["n", "sd"]],
+                             hovertemplate="Session %{x}<br>mean %{y:.2f}<br>SD %{customdata[1]:.2f}"
+                                           "<br>N %{customdata[0]}<extra></extra>"), row=i, col=1)
+fig.update_layout(height=260 * len(measures), showlegend=False, hovermode="x unified",
+                  margin=dict(t=40, b=20))
+fig.update_xaxes(title_text="Session", row=len(measures), col=1, dtick=1)
+st.subheader("Mean ± SD by session")
+st.plotly_chart(fig, width="stretch")
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Per session")
+    st.dataframe(summary.round(3), hide_index=True, width="stretch")
+with right:
+    st.subheader("Correlations between measures")
+    corr = measure_correlations(data, measures)
+    if corr.empty:
+        st.write("Only one measure in this data set.")
+    else:
+        st.dataframe(corr.round(3), hide_index=True, width="stretch")
+        st.caption("*observations*: all sessions pooled; *between*: patient means; "
+                   "*within*: deviations from each patient's own mean.")
+
+with st.expander("Definitions used by every number"):
+    st.markdown(
+        "- **time** = session number − the first session number in the data (0 at the first session).\n"
+        "- **patient mean** = mean of that patient's scores; **between** = patient mean − mean of the patient means.\n"
+        "- **within** = score − that patient's own mean; in own-SD units: divided by the patient's own SD.\n"
+        "- **lag** = the same patient's value at the previous session number (a skipped session gives no lag).\n"
+        "- **dropout** = patients with fewer than 4 sessions."
+    )

@@ -1,0 +1,161 @@
+"""Upload data: read a spreadsheet, map its columns, validate, and use it."""
+import streamlit as st
+
+from core.datasets import Dataset
+from core.errors import InputError
+from core.mapping import (ROLES, ColumnMapping, SavedMapping, WideLayout, detect_wide_layout,
+                          load_saved_mappings, matching_saved_mapping, propose_mapping, save_mapping)
+from core.reading import excel_sheet_names, read_table
+from core.validation import validate_table
+from ui.state import dataset_picker, set_active
+
+NONE = "— not in the file —"
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_upload(data: bytes, name: str, sheet: str | None):
+    return read_table(data, filename=name, sheet=sheet)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def sheets_of(data: bytes):
+    return excel_sheet_names(data)
+
+
+@st.cache_data(show_spinner="Checking every row …", max_entries=8)
+def validate_upload(data: bytes, name: str, sheet, mapping: ColumnMapping, ranges: dict,
+                    wide: WideLayout | None):
+    raw = read_upload(data, name, sheet)
+    return validate_table(raw, mapping, ranges=ranges, wide=wide)
+
+
+dataset_picker()
+st.title("Upload data")
+st.write("One row per patient and session (long), or one row per patient with a column per session "
+         "and measure (wide, e.g. `ans_s1 … oq_s4`). CSV with `,` `;` or tab, decimal point or comma, "
+         "UTF-8 or Latin-1; or Excel (.xlsx). The data stay on this computer.")
+
+upload = st.file_uploader("Spreadsheet", type=["csv", "txt", "tsv", "xlsx", "xlsm"], key="upload_file")
+if upload is None:
+    st.stop()
+payload = upload.getvalue()
+
+try:
+    sheet = None
+    if upload.name.lower().endswith((".xlsx", ".xlsm")):
+        names = sheets_of(payload)
+        sheet = st.selectbox("Sheet", names, key="upload_sheet") if len(names) > 1 else names[0]
+    raw = read_upload(payload, upload.name, sheet)
+except InputError as err:
+    st.error(str(err))
+    st.stop()
+
+how = f"{len(raw.frame):,} rows, {len(raw.columns)} columns"
+if raw.kind == "csv":
+    delim = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[raw.delimiter]
+    how += f"; {delim}-separated, decimal {'comma' if raw.decimal == ',' else 'point'}, {raw.encoding}"
+st.caption(f"Read **{upload.name}**: {how}.")
+
+# ---------------------------------------------------------------- mapping
+saved = load_saved_mappings()
+match = matching_saved_mapping(raw.columns, saved)
+proposed = match.mapping if match else propose_mapping(raw.columns)
+layout = detect_wide_layout(raw.columns) if not proposed.session else None
+if match:
+    st.success(f"Columns mapped with your saved mapping **{match.name}**. Check and correct below.")
+
+st.subheader("1. Which column is which?")
+options = [NONE, *raw.columns]
+chosen = {}
+role_labels = {"patient": "Patient ID", "therapist": "Therapist", "session": "Session number",
+               "alliance": "Alliance score", "symptoms": "Symptom score"}
+cols = st.columns(len(ROLES))
+for col, role in zip(cols, ROLES):
+    if layout is not None and role in ("session", "alliance", "symptoms"):
+        continue
+    default = getattr(proposed, role)
+    pick = col.selectbox(role_labels[role], options, index=options.index(default) if default in options else 0,
+                         key=f"map_{role}")
+    chosen[role] = None if pick == NONE else pick
+
+wide = None
+if layout is not None:
+    stems = list(layout.columns)
+    st.info(f"This looks like a **wide** file: repeated columns for {', '.join(stems)} over sessions "
+            f"{', '.join(str(s) for s in sorted({s for v in layout.columns.values() for s in v}))}. "
+            "The session number is taken from each column name.")
+    measures = {}
+    wcols = st.columns(2)
+    for wc, role in zip(wcols, ("alliance", "symptoms")):
+        opts = [NONE, *stems]
+        default = (match.wide_measures or {}).get(role) if match else layout.measures.get(role)
+        pick = wc.selectbox(f"{role_labels[role]} columns", opts,
+                            index=opts.index(default) if default in opts else 0, key=f"wide_{role}")
+        if pick != NONE:
+            measures[role] = pick
+    wide = WideLayout(columns={s: layout.columns[s] for s in measures.values()}, measures=measures)
+    chosen["session"] = None
+
+st.subheader("2. Valid ranges (optional)")
+st.caption("Values outside a range are left out, each listed with its row. ANS mean item score: 1–7; "
+           "OQ-45.2 total: 0–180.")
+ranges = {}
+rcols = st.columns(2)
+saved_ranges = (match.ranges or {}) if match else {}
+for rc, measure in zip(rcols, ("alliance", "symptoms")):
+    if not (chosen.get(measure) or (wide and measure in wide.measures)):
+        continue
+    lo0, hi0 = saved_ranges.get(measure, (1.0, 7.0) if measure == "alliance" else (0.0, 180.0))
+    on = rc.checkbox(f"Check the {measure} range", value=measure in saved_ranges or measure == "alliance",
+                     key=f"range_on_{measure}")
+    if on:
+        a, b = rc.columns(2)
+        lo = a.number_input("min", value=float(lo0), key=f"range_lo_{measure}")
+        hi = b.number_input("max", value=float(hi0), key=f"range_hi_{measure}")
+        ranges[measure] = (lo, hi)
+
+mapping = ColumnMapping(**chosen)
+try:
+    validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide)
+except InputError as err:
+    st.error(str(err))
+    st.stop()
+
+# ---------------------------------------------------------------- report
+st.subheader("3. Validation report")
+data = validated.data
+m = st.columns(4)
+m[0].metric("Rows read", f"{validated.n_rows_read:,}")
+m[1].metric("Rows used", f"{len(data):,}")
+m[2].metric("Rows left out", f"{len(validated.excluded):,}")
+m[3].metric("Patients", f"{data['patient'].nunique():,}")
+for note in validated.notes:
+    st.info(note)
+if len(validated.excluded):
+    st.warning(f"{len(validated.excluded):,} rows cannot be used. Each is listed with its spreadsheet "
+               "row number (header = row 1) and the reason; fix them in the file and upload again, "
+               "or go on without them.")
+    st.dataframe(validated.excluded, hide_index=True, width="stretch", height=240)
+    st.download_button("Download the list of rows left out (CSV)",
+                       validated.excluded.to_csv(index=False).encode("utf-8"),
+                       file_name="rows_left_out.csv", mime="text/csv")
+else:
+    st.success("Every row can be used.")
+
+st.write("Preview of the validated table:")
+st.dataframe(data.head(50), hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------- use / save
+st.subheader("4. Use it")
+c1, c2 = st.columns(2)
+name = c1.text_input("Name for this data set", value=upload.name.rsplit(".", 1)[0], key="dataset_name")
+if c1.button("Use this data", type="primary", key="use_data"):
+    set_active(Dataset(name=name, validated=validated))
+    st.success(f"**{name}** is now the active data set on every page.")
+map_name = c2.text_input("Save this mapping as", value=name, key="mapping_name",
+                         help="Next time a spreadsheet with the same columns is uploaded, it maps in one click.")
+if c2.button("Save mapping", key="save_mapping"):
+    path = save_mapping(SavedMapping(name=map_name, headers=tuple(raw.columns), mapping=mapping,
+                                     wide_measures=dict(wide.measures) if wide else None,
+                                     ranges=ranges or None))
+    st.success(f"Mapping **{map_name}** saved ({path}).")

@@ -1,0 +1,50 @@
+"""Which data set a browser session works on, kept in ``st.session_state``.
+
+Pages call :func:`active_dataset` and never touch the store directly, so that a persistent store
+can replace the in-memory one without changing the pages.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from core.datasets import DEMO_LABEL, Dataset, DatasetStore, MemoryStore
+
+
+def store() -> DatasetStore:
+    if "dataset_store" not in st.session_state:
+        st.session_state["dataset_store"] = MemoryStore()
+    return st.session_state["dataset_store"]
+
+
+def active_dataset() -> Dataset:
+    name = st.session_state.get("active_dataset", DEMO_LABEL)
+    try:
+        return store().get(name)
+    except KeyError:
+        return store().get(DEMO_LABEL)
+
+
+def set_active(dataset: Dataset) -> None:
+    store().put(dataset)
+    st.session_state["active_dataset"] = dataset.name
+
+
+def dataset_picker() -> Dataset:
+    """Sidebar choice of the data set; returns the active one and labels demo data."""
+    names = store().names()
+    current = active_dataset().name
+    choice = st.sidebar.selectbox("Data set", names, index=names.index(current) if current in names else 0,
+                                  key="dataset_choice")
+    if choice != current:
+        st.session_state["active_dataset"] = choice
+    ds = active_dataset()
+    if ds.is_demo:
+        st.sidebar.info("**Demo data.** Simulated patients, not real people. Upload your clinic's "
+                        "spreadsheet on the *Upload data* page.")
+    return ds
+
+
+def demo_badge(ds: Dataset) -> None:
+    """A visible label on every page that shows demo data."""
+    if ds.is_demo:
+        st.caption(":orange-badge[DEMO DATA] Simulated clinic, not real patients.")
