@@ -57,6 +57,13 @@ if raw.kind == "csv":
 st.caption(f"Read **{upload.name}**: {how}.")
 
 # ---------------------------------------------------------------- mapping
+# A new file or sheet starts from its own proposed mapping, not the previous file's choices.
+signature = (upload.name, sheet, tuple(raw.columns))
+if st.session_state.get("mapping_made_for") != signature:
+    for key in [k for k in st.session_state if str(k).startswith(("map_", "wide_", "range_"))]:
+        del st.session_state[key]
+    st.session_state["mapping_made_for"] = signature
+
 saved = load_saved_mappings()
 match = matching_saved_mapping(raw.columns, saved)
 proposed = match.mapping if match else propose_mapping(raw.columns)

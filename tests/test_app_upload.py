@@ -1,0 +1,140 @@
+"""The home and upload pages through Streamlit's AppTest (no browser)."""
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.demo import DEMO_LABEL
+
+TIMEOUT = 60
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+UPLOAD = str(ROOT / "pages" / "upload.py")
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty cache and its own folder for saved mappings."""
+    st.cache_data.clear()
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
+    yield
+    st.cache_data.clear()
+
+
+def _upload_page():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(UPLOAD)
+    at.run()
+    return at
+
+
+def _csv(text: str, encoding="utf-8") -> bytes:
+    return text.encode(encoding)
+
+
+def test_home_shows_demo_clinic_labelled():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert at.title[0].value == "Clinic data"
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Patients"] == "120" and labels["Therapists"] == "6"
+    assert any("DEMO DATA" in c.value for c in at.caption)
+    assert at.selectbox(key="dataset_choice").value == DEMO_LABEL
+
+
+def test_upload_spanish_semicolon_file_maps_and_reports_excluded_rows():
+    at = _upload_page()
+    data = _csv("Paciente;Terapeuta;Sesión;Alianza;Síntomas\n"
+                "007;Dra. Pérez;1;5,5;80\n"
+                "007;Dra. Pérez;2;8,5;75\n"
+                "008;Dr. Gómez;Sesión 1;4,5;n/a\n"
+                "008;Dr. Gómez;2;5,0;88\n", "cp1252")
+    at.file_uploader(key="upload_file").set_value(("clinica.csv", data, "text/csv")).run()
+    assert not at.exception
+    assert at.selectbox(key="map_patient").value == "Paciente"
+    assert at.selectbox(key="map_session").value == "Sesión"
+    assert at.selectbox(key="map_alliance").value == "Alianza"
+    assert at.selectbox(key="map_symptoms").value == "Síntomas"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows read"] == "4" and metrics["Rows used"] == "2" and metrics["Rows left out"] == "2"
+    excluded = at.dataframe[0].value
+    assert list(excluded["row"]) == [3, 4]
+    assert "outside the allowed range" in excluded["reason"].iloc[0]
+    assert "symptoms missing" in excluded["reason"].iloc[1]
+    preview = at.dataframe[1].value
+    assert set(preview["patient"]) == {"007", "008"}  # leading zeros survive
+
+
+def test_user_corrects_mapping_and_uses_data():
+    at = _upload_page()
+    data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\nB,T2,1,4,70\nB,T2,2,5,66\n")
+    at.file_uploader(key="upload_file").set_value(("x.csv", data, "text/csv")).run()
+    at.selectbox(key="map_session").set_value("visit_no").run()
+    at.selectbox(key="map_alliance").set_value("score_a").run()
+    at.selectbox(key="map_symptoms").set_value("score_b").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Rows used"] == "4"
+    at.text_input(key="dataset_name").set_value("My clinic").run()
+    at.button(key="use_data").click().run()
+    assert any("My clinic" in s.value for s in at.success)
+    assert at.session_state["active_dataset"] == "My clinic"
+
+
+def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
+    at = _upload_page()
+    data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\n")
+    at.file_uploader(key="upload_file").set_value(("march.csv", data, "text/csv")).run()
+    at.selectbox(key="map_session").set_value("visit_no").run()
+    at.selectbox(key="map_alliance").set_value("score_a").run()
+    at.selectbox(key="map_symptoms").set_value("score_b").run()
+    at.text_input(key="mapping_name").set_value("Monthly export").run()
+    at.button(key="save_mapping").click().run()
+    assert (tmp_path / "mappings.json").exists()
+
+    st.cache_data.clear()
+    at2 = _upload_page()
+    april = _csv("score_b,score_a,id,therapist,visit_no\n50,6,C,T3,1\n48,6,C,T3,2\n")
+    at2.file_uploader(key="upload_file").set_value(("april.csv", april, "text/csv")).run()
+    assert any("Monthly export" in s.value for s in at2.success)
+    assert at2.selectbox(key="map_session").value == "visit_no"
+    assert {m.label: m.value for m in at2.metric}["Rows used"] == "2"
+
+
+def test_wide_file_is_recognised():
+    at = _upload_page()
+    data = _csv("paciente,terapeuta,ans_s1,ans_s2,oq_s1,oq_s2\nP1,T1,5,6,80,70\nP2,T1,4,,90,\n")
+    at.file_uploader(key="upload_file").set_value(("wide.csv", data, "text/csv")).run()
+    assert not at.exception
+    assert any("wide" in i.value for i in at.info)
+    assert at.selectbox(key="wide_alliance").value == "ans"
+    assert at.selectbox(key="wide_symptoms").value == "oq"
+    assert {m.label: m.value for m in at.metric}["Rows used"] == "3"
+
+
+def test_excel_with_sheet_choice():
+    frame = pd.DataFrame({"Paciente": ["001", "001", "002", "002"], "Sesión": [1, 2, 1, 2],
+                          "Alianza": [5.5, 6.0, 4.0, 4.5], "Síntomas": [80, 70, 90, 85]})
+    buf = io.BytesIO()
+    with pd.ExcelWriter(buf, engine="openpyxl") as xw:
+        pd.DataFrame({"notes": ["cover sheet"]}).to_excel(xw, sheet_name="Portada", index=False)
+        frame.to_excel(xw, sheet_name="Datos", index=False)
+    at = _upload_page()
+    at.file_uploader(key="upload_file").set_value(
+        ("clinica.xlsx", buf.getvalue(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")).run()
+    # First sheet has no usable columns: the page says what to choose instead of crashing.
+    assert not at.exception
+    at.selectbox(key="upload_sheet").set_value("Datos").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Rows used"] == "4"
+
+
+def test_unreadable_file_gets_one_plain_message():
+    at = _upload_page()
+    at.file_uploader(key="upload_file").set_value(("broken.xlsx", b"not a workbook", "application/octet-stream")).run()
+    assert not at.exception
+    assert len(at.error) == 1 and "could not be opened as an Excel workbook" in at.error[0].value
