@@ -91,7 +91,8 @@ class ModelResult:
     ``patient_intercept_slope_cov``, ``therapist_intercept``, ``residual`` (those the model has).
     ``n_params_ml`` counts fixed effects, variance parameters and the residual variance, as
     lme4's ``attr(logLik(), "df")``. ``random_effects`` holds the patients' predicted random
-    effects (BLUPs); ``fitted`` and ``residuals`` the REML fit's conditional values.
+    effects (BLUPs); ``fitted`` and ``residuals`` the REML fit's conditional values; ``fixed_cov``
+    the covariance matrix of the fixed effects (rows and columns in the order of ``fixed``).
     """
 
     spec: ModelSpec
@@ -109,6 +110,7 @@ class ModelResult:
     random_effects: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     fitted: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     residuals: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
 
     @property
     def key(self) -> str:
@@ -355,6 +357,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
         random_effects=ranef,
         fitted=np.asarray(reml.fitted(), float),
         residuals=np.asarray(reml.residuals(), float),
+        fixed_cov=np.asarray(reml.vcov(), float),
     )
 
 

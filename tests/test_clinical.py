@@ -1,0 +1,104 @@
+"""Clinical indices: Jacobson-Truax status, ruptures and repair, caseload order, sentences."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.clinical import (caseload, describe_session, expected_line, flag_ruptures,
+                           jacobson_truax_status, patient_sessions, reliable_change_from_reliability,
+                           therapist_icc_sentence, therapist_trajectories)
+
+
+@pytest.mark.parametrize("first,last,expected", [
+    (80, 60, "recovered"),      # -20 >= 14 and crosses 63.5 from above
+    (120, 100, "improved"),     # reliable, still clinical
+    (50, 35, "improved"),       # reliable, but started non-clinical: cannot recover
+    (80, 70, "unchanged"),      # -10 < 14
+    (80, 94, "deteriorated"),   # +14 exactly: reliable
+    (80, 93, "unchanged"),
+])
+def test_jacobson_truax_oq45(first, last, expected):
+    assert jacobson_truax_status(first, last, reliable_change=14, cutoff=63.5) == expected
+
+
+def test_jacobson_truax_higher_is_better_mirrors():
+    assert jacobson_truax_status(3.0, 5.0, reliable_change=1.0, cutoff=4.0, higher_is_worse=False) == "recovered"
+    assert jacobson_truax_status(5.0, 3.5, reliable_change=1.0, higher_is_worse=False) == "deteriorated"
+
+
+def test_reliable_change_from_reliability_formula():
+    # Jacobson & Truax (1991): 1.96 * sqrt(2) * SD * sqrt(1 - r)
+    assert reliable_change_from_reliability(10.0, 0.84) == pytest.approx(1.96 * np.sqrt(2) * 10 * 0.4)
+    with pytest.raises(ValueError):
+        reliable_change_from_reliability(10.0, 1.0)
+
+
+def _patient(alliance, symptoms=None, pid="P1", sessions=None):
+    sessions = sessions or list(range(1, len(alliance) + 1))
+    symptoms = symptoms or [50.0] * len(alliance)
+    return pd.DataFrame({"patient": pid, "session": sessions, "alliance": alliance, "symptoms": symptoms})
+
+
+def test_rupture_and_repair():
+    # mean 5.0; SD of [5.5, 5.5, 3.5, 5.5] = 1.0 -> limit 4.0; session 3 is a rupture, session 4 repairs it
+    s = flag_ruptures(patient_sessions(_patient([5.5, 5.5, 3.5, 5.5]), ["alliance", "symptoms"]))
+    assert s["rupture"].tolist() == [False, False, True, False]
+    assert bool(s.loc[s["session"] == 3, "repaired"].iloc[0]) is True
+
+
+def test_rupture_without_next_session_is_unknown_and_gap_is_not_next():
+    s = flag_ruptures(patient_sessions(_patient([5.5, 5.5, 5.5, 3.5]), ["alliance"]))
+    assert s["rupture"].iloc[-1] and pd.isna(s["repaired"].iloc[-1])
+    g = flag_ruptures(patient_sessions(_patient([5.5, 3.5, 5.5, 5.5], sessions=[1, 2, 4, 5]), ["alliance"]))
+    assert g["rupture"].iloc[1] and pd.isna(g["repaired"].iloc[1])  # session 3 missed: repair unknown
+
+
+def test_threshold_changes_flags():
+    data = patient_sessions(_patient([5.5, 4.8, 4.0, 5.5, 5.7]), ["alliance"])
+    assert flag_ruptures(data, 0.3)["rupture"].sum() == 2 and flag_ruptures(data, 1.5)["rupture"].sum() == 1
+
+
+def test_describe_session_sentence():
+    row = pd.Series({"session": 3, "alliance_within": -0.8, "symptoms_within": 0.1})
+    assert describe_session(row, ["alliance", "symptoms"]) == (
+        "In session 3 alliance was 0.80 points below this patient's usual level; "
+        "symptoms were 0.10 points above theirs.")
+
+
+def test_caseload_sorted_by_need():
+    parts = [
+        _patient([5, 5, 5, 5], [70, 80, 85, 90], pid="worse"),          # +20: deteriorated
+        _patient([5, 5, 5, 5], [80, 70, 60, 50], pid="recovered"),      # -30 across cut-off
+        _patient([5, 5, 5, 5], [80, 78, 76, 75], pid="stuck"),          # no reliable improvement by 4
+        _patient([5.5, 5.5, 3.5, 5.5], [40, 40, 40, 40], pid="rupture"),  # rupture repaired; not clinical
+    ]
+    data = pd.concat(parts, ignore_index=True)
+    sessions = flag_ruptures(patient_sessions(data, ["alliance", "symptoms"]))
+    table = caseload(sessions, reliable_change=14, cutoff=63.5, improvement_by=4)
+    assert table["patient"].tolist()[:2] == ["worse", "stuck"]
+    status = dict(zip(table["patient"], table["status"]))
+    assert status == {"worse": "deteriorated", "recovered": "recovered", "stuck": "unchanged", "rupture": "unchanged"}
+    row = table.set_index("patient").loc["rupture"]
+    assert row["ruptures"] == 1 and row["unrepaired"] == 0
+    assert "reliable deterioration" in table.set_index("patient").loc["worse", "attention"]
+
+
+def test_expected_line_band_uses_covariance():
+    fixed = pd.DataFrame({"term": ["intercept", "time"], "estimate": [10.0, -1.0]})
+    cov = np.array([[1.0, -0.5], [-0.5, 0.5]])
+    line = expected_line(fixed, cov, [0, 2])
+    assert line["expected"].tolist() == [10.0, 8.0]
+    se2 = np.sqrt(1.0 + 4 * 0.5 + 2 * 2 * -0.5)
+    assert line["high"].iloc[1] - 8.0 == pytest.approx(1.96 * se2)
+
+
+def test_therapist_trajectories_ci():
+    data = pd.DataFrame({"therapist": ["A"] * 4, "session": [1, 1, 1, 1], "symptoms": [1.0, 2.0, 3.0, 4.0]})
+    t = therapist_trajectories(data, "symptoms")
+    from scipy import stats
+    half = stats.t.ppf(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
+    assert t["high"].iloc[0] - 2.5 == pytest.approx(half)
+
+
+def test_icc_sentence():
+    assert "0.4%" in therapist_icc_sentence(0.004) and "almost none" in therapist_icc_sentence(0.004)
+    assert "cannot be estimated" in therapist_icc_sentence(None)
