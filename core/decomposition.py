@@ -72,8 +72,8 @@ def add_model_terms(data: pd.DataFrame, predictor: str = "alliance", patient: st
     out["time"] = code_time(out[session])
     if predictor in out.columns:
         parts = person_mean_center(out, predictor, patient)
-        out["between"] = parts[f"{predictor}_between"]
-        out["within"] = parts[f"{predictor}_within"]
+        out["between"] = parts[f"{predictor}_between"].to_numpy()
+        out["within"] = parts[f"{predictor}_within"].to_numpy()
     return out
 
 
@@ -82,10 +82,16 @@ def decompose(data: pd.DataFrame, measures: list[str], patient: str = "patient",
     """The full decomposition every view uses: time, means, deviations and lags of each measure."""
     out = data.copy()
     out["time"] = code_time(out[session])
+    # Columns are added by position: an index with repeated labels (e.g. from pd.concat) must
+    # not multiply rows, as a join on the index would.
     for m in measures:
-        out = out.join(person_mean_center(out, m, patient))
+        parts = person_mean_center(out, m, patient)
+        for col in parts.columns:
+            out[col] = parts[col].to_numpy()
     lags = lag_by_session(out, [*measures, *[f"{m}_within" for m in measures]], patient, session)
-    return out.join(lags)
+    for col in lags.columns:
+        out[col] = lags[col].to_numpy()
+    return out
 
 
 def session_summary(data: pd.DataFrame, measures: list[str], session: str = "session") -> pd.DataFrame:

@@ -31,7 +31,8 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
                   "clinician", "clinico", "counselor", "counsellor", "psicologo", "psicologa",
                   "profesional", "tid"),
     "session": ("session", "sessionnumber", "sessionno", "sesion", "nsesion", "nrosesion",
-                "numerosesion", "sesionnro", "sesionn", "sessionid", "visit", "visita", "occasion",
+                "numerosesion", "sesionnro", "sesionn", "sesionno", "nosesion", "sessionid",
+                "visit", "visita", "occasion",
                 "ocasion", "wave", "ola", "timepoint", "week", "semana", "day", "days", "dia",
                 "dias", "sess", "ses"),
     "alliance": ("alliance", "alianza", "ans", "anstotal", "ansmean", "anspromedio", "anstot",
@@ -45,7 +46,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
 
 
 def normalise_header(name: str) -> str:
-    """Lower case, accents removed, only letters and digits: ``'Sesión Nº'`` → ``'sesionn'``."""
+    """Lower case, accents removed, only letters and digits: ``'Sesión Nº'`` → ``'sesionno'``."""
     text = unicodedata.normalize("NFKD", str(name))
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     return re.sub(r"[^a-z0-9]", "", text.lower())
@@ -86,24 +87,35 @@ class ColumnMapping:
             raise InputError(f"Column '{sorted(dup)[0]}' is chosen for two roles; each role needs its own column.")
 
 
-def _score(header: str, role: str) -> int:
-    """How well a normalised header fits a role: 3 exact, 2 starts with, 1 contains, 0 no."""
-    best = 0
+def _match(header: str, role: str) -> tuple[int, int]:
+    """``(score, rank)``: score 3 exact, 2 starts with, 1 contains, 0 no; rank = position in
+    :data:`SYNONYMS` of the synonym giving that score (lower is more specific)."""
+    best, best_rank = 0, len(SYNONYMS[role])
     for rank, syn in enumerate(SYNONYMS[role]):
         if header == syn:
-            return 3
+            return 3, rank
         if len(syn) >= 3 and header.startswith(syn):
-            best = max(best, 2)
+            score = 2
         elif len(syn) >= 4 and syn in header:
-            best = max(best, 1)
-    return best
+            score = 1
+        else:
+            continue
+        if score > best:
+            best, best_rank = score, rank
+    return best, best_rank
+
+
+def _score(header: str, role: str) -> int:
+    """How well a normalised header fits a role: 3 exact, 2 starts with, 1 contains, 0 no."""
+    return _match(header, role)[0]
 
 
 def propose_mapping(columns: list[str]) -> ColumnMapping:
     """Propose a column for each role from the header names; each column is used at most once.
 
     Exact matches of a synonym win over prefixes, prefixes over substrings; among equals the
-    leftmost column wins. Roles are assigned in the order of :data:`ROLES`.
+    more specific synonym wins (``paciente`` over ``id``), then the leftmost column. Roles are
+    assigned in the order of :data:`ROLES`.
     """
     normalised = {c: normalise_header(c) for c in columns}
     taken: set[str] = set()
@@ -111,10 +123,10 @@ def propose_mapping(columns: list[str]) -> ColumnMapping:
     candidates = []
     for role in ROLES:
         for pos, col in enumerate(columns):
-            s = _score(normalised[col], role)
+            s, rank = _match(normalised[col], role)
             if s:
-                candidates.append((-s, ROLES.index(role), pos, role, col))
-    for _, _, _, role, col in sorted(candidates):
+                candidates.append((-s, rank, ROLES.index(role), pos, role, col))
+    for _, _, _, _, role, col in sorted(candidates):
         if role in chosen or col in taken:
             continue
         chosen[role] = col
@@ -131,6 +143,26 @@ _SESSION_TOKEN = re.compile(
     r"(?:m|mo|month|months|mes|meses|w|wk|week|weeks|semana|semanas|d|day|days)?$"
 )
 _SPLIT = re.compile(r"^(?P<stem>.*?[A-Za-z][A-Za-z0-9]*?)[._\- ]*(?P<token>(?:[A-Za-z]*\d+[A-Za-z]*|pre|post|baseline|base|intake|bl|end|final|inicio|fin|alta))$", re.I)
+
+
+_TRAILING_NUMBER = re.compile(r"^(?P<stem>.*[A-Za-z])[._\- ]*(?P<token>\d+)$")
+
+
+def _split_wide_column(col: str) -> tuple[str, str] | None:
+    """``'ans_s3'`` → ``('ans', 's3')``, ``'bdi.pre'`` → ``('bdi', 'pre')``, ``'ans3'`` → ``('ans', '3')``.
+
+    None when the name does not end in a session token.
+    """
+    name = col.strip()
+    m = _SPLIT.match(name)
+    if m:
+        token = m.group("token")
+        if session_from_token(token) is not None or normalise_header(token) in _POST:
+            return m.group("stem").rstrip("._- "), token
+    m = _TRAILING_NUMBER.match(name)  # no separator: 'ans3', 'wai12'
+    if m:
+        return m.group("stem").rstrip("._- "), m.group("token")
+    return None
 
 
 def session_from_token(token: str) -> int | None:
@@ -154,18 +186,18 @@ class WideLayout:
 
 
 def detect_wide_layout(columns: list[str]) -> WideLayout | None:
-    """Find measure stems repeated over sessions (``ans_s1``, ``ans_s2`` …); None if the file is long.
+    """Find measure stems repeated over sessions (``ans_s1``, ``ans_s2`` … or ``ans1``, ``ans2`` …);
+    None if the file is long.
 
     A stem counts when it appears with at least two different session tokens. ``post``/``end``
     columns are placed after the highest numbered session of that stem.
     """
     groups: dict[str, dict[str, str]] = {}
     for col in columns:
-        m = _SPLIT.match(col.strip())
-        if not m:
+        split = _split_wide_column(col)
+        if not split:
             continue
-        stem = m.group("stem").rstrip("._- ")
-        token = m.group("token")
+        stem, token = split
         if not stem or normalise_header(stem) in {"", "s", "t"}:
             continue
         groups.setdefault(stem, {})[token] = col

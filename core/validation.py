@@ -4,7 +4,8 @@ The result of :func:`validate_table` is a :class:`ValidatedData` with
 
 - ``data``: one row per patient and session: ``patient`` and ``therapist`` as text (leading zeros
   kept), ``session`` as a number, ``alliance`` and ``symptoms`` as floats, ``row`` (the
-  spreadsheet row the values came from) and every other column of the file, as text;
+  spreadsheet row the values came from) and every other column of the file, as text (an
+  unmapped column named like a role, e.g. ``alliance``, becomes ``alliance (file)``);
 - ``excluded``: every row that cannot be used, as ``row`` (spreadsheet row number: header = 1)
   and ``reason`` in plain words;
 - ``notes``: things the user should know that do not exclude rows (e.g. a patient seen by two
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.mapping import ColumnMapping, WideLayout, MEASURES
+from core.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
 from core.reading import ROW, RawTable
 from core.reshape import wide_to_long
 
@@ -29,12 +30,16 @@ MISSING_TEXTS = frozenset({
     "", "na", "n/a", "n.a.", "nan", "null", "none", ".", "-", "--", "?", "missing", "#n/a",
     "#n/d", "#na", "s/d", "sd", "sin dato", "sin datos", "ns/nc", "no aplica", "falta",
 })
+#: Cell texts read as a missing patient ID or therapist. Short codes that are also plausible
+#: initials or IDs (``NA``, ``SD``) are not among them: a therapist "SD" is a therapist.
+ID_MISSING_TEXTS = MISSING_TEXTS - {"na", "sd"}
 #: Numeric codes commonly used for "missing" in clinical spreadsheets. A code counts as missing
 #: only when it lies outside the measure's valid range (explicit, or else the range of the
 #: column's other values), so an OQ-45 total of 99 stays a score.
 MISSING_CODES = (-999.0, -99.0, -9.0, 99.0, 999.0)
 
-_SESSION_LABEL = r"^\s*[A-Za-zÀ-ÿ.#º°:_\- ]{0,12}?(\d+)\s*$"
+_SESSION_LABEL = r"^\s*[A-Za-zÀ-ÿ.#º°:_\- ]{0,20}?(\d+)\s*$"
+_PLAIN_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 @dataclass(frozen=True)
@@ -64,14 +69,56 @@ class ValidatedData:
                 zip(self.excluded["row"], self.excluded["reason"])]
 
 
-def _append_reason(reasons: pd.Series, mask, message) -> pd.Series:
-    """Add ``message`` (a string or a Series of strings) to ``reasons`` where ``mask`` holds."""
-    mask = pd.Series(mask, index=reasons.index).fillna(False).astype(bool)
-    if not mask.any():
-        return reasons
-    sep = np.where(reasons.eq(""), "", "; ")
-    combined = reasons + sep + message
-    return reasons.where(~mask, combined)
+class _Reasons:
+    """The reasons of every row, written only where a check fails (fast on large, clean files).
+
+    Rows are addressed by position (``validate_long`` works on a 0..n-1 index). ``kinds`` counts
+    each kind of problem (without the cell values) for the message when no row can be used.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.text = np.full(n, "", dtype=object)
+        self.bad = np.zeros(n, dtype=bool)
+        self.kinds: dict[str, int] = {}
+
+    def add(self, mask, message, kind: str | None = None) -> None:
+        """Add ``message`` where ``mask`` holds: a string, or a Series indexed by the rows concerned."""
+        if isinstance(mask, pd.Series):
+            mask = mask.to_numpy(dtype=bool, na_value=False)
+        pos = np.flatnonzero(np.asarray(mask, dtype=bool))
+        if not len(pos):
+            return
+        if isinstance(message, str):
+            msg = np.full(len(pos), message, dtype=object)
+            kind = kind or message
+        else:
+            msg = message.reindex(pos).to_numpy(dtype=object)
+        old = self.text[pos]
+        self.text[pos] = np.where(self.bad[pos], old + "; " + msg, msg)
+        self.bad[pos] = True
+        key = kind or "other problems"
+        self.kinds[key] = self.kinds.get(key, 0) + len(pos)
+
+
+def _to_float(text: pd.Series) -> pd.Series:
+    """Floats from stripped text cells (decimal point); NaN where a cell is not a finite number.
+
+    Plain numbers (``-1.5``, ``2``, ``1e3``) take a fast vectorised path; anything else goes
+    through :func:`pandas.to_numeric`.
+    """
+    values = np.full(len(text), np.nan)
+    plain = text.str.fullmatch(_PLAIN_NUMBER).to_numpy(dtype=bool, na_value=False)
+    if plain.any():
+        subset = text[plain]
+        try:  # pyarrow's cast is about ten times faster than parsing through Python floats
+            values[plain] = subset.astype("float64[pyarrow]").to_numpy(dtype=float, na_value=np.nan)
+        except Exception:  # no pyarrow, or a cell its cast refuses
+            values[plain] = pd.to_numeric(subset, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    rest = ~plain & text.ne("").to_numpy(dtype=bool, na_value=False)
+    if rest.any():
+        values[rest] = pd.to_numeric(text[rest], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    values[~np.isfinite(values)] = np.nan
+    return pd.Series(values, index=text.index)
 
 
 def parse_numbers(cells: pd.Series, decimal: str = ".") -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -83,10 +130,11 @@ def parse_numbers(cells: pd.Series, decimal: str = ".") -> tuple[pd.Series, pd.S
     """
     text = cells.astype(str).str.strip()
     is_missing = text.str.lower().isin(MISSING_TEXTS)
-    if decimal == "," or text.str.contains(",", regex=False).any():
-        text = text.str.replace(r"^([-+]?\d*),(\d+)$", r"\1.\2", regex=True)
-    values = pd.to_numeric(text, errors="coerce").astype(float)
-    values[~np.isfinite(values)] = np.nan
+    has_comma = text.str.contains(",", regex=False).to_numpy(dtype=bool, na_value=False)
+    if has_comma.any():
+        text = text.copy()
+        text[has_comma] = text[has_comma].str.replace(r"^([-+]?\d*),(\d+)$", r"\1.\2", regex=True)
+    values = _to_float(text)
     is_non_numeric = values.isna() & ~is_missing
     return values, is_missing, is_non_numeric
 
@@ -94,7 +142,8 @@ def parse_numbers(cells: pd.Series, decimal: str = ".") -> tuple[pd.Series, pd.S
 def parse_sessions(cells: pd.Series) -> pd.Series:
     """Session numbers from cells like ``3``, ``3.0``, ``Session 3``, ``S3``, ``Sesión 3`` (NaN if none)."""
     text = cells.astype(str).str.strip()
-    values = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce").astype(float)
+    has_comma = text.str.contains(",", regex=False).to_numpy(dtype=bool, na_value=False)
+    values = _to_float(text.str.replace(",", ".", regex=False) if has_comma.any() else text)
     todo = values.isna() & text.ne("")
     if todo.any():
         extracted = text[todo].str.extract(_SESSION_LABEL, expand=False)
@@ -108,13 +157,21 @@ def _fmt(x: float) -> str:
 
 def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str = ".",
                   ranges: dict[str, tuple[float, float]] | None = None, source: str = "upload",
-                  missing_codes=MISSING_CODES, notes=()) -> ValidatedData:
+                  missing_codes=MISSING_CODES, notes=(), name_sessions: bool = False,
+                  explanations: dict[str, pd.Series] | None = None) -> ValidatedData:
     """Validate a long table of text cells (one row per patient-session, with a ``row`` column).
 
     Checks, each row excluded with its reason(s): patient ID, therapist and session present and
     readable; each mapped measure a number (decimal point or comma), not a missing code, within
     ``ranges[measure] = (min, max)`` when given; then patient-session duplicates (identical rows
     kept once; conflicting rows all excluded, each naming the other rows).
+
+    ``name_sessions`` starts each reason with the session (``"session 3: ..."``), for tables
+    stacked from a wide file, where one spreadsheet row holds several sessions.
+
+    ``explanations[measure]`` (optional, indexed like ``frame``) says in words why a measure
+    cell is empty, e.g. ``"2 of 12 items missing (more than 10%)"`` from item scoring
+    (:mod:`core.instruments`); such a row's reason becomes ``"symptoms missing: 2 of 12 ..."``.
     """
     columns = [c for c in frame.columns if c != ROW]
     mapping.check(columns)
@@ -123,24 +180,31 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     n = len(frame)
     if n == 0:
         raise InputError(f"{source} has a header but no data rows.")
-    idx = frame.index
-    reasons = pd.Series("", index=idx, dtype=object)
-    out = pd.DataFrame(index=idx)
+    why = {}
+    for measure, texts in (explanations or {}).items():
+        if not texts.index.equals(frame.index):
+            texts = texts.reindex(frame.index)
+        why[measure] = pd.Series(texts.fillna("").astype(str).str.strip().to_numpy(dtype=object))
+    frame = frame.reset_index(drop=True)  # rows are addressed by position below
+    reasons = _Reasons(n)
+    out = pd.DataFrame(index=frame.index)
     out[ROW] = frame[ROW].astype(int).values
 
     patient = frame[mapping.patient].astype(str).str.strip()
-    reasons = _append_reason(reasons, patient.str.lower().isin(MISSING_TEXTS), "patient ID missing")
+    reasons.add(patient.str.lower().isin(ID_MISSING_TEXTS), "patient ID missing")
     out["patient"] = patient
     if mapping.therapist:
         therapist = frame[mapping.therapist].astype(str).str.strip()
-        reasons = _append_reason(reasons, therapist.str.lower().isin(MISSING_TEXTS), "therapist missing")
+        reasons.add(therapist.str.lower().isin(ID_MISSING_TEXTS), "therapist missing")
         out["therapist"] = therapist
 
     raw_session = frame[mapping.session].astype(str).str.strip()
     session = parse_sessions(raw_session)
-    reasons = _append_reason(reasons, raw_session.str.lower().isin(MISSING_TEXTS), "session missing")
-    bad_session = session.isna() & ~raw_session.str.lower().isin(MISSING_TEXTS)
-    reasons = _append_reason(reasons, bad_session, "session '" + raw_session + "' is not a session number")
+    session_missing = raw_session.str.lower().isin(MISSING_TEXTS)
+    reasons.add(session_missing, "session missing")
+    bad_session = session.isna() & ~session_missing
+    reasons.add(bad_session, "session '" + raw_session[bad_session] + "' is not a session number",
+                kind="session is not a session number")
     out["session"] = session
 
     for measure in MEASURES:
@@ -149,8 +213,14 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
             continue
         raw = frame[col].astype(str).str.strip()
         values, missing, non_numeric = parse_numbers(raw, decimal)
-        reasons = _append_reason(reasons, missing, f"{measure} missing")
-        reasons = _append_reason(reasons, non_numeric, f"{measure} '" + raw + "' is not a number")
+        if measure in why:
+            explained = missing & why[measure].ne("")
+            reasons.add(explained, f"{measure} missing: " + why[measure][explained],
+                        kind=f"{measure} missing")
+            missing = missing & ~explained
+        reasons.add(missing, f"{measure} missing")
+        reasons.add(non_numeric, f"{measure} '" + raw[non_numeric] + "' is not a number",
+                    kind=f"{measure} is not a number")
         lo, hi = ranges.get(measure, (None, None))
         is_code = values.isin(missing_codes)
         if lo is None:
@@ -160,34 +230,42 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         else:
             code_missing = is_code & ((values < lo) | (values > hi))
         if code_missing.any():
-            reasons = _append_reason(reasons, code_missing,
-                                     f"{measure} missing (code " + raw + ")")
-            notes.append(f"{int(code_missing.sum())} {measure} values were missing-value codes "
-                         f"({', '.join(sorted(set(raw[code_missing])))}) and were read as missing.")
+            reasons.add(code_missing, f"{measure} missing (code " + raw[code_missing] + ")",
+                        kind=f"{measure} missing (missing-value code)")
+            k = int(code_missing.sum())
+            notes.append(f"{k} {measure} {'values were missing-value codes' if k > 1 else 'value was a missing-value code'} "
+                         f"({', '.join(sorted(set(raw[code_missing])))}) and {'were' if k > 1 else 'was'} read as missing.")
         if lo is not None:
             outside = values.notna() & ~code_missing & ((values < lo) | (values > hi))
-            reasons = _append_reason(reasons, outside, f"{measure} " + raw +
-                                     f" is outside the allowed range {_fmt(lo)} to {_fmt(hi)}")
+            reasons.add(outside, f"{measure} " + raw[outside] +
+                        f" is outside the allowed range {_fmt(lo)} to {_fmt(hi)}",
+                        kind=f"{measure} outside the allowed range {_fmt(lo)} to {_fmt(hi)}")
         out[measure] = values.where(~code_missing)
 
-    # Everything else in the file comes along as text (renamed if it clashes with a role name).
+    # Everything else in the file comes along as text, renamed when it is called like a role:
+    # an unmapped "alliance" column of text must not pass for the alliance measure.
     used = set(mapping.used().values())
     for col in columns:
         if col in used:
             continue
-        name = col if col not in out.columns else f"{col} (file)"
+        name = col if col not in out.columns and col not in ROLES else f"{col} (file)"
         out[name] = frame[col].values
 
-    ok = reasons.eq("")
-    reasons = _duplicate_reasons(out, ok, mapping, reasons, notes)
-    ok = reasons.eq("")
-    excluded = pd.DataFrame({"row": out.loc[~ok, ROW].astype(int).values,
-                             "reason": reasons[~ok].values}).sort_values("row", kind="stable")
-    data = out.loc[ok].copy()
+    _duplicate_reasons(out, reasons, notes)
+    bad = reasons.bad
+    reason_text = reasons.text[bad]
+    if name_sessions:
+        reason_text = ("session " + frame.loc[bad, mapping.session].astype(str).str.strip()
+                       + ": " + reason_text).to_numpy(dtype=object)
+    excluded = pd.DataFrame({"row": out.loc[bad, ROW].astype(int).values,
+                             "reason": pd.array(reason_text, dtype=object)}
+                            ).sort_values("row", kind="stable")
+    data = out.loc[~bad].copy()
     if data.empty:
-        top = excluded["reason"].str.split("; ").explode().value_counts()
+        kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
         raise InputError(f"None of the {n} rows of {source} can be used. Most common problem: "
-                         f"{top.index[0]} ({top.iloc[0]} rows). Check the column choices and ranges.")
+                         f"{kind} ({count} {'row' if count == 1 else 'rows'}). "
+                         "Check the column choices and ranges.")
     if (data["session"] % 1 == 0).all():
         data["session"] = data["session"].astype(np.int64)
     if "therapist" in data:
@@ -195,7 +273,8 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         several = per_patient[per_patient > 1].index.tolist()
         if several:
             shown = ", ".join(several[:10]) + (" …" if len(several) > 10 else "")
-            notes.append(f"{len(several)} patients were seen by more than one therapist ({shown}); "
+            who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
+            notes.append(f"{who} seen by more than one therapist ({shown}); "
                          "their rows are kept, each under the therapist named in that row.")
     data = data.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
     lead = ["patient", "therapist", "session", "alliance", "symptoms", ROW]
@@ -204,13 +283,12 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                          mapping=mapping, source=source, n_rows_read=n, ranges=ranges)
 
 
-def _duplicate_reasons(out: pd.DataFrame, ok: pd.Series, mapping: ColumnMapping,
-                       reasons: pd.Series, notes: list[str]) -> pd.Series:
-    """Reasons for rows that repeat a patient and session among the otherwise valid rows."""
-    valid = out.loc[ok]
+def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -> None:
+    """Add reasons for rows that repeat a patient and session among the otherwise valid rows."""
+    valid = out.loc[~reasons.bad]
     dup = valid.duplicated(["patient", "session"], keep=False)
     if not dup.any():
-        return reasons
+        return
     d = valid.loc[dup]
     sig_cols = [c for c in ("therapist", "alliance", "symptoms") if c in d.columns]
     signature = pd.util.hash_pandas_object(d[sig_cols], index=False) if sig_cols else pd.Series(0, index=d.index)
@@ -219,41 +297,57 @@ def _duplicate_reasons(out: pd.DataFrame, ok: pd.Series, mapping: ColumnMapping,
     first_row = d[ROW].groupby(key).transform("first")
     identical = n_distinct.eq(1)
     repeat = identical & d[ROW].ne(first_row)
-    message = pd.Series("", index=reasons.index, dtype=object)
-    message[repeat[repeat].index] = ("identical duplicate of row " + first_row[repeat].astype(str)
-                                     + " (that row is used)")
+    reasons.add(pd.Series(repeat, index=out.index),
+                "identical duplicate of row " + first_row[repeat].astype(str) + " (that row is used)",
+                kind="identical duplicate")
     conflicting = d.loc[~identical]
     if len(conflicting):
         rows = conflicting[ROW].astype(str).groupby([conflicting["patient"], conflicting["session"]]).agg(", ".join)
         joined = pd.Series(list(zip(conflicting["patient"], conflicting["session"])), index=conflicting.index).map(rows)
-        message[conflicting.index] = ("conflicting duplicate: patient " + conflicting["patient"]
-                                      + ", session " + conflicting["session"].map(_fmt)
-                                      + " has different values in rows " + joined)
+        message = ("conflicting duplicate: patient " + conflicting["patient"]
+                   + ", session " + conflicting["session"].map(_fmt)
+                   + " has different values in rows " + joined)
+        reasons.add(pd.Series(True, index=conflicting.index).reindex(out.index, fill_value=False),
+                    message, kind="conflicting duplicate patient-session rows")
     n_identical = int(repeat.sum())
     if n_identical:
-        notes.append(f"{n_identical} rows were identical copies of another row; each was used once.")
-    return _append_reason(reasons, message.ne(""), message)
+        notes.append(f"{n_identical} rows were identical copies of another row; each was used once."
+                     if n_identical > 1 else
+                     "1 row was an identical copy of another row; that row was used once.")
 
 
 def validate_table(raw: RawTable, mapping: ColumnMapping, *,
                    ranges: dict[str, tuple[float, float]] | None = None,
-                   wide: WideLayout | None = None) -> ValidatedData:
+                   wide: WideLayout | None = None,
+                   explanations: dict[str, pd.Series] | None = None) -> ValidatedData:
     """Validate a file as read. For a wide file, stack it to long first (:mod:`core.reshape`).
 
     With ``wide``, ``mapping`` names the id columns (patient, therapist); the session numbers
-    come from the column names and the measures from ``wide.measures``.
+    come from the column names and the measures from ``wide.measures``. Each reason of a wide
+    file names the session (``"session 3: symptoms 'abc' is not a number"``), since the row
+    number is the patient's row. ``explanations`` (indexed like ``raw.frame``): see
+    :func:`validate_long`.
     """
     if wide is not None:
-        ids = [c for c in (mapping.patient, mapping.therapist) if c]
         if not mapping.patient:
             raise InputError("Choose the column that holds the patient ID.")
+        ids = [c for c in (mapping.patient, mapping.therapist) if c]
         if not wide.measures:
             raise InputError("Say which repeated columns hold the alliance and which the symptoms.")
         long = wide_to_long(raw.frame, wide, ids, session_name="session")
+        if long.empty:
+            raise InputError(f"{raw.source} has no scores in its session columns: every cell of "
+                             f"{', '.join(c for s in wide.columns.values() for c in s.values())} is empty.")
         long_mapping = ColumnMapping(patient=mapping.patient, therapist=mapping.therapist,
                                      session="session", alliance=wide.measures.get("alliance"),
                                      symptoms=wide.measures.get("symptoms"))
+        long_why = None
+        if explanations:  # from the patient's row to each of its sessions, by row number
+            long_why = {m: long[ROW].map(pd.Series(t.reindex(raw.frame.index).to_numpy(),
+                                                   index=raw.frame[ROW].to_numpy()))
+                        for m, t in explanations.items()}
         return validate_long(long, long_mapping, decimal=raw.decimal, ranges=ranges,
-                             source=raw.source, notes=raw.notes)
+                             source=raw.source, notes=raw.notes, name_sessions=True,
+                             explanations=long_why)
     return validate_long(raw.frame, mapping, decimal=raw.decimal, ranges=ranges,
-                         source=raw.source, notes=raw.notes)
+                         source=raw.source, notes=raw.notes, explanations=explanations)
