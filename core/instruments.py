@@ -872,3 +872,41 @@ def keyed_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
     for i in defn.reverse_keyed:
         x[i] = defn.item_min + defn.item_max - x[i]
     return x
+
+
+@dataclass(frozen=True)
+class ItemScoring:
+    """How one measure of an upload is scored from its item columns (kept with a saved mapping)."""
+
+    measure: str
+    instrument: str  # id of the definition, e.g. "oq45"
+    item_columns: tuple[str, ...]
+    coding_min: float | None = None
+    coding_max: float | None = None
+    scoring: str | None = None
+    reverse_keyed: tuple[int, ...] | None = None  # the user's marking, when the definition has none
+
+    @property
+    def column(self) -> str:
+        """Name of the score column added to the table."""
+        return f"{self.measure} score ({self.instrument})"
+
+
+def add_item_scores(frame: pd.DataFrame, spec: ItemScoring, definition: InstrumentDefinition,
+                    decimal: str = ".") -> tuple[pd.DataFrame, ScoreResult]:
+    """Score the items of ``spec`` and add the total as a text column ``spec.column``.
+
+    The new column holds the score as text (so that validation reads it like any score column)
+    or an empty cell where the score is missing; ``ScoreResult.scores["reason"]`` says why, and
+    :func:`core.validation.validate_long` takes those reasons (``explanations``) so that each row
+    left out names the items that were missing.
+    """
+    if spec.reverse_keyed is not None:
+        definition = definition.with_changes(reverse_keyed=list(spec.reverse_keyed))
+    result = score_items(frame, definition, item_columns=list(spec.item_columns),
+                         coding_min=spec.coding_min, coding_max=spec.coding_max,
+                         scoring=spec.scoring, decimal=decimal)
+    out = frame.copy()
+    total = result.total
+    out[spec.column] = total.map(lambda v: "" if pd.isna(v) else repr(float(v)))
+    return out, result

@@ -2,7 +2,11 @@
 import streamlit as st
 
 from core.datasets import Dataset
+from dataclasses import replace
+
 from core.errors import InputError
+from core.instruments import (ItemScoring, add_item_scores, available_instruments,
+                              guess_item_columns)
 from core.mapping import (ROLES, ColumnMapping, SavedMapping, WideLayout, detect_wide_layout,
                           load_saved_mappings, matching_saved_mapping, propose_mapping, save_mapping)
 from core.reading import excel_sheet_names, read_table
@@ -22,12 +26,26 @@ def sheets_of(data: bytes):
     return excel_sheet_names(data)
 
 
+@st.cache_data(show_spinner="Scoring items …", max_entries=8)
+def score_upload(data: bytes, name: str, sheet, specs: tuple[ItemScoring, ...]):
+    """The file as read, with a score column added per item-scored measure, and the scorings."""
+    raw = read_upload(data, name, sheet)
+    results = {}
+    frame = raw.frame
+    for spec in specs:
+        frame, results[spec.measure] = add_item_scores(frame, spec, INSTRUMENTS[spec.instrument], raw.decimal)
+    return replace(raw, frame=frame), results
+
+
 @st.cache_data(show_spinner="Checking every row …", max_entries=8)
 def validate_upload(data: bytes, name: str, sheet, mapping: ColumnMapping, ranges: dict,
-                    wide: WideLayout | None):
-    raw = read_upload(data, name, sheet)
-    return validate_table(raw, mapping, ranges=ranges, wide=wide)
+                    wide: WideLayout | None, specs: tuple[ItemScoring, ...] = ()):
+    raw, results = score_upload(data, name, sheet, specs)
+    explanations = {m: r.scores["reason"] for m, r in results.items()}
+    return validate_table(raw, mapping, ranges=ranges, wide=wide, explanations=explanations)
 
+
+INSTRUMENTS = {d.id: d for d in available_instruments()}
 
 dataset_picker()
 st.title("Upload data")
@@ -71,6 +89,57 @@ layout = detect_wide_layout(raw.columns) if not proposed.session else None
 if match:
     st.success(f"Columns mapped with your saved mapping **{match.name}**. Check and correct below.")
 
+# ---------------------------------------------------------------- scores from items
+specs: list[ItemScoring] = []
+if layout is None:
+    with st.expander("Scores from item columns (optional)", expanded=False):
+        st.caption("A measure can be one score column, or item columns scored by an instrument "
+                   "definition (reverse keys, sum or mean, missing-item rule). Facts that could not "
+                   "be sourced are left for you to fill in; nothing is guessed.")
+        for measure in ("alliance", "symptoms"):
+            defs = [d for d in INSTRUMENTS.values() if d.measures == measure or d.id == "likert"]
+            guesses = {d.id: guess_item_columns(raw.columns, d.column_prefixes, d.n_items) for d in defs}
+            best = max(defs, key=lambda d: len(guesses[d.id]))
+            if not st.checkbox(f"Score **{measure}** from item columns",
+                               value=len(guesses[best.id]) >= 3, key=f"items_on_{measure}"):
+                continue
+            ids = [d.id for d in defs]
+            c = st.columns([2, 1, 1, 1])
+            inst = c[0].selectbox("Instrument", ids, index=ids.index(best.id),
+                                  format_func=lambda i: INSTRUMENTS[i].name, key=f"items_inst_{measure}")
+            d = INSTRUMENTS[inst]
+            lo = c[1].number_input("Lowest item code", value=float(d.item_min), key=f"items_lo_{measure}")
+            hi = c[2].number_input("Highest item code", value=float(d.item_max), key=f"items_hi_{measure}")
+            scoring = c[3].radio("Score", ["sum", "mean"], index=["sum", "mean"].index(d.scoring),
+                                 key=f"items_scoring_{measure}", horizontal=True)
+            item_cols = st.multiselect("Item columns, in item order", raw.columns, default=guesses[inst],
+                                       key=f"items_cols_{measure}")
+            reverse = None
+            if d.reverse_keyed is None:
+                st.warning(" ".join(d.unsourced[:1]))
+                reverse = tuple(st.multiselect("Reverse-keyed items", list(range(1, d.n_items + 1)),
+                                               key=f"items_rev_{measure}"))
+                if not reverse and not st.checkbox("No item needs reversing (data already keyed)",
+                                                   key=f"items_none_{measure}"):
+                    continue
+            spec = ItemScoring(measure=measure, instrument=inst, item_columns=tuple(item_cols),
+                               coding_min=lo, coding_max=hi, scoring=scoring, reverse_keyed=reverse)
+            try:
+                _, results = score_upload(payload, upload.name, sheet, (spec,))
+            except InputError as err:
+                st.error(str(err))
+                continue
+            result = results[measure]
+            specs.append(spec)
+            alpha = result.alpha.get("total")
+            refs = "; ".join(f"{r['value']:.2f} in {r['sample']}" for r in d.reference_alpha)
+            st.success(f"{measure.capitalize()} = {d.name}, {result.scoring} of {len(item_cols)} items. "
+                       f"Cronbach's α in this sample: **{alpha:.2f}** ({result.n_alpha['total']} complete "
+                       f"questionnaires)" + (f"; published: {refs}." if refs else "."))
+            for message in result.messages:
+                st.info(message)
+
+scored = {spec.measure: spec for spec in specs}
 st.subheader("1. Which column is which?")
 options = [NONE, *raw.columns]
 chosen = {}
@@ -79,6 +148,10 @@ role_labels = {"patient": "Patient ID", "therapist": "Therapist", "session": "Se
 cols = st.columns(len(ROLES))
 for col, role in zip(cols, ROLES):
     if layout is not None and role in ("session", "alliance", "symptoms"):
+        continue
+    if role in scored:
+        col.caption(f"{role_labels[role]}: scored from items")
+        chosen[role] = scored[role].column
         continue
     default = getattr(proposed, role)
     pick = col.selectbox(role_labels[role], options, index=options.index(default) if default in options else 0,
@@ -112,6 +185,9 @@ saved_ranges = (match.ranges or {}) if match else {}
 for rc, measure in zip(rcols, ("alliance", "symptoms")):
     if not (chosen.get(measure) or (wide and measure in wide.measures)):
         continue
+    if measure in scored:
+        rc.caption(f"{measure.capitalize()}: the instrument's score range is checked.")
+        continue
     lo0, hi0 = saved_ranges.get(measure, (1.0, 7.0) if measure == "alliance" else (0.0, 180.0))
     on = rc.checkbox(f"Check the {measure} range", value=measure in saved_ranges or measure == "alliance",
                      key=f"range_on_{measure}")
@@ -121,9 +197,12 @@ for rc, measure in zip(rcols, ("alliance", "symptoms")):
         hi = b.number_input("max", value=float(hi0), key=f"range_hi_{measure}")
         ranges[measure] = (lo, hi)
 
+for measure, spec in scored.items():
+    d = INSTRUMENTS[spec.instrument].with_scoring(spec.scoring)
+    ranges[measure] = tuple(float(x) for x in d.score_range)
 mapping = ColumnMapping(**chosen)
 try:
-    validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide)
+    validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide, tuple(specs))
 except InputError as err:
     st.error(str(err))
     st.stop()

@@ -138,3 +138,31 @@ def test_unreadable_file_gets_one_plain_message():
     at.file_uploader(key="upload_file").set_value(("broken.xlsx", b"not a workbook", "application/octet-stream")).run()
     assert not at.exception
     assert len(at.error) == 1 and "could not be opened as an Excel workbook" in at.error[0].value
+
+
+def test_symptoms_scored_from_oq_items_with_alpha_and_reasons():
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for p in range(30):
+        level = rng.normal(0, 1)
+        for s in (1, 2):
+            items = np.clip(np.round(2 + level + rng.normal(0, 0.8, 45)), 0, 4).astype(int)
+            rows.append([f"P{p:02d}", s, 5.0] + list(items))
+    frame = pd.DataFrame(rows, columns=["patient", "session", "alliance"] + [f"oq{i}" for i in range(1, 46)])
+    frame = frame.astype(str)
+    frame.loc[0, [f"oq{i}" for i in range(1, 11)]] = ""  # 10 of 45 missing: no score for row 2
+    at = _upload_page()
+    at.file_uploader(key="upload_file").set_value(("items.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
+    assert not at.exception
+    assert at.checkbox(key="items_on_symptoms").value is True
+    assert at.selectbox(key="items_inst_symptoms").value == "oq45"
+    assert len(at.multiselect(key="items_cols_symptoms").value) == 45
+    success = " ".join(s.value for s in at.success)
+    assert "Cronbach's α in this sample" in success
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Rows used"] == "59" and metrics["Rows left out"] == "1"
+    excluded = at.dataframe[0].value
+    assert excluded["row"].tolist() == [2]
+    assert "10 of 45 items missing" in excluded["reason"].iloc[0]
