@@ -1,10 +1,15 @@
 """Alliance dashboard: entry point (``streamlit run app.py``). Defines the pages and navigation."""
 import streamlit as st
 
+from ui.state import APP_MARKER
+
 st.set_page_config(page_title="Alliance dashboard", page_icon=":material/handshake:", layout="wide")
+st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 
 pages = [
     st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),
+    st.Page("pages/overview.py", title="Clinic overview", icon=":material/groups:"),
+    st.Page("pages/patient.py", title="Patient", icon=":material/person:"),
     st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"),
 ]
 st.navigation(pages).run()

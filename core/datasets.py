@@ -6,7 +6,8 @@ implements the same three methods, so pages do not change when it replaces this 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
@@ -27,10 +28,28 @@ class Dataset:
     validated: ValidatedData
     is_demo: bool = False
     instruments: tuple[tuple[str, str], ...] = ()  # (measure, instrument id), e.g. ("symptoms", "oq45")
+    fingerprint: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.fingerprint:
+            object.__setattr__(self, "fingerprint", data_fingerprint(self.validated.data))
 
     @property
     def data(self):
         return self.validated.data
+
+    def instrument_for(self, measure: str) -> str | None:
+        """Id of the instrument that scores ``measure`` (e.g. ``"oq45"``), if known."""
+        return dict(self.instruments).get(measure)
+
+
+def data_fingerprint(data) -> str:
+    """A hash of a table's values and columns: the cache key of everything computed from it."""
+    import pandas as pd
+
+    digest = hashlib.sha1(pd.util.hash_pandas_object(data, index=False).to_numpy().tobytes())
+    digest.update("|".join(map(str, data.columns)).encode())
+    return digest.hexdigest()
 
 
 class DatasetStore(Protocol):

@@ -29,8 +29,27 @@ def set_active(dataset: Dataset) -> None:
     st.session_state["active_dataset"] = dataset.name
 
 
+APP_MARKER = "app_navigation"
+
+
+def use_app_navigation() -> None:
+    """Make sure the page runs under app.py's navigation.
+
+    Streamlit starts in its legacy multipage mode when a ``pages/`` folder exists and the first
+    visitor opens a page's URL directly: the page then runs without app.py (no page titles, no
+    layout, no ``st.navigation``). app.py marks every run it starts; a page run without that mark
+    leaves the legacy mode and reruns, so the same URL is served through app.py.
+    """
+    if APP_MARKER not in st.session_state:
+        from streamlit.runtime.pages_manager import PagesManager
+
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def dataset_picker() -> Dataset:
     """Sidebar choice of the data set; returns the active one and labels demo data."""
+    use_app_navigation()
     names = store().names()
     current = active_dataset().name
     choice = st.sidebar.selectbox("Data set", names, index=names.index(current) if current in names else 0,

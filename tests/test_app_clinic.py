@@ -1,0 +1,133 @@
+"""Clinician pages through AppTest: patient page and clinic overview, on demo and uploaded data."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from core.datasets import Dataset, MemoryStore
+from core.mapping import ColumnMapping
+from core.reading import read_table
+from core.validation import validate_table
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+TIMEOUT = 60
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(tmp_path, monkeypatch):
+    st.cache_data.clear()
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
+    yield
+    st.cache_data.clear()
+
+
+def _open(page: str, dataset: Dataset | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if dataset is not None:
+        store = MemoryStore()
+        store.put(dataset)
+        at.session_state["dataset_store"] = store
+        at.session_state["active_dataset"] = dataset.name
+    at.run()
+    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _paperlike() -> Dataset:
+    raw = read_table(ROOT / "tests" / "data" / "paperlike_public.csv")
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
+                            alliance="alliance", symptoms="symptoms")
+    return Dataset(name="paperlike upload", validated=validate_table(raw, mapping))
+
+
+def _metrics(at):
+    return {m.label: m.value for m in at.metric}
+
+
+def test_patient_page_demo_shows_status_sentences_and_table():
+    at = _open("patient")
+    at.selectbox(key="patient_id").set_value("D017").run()
+    m = _metrics(at)
+    assert m["Sessions"] == "8" and m["Jacobson–Truax status"] == "deteriorated"
+    text = " ".join(md.value for md in at.markdown)
+    assert "points below this patient's usual level" in text or "points above this patient's usual level" in text
+    assert "Possible rupture in session 6" in text
+    table = at.dataframe[0].value
+    assert list(table["session"]) == list(range(1, 9))
+    assert "alliance deviation (own SD)" in table.columns
+
+
+def test_rupture_threshold_changes_flags_without_refitting(monkeypatch):
+    at = _open("patient")
+    at.selectbox(key="patient_id").set_value("D017").run()
+    assert sum("Possible rupture" in md.value for md in at.markdown) == 2
+    import core.models as models
+    calls = []
+    original = models.fit_model
+    monkeypatch.setattr("ui.clinic.fit_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at.slider(key="rupture_threshold").set_value(1.5).run()
+    assert sum("Possible rupture" in md.value for md in at.markdown) == 1
+    assert calls == []  # the expected-trajectory models came from the cache
+
+
+def test_patient_opened_by_query_parameter():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["patient"] = "D042"
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "patient.py"))
+    at.query_params["patient"] = "D042"
+    at.run()
+    assert at.selectbox(key="patient_id").value == "D042"
+
+
+def test_patient_page_on_uploaded_mean_item_scores():
+    at = _open("patient", _paperlike())
+    assert at.selectbox(key="patient_id").value == "P0000"
+    # OQ mean item scores (0-4): thresholds scale to 63.5/45 and 14/45
+    assert at.selectbox(key=[w.key for w in at.selectbox if w.key and w.key.startswith("clin_instrument")][0]).value \
+        == "OQ-45.2 mean item score (0–4)"
+    assert _metrics(at)["Sessions"] == "4"
+
+
+def test_overview_demo_caseload_sorted_and_downloads():
+    at = _open("overview")
+    m = _metrics(at)
+    assert m["Patients"] == "120" and m["Therapists"] == "6" and m["Dropout before session 4"] == "30.8%"
+    assert any("lie between therapists" in i.value for i in at.info)
+    table = at.dataframe[0].value
+    assert table["status"].iloc[0] == "deteriorated"
+    assert len(table) == 120
+    labels = [b.label for b in at.get("download_button")]
+    assert "Caseload (CSV)" in labels and "Caseload (Excel)" in labels
+
+
+def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):
+    at = _open("overview")
+    at.multiselect(key="overview_therapists").set_value(["T03 Carla"]).run()
+    table = at.dataframe[0].value
+    assert set(table["therapist"]) == {"T03 Carla"}
+    first = table["patient"].iloc[0]
+    # AppTest stays on the page it was pointed at, so record the page switch instead.
+    switched = []
+    monkeypatch.setattr(st, "switch_page", lambda page: switched.append(page))
+    at.selectbox(key="overview_open").set_value(first).run()
+    at.button(key="open_patient_button").click().run()
+    assert switched == ["pages/patient.py"]
+    assert at.session_state["open_patient"] == first
+    # The patient page then opens the requested patient.
+    at.switch_page(str(ROOT / "pages" / "patient.py"))
+    at.run()
+    assert at.selectbox(key="patient_id").value == first
+
+
+def test_overview_on_uploaded_data():
+    at = _open("overview", _paperlike())
+    m = _metrics(at)
+    assert m["Patients"] == "96" and m["Therapists"] == "8"
+    info = " ".join(i.value for i in at.info)
+    assert "0.0% of the differences in symptoms lie between therapists" in info
