@@ -116,33 +116,14 @@ def cmd_ipd_meta(args) -> dict:
 
 
 def _validated_studies(args, ranges: dict):
-    """Validate a multi-study file; patient IDs are made unique per study (``study / patient``)."""
-    from dataclasses import replace
-
     from core.mapping import ColumnMapping
     from core.reading import read_table
-    from core.validation import validate_long
+    from core.validation import validate_studies
 
     raw = read_table(args.data, sheet=args.sheet)
-    if args.study not in raw.columns:
-        raise InputError(f"The file has no column '{args.study}'; its columns are: {', '.join(raw.columns)}.")
-    frame = raw.frame.copy()
-    study = frame[args.study].astype(str).str.strip()
-    frame["study"] = study
-    if args.patient in raw.columns:
-        frame["study / patient"] = study + " / " + frame[args.patient].astype(str).str.strip()
-    mapping = ColumnMapping(patient="study / patient", session=args.session, alliance=args.alliance,
-                            symptoms=args.symptoms, therapist="study")
-    if args.patient not in raw.columns:
-        raise InputError(f"The file has no column '{args.patient}'; its columns are: {', '.join(raw.columns)}.")
-    validated = validate_long(frame.drop(columns=[args.study, args.patient]) if args.study != "study"
-                              else frame.drop(columns=[args.patient]), mapping,
-                              decimal=raw.decimal, ranges=ranges, source=raw.source, notes=raw.notes)
-    data = validated.data.rename(columns={"therapist": "study"})
-    excluded = validated.excluded.copy()
-    excluded["reason"] = excluded["reason"].str.replace("therapist missing", "study missing", regex=False)
-    notes = tuple(n for n in validated.notes if "more than one therapist" not in n)
-    return replace(validated, data=data, excluded=excluded, notes=notes)
+    mapping = ColumnMapping(patient=args.patient, session=args.session, alliance=args.alliance,
+                            symptoms=args.symptoms)
+    return validate_studies(raw, mapping, args.study, ranges=ranges)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -351,3 +351,68 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
                              explanations=long_why)
     return validate_long(raw.frame, mapping, decimal=raw.decimal, ranges=ranges,
                          source=raw.source, notes=raw.notes, explanations=explanations)
+
+
+STUDY = "study"
+
+
+def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *,
+                     ranges: dict[str, tuple[float, float]] | None = None) -> ValidatedData:
+    """Validate a multi-study file (one row per patient-session, a column naming the study).
+
+    Each study is validated on its own (so two studies may use the same patient IDs and session
+    numbers); rows without a study are excluded with that reason. The result holds every study's
+    rows with a ``study`` column; when a patient ID occurs in more than one study, patient IDs are
+    written ``"<study> / <patient>"`` so that they stay distinct (a note says so).
+    """
+    if study_column not in raw.columns:
+        raise InputError(f"{raw.source} has no column '{study_column}' for the study; "
+                         f"its columns are: {', '.join(raw.columns)}.")
+    labels = raw.frame[study_column].astype(str).str.strip()
+    missing = labels.str.lower().isin(MISSING_TEXTS)
+    parts = {}
+    for label, frame in raw.frame.loc[~missing].groupby(labels[~missing], sort=True):
+        try:
+            parts[label] = validate_long(frame.drop(columns=[study_column]), mapping,
+                                         decimal=raw.decimal, ranges=ranges, source=raw.source)
+        except InputError as err:
+            raise InputError(f"Study '{label}': {err}") from None
+    if not parts:
+        raise InputError(f"{raw.source}: no row names a study in column '{study_column}'.")
+    lost = pd.DataFrame({"row": raw.frame.loc[missing, ROW].astype(int).to_numpy(), "reason": "study missing"})
+    return combine_studies(parts, extra_excluded=lost, source=raw.source, notes=raw.notes,
+                           n_rows_read=len(raw.frame))
+
+
+def combine_studies(parts: dict[str, ValidatedData], *, extra_excluded: pd.DataFrame | None = None,
+                    source: str = "several files", notes=(), n_rows_read: int | None = None) -> ValidatedData:
+    """Stack validated studies (e.g. one file per study) into one table with a ``study`` column.
+
+    Excluded rows keep their own file's row numbers, with the study named in the reason when the
+    studies come from different files.
+    """
+    frames, excluded, all_notes = [], [], list(notes)
+    several_files = len({p.source for p in parts.values()}) > 1
+    for label, part in parts.items():
+        data = part.data.copy()
+        data.insert(0, STUDY, label)
+        frames.append(data)
+        ex = part.excluded.copy()
+        if several_files:
+            ex["reason"] = f"{part.source}: " + ex["reason"]
+        excluded.append(ex)
+        all_notes += [f"Study {label}: {n}" for n in part.notes]
+    data = pd.concat(frames, ignore_index=True)
+    per_patient = data.groupby("patient")[STUDY].nunique()
+    if (per_patient > 1).any():
+        data["patient"] = data[STUDY] + " / " + data["patient"]
+        all_notes.append("Some patient IDs occur in more than one study; they are written "
+                         "'study / patient' so that they stay distinct.")
+    if extra_excluded is not None and len(extra_excluded):
+        excluded.append(extra_excluded)
+    excluded = pd.concat(excluded, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
+    first = next(iter(parts.values()))
+    return ValidatedData(data=data, excluded=excluded, notes=tuple(all_notes), mapping=first.mapping,
+                         source=source, n_rows_read=n_rows_read if n_rows_read is not None
+                         else sum(p.n_rows_read for p in parts.values()),
+                         ranges=first.ranges)
