@@ -296,3 +296,16 @@ def matching_saved_mapping(columns: list[str], saved: list[SavedMapping]) -> Sav
 
 def mapping_to_json(mapping: ColumnMapping) -> str:
     return json.dumps(asdict(mapping))
+
+
+STUDY_SYNONYMS = ("study", "studyid", "studyname", "estudio", "idestudio", "site", "sitio", "centre",
+                  "center", "centro", "sample", "muestra", "dataset", "cohort", "cohorte", "trial")
+
+
+def propose_study_column(columns: list[str]) -> str | None:
+    """The column that most likely names the study in a multi-study file (None if none)."""
+    for syn in STUDY_SYNONYMS:
+        for col in columns:
+            if normalise_header(col) == syn:
+                return col
+    return None

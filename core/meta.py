@@ -462,22 +462,29 @@ def stage1_effects(df: pd.DataFrame, study: str = "study", patient: str = "patie
     if df[study].isna().any():
         raise InputError(f"{int(df[study].isna().sum())} rows have no study label; "
                          "fill or remove them.")
-    labels = _sorted_labels(df[study].unique())
+    labels = sorted_study_labels(df[study].unique())
     if len(labels) < 2:
         raise InputError("A meta-analysis needs at least 2 studies; the data have "
                          f"{len(labels)}.")
-    rows = []
+    effects = {}
     for i, label in enumerate(labels, start=1):
         if progress is not None:
             progress(i, len(labels), str(label))
-        effects = lagged_within_effects(df.loc[df[study] == label], patient, session, alliance,
-                                        symptoms, interaction=interaction, study_label=label)
-        for direction, value in effects.items():
+        effects[str(label)] = lagged_within_effects(df.loc[df[study] == label], patient, session, alliance,
+                                                    symptoms, interaction=interaction, study_label=label)
+    return stage1_table(effects)
+
+
+def stage1_table(effects: dict[str, dict]) -> pd.DataFrame:
+    """Tidy stage-1 table from ``{study: lagged_within_effects(...)}`` (in the given order)."""
+    rows = []
+    for label, study_effects in effects.items():
+        for direction, value in study_effects.items():
             if isinstance(value, dict):
                 rows.append({"study": str(label), "direction": direction,
                              "estimate": value["estimate"], "se": value["se"],
-                             "n_patients": effects["n_patients"],
-                             "n_observations": effects["n_observations"]})
+                             "n_patients": study_effects["n_patients"],
+                             "n_observations": study_effects["n_observations"]})
     return pd.DataFrame(rows, columns=["study", "direction", "estimate", "se", "n_patients",
                                        "n_observations"])
 
@@ -516,7 +523,7 @@ def ipd_meta_analysis(df: pd.DataFrame, study: str = "study", patient: str = "pa
     return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung))
 
 
-def _sorted_labels(labels: Sequence[Any]) -> list[Any]:
+def sorted_study_labels(labels: Sequence[Any]) -> list[Any]:
     """Study labels in sorted order (numbers numerically, otherwise as text)."""
     labels = list(labels)
     try:
