@@ -10,6 +10,7 @@ pages = [
     st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),
     st.Page("pages/overview.py", title="Clinic overview", icon=":material/groups:"),
     st.Page("pages/patient.py", title="Patient", icon=":material/person:"),
+    st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
     st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"),
 ]

@@ -26,8 +26,8 @@ def _range(text: str | None) -> tuple[float, float] | None:
     return lo, hi
 
 
-def _write(report: dict, out: str | None) -> None:
-    text = json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)
+def _write(report: dict | str, out: str | None) -> None:
+    text = report if isinstance(report, str) else json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)
     if out:
         Path(out).write_text(text + "\n", encoding="utf-8")
     else:
@@ -44,15 +44,19 @@ def _validated(args, roles: dict[str, str | None], ranges: dict):
     return validate_table(raw, mapping, ranges=ranges)
 
 
+def _validated_for_models(args):
+    ranges = {k: v for k, v in (("alliance", _range(args.alliance_range)),
+                                ("symptoms", _range(args.symptoms_range))) if v}
+    return _validated(args, {"patient": args.patient, "session": args.session,
+                             "symptoms": args.symptoms, "alliance": args.alliance,
+                             "therapist": args.therapist}, ranges)
+
+
 def cmd_analyze(args) -> dict:
     from core.models import fit_ladder
     from core.report import analysis_report
 
-    ranges = {k: v for k, v in (("alliance", _range(args.alliance_range)),
-                                ("symptoms", _range(args.symptoms_range))) if v}
-    validated = _validated(args, {"patient": args.patient, "session": args.session,
-                                  "symptoms": args.symptoms, "alliance": args.alliance,
-                                  "therapist": args.therapist}, ranges)
+    validated = _validated_for_models(args)
     ladder = fit_ladder(validated.data)
     if not ladder.models:
         first = next(iter(ladder.errors.values()))
@@ -126,11 +130,26 @@ def _validated_studies(args, ranges: dict):
     return validate_studies(raw, mapping, args.study, ranges=ranges)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_report(args) -> str:
+    from core.html_report import build_html_report
+    from core.models import BuilderOptions, fit_custom_model, fit_ladder
 
-    a = sub.add_parser("analyze", help="validate a session-by-session file and fit the model ladder")
+    validated = _validated_for_models(args)
+    ladder = fit_ladder(validated.data)
+    if not ladder.models:
+        raise InputError(f"{args.data}: no model can be fitted. {next(iter(ladder.errors.values()))}")
+    custom = []
+    if args.builder:
+        options = BuilderOptions(direction="symptoms_to_alliance" if args.reverse else "alliance_to_symptoms",
+                                 detrend=args.detrend, interaction=args.interaction,
+                                 covariates=tuple(args.covariate or ()),
+                                 random_slope_within=args.random_slope_within,
+                                 therapist_level=args.therapist_level)
+        custom.append(fit_custom_model(validated.data, options))
+    return build_html_report(validated, ladder, custom, seed=args.seed)
+
+
+def _add_data_flags(a) -> None:
     a.add_argument("data")
     a.add_argument("--patient", required=True)
     a.add_argument("--session", required=True)
@@ -141,7 +160,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--symptoms-range")
     a.add_argument("--sheet")
     a.add_argument("--out")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("analyze", help="validate a session-by-session file and fit the model ladder")
+    _add_data_flags(a)
     a.set_defaults(func=cmd_analyze)
+
+    r = sub.add_parser("report", help="the self-contained HTML report (ladder, builder model, figures)")
+    _add_data_flags(r)
+    r.add_argument("--builder", action="store_true", help="add a model from the model builder")
+    r.add_argument("--reverse", action="store_true", help="builder: symptoms -> alliance")
+    r.add_argument("--detrend", action="store_true", help="builder: control for time")
+    r.add_argument("--interaction", action="store_true", help="builder: between x within")
+    r.add_argument("--covariate", action="append", help="builder: covariate column (repeat)")
+    r.add_argument("--random-slope-within", action="store_true", help="builder: random slope for within")
+    r.add_argument("--therapist-level", action="store_true", help="builder: therapist random intercept")
+    r.add_argument("--seed", type=int, help="seed to record (only simulated data use one)")
+    r.set_defaults(func=cmd_report)
 
     m = sub.add_parser("pool", help="random-effects meta-analysis of given effects (stage 2 alone)")
     m.add_argument("data")

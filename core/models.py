@@ -91,7 +91,7 @@ class ModelResult:
     ``patient_intercept_slope_cov``, ``therapist_intercept``, ``residual`` (those the model has).
     ``n_params_ml`` counts fixed effects, variance parameters and the residual variance, as
     lme4's ``attr(logLik(), "df")``. ``random_effects`` holds the patients' predicted random
-    effects (BLUPs); ``fitted`` and ``residuals`` the REML fit's conditional values; ``fixed_cov``
+    effects (BLUPs), with their conditional SD ``intercept_se`` in two-level random-intercept models; ``fitted`` and ``residuals`` the REML fit's conditional values; ``fixed_cov``
     the covariance matrix of the fixed effects (rows and columns in the order of ``fixed``).
     """
 
@@ -341,10 +341,17 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
     ranef = pd.DataFrame({PATIENT: sorted(frame[PATIENT].unique())})
     for name, values in blups.items():
         ranef["intercept" if name == "(Intercept)" else name] = np.asarray(values, float)
+    variance = _variance_components(reml, spec)
+    if not spec.random_slope and not spec.therapist_level:
+        # Conditional SD of a random intercept (as lme4's condVar): 1 / (1/tau^2 + n_i/sigma^2)
+        n_i = frame.groupby(PATIENT).size().reindex(ranef[PATIENT]).to_numpy(float)
+        tau2, sigma2 = variance["patient_intercept"], variance["residual"]
+        with np.errstate(divide="ignore"):
+            ranef["intercept_se"] = np.sqrt(1.0 / (1.0 / tau2 + n_i / sigma2)) if tau2 > 0 else 0.0
     return ModelResult(
         spec=spec,
         fixed=_fixed_table(reml),
-        variance=_variance_components(reml, spec),
+        variance=variance,
         loglik_reml=float(reml.logLik().value),
         loglik_ml=float(ml.logLik().value),
         n_params_ml=int(ml.logLik().df),
@@ -484,3 +491,50 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
 def with_key(spec: ModelSpec, key: str) -> ModelSpec:
     """A copy of ``spec`` under another key."""
     return replace(spec, key=key)
+
+
+# --------------------------------------------------------------------------------- builder options
+
+DIRECTIONS = {"alliance_to_symptoms": ("symptoms", "alliance"), "symptoms_to_alliance": ("alliance", "symptoms")}
+
+
+@dataclass(frozen=True)
+class BuilderOptions:
+    """What a researcher chooses in the model builder (page and ``python -m core report``)."""
+
+    direction: str = "alliance_to_symptoms"
+    detrend: bool = False
+    interaction: bool = False
+    covariates: tuple[str, ...] = ()
+    random_slope_within: bool = False
+    therapist_level: bool = False
+
+    def describe(self) -> str:
+        outcome, predictor = DIRECTIONS[self.direction]
+        parts = [f"{predictor} → {outcome}"]
+        parts += [text for on, text in ((self.detrend, "controlling for time"),
+                                        (self.interaction, "between × within interaction"),
+                                        (self.random_slope_within, "random slope for within"),
+                                        (self.therapist_level, "therapist level")) if on]
+        if self.covariates:
+            parts.append("covariates: " + ", ".join(self.covariates))
+        return "; ".join(parts)
+
+
+def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "custom") -> ModelResult:
+    """Fit the builder's model: between/within of the predictor, with the chosen extras."""
+    if options.direction not in DIRECTIONS:
+        raise ModelError(f"Unknown direction '{options.direction}'.")
+    outcome, predictor = DIRECTIONS[options.direction]
+    for needed in (outcome, predictor):
+        if needed not in data.columns:
+            raise ModelError(f"This model needs a {needed} column.")
+    if options.therapist_level and THERAPIST not in data.columns:
+        raise ModelError("The therapist level needs a therapist column.")
+    frame = add_model_terms(data, predictor=predictor)
+    frame, terms, labels = prepare_covariates(frame, list(options.covariates))
+    spec = build_model(outcome, predictor, detrend=options.detrend, interaction=options.interaction,
+                       covariate_terms=tuple(terms), random_slope="within" if options.random_slope_within else None,
+                       therapist_level=options.therapist_level, key=key, title=options.describe(),
+                       labels=labels)
+    return fit_model(frame, spec)

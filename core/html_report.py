@@ -1,0 +1,155 @@
+"""One self-contained HTML report for a supplement: tables, figures, data summary, excluded rows,
+definitions, software versions and seed. Plotly's JavaScript is embedded once, so the file opens
+in a browser with no network.
+
+The numbers are those of ``python -m core analyze`` for the same data (the same functions compute
+them); the full analysis report (JSON) is embedded in the file as ``<script id="analysis-json">``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+
+import pandas as pd
+import plotly.io as pio
+
+from core.decomposition import dropout, measure_correlations, session_summary
+from core.figures import between_within_scatter, caterpillar, residual_diagnostics, spaghetti
+from core.models import LadderResult, ModelResult
+from core.report import DEFINITIONS, analysis_report, clean, model_to_dict, software_versions
+from core.tables import comparison_table, describe_model, fit_table, fixed_effects_table, variance_table
+from core.validation import ValidatedData
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.7em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}.note{color:#555;font-size:.9em}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}ul.sentences li{margin:.3em 0}
+"""
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    shown = frame.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else
+                                        (f"{v:.3g}" if col == "p" and abs(v) < 1e-3 else f"{v:.{digits}f}"))
+    return shown.to_html(index=False, escape=True, border=0)
+
+
+def _figure(fig, first: bool) -> str:
+    return pio.to_html(fig, full_html=False, include_plotlyjs=True if first else False,
+                       config={"displaylogo": False})
+
+
+def _model_section(model: ModelResult, title: str) -> str:
+    parts = [f"<h3>{html.escape(title)}</h3>", f"<p><code>{html.escape(model.formula)}</code></p>"]
+    fixed = fixed_effects_table({model.key: model}).drop(columns=["model", "term"])
+    parts.append(_table(fixed))
+    parts.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(s)}</li>" for s in describe_model(model))
+                 + "</ul>")
+    parts.append(_table(variance_table({model.key: model}).drop(columns=["model", "key"])))
+    for w in model.warnings:
+        parts.append(f"<p class='warn'>{html.escape(w)}</p>")
+    return "\n".join(parts)
+
+
+def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: list[ModelResult] = (),
+                      title: str = "Alliance and symptom change: multilevel analysis",
+                      seed: int | None = None, dataset_name: str | None = None) -> str:
+    """The report as an HTML string (see module docstring)."""
+    data = validated.data
+    measures = validated.measures
+    analysis = analysis_report(validated, ladder)
+    if custom:
+        analysis["custom_models"] = clean({m.key: {**model_to_dict(m), "title": m.spec.title} for m in custom})
+    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{CSS}</style></head><body>",
+           f"<h1>{html.escape(title)}</h1>",
+           f"<p class='note'>Data: {html.escape(dataset_name or validated.source)} · generated "
+           f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by the alliance dashboard.</p>"]
+
+    # data summary
+    drop = dropout(data, k=4)
+    out.append("<h2>Data</h2>")
+    out.append(_table(pd.DataFrame([
+        {"": "Rows read", "value": validated.n_rows_read},
+        {"": "Rows used (patient-sessions)", "value": len(data)},
+        {"": "Rows left out", "value": len(validated.excluded)},
+        {"": "Patients", "value": data["patient"].nunique()},
+        {"": "Therapists", "value": data["therapist"].nunique() if validated.has_therapist else "—"},
+        {"": "Patients with fewer than 4 sessions", "value": f"{drop['n_dropout']} ({drop['share']:.1%})"},
+    ])))
+    out.append("<h3>By session</h3>" + _table(session_summary(data, measures), 3))
+    corr = measure_correlations(data, measures)
+    if len(corr):
+        out.append("<h3>Correlations</h3>" + _table(corr, 3))
+    for note in validated.notes:
+        out.append(f"<p class='note'>{html.escape(note)}</p>")
+
+    # level decision and ladder
+    out.append("<h2>Levels: intraclass correlations</h2>")
+    icc = ladder.icc
+    out.append(_table(pd.DataFrame([
+        {"level": "Patient (two-level model)", "ICC": icc["patient"]},
+        {"level": "Therapist (three-level model)", "ICC": icc["therapist"]},
+    ]), 4))
+    for a in ladder.advice:
+        out.append(f"<p>{html.escape(a)}</p>")
+    out.append("<h2>Model ladder (fixed effects, REML; Satterthwaite df)</h2>")
+    out.append(_table(fixed_effects_table(ladder.models).drop(columns=["term"])))
+    out.append("<h3>In words</h3>")
+    for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
+        if key in ladder.models:
+            sentences = describe_model(ladder.models[key])[1:]
+            out.append(f"<p><b>{key}</b></p><ul class='sentences'>" +
+                       "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
+    out.append("<h3>Variance components</h3>" + _table(variance_table(ladder.models).drop(columns=["key"]), 5))
+    out.append("<h3>Fit</h3>" + _table(fit_table(ladder.models), 3))
+    out.append("<h3>Likelihood-ratio tests (ML fits)</h3>" + _table(comparison_table(ladder), 3))
+    for key, reason in ladder.errors.items():
+        out.append(f"<p class='warn'>{html.escape(key)}: {html.escape(reason)}</p>")
+
+    for model in custom:
+        out.append("<h2>Model builder</h2>" + _model_section(model, model.spec.title or model.key))
+
+    # figures
+    out.append("<h2>Figures</h2>")
+    figures = []
+    if "alliance" in measures and "symptoms" in measures:
+        figures.append(between_within_scatter(data, "alliance", "symptoms"))
+    time_model = ladder.models.get("time")
+    mean_line = None
+    if time_model is not None:
+        sessions = sorted(data["session"].unique())
+        est = time_model.fixed.set_index("term")["estimate"]
+        t0 = data["session"].min()
+        mean_line = pd.DataFrame({"session": sessions,
+                                  "expected": [est["intercept"] + est["time"] * (s - t0) for s in sessions]})
+    figures.append(spaghetti(data, ladder.outcome, mean_line))
+    diag_model = custom[0] if custom else ladder.models.get("hybrid") or ladder.models.get("unconditional")
+    if diag_model is not None:
+        figures.append(residual_diagnostics(diag_model))
+        figures.append(caterpillar(diag_model))
+        out.append(f"<p class='note'>Diagnostics and random effects: model <code>{html.escape(diag_model.formula)}</code>.</p>")
+    for i, fig in enumerate(figures):
+        out.append(_figure(fig, first=i == 0))
+
+    # excluded rows, definitions, software
+    out.append("<h2>Rows left out</h2>")
+    out.append(_table(validated.excluded) if len(validated.excluded) else "<p>None: every row was used.</p>")
+    out.append("<h2>Definitions and methods</h2><ul>" +
+               "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items()) +
+               "<li><b>engine</b>: lme4's profiled (RE)ML as computed by the mixedlm package; "
+               "checked against lme4 1.1-31 and lmerTest 3.1-3</li></ul>")
+    versions = software_versions()
+    out.append("<h2>Software and seed</h2>" + _table(pd.DataFrame(
+        [{"": k, "version": v} for k, v in versions.items()])))
+    out.append(f"<p>Seed: {seed if seed is not None else 'none'} "
+               "(the estimates use no random numbers; a seed applies only to simulated data).</p>")
+    out.append("<script type='application/json' id='analysis-json'>" +
+               html.escape(json.dumps(analysis, allow_nan=False), quote=False) + "</script>")
+    out.append("</body></html>")
+    return "\n".join(out)

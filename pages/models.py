@@ -1,0 +1,179 @@
+"""Model explorer (researcher): the level decision, the ANS study's ladder, the model builder,
+figures of the disaggregation and diagnostics, and the self-contained report."""
+import pandas as pd
+import streamlit as st
+
+from core.errors import ModelError
+from core.figures import between_within_scatter, caterpillar, residual_diagnostics, spaghetti
+from core.html_report import build_html_report
+from core.mapping import ROLES
+from core.models import BuilderOptions, LadderResult, ModelResult, fit_custom_model, fit_ladder
+from core.tables import (comparison_table, describe_model, fit_table, fixed_effects_table,
+                         variance_table)
+from ui.state import dataset_picker, demo_badge
+
+
+@st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
+def ladder_for(fingerprint: str, _data: pd.DataFrame) -> LadderResult:
+    return fit_ladder(_data)
+
+
+@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
+def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame) -> ModelResult | str:
+    try:
+        return fit_custom_model(_data, options)
+    except ModelError as err:
+        return str(err)
+
+
+def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
+    st.download_button(label, frame.to_csv(index=False).encode("utf-8"), file_name=name, mime="text/csv",
+                       key=f"csv_{name}")
+
+
+def shown(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rounded for the screen; p below 0.0001 written as '< 0.0001' (downloads keep every digit)."""
+    out = frame.round(4)
+    if "p" in out:
+        out["p"] = frame["p"].map(lambda p: "< 0.0001" if p < 1e-4 else f"{p:.4f}")
+    return out
+
+
+def model_messages(model: ModelResult) -> None:
+    for w in model.warnings:
+        st.warning(w)
+
+
+ds = dataset_picker()
+data = ds.data
+st.title("Model explorer")
+demo_badge(ds)
+if "symptoms" not in ds.validated.measures:
+    st.warning("The models need a symptom score; this data set has none.")
+    st.stop()
+ladder = ladder_for(ds.fingerprint, data)
+
+# ---------------------------------------------------------------- levels
+st.subheader("1. Levels: how much of the variation lies where?")
+c = st.columns(3)
+c[0].metric("Patient ICC", f"{ladder.icc['patient']:.3f}" if ladder.icc["patient"] is not None else "—",
+            help="Patient variance / (patient + residual variance), two-level unconditional model (REML).")
+c[1].metric("Therapist share", f"{ladder.icc['therapist']:.3f}" if ladder.icc["therapist"] is not None else "—",
+            help="Therapist variance / total variance, three-level unconditional model (REML).")
+c[2].metric("Patients / sessions", f"{ladder.n_patients:,} / {ladder.n_observations:,}")
+for advice in ladder.advice:
+    st.info(advice)
+for key, reason in ladder.errors.items():
+    st.warning(f"**{key}** could not be fitted: {reason}")
+
+# ---------------------------------------------------------------- ladder
+st.subheader("2. The model ladder (as Tables 2 and 3 of the ANS study)")
+fixed = fixed_effects_table(ladder.models)
+st.dataframe(shown(fixed.drop(columns=["term"])), hide_index=True, width="stretch", key="ladder_table")
+with st.expander("In words", expanded=True):
+    for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
+        if key in ladder.models:
+            st.markdown(f"**{key}**")
+            for sentence in describe_model(ladder.models[key])[1:]:
+                st.markdown(f"- {sentence}")
+left, right = st.columns(2)
+variance = variance_table(ladder.models)
+comparisons = comparison_table(ladder)
+with left:
+    st.markdown("**Variance components (REML)**")
+    st.dataframe(variance.drop(columns=["key"]).round(5), hide_index=True, width="stretch")
+with right:
+    st.markdown("**Likelihood-ratio tests (ML refits)**")
+    st.dataframe(shown(comparisons.drop(columns=["note"])), hide_index=True, width="stretch")
+fits = fit_table(ladder.models)
+with st.expander("Fit, convergence and singular fits"):
+    st.dataframe(fits.round(3), hide_index=True, width="stretch")
+    for m in ladder.models.values():
+        for w in m.warnings:
+            st.warning(f"**{m.key}**: {w}")
+d = st.columns(4)
+with d[0]:
+    csv_button(fixed, "Fixed effects (CSV)", "fixed_effects.csv")
+with d[1]:
+    csv_button(variance, "Variance components (CSV)", "variance_components.csv")
+with d[2]:
+    csv_button(comparisons, "Comparisons (CSV)", "comparisons.csv")
+with d[3]:
+    csv_button(fits, "Fit (CSV)", "fit.csv")
+
+# ---------------------------------------------------------------- builder
+st.subheader("3. Model builder")
+b = st.columns(3)
+direction = b[0].radio("Direction", ["alliance_to_symptoms", "symptoms_to_alliance"], key="mb_direction",
+                       format_func=lambda d: {"alliance_to_symptoms": "alliance → symptoms",
+                                              "symptoms_to_alliance": "symptoms → alliance"}[d],
+                       disabled="alliance" not in ds.validated.measures)
+detrend = b[1].checkbox("Control for time (detrending)", key="mb_detrend")
+interaction = b[1].checkbox("Between × within interaction", key="mb_interaction")
+slope = b[2].checkbox("Random slope for within (varies by patient)", key="mb_slope")
+therapist = b[2].checkbox("Therapist level", key="mb_therapist", disabled=not ds.validated.has_therapist)
+extra = [col for col in data.columns if col not in (*ROLES, "row")]
+covariates = st.multiselect("Covariates (patient- or session-level columns; text columns are dummy-coded)",
+                            extra, key="mb_covariates")
+options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
+                         covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
+custom = None
+if "alliance" in ds.validated.measures:
+    result = custom_for(ds.fingerprint, options, data)
+    if isinstance(result, str):
+        st.error(result)
+    else:
+        custom = result
+        st.code(custom.formula, language=None)
+        table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
+        st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
+        for sentence in describe_model(custom):
+            st.markdown(f"- {sentence}")
+        model_messages(custom)
+        csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
+else:
+    st.info("The builder's between/within models need an alliance score.")
+
+# ---------------------------------------------------------------- figures
+st.subheader("4. Figures")
+tabs = st.tabs(["Between and within", "Trajectories", "Residuals", "Random effects"])
+outcome, predictor = ("alliance", "symptoms") if direction == "symptoms_to_alliance" else ("symptoms", "alliance")
+diag = custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
+with tabs[0]:
+    if predictor in data.columns and outcome in data.columns:
+        st.plotly_chart(between_within_scatter(data, predictor, outcome), width="stretch", key="fig_bw")
+with tabs[1]:
+    time_model = ladder.models.get("time")
+    line = None
+    if time_model is not None:
+        sessions = sorted(data["session"].unique())
+        est = time_model.fixed.set_index("term")["estimate"]
+        line = pd.DataFrame({"session": sessions,
+                             "expected": [est["intercept"] + est["time"] * (s - data["session"].min()) for s in sessions]})
+    st.plotly_chart(spaghetti(data, "symptoms", line), width="stretch", key="fig_spaghetti")
+    st.caption("Red: the time model's fixed-effect line (clinic average).")
+with tabs[2]:
+    if diag is not None:
+        st.plotly_chart(residual_diagnostics(diag), width="stretch", key="fig_resid")
+        st.caption(f"Model: `{diag.formula}`")
+with tabs[3]:
+    if diag is not None:
+        st.plotly_chart(caterpillar(diag), width="stretch", key="fig_caterpillar")
+        st.caption(f"Model: `{diag.formula}`")
+
+# ---------------------------------------------------------------- report
+st.subheader("5. Report")
+st.write("One self-contained HTML file (opens with no network): data summary, the ladder and the builder's "
+         "model with sentences, figures, rows left out, definitions, software versions. The same numbers as "
+         "`python -m core report` / `analyze` on the same file.")
+cli = (f"python -m core report {ds.validated.source} --patient … --session … --symptoms … --alliance …"
+       + (" --therapist …" if ds.validated.has_therapist else "")
+       + (" --builder" if custom else "") + (" --reverse" if direction == "symptoms_to_alliance" else "")
+       + (" --detrend" if detrend else "") + (" --interaction" if interaction else "")
+       + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
+       + (" --therapist-level" if therapist else ""))
+st.caption(f"Command line: `{cli}`")
+st.download_button("Download the report (HTML)", key="report_html", mime="text/html",
+                   file_name="alliance_report.html", on_click="ignore",
+                   data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],
+                                                  seed=2023 if ds.is_demo else None, dataset_name=ds.name))
