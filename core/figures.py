@@ -65,7 +65,6 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
     """Two panels that make the disaggregation visible: patient means of predictor vs outcome
     (between patients) beside session deviations from each patient's own means (within patients),
     each with its least-squares line."""
-    import pandas as pd
     from plotly.subplots import make_subplots
 
     means = data.groupby("patient")[[predictor, outcome]].mean()

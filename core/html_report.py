@@ -15,10 +15,27 @@ import pandas as pd
 import plotly.io as pio
 
 from core.decomposition import dropout, measure_correlations, session_summary
-from core.figures import between_within_scatter, caterpillar, residual_diagnostics, spaghetti
+from core.figures import (
+    between_within_scatter,
+    caterpillar,
+    residual_diagnostics,
+    spaghetti,
+)
 from core.models import LadderResult, ModelResult
-from core.report import DEFINITIONS, analysis_report, clean, model_to_dict, software_versions
-from core.tables import comparison_table, describe_model, fit_table, fixed_effects_table, variance_table
+from core.report import (
+    DEFINITIONS,
+    analysis_report,
+    clean,
+    model_to_dict,
+    software_versions,
+)
+from core.tables import (
+    comparison_table,
+    describe_model,
+    fit_table,
+    fixed_effects_table,
+    variance_table,
+)
 from core.validation import ValidatedData
 
 CSS = """

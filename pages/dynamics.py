@@ -6,12 +6,23 @@ import streamlit as st
 
 from core.datasets import data_fingerprint
 from core.errors import InputError, ModelError
+from core.exports import csv_bytes
 from core.figures import forest_plot
 from core.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
-from core.meta import (lagged_within_effects, pool_effects, pool_stage1,
-                       sorted_study_labels, stage1_table)
+from core.meta import (
+    lagged_within_effects,
+    pool_effects,
+    pool_stage1,
+    sorted_study_labels,
+    stage1_table,
+)
 from core.reading import read_table
-from core.validation import combine_studies, parse_numbers, validate_studies, validate_table
+from core.validation import (
+    combine_studies,
+    parse_numbers,
+    validate_studies,
+    validate_table,
+)
 from ui.state import dataset_picker, demo_badge
 
 DIRECTION_TEXT = {
@@ -61,7 +72,7 @@ def show_pooled(direction: str, result, effect_label: str) -> None:
     st.plotly_chart(forest_plot(result, effect_label=effect_label), width="stretch", key=f"forest_{direction}")
     table = result.studies.rename(columns={"weight": "weight (%)"})
     st.download_button(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}",
-                       table.to_csv(index=False).encode("utf-8"), file_name=f"studies_{direction}.csv",
+                       csv_bytes(table), file_name=f"studies_{direction}.csv",
                        mime="text/csv", key=f"csv_{direction}")
 
 
@@ -150,7 +161,7 @@ try:
                               values=["estimate", "se"]).reset_index()
     wide.columns = [" ".join(c for c in col if c).strip() for col in wide.columns]
     st.dataframe(wide.round(4), hide_index=True, width="stretch")
-    st.download_button("Stage 1 table (CSV)", stage1.to_csv(index=False).encode("utf-8"),
+    st.download_button("Stage 1 table (CSV)", csv_bytes(stage1),
                        file_name="stage1.csv", mime="text/csv", key="stage1_csv")
     if n_studies < 2:
         st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "

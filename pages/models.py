@@ -4,12 +4,29 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ModelError
-from core.figures import between_within_scatter, caterpillar, residual_diagnostics, spaghetti
+from core.exports import csv_bytes
+from core.figures import (
+    between_within_scatter,
+    caterpillar,
+    residual_diagnostics,
+    spaghetti,
+)
 from core.html_report import build_html_report
 from core.mapping import ROLES
-from core.models import BuilderOptions, LadderResult, ModelResult, fit_custom_model, fit_ladder
-from core.tables import (comparison_table, describe_model, fit_table, fixed_effects_table,
-                         variance_table)
+from core.models import (
+    BuilderOptions,
+    LadderResult,
+    ModelResult,
+    fit_custom_model,
+    fit_ladder,
+)
+from core.tables import (
+    comparison_table,
+    describe_model,
+    fit_table,
+    fixed_effects_table,
+    variance_table,
+)
 from ui.state import dataset_picker, demo_badge
 
 
@@ -27,7 +44,7 @@ def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame) -
 
 
 def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
-    st.download_button(label, frame.to_csv(index=False).encode("utf-8"), file_name=name, mime="text/csv",
+    st.download_button(label, csv_bytes(frame), file_name=name, mime="text/csv",
                        key=f"csv_{name}")
 
 

@@ -1,5 +1,4 @@
 """Clinic overview (supervisor): key figures, caseload by need for attention, trajectories."""
-import io
 import math
 
 import numpy as np
@@ -9,6 +8,7 @@ import streamlit as st
 
 from core.clinical import caseload, therapist_icc_sentence, therapist_trajectories
 from core.decomposition import dropout
+from core.exports import csv_bytes, excel_bytes
 from ui.clinic import clinical_settings, sessions_with_ruptures, therapist_icc
 from ui.state import dataset_picker, demo_badge
 
@@ -65,11 +65,9 @@ if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
     st.query_params["patient"] = pick
     st.switch_page("pages/patient.py")
-c2.download_button("Caseload (CSV)", shown.to_csv(index=False).encode("utf-8"), file_name="caseload.csv",
+c2.download_button("Caseload (CSV)", csv_bytes(shown), file_name="caseload.csv",
                    mime="text/csv", key="caseload_csv")
-xlsx = io.BytesIO()
-shown.to_excel(xlsx, index=False, sheet_name="caseload")
-c3.download_button("Caseload (Excel)", xlsx.getvalue(), file_name="caseload.xlsx", key="caseload_xlsx",
+c3.download_button("Caseload (Excel)", excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
                    mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
 # ---------------------------------------------------------------- trajectories

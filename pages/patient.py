@@ -6,6 +6,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.clinical import describe_session, expected_line, jacobson_truax_status
+from core.exports import csv_bytes
 from ui.clinic import clinical_settings, sessions_with_ruptures, time_model
 from ui.state import dataset_picker, demo_badge
 
@@ -143,5 +144,5 @@ if "rupture" in mine:
 table = mine[cols].rename(columns=lambda c: c.replace("_within_sd", " deviation (own SD)")
                           .replace("_within", " deviation").replace("_mean", " own mean"))
 st.dataframe(table.round(3), hide_index=True, width="stretch")
-st.download_button("Download this patient's sessions (CSV)", table.to_csv(index=False).encode("utf-8"),
+st.download_button("Download this patient's sessions (CSV)", csv_bytes(table),
                    file_name=f"patient_{pid}.csv", mime="text/csv", key="patient_csv")

@@ -1,14 +1,28 @@
 """Upload data: read a spreadsheet, map its columns, validate, and use it."""
+from dataclasses import replace
+
 import streamlit as st
 
 from core.datasets import Dataset
-from dataclasses import replace
-
 from core.errors import InputError
-from core.instruments import (ItemScoring, add_item_scores, available_instruments,
-                              guess_item_columns)
-from core.mapping import (ROLES, ColumnMapping, SavedMapping, WideLayout, detect_wide_layout,
-                          load_saved_mappings, matching_saved_mapping, propose_mapping, save_mapping)
+from core.exports import csv_bytes
+from core.instruments import (
+    ItemScoring,
+    add_item_scores,
+    available_instruments,
+    guess_item_columns,
+)
+from core.mapping import (
+    ROLES,
+    ColumnMapping,
+    SavedMapping,
+    WideLayout,
+    detect_wide_layout,
+    load_saved_mappings,
+    matching_saved_mapping,
+    propose_mapping,
+    save_mapping,
+)
 from core.reading import excel_sheet_names, read_table
 from core.validation import validate_table
 from ui.state import dataset_picker, set_active
@@ -223,7 +237,7 @@ if len(validated.excluded):
                "or go on without them.")
     st.dataframe(validated.excluded, hide_index=True, width="stretch", height=240)
     st.download_button("Download the list of rows left out (CSV)",
-                       validated.excluded.to_csv(index=False).encode("utf-8"),
+                       csv_bytes(validated.excluded),
                        file_name="rows_left_out.csv", mime="text/csv")
 else:
     st.success("Every row can be used.")
