@@ -13,5 +13,7 @@ pages = [
     st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
     st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"),
+    st.Page("pages/account.py", title="Sign in", icon=":material/login:"),
+    st.Page("pages/admin.py", title="Users and audit log", icon=":material/admin_panel_settings:"),
 ]
 st.navigation(pages).run()

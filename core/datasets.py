@@ -85,3 +85,38 @@ def demo_dataset() -> Dataset:
     validated = validate_table(raw, mapping, ranges=DEMO_RANGES)
     return Dataset(name=DEMO_LABEL, validated=validated, is_demo=True,
                    instruments=(("alliance", "ans"), ("symptoms", "oq45")))
+
+
+class ClinicDatasetStore:
+    """The data sets a signed-in user may see in the clinic database (:mod:`core.storage`).
+
+    Every read goes through ``ClinicStore.load(user, …)``, which applies the user's role in the
+    query: pages cannot get more than the role allows. Loads are kept per data set and version, so
+    a rerun of a page does not read the database again unless an upload changed the data set.
+    """
+
+    DEMO_NAME = "Demo clinic"
+
+    def __init__(self, clinic, user) -> None:
+        self.clinic = clinic
+        self.user = user
+        self._loaded: dict[str, tuple[int, Dataset]] = {}
+
+    def names(self) -> list[str]:
+        return self.clinic.dataset_names(self.user)
+
+    def get(self, name: str) -> Dataset:
+        if name not in self.names():
+            raise KeyError(name)
+        version = self.clinic.dataset_version(self.user, name)
+        cached = self._loaded.get(name)
+        if cached and cached[0] == version:
+            return cached[1]
+        validated = self.clinic.load(self.user, name)
+        dataset = Dataset(name=name, validated=validated, is_demo=name == self.DEMO_NAME,
+                          instruments=(("alliance", "ans"), ("symptoms", "oq45")) if name == self.DEMO_NAME else ())
+        self._loaded[name] = (version, dataset)
+        return dataset
+
+    def put(self, dataset: Dataset) -> None:
+        raise PermissionError("Stored data sets change only through an upload preview (ClinicStore.apply_upload).")

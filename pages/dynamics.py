@@ -23,6 +23,7 @@ from core.validation import (
     validate_studies,
     validate_table,
 )
+from ui.auth import download
 from ui.state import dataset_picker, demo_badge
 
 DIRECTION_TEXT = {
@@ -71,9 +72,8 @@ def show_pooled(direction: str, result, effect_label: str) -> None:
     st.caption(f"Q = {result.q:.2f} (df = {result.k - 1}, p = {result.q_p:.3g}); k = {result.k} studies.")
     st.plotly_chart(forest_plot(result, effect_label=effect_label), width="stretch", key=f"forest_{direction}")
     table = result.studies.rename(columns={"weight": "weight (%)"})
-    st.download_button(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}",
-                       csv_bytes(table), file_name=f"studies_{direction}.csv",
-                       mime="text/csv", key=f"csv_{direction}")
+    download(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}", csv_bytes(table),
+             file_name=f"studies_{direction}.csv", mime="text/csv", key=f"csv_{direction}")
 
 
 ds = dataset_picker()
@@ -161,8 +161,7 @@ try:
                               values=["estimate", "se"]).reset_index()
     wide.columns = [" ".join(c for c in col if c).strip() for col in wide.columns]
     st.dataframe(wide.round(4), hide_index=True, width="stretch")
-    st.download_button("Stage 1 table (CSV)", csv_bytes(stage1),
-                       file_name="stage1.csv", mime="text/csv", key="stage1_csv")
+    download("Stage 1 table (CSV)", csv_bytes(stage1), file_name="stage1.csv", mime="text/csv", key="stage1_csv")
     if n_studies < 2:
         st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "
                 "upload several studies to pool them.")

@@ -27,6 +27,7 @@ from core.tables import (
     fixed_effects_table,
     variance_table,
 )
+from ui.auth import download
 from ui.state import dataset_picker, demo_badge
 
 
@@ -44,8 +45,7 @@ def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame) -
 
 
 def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
-    st.download_button(label, csv_bytes(frame), file_name=name, mime="text/csv",
-                       key=f"csv_{name}")
+    download(label, csv_bytes(frame), file_name=name, mime="text/csv", key=f"csv_{name}")
 
 
 def shown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +190,7 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
 st.caption(f"Command line: `{cli}`")
-st.download_button("Download the report (HTML)", key="report_html", mime="text/html",
-                   file_name="alliance_report.html", on_click="ignore",
-                   data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],
+download("Download the report (HTML)", key="report_html", mime="text/html",
+         file_name="alliance_report.html", what=f"{ds.name}: HTML report",
+         data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],
                                                   seed=2023 if ds.is_demo else None, dataset_name=ds.name))

@@ -9,6 +9,7 @@ import streamlit as st
 from core.clinical import caseload, therapist_icc_sentence, therapist_trajectories
 from core.decomposition import dropout
 from core.exports import csv_bytes, excel_bytes
+from ui.auth import download
 from ui.clinic import clinical_settings, sessions_with_ruptures, therapist_icc
 from ui.state import dataset_picker, demo_badge
 
@@ -65,10 +66,12 @@ if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
     st.query_params["patient"] = pick
     st.switch_page("pages/patient.py")
-c2.download_button("Caseload (CSV)", csv_bytes(shown), file_name="caseload.csv",
-                   mime="text/csv", key="caseload_csv")
-c3.download_button("Caseload (Excel)", excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
-                   mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+with c2:
+    download("Caseload (CSV)", csv_bytes(shown), file_name="caseload.csv", mime="text/csv", key="caseload_csv",
+             what=f"{ds.name}: caseload (CSV)")
+with c3:
+    download("Caseload (Excel)", excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
+             mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", what=f"{ds.name}: caseload (Excel)")
 
 # ---------------------------------------------------------------- trajectories
 st.subheader("Patient trajectories")

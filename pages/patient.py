@@ -7,6 +7,7 @@ from plotly.subplots import make_subplots
 
 from core.clinical import describe_session, expected_line, jacobson_truax_status
 from core.exports import csv_bytes
+from ui.auth import download, log_patient_view
 from ui.clinic import clinical_settings, sessions_with_ruptures, time_model
 from ui.state import dataset_picker, demo_badge
 
@@ -36,6 +37,7 @@ if st.session_state.get("patient_id") not in patients:
 pid = st.selectbox("Patient ID (type to search)", patients, key="patient_id")
 st.query_params["patient"] = pid
 st.session_state["patient_in_url"] = pid
+log_patient_view(ds.name, pid)
 
 mine = sessions[sessions["patient"] == pid].sort_values("session")
 therapist = mine["therapist"].iloc[-1] if "therapist" in mine else None
@@ -144,5 +146,5 @@ if "rupture" in mine:
 table = mine[cols].rename(columns=lambda c: c.replace("_within_sd", " deviation (own SD)")
                           .replace("_within", " deviation").replace("_mean", " own mean"))
 st.dataframe(table.round(3), hide_index=True, width="stretch")
-st.download_button("Download this patient's sessions (CSV)", csv_bytes(table),
-                   file_name=f"patient_{pid}.csv", mime="text/csv", key="patient_csv")
+download("Download this patient's sessions (CSV)", csv_bytes(table), file_name=f"patient_{pid}.csv",
+         mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")

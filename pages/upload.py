@@ -24,7 +24,9 @@ from core.mapping import (
     save_mapping,
 )
 from core.reading import excel_sheet_names, read_table
+from core.storage import Role, UploadConflict
 from core.validation import validate_table
+from ui.auth import clinic_store, current_user, download
 from ui.state import dataset_picker, set_active
 
 NONE = "— not in the file —"
@@ -236,9 +238,9 @@ if len(validated.excluded):
                "row number (header = row 1) and the reason; fix them in the file and upload again, "
                "or go on without them.")
     st.dataframe(validated.excluded, hide_index=True, width="stretch", height=240)
-    st.download_button("Download the list of rows left out (CSV)",
-                       csv_bytes(validated.excluded),
-                       file_name="rows_left_out.csv", mime="text/csv")
+    download("Download the list of rows left out (CSV)", csv_bytes(validated.excluded),
+             file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
+             what=f"{upload.name}: rows left out (CSV)")
 else:
     st.success("Every row can be used.")
 
@@ -247,11 +249,39 @@ st.dataframe(data.head(50), hide_index=True, width="stretch")
 
 # ---------------------------------------------------------------- use / save
 st.subheader("4. Use it")
+user = current_user()
 c1, c2 = st.columns(2)
 name = c1.text_input("Name for this data set", value=upload.name.rsplit(".", 1)[0], key="dataset_name")
-if c1.button("Use this data", type="primary", key="use_data"):
-    set_active(Dataset(name=name, validated=validated))
-    st.success(f"**{name}** is now the active data set on every page.")
+if user is None:
+    if c1.button("Use this data", type="primary", key="use_data"):
+        set_active(Dataset(name=name, validated=validated))
+        st.success(f"**{name}** is now the active data set on every page (this browser session only; "
+                   "sign in as a supervisor to store it for the clinic).")
+elif user.role != Role.SUPERVISOR:
+    c1.info("Only supervisors store data for the clinic.")
+else:
+    clinic = clinic_store()
+    if c1.button("Preview what changes in the clinic database", type="primary", key="preview_upload"):
+        st.session_state["upload_preview"] = clinic.preview_upload(user, name.strip(), validated)
+    preview = st.session_state.get("upload_preview")
+    if preview is not None and preview.dataset == name.strip():
+        p = st.columns(3)
+        p[0].metric("Patient-sessions added", f"{len(preview.added):,}")
+        p[1].metric("Changed", f"{preview.changed[['patient', 'session']].drop_duplicates().shape[0]:,}")
+        p[2].metric("Left alone", f"{preview.unchanged:,}")
+        if len(preview.changed):
+            with st.expander("What changes"):
+                st.dataframe(preview.changed, hide_index=True, width="stretch")
+        if st.button(f"Store in '{preview.dataset}'", key="apply_upload"):
+            try:
+                result = clinic.apply_upload(user, preview)
+            except UploadConflict as err:
+                st.error(str(err))
+            else:
+                st.session_state.pop("upload_preview", None)
+                st.session_state["active_dataset"] = result.dataset
+                st.success(f"Stored: {result.added:,} added, {result.changed:,} changed, {result.unchanged:,} "
+                           f"left alone. **{result.dataset}** is now the active data set.")
 map_name = c2.text_input("Save this mapping as", value=name, key="mapping_name",
                          help="Next time a spreadsheet with the same columns is uploaded, it maps in one click.")
 if c2.button("Save mapping", key="save_mapping"):

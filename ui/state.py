@@ -7,21 +7,38 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.datasets import DEMO_LABEL, Dataset, DatasetStore, MemoryStore
+from core.datasets import (
+    DEMO_LABEL,
+    ClinicDatasetStore,
+    Dataset,
+    DatasetStore,
+    MemoryStore,
+)
 
 
 def store() -> DatasetStore:
-    if "dataset_store" not in st.session_state:
-        st.session_state["dataset_store"] = MemoryStore()
-    return st.session_state["dataset_store"]
+    """The data sets of this browser session: the clinic database's (scoped to the signed-in
+    user's role) or, without sign-in, the demo clinic and this session's uploads."""
+    from ui.auth import clinic_store, current_user
+
+    user = current_user()
+    if user is None:
+        if "dataset_store" not in st.session_state:
+            st.session_state["dataset_store"] = MemoryStore()
+        return st.session_state["dataset_store"]
+    key = f"clinic_dataset_store_{user.id}"
+    if key not in st.session_state:
+        st.session_state[key] = ClinicDatasetStore(clinic_store(), user)
+    return st.session_state[key]
 
 
 def active_dataset() -> Dataset:
-    name = st.session_state.get("active_dataset", DEMO_LABEL)
+    names = store().names()
+    name = st.session_state.get("active_dataset") or (names[0] if names else DEMO_LABEL)
     try:
         return store().get(name)
     except KeyError:
-        return store().get(DEMO_LABEL)
+        return store().get(names[0]) if names else MemoryStore().get(DEMO_LABEL)
 
 
 def set_active(dataset: Dataset) -> None:
@@ -50,10 +67,14 @@ def use_app_navigation() -> None:
 def dataset_picker() -> Dataset:
     """Sidebar choice of the data set; returns the active one and labels demo data."""
     use_app_navigation()
+    from ui.auth import user_badge
+
+    user_badge()
     names = store().names()
     current = active_dataset().name
-    choice = st.sidebar.selectbox("Data set", names, index=names.index(current) if current in names else 0,
-                                  key="dataset_choice")
+    if current not in names:
+        names = [current, *names]
+    choice = st.sidebar.selectbox("Data set", names, index=names.index(current), key="dataset_choice")
     if choice != current:
         st.session_state["active_dataset"] = choice
     ds = active_dataset()

@@ -1,0 +1,70 @@
+"""Sign in / sign out: local accounts (bcrypt) or the clinic's OpenID Connect provider (st.login)."""
+import streamlit as st
+
+from ui.auth import clinic_store, current_user, sign_in, sign_out
+from ui.state import use_app_navigation
+
+use_app_navigation()
+
+
+def oidc_configured() -> bool:
+    """True when the clinic configured an OpenID Connect provider in .streamlit/secrets.toml [auth]."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+st.title("Sign in")
+user = current_user()
+store = clinic_store()
+
+if user is None and oidc_configured() and getattr(st.user, "is_logged_in", False):
+    identity = st.user.get("email") or st.user.get("preferred_username")
+    known = store.user_for_identity(identity) if identity else None
+    if known is None:
+        st.error(f"The account {identity} is not registered with this clinic. Ask a supervisor to add it.")
+    else:
+        sign_in(known)
+        st.rerun()
+
+if user is not None:
+    demo = " This is a demo account." if user.is_demo else ""
+    st.success(f"Signed in as **{user.display_name}** ({user.username}), role **{user.role.value}**.{demo}")
+    st.write({"supervisor": "You see the whole clinic, can upload data and manage users.",
+              "therapist": "You see only the patients assigned to you.",
+              "researcher": "You see all data with pseudonymised patient and therapist IDs and no free text."}
+             [user.role.value])
+    if st.button("Sign out", key="sign_out"):
+        was_oidc = getattr(st.user, "is_logged_in", False)
+        sign_out()
+        if was_oidc:
+            st.logout()
+        st.rerun()
+    st.stop()
+
+if oidc_configured():
+    st.button("Sign in with the clinic's account", key="oidc_login", on_click=st.login, type="primary")
+    st.divider()
+
+with st.form("sign_in_form"):
+    username = st.text_input("User name", key="sign_in_username")
+    password = st.text_input("Password", type="password", key="sign_in_password")
+    submitted = st.form_submit_button("Sign in", type="primary")
+if submitted:
+    found = store.authenticate(username.strip(), password)
+    if found is None:
+        st.error("User name or password is not right (or the account is deactivated).")
+    else:
+        sign_in(found)
+        st.rerun()
+
+demo_users = [u for u in store.demo_users()] if hasattr(store, "demo_users") else []
+with st.expander("Demo accounts (simulated data, not real patients)", expanded=True):
+    st.write("Each demo account's password is **demo**. They see the stored *Demo clinic*: the supervisor all "
+             "of it, each therapist only their own patients, the researcher pseudonymised IDs. A clinic "
+             "removes them under *Users and audit log*.")
+    st.table([{"user name": u.username, "role": u.role.value, "therapist": u.therapist_code or ""}
+              for u in demo_users])
+st.caption("Without signing in, the dashboard shows the built-in demo clinic and keeps uploads only in this "
+           "browser session.")

@@ -1,0 +1,55 @@
+"""Users and audit log (supervisors only)."""
+import streamlit as st
+
+from core.exports import csv_bytes
+from core.storage import AccessDenied, Role
+from ui.auth import clinic_store, current_user, log
+from ui.state import use_app_navigation
+
+use_app_navigation()
+st.title("Users and audit log")
+user = current_user()
+if user is None or user.role != Role.SUPERVISOR:
+    st.warning("Only a signed-in supervisor can manage users and read the audit log.")
+    st.stop()
+store = clinic_store()
+
+try:
+    st.subheader("Users")
+    users = store.users(user)
+    st.dataframe([{"user name": u.username, "name": u.display_name, "role": u.role.value,
+                   "therapist code": u.therapist_code or "", "demo": u.is_demo} for u in users],
+                 hide_index=True, width="stretch")
+    with st.form("new_user"):
+        st.markdown("**Add a user**")
+        c = st.columns(4)
+        username = c[0].text_input("User name (or e-mail for single sign-on)", key="new_username")
+        name = c[1].text_input("Display name", key="new_display_name")
+        role = c[2].selectbox("Role", [r.value for r in Role], key="new_role")
+        code = c[3].text_input("Therapist code (as in the data's therapist column)", key="new_therapist_code")
+        password = st.text_input("Initial password", type="password", key="new_password")
+        if st.form_submit_button("Add user"):
+            try:
+                created = store.create_user(user, username.strip(), password, Role(role),
+                                            display_name=name.strip() or None,
+                                            therapist_code=code.strip() or None)
+                st.success(f"Added {created.username} ({created.role.value}).")
+            except ValueError as err:
+                st.error(str(err))
+    others = [u.username for u in users if u.username != user.username]
+    if others:
+        c = st.columns([3, 1])
+        who = c[0].selectbox("Deactivate a user", others, key="deactivate_who")
+        if c[1].button("Deactivate", key="deactivate_button"):
+            store.deactivate(user, who)
+            st.success(f"{who} can no longer sign in.")
+            st.rerun()
+
+    st.subheader("Audit log")
+    st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")
+    audit = store.audit_log(user)
+    st.dataframe(audit, hide_index=True, width="stretch", height=360)
+    st.download_button("Audit log (CSV)", csv_bytes(audit), file_name="audit_log.csv", mime="text/csv",
+                       key="audit_csv", on_click=log, args=("export", "audit log (CSV)"))
+except AccessDenied as err:
+    st.error(str(err))
