@@ -51,8 +51,9 @@ def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     shown = frame.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else
-                                        (f"{v:.3g}" if col == "p" and abs(v) < 1e-3 else f"{v:.{digits}f}"))
+            is_p = col == "p"
+            shown[col] = shown[col].map(lambda v, is_p=is_p: "" if pd.isna(v) else
+                                        (f"{v:.3g}" if is_p and abs(v) < 1e-3 else f"{v:.{digits}f}"))
     return shown.to_html(index=False, escape=True, border=0)
 
 

@@ -1,7 +1,6 @@
 """Clinician pages through AppTest: patient page and clinic overview, on demo and uploaded data."""
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest

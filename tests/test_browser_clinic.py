@@ -1,6 +1,5 @@
 """Browser test: open the clinic overview, open a patient from it, change the rupture threshold."""
 import pytest
-
 from browser_support import browser_page, require_chromium, running_app, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -1,7 +1,13 @@
 """Browser test: upload a multi-study file on the Reciprocal dynamics page and see the forest plots."""
 import pytest
-
-from browser_support import ARTIFACTS, ROOT, browser_page, require_chromium, running_app, screenshot
+from browser_support import (
+    ARTIFACTS,
+    ROOT,
+    browser_page,
+    require_chromium,
+    running_app,
+    screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

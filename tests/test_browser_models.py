@@ -2,8 +2,14 @@
 import re
 
 import pytest
-
-from browser_support import CHROMIUM, CHROMIUM_ARGS, browser_page, require_chromium, running_app, screenshot
+from browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    browser_page,
+    require_chromium,
+    running_app,
+    screenshot,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -2,7 +2,6 @@
 from pathlib import Path
 
 import pytest
-
 from browser_support import browser_page, require_chromium, running_app, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

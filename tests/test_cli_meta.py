@@ -4,7 +4,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from core.mapping import ColumnMapping

@@ -3,9 +3,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.clinical import (caseload, describe_session, expected_line, flag_ruptures,
-                           jacobson_truax_status, patient_sessions, reliable_change_from_reliability,
-                           therapist_icc_sentence, therapist_trajectories)
+from core.clinical import (
+    caseload,
+    describe_session,
+    expected_line,
+    flag_ruptures,
+    jacobson_truax_status,
+    patient_sessions,
+    reliable_change_from_reliability,
+    therapist_icc_sentence,
+    therapist_trajectories,
+)
 
 
 @pytest.mark.parametrize("first,last,expected", [

@@ -7,10 +7,23 @@ import pytest
 
 from core.errors import InputError
 from core.instruments import (
-    N_MISSING, REASON, TOTAL, InstrumentDefinition, available_instruments, cronbach_alpha,
-    definition_from_dict, definition_from_json, definition_to_dict, definition_to_json,
-    generic_likert, guess_item_columns, item_column_map, keyed_items, load_instrument,
-    recode_items, save_instrument, score_items,
+    N_MISSING,
+    REASON,
+    TOTAL,
+    available_instruments,
+    cronbach_alpha,
+    definition_from_dict,
+    definition_from_json,
+    definition_to_dict,
+    definition_to_json,
+    generic_likert,
+    guess_item_columns,
+    item_column_map,
+    keyed_items,
+    load_instrument,
+    recode_items,
+    save_instrument,
+    score_items,
 )
 
 OQ_REVERSED = (1, 12, 13, 20, 21, 24, 31, 37, 43)

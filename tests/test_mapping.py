@@ -20,7 +20,6 @@ from core.reading import ROW, read_table
 from core.reshape import wide_to_long
 from core.validation import validate_table
 
-
 # ------------------------------------------------------------------------------ proposals
 
 @pytest.mark.parametrize("columns, expected", [

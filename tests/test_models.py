@@ -9,10 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.decomposition import add_model_terms
 from core.errors import ModelError
 from core.mapping import ColumnMapping
-from core.models import build_model, fit_ladder, fit_model, likelihood_ratio_test, prepare_covariates
-from core.decomposition import add_model_terms
+from core.models import (
+    build_model,
+    fit_ladder,
+    fit_model,
+    likelihood_ratio_test,
+    prepare_covariates,
+)
 from core.reading import read_table
 from core.validation import validate_table
 

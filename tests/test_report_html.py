@@ -10,7 +10,12 @@ import pytest
 from core.mapping import ColumnMapping
 from core.models import BuilderOptions, fit_custom_model, fit_ladder
 from core.reading import read_table
-from core.tables import describe_effect, describe_model, fixed_effects_table, variance_table
+from core.tables import (
+    describe_effect,
+    describe_model,
+    fixed_effects_table,
+    variance_table,
+)
 from core.validation import validate_table
 
 ROOT = Path(__file__).resolve().parent.parent
