@@ -59,7 +59,7 @@ if submitted:
         sign_in(found)
         st.rerun()
 
-demo_users = [u for u in store.demo_users()] if hasattr(store, "demo_users") else []
+demo_users = store.demo_users()
 with st.expander("Demo accounts (simulated data, not real patients)", expanded=True):
     st.write("Each demo account's password is **demo**. They see the stored *Demo clinic*: the supervisor all "
              "of it, each therapist only their own patients, the researcher pseudonymised IDs. A clinic "

@@ -18,14 +18,16 @@ try:
     st.subheader("Users")
     users = store.users(user)
     st.dataframe([{"user name": u.username, "name": u.display_name, "role": u.role.value,
-                   "therapist code": u.therapist_code or "", "demo": u.is_demo} for u in users],
+                   "therapist code": u.therapist_code or "", "active": u.is_active, "demo": u.is_demo}
+                  for u in users],
                  hide_index=True, width="stretch")
     with st.form("new_user"):
         st.markdown("**Add a user**")
         c = st.columns(4)
         username = c[0].text_input("User name (or e-mail for single sign-on)", key="new_username")
         name = c[1].text_input("Display name", key="new_display_name")
-        role = c[2].selectbox("Role", [r.value for r in Role], key="new_role")
+        roles = [r.value for r in Role]
+        role = c[2].selectbox("Role", roles, index=roles.index(Role.THERAPIST.value), key="new_role")
         code = c[3].text_input("Therapist code (as in the data's therapist column)", key="new_therapist_code")
         password = st.text_input("Initial password", type="password", key="new_password")
         if st.form_submit_button("Add user"):
@@ -36,14 +38,40 @@ try:
                 st.success(f"Added {created.username} ({created.role.value}).")
             except ValueError as err:
                 st.error(str(err))
-    others = [u.username for u in users if u.username != user.username]
-    if others:
-        c = st.columns([3, 1])
-        who = c[0].selectbox("Deactivate a user", others, key="deactivate_who")
+    users = store.users(user)  # again: the form above may have added one
+    if "admin_flash" in st.session_state:
+        st.success(st.session_state.pop("admin_flash"))
+    active = [u.username for u in users if u.username != user.username and u.is_active]
+    inactive = [u.username for u in users if not u.is_active]
+    c = st.columns([3, 1])
+    if active:
+        who = c[0].selectbox("Deactivate a user", active, key="deactivate_who")
         if c[1].button("Deactivate", key="deactivate_button"):
-            store.deactivate(user, who)
-            st.success(f"{who} can no longer sign in.")
+            try:
+                store.deactivate(user, who)
+            except ValueError as err:
+                st.error(str(err))
+            else:
+                st.session_state["admin_flash"] = f"{who} can no longer sign in."
+                st.rerun()
+    if inactive:
+        who = c[0].selectbox("Reactivate a user", inactive, key="reactivate_who")
+        if c[1].button("Reactivate", key="reactivate_button"):
+            store.reactivate(user, who)
+            st.session_state["admin_flash"] = f"{who} can sign in again."
             st.rerun()
+    with st.form("set_password"):
+        st.markdown("**Set a new password**")
+        c = st.columns(2)
+        who = c[0].selectbox("User", [u.username for u in users], key="password_who")
+        new_password = c[1].text_input("New password", type="password", key="password_new")
+        if st.form_submit_button("Set password"):
+            try:
+                store.set_password(user, who, new_password)
+            except ValueError as err:
+                st.error(str(err))
+            else:
+                st.success(f"New password set for {who}.")
 
     st.subheader("Audit log")
     st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")

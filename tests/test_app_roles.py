@@ -172,3 +172,36 @@ def test_non_supervisor_cannot_read_audit_log():
     open_page(at, "admin")
     assert any("Only a signed-in supervisor" in w.value for w in at.warning)
     assert not at.dataframe
+
+
+def test_supervisor_manages_users_on_the_admin_page():
+    sup = signed_in("demo-supervisor")
+    open_page(sup, "admin")
+    assert sup.selectbox(key="new_role").value == "therapist"  # least privilege by default
+    sup.text_input(key="new_username").set_value("carla")
+    sup.text_input(key="new_display_name").set_value("Carla")
+    sup.text_input(key="new_therapist_code").set_value("T03 Carla")
+    sup.text_input(key="new_password").set_value("short")
+    sup.button(key="FormSubmitter:new_user-Add user").click().run()
+    assert any("at least 8 characters" in e.value for e in sup.error)
+    sup.text_input(key="new_password").set_value("a long enough one")
+    sup.button(key="FormSubmitter:new_user-Add user").click().run()
+    assert any("Added carla (therapist)" in s.value for s in sup.success)
+    carla = signed_in("carla", "a long enough one")
+    open_page(carla, "overview")
+    assert set(carla.dataframe[0].value["therapist"]) == {"T03 Carla"}
+
+    sup.selectbox(key="deactivate_who").set_value("carla")
+    sup.button(key="deactivate_button").click().run()
+    assert any("carla can no longer sign in" in s.value for s in sup.success)
+    assert not any("Signed in as" in s.value for s in signed_in("carla", "a long enough one").success)
+    sup.selectbox(key="reactivate_who").set_value("carla")
+    sup.button(key="reactivate_button").click().run()
+    sup.selectbox(key="password_who").set_value("carla")
+    sup.text_input(key="password_new").set_value("another long one")
+    sup.button(key="FormSubmitter:set_password-Set password").click().run()
+    assert any("New password set for carla" in s.value for s in sup.success)
+    assert any("Signed in as" in s.value for s in signed_in("carla", "another long one").success)
+    open_page(sup, "admin")
+    actions = set(sup.dataframe[1].value["action"])
+    assert {"user created", "user deactivated", "user reactivated", "password changed"} <= actions, actions
