@@ -2,9 +2,11 @@
 import streamlit as st
 
 from ui.state import APP_MARKER
+from ui.warmup import start_warm_up
 
 st.set_page_config(page_title="Alliance dashboard", page_icon=":material/handshake:", layout="wide")
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
+start_warm_up()
 
 pages = [
     st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),

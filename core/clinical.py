@@ -198,6 +198,26 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
                            kind="stable").reset_index(drop=True)
 
 
+def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[list[str], int]:
+    """Patient IDs matching ``query`` (case-insensitive): the exact match first, then IDs starting
+    with it, then IDs containing it, each group in the order of ``patients``. Returns at most
+    ``limit`` IDs and the number of all matches. An empty query matches every ID."""
+    q = (query or "").strip().casefold()
+    if not q:
+        return list(patients[:limit]), len(patients)
+    exact, starts, contains = [], [], []
+    for p in patients:
+        f = str(p).casefold()
+        if f == q:
+            exact.append(p)
+        elif f.startswith(q):
+            starts.append(p)
+        elif q in f:
+            contains.append(p)
+    found = exact + starts + contains
+    return found[:limit], len(found)
+
+
 def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
     """Mean of ``measure`` per therapist and session with a 95% CI (mean ± t(n−1) · SD/√n)."""
     from scipy import stats

@@ -122,6 +122,40 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
     return fig
 
 
+def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int = 12):
+    """Each therapist's mean ``measure`` per session with its 95% CI band (``trajectories`` from
+    :func:`core.clinical.therapist_trajectories`). Draws at most ``max_therapists`` therapists — those
+    with the most observations, ties by name — because more lines cannot be told apart; the title
+    says when some are left out. Two traces per therapist (band, line)."""
+    import plotly.express as px
+
+    size = trajectories.groupby("therapist")["n"].sum()
+    ranked = sorted(size.index, key=lambda t: (-size[t], str(t)))
+    shown = sorted(ranked[:max_therapists], key=str)
+    palette = px.colors.qualitative.Plotly
+    traces = []
+    for i, t in enumerate(shown):
+        g = trajectories[trajectories["therapist"] == t].sort_values("session")
+        color = palette[i % len(palette)]
+        ok = g.dropna(subset=["low", "high"])
+        traces.append(go.Scatter(x=list(ok["session"]) + list(ok["session"])[::-1],
+                                 y=list(ok["high"]) + list(ok["low"])[::-1], fill="toself", fillcolor=color,
+                                 opacity=0.12, line=dict(width=0), hoverinfo="skip", mode="lines",
+                                 showlegend=False, legendgroup=str(t)))
+        traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=str(t), legendgroup=str(t),
+                                 line=dict(color=color), customdata=np.column_stack([g["n"], g["low"], g["high"]]),
+                                 hovertemplate=f"{t}<br>session %{{x}}: mean %{{y:.2f}}<br>"
+                                               "95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}<br>"
+                                               "N %{customdata[0]}<extra></extra>"))
+    note = (f" — the {len(shown)} therapists with the most sessions of {len(ranked)}; choose therapists to compare others"
+            if len(ranked) > len(shown) else "")
+    fig = go.Figure(data=traces)
+    fig.update_layout(height=420, xaxis_title="Session", yaxis_title=measure, hovermode="closest",
+                      title=dict(text=f"Mean {measure} per therapist (95% CI){note}", font=dict(size=13)),
+                      margin=dict(t=50, b=40))
+    return fig
+
+
 def residual_diagnostics(model):
     """Residuals vs fitted values and a normal QQ plot of the residuals (REML fit)."""
     from plotly.subplots import make_subplots
@@ -171,4 +205,159 @@ def caterpillar(model, max_patients: int = 400):
                       xaxis=dict(showticklabels=False), margin=dict(t=40, b=40),
                       title=dict(text="Patient random intercepts" + (" with 95% intervals" if has_se else ""),
                                  font=dict(size=14)))
+    return fig
+
+
+PATIENT_COLORS = {"alliance": "#1f77b4", "symptoms": "#d62728"}
+
+
+def _axis(name: str, i: int) -> str:
+    """Trace axis reference ('x', 'x2', …) of subplot row ``i`` (1-based)."""
+    return name if i == 1 else f"{name}{i}"
+
+
+def patient_chart(sessions, measures, *, units: str = "points", expected=None, cutoff: float | None = None,
+                  reliable_change: float | None = None, symptom_measure: str = "symptoms"):
+    """One patient's measures on a shared session axis, one panel per measure (top to bottom).
+
+    ``sessions``: that patient's rows from :func:`core.clinical.patient_sessions` (and
+    :func:`core.clinical.flag_ruptures` for rupture markers), sorted by session. Per measure ``m``:
+
+    * ``units="points"``: the scores as a line; the own mean (dashed) with a ±1 own-SD band; each
+      session's deviation from the own mean as a bar starting at the mean; the clinic's expected
+      trajectory from ``expected[m]`` (a frame with ``expected``, ``low``, ``high`` per session, e.g.
+      :func:`core.clinical.expected_line`; dotted, with its band); for ``symptom_measure`` the
+      clinical ``cutoff`` (line) and the band of ± ``reliable_change`` around session 1.
+    * ``units="own SD units"``: each session's deviation in the patient's own SDs as bars, with
+      reference lines at ±1.
+
+    Rupture flags (``rupture``/``repaired`` columns) are marked on the alliance panel.
+    The layout is written directly (no ``make_subplots``/``add_hline``), which keeps a page rerun
+    cheap: the figure is rebuilt every time a therapist switches patients.
+    """
+    expected = expected or {}
+    n = len(measures)
+    gap = 0.08
+    height_each = (1 - gap * (n - 1)) / n
+    x = sessions["session"].to_numpy()
+    xs = list(x)
+    traces, shapes, annotations = [], [], []
+    layout = {}
+    for i, m in enumerate(measures, start=1):
+        xa, ya = _axis("x", i), _axis("y", i)
+        top = 1 - (i - 1) * (height_each + gap)
+        domain = [max(0.0, round(top - height_each, 6)), min(1.0, round(top, 6))]
+        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa)
+        layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, showticklabels=i == n,
+                                         **({"matches": "x"} if i > 1 else {}),
+                                         **({"title": dict(text="Session")} if i == n else {}))
+        annotations.append(dict(text=m.capitalize(), x=0.5, y=domain[1], xref="paper", yref="paper", xanchor="center",
+                                yanchor="bottom", showarrow=False, font=dict(size=16)))
+        color = PATIENT_COLORS.get(m, "#7f7f7f")
+        first = i == 1
+        mean, sd = float(sessions[f"{m}_mean"].iloc[0]), float(sessions[f"{m}_sd"].iloc[0])
+        dev_pts, dev_sd = sessions[f"{m}_within"].to_numpy(), sessions[f"{m}_within_sd"].to_numpy()
+        custom = np.column_stack([dev_pts, dev_sd, sessions[m].to_numpy()])
+        hover = (f"Session %{{x}}<br>{m}: %{{customdata[2]:.2f}}<br>"
+                 "from own mean: %{customdata[0]:+.2f} points (%{customdata[1]:+.2f} own SD)<extra></extra>")
+        if units == "points":
+            if np.isfinite(sd):
+                traces.append(go.Scatter(x=xs + xs[::-1], y=[mean + sd] * len(xs) + [mean - sd] * len(xs),
+                                         fill="toself", fillcolor="rgba(120,120,120,0.15)", line=dict(width=0),
+                                         mode="lines", name="own mean ± 1 own SD", hoverinfo="skip",
+                                         showlegend=first, xaxis=xa, yaxis=ya))
+            traces.append(go.Bar(x=x, y=dev_pts, base=mean, name="deviation from own mean", marker_color=color,
+                                 opacity=0.35, customdata=custom, hovertemplate=hover, showlegend=first,
+                                 xaxis=xa, yaxis=ya))
+            traces.append(go.Scatter(x=x, y=[mean] * len(xs), mode="lines", line=dict(color="grey", dash="dash"),
+                                     name="own mean", hoverinfo="skip", showlegend=first, xaxis=xa, yaxis=ya))
+            traces.append(go.Scatter(x=x, y=sessions[m].to_numpy(), mode="lines+markers", line=dict(color=color),
+                                     name=m, customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
+            line = expected.get(m)
+            if line is not None:
+                traces.append(go.Scatter(x=xs + xs[::-1], y=list(line["high"]) + list(line["low"])[::-1],
+                                         fill="toself", fillcolor="rgba(44,160,44,0.12)", line=dict(width=0),
+                                         mode="lines", hoverinfo="skip", name="clinic expected (95% CI)",
+                                         showlegend=first, xaxis=xa, yaxis=ya))
+                traces.append(go.Scatter(x=x, y=line["expected"].to_numpy(), mode="lines",
+                                         line=dict(color="#2ca02c", dash="dot"), name="clinic expected",
+                                         hovertemplate="clinic expected %{y:.2f}<extra></extra>",
+                                         showlegend=first, xaxis=xa, yaxis=ya))
+            if m == symptom_measure and cutoff is not None:
+                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
+                                   line=dict(color="black", width=1)))
+                annotations.append(dict(text="clinical cut-off", xref=f"{xa} domain", yref=ya, x=0, y=cutoff,
+                                        xanchor="left", yanchor="bottom", showarrow=False))
+            if m == symptom_measure and reliable_change:
+                base = float(sessions[m].iloc[0])
+                shapes.append(dict(type="rect", xref=f"{xa} domain", yref=ya, x0=0, x1=1,
+                                   y0=base - reliable_change, y1=base + reliable_change,
+                                   fillcolor="orange", opacity=0.08, line=dict(width=0), layer="above"))
+                annotations.append(dict(text="no reliable change from session 1", xref=f"{xa} domain", yref=ya,
+                                        x=0, y=base - reliable_change, xanchor="left", yanchor="bottom",
+                                        showarrow=False))
+        else:
+            traces.append(go.Bar(x=x, y=dev_sd, marker_color=color, name=f"{m} deviation (own SD)",
+                                 customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
+            for level in (-1, 1):
+                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=level, y1=level,
+                                   line=dict(color="grey", dash="dot", width=1)))
+        if m == "alliance" and "rupture" in sessions:
+            r = sessions[sessions["rupture"].astype(bool)]
+            if len(r):
+                label = r["repaired"].map({True: "repaired next session", False: "not repaired next session"})
+                label = label.astype(object).where(label.notna(), "no next session yet")
+                yv = r[m] if units == "points" else r[f"{m}_within_sd"]
+                traces.append(go.Scatter(x=r["session"].to_numpy(), y=yv.to_numpy(), mode="markers", name="rupture",
+                                         marker=dict(symbol="x", size=14, color="black"), text=list(label),
+                                         hovertemplate="Rupture in session %{x}: %{text}<extra></extra>",
+                                         xaxis=xa, yaxis=ya))
+    fig = go.Figure(data=traces)
+    fig.update_layout(height=330 * n, hovermode="x unified", barmode="overlay", shapes=shapes,
+                      annotations=annotations, legend=dict(orientation="h", y=-0.08), margin=dict(t=40, b=40),
+                      **layout)
+    return fig
+
+
+def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = None, columns: int = 6,
+                    panel_height: int = 140):
+    """One small panel per patient (in the order of ``patients``): ``measure`` by session, all
+    panels on the same axes ranges, the clinical ``cutoff`` as a dotted line where given.
+
+    Pass a page of patients (the overview shows 24): Plotly's facets become unreadable, and
+    fail, beyond about a hundred panels. The grid is laid out directly rather than through
+    Plotly Express facets, which cost about 0.3 s per redraw on the benchmark machine.
+    """
+    patients = list(patients)
+    n = len(patients)
+    rows = max(1, -(-n // columns))
+    hgap, vgap = 0.02, 0.04 if rows > 1 else 0.0
+    width = (1 - hgap * (columns - 1)) / columns
+    height = (1 - vgap * (rows - 1)) / rows
+    by_patient = {p: g.sort_values("session") for p, g in sessions[sessions["patient"].isin(patients)].groupby("patient")}
+    traces, annotations, shapes, layout = [], [], [], {}
+    for k, p in enumerate(patients):
+        i = k + 1
+        r, c = divmod(k, columns)
+        x0 = c * (width + hgap)
+        top = 1 - r * (height + vgap)
+        xa, ya = _axis("x", i), _axis("y", i)
+        layout[_axis("xaxis", i)] = dict(domain=[max(0.0, round(x0, 6)), min(1.0, round(x0 + width, 6))], anchor=ya,
+                                         **({"matches": "x"} if i > 1 else {}), showticklabels=r == rows - 1)
+        layout[_axis("yaxis", i)] = dict(domain=[max(0.0, round(top - height, 6)), min(1.0, round(top, 6))],
+                                         anchor=xa, **({"matches": "y"} if i > 1 else {}), showticklabels=c == 0)
+        annotations.append(dict(text=str(p), x=x0 + width / 2, y=min(1.0, round(top, 6)), xref="paper", yref="paper",
+                                xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
+        g = by_patient.get(p)
+        if g is not None:
+            traces.append(go.Scatter(x=g["session"].to_numpy(), y=g[measure].to_numpy(), mode="lines+markers",
+                                     name=str(p), line=dict(color="#636efa"), marker=dict(size=5),
+                                     hovertemplate=f"{p}<br>session %{{x}}: %{{y:.2f}}<extra></extra>",
+                                     xaxis=xa, yaxis=ya))
+        if cutoff is not None:
+            shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
+                               line=dict(color="grey", width=1, dash="dot")))
+    fig = go.Figure(data=traces)
+    fig.update_layout(height=panel_height * rows + 60, showlegend=False, annotations=annotations, shapes=shapes,
+                      margin=dict(t=30, b=10), **layout)
     return fig

@@ -93,14 +93,15 @@ class ModelResult:
     lme4's ``attr(logLik(), "df")``. ``random_effects`` holds the patients' predicted random
     effects (BLUPs), with their conditional SD ``intercept_se`` in two-level random-intercept models; ``fitted`` and ``residuals`` the REML fit's conditional values; ``fixed_cov``
     the covariance matrix of the fixed effects (rows and columns in the order of ``fixed``).
+    ``loglik_ml`` and ``n_params_ml`` are None when the model was fitted with ``ml=False``.
     """
 
     spec: ModelSpec
     fixed: pd.DataFrame
     variance: dict[str, float]
     loglik_reml: float
-    loglik_ml: float
-    n_params_ml: int
+    loglik_ml: float | None
+    n_params_ml: int | None
     converged: bool
     singular: bool
     warnings: tuple[str, ...]
@@ -307,11 +308,13 @@ def _fit(data: pd.DataFrame, spec: ModelSpec, reml: bool):
     return result, messages
 
 
-def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
+def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True) -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
     ``data`` must already hold the model's columns (see :func:`core.decomposition.add_model_terms`).
     Rows with a missing value in a model column are not expected here: validation removed them.
+    ``ml=False`` skips the ML refit (about half the time) where no likelihood-ratio test will use
+    it, e.g. the clinic's expected trajectory or the therapist share on the clinician pages.
     """
     frame = data[spec.variables].copy()
     frame[PATIENT] = frame[PATIENT].astype(str)
@@ -321,7 +324,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
         raise ModelError("The model data has missing values; validate the data first.")
     check_model_data(frame, spec)
     reml, reml_messages = _fit(frame, spec, reml=True)
-    ml, ml_messages = _fit(frame, spec, reml=False)
+    ml, ml_messages = _fit(frame, spec, reml=False) if ml else (None, [])
     notes: list[str] = []
     for message in dict.fromkeys(reml_messages + ml_messages):
         plain = _plain_warning(message)
@@ -332,7 +335,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
         notes.append("Singular fit: a variance component (or a correlation of random effects) is estimated "
                      "at its boundary (zero variance or correlation ±1). The model is more complex than "
                      "the data supports; consider removing that random effect.")
-    converged = bool(reml.converged) and bool(ml.converged)
+    converged = bool(reml.converged) and (ml is None or bool(ml.converged))
     if not converged:
         notes.append("The fit did not converge: the estimates may not be the maximum of the likelihood. "
                      f"Optimizer said: {reml.message if not reml.converged else ml.message}")
@@ -353,8 +356,8 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec) -> ModelResult:
         fixed=_fixed_table(reml),
         variance=variance,
         loglik_reml=float(reml.logLik().value),
-        loglik_ml=float(ml.logLik().value),
-        n_params_ml=int(ml.logLik().df),
+        loglik_ml=float(ml.logLik().value) if ml is not None else None,
+        n_params_ml=int(ml.logLik().df) if ml is not None else None,
         converged=converged,
         singular=singular,
         warnings=tuple(notes),
@@ -384,6 +387,8 @@ class Comparison:
 
 def likelihood_ratio_test(simpler: ModelResult, fuller: ModelResult, note: str = "") -> Comparison:
     """χ² = 2 (ℓ_ML(fuller) − ℓ_ML(simpler)), df = difference in parameter counts, p from χ²(df)."""
+    if fuller.loglik_ml is None or simpler.loglik_ml is None:
+        raise ValueError("Both models need their ML fit (fit_model(..., ml=True)) for a likelihood-ratio test.")
     chisq = 2.0 * (fuller.loglik_ml - simpler.loglik_ml)
     df = fuller.n_params_ml - simpler.n_params_ml
     p = float(stats.chi2.sf(max(chisq, 0.0), df)) if df > 0 else float("nan")

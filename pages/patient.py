@@ -1,14 +1,23 @@
 """Patient page (therapist): each session relative to this patient's own usual level."""
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
-from core.clinical import describe_session, expected_line, jacobson_truax_status
+from core.clinical import (
+    describe_session,
+    expected_line,
+    flag_ruptures,
+    jacobson_truax_status,
+)
 from core.exports import csv_bytes
+from core.figures import patient_chart
 from ui.auth import download, log_patient_view
-from ui.clinic import clinical_settings, sessions_with_ruptures, time_model
+from ui.clinic import (
+    clinical_settings,
+    patient_list,
+    patient_options,
+    sessions_table,
+    time_model,
+)
 from ui.state import dataset_picker, demo_badge
 
 ds = dataset_picker()
@@ -21,8 +30,8 @@ threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean)", 0.25
 
 st.title("Patient")
 demo_badge(ds)
-sessions = sessions_with_ruptures(ds, threshold)
-patients = sorted(sessions["patient"].unique())
+sessions = sessions_table(ds.fingerprint, tuple(measures), ds.data)
+patients = patient_list(ds.fingerprint, sessions)
 
 # The clinic overview (or a link) opens a patient through ?patient=ID or session state; a URL
 # parameter counts as a request only when it is not the one this page wrote itself.
@@ -32,14 +41,18 @@ if requested is None and in_url is not None and in_url != st.session_state.get("
     requested = in_url
 if requested in patients:
     st.session_state["patient_id"] = requested
-if st.session_state.get("patient_id") not in patients:
-    st.session_state["patient_id"] = patients[0]
-pid = st.selectbox("Patient ID (type to search)", patients, key="patient_id")
+    st.session_state.pop("patient_search", None)
+options = patient_options(patients, st.session_state.get("patient_id"), key="patient_search")
+if st.session_state.get("patient_id") not in options:
+    st.session_state["patient_id"] = options[0]
+pid = st.selectbox("Patient ID (type to search)", options, key="patient_id")
 st.query_params["patient"] = pid
 st.session_state["patient_in_url"] = pid
 log_patient_view(ds.name, pid)
 
 mine = sessions[sessions["patient"] == pid].sort_values("session")
+if "alliance" in measures:  # own mean and SD are this patient's: flagging only their rows is the same
+    mine = flag_ruptures(mine, threshold)
 therapist = mine["therapist"].iloc[-1] if "therapist" in mine else None
 units = st.radio("Show deviations in", ["points", "own SD units"], horizontal=True, key="deviation_units")
 
@@ -54,70 +67,20 @@ if "symptoms" in measures and settings.reliable_change:
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
                                    settings.higher_is_worse) if len(mine) > 1 else "unknown"
     facts[2].metric("Symptom change (first → last)", f"{last - first:+.2f}",
-                    help=f"Reliable change: {settings.reliable_change:g} points.")
+                    help=f"Reliable change: {settings.reliable_change:.3g} points.")
     facts[3].metric("Jacobson–Truax status", status,
                     help="recovered: reliable improvement and from the clinical into the non-clinical range; "
                          "improved / deteriorated: change at least the reliable change; else unchanged.")
 
 # ---------------------------------------------------------------- charts
-colors = {"alliance": "#1f77b4", "symptoms": "#d62728"}
-fig = make_subplots(rows=len(measures), cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                    subplot_titles=[f"{m.capitalize()}" for m in measures])
-x = mine["session"]
 t0 = ds.data["session"].min()
-for i, m in enumerate(measures, start=1):
-    mean, sd = mine[f"{m}_mean"].iloc[0], mine[f"{m}_sd"].iloc[0]
-    dev_pts, dev_sd = mine[f"{m}_within"], mine[f"{m}_within_sd"]
-    custom = np.column_stack([dev_pts, dev_sd, mine[m]])
-    hover = (f"Session %{{x}}<br>{m}: %{{customdata[2]:.2f}}<br>"
-             "from own mean: %{customdata[0]:+.2f} points (%{customdata[1]:+.2f} own SD)<extra></extra>")
-    if units == "points":
-        if np.isfinite(sd):
-            fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=[mean + sd] * len(x) + [mean - sd] * len(x),
-                                     fill="toself", fillcolor="rgba(120,120,120,0.15)", line=dict(width=0), mode="lines",
-                                     name="own mean ± 1 own SD", hoverinfo="skip", showlegend=i == 1),
-                          row=i, col=1)
-        fig.add_trace(go.Bar(x=x, y=dev_pts, base=mean, name="deviation from own mean",
-                             marker_color=colors[m], opacity=0.35, customdata=custom, hovertemplate=hover,
-                             showlegend=i == 1), row=i, col=1)
-        fig.add_trace(go.Scatter(x=x, y=[mean] * len(x), mode="lines", line=dict(color="grey", dash="dash"),
-                                 name="own mean", hoverinfo="skip", showlegend=i == 1), row=i, col=1)
-        fig.add_trace(go.Scatter(x=x, y=mine[m], mode="lines+markers", line=dict(color=colors[m]),
-                                 name=m, customdata=custom, hovertemplate=hover), row=i, col=1)
-        model = time_model(ds.fingerprint, m, ds.data)
-        if not isinstance(model, str):
-            line = expected_line(model.fixed, model.fixed_cov, np.asarray(x) - t0)
-            fig.add_trace(go.Scatter(x=list(x) + list(x)[::-1], y=list(line["high"]) + list(line["low"])[::-1],
-                                     fill="toself", fillcolor="rgba(44,160,44,0.12)", line=dict(width=0), mode="lines",
-                                     hoverinfo="skip", name="clinic expected (95% CI)", showlegend=i == 1),
-                          row=i, col=1)
-            fig.add_trace(go.Scatter(x=x, y=line["expected"], mode="lines", line=dict(color="#2ca02c", dash="dot"),
-                                     name="clinic expected", hovertemplate="clinic expected %{y:.2f}<extra></extra>",
-                                     showlegend=i == 1), row=i, col=1)
-        if m == "symptoms" and settings.cutoff is not None:
-            fig.add_hline(y=settings.cutoff, line=dict(color="black", width=1), row=i, col=1,
-                          annotation_text="clinical cut-off", annotation_position="top left")
-        if m == "symptoms" and settings.reliable_change:
-            base = mine["symptoms"].iloc[0]
-            fig.add_hrect(y0=base - settings.reliable_change, y1=base + settings.reliable_change,
-                          fillcolor="orange", opacity=0.08, line_width=0, row=i, col=1,
-                          annotation_text="no reliable change from session 1", annotation_position="bottom left")
-    else:
-        fig.add_trace(go.Bar(x=x, y=dev_sd, marker_color=colors[m], name=f"{m} deviation (own SD)",
-                             customdata=custom, hovertemplate=hover), row=i, col=1)
-        for y in (-1, 1):
-            fig.add_hline(y=y, line=dict(color="grey", dash="dot", width=1), row=i, col=1)
-    if m == "alliance" and "rupture" in mine:
-        r = mine[mine["rupture"]]
-        if len(r):
-            label = r["repaired"].map({True: "repaired next session", False: "not repaired next session"}).fillna("no next session yet")
-            yv = r[m] if units == "points" else r[f"{m}_within_sd"]
-            fig.add_trace(go.Scatter(x=r["session"], y=yv, mode="markers", name="rupture",
-                                     marker=dict(symbol="x", size=14, color="black"), text=label,
-                                     hovertemplate="Rupture in session %{x}: %{text}<extra></extra>"), row=i, col=1)
-fig.update_layout(height=330 * len(measures), hovermode="x unified", barmode="overlay",
-                  legend=dict(orientation="h", y=-0.08), margin=dict(t=40, b=40))
-fig.update_xaxes(title_text="Session", dtick=1, row=len(measures), col=1)
+expected = {}
+for m in measures if units == "points" else []:
+    model = time_model(ds.fingerprint, m, ds.data)
+    if not isinstance(model, str):
+        expected[m] = expected_line(model.fixed, model.fixed_cov, mine["session"].to_numpy() - t0)
+fig = patient_chart(mine, measures, units=units, expected=expected, cutoff=settings.cutoff,
+                    reliable_change=settings.reliable_change)
 st.plotly_chart(fig, width="stretch")
 
 # ---------------------------------------------------------------- sentences
@@ -133,7 +96,7 @@ if "rupture" in mine:
 if status and status != "unknown":
     sentences.append(f"From the first to the last session symptoms changed by "
                      f"{last_row['symptoms'] - mine['symptoms'].iloc[0]:+.2f} points: {status} "
-                     f"(reliable change {settings.reliable_change:g} points).")
+                     f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     if s:
         st.markdown(f"- {s}")

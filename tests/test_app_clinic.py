@@ -130,3 +130,50 @@ def test_overview_on_uploaded_data():
     assert m["Patients"] == "96" and m["Therapists"] == "8"
     info = " ".join(i.value for i in at.info)
     assert "0.0% of the differences in symptoms lie between therapists" in info
+
+
+def _many_patients(n: int = 600) -> Dataset:
+    import numpy as np
+    import pandas as pd
+
+    from core.reading import read_csv_bytes
+
+    rng = np.random.default_rng(3)
+    rows = [{"patient": f"P{p:04d}", "therapist": f"T{p % 7}", "session": s,
+             "alliance": round(float(rng.uniform(3, 7)), 2), "symptoms": round(float(rng.uniform(40, 120)), 1)}
+            for p in range(n) for s in (1, 2, 3)]
+    raw = read_csv_bytes(pd.DataFrame(rows).to_csv(index=False).encode(), source="many.csv")
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
+                            alliance="alliance", symptoms="symptoms")
+    return Dataset(name="many patients", validated=validate_table(raw, mapping))
+
+
+def test_patient_page_with_many_patients_finds_a_patient_by_typed_id():
+    at = _open("patient", _many_patients())
+    box = at.selectbox(key="patient_id")
+    assert len(box.options) == 500 and box.value == "P0000"
+    assert any("500 of 600" in c.value for c in at.caption)
+    at.text_input(key="patient_search").set_value("P0577").run()
+    assert at.selectbox(key="patient_id").value == "P0577"
+    assert _metrics(at)["Sessions"] == "3"
+    at.text_input(key="patient_search").set_value("P05").run()  # several matches: the current one stays
+    box = at.selectbox(key="patient_id")
+    assert box.value == "P0577" and len(box.options) == 100 and all(o.startswith("P05") for o in box.options)
+    at.text_input(key="patient_search").set_value("nobody").run()
+    assert any("No patient ID contains" in w.value for w in at.warning)
+    assert at.selectbox(key="patient_id").value == "P0577"
+
+
+def test_patient_page_with_many_patients_opens_one_from_the_url_beyond_the_list():
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    store = MemoryStore()
+    ds = _many_patients()
+    store.put(ds)
+    at.session_state["dataset_store"] = store
+    at.session_state["active_dataset"] = ds.name
+    at.run()
+    at.query_params["patient"] = "P0599"
+    at.switch_page(str(ROOT / "pages" / "patient.py"))
+    at.run()
+    assert not at.exception
+    assert at.selectbox(key="patient_id").value == "P0599"

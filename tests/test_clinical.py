@@ -110,3 +110,14 @@ def test_therapist_trajectories_ci():
 def test_icc_sentence():
     assert "0.4%" in therapist_icc_sentence(0.004) and "almost none" in therapist_icc_sentence(0.004)
     assert "cannot be estimated" in therapist_icc_sentence(None)
+
+
+def test_find_patients_exact_first_then_prefix_then_contains():
+    from core.clinical import find_patients
+
+    ids = ["A10", "A1", "B-A1", "a100", "C2"]
+    assert find_patients(ids, "a1") == (["A1", "A10", "a100", "B-A1"], 4)
+    assert find_patients(ids, " c2 ") == (["C2"], 1)
+    assert find_patients(ids, "zz") == ([], 0)
+    assert find_patients(ids, "", limit=2) == (["A10", "A1"], 5)
+    assert find_patients(ids, "a", limit=2) == (["A10", "A1"], 4)

@@ -23,3 +23,48 @@ def test_forest_plot_without_heterogeneity():
     fig = forest_plot(result)
     assert result.tau2 == 0 and result.i2 == 0
     assert len(fig.data) == 3
+
+
+def _trajectories(n_therapists: int):
+    from core.clinical import therapist_trajectories
+
+    rows = [{"therapist": f"T{t:03d}", "patient": f"P{t}-{p}", "session": s, "symptoms": 50 + t + s + p}
+            for t in range(n_therapists) for p in range(1 + t % 3) for s in (1, 2, 3)]
+    return therapist_trajectories(pd.DataFrame(rows), "symptoms")
+
+
+def test_therapist_trajectory_figure_draws_band_and_line_per_therapist():
+    from core.figures import therapist_trajectory_figure
+
+    fig = therapist_trajectory_figure(_trajectories(3), "symptoms")
+    lines = [t for t in fig.data if t.showlegend is not False]
+    assert [t.name for t in lines] == ["T000", "T001", "T002"]
+    assert len(fig.data) == 6
+    assert "per therapist" in fig.layout.title.text and "of" not in fig.layout.title.text.split("(95% CI)")[1]
+
+
+def test_therapist_trajectory_figure_keeps_the_busiest_therapists_and_says_so():
+    from core.figures import therapist_trajectory_figure
+
+    traj = _trajectories(40)  # T002, T005, … have 3 patients each, the most
+    fig = therapist_trajectory_figure(traj, "symptoms", max_therapists=12)
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert len(names) == 12 and all(int(n[1:]) % 3 == 2 for n in names)
+    assert "12 therapists with the most sessions of 40" in fig.layout.title.text
+
+
+def test_small_multiples_one_panel_per_patient_in_order_with_shared_axes():
+    from core.figures import small_multiples
+
+    rows = [{"patient": f"P{p}", "session": s, "symptoms": 60.0 + p + s} for p in range(8) for s in (1, 2, 3)]
+    data = pd.DataFrame(rows)
+    order = ["P7", "P0", "P3", "P5", "P1", "P2", "P6"]  # P4 is not on this page
+    fig = small_multiples(data, order, "symptoms", cutoff=63.5, columns=3)
+    assert [t.name for t in fig.data] == order
+    assert [a.text for a in fig.layout.annotations] == order
+    assert list(fig.data[0].y) == [68.0, 69.0, 70.0] and fig.data[0].xaxis == "x" and fig.data[1].yaxis == "y2"
+    assert fig.layout.yaxis3.matches == "y" and fig.layout.xaxis7.matches == "x"
+    assert len(fig.layout.shapes) == 7 and fig.layout.shapes[0].y0 == 63.5
+    assert fig.layout.height == 140 * 3 + 60  # 7 panels in 3 columns: 3 rows
+    d1, d4 = fig.layout.yaxis.domain, fig.layout.yaxis4.domain
+    assert d1[1] == 1.0 and d4[1] < d1[0]  # row 2 lies below row 1

@@ -194,3 +194,15 @@ def test_random_effects_are_labelled_by_patient():
     mean_dev = (validated.data.groupby("patient")["symptoms"].mean() - m.fixed["estimate"].iloc[0])
     merged = m.random_effects.set_index("patient").join(mean_dev.rename("dev"))
     assert merged["intercept"].corr(merged["dev"]) > 0.99
+
+
+def test_reml_only_fit_matches_the_full_fit_and_refuses_a_likelihood_ratio_test():
+    data = add_model_terms(validate_table(read_table(HERE / "data" / "paperlike_public.csv"),
+                                          CASES["paperlike_public"][1]).data)
+    spec = build_model("symptoms", None, therapist_level=True, key="unconditional_3level")
+    full, quick = fit_model(data, spec), fit_model(data, spec, ml=False)
+    assert quick.loglik_ml is None and quick.n_params_ml is None
+    assert quick.variance == full.variance and quick.loglik_reml == full.loglik_reml
+    pd.testing.assert_frame_equal(quick.fixed, full.fixed)
+    with pytest.raises(ValueError, match="ML fit"):
+        likelihood_ratio_test(quick, full)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core.clinical import flag_ruptures, patient_sessions
+from core.clinical import find_patients, flag_ruptures, patient_sessions
 from core.datasets import Dataset
 from core.decomposition import add_model_terms
 from core.errors import ModelError
@@ -24,7 +24,7 @@ def time_model(fingerprint: str, outcome: str, _data: pd.DataFrame) -> ModelResu
     """``outcome ~ time + (time | patient)`` (REML); a plain reason string if it cannot be fitted."""
     spec = build_model(outcome, None, time_only=True, random_slope="time", key=f"time_{outcome}")
     try:
-        return fit_model(add_model_terms(_data), spec)
+        return fit_model(add_model_terms(_data), spec, ml=False)
     except ModelError as err:
         return str(err)
 
@@ -36,7 +36,7 @@ def therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float 
         return None
     spec = build_model(outcome, None, therapist_level=True, key="unconditional_3level")
     try:
-        model = fit_model(add_model_terms(_data), spec)
+        model = fit_model(add_model_terms(_data), spec, ml=False)
     except ModelError:
         return None
     return compute_iccs({"unconditional_3level": model})["therapist"]
@@ -46,6 +46,38 @@ def therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float 
 def sessions_table(fingerprint: str, measures: tuple[str, ...], _data: pd.DataFrame) -> pd.DataFrame:
     """Per session: scores, own means, own SDs and deviations of every patient."""
     return patient_sessions(_data, list(measures))
+
+
+def patient_list(fingerprint: str, sessions: pd.DataFrame) -> list[str]:
+    """The data set's patient IDs, sorted (kept per data set in the session, not recomputed per rerun)."""
+    key = f"_patients_{fingerprint}"
+    if key not in st.session_state:
+        st.session_state[key] = sorted(sessions["patient"].unique())
+    return st.session_state[key]
+
+
+PATIENT_LIST_LIMIT = 500
+
+
+def patient_options(patients: list[str], current: str | None, key: str,
+                    limit: int = PATIENT_LIST_LIMIT) -> list[str]:
+    """The IDs a patient dropdown offers. Up to ``limit`` patients: all of them. More (IPD-sized
+    files): a *Find patient by ID* box narrows the list to matching IDs (exact match first), so the
+    browser never handles a dropdown of thousands; the ``current`` patient stays selectable while
+    the box is empty."""
+    if len(patients) <= limit:
+        return patients
+    query = st.text_input("Find patient by ID", key=key,
+                          placeholder=f"{len(patients):,} patients: type an ID or part of it, then Enter")
+    matches, n = find_patients(patients, query, limit)
+    if query.strip() and not matches:
+        st.warning(f"No patient ID contains “{query.strip()}”.")
+    if n > len(matches):
+        st.caption(f"The list shows {len(matches):,} of {n:,} {'matching ' if query.strip() else ''}IDs; "
+                   "type more of an ID to narrow it.")
+    if current in patients and current not in matches and (not query.strip() or not matches):
+        matches = [current, *matches]
+    return matches or patients[:limit]
 
 
 def sessions_with_ruptures(ds: Dataset, threshold: float) -> pd.DataFrame:
