@@ -9,24 +9,17 @@ Run from the repository root: ``python bench/bench_ipd_meta.py``
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from simulation import load_simulator  # noqa: E402
+
 sys.path.insert(0, str(ROOT))
 
 from core.meta import ipd_meta_analysis  # noqa: E402
-
-
-def load_simulator():
-    """Import tests/data/simulate_reference.py from its path (it is not a package)."""
-    path = ROOT / "tests" / "data" / "simulate_reference.py"
-    spec = importlib.util.spec_from_file_location("simulate_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> None:

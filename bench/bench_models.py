@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -47,6 +46,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from simulation import load_simulator  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 REFERENCE_R = ROOT.parent / "shared" / "reference" / "tools" / "reference.R"
 TARGET = 0.25
@@ -75,14 +77,6 @@ VAR_KEYS = {
 
 
 # ------------------------------------------------------------------------------------- data
-
-def load_simulator():
-    """Import tests/data/simulate_reference.py from its path (it is not a package)."""
-    path = ROOT / "tests" / "data" / "simulate_reference.py"
-    spec = importlib.util.spec_from_file_location("simulate_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def dataset(name: str) -> Path:

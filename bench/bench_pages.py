@@ -49,7 +49,6 @@ drawing them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -57,6 +56,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from simulation import load_simulator  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -142,14 +144,6 @@ DIAGNOSE_JS = """
 }
 """
 
-
-def load_simulator():
-    """Import tests/data/simulate_reference.py from its path (it is not a package)."""
-    path = ROOT / "tests" / "data" / "simulate_reference.py"
-    spec = importlib.util.spec_from_file_location("simulate_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_data():
