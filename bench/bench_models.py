@@ -47,7 +47,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT))
 from simulation import load_simulator  # noqa: E402
+
+from tests.reference_cases import VAR_KEYS  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 REFERENCE_R = ROOT.parent / "shared" / "reference" / "tools" / "reference.R"
@@ -66,13 +69,6 @@ ROLES = {"patient": "patient", "session": "session", "symptoms": "symptoms",
 TOLERANCES = {
     "estimate_in_se": 0.01, "se_rel": 0.01, "df_rel": 0.02, "loglik_worse": 0.001,
     "chisq": 0.01, "icc": 0.005, "variance_rel": 1e-3,
-}
-VAR_KEYS = {
-    "patient:(Intercept):NA": "patient_intercept",
-    "patient:time:NA": "patient_slope",
-    "patient:(Intercept):time": "patient_intercept_slope_cov",
-    "therapist:(Intercept):NA": "therapist_intercept",
-    "Residual:NA:NA": "residual",
 }
 
 

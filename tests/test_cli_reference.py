@@ -8,31 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.reference_cases import LADDER_CASES as CASES
+from tests.reference_cases import VAR_KEYS, cli_flags
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent
-CASES = {
-    "paperlike_public": ("paperlike_public.csv", ["--patient", "patient", "--session", "session", "--symptoms",
-                                                  "symptoms", "--alliance", "alliance", "--therapist", "therapist"]),
-    "multistudy_public_ladder": ("multistudy_public.csv", ["--patient", "patient", "--session", "session",
-                                                           "--symptoms", "symptoms", "--alliance", "alliance",
-                                                           "--therapist", "therapist"]),
-    "sleepstudy": ("sleepstudy.csv", ["--patient", "Subject", "--session", "Days", "--symptoms", "Reaction"]),
-}
-VAR_KEYS = {
-    "patient:(Intercept):NA": "patient_intercept",
-    "patient:time:NA": "patient_slope",
-    "patient:(Intercept):time": "patient_intercept_slope_cov",
-    "therapist:(Intercept):NA": "therapist_intercept",
-    "Residual:NA:NA": "residual",
-}
-
-
 @pytest.fixture(scope="module", params=sorted(CASES))
 def reports(request, tmp_path_factory):
     name = request.param
-    filename, flags = CASES[name]
+    filename, mapping = CASES[name]
     out = tmp_path_factory.mktemp(name) / "report.json"
-    run = subprocess.run([sys.executable, "-m", "core", "analyze", str(HERE / "data" / filename), *flags,
+    run = subprocess.run([sys.executable, "-m", "core", "analyze", str(HERE / "data" / filename), *cli_flags(mapping),
                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     expected = json.loads((HERE / "expected" / f"{name}.json").read_text())

@@ -11,7 +11,6 @@ import pytest
 
 from core.decomposition import add_model_terms
 from core.errors import ModelError
-from core.mapping import ColumnMapping
 from core.models import (
     build_model,
     fit_ladder,
@@ -21,24 +20,10 @@ from core.models import (
 )
 from core.reading import read_table
 from core.validation import validate_table
+from tests.reference_cases import LADDER_CASES as CASES
+from tests.reference_cases import VAR_KEYS
 
 HERE = Path(__file__).parent
-CASES = {
-    "paperlike_public": ("paperlike_public.csv", ColumnMapping(
-        patient="patient", session="session", symptoms="symptoms", alliance="alliance", therapist="therapist")),
-    "multistudy_public_ladder": ("multistudy_public.csv", ColumnMapping(
-        patient="patient", session="session", symptoms="symptoms", alliance="alliance", therapist="therapist")),
-    "sleepstudy": ("sleepstudy.csv", ColumnMapping(patient="Subject", session="Days", symptoms="Reaction")),
-}
-VAR_KEYS = {
-    "patient:(Intercept):NA": "patient_intercept",
-    "patient:time:NA": "patient_slope",
-    "patient:(Intercept):time": "patient_intercept_slope_cov",
-    "therapist:(Intercept):NA": "therapist_intercept",
-    "Residual:NA:NA": "residual",
-}
-
-
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
     name = request.param
