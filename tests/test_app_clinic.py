@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from app_support import open_page, paperlike_dataset
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import Dataset, MemoryStore
+from core.datasets import Dataset
 from core.mapping import ColumnMapping
-from core.reading import read_table
 from core.validation import validate_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,33 +23,12 @@ def fresh_cache(tmp_path, monkeypatch):
     st.cache_data.clear()
 
 
-def _open(page: str, dataset: Dataset | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if dataset is not None:
-        store = MemoryStore()
-        store.put(dataset)
-        at.session_state["dataset_store"] = store
-        at.session_state["active_dataset"] = dataset.name
-    at.run()
-    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _paperlike() -> Dataset:
-    raw = read_table(ROOT / "tests" / "data" / "paperlike_public.csv")
-    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
-                            alliance="alliance", symptoms="symptoms")
-    return Dataset(name="paperlike upload", validated=validate_table(raw, mapping))
-
-
 def _metrics(at):
     return {m.label: m.value for m in at.metric}
 
 
 def test_patient_page_demo_shows_status_sentences_and_table():
-    at = _open("patient")
+    at = open_page("patient", timeout=TIMEOUT)
     at.selectbox(key="patient_id").set_value("D017").run()
     m = _metrics(at)
     assert m["Sessions"] == "8" and m["Jacobson–Truax status"] == "deteriorated"
@@ -62,7 +41,7 @@ def test_patient_page_demo_shows_status_sentences_and_table():
 
 
 def test_rupture_threshold_changes_flags_without_refitting(monkeypatch):
-    at = _open("patient")
+    at = open_page("patient", timeout=TIMEOUT)
     at.selectbox(key="patient_id").set_value("D017").run()
     assert sum("Possible rupture" in md.value for md in at.markdown) == 2
     import core.models as models
@@ -85,7 +64,7 @@ def test_patient_opened_by_query_parameter():
 
 
 def test_patient_page_on_uploaded_mean_item_scores():
-    at = _open("patient", _paperlike())
+    at = open_page("patient", paperlike_dataset("paperlike upload"), timeout=TIMEOUT)
     assert at.selectbox(key="patient_id").value == "P0000"
     # OQ mean item scores (0-4): thresholds scale to 63.5/45 and 14/45
     assert at.selectbox(key=[w.key for w in at.selectbox if w.key and w.key.startswith("clin_instrument")][0]).value \
@@ -94,7 +73,7 @@ def test_patient_page_on_uploaded_mean_item_scores():
 
 
 def test_overview_demo_caseload_sorted_and_downloads():
-    at = _open("overview")
+    at = open_page("overview", timeout=TIMEOUT)
     m = _metrics(at)
     assert m["Patients"] == "120" and m["Therapists"] == "6" and m["Dropout before session 4"] == "30.8%"
     assert any("lie between therapists" in i.value for i in at.info)
@@ -106,7 +85,7 @@ def test_overview_demo_caseload_sorted_and_downloads():
 
 
 def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):
-    at = _open("overview")
+    at = open_page("overview", timeout=TIMEOUT)
     at.multiselect(key="overview_therapists").set_value(["T03 Carla"]).run()
     table = at.dataframe[0].value
     assert set(table["therapist"]) == {"T03 Carla"}
@@ -125,7 +104,7 @@ def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):
 
 
 def test_overview_on_uploaded_data():
-    at = _open("overview", _paperlike())
+    at = open_page("overview", paperlike_dataset("paperlike upload"), timeout=TIMEOUT)
     m = _metrics(at)
     assert m["Patients"] == "96" and m["Therapists"] == "8"
     info = " ".join(i.value for i in at.info)
@@ -149,7 +128,7 @@ def _many_patients(n: int = 600) -> Dataset:
 
 
 def test_patient_page_with_many_patients_finds_a_patient_by_typed_id():
-    at = _open("patient", _many_patients())
+    at = open_page("patient", _many_patients(), timeout=TIMEOUT)
     box = at.selectbox(key="patient_id")
     assert len(box.options) == 500 and box.value == "P0000"
     assert any("500 of 600" in c.value for c in at.caption)
@@ -165,15 +144,5 @@ def test_patient_page_with_many_patients_finds_a_patient_by_typed_id():
 
 
 def test_patient_page_with_many_patients_opens_one_from_the_url_beyond_the_list():
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    store = MemoryStore()
-    ds = _many_patients()
-    store.put(ds)
-    at.session_state["dataset_store"] = store
-    at.session_state["active_dataset"] = ds.name
-    at.run()
-    at.query_params["patient"] = "P0599"
-    at.switch_page(str(ROOT / "pages" / "patient.py"))
-    at.run()
-    assert not at.exception
+    at = open_page("patient", _many_patients(), query={"patient": "P0599"}, timeout=TIMEOUT)
     assert at.selectbox(key="patient_id").value == "P0599"

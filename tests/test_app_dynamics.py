@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
+from app_support import open_page
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
 DATA = ROOT / "tests" / "data"
 REF = json.loads((ROOT / "tests" / "expected" / "multistudy_public_meta.json").read_text())
 
@@ -19,28 +18,19 @@ def fresh_cache():
     st.cache_data.clear()
 
 
-def _page():
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "dynamics.py"))
-    at.run()
-    assert not at.exception
-    return at
-
-
 def _metric(at, label, n=0):
     return [m.value for m in at.metric if m.label == label][n]
 
 
 def test_demo_is_one_study_with_lagged_effects():
-    at = _page()
+    at = open_page("dynamics")
     assert not at.error
     assert any("One study" in i.value for i in at.info)
     assert len(at.dataframe[0].value) == 1
 
 
 def test_multistudy_file_matches_reference_and_switches_method_without_refit(monkeypatch):
-    at = _page()
+    at = open_page("dynamics")
     at.radio(key="dyn_source").set_value("Upload studies").run()
     data = (DATA / "multistudy_public.csv").read_bytes()
     at.file_uploader(key="dyn_files").set_value([("multistudy.csv", data, "text/csv")]).run()
@@ -67,7 +57,7 @@ def test_several_files_one_per_study():
     files = []
     for study, part in list(frame.groupby("study"))[:3]:
         files.append((f"{study}.csv", part.drop(columns="study").to_csv(index=False).encode(), "text/csv"))
-    at = _page()
+    at = open_page("dynamics")
     at.radio(key="dyn_source").set_value("Upload studies").run()
     at.file_uploader(key="dyn_files").set_value(files).run()
     assert not at.exception and not at.error
@@ -78,7 +68,7 @@ def test_several_files_one_per_study():
 
 
 def test_pool_given_effects():
-    at = _page()
+    at = open_page("dynamics")
     at.radio(key="dyn_source").set_value("Pool given effects").run()
     at.file_uploader(key="pool_file").set_value(("bcg.csv", (DATA / "pool_bcg.csv").read_bytes(), "text/csv")).run()
     assert not at.exception

@@ -1,17 +1,10 @@
 """Model explorer through AppTest: levels, ladder, builder options, messages, report button."""
-from pathlib import Path
 
 import pytest
 import streamlit as st
-from streamlit.testing.v1 import AppTest
+from app_support import open_page, paperlike_dataset
 
-from core.datasets import Dataset, MemoryStore
-from core.mapping import ColumnMapping
-from core.reading import read_table
-from core.validation import validate_table
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
+from core.datasets import Dataset
 
 
 @pytest.fixture(autouse=True)
@@ -21,29 +14,8 @@ def fresh_cache():
     st.cache_data.clear()
 
 
-def _page(dataset=None):
-    at = AppTest.from_file(APP, default_timeout=120)
-    if dataset is not None:
-        store = MemoryStore()
-        store.put(dataset)
-        at.session_state["dataset_store"] = store
-        at.session_state["active_dataset"] = dataset.name
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "models.py"))
-    at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def _paperlike():
-    raw = read_table(ROOT / "tests" / "data" / "paperlike_public.csv")
-    v = validate_table(raw, ColumnMapping(patient="patient", therapist="therapist", session="session",
-                                          alliance="alliance", symptoms="symptoms"))
-    return Dataset(name="paperlike", validated=v)
-
-
 def test_levels_and_ladder_on_uploaded_data():
-    at = _page(_paperlike())
+    at = open_page("models", paperlike_dataset())
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Patient ICC"] == "0.868" and metrics["Therapist share"] == "0.000"
     assert any("two-level model" in i.value for i in at.info)
@@ -57,7 +29,7 @@ def test_levels_and_ladder_on_uploaded_data():
 
 
 def test_builder_options_change_the_model():
-    at = _page(_paperlike())
+    at = open_page("models", paperlike_dataset())
     assert at.code[0].value == "symptoms ~ between + within + (1 | patient)"
     at.checkbox(key="mb_detrend").check().run()
     at.checkbox(key="mb_interaction").check().run()
@@ -71,12 +43,12 @@ def test_builder_options_change_the_model():
 
 
 def test_covariate_is_dummy_coded():
-    ds = _paperlike()
+    ds = paperlike_dataset()
     data = ds.validated.data.copy()
     data["group"] = ["a" if int(p[-1]) % 2 else "b" for p in data["patient"]]
     from dataclasses import replace
     ds2 = Dataset(name="with group", validated=replace(ds.validated, data=data))
-    at = _page(ds2)
+    at = open_page("models", ds2)
     at.multiselect(key="mb_covariates").set_value(["group"]).run()
     effects = [e for df in at.dataframe if "effect" in df.value.columns for e in df.value["effect"]]
     assert "group = b (vs a)" in effects
@@ -84,7 +56,7 @@ def test_covariate_is_dummy_coded():
 
 
 def test_report_button_present_on_demo():
-    at = _page()
+    at = open_page("models")
     labels = [b.label for b in at.get("download_button")]
     assert "Download the report (HTML)" in labels
     assert "Fixed effects (CSV)" in labels

@@ -5,6 +5,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
+from app_support import open_page
 from streamlit.testing.v1 import AppTest
 
 from core.demo import DEMO_LABEL
@@ -24,14 +25,6 @@ def fresh_cache(tmp_path, monkeypatch):
     st.cache_data.clear()
 
 
-def _upload_page():
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page(UPLOAD)
-    at.run()
-    return at
-
-
 def _csv(text: str, encoding="utf-8") -> bytes:
     return text.encode(encoding)
 
@@ -48,7 +41,7 @@ def test_home_shows_demo_clinic_labelled():
 
 
 def test_upload_spanish_semicolon_file_maps_and_reports_excluded_rows():
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     data = _csv("Paciente;Terapeuta;Sesión;Alianza;Síntomas\n"
                 "007;Dra. Pérez;1;5,5;80\n"
                 "007;Dra. Pérez;2;8,5;75\n"
@@ -71,7 +64,7 @@ def test_upload_spanish_semicolon_file_maps_and_reports_excluded_rows():
 
 
 def test_user_corrects_mapping_and_uses_data():
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\nB,T2,1,4,70\nB,T2,2,5,66\n")
     at.file_uploader(key="upload_file").set_value(("x.csv", data, "text/csv")).run()
     at.selectbox(key="map_session").set_value("visit_no").run()
@@ -86,7 +79,7 @@ def test_user_corrects_mapping_and_uses_data():
 
 
 def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\n")
     at.file_uploader(key="upload_file").set_value(("march.csv", data, "text/csv")).run()
     at.selectbox(key="map_session").set_value("visit_no").run()
@@ -97,7 +90,7 @@ def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
     assert (tmp_path / "mappings.json").exists()
 
     st.cache_data.clear()
-    at2 = _upload_page()
+    at2 = open_page("upload", timeout=TIMEOUT)
     april = _csv("score_b,score_a,id,therapist,visit_no\n50,6,C,T3,1\n48,6,C,T3,2\n")
     at2.file_uploader(key="upload_file").set_value(("april.csv", april, "text/csv")).run()
     assert any("Monthly export" in s.value for s in at2.success)
@@ -106,7 +99,7 @@ def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
 
 
 def test_wide_file_is_recognised():
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     data = _csv("paciente,terapeuta,ans_s1,ans_s2,oq_s1,oq_s2\nP1,T1,5,6,80,70\nP2,T1,4,,90,\n")
     at.file_uploader(key="upload_file").set_value(("wide.csv", data, "text/csv")).run()
     assert not at.exception
@@ -123,7 +116,7 @@ def test_excel_with_sheet_choice():
     with pd.ExcelWriter(buf, engine="openpyxl") as xw:
         pd.DataFrame({"notes": ["cover sheet"]}).to_excel(xw, sheet_name="Portada", index=False)
         frame.to_excel(xw, sheet_name="Datos", index=False)
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     at.file_uploader(key="upload_file").set_value(
         ("clinica.xlsx", buf.getvalue(), "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")).run()
     # First sheet has no usable columns: the page says what to choose instead of crashing.
@@ -134,7 +127,7 @@ def test_excel_with_sheet_choice():
 
 
 def test_unreadable_file_gets_one_plain_message():
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     at.file_uploader(key="upload_file").set_value(("broken.xlsx", b"not a workbook", "application/octet-stream")).run()
     assert not at.exception
     assert len(at.error) == 1 and "could not be opened as an Excel workbook" in at.error[0].value
@@ -153,7 +146,7 @@ def test_symptoms_scored_from_oq_items_with_alpha_and_reasons():
     frame = pd.DataFrame(rows, columns=["patient", "session", "alliance"] + [f"oq{i}" for i in range(1, 46)])
     frame = frame.astype(str)
     frame.loc[0, [f"oq{i}" for i in range(1, 11)]] = ""  # 10 of 45 missing: no score for row 2
-    at = _upload_page()
+    at = open_page("upload", timeout=TIMEOUT)
     at.file_uploader(key="upload_file").set_value(("items.csv", frame.to_csv(index=False).encode(), "text/csv")).run()
     assert not at.exception
     assert at.checkbox(key="items_on_symptoms").value is True

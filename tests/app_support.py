@@ -1,0 +1,41 @@
+"""Open a page of the dashboard in Streamlit's AppTest, optionally on a given data set."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from core.datasets import Dataset, MemoryStore
+from core.mapping import ColumnMapping
+from core.reading import read_table
+from core.validation import validate_table
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
+
+
+def open_page(page: str, dataset: Dataset | None = None, query: dict | None = None,
+              timeout: float = 120) -> AppTest:
+    """Run the app, then switch to ``pages/<page>.py``; ``dataset`` becomes the active data set of
+    this (signed-out) session, ``query`` the URL's query parameters. Fails on an exception."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    if dataset is not None:
+        store = MemoryStore()
+        store.put(dataset)
+        at.session_state["dataset_store"] = store
+        at.session_state["active_dataset"] = dataset.name
+    at.run()
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def paperlike_dataset(name: str = "paperlike") -> Dataset:
+    """The reference file tests/data/paperlike_public.csv as an uploaded data set."""
+    raw = read_table(ROOT / "tests" / "data" / "paperlike_public.csv")
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
+                            alliance="alliance", symptoms="symptoms")
+    return Dataset(name=name, validated=validate_table(raw, mapping))
