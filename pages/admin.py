@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.exports import csv_bytes
 from core.storage import AccessDenied, Role
-from ui.auth import clinic_store, current_user, log
+from ui.auth import clinic_store, current_user, download
 from ui.state import use_app_navigation
 
 use_app_navigation()
@@ -15,6 +15,8 @@ if user is None or user.role != Role.SUPERVISOR:
 store = clinic_store()
 
 try:
+    if "admin_flash" in st.session_state:  # the outcome of the last change, shown after its rerun
+        st.success(st.session_state.pop("admin_flash"))
     st.subheader("Users")
     users = store.users(user)
     st.dataframe([{"user name": u.username, "name": u.display_name, "role": u.role.value,
@@ -35,12 +37,11 @@ try:
                 created = store.create_user(user, username.strip(), password, Role(role),
                                             display_name=name.strip() or None,
                                             therapist_code=code.strip() or None)
-                st.success(f"Added {created.username} ({created.role.value}).")
             except ValueError as err:
                 st.error(str(err))
-    users = store.users(user)  # again: the form above may have added one
-    if "admin_flash" in st.session_state:
-        st.success(st.session_state.pop("admin_flash"))
+            else:
+                st.session_state["admin_flash"] = f"Added {created.username} ({created.role.value})."
+                st.rerun()
     active = [u.username for u in users if u.username != user.username and u.is_active]
     inactive = [u.username for u in users if not u.is_active]
     c = st.columns([3, 1])
@@ -77,7 +78,7 @@ try:
     st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")
     audit = store.audit_log(user)
     st.dataframe(audit, hide_index=True, width="stretch", height=360)
-    st.download_button("Audit log (CSV)", csv_bytes(audit), file_name="audit_log.csv", mime="text/csv",
-                       key="audit_csv", on_click=log, args=("export", "audit log (CSV)"))
+    download("Audit log (CSV)", csv_bytes(audit), file_name="audit_log.csv", mime="text/csv", key="audit_csv",
+             what="audit log (CSV)")
 except AccessDenied as err:
     st.error(str(err))
