@@ -216,6 +216,11 @@ def _axis(name: str, i: int) -> str:
     return name if i == 1 else f"{name}{i}"
 
 
+def _domain(low: float, high: float) -> list[float]:
+    """An axis domain within [0, 1] (Plotly rejects -1e-17 from float sums)."""
+    return [max(0.0, round(low, 6)), min(1.0, round(high, 6))]
+
+
 def patient_chart(sessions, measures, *, units: str = "points", expected=None, cutoff: float | None = None,
                   reliable_change: float | None = None, symptom_measure: str = "symptoms"):
     """One patient's measures on a shared session axis, one panel per measure (top to bottom).
@@ -246,7 +251,7 @@ def patient_chart(sessions, measures, *, units: str = "points", expected=None, c
     for i, m in enumerate(measures, start=1):
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
-        domain = [max(0.0, round(top - height_each, 6)), min(1.0, round(top, 6))]
+        domain = _domain(top - height_each, top)
         layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa)
         layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, showticklabels=i == n,
                                          **({"matches": "x"} if i > 1 else {}),
@@ -342,11 +347,12 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
         x0 = c * (width + hgap)
         top = 1 - r * (height + vgap)
         xa, ya = _axis("x", i), _axis("y", i)
-        layout[_axis("xaxis", i)] = dict(domain=[max(0.0, round(x0, 6)), min(1.0, round(x0 + width, 6))], anchor=ya,
+        layout[_axis("xaxis", i)] = dict(domain=_domain(x0, x0 + width), anchor=ya,
                                          **({"matches": "x"} if i > 1 else {}), showticklabels=r == rows - 1)
-        layout[_axis("yaxis", i)] = dict(domain=[max(0.0, round(top - height, 6)), min(1.0, round(top, 6))],
-                                         anchor=xa, **({"matches": "y"} if i > 1 else {}), showticklabels=c == 0)
-        annotations.append(dict(text=str(p), x=x0 + width / 2, y=min(1.0, round(top, 6)), xref="paper", yref="paper",
+        y_domain = _domain(top - height, top)
+        layout[_axis("yaxis", i)] = dict(domain=y_domain, anchor=xa, **({"matches": "y"} if i > 1 else {}),
+                                         showticklabels=c == 0)
+        annotations.append(dict(text=str(p), x=x0 + width / 2, y=y_domain[1], xref="paper", yref="paper",
                                 xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
         g = by_patient.get(p)
         if g is not None:

@@ -48,12 +48,10 @@ def sessions_table(fingerprint: str, measures: tuple[str, ...], _data: pd.DataFr
     return patient_sessions(_data, list(measures))
 
 
-def patient_list(fingerprint: str, sessions: pd.DataFrame) -> list[str]:
-    """The data set's patient IDs, sorted (kept per data set in the session, not recomputed per rerun)."""
-    key = f"_patients_{fingerprint}"
-    if key not in st.session_state:
-        st.session_state[key] = sorted(sessions["patient"].unique())
-    return st.session_state[key]
+@st.cache_data(show_spinner=False, max_entries=16)
+def patient_list(fingerprint: str, _sessions: pd.DataFrame) -> list[str]:
+    """The data set's patient IDs, sorted."""
+    return sorted(_sessions["patient"].unique())
 
 
 PATIENT_LIST_LIMIT = 500
