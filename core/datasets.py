@@ -14,6 +14,7 @@ from typing import Protocol
 from core.demo import DEMO_LABEL, DEMO_SOURCE, demo_csv_bytes
 from core.mapping import ColumnMapping
 from core.reading import read_csv_bytes
+from core.storage import NoSuchDataset
 from core.validation import ValidatedData, validate_table
 
 #: Valid ranges of the demo's measures: ANS mean item score and OQ-45.2 total.
@@ -95,8 +96,6 @@ class ClinicDatasetStore:
     a rerun of a page does not read the database again unless an upload changed the data set.
     """
 
-    DEMO_NAME = "Demo clinic"
-
     def __init__(self, clinic, user) -> None:
         self.clinic = clinic
         self.user = user
@@ -106,15 +105,14 @@ class ClinicDatasetStore:
         return self.clinic.dataset_names(self.user)
 
     def get(self, name: str) -> Dataset:
-        if name not in self.names():
-            raise KeyError(name)
-        version = self.clinic.dataset_version(self.user, name)
+        try:
+            version = self.clinic.dataset_version(self.user, name)  # also: may this user see it?
+        except NoSuchDataset:
+            raise KeyError(name) from None
         cached = self._loaded.get(name)
         if cached and cached[0] == version:
             return cached[1]
-        validated = self.clinic.load(self.user, name)
-        dataset = Dataset(name=name, validated=validated, is_demo=name == self.DEMO_NAME,
-                          instruments=(("alliance", "ans"), ("symptoms", "oq45")) if name == self.DEMO_NAME else ())
+        dataset = self.clinic.load_dataset(self.user, name)  # demo flag and instruments as stored
         self._loaded[name] = (version, dataset)
         return dataset
 
