@@ -32,8 +32,10 @@ def store() -> DatasetStore:
     return st.session_state[key]
 
 
-def active_dataset() -> Dataset:
-    names = store().names()
+def active_dataset(names: list[str] | None = None) -> Dataset:
+    """The session's active data set (else the first it may see, else the demo); ``names``: the
+    store's names when the caller already has them."""
+    names = store().names() if names is None else names
     name = st.session_state.get("active_dataset") or (names[0] if names else DEMO_LABEL)
     try:
         return store().get(name)
@@ -71,13 +73,12 @@ def dataset_picker() -> Dataset:
 
     user_badge()
     names = store().names()
-    current = active_dataset().name
-    if current not in names:
-        names = [current, *names]
-    choice = st.sidebar.selectbox("Data set", names, index=names.index(current), key="dataset_choice")
-    if choice != current:
+    ds = active_dataset(names)
+    options = names if ds.name in names else [ds.name, *names]
+    choice = st.sidebar.selectbox("Data set", options, index=options.index(ds.name), key="dataset_choice")
+    if choice != ds.name:
         st.session_state["active_dataset"] = choice
-    ds = active_dataset()
+        ds = active_dataset(names)
     if ds.is_demo:
         st.sidebar.info("**Demo data.** Simulated patients, not real people. Upload your clinic's "
                         "spreadsheet on the *Upload data* page.")
