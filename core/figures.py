@@ -299,8 +299,8 @@ def patient_chart(sessions, measures, *, units: str = "points", expected=None, c
                                    y0=base - reliable_change, y1=base + reliable_change,
                                    fillcolor="orange", opacity=0.08, line=dict(width=0), layer="above"))
                 annotations.append(dict(text="no reliable change from session 1", xref=f"{xa} domain", yref=ya,
-                                        x=0, y=base - reliable_change, xanchor="left", yanchor="bottom",
-                                        showarrow=False))
+                                        x=0, y=base + reliable_change, xanchor="left", yanchor="top",
+                                        showarrow=False))  # at the band's top: the cut-off label sits low
         else:
             traces.append(go.Bar(x=x, y=dev_sd, marker_color=color, name=f"{m} deviation (own SD)",
                                  customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
