@@ -2,7 +2,7 @@
 
 On the 5,350-patient data of ``bench_models.py`` (``multi_study(n_studies=17, total=5350,
 seed=7)``, 34,119 rows, ``time``/``between``/``within`` computed by
-``core.decomposition.add_model_terms`` and written to ``bench/out/engines_5350.csv`` so that every
+``core.stats.decomposition.add_model_terms`` and written to ``bench/out/engines_5350.csv`` so that every
 engine reads the same numbers), two models of the ladder are fitted by REML:
 
 - ``hybrid``: ``symptoms ~ between + within + (1 | patient)`` (random intercept);
@@ -13,7 +13,7 @@ with
 - statsmodels ``smf.mixedlm("symptoms ~ ...", data, groups=data["patient"], re_formula="~time")``
   ``.fit(reml=True)`` (its default optimizers: bfgs, then lbfgs, then cg);
 - mixedlm ``mixedlm.lmer("symptoms ~ ... + (... | patient)", data, REML=True)``, plus its
-  Satterthwaite df (``tidy(ddf_method="Satterthwaite")``, as ``core.models`` does);
+  Satterthwaite df (``tidy(ddf_method="Satterthwaite")``, as ``core.stats.models`` does);
 - R: ``lme4::lmer`` (fit only) and ``lmerTest::lmer`` + ``summary`` (fit + Satterthwaite df), if
   ``Rscript`` with lme4 and lmerTest is available; without R the engines are compared with each
   other only.
@@ -25,7 +25,7 @@ imports are not counted in the fit time) with a time limit on that process (``--
 compared with lme4's. statsmodels reports z-based p-values (normal distribution) and has no
 Satterthwaite or Kenward-Roger df.
 
-Then ``core.models.fit_ladder`` (mixedlm) is checked against the three lme4/lmerTest reference
+Then ``core.stats.models.fit_ladder`` (mixedlm) is checked against the three lme4/lmerTest reference
 files in ``tests/expected/`` (the test ``tests/test_models.py`` makes, as a readable summary of
 the largest deviations).
 
@@ -172,7 +172,7 @@ def engine_data() -> Path:
     import pandas as pd
     from bench_models import dataset
 
-    from core.decomposition import add_model_terms
+    from core.stats.decomposition import add_model_terms
 
     path = OUT / "engines_5350.csv"
     source = dataset("5350")
@@ -276,15 +276,15 @@ def print_table(results: dict, ref_name: str, timeout: float) -> list[str]:
 
 
 def reference_files() -> bool:
-    """core.models.fit_ladder against tests/expected/*.json (lme4 1.1-31 / lmerTest 3.1-3);
+    """core.stats.models.fit_ladder against tests/expected/*.json (lme4 1.1-31 / lmerTest 3.1-3);
     True when every file is within the tolerances of tests/test_models.py."""
     from bench_models import compare, format_comparison, within_tolerance
 
-    from core.mapping import ColumnMapping
-    from core.models import fit_ladder
-    from core.reading import read_table
-    from core.report import clean, model_to_dict
-    from core.validation import validate_table
+    from core.intake.mapping import ColumnMapping
+    from core.intake.reading import read_table
+    from core.intake.validation import validate_table
+    from core.reporting.json_report import clean, model_to_dict
+    from core.stats.models import fit_ladder
 
     full = ColumnMapping(patient="patient", session="session", symptoms="symptoms", alliance="alliance",
                          therapist="therapist")
@@ -294,7 +294,7 @@ def reference_files() -> bool:
         "sleepstudy": ("sleepstudy.csv", ColumnMapping(patient="Subject", session="Days", symptoms="Reaction")),
     }
     all_ok = True
-    print("\ncore.models.fit_ladder (mixedlm) against tests/expected/ (lme4 1.1-31, lmerTest 3.1-3):")
+    print("\ncore.stats.models.fit_ladder (mixedlm) against tests/expected/ (lme4 1.1-31, lmerTest 3.1-3):")
     for name, (filename, mapping) in cases.items():
         validated = validate_table(read_table(ROOT / "tests" / "data" / filename), mapping)
         start = time.perf_counter()
@@ -338,7 +338,7 @@ def main() -> int:
           f"statsmodels {statsmodels.__version__}, mixedlm {version('mixedlm')}")
     data = engine_data()
     print(f"data: {data.relative_to(ROOT)} (5,350 patients, multi_study seed 7; time/between/within "
-          "from core.decomposition)")
+          "from core.stats.decomposition)")
     results: dict[str, dict[str, dict]] = {m: {} for m in MODELS}
     r = None if args.no_r else run_r(data)
     for model in MODELS:

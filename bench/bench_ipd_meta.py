@@ -2,7 +2,7 @@
 
 17 studies, 5,350 patients, up to 7 sessions (about 34,000 rows), simulated with
 ``tests/data/simulate_reference.py``'s ``multi_study(n_studies=17, total=5350, seed=7)``.
-Times ``core.meta.ipd_meta_analysis`` end to end (stage 1 in every study + stage 2), once with
+Times ``core.stats.meta.ipd_meta_analysis`` end to end (stage 1 in every study + stage 2), once with
 REML and once with DL pooling; simulating the data is timed separately and not included.
 
 Run from the repository root: ``python bench/bench_ipd_meta.py``
@@ -19,7 +19,7 @@ from simulation import load_simulator  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
-from core.meta import ipd_meta_analysis  # noqa: E402
+from core.stats.meta import ipd_meta_analysis  # noqa: E402
 
 
 def main() -> None:

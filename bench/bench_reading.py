@@ -4,8 +4,8 @@ Writes a simulated long file (125,000 patients x 8 sessions = 1,000,000 data row
 with vectorised numpy, with about 0.5% awkward rows mixed in: non-numeric cells, missing-value
 codes, ``n/a``, empty cells, out-of-range values, session labels such as ``S3`` / ``Session 3``,
 identical and conflicting duplicates, a patient seen by two therapists), then times, in a fresh
-process, ``core.reading.read_table`` + ``core.mapping.propose_mapping`` +
-``core.validation.validate_table`` (with an alliance range of 1 to 7), and reports the peak
+process, ``core.intake.reading.read_table`` + ``core.intake.mapping.propose_mapping`` +
+``core.intake.validation.validate_table`` (with an alliance range of 1 to 7), and reports the peak
 resident memory of that process (``resource.getrusage``, including the Python interpreter and
 the imported libraries).
 
@@ -24,8 +24,8 @@ Measured on the development machine (2 CPUs shared with other jobs, load average
 - csv: reading+validation of 1,000,000 rows: 2.3 to 5.8 s (typically about 3 s), peak memory 687 MiB
 - es:  reading+validation of 1,000,000 rows: 3.3 to 4.8 s, peak memory 687 MiB
 
-The same files with the code before this benchmark's fixes (``core/reading.py``: bytes parsed
-directly, faster blank-row check; ``core/validation.py``: reasons built only for failing rows,
+The same files with the code before this benchmark's fixes (``core/intake/reading.py``: bytes parsed
+directly, faster blank-row check; ``core/intake/validation.py``: reasons built only for failing rows,
 a vectorised number parser): 6.1 to 9.1 s (csv) and 5.3 to 10.4 s (es), 600 to 635 MiB; same
 validated table and the same 4,830 excluded rows.
 
@@ -106,9 +106,9 @@ def write_variant(frame: pd.DataFrame, variant: str, path: Path) -> None:
 
 def child(path: Path) -> dict:
     """Run in a fresh process: time read + map + validate, return the figures."""
-    from core.mapping import propose_mapping
-    from core.reading import read_table
-    from core.validation import validate_table
+    from core.intake.mapping import propose_mapping
+    from core.intake.reading import read_table
+    from core.intake.validation import validate_table
 
     start = time.perf_counter()
     raw = read_table(path)

@@ -8,6 +8,8 @@ above a patient's own usual level are followed by lower symptoms. No real person
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 
@@ -41,3 +43,24 @@ def demo_clinic(n_patients: int = 120, n_sessions: int = 8, seed: int = 2023) ->
 def demo_csv_bytes(**kwargs) -> bytes:
     """The demo clinic as a CSV file, so that it goes through the same reading and validation."""
     return demo_clinic(**kwargs).to_csv(index=False).encode("utf-8")
+
+
+#: Valid ranges of the demo's measures: ANS mean item score and OQ-45.2 total.
+DEMO_RANGES = {"alliance": (1.0, 7.0), "symptoms": (0.0, 180.0)}
+
+
+@lru_cache(maxsize=1)
+def demo_dataset():
+    """The demo clinic as a :class:`core.intake.dataset.Dataset`, read and validated by the same
+    code as an upload."""
+    from core.intake.dataset import Dataset
+    from core.intake.mapping import ColumnMapping
+    from core.intake.reading import read_csv_bytes
+    from core.intake.validation import validate_table
+
+    raw = read_csv_bytes(demo_csv_bytes(), source=DEMO_SOURCE)
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
+                            alliance="alliance", symptoms="symptoms")
+    validated = validate_table(raw, mapping, ranges=DEMO_RANGES)
+    return Dataset(name=DEMO_LABEL, validated=validated, is_demo=True,
+                   instruments=(("alliance", "ans"), ("symptoms", "oq45")))

@@ -1,8 +1,8 @@
 """Users and audit log (supervisors only)."""
 import streamlit as st
 
-from core.exports import csv_bytes
-from core.storage import AccessDenied, Role
+from core.reporting.exports import csv_bytes
+from core.store import AccessDenied, Role
 from ui.auth import clinic_store, current_user, download
 from ui.state import use_app_navigation
 

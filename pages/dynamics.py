@@ -4,24 +4,24 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.datasets import data_fingerprint
 from core.errors import InputError, ModelError
-from core.exports import csv_bytes
-from core.figures import forest_plot
-from core.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
-from core.meta import (
+from core.intake.dataset import data_fingerprint
+from core.intake.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
+from core.intake.reading import read_table
+from core.intake.validation import (
+    combine_studies,
+    parse_numbers,
+    validate_studies,
+    validate_table,
+)
+from core.reporting.exports import csv_bytes
+from core.reporting.figures import forest_plot
+from core.stats.meta import (
     lagged_within_effects,
     pool_effects,
     pool_stage1,
     sorted_study_labels,
     stage1_table,
-)
-from core.reading import read_table
-from core.validation import (
-    combine_studies,
-    parse_numbers,
-    validate_studies,
-    validate_table,
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge

@@ -3,7 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core.decomposition import dropout, measure_correlations, session_summary
+from core.stats.decomposition import dropout, measure_correlations, session_summary
 from ui.state import dataset_picker, demo_badge
 
 ds = dataset_picker()

@@ -4,28 +4,28 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ModelError
-from core.exports import csv_bytes
-from core.figures import (
+from core.intake.mapping import ROLES
+from core.reporting.exports import csv_bytes
+from core.reporting.figures import (
     between_within_scatter,
     caterpillar,
     residual_diagnostics,
     spaghetti,
 )
-from core.html_report import build_html_report
-from core.mapping import ROLES
-from core.models import (
-    BuilderOptions,
-    LadderResult,
-    ModelResult,
-    fit_custom_model,
-    fit_ladder,
-)
-from core.tables import (
+from core.reporting.html_report import build_html_report
+from core.reporting.tables import (
     comparison_table,
     describe_model,
     fit_table,
     fixed_effects_table,
     variance_table,
+)
+from core.stats.models import (
+    BuilderOptions,
+    LadderResult,
+    ModelResult,
+    fit_custom_model,
+    fit_ladder,
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge

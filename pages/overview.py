@@ -3,10 +3,10 @@ import math
 
 import streamlit as st
 
-from core.clinical import caseload, therapist_icc_sentence, therapist_trajectories
-from core.decomposition import dropout
-from core.exports import csv_bytes, excel_bytes
-from core.figures import small_multiples, therapist_trajectory_figure
+from core.clinical.indices import caseload, therapist_icc_sentence, therapist_trajectories
+from core.reporting.exports import csv_bytes, excel_bytes
+from core.reporting.figures import small_multiples, therapist_trajectory_figure
+from core.stats.decomposition import dropout
 from ui.auth import download
 from ui.clinic import (
     clinical_settings,

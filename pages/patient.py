@@ -2,14 +2,14 @@
 import pandas as pd
 import streamlit as st
 
-from core.clinical import (
+from core.clinical.indices import (
     describe_session,
     expected_line,
     flag_ruptures,
     jacobson_truax_status,
 )
-from core.exports import csv_bytes
-from core.figures import patient_chart
+from core.reporting.exports import csv_bytes
+from core.reporting.figures import patient_chart
 from ui.auth import download, log_patient_view
 from ui.clinic import (
     clinical_settings,

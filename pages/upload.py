@@ -3,16 +3,15 @@ from dataclasses import replace
 
 import streamlit as st
 
-from core.datasets import Dataset
 from core.errors import InputError
-from core.exports import csv_bytes
-from core.instruments import (
+from core.intake.dataset import Dataset
+from core.intake.instruments import (
     ItemScoring,
     add_item_scores,
     available_instruments,
     guess_item_columns,
 )
-from core.mapping import (
+from core.intake.mapping import (
     ROLES,
     ColumnMapping,
     SavedMapping,
@@ -23,9 +22,10 @@ from core.mapping import (
     propose_mapping,
     save_mapping,
 )
-from core.reading import excel_sheet_names, read_table
-from core.storage import Role, UploadConflict
-from core.validation import validate_table
+from core.intake.reading import excel_sheet_names, read_table
+from core.intake.validation import validate_table
+from core.reporting.exports import csv_bytes
+from core.store import Role, UploadConflict
 from ui.auth import clinic_store, current_user, download
 from ui.state import dataset_picker, set_active
 

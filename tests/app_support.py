@@ -5,10 +5,11 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import Dataset, MemoryStore
-from core.mapping import ColumnMapping
-from core.reading import read_table
-from core.validation import validate_table
+from core.intake.dataset import Dataset
+from core.intake.mapping import ColumnMapping
+from core.intake.reading import read_table
+from core.intake.validation import validate_table
+from core.store.datasets import MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")

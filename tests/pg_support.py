@@ -31,7 +31,7 @@ def postgres_admin_url() -> str:
 @contextlib.contextmanager
 def fresh_database(admin_url: str):
     """Create an empty database on the server, yield its URL, drop it afterwards."""
-    from core.storage import normalise_url
+    from core.store import normalise_url
 
     base = sa.engine.make_url(normalise_url(admin_url))
     admin = sa.create_engine(base, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)

@@ -2,7 +2,7 @@
 which data file and column mapping each ladder case uses, and how lme4's ``VarCorr`` names map to
 the report's variance keys. Shared by tests/test_models.py, tests/test_cli_reference.py and
 bench/bench_models.py."""
-from core.mapping import ColumnMapping
+from core.intake.mapping import ColumnMapping
 
 #: case name (tests/expected/<name>.json) -> (tests/data file, column mapping)
 LADDER_CASES = {

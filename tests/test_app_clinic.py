@@ -6,9 +6,9 @@ import streamlit as st
 from app_support import open_page, paperlike_dataset
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import Dataset
-from core.mapping import ColumnMapping
-from core.validation import validate_table
+from core.intake.dataset import Dataset
+from core.intake.mapping import ColumnMapping
+from core.intake.validation import validate_table
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -44,7 +44,7 @@ def test_rupture_threshold_changes_flags_without_refitting(monkeypatch):
     at = open_page("patient", timeout=TIMEOUT)
     at.selectbox(key="patient_id").set_value("D017").run()
     assert sum("Possible rupture" in md.value for md in at.markdown) == 2
-    import core.models as models
+    import core.stats.models as models
     calls = []
     original = models.fit_model
     monkeypatch.setattr("ui.clinic.fit_model", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -115,7 +115,7 @@ def _many_patients(n: int = 600) -> Dataset:
     import numpy as np
     import pandas as pd
 
-    from core.reading import read_csv_bytes
+    from core.intake.reading import read_csv_bytes
 
     rng = np.random.default_rng(3)
     rows = [{"patient": f"P{p:04d}", "therapist": f"T{p % 7}", "session": s,

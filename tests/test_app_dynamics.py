@@ -40,10 +40,10 @@ def test_multistudy_file_matches_reference_and_switches_method_without_refit(mon
     assert float(_metric(at, "Pooled estimate")) == pytest.approx(ref["estimate"], abs=5e-4)
     assert len(at.get("plotly_chart")) == 2
     # switching the estimator re-pools without refitting stage 1
-    import core.meta as meta
+    import core.stats.meta as meta
     calls = []
     original = meta.lagged_within_effects
-    # the page imports it from core.meta on every run: a refit would call the patched function
+    # the page imports it from core.stats.meta on every run: a refit would call the patched function
     monkeypatch.setattr(meta, "lagged_within_effects", lambda *a, **k: calls.append(1) or original(*a, **k))
     at.radio(key="dyn_method").set_value("dl").run()
     ref_dl = REF["pooled"]["alliance_to_symptoms"]["dl"]

@@ -4,7 +4,7 @@ import pytest
 import streamlit as st
 from app_support import open_page, paperlike_dataset
 
-from core.datasets import Dataset
+from core.intake.dataset import Dataset
 
 
 @pytest.fixture(autouse=True)

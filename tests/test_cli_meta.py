@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from core.mapping import ColumnMapping
-from core.reading import read_table
-from core.validation import validate_studies
+from core.intake.mapping import ColumnMapping
+from core.intake.reading import read_table
+from core.intake.validation import validate_studies
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"

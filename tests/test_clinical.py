@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.clinical import (
+from core.clinical.indices import (
     caseload,
     describe_session,
     expected_line,
@@ -113,7 +113,7 @@ def test_icc_sentence():
 
 
 def test_find_patients_exact_first_then_prefix_then_contains():
-    from core.clinical import find_patients
+    from core.clinical.indices import find_patients
 
     ids = ["A10", "A1", "B-A1", "a100", "C2"]
     assert find_patients(ids, "a1") == (["A1", "A10", "a100", "B-A1"], 4)

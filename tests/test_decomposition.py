@@ -1,4 +1,4 @@
-"""Decomposition (core.decomposition) on small examples computed by hand.
+"""Decomposition (core.stats.decomposition) on small examples computed by hand.
 
 The example: patient a attends sessions 1, 2 and 4 (skips 3); patient b sessions 2 and 3.
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.decomposition import (
+from core.stats.decomposition import (
     add_model_terms,
     code_time,
     decompose,

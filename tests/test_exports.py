@@ -4,7 +4,7 @@ import io
 import openpyxl
 import pandas as pd
 
-from core.exports import csv_bytes, excel_bytes, neutralise_formulas
+from core.reporting.exports import csv_bytes, excel_bytes, neutralise_formulas
 
 EVIL = '=HYPERLINK("http://evil.example","click")'
 

@@ -1,8 +1,8 @@
 """Figures built in core (shared by pages and reports)."""
 import pandas as pd
 
-from core.figures import forest_plot
-from core.meta import pool_effects
+from core.reporting.figures import forest_plot
+from core.stats.meta import pool_effects
 
 
 def test_forest_plot_has_studies_pooled_diamond_and_prediction_interval():
@@ -26,7 +26,7 @@ def test_forest_plot_without_heterogeneity():
 
 
 def _trajectories(n_therapists: int):
-    from core.clinical import therapist_trajectories
+    from core.clinical.indices import therapist_trajectories
 
     rows = [{"therapist": f"T{t:03d}", "patient": f"P{t}-{p}", "session": s, "symptoms": 50 + t + s + p}
             for t in range(n_therapists) for p in range(1 + t % 3) for s in (1, 2, 3)]
@@ -34,7 +34,7 @@ def _trajectories(n_therapists: int):
 
 
 def test_therapist_trajectory_figure_draws_band_and_line_per_therapist():
-    from core.figures import therapist_trajectory_figure
+    from core.reporting.figures import therapist_trajectory_figure
 
     fig = therapist_trajectory_figure(_trajectories(3), "symptoms")
     lines = [t for t in fig.data if t.showlegend is not False]
@@ -44,7 +44,7 @@ def test_therapist_trajectory_figure_draws_band_and_line_per_therapist():
 
 
 def test_therapist_trajectory_figure_keeps_the_busiest_therapists_and_says_so():
-    from core.figures import therapist_trajectory_figure
+    from core.reporting.figures import therapist_trajectory_figure
 
     traj = _trajectories(40)  # T002, T005, … have 3 patients each, the most
     fig = therapist_trajectory_figure(traj, "symptoms", max_therapists=12)
@@ -54,7 +54,7 @@ def test_therapist_trajectory_figure_keeps_the_busiest_therapists_and_says_so():
 
 
 def test_small_multiples_one_panel_per_patient_in_order_with_shared_axes():
-    from core.figures import small_multiples
+    from core.reporting.figures import small_multiples
 
     rows = [{"patient": f"P{p}", "session": s, "symptoms": 60.0 + p + s} for p in range(8) for s in (1, 2, 3)]
     data = pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Instrument definitions and scoring from item columns (core.instruments)."""
+"""Instrument definitions and scoring from item columns (core.intake.instruments)."""
 import json
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.instruments import (
+from core.intake.instruments import (
     N_MISSING,
     REASON,
     TOTAL,

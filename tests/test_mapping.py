@@ -1,10 +1,10 @@
-"""Column mapping (core.mapping) and wide files (core.reshape, validation of wide files)."""
+"""Column mapping (core.intake.mapping) and wide files (core.intake.reshape, validation of wide files)."""
 import numpy as np
 import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.mapping import (
+from core.intake.mapping import (
     ColumnMapping,
     SavedMapping,
     WideLayout,
@@ -16,9 +16,9 @@ from core.mapping import (
     save_mapping,
     session_from_token,
 )
-from core.reading import ROW, read_table
-from core.reshape import wide_to_long
-from core.validation import validate_table
+from core.intake.reading import ROW, read_table
+from core.intake.reshape import wide_to_long
+from core.intake.validation import validate_table
 
 # ------------------------------------------------------------------------------ proposals
 

@@ -1,4 +1,4 @@
-"""Meta-analysis (core.meta) against metafor 3.8-1 and lme4 1.1-31 results computed in R.
+"""Meta-analysis (core.stats.meta) against metafor 3.8-1 and lme4 1.1-31 results computed in R.
 
 Reference JSON files were written by /work/shared/reference/tools/reference_pool.R and
 reference_ipd.R. Tolerances: estimates, SEs and interval bounds within 1% of the SE, tau2
@@ -16,7 +16,7 @@ import pytest
 from scipy import optimize, stats
 
 from core.errors import InputError
-from core.meta import (
+from core.stats.meta import (
     IPDMetaResult,
     PoolResult,
     ipd_meta_analysis,
@@ -397,15 +397,15 @@ def test_ipd_bad_input(multistudy):
 
 
 def test_core_meta_does_not_import_streamlit():
-    code = "import sys, core.meta; assert 'streamlit' not in sys.modules"
+    code = "import sys, core.stats.meta; assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=HERE.parent)
 
 
 def test_reml_falls_back_to_direct_maximisation(bcg, monkeypatch):
     """If Fisher scoring has not converged (metafor would stop with an error), the REML
     likelihood is maximised directly and gives the same tau2."""
-    import core.meta
+    import core.stats.meta
     data, expected = bcg
-    monkeypatch.setattr(core.meta, "_FISHER_MAXITER", 1)
+    monkeypatch.setattr(core.stats.meta, "_FISHER_MAXITER", 1)
     got = pool_effects(data["estimate"], data["se"], method="reml")
     assert got.tau2 == pytest.approx(expected["reml"]["tau2"], rel=1e-4)

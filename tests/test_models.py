@@ -9,17 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.decomposition import add_model_terms
 from core.errors import ModelError
-from core.models import (
+from core.intake.reading import read_table
+from core.intake.validation import validate_table
+from core.stats.decomposition import add_model_terms
+from core.stats.models import (
     build_model,
     fit_ladder,
     fit_model,
     likelihood_ratio_test,
     prepare_covariates,
 )
-from core.reading import read_table
-from core.validation import validate_table
 from tests.reference_cases import LADDER_CASES as CASES
 from tests.reference_cases import VAR_KEYS
 

@@ -1,4 +1,4 @@
-"""Reading files (core.reading): every common CSV locale and Excel read to the same table.
+"""Reading files (core.intake.reading): every common CSV locale and Excel read to the same table.
 
 The clean reference is ``tests/data/paperlike_public.csv`` (columns patient, therapist, session,
 alliance, symptoms). Its re-encodings (``;`` + decimal comma + Latin-1 with Spanish headers,
@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.mapping import ColumnMapping, propose_mapping
-from core.reading import ROW, detect_delimiter, excel_sheet_names, read_table
-from core.validation import validate_table
+from core.intake.mapping import ColumnMapping, propose_mapping
+from core.intake.reading import ROW, detect_delimiter, excel_sheet_names, read_table
+from core.intake.validation import validate_table
 
 DATA = Path(__file__).parent / "data"
 CLEAN = DATA / "paperlike_public.csv"

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from core.mapping import ColumnMapping
-from core.models import BuilderOptions, fit_custom_model, fit_ladder
-from core.reading import read_table
-from core.tables import (
+from core.intake.mapping import ColumnMapping
+from core.intake.reading import read_table
+from core.intake.validation import validate_table
+from core.reporting.tables import (
     describe_effect,
     describe_model,
     fixed_effects_table,
     variance_table,
 )
-from core.validation import validate_table
+from core.stats.models import BuilderOptions, fit_custom_model, fit_ladder
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "paperlike_public.csv"

@@ -1,4 +1,4 @@
-"""The clinic database (core.storage), on SQLite and on a real PostgreSQL server.
+"""The clinic database (core.store), on SQLite and on a real PostgreSQL server.
 
 Every test runs twice: on a fresh SQLite file and on a fresh PostgreSQL database (server from
 ``ALLIANCE_TEST_POSTGRES_URL``, started by ``scripts/test.sh``; without it the PostgreSQL half is
@@ -24,10 +24,10 @@ import pytest
 import sqlalchemy as sa
 
 from core.errors import InputError
-from core.mapping import ColumnMapping
-from core.reading import read_csv_bytes
-from core.storage import (
-    CONFLICT_MESSAGE,
+from core.intake.mapping import ColumnMapping
+from core.intake.reading import read_csv_bytes
+from core.intake.validation import ValidatedData, validate_table
+from core.store import (
     DEMO_DATASET,
     AccessDenied,
     ClinicStore,
@@ -37,7 +37,7 @@ from core.storage import (
     UploadConflict,
     metadata,
 )
-from core.validation import ValidatedData, validate_table
+from core.store.errors import CONFLICT_MESSAGE
 from tests.pg_support import fresh_database, postgres_admin_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,7 +152,7 @@ def test_migrations_create_the_schema_from_empty_and_reopen(db_url):
         from alembic.runtime.migration import MigrationContext
 
         differences = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
-    assert differences == [], "the migrations and core.storage.metadata disagree"
+    assert differences == [], "the migrations and core.store.schema.metadata disagree"
     secret = first._secret
     first.close()
     again = ClinicStore(db_url, bcrypt_rounds=4)  # already at head: nothing to do, same secret
@@ -199,7 +199,7 @@ def test_default_location_and_environment(tmp_path, monkeypatch):
 
 
 def test_core_storage_does_not_import_streamlit():
-    code = "import sys, core.storage; sys.exit(1 if 'streamlit' in sys.modules else 0)"
+    code = "import sys, core.store; sys.exit(1 if 'streamlit' in sys.modules else 0)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -349,7 +349,7 @@ def test_a_failing_upload_changes_nothing(clinic, monkeypatch):
     def fail():
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr("core.storage._test_pause", fail)             # fails after part of the rows
+    monkeypatch.setattr("core.store.uploads._test_pause", fail)             # fails after part of the rows
     with pytest.raises(RuntimeError, match="simulated"):
         store.apply_upload(sup, preview)
     pd.testing.assert_frame_equal(store.load(sup, "Clinic").data, before)
@@ -439,10 +439,10 @@ def test_a_researcher_never_sees_a_real_id_or_free_text(clinic):
 # ------------------------------------------------------------------------------ crashes, races
 CHILD = textwrap.dedent("""
     import sys
-    from core.mapping import ColumnMapping
-    from core.reading import read_csv_bytes
-    from core.storage import ClinicStore, Role
-    from core.validation import validate_table
+    from core.intake.mapping import ColumnMapping
+    from core.intake.reading import read_csv_bytes
+    from core.store import ClinicStore, Role
+    from core.intake.validation import validate_table
 
     url, csv_path, name = sys.argv[1:4]
     store = ClinicStore(url, bcrypt_rounds=4)
@@ -667,7 +667,7 @@ def test_seed_demo_is_idempotent_and_labelled(store):
     sup = store.authenticate("demo-supervisor", "demo")
     info = store.dataset_info(sup, DEMO_DATASET)
     assert info.is_demo and info.version == 1 and dict(info.instruments) == {"alliance": "ans", "symptoms": "oq45"}
-    from core.datasets import demo_dataset
+    from core.demo import demo_dataset
 
     stored = store.load_dataset(sup, DEMO_DATASET)
     assert stored.is_demo and stored.instruments == demo_dataset().instruments

@@ -1,4 +1,4 @@
-"""Validation that loses nothing (core.validation): one test per awkward input.
+"""Validation that loses nothing (core.intake.validation): one test per awkward input.
 
 Each test checks the exact spreadsheet row number (header = row 1, first data row = row 2) and
 the reason loosely (its key words), and that usable rows are kept.
@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from core.mapping import ColumnMapping, propose_mapping
-from core.reading import ROW, read_table
-from core.validation import (
+from core.intake.mapping import ColumnMapping, propose_mapping
+from core.intake.reading import ROW, read_table
+from core.intake.validation import (
     MISSING_TEXTS,
     parse_numbers,
     parse_sessions,

@@ -1,14 +1,14 @@
 """Who is signed in, the clinic database, and the audit trail of what they look at and export.
 
 Without sign-in the dashboard shows the demo clinic and keeps uploads in this browser session only.
-Signed-in users get the clinic's stored data sets, scoped by ``core.storage`` to their role:
+Signed-in users get the clinic's stored data sets, scoped by ``core.store`` to their role:
 supervisors everything, therapists their own patients, researchers pseudonymised data.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from core.storage import ClinicStore, User
+from core.store import ClinicStore, User
 
 USER_KEY = "signed_in_user"
 

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core.clinical import find_patients, flag_ruptures, patient_sessions
-from core.datasets import Dataset
-from core.decomposition import add_model_terms
+from core.clinical.indices import find_patients, flag_ruptures, patient_sessions
 from core.errors import ModelError
-from core.models import ModelResult, build_model, compute_iccs, fit_model
+from core.intake.dataset import Dataset
+from core.stats.decomposition import add_model_terms
+from core.stats.models import ModelResult, build_model, compute_iccs, fit_model
 
 
 @st.cache_data(show_spinner="Fitting the clinic's expected trajectory …", max_entries=16)

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.datasets import (
-    DEMO_LABEL,
-    ClinicDatasetStore,
-    Dataset,
-    DatasetStore,
-    MemoryStore,
-)
+from core.demo import DEMO_LABEL
+from core.intake.dataset import Dataset
+from core.store.datasets import ClinicDatasetStore, DatasetStore, MemoryStore
 
 
 def store() -> DatasetStore:

@@ -11,8 +11,8 @@ import threading
 
 import streamlit as st
 
-MODULES = ("scipy.stats", "scipy.optimize", "plotly.express", "mixedlm.models", "core.models",
-           "core.meta", "core.figures", "core.clinical", "core.tables")
+MODULES = ("scipy.stats", "scipy.optimize", "plotly.express", "mixedlm.models", "core.stats.models",
+           "core.stats.meta", "core.reporting.figures", "core.clinical.indices", "core.reporting.tables")
 
 
 def _import_all() -> None:

@@ -14,29 +14,29 @@ import json
 import pandas as pd
 import plotly.io as pio
 
-from core.decomposition import dropout, measure_correlations, session_summary
-from core.figures import (
+from core.intake.validation import ValidatedData
+from core.reporting.figures import (
     between_within_scatter,
     caterpillar,
     residual_diagnostics,
     spaghetti,
 )
-from core.models import LadderResult, ModelResult
-from core.report import (
+from core.reporting.json_report import (
     DEFINITIONS,
     analysis_report,
     clean,
     model_to_dict,
     software_versions,
 )
-from core.tables import (
+from core.reporting.tables import (
     comparison_table,
     describe_model,
     fit_table,
     fixed_effects_table,
     variance_table,
 )
-from core.validation import ValidatedData
+from core.stats.decomposition import dropout, measure_correlations, session_summary
+from core.stats.models import LadderResult, ModelResult
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}

@@ -4,7 +4,7 @@ The mapping is proposed from header names (English and Spanish, accents and case
 corrected by the user, and can be saved as JSON so that next month's spreadsheet of the same
 shape maps in one click. Wide files (one row per patient, one column per measure and session,
 such as ``ans_s1 … oq_s4`` or ``bdi.pre, bdi.2m``) are recognised and described by
-:class:`WideLayout` for :func:`core.reshape.wide_to_long`.
+:class:`WideLayout` for :func:`core.intake.reshape.wide_to_long`.
 """
 from __future__ import annotations
 

@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
-from core.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
-from core.reading import ROW, RawTable
-from core.reshape import wide_to_long
+from core.intake.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
+from core.intake.reading import ROW, RawTable
+from core.intake.reshape import wide_to_long
 
 #: Cell texts read as "missing" (compared in lower case, stripped).
 MISSING_TEXTS = frozenset({
@@ -171,7 +171,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
 
     ``explanations[measure]`` (optional, indexed like ``frame``) says in words why a measure
     cell is empty, e.g. ``"2 of 12 items missing (more than 10%)"`` from item scoring
-    (:mod:`core.instruments`); such a row's reason becomes ``"symptoms missing: 2 of 12 ..."``.
+    (:mod:`core.intake.instruments`); such a row's reason becomes ``"symptoms missing: 2 of 12 ..."``.
     """
     columns = [c for c in frame.columns if c != ROW]
     mapping.check(columns)
@@ -320,7 +320,7 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
                    ranges: dict[str, tuple[float, float]] | None = None,
                    wide: WideLayout | None = None,
                    explanations: dict[str, pd.Series] | None = None) -> ValidatedData:
-    """Validate a file as read. For a wide file, stack it to long first (:mod:`core.reshape`).
+    """Validate a file as read. For a wide file, stack it to long first (:mod:`core.intake.reshape`).
 
     With ``wide``, ``mapping`` names the id columns (patient, therapist); the session numbers
     come from the column names and the measures from ``wide.measures``. Each reason of a wide

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from core.meta import PoolResult
+from core.stats.meta import PoolResult
 
 
 def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
@@ -124,7 +124,7 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
 
 def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int = 12):
     """Each therapist's mean ``measure`` per session with its 95% CI band (``trajectories`` from
-    :func:`core.clinical.therapist_trajectories`). Draws at most ``max_therapists`` therapists — those
+    :func:`core.clinical.indices.therapist_trajectories`). Draws at most ``max_therapists`` therapists — those
     with the most observations, ties by name — because more lines cannot be told apart; the title
     says when some are left out. Two traces per therapist (band, line)."""
     import plotly.express as px
@@ -225,13 +225,13 @@ def patient_chart(sessions, measures, *, units: str = "points", expected=None, c
                   reliable_change: float | None = None, symptom_measure: str = "symptoms"):
     """One patient's measures on a shared session axis, one panel per measure (top to bottom).
 
-    ``sessions``: that patient's rows from :func:`core.clinical.patient_sessions` (and
-    :func:`core.clinical.flag_ruptures` for rupture markers), sorted by session. Per measure ``m``:
+    ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` (and
+    :func:`core.clinical.indices.flag_ruptures` for rupture markers), sorted by session. Per measure ``m``:
 
     * ``units="points"``: the scores as a line; the own mean (dashed) with a ±1 own-SD band; each
       session's deviation from the own mean as a bar starting at the mean; the clinic's expected
       trajectory from ``expected[m]`` (a frame with ``expected``, ``low``, ``high`` per session, e.g.
-      :func:`core.clinical.expected_line`; dotted, with its band); for ``symptom_measure`` the
+      :func:`core.clinical.indices.expected_line`; dotted, with its band); for ``symptom_measure`` the
       clinical ``cutoff`` (line) and the band of ± ``reliable_change`` around session 1.
     * ``units="own SD units"``: each session's deviation in the patient's own SDs as bars, with
       reference lines at ±1.

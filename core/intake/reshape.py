@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from core.errors import InputError
-from core.mapping import WideLayout
-from core.reading import ROW
+from core.intake.mapping import WideLayout
+from core.intake.reading import ROW
 
 
 def wide_to_long(frame: pd.DataFrame, layout: WideLayout, id_columns: list[str],

@@ -1,7 +1,7 @@
 """Questionnaire definitions and scoring from item columns.
 
 A measure (alliance or symptoms) is either one score column, or item columns scored by an
-*instrument definition* kept as a JSON data file in ``core/instrument_definitions/``: the number
+*instrument definition* kept as a JSON data file in ``core/intake/instrument_definitions/``: the number
 of items, the response coding, the reverse-keyed items, the subscales, sum or mean scoring, the
 rule for missing items, the clinical cut-off and reliable change, and the sources these facts
 come from. A fact that could not be sourced is ``null`` in the file and explained in plain words
@@ -898,7 +898,7 @@ def add_item_scores(frame: pd.DataFrame, spec: ItemScoring, definition: Instrume
 
     The new column holds the score as text (so that validation reads it like any score column)
     or an empty cell where the score is missing; ``ScoreResult.scores["reason"]`` says why, and
-    :func:`core.validation.validate_long` takes those reasons (``explanations``) so that each row
+    :func:`core.intake.validation.validate_long` takes those reasons (``explanations``) so that each row
     left out names the items that were missing.
     """
     if spec.reverse_keyed is not None:

@@ -1,4 +1,4 @@
-"""Machine-readable reports (JSON) with the keys fixed by ``shared/contracts/cli-and-reports.md``.
+"""Machine-readable reports (JSON) with the keys fixed by ``docs/cli-and-reports.md``.
 
 Numbers are plain JSON numbers; a value that does not exist (or is not finite) is ``null``.
 """
@@ -9,8 +9,8 @@ import platform
 
 import numpy as np
 
-from core.models import LadderResult, ModelResult
-from core.validation import ValidatedData
+from core.intake.validation import ValidatedData
+from core.stats.models import LadderResult, ModelResult
 
 DEFINITIONS = {
     "time": "session number minus the smallest session number in the data (0 at the first session)",

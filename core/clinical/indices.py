@@ -2,7 +2,7 @@
 
 - **Own level.** A patient's usual level on a measure is their mean over the sessions in the data;
   their own SD is the sample SD (ddof = 1) of those sessions. A session's deviation is
-  ``score − own mean``, also in own-SD units (:func:`core.decomposition.person_mean_center`).
+  ``score − own mean``, also in own-SD units (:func:`core.stats.decomposition.person_mean_center`).
 - **Reliable change** (Jacobson & Truax, 1991). Change = last − first session score. With a
   reliable-change value RC in score points (OQ-45.2: 14; Lambert et al., 2004), change is reliable
   when ``|change| ≥ RC``. Where only a reliability r and the baseline SD are known,
@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from core.decomposition import person_mean_center
+from core.stats.decomposition import person_mean_center
 
 STATUS_ORDER = ("deteriorated", "unchanged", "improved", "recovered")
 

@@ -2,7 +2,7 @@
 
 Every cell is read as text, exactly as the file holds it, so that nothing is lost or guessed
 before validation: patient IDs keep their leading zeros, and numbers are parsed later with the
-file's decimal separator (:mod:`core.validation`). Each data row carries the row number a
+file's decimal separator (:mod:`core.intake.validation`). Each data row carries the row number a
 spreadsheet program shows (header = row 1, first data row = row 2) in the column ``ROW``.
 
 Supported:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from core.models import LadderResult, ModelResult
+from core.stats.models import LadderResult, ModelResult
 
 TERM_LABELS = {
     "intercept": "Intercept",

@@ -18,7 +18,7 @@ The ladder (keys of the report, ``symptoms`` as outcome; lme4 notation):
 ``interaction``           ``symptoms ~ between * within + (1 | patient)``
 ========================  =====================================================
 
-with ``time``, ``between`` and ``within`` as defined in :mod:`core.decomposition`. Every rung
+with ``time``, ``between`` and ``within`` as defined in :mod:`core.stats.decomposition`. Every rung
 is a preset of :func:`build_model`, the builder researchers use for their own models.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from core.decomposition import add_model_terms
 from core.errors import ModelError
+from core.stats.decomposition import add_model_terms
 
 #: Below this therapist share of the variance the ANS study kept two levels (patients only).
 THERAPIST_ICC_RULE = 0.01
@@ -311,7 +311,7 @@ def _fit(data: pd.DataFrame, spec: ModelSpec, reml: bool):
 def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True) -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
-    ``data`` must already hold the model's columns (see :func:`core.decomposition.add_model_terms`).
+    ``data`` must already hold the model's columns (see :func:`core.stats.decomposition.add_model_terms`).
     Rows with a missing value in a model column are not expected here: validation removed them.
     ``ml=False`` skips the ML refit (about half the time) where no likelihood-ratio test will use
     it, e.g. the clinic's expected trajectory or the therapist share on the clinician pages.

@@ -1,4 +1,4 @@
-"""Alembic environment, configured in code by :func:`core.storage.alembic_config`.
+"""Alembic environment, configured in code by :func:`core.store.engine.alembic_config`.
 
 The store passes an open connection, already inside a write transaction, as
 ``config.attributes["connection"]``; the migrations then run in that transaction (PostgreSQL and
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from core.storage import metadata, open_engine
+from core.store.engine import open_engine
+from core.store.schema import metadata
 
 config = context.config
 

@@ -1,0 +1,29 @@
+"""``python -m core analyze``: validate a session-by-session file and fit the model ladder."""
+from __future__ import annotations
+
+from core.cli.common import add_role_flags, validated_from_args
+from core.errors import InputError
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("analyze", help="validate a session-by-session file and fit the model ladder")
+    add_role_flags(parser)
+    parser.set_defaults(func=run)
+
+
+def fitted_ladder(args):
+    """The validated data and the ladder fitted on it; exit 2 when no model can be fitted."""
+    from core.stats.models import fit_ladder
+
+    validated = validated_from_args(args)
+    ladder = fit_ladder(validated.data)
+    if not ladder.models:
+        raise InputError(f"{args.data}: no model can be fitted. {next(iter(ladder.errors.values()))}")
+    return validated, ladder
+
+
+def run(args) -> dict:
+    from core.reporting.json_report import analysis_report
+
+    validated, ladder = fitted_ladder(args)
+    return analysis_report(validated, ladder)

@@ -1,0 +1,40 @@
+"""``python -m core ipd-meta``: two-stage individual-participant-data meta-analysis."""
+from __future__ import annotations
+
+from core.cli.common import add_role_flags, measure_ranges
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("ipd-meta", help="two-stage individual-participant-data meta-analysis")
+    add_role_flags(parser, optional=())
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--alliance", required=True)
+    parser.add_argument("--method", choices=["reml", "dl"], default="reml")
+    parser.add_argument("--knapp-hartung", action="store_true")
+    parser.add_argument("--interaction", action="store_true",
+                        help="add the cross-level interaction (patient mean x lagged deviation)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> dict:
+    from core.intake.mapping import ColumnMapping
+    from core.intake.reading import read_table
+    from core.intake.validation import validate_studies
+    from core.reporting.json_report import clean
+    from core.stats.meta import ipd_meta_analysis
+
+    raw = read_table(args.data, sheet=args.sheet)
+    mapping = ColumnMapping(patient=args.patient, session=args.session, alliance=args.alliance,
+                            symptoms=args.symptoms)
+    validated = validate_studies(raw, mapping, args.study, ranges=measure_ranges(args))
+    data = validated.data
+    result = ipd_meta_analysis(data, study="study", patient="patient", session="session",
+                               alliance="alliance", symptoms="symptoms", method=args.method,
+                               knapp_hartung=args.knapp_hartung, interaction=args.interaction)
+    report = result.to_dict()
+    report["n_observations"] = int(len(data))
+    report["n_patients"] = int(data["patient"].nunique())
+    report["n_studies"] = int(data["study"].nunique())
+    report["excluded_rows"] = validated.excluded_records()
+    report["notes"] = list(validated.notes)
+    return clean(report)

@@ -1,0 +1,1 @@
+"""Stage 4, presentation: tables in the paper's shape, figures, JSON and HTML reports, exports."""

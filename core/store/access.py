@@ -1,0 +1,214 @@
+"""THE access rule for clinic data: which rows, columns and IDs each role sees (in the queries,
+not in the pages), and the reads that apply it."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from core.intake.dataset import Dataset
+from core.intake.mapping import ColumnMapping
+from core.intake.validation import STUDY, ValidatedData, parse_numbers
+from core.store.errors import NoSuchDataset, NoSuchPatient
+from core.store.schema import datasets, excluded_rows, observations, uploads
+from core.store.users import Role, User
+
+#: Columns with a role besides patient and session; every other column of the data is "extra".
+ROLE_COLUMNS = ("therapist", "alliance", "symptoms")
+BASE_COLUMNS = ("patient", "therapist", "session", "alliance", "symptoms", "row")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    version: int
+    is_demo: bool
+    instruments: tuple[tuple[str, str], ...]
+    columns: tuple[str, ...]          # role columns present: therapist, alliance, symptoms
+    extra_columns: tuple[str, ...]    # other columns, as stored (researchers get fewer on load)
+    updated_at: datetime
+
+
+
+class DataAccess:
+    """The reading part of :class:`core.store.ClinicStore`: data sets as each role may see them."""
+
+    @staticmethod
+    def _row_filter(user: User):
+        """THE access rule for observation rows, as a SQL condition."""
+        if user.role is Role.SUPERVISOR or user.role is Role.RESEARCHER:
+            return sa.true()
+        if user.role is Role.THERAPIST and user.therapist_code:
+            return observations.c.therapist == user.therapist_code
+        return sa.false()
+
+    def _visible_dataset(self, conn, user: User, name: str):
+        row = conn.execute(sa.select(datasets).where(datasets.c.name == str(name))).first()
+        if row is not None and user.role is Role.THERAPIST:
+            mine = conn.execute(sa.select(observations.c.id).where(
+                observations.c.dataset_id == row.id, self._row_filter(user)).limit(1)).first()
+            row = row if mine else None
+        if row is None:
+            raise NoSuchDataset(f"There is no data set named '{name}' among those you can see.")
+        return row
+
+    def _pseudonym(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._secret, f"{kind}\x1f{value}".encode("utf-8"), hashlib.sha256).hexdigest()
+        return f"{kind}-{digest[:12]}"
+
+    def _pseudonymise(self, values: pd.Series, kind: str) -> pd.Series:
+        mapping = {v: self._pseudonym(kind, v) for v in pd.unique(values.dropna())}
+        return values.map(mapping)
+
+    def dataset_names(self, actor: User) -> list[str]:
+        """The data sets the user may see, oldest first (therapists: those with their patients)."""
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            query = sa.select(datasets.c.name).order_by(datasets.c.id)
+            if user.role is not Role.SUPERVISOR and user.role is not Role.RESEARCHER:
+                query = query.where(sa.exists(sa.select(observations.c.id).where(
+                    observations.c.dataset_id == datasets.c.id, self._row_filter(user))))
+            return [r.name for r in conn.execute(query)]
+
+    def dataset_info(self, actor: User, name: str) -> DatasetInfo:
+        with self._read() as conn:
+            row = self._visible_dataset(conn, self._actor(conn, actor), name)
+        return DatasetInfo(name=row.name, version=int(row.version), is_demo=bool(row.is_demo),
+                           instruments=tuple(tuple(x) for x in json.loads(row.instruments)),
+                           columns=tuple(json.loads(row.columns)),
+                           extra_columns=tuple(json.loads(row.extra_columns)),
+                           updated_at=row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=timezone.utc))
+
+    def dataset_version(self, actor: User, name: str) -> int:
+        """The data set's version: 1 after its first upload, +1 with each upload."""
+        return self.dataset_info(actor, name).version
+
+    def _frame(self, conn, user: User, ds, patient: str | None = None) -> pd.DataFrame:
+        """The observation rows the user may see, as a table (real IDs; see :meth:`_present`)."""
+        o = observations
+        query = (sa.select(o.c.patient, o.c.session, o.c.therapist, o.c.alliance, o.c.symptoms,
+                           o.c.source_row, o.c.extra)
+                 .where(o.c.dataset_id == ds.id, self._row_filter(user)))
+        if patient is not None:
+            query = query.where(o.c.patient == patient)
+        rows = conn.execute(query).all()
+        roles = json.loads(ds.columns)
+        extras = json.loads(ds.extra_columns)
+        cols = list(zip(*rows)) if rows else [()] * 7
+        frame = pd.DataFrame({"patient": pd.Series(cols[0], dtype=object).astype(str)})
+        if "therapist" in roles:
+            frame["therapist"] = pd.Series(cols[2], dtype=object).fillna("").astype(str)
+        session = np.array(cols[1], dtype=float)
+        frame["session"] = session.astype(np.int64) if (len(session) == 0 or (session % 1 == 0).all()) else session
+        for k, m in ((3, "alliance"), (4, "symptoms")):
+            if m in roles:
+                frame[m] = np.array([np.nan if v is None else v for v in cols[k]], dtype=float)
+        frame["row"] = np.array([0 if v is None else v for v in cols[5]], dtype=np.int64)
+        if extras:
+            parsed = [json.loads(t) for t in cols[6]]
+            for col in extras:
+                frame[col] = pd.Series([d.get(col, "") for d in parsed], dtype=object).astype(str)
+        return frame
+
+    def _present(self, user: User, frame: pd.DataFrame) -> pd.DataFrame:
+        """The role's view of rows: researchers get pseudonyms and only numeric extra columns."""
+        if user.role is Role.RESEARCHER:
+            frame = frame.copy()
+            frame["patient"] = self._pseudonymise(frame["patient"], "P")
+            if "therapist" in frame.columns:
+                frame["therapist"] = self._pseudonymise(frame["therapist"], "T")
+            for col in [c for c in frame.columns if c not in BASE_COLUMNS]:
+                if col == STUDY:
+                    continue
+                values, missing, non_numeric = parse_numbers(frame[col].astype(str))
+                if non_numeric.any() or missing.all():
+                    frame = frame.drop(columns=col)
+                else:
+                    frame[col] = values.to_numpy(dtype=float)
+        return frame.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
+
+    def load(self, actor: User, dataset: str) -> ValidatedData:
+        """The data set as the user may see it (see the module docstring for the rule)."""
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            data = self._present(user, self._frame(conn, user, ds))
+            last = conn.execute(sa.select(uploads).where(uploads.c.dataset_id == ds.id)
+                                .order_by(uploads.c.id.desc()).limit(1)).first()
+            excluded = pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
+            if user.role is Role.SUPERVISOR and last is not None:
+                rows = conn.execute(sa.select(excluded_rows.c.row, excluded_rows.c.reason)
+                                    .where(excluded_rows.c.upload_id == last.id)
+                                    .order_by(excluded_rows.c.row, excluded_rows.c.id)).all()
+                if rows:
+                    excluded = pd.DataFrame({"row": np.array([r.row for r in rows], dtype=np.int64),
+                                             "reason": pd.Series([r.reason for r in rows], dtype=object)})
+        mapping = ColumnMapping(**json.loads(last.mapping)) if last is not None else ColumnMapping()
+        ranges = {k: tuple(v) for k, v in json.loads(last.ranges).items()} if last is not None else {}
+        if user.role is Role.SUPERVISOR:
+            notes = tuple(json.loads(last.notes)) if last is not None else ()
+            source = last.source if last is not None else ds.name
+            n_read = int(last.n_rows_read) if last is not None else len(data)
+        else:
+            notes, source, n_read = (), ds.name, len(data)
+        return ValidatedData(data=data, excluded=excluded, notes=notes, mapping=mapping, source=source,
+                             n_rows_read=n_read, ranges=ranges)
+
+    def load_dataset(self, actor: User, dataset: str) -> Dataset:
+        """:meth:`load` as a :class:`core.intake.dataset.Dataset` (name, demo flag, instruments)."""
+        info = self.dataset_info(actor, dataset)
+        return Dataset(name=info.name, validated=self.load(actor, dataset), is_demo=info.is_demo,
+                       instruments=info.instruments)
+
+    def patient_ids(self, actor: User, dataset: str) -> list[str]:
+        """The patient IDs the user may see (researchers: pseudonyms), sorted."""
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            ids = [r[0] for r in conn.execute(sa.select(observations.c.patient).distinct().where(
+                observations.c.dataset_id == ds.id, self._row_filter(user)))]
+        if user.role is Role.RESEARCHER:
+            ids = [self._pseudonym("P", p) for p in ids]
+        return sorted(ids)
+
+    def patient_sessions(self, actor: User, dataset: str, patient: str, *, log_view: bool = True) -> pd.DataFrame:
+        """One patient's rows as the user may see them (researchers give the pseudonym), logged as a
+        ``'patient view'``. :class:`NoSuchPatient` when the user may not see that patient, with the
+        same message whether or not the patient exists."""
+        patient = str(patient)
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            real = patient
+            if user.role is Role.RESEARCHER:
+                ids = [r[0] for r in conn.execute(sa.select(observations.c.patient).distinct()
+                                                  .where(observations.c.dataset_id == ds.id))]
+                real = next((p for p in ids if self._pseudonym("P", p) == patient), None)
+            frame = self._frame(conn, user, ds, patient=real) if real is not None else None
+        if frame is None or frame.empty:
+            raise NoSuchPatient(f"There is no patient '{patient}' among the patients you can see in '{dataset}'.")
+        if log_view:
+            self.log(actor, "patient view", f"{ds.name}: {patient}")
+        return self._present(user, frame)
+
+    def uploads(self, actor: User, dataset: str) -> pd.DataFrame:
+        """The uploads of a data set, newest first (supervisors only)."""
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            self._require(user, "see the uploads", Role.SUPERVISOR)
+            ds = self._visible_dataset(conn, user, dataset)
+            rows = conn.execute(sa.select(uploads.c.at, uploads.c.username, uploads.c.source, uploads.c.added,
+                                          uploads.c.changed, uploads.c.unchanged, uploads.c.kept,
+                                          uploads.c.excluded, uploads.c.version)
+                                .where(uploads.c.dataset_id == ds.id).order_by(uploads.c.id.desc())).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=["at", "username", "source", "added", "changed",
+                                                                "unchanged", "kept", "excluded", "version"])
+        frame["at"] = pd.to_datetime(frame["at"], utc=True)
+        return frame
+

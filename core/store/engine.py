@@ -1,0 +1,176 @@
+"""Connecting to the clinic database: the URL, the engine (SQLite or PostgreSQL), transactions
+and the Alembic migrations run when a store opens. :class:`StoreBase` is the part of
+:class:`core.store.ClinicStore` that every other part uses."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+
+from core.store.errors import BUSY_MESSAGE, StoreBusy
+from core.store.schema import settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
+_MIGRATION_LOCK_KEY = 4_120_230  # pg_advisory_xact_lock key: one migrating process at a time
+
+
+def default_url() -> str:
+    """``ALLIANCE_DATABASE_URL`` if set, else the SQLite file ``$ALLIANCE_DATA_DIR/clinic.db``."""
+    url = os.environ.get("ALLIANCE_DATABASE_URL", "").strip()
+    if url:
+        return url
+    folder = Path(os.environ.get("ALLIANCE_DATA_DIR", "data"))
+    return f"sqlite:///{(folder / 'clinic.db').resolve()}"
+
+
+def normalise_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` URLs use psycopg 3 (the driver installed)."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def open_engine(url: str | None = None, *, sqlite_busy_seconds: float = 60.0) -> sa.Engine:
+    """An engine for the URL; for SQLite: foreign keys on, WAL journal, and ``BEGIN IMMEDIATE``
+    for transactions on connections with the ``alliance_write`` execution option (plain
+    ``BEGIN`` otherwise, so readers never queue behind writers)."""
+    url = normalise_url(url or default_url())
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    kwargs: dict = {"connect_args": {"timeout": sqlite_busy_seconds, "check_same_thread": False}}
+    database = parsed.database
+    if not database or database == ":memory:":
+        kwargs["poolclass"] = sa.pool.StaticPool
+    elif not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(parsed, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # the driver emits no BEGIN/COMMIT of its own
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(sqlite_busy_seconds * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if database and database != ":memory:":
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:
+        write = conn.get_execution_options().get("alliance_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def alembic_config(connection=None):
+    """Alembic's configuration, in code: the scripts of :mod:`core.store.migrations`; ``connection``
+    (open, in a transaction) is where the migrations run."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _is_busy(err: Exception) -> bool:
+    orig = getattr(err, "orig", err)
+    if getattr(orig, "sqlstate", None) in ("55P03", "40001", "40P01"):  # lock timeout, serialization, deadlock
+        return True
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+
+class StoreBase:
+    """The engine, the transactions and the migrations of a clinic database."""
+
+    def __init__(self, url: str | None = None, *, bcrypt_rounds: int = 12,
+                 sqlite_busy_seconds: float = 60.0) -> None:
+        self.url = normalise_url(url or default_url())
+        self.engine = open_engine(self.url, sqlite_busy_seconds=sqlite_busy_seconds)
+        self.bcrypt_rounds = bcrypt_rounds
+        self.is_postgres = self.engine.dialect.name == "postgresql"
+        self._dummy_hash: bytes | None = None
+        self._migrate()
+        with self._read() as conn:
+            secret = conn.execute(sa.select(settings.c.value)
+                                  .where(settings.c.key == "pseudonym_secret")).scalar_one()
+        self._secret = bytes.fromhex(secret)
+
+    @classmethod
+    def from_env(cls, **kwargs) -> "StoreBase":
+        """``ALLIANCE_DATABASE_URL`` if set, else SQLite in ``$ALLIANCE_DATA_DIR`` (default ./data)."""
+        return cls(default_url(), **kwargs)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"ClinicStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # ----------------------------------------------------------------------- transactions
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        """A read transaction: one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
+        with self.engine.connect() as conn:
+            if self.is_postgres:
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _write(self, busy_message: str = BUSY_MESSAGE, busy_error=StoreBusy) -> Iterator[sa.Connection]:
+        """A write transaction: committed at the end of the block, rolled back on any error."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(alliance_write=True)
+                with conn.begin():
+                    if self.is_postgres:
+                        conn.exec_driver_sql("SET LOCAL lock_timeout = '120s'")
+                    yield conn
+        except sa_exc.OperationalError as err:
+            if _is_busy(err):
+                raise busy_error(busy_message) from None
+            raise
+
+    def _migrate(self) -> None:
+        from alembic import command
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            conn.rollback()
+        if current == head:
+            return
+        with self._write("The clinic database is being set up by another process; try again.") as conn:
+            if self.is_postgres:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            try:
+                command.upgrade(alembic_config(conn), "head")
+            except Exception as err:  # e.g. a database made by a newer version of the dashboard
+                if "Can't locate revision" in str(err):
+                    raise RuntimeError("The clinic database was made by a newer version of this dashboard "
+                                       f"(schema {current}); update the dashboard to open it.") from None
+                raise
+
+    def _lock_setup(self, conn) -> None:
+        """Serialise first set-up (users, demo) between processes."""
+        conn.execute(sa.select(settings.c.key).where(settings.c.key == "pseudonym_secret").with_for_update())
+

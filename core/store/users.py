@@ -1,0 +1,263 @@
+"""Users, roles and sign-in: bcrypt passwords, a lockout after repeated failures, the first
+supervisor, deactivation that ends open sessions at once."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+import bcrypt
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from core.errors import InputError
+from core.store.engine import _now
+from core.store.errors import AccessDenied
+from core.store.schema import audit_log, users
+
+MIN_PASSWORD_LENGTH = 8
+#: Failed sign-ins of one user name within the window after which sign-in is refused for a while.
+FAILED_SIGN_IN_LIMIT = 10
+FAILED_SIGN_IN_WINDOW = timedelta(minutes=15)
+
+
+class Role(str, Enum):
+    SUPERVISOR = "supervisor"
+    THERAPIST = "therapist"
+    RESEARCHER = "researcher"
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    therapist_code: str | None
+    is_demo: bool
+    email: str | None = None
+    is_active: bool = True
+
+
+
+def _user(row) -> User:
+    return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
+                therapist_code=row.therapist_code, is_demo=bool(row.is_demo), email=row.email,
+                is_active=bool(row.is_active))
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _clean_name(text, what: str, limit: int = 200) -> str:
+    text = str(text or "").strip()
+    if not text:
+        raise InputError(f"Give a {what}.")
+    if len(text) > limit or _CONTROL.search(text):
+        raise InputError(f"The {what} must be at most {limit} characters, without line breaks or tabs.")
+    return text
+
+
+
+class UserAccounts:
+    """The users part of :class:`core.store.ClinicStore`: who may sign in, with which role."""
+
+    def _actor(self, conn, actor: User | None) -> User:
+        """The acting user as stored now (role, therapist code, active)."""
+        if actor is None:
+            raise AccessDenied("Sign in first.")
+        row = conn.execute(sa.select(users).where(users.c.id == actor.id)).first()
+        if row is None or not row.is_active or row.username != actor.username:
+            raise AccessDenied("This account is not active any more; sign in again.")
+        return _user(row)
+
+    @staticmethod
+    def _require(user: User, what: str, *roles: Role) -> None:
+        if user.role not in roles:
+            who = " or ".join(r.value for r in roles)
+            raise AccessDenied(f"Only a {who} can {what}.")
+
+    def _hash(self, password: str | None, is_demo: bool) -> str | None:
+        if password is None:
+            return None
+        password = str(password)
+        if len(password.encode("utf-8")) > 72:
+            raise InputError("A password can be at most 72 bytes long (about 72 letters); choose a shorter one.")
+        if not is_demo and len(password) < MIN_PASSWORD_LENGTH:
+            raise InputError(f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.")
+        return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=self.bcrypt_rounds)).decode("ascii")
+
+    @staticmethod
+    def _check_password(password: str | None, hashed: str | bytes) -> bool:
+        try:
+            return bcrypt.checkpw(str(password or "").encode("utf-8"),
+                                  hashed.encode("ascii") if isinstance(hashed, str) else hashed)
+        except ValueError:  # longer than 72 bytes, or not a bcrypt hash
+            return False
+
+    def _insert_user(self, conn, username, password_hash, role: Role, display_name, therapist_code,
+                     is_demo: bool, email) -> User:
+        clash = (users.c.username == username) | (users.c.email == username)
+        if email:
+            clash = clash | (users.c.username == email) | (users.c.email == email)
+        if conn.execute(sa.select(users.c.id).where(clash)).first():
+            raise InputError(f"A user named '{username}' (or with that e-mail) already exists.")
+        uid = conn.execute(users.insert().values(
+            username=username, email=email, display_name=display_name, role=role.value,
+            therapist_code=therapist_code, password_hash=password_hash, is_active=True,
+            is_demo=bool(is_demo), created_at=_now()).returning(users.c.id)).scalar_one()
+        return User(id=uid, username=username, display_name=display_name, role=role,
+                    therapist_code=therapist_code, is_demo=bool(is_demo), email=email, is_active=True)
+
+    def create_user(self, actor: User | None, username: str, password: str | None, role: Role | str,
+                    display_name: str | None = None, therapist_code: str | None = None,
+                    is_demo: bool = False, email: str | None = None) -> User:
+        """Add a user (supervisors only; ``actor=None`` only while the database has no user: the
+        first user, a supervisor). ``password=None``: no local password (single sign-on only).
+        Therapists need the therapist code used in the data's therapist column."""
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InputError(f"Unknown role '{role}'; choose supervisor, therapist or researcher.") from None
+        username = _clean_name(username, "user name").lower()
+        email = _clean_name(email, "e-mail address", 320).lower() if email else None
+        display_name = _clean_name(display_name or username, "display name")
+        code = str(therapist_code or "").strip() or None
+        if role is Role.THERAPIST and not code:
+            raise InputError("A therapist needs a therapist code: the therapist's name or code exactly as in "
+                             "the data's therapist column (for example 'T01 Ana').")
+        if role is not Role.THERAPIST:
+            code = None
+        if code and (len(code) > 200 or _CONTROL.search(code)):
+            raise InputError("The therapist code must be at most 200 characters, without line breaks or tabs.")
+        hashed = self._hash(password, is_demo)
+        try:
+            with self._write() as conn:
+                if actor is None:
+                    self._lock_setup(conn)
+                    if conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one():
+                        raise AccessDenied("Sign in as a supervisor to add users.")
+                    if role is not Role.SUPERVISOR:
+                        raise InputError("The first user must be a supervisor.")
+                    user = None
+                else:
+                    user = self._actor(conn, actor)
+                    self._require(user, "add users", Role.SUPERVISOR)
+                created = self._insert_user(conn, username, hashed, role, display_name, code, is_demo, email)
+                self._audit(conn, user or created, "user created",
+                            f"{created.username} ({role.value}{', ' + code if code else ''})")
+        except sa_exc.IntegrityError:
+            raise InputError(f"A user named '{username}' (or with that e-mail) already exists.") from None
+        return created
+
+    def authenticate(self, username: str, password: str) -> User | None:
+        """The active user with this user name and password (bcrypt), else ``None``. Every attempt
+        is in the audit log; after 10 failures of one user name in 15 minutes sign-in is refused
+        for that name until the window has passed."""
+        name = str(username or "").strip().lower()[:200]
+        with self._read() as conn:
+            row = conn.execute(sa.select(users).where(users.c.username == name)).first() if name else None
+            failures = conn.execute(sa.select(sa.func.count()).select_from(audit_log).where(
+                audit_log.c.username == name, audit_log.c.action == "sign-in failed",
+                audit_log.c.at > _now() - FAILED_SIGN_IN_WINDOW)).scalar_one()
+        if row is not None and row.password_hash:
+            ok = self._check_password(password, row.password_hash)
+        else:  # the same bcrypt work whether or not the name exists
+            if self._dummy_hash is None:
+                self._dummy_hash = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds=self.bcrypt_rounds))
+            self._check_password(password, self._dummy_hash)
+            ok = False
+        user = _user(row) if row is not None else None
+        if failures >= FAILED_SIGN_IN_LIMIT:
+            why = "too many failed attempts: refused for 15 minutes"
+        elif user is None:
+            why = "unknown user name"
+        elif not user.is_active:
+            why = "account deactivated"
+        elif not row.password_hash:
+            why = "no password (single sign-on only)"
+        elif not ok:
+            why = "wrong password"
+        else:
+            why = ""
+        with self._write() as conn:
+            if why:
+                self._audit(conn, None, "sign-in failed", why, username=name or "(empty)")
+                return None
+            self._audit(conn, user, "sign-in", "password")
+        return user
+
+    def user_for_identity(self, email_or_username: str) -> User | None:
+        """The active user whose user name or e-mail is the identity of an OpenID Connect sign-in
+        (``st.login``), else ``None``; logs the sign-in (or the failed one)."""
+        ident = str(email_or_username or "").strip().lower()[:320]
+        if not ident:
+            return None
+        with self._write() as conn:
+            row = conn.execute(sa.select(users).where(
+                (users.c.username == ident) | (users.c.email == ident)).order_by(users.c.id)).first()
+            if row is None or not row.is_active:
+                self._audit(conn, None, "sign-in failed",
+                            "single sign-on: " + ("not registered" if row is None else "account deactivated"),
+                            username=ident[:200])
+                return None
+            user = _user(row)
+            self._audit(conn, user, "sign-in", "single sign-on")
+        return user
+
+    def users(self, actor: User) -> list[User]:
+        """Every user, deactivated ones too (supervisors only)."""
+        with self._read() as conn:
+            self._require(self._actor(conn, actor), "see the users", Role.SUPERVISOR)
+            rows = conn.execute(sa.select(users).order_by(users.c.username)).all()
+        return [_user(r) for r in rows]
+
+    def demo_users(self) -> list[User]:
+        """The active demo accounts, for the sign-in page (their password is ``demo``)."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(users).where(users.c.is_demo.is_(True), users.c.is_active.is_(True))
+                                .order_by(users.c.id)).all()
+        return [_user(r) for r in rows]
+
+    def _target(self, conn, username: str):
+        row = conn.execute(sa.select(users).where(users.c.username == str(username or "").strip().lower())).first()
+        if row is None:
+            raise InputError(f"There is no user named '{username}'.")
+        return row
+
+    def set_password(self, actor: User, username: str, password: str | None) -> None:
+        """A new password (supervisors for anyone; every user for themself)."""
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            target = self._target(conn, username)
+            if target.id != user.id:
+                self._require(user, "change another user's password", Role.SUPERVISOR)
+            hashed = self._hash(password, bool(target.is_demo))
+            conn.execute(users.update().where(users.c.id == target.id).values(password_hash=hashed))
+            self._audit(conn, user, "password changed", target.username)
+
+    def deactivate(self, actor: User, username: str) -> None:
+        """The user can no longer sign in, and their open sessions stop working (supervisors only).
+        The last active supervisor cannot be deactivated."""
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            self._require(user, "deactivate users", Role.SUPERVISOR)
+            target = self._target(conn, username)
+            if target.role == Role.SUPERVISOR.value and target.is_active:
+                others = conn.execute(sa.select(sa.func.count()).select_from(users).where(
+                    users.c.role == Role.SUPERVISOR.value, users.c.is_active.is_(True),
+                    users.c.id != target.id)).scalar_one()
+                if not others:
+                    raise InputError("This is the last active supervisor; add another supervisor first.")
+            conn.execute(users.update().where(users.c.id == target.id).values(is_active=False))
+            self._audit(conn, user, "user deactivated", target.username)
+
+    def reactivate(self, actor: User, username: str) -> None:
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            self._require(user, "reactivate users", Role.SUPERVISOR)
+            target = self._target(conn, username)
+            conn.execute(users.update().where(users.c.id == target.id).values(is_active=True))
+            self._audit(conn, user, "user reactivated", target.username)
+
