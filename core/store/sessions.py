@@ -67,6 +67,13 @@ class Sessions:
         payload = f"{row.id}.{row.nonce}.{exp}"
         return f"{payload}.{self._sign(payload)}", max(0, exp - int(now.timestamp()))
 
+    def ticket_pending(self, session_id: int) -> bool:
+        """Whether the session's hand-over ticket is still waiting to be traded for the cookie."""
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.id).where(
+                sessions.c.id == int(session_id), sessions.c.ticket_hash.is_not(None),
+                sessions.c.ended_at.is_(None), sessions.c.ticket_expires_at > _now())).first() is not None
+
     def _parse_token(self, token: str) -> tuple[int, str] | None:
         parts = str(token or "").split(".")
         if len(parts) != 4 or len(token) > 300:
