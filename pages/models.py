@@ -29,7 +29,7 @@ from core.stats.models import (
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
-from ui.text import md
+from ui.text import code, md
 
 
 @st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
@@ -173,11 +173,11 @@ with tabs[1]:
 with tabs[2]:
     if diag is not None:
         st.plotly_chart(residual_diagnostics(diag), width="stretch", key="fig_resid")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 with tabs[3]:
     if diag is not None:
         st.plotly_chart(caterpillar(diag), width="stretch", key="fig_caterpillar")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 
 # ---------------------------------------------------------------- report
 st.subheader("5. Report")
@@ -190,7 +190,7 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + (" --detrend" if detrend else "") + (" --interaction" if interaction else "")
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
-st.caption(f"Command line: `{cli}`")
+st.caption(f"Command line: {code(cli)}")
 download("Download the report (HTML)", key="report_html", mime="text/html",
          file_name="alliance_report.html", what=f"{ds.name}: HTML report",
          data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],

@@ -100,7 +100,7 @@ if status and status != "unknown":
                      f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     if s:
-        st.markdown(f"- {s}")
+        st.markdown(f"- {md(s)}")
 
 # ---------------------------------------------------------------- table
 st.subheader("Sessions")

@@ -178,7 +178,7 @@ for col, role in zip(cols, ROLES):
 wide = None
 if layout is not None:
     stems = list(layout.columns)
-    st.info(f"This looks like a **wide** file: repeated columns for {', '.join(stems)} over sessions "
+    st.info(f"This looks like a **wide** file: repeated columns for {md(', '.join(stems))} over sessions "
             f"{', '.join(str(s) for s in sorted({s for v in layout.columns.values() for s in v}))}. "
             "The session number is taken from each column name.")
     measures = {}

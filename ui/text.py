@@ -44,3 +44,17 @@ def md(value) -> str:
         text = (lead + "\\" + text[len(lead):]) if not mark[0].isdigit() else \
             (lead + mark + "\\" + text[len(lead) + len(mark):])
     return text
+
+
+def code(value) -> str:
+    r"""``value`` as an inline code span that no backtick inside it can end early (CommonMark:
+    the fence is one backtick longer than the longest run of backticks in the value).
+
+    >>> print(code("symptoms ~ age"), "|", code("a `b` c"))
+    `symptoms ~ age` | `` a `b` c ``
+    """
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
