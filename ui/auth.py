@@ -61,13 +61,15 @@ def restore_session() -> None:
     """Once per script run, before any page: the signed-in user of this browser, from this tab's
     session or the session cookie, checked against the database (ended, expired or deactivated
     sessions sign the tab out, with a note on the sign-in page)."""
-    store = clinic_store()
     had = current_user()
     user, session_id = None, st.session_state.get(SESSION_KEY)
+    token = _cookie()
+    if had is None and session_id is None and not token:
+        return  # signed out: no database work
+    store = clinic_store()
     if session_id is not None:
         user = store.session_user(session_id=session_id)
     if user is None:
-        token = _cookie()
         if token:
             user = store.session_user(token=token)
             session_id = store.session_id_of(token) if user is not None else None
