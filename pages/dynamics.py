@@ -25,6 +25,7 @@ from core.stats.meta import (
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
+from ui.text import md
 
 DIRECTION_TEXT = {
     "alliance_to_symptoms": "Alliance → next-session symptoms",
@@ -55,7 +56,7 @@ def run_stage1(data: pd.DataFrame, fingerprint: str, interaction: bool) -> pd.Da
     bar = st.progress(0.0, text="Stage 1 …")
     effects = {}
     for i, label in enumerate(labels):
-        bar.progress(i / len(labels), text=f"Stage 1: study {label} ({i + 1} of {len(labels)})")
+        bar.progress(i / len(labels), text=f"Stage 1: study {md(label)} ({i + 1} of {len(labels)})")
         effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
     bar.empty()
     return stage1_table(effects)
@@ -170,4 +171,4 @@ try:
     for direction, result in pool_stage1(stage1, method, kh).items():
         show_pooled(direction, result, "standardized lagged coefficient")
 except (InputError, ModelError) as err:
-    st.error(str(err))
+    st.error(md(err))

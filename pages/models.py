@@ -29,6 +29,7 @@ from core.stats.models import (
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
+from ui.text import code, md
 
 
 @st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
@@ -58,7 +59,7 @@ def shown(frame: pd.DataFrame) -> pd.DataFrame:
 
 def model_messages(model: ModelResult) -> None:
     for w in model.warnings:
-        st.warning(w)
+        st.warning(md(w))
 
 
 ds = dataset_picker()
@@ -81,7 +82,7 @@ c[2].metric("Patients / sessions", f"{ladder.n_patients:,} / {ladder.n_observati
 for advice in ladder.advice:
     st.info(advice)
 for key, reason in ladder.errors.items():
-    st.warning(f"**{key}** could not be fitted: {reason}")
+    st.warning(f"**{key}** could not be fitted: {md(reason)}")
 
 # ---------------------------------------------------------------- ladder
 st.subheader("2. The model ladder (as Tables 2 and 3 of the ANS study)")
@@ -92,7 +93,7 @@ with st.expander("In words", expanded=True):
         if key in ladder.models:
             st.markdown(f"**{key}**")
             for sentence in describe_model(ladder.models[key])[1:]:
-                st.markdown(f"- {sentence}")
+                st.markdown(f"- {md(sentence)}")
 left, right = st.columns(2)
 variance = variance_table(ladder.models)
 comparisons = comparison_table(ladder)
@@ -107,7 +108,7 @@ with st.expander("Fit, convergence and singular fits"):
     st.dataframe(fits.round(3), hide_index=True, width="stretch")
     for m in ladder.models.values():
         for w in m.warnings:
-            st.warning(f"**{m.key}**: {w}")
+            st.warning(f"**{m.key}**: {md(w)}")
 d = st.columns(4)
 with d[0]:
     csv_button(fixed, "Fixed effects (CSV)", "fixed_effects.csv")
@@ -138,14 +139,14 @@ custom = None
 if "alliance" in ds.validated.measures:
     result = custom_for(ds.fingerprint, options, data)
     if isinstance(result, str):
-        st.error(result)
+        st.error(md(result))
     else:
         custom = result
         st.code(custom.formula, language=None)
         table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
         st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
         for sentence in describe_model(custom):
-            st.markdown(f"- {sentence}")
+            st.markdown(f"- {md(sentence)}")
         model_messages(custom)
         csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
 else:
@@ -172,11 +173,11 @@ with tabs[1]:
 with tabs[2]:
     if diag is not None:
         st.plotly_chart(residual_diagnostics(diag), width="stretch", key="fig_resid")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 with tabs[3]:
     if diag is not None:
         st.plotly_chart(caterpillar(diag), width="stretch", key="fig_caterpillar")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 
 # ---------------------------------------------------------------- report
 st.subheader("5. Report")
@@ -189,7 +190,7 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + (" --detrend" if detrend else "") + (" --interaction" if interaction else "")
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
-st.caption(f"Command line: `{cli}`")
+st.caption(f"Command line: {code(cli)}")
 download("Download the report (HTML)", key="report_html", mime="text/html",
          file_name="alliance_report.html", what=f"{ds.name}: HTML report",
          data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],

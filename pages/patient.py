@@ -19,6 +19,7 @@ from ui.clinic import (
     time_model,
 )
 from ui.state import dataset_picker, demo_badge
+from ui.text import md
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
@@ -60,7 +61,7 @@ units = st.radio("Show deviations in", ["points", "own SD units"], horizontal=Tr
 facts = st.columns(4)
 facts[0].metric("Sessions", len(mine))
 if therapist is not None:
-    facts[1].metric("Therapist", therapist)
+    facts[1].metric("Therapist", md(therapist))
 status = None
 if "symptoms" in measures and settings.reliable_change:
     first, last = mine["symptoms"].iloc[0], mine["symptoms"].iloc[-1]
@@ -99,7 +100,7 @@ if status and status != "unknown":
                      f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     if s:
-        st.markdown(f"- {s}")
+        st.markdown(f"- {md(s)}")
 
 # ---------------------------------------------------------------- table
 st.subheader("Sessions")

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 # One BLAS thread: the model fits are many small matrix operations (see bench/README.md).
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 echo "Starting the dashboard on http://127.0.0.1:8501 (Ctrl+C to stop)"
-exec .venv/bin/python -m streamlit run app.py "$@"
+exec .venv/bin/python -m streamlit run serve.py "$@"

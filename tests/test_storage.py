@@ -147,7 +147,7 @@ def test_migrations_create_the_schema_from_empty_and_reopen(db_url):
     assert {"users", "datasets", "observations", "uploads", "excluded_rows", "audit_log", "settings",
             "alembic_version"} <= tables
     with first.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         from alembic.autogenerate import compare_metadata
         from alembic.runtime.migration import MigrationContext
 
@@ -414,7 +414,7 @@ def test_a_researcher_never_sees_a_real_id_or_free_text(clinic):
     assert data["patient"].str.fullmatch(r"P-[0-9a-f]{12}").all()
     assert data["therapist"].str.fullmatch(r"T-[0-9a-f]{12}").all()
     assert "note" not in data.columns                                  # free text dropped
-    assert data["age"].dtype == float and set(data["age"]) == set(real["age"].astype(float))
+    assert "age" not in data.columns and "row" not in data.columns     # nothing shared unless marked
     assert got.excluded.empty and got.notes == ()
     forbidden = set(real["patient"]) | set(real["therapist"]) | {"Ana", "Bruno", "Carla"}
     everything = cells(data, got.excluded) + list(got.notes) + [got.source] + store.patient_ids(res, "Clinic")
@@ -434,6 +434,14 @@ def test_a_researcher_never_sees_a_real_id_or_free_text(clinic):
     assert mine["alliance"].tolist() == a01["alliance"].tolist() and "note" not in mine.columns
     with pytest.raises(NoSuchPatient):
         store.patient_sessions(res, "Clinic", "A01")                  # real IDs do not open anything
+    # a supervisor marks 'age' (numbers) and 'note' (text) as shareable: only the numbers reach researchers
+    store.apply_upload(sup, store.preview_upload(sup, "Clinic", validated(first_file()), shareable=["age", "note"]))
+    shared = store.load(res, "Clinic").data
+    assert shared["age"].dtype == float and set(shared["age"]) == set(real["age"].astype(float))
+    assert "note" not in shared.columns and "row" not in shared.columns
+    assert store.dataset_info(res, "Clinic").extra_columns == ("note", "age")   # marked; 'note' is free text
+    with pytest.raises(InputError, match="cannot be shared"):
+        store.preview_upload(sup, "Clinic", validated(first_file()), shareable=["nhc"])
 
 
 # ------------------------------------------------------------------------------ crashes, races

@@ -17,6 +17,7 @@ from core.errors import ModelError
 from core.intake.dataset import Dataset
 from core.stats.decomposition import add_model_terms
 from core.stats.models import ModelResult, build_model, compute_iccs, fit_model
+from ui.text import md
 
 
 @st.cache_data(show_spinner="Fitting the clinic's expected trajectory …", max_entries=16)
@@ -69,7 +70,7 @@ def patient_options(patients: list[str], current: str | None, key: str,
                           placeholder=f"{len(patients):,} patients: type an ID or part of it, then Enter")
     matches, n = find_patients(patients, query, limit)
     if query.strip() and not matches:
-        st.warning(f"No patient ID contains “{query.strip()}”.")
+        st.warning(f"No patient ID contains “{md(query.strip())}”.")
     if n > len(matches):
         st.caption(f"The list shows {len(matches):,} of {n:,} {'matching ' if query.strip() else ''}IDs; "
                    "type more of an ID to narrow it.")

@@ -1,10 +1,18 @@
 """Plotly figures that pages and reports share (no streamlit here)."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
 from core.stats.meta import PoolResult
+
+
+def _text(value) -> str:
+    """A data-derived label (study, therapist, patient) as Plotly shows it: the few HTML tags Plotly
+    reads in labels and hover text (``<a href>``, ``<b>``, ``<br>`` …) shown as text."""
+    return html.escape(str(value), quote=False)
 
 
 def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
@@ -29,7 +37,7 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
         error_x=dict(type="data", symmetric=False, array=high - est, arrayminus=est - low,
                      color="#34495e", thickness=1.5, width=0),
         customdata=np.column_stack([low, high, se, weight]),
-        text=studies["label"],
+        text=[_text(v) for v in studies["label"]],
         hovertemplate="%{text}<br>estimate %{x:.3f} (95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f})"
                       "<br>SE %{customdata[2]:.3f}, weight %{customdata[3]:.1f}%<extra></extra>",
     ))
@@ -47,7 +55,7 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
             hovertemplate=f"95% prediction interval {result.pi_low:.3f} to {result.pi_high:.3f}<extra></extra>",
         ))
     fig.add_vline(x=null_value, line=dict(color="grey", width=1))
-    labels = list(studies["label"]) + ["Pooled (random effects)", "Prediction interval"]
+    labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)", "Prediction interval"]
     fig.update_yaxes(tickvals=list(y_study) + [y_pool, 0], ticktext=labels, showgrid=False,
                      range=[-0.8, k + 2.2])
     method = result.method.upper() + (" + Knapp–Hartung" if result.knapp_hartung else "")
@@ -74,7 +82,7 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
     for col, frame, hover in ((1, means, "patient %{text}"), (2, dev, "session deviation")):
         x, y = frame[predictor].to_numpy(float), frame[outcome].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
-        text = list(frame.index) if col == 1 else None
+        text = [_text(v) for v in frame.index] if col == 1 else None
         fig.add_trace(go.Scattergl(x=x[ok], y=y[ok], mode="markers", marker=dict(size=5, opacity=0.45),
                                    text=np.asarray(text)[ok] if text is not None else None,
                                    hovertemplate=hover + f"<br>{predictor} %{{x:.2f}}<br>{outcome} %{{y:.2f}}<extra></extra>",
@@ -142,9 +150,9 @@ def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int 
                                  y=list(ok["high"]) + list(ok["low"])[::-1], fill="toself", fillcolor=color,
                                  opacity=0.12, line=dict(width=0), hoverinfo="skip", mode="lines",
                                  showlegend=False, legendgroup=str(t)))
-        traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=str(t), legendgroup=str(t),
+        traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=_text(t), legendgroup=str(t),
                                  line=dict(color=color), customdata=np.column_stack([g["n"], g["low"], g["high"]]),
-                                 hovertemplate=f"{t}<br>session %{{x}}: mean %{{y:.2f}}<br>"
+                                 hovertemplate=f"{_text(t)}<br>session %{{x}}: mean %{{y:.2f}}<br>"
                                                "95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}<br>"
                                                "N %{customdata[0]}<extra></extra>"))
     note = (f" — the {len(shown)} therapists with the most sessions of {len(ranked)}; choose therapists to compare others"
@@ -198,7 +206,7 @@ def caterpillar(model, max_patients: int = 400):
                width=0) if has_se else None
     fig = go.Figure(go.Scattergl(
         x=np.arange(len(re)), y=re["intercept"], mode="markers", marker=dict(size=5, color="#34495e"),
-        error_y=err, text=re["patient"],
+        error_y=err, text=[_text(v) for v in re["patient"]],
         hovertemplate="patient %{text}<br>random intercept %{y:.3f}<extra></extra>"))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
     fig.update_layout(height=360, xaxis_title="Patients, ranked", yaxis_title="Random intercept (BLUP)",
