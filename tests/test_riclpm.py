@@ -5,7 +5,11 @@ tests/r/make_riclpm_expected.sh). Data: the ANS-shaped paperlike_public.csv (96 
 sessions, dropout), ipd300.csv (an IPD-sized study: 300 patients, 7 sessions, dropout; made with
 tests/data/simulate_reference.py single --patients 300 --therapists 20 --sessions 7 --seed 17),
 riclpm_gaps.csv (skipped sessions, late starts, sessions with one questionnaire missing, sessions
-beyond the range) and riclpm_small.csv (39 patients: a negative random-intercept variance).
+beyond the range), riclpm_small.csv (39 patients: a negative random-intercept variance) and
+riclpm_oq_totals.csv (the demo clinic: symptoms as OQ-45 totals, variances 1,000 times the
+alliance's; lavaan warns about the scales, the fit must not mind them) and riclpm_weak.csv (75
+patients, 6 sessions, free lags: the last session pair nearly unidentified, SEs of 11 and 53;
+lavaan's five-point Hessian is needed to match its SEs there).
 
 Tolerances (the issue's): lagged estimates within 1% of lavaan's SE, SEs within 2%, p within
 0.005, random-intercept (co)variances within 1%, log-likelihood within 0.01, chi-square within
@@ -47,6 +51,8 @@ CASES = {
     "gaps_1-8": ("riclpm_gaps.csv", False),
     "gaps_1-3_free": ("riclpm_gaps.csv", True),
     "small_1-4": ("riclpm_small.csv", False),
+    "oq_totals_1-8": ("riclpm_oq_totals.csv", False),
+    "weak_1-6_free": ("riclpm_weak.csv", True),
 }
 
 
