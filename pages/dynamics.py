@@ -142,8 +142,8 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
     default = suggested_sessions(sub)
     c = st.columns([3, 2, 2])
     first, last = c[0].select_slider("Sessions (waves)", options=sessions, value=default, key="ri_sessions",
-                                     help="Sessions FIRST–LAST are the waves; a session a patient missed is a missing "
-                                          "wave. At most 12 sessions.")
+                                     help="Sessions FIRST–LAST are the waves; a session a patient missed is a "
+                                          "missing wave. At most 12 sessions.")
     free = c[1].checkbox("Free lagged effects per session pair", key="ri_free",
                          help="Default: each lagged effect is equal over sessions (--free-lags on the command line).")
     standardized = c[2].radio("Diagram labels", ["unstandardized", "standardized"], horizontal=True,

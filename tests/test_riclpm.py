@@ -196,8 +196,11 @@ def test_ridge_without_a_maximum_is_refused_plainly():
 
 def test_a_session_without_scores_or_variation():
     data = load("paperlike_public.csv")
-    with pytest.raises(ModelError, match="alliance score in session 5"):
+    with pytest.raises(ModelError, match="No patient has an alliance score in session 5"):
         fit_riclpm(data, 2, 5)
+    weeks = data.assign(session=(data["session"] - 1) * 2)  # sessions numbered 0, 2, 4, 6
+    with pytest.raises(ModelError, match="session 1; .* numbered one after the other"):
+        fit_riclpm(weeks)
     flat = data.copy()
     flat.loc[flat["session"] == 2, "symptoms"] = 1.5
     with pytest.raises(ModelError, match="Every symptoms score in session 2 is the same"):
@@ -285,7 +288,8 @@ def test_fiml_loglik_and_gradient():
     for i in range(p):
         e = np.zeros(p)
         e[i] = h
-        assert g_mu[i] == pytest.approx((fiml_loglik(mu + e, sigma, patterns) - fiml_loglik(mu - e, sigma, patterns)) / (2 * h), rel=1e-6)
+        numeric = (fiml_loglik(mu + e, sigma, patterns) - fiml_loglik(mu - e, sigma, patterns)) / (2 * h)
+        assert g_mu[i] == pytest.approx(numeric, rel=1e-6)
         for j in range(i, p):
             d = np.zeros((p, p))
             d[i, j] = d[j, i] = h

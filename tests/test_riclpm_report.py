@@ -100,8 +100,10 @@ def test_html_report_has_the_riclpm_section_and_json(tmp_path):
     text = out.read_text()
     assert "Random-intercept cross-lagged panel model (RI-CLPM)" in text
     assert "within-person carry-over" in text
-    analysis = json.loads(re.search(r"<script type='application/json' id='analysis-json'>(.*?)</script>",
-                                    text, re.S).group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+    import html
+
+    embedded = re.search(r"<script type='application/json' id='analysis-json'>(.*?)</script>", text, re.S).group(1)
+    analysis = json.loads(html.unescape(embedded))
     ref = json.loads((EXPECTED / "paperlike_1-4.json").read_text())
     got = analysis["riclpm"]
     assert got["sessions"] == 4 and got["fit"]["df"] == 17

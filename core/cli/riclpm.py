@@ -72,7 +72,8 @@ def validated_by_measure(raw, mapping, ranges=None):
         notes.append(f"{len(partial)} {'rows have' if len(partial) > 1 else 'row has'} a valid score for only one "
                      "of the two measures; full-information maximum likelihood uses the score present "
                      "(listed in partially_used_rows).")
-    return data, pd.DataFrame(excluded, columns=["row", "reason"]), pd.DataFrame(partial, columns=["row", "reason"]), notes
+    columns = ["row", "reason"]
+    return data, pd.DataFrame(excluded, columns=columns), pd.DataFrame(partial, columns=columns), notes
 
 
 DEFINITIONS = {

@@ -447,9 +447,11 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
         if isinstance(entry, list):
             entries[key] = entry
         else:
-            entries[key] = [{**{k: v for k, v in entry.items() if k not in ("std_all", "from_session")},
-                             "std_all": std, "from_session": s} for std, s in zip(entry["std_all"], entry["from_session"])]
-    names = {"alliance_autoregressive": "alliance → next alliance", "symptoms_autoregressive": "symptoms → next symptoms",
+            common = {k: v for k, v in entry.items() if k not in ("std_all", "from_session")}
+            entries[key] = [{**common, "std_all": std, "from_session": s}
+                            for std, s in zip(entry["std_all"], entry["from_session"])]
+    names = {"alliance_autoregressive": "alliance → next alliance",
+             "symptoms_autoregressive": "symptoms → next symptoms",
              "alliance_to_symptoms": "alliance → next symptoms", "symptoms_to_alliance": "symptoms → next alliance"}
     for key, items in entries.items():
         for e in items:

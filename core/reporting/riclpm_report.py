@@ -109,10 +109,9 @@ def describe_riclpm(result: RiclpmResult) -> list[str]:
         out.append(
             f"When a patient's {cause} in a session is one point above what is usual for that patient, "
             f"the patient's {effect} score at the next session is expected to be {abs(est):.3f} points {direction} "
-            f"what is usual for that patient, beyond the carry-over of {effect} itself (estimate {est:.3f}, SE {entry['se']:.3f}, {_p(p)}; "
-            f"standardized {np.nanmean(std):.2f}). " + ("This within-person carry-over is statistically significant."
-                                                         if p is not None and p < 0.05 else
-                                                         "This within-person carry-over is not statistically significant."))
+            f"what is usual for that patient, beyond the carry-over of {effect} itself (estimate {est:.3f}, "
+            f"SE {entry['se']:.3f}, {_p(p)}; standardized {np.nanmean(std):.2f}). This within-person carry-over is "
+            + ("statistically significant." if p is not None and p < 0.05 else "not statistically significant."))
     for key, measure in (("alliance_autoregressive", "alliance"), ("symptoms_autoregressive", "symptoms")):
         entry = result.lagged[key]
         if not isinstance(entry, list):

@@ -775,11 +775,16 @@ def _check_data(panel: PanelData, structure: _Structure) -> None:
     seen = ~np.isnan(y)
     for j in range(structure.p):
         measure = "alliance" if j < T else "symptoms"
+        article = "an" if measure == "alliance" else "a"
         session = first + j % T
         values = y[seen[:, j], j]
+        if not len(values):
+            raise ModelError(f"No patient has {article} {measure} score in session {session}; every session number "
+                             f"from {first} to {last} is a wave of the RI-CLPM. Choose a range of sessions that "
+                             "patients attended, numbered one after the other.")
         if len(values) < 2:
-            raise ModelError(f"Fewer than 2 patients have a {measure} score in session {session}; the RI-CLPM "
-                             "cannot estimate that session. Choose a session range where every session has scores.")
+            raise ModelError(f"Only 1 patient has {article} {measure} score in session {session}; the RI-CLPM cannot "
+                             "estimate that session. Choose a session range where every session has scores.")
         if np.ptp(values) == 0:
             raise ModelError(f"Every {measure} score in session {session} is the same ({values[0]:g}); the model "
                              "needs scores that vary. Choose another session range.")
@@ -1025,7 +1030,9 @@ def _rmsea_interval(chisq: float, df: int, n: int) -> tuple[float, float]:
     """lavaan's 90% RMSEA interval: the noncentrality where the chi-square's CDF is 0.95 (lower)
     and 0.05 (upper), as ``sqrt(lambda / (N df))``."""
     def bound(target: float) -> float:
-        f = lambda lam: stats.ncx2.cdf(chisq, df, lam) - target if lam > 0 else stats.chi2.cdf(chisq, df) - target  # noqa: E731
+        def f(lam: float) -> float:
+            return (stats.ncx2.cdf(chisq, df, lam) if lam > 0 else stats.chi2.cdf(chisq, df)) - target
+
         if f(0) < 0:
             return 0.0
         hi = max(chisq, 1.0)
