@@ -16,7 +16,6 @@ Tolerances (the issue's): lagged estimates within 1% of lavaan's SE, SEs within 
 0.05, df equal. Measured: every estimate within 2e-5 SE, every SE within 1e-4 (relative).
 """
 import json
-import math
 import time
 from pathlib import Path
 

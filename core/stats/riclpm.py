@@ -25,10 +25,12 @@ implied moments are ``mu`` and ``Sigma = Lambda Phi Lambda' + (I - B)^-1 Psi (I 
 Estimation: full-information maximum likelihood (``lavaan(..., missing = "ml")``): each patient
 contributes the normal log-likelihood of the scores observed, so a patient who drops out keeps
 the early sessions and a session with one questionnaire keeps that one. The sum is computed per
-missingness pattern (one Cholesky factor each) with its analytic gradient; BFGS then a Newton
-step. Standard errors: the inverse of the observed information (the Hessian of the
-log-likelihood, by central differences of the analytic gradient), as lavaan's default
-``information = "observed"`` for FIML; p-values from the z statistic.
+missingness pattern (patterns of equal size as one stack of Cholesky factors) with its analytic
+gradient; Fisher scoring with step halving, then Newton steps on the observed information. A
+second, plainer start is tried when the optimum is inadmissible or scoring finds no maximum (the
+higher maximum is kept). Standard errors: the inverse of the observed information (the Hessian of
+the log-likelihood by lavaan's five-point differences of the analytic gradient), as lavaan's
+default ``information = "observed"`` for FIML; p-values and 95% CIs from z.
 
 Fit, as lavaan's ``fitMeasures``: ``loglik`` (with the 2 pi constant); the unrestricted model
 H1 (free means and covariances, by EM) for ``chisq = 2 (logL_H1 - logL)`` with
@@ -77,7 +79,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import linalg, optimize, stats
+from scipy import optimize, stats
 
 from core.errors import InputError, ModelError
 
@@ -587,7 +589,6 @@ class RiclpmResult:
                                             compare=False)
     n_rows_outside: int = 0
     coverage: pd.DataFrame | None = field(default=None, compare=False)
-    implied_within: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def first(self) -> int:
@@ -637,10 +638,6 @@ class RiclpmResult:
 
 def _entry(row) -> dict[str, Any]:
     return {k: float(row[k]) for k in ("estimate", "se", "z", "p", "ci_low", "ci_high")}
-
-
-def _session_pair_name(first: int, t: int) -> str:
-    return f"{first + t - 1}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -902,7 +899,7 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
     base_df = p * (p - 1) // 2
     fit = _fit_measures(ll, h1_ll, chisq, df, base_chisq, base_df, npar, n)
 
-    lagged, std_by_key = _lagged(table, free_lags, panel.sessions[0])
+    lagged = _lagged(table, free_lags)
     ri = {}
     for key, (lhs, rhs) in {"alliance_variance": ("RIA", "RIA"), "symptoms_variance": ("RIS", "RIS"),
                             "covariance": ("RIA", "RIS")}.items():
@@ -920,7 +917,7 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
                         n_observations=panel.n_observations, parameters=table, lagged=lagged,
                         random_intercepts=ri, fit=fit, converged=converged, warnings=tuple(warnings),
                         excluded_patients=panel.excluded_patients, n_rows_outside=panel.n_rows_outside,
-                        coverage=coverage, implied_within=within)
+                        coverage=coverage)
 
 
 def _root(x: float) -> float:
@@ -964,13 +961,12 @@ def _parameter_table(structure: _Structure, theta, se, sigma, within, psi, phi, 
     return pd.DataFrame(rows)
 
 
-def _lagged(table: pd.DataFrame, free_lags: bool, first: int):
+def _lagged(table: pd.DataFrame, free_lags: bool) -> dict[str, Any]:
+    """The contract's ``lagged`` entries from the parameter table."""
     lagged: dict[str, Any] = {}
-    std_by_key = {}
     for key, (label, _, _) in LAGS.items():
         rows = table[(table["op"] == "~") & table["label"].str.fullmatch(rf"{label}\d*")]
         rows = rows.sort_values("from_session")
-        std_by_key[key] = rows["std_all"].tolist()
         if free_lags:
             lagged[key] = [{"from_session": int(r["from_session"]), "to_session": int(r["to_session"]),
                             **_entry(r), "std_all": float(r["std_all"])} for _, r in rows.iterrows()]
@@ -978,7 +974,7 @@ def _lagged(table: pd.DataFrame, free_lags: bool, first: int):
             r = rows.iloc[0]
             lagged[key] = {**_entry(r), "std_all": [float(v) for v in rows["std_all"]],
                            "from_session": [int(v) for v in rows["from_session"]]}
-    return lagged, std_by_key
+    return lagged
 
 
 def _admissibility_warnings(psi, phi, T: int, first: int) -> list[str]:
