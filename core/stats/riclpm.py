@@ -655,16 +655,20 @@ def _expected_information(structure: _Structure, theta: np.ndarray, patterns: Pa
     deriv = deriv[cov_idx]
     p = structure.p
     info = np.zeros((structure.n_params, structure.n_params))
-    k_sum = np.zeros(p * p)
+    k_sum = np.zeros((p, p))
     info_cov = np.zeros((len(cov_idx), len(cov_idx)))
-    for grp in patterns.groups:
-        obs = grp.observed
-        inv = np.linalg.inv(sigma[obs[:, :, None], obs[:, None, :]])
-        k_sum += np.bincount(grp.flat.ravel(), weights=(grp.n[:, None, None] * inv).ravel(), minlength=p * p)
-        x = inv[None] @ deriv[:, obs[:, :, None], obs[:, None, :]]  # (npar, m, k, k)
-        info_cov += 0.5 * np.einsum("m,imab,jmba->ij", grp.n, x, x, optimize=True)
+    n_cov = len(cov_idx)
+    for pat in patterns.items:
+        # 0.5 n tr(K D_i K D_j) = 0.5 n vec(Y_i) . vec(Y_j) with Y = L^-1 D L^-T (K = L^-T L^-1):
+        # two matrix products over every parameter at once, then one more
+        o, k = pat.observed, len(pat.observed)
+        l_inv = np.linalg.inv(np.linalg.cholesky(sigma[np.ix_(o, o)]))
+        k_sum[np.ix_(o, o)] += pat.n * (l_inv.T @ l_inv)
+        x = (deriv[:, o][:, :, o].reshape(n_cov * k, k) @ l_inv.T).reshape(n_cov, k, k)
+        z = (np.swapaxes(x, 1, 2).reshape(n_cov * k, k) @ l_inv.T).reshape(n_cov, k * k)
+        info_cov += 0.5 * pat.n * (z @ z.T)
     info[np.ix_(cov_idx, cov_idx)] = info_cov
-    info[np.ix_(mean_idx, mean_idx)] = k_sum.reshape(p, p)[np.ix_(mean_var, mean_var)]
+    info[np.ix_(mean_idx, mean_idx)] = k_sum[np.ix_(mean_var, mean_var)]
     return info
 
 
@@ -718,8 +722,8 @@ def _maximise(structure: _Structure, theta: np.ndarray, patterns: Patterns, max_
         return -grad if grad is not None else np.full(len(th), np.nan)
 
     hess = _hessian(neg_grad, theta)
-    moved = 0.0
-    for _ in range(5):  # Newton steps on the observed information: the exact optimum lavaan reports
+    moved = 0.0  # how far the estimates moved since the Hessian was computed
+    for _ in range(8):  # Newton steps on the observed information: the exact optimum lavaan reports
         try:
             step = np.linalg.solve(hess, -g)
         except np.linalg.LinAlgError:
@@ -732,10 +736,13 @@ def _maximise(structure: _Structure, theta: np.ndarray, patterns: Patterns, max_
             break
         theta = cand
         ll, g = loglik(theta, True)
-        moved = max(moved, float(np.max(np.abs(step))))
-        if np.max(np.abs(step)) < 1e-9:
+        size = float(np.max(np.abs(step)))
+        moved += size
+        if size < 1e-9:
             break
-    if moved > 1e-7:  # the SEs need the Hessian where the estimates are
+        if size > 1e-4:  # still far: a fresh Hessian for the next step
+            hess, moved = _hessian(neg_grad, theta), 0.0
+    if moved > 1e-5:  # the SEs need the Hessian where the estimates are (a change below 1e-5 moves no SE)
         hess = _hessian(neg_grad, theta)
     try:  # the Newton decrement g' H^-1 g: free of the parameters' units
         decrement = float(g @ np.linalg.solve(hess, g))
@@ -889,6 +896,9 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
     mu, sigma, a, within, psi, phi = structure.implied(theta)
     table = _parameter_table(structure, theta, se, sigma, within, psi, phi, panel.sessions[0])
     warnings += _admissibility_warnings(psi, phi, structure.T, panel.sessions[0])
+    if np.linalg.eigvalsh(sigma)[0] <= 0:  # possible when no patient has every session
+        warnings.append("The covariance matrix the model implies for all sessions together is not positive "
+                        "definite; read the estimates with caution.")
 
     npar = structure.n_params
     p = structure.p
