@@ -53,8 +53,9 @@ def test_ans_shaped_data_match_lavaan(tmp_path):
     assert rep["excluded_rows"] == [] and rep["partially_used_rows"] == []
     assert rep["first_session"] == 1 and rep["last_session"] == 4 and rep["free_lags"] is False
     assert rep["definitions"]["cross_lagged"].startswith("within-person carry-over")
-    # without --sessions: the first to the last session of the file, the same model
-    again = report(tmp_path, DATA / "paperlike_public.csv")
+    # without --sessions: the first to the last session of the file, the same model; --therapist is
+    # accepted (the role flags of analyze) and not used
+    again = report(tmp_path, DATA / "paperlike_public.csv", "--therapist", "therapist")
     assert again["fit"] == rep["fit"]
 
 

@@ -13,7 +13,7 @@ from core.cli.common import add_role_flags, measure_ranges
 
 def add_parser(sub) -> None:
     parser = sub.add_parser("riclpm", help="random-intercept cross-lagged panel model (lavaan-equal, FIML)")
-    add_role_flags(parser, optional=())
+    add_role_flags(parser, optional=("therapist",))  # --therapist is accepted and not used (no therapist level)
     parser.add_argument("--alliance", required=True, help="column with the alliance score")
     parser.add_argument("--sessions", help="sessions FIRST-LAST as the waves (default: the first to the last "
                                            "session in the file)")

@@ -17,3 +17,4 @@ $R tests/data/riclpm_small.csv 1 4 $E/small_1-4.json
 $R tests/data/riclpm_small.csv 1 4 $E/small_1-4_free.json free
 $R tests/data/riclpm_oq_totals.csv 1 8 $E/oq_totals_1-8.json
 $R tests/data/riclpm_weak.csv 1 6 $E/weak_1-6_free.json free
+$R tests/data/riclpm_two_maxima.csv 1 3 $E/two_maxima_1-3.json
