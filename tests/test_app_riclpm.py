@@ -68,3 +68,22 @@ def test_demo_clinic_fits():
     assert not at.exception and not at.error
     assert _metric(at, "Patients") == "120"
     assert at.select_slider(key="ri_sessions").value == (1, 8)
+
+
+def test_one_study_at_a_time_from_a_multistudy_upload():
+    import pandas as pd
+
+    from core.stats.riclpm import fit_riclpm, suggested_sessions
+
+    frame = pd.read_csv(ROOT / "tests" / "data" / "multistudy_public.csv", dtype={"patient": str})
+    two = frame[frame["study"].isin(["S01", "S02"])]
+    at = open_page("dynamics")
+    at.radio(key="dyn_source").set_value("Upload studies").run()
+    at.file_uploader(key="dyn_files").set_value([("two.csv", two.to_csv(index=False).encode(), "text/csv")]).run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="ri_study").options == ["S01", "S02"]
+    at.selectbox(key="ri_study").set_value("S02").run()
+    s02 = two[two["study"] == "S02"]
+    want = fit_riclpm(s02, *suggested_sessions(s02))
+    assert _metric(at, "Patients") == str(want.n_patients)
+    assert _metric(at, f"χ² (df = {want.fit['df']})") == f"{want.fit['chisq']:.2f}"
