@@ -29,6 +29,7 @@ def test_change_option_and_download_report(tmp_path):
         info.value.save_as(report)
         text = report.read_text(encoding="utf-8")
         assert "controlling for time" in text and "Model builder" in text
+        assert "Random-intercept cross-lagged panel model (RI-CLPM)" in text
         assert not re.search(r"<script[^>]+src=", text)
 
     # the downloaded report opens with no network and draws every figure
@@ -41,6 +42,6 @@ def test_change_option_and_download_report(tmp_path):
         offline.on("pageerror", lambda e: errors.append(str(e)))
         offline.goto(report.as_uri())
         offline.wait_for_timeout(2000)
-        assert offline.locator(".js-plotly-plot").count() == 4
+        assert offline.locator(".js-plotly-plot").count() == 5  # 4 ladder figures + the RI-CLPM path diagram
         assert errors == []
         browser.close()

@@ -78,7 +78,7 @@ def test_report_numbers_equal_analyze_and_open_offline(tmp_path):
     assert f"{between['estimate']:.4f}" in text and f"{between['df']:.4f}" in text
     # self-contained: plotly is inline, no external script or stylesheet
     assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=", text)
-    assert text.count('class="plotly-graph-div"') == 4
+    assert text.count('class="plotly-graph-div"') == 5  # 4 ladder figures + the RI-CLPM path diagram
     for heading in ("Rows left out", "Definitions and methods", "Software and seed", "Likelihood-ratio tests"):
         assert heading in text
 

@@ -375,3 +375,145 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
     fig.update_layout(height=panel_height * rows + 60, showlegend=False, annotations=annotations, shapes=shapes,
                       margin=dict(t=30, b=10), **layout)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# RI-CLPM path diagram (issue 17)
+# ---------------------------------------------------------------------------------------------
+
+def _stars(p) -> str:
+    if p is None or not np.isfinite(p):
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    """``x`` with a typographic minus: ``digits`` decimals, more for small values (−0.0031, not −0.00)."""
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:.2g}".replace("-", "−")
+    if x != 0 and abs(x) < 0.095 and digits == 2:
+        return f"{x:.3f}".replace("-", "−")
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def riclpm_path_diagram(result, standardized: bool = False, title: str | None = None) -> go.Figure:
+    """Path diagram of a fitted RI-CLPM (:class:`core.stats.riclpm.RiclpmResult`).
+
+    Top row: alliance within each session; bottom row: symptoms. Arrows: autoregressive effects
+    along each row, cross-lagged effects on the diagonals (alliance → next symptoms in red,
+    symptoms → next alliance in blue), labelled with the estimate and its significance (* p < .05,
+    ** p < .01, *** p < .001); grey where p ≥ .05. ``standardized`` labels std.all (per session
+    pair) instead of the unstandardised estimate. The random intercepts span the rows above and
+    below with their loadings (1) on every session and their variances; their covariance (and
+    correlation) is the curve on the right. Hovering a label shows estimate, SE, p and std.all.
+    """
+    sessions = list(result.sessions)
+    T = len(sessions)
+    w, h = 0.36, 0.2  # half width and half height of a session's box
+    y_a, y_s, y_ria, y_ris = 2.0, 0.0, 3.3, -1.3
+    dark, grey, muted = "#1f3b73", "#a8a8a8", "#6b6b6b"
+    colours = {"alliance_to_symptoms": "#c0392b", "symptoms_to_alliance": "#1f6fb2"}
+    compact = T >= 6  # boxes "A1", "S1" so that 6 to 12 sessions stay readable at 800 px
+    size = 12 if T <= 5 else 11 if T <= 7 else 10
+    shapes, notes = [], []
+    hover_x, hover_y, hover_text = [], [], []
+
+    def box(x0, x1, y, text, fill, half_h=h):
+        shapes.append(dict(type="rect", x0=x0, x1=x1, y0=y - half_h, y1=y + half_h,
+                           line=dict(color="#34495e", width=1.2), fillcolor=fill, layer="below"))
+        notes.append(dict(x=(x0 + x1) / 2, y=y, text=text, showarrow=False, font=dict(size=size - 1, color="#1b1b1b")))
+
+    def arrow(x0, y0, x1, y1, colour, width):
+        notes.append(dict(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                          showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=width, arrowcolor=colour))
+
+    def label(x, y, text, colour, hover, anchor="center"):
+        notes.append(dict(x=x, y=y, text=text, showarrow=False, xanchor=anchor,
+                          font=dict(size=size, color=colour), bgcolor="rgba(255,255,255,0.85)", borderpad=1))
+        hover_x.append(x)
+        hover_y.append(y)
+        hover_text.append(hover)
+
+    ri = result.random_intercepts
+    left, right = -w, T - 1 + w
+    for t, s in enumerate(sessions):
+        if compact:
+            box(t - w, t + w, y_a, f"<b>A{s}</b>", "#eef3fb")
+            box(t - w, t + w, y_s, f"<b>S{s}</b>", "#fbeeee")
+        else:
+            sub = f"<br><span style='font-size:{size - 2}px'>session {s}</span>"
+            box(t - w, t + w, y_a, "Alliance" + sub, "#eef3fb")
+            box(t - w, t + w, y_s, "Symptoms" + sub, "#fbeeee")
+        shapes.append(dict(type="line", x0=t, y0=y_ria - 0.2, x1=t, y1=y_a + h, line=dict(color="#c8c8c8", width=1)))
+        shapes.append(dict(type="line", x0=t, y0=y_ris + 0.2, x1=t, y1=y_s - h, line=dict(color="#c8c8c8", width=1)))
+    for y, key, measure in ((y_ria, "alliance_variance", "alliance"), (y_ris, "symptoms_variance", "symptoms")):
+        box(left, right, y, f"Random intercept, {measure} (each patient's usual level): variance "
+                            f"{_signed(ri[key], 3)}{_stars(ri.get(key + '_p'))}", "#f4f4f4")
+
+    entries = {}
+    for key, entry in result.lagged.items():
+        if isinstance(entry, list):
+            entries[key] = entry
+        else:
+            common = {k: v for k, v in entry.items() if k not in ("std_all", "from_session")}
+            entries[key] = [{**common, "std_all": std, "from_session": s}
+                            for std, s in zip(entry["std_all"], entry["from_session"])]
+    names = {"alliance_autoregressive": "alliance → next alliance",
+             "symptoms_autoregressive": "symptoms → next symptoms",
+             "alliance_to_symptoms": "alliance → next symptoms", "symptoms_to_alliance": "symptoms → next alliance"}
+    for key, items in entries.items():
+        for e in items:
+            t = sessions.index(int(e["from_session"]))
+            sig = e["p"] is not None and e["p"] < 0.05
+            value = e["std_all"] if standardized else e["estimate"]
+            text = _signed(value) + _stars(e["p"])
+            width = 2.4 if sig else 1.2
+            hover = (f"{names[key]}, session {e['from_session']} → {sessions[t + 1]}<br>"
+                     f"estimate {e['estimate']:.3f} (SE {e['se']:.3f}), p = {e['p']:.3g}<br>std.all {e['std_all']:.3f}")
+            if key in ("alliance_autoregressive", "symptoms_autoregressive"):
+                y, y_label = (y_a, y_a + h + 0.14) if key == "alliance_autoregressive" else (y_s, y_s - h - 0.14)
+                arrow(t + w, y, t + 1 - w, y, dark if sig else grey, width)
+                label(t + 0.5, y_label, text, dark if sig else muted, hover)
+            else:
+                y0, y1 = (y_a - h, y_s + h) if key == "alliance_to_symptoms" else (y_s + h, y_a - h)
+                x0, x1 = t + w * 0.5, t + 1 - w * 0.5
+                colour = colours[key] if sig else grey
+                arrow(x0, y0, x1, y1, colour, width)
+                f = 0.3
+                label(x0 + f * (x1 - x0), y0 + f * (y1 - y0), text, colour if sig else muted, hover)
+    # random-intercept covariance: the curve on the right, with the correlation
+    p_cov = ri.get("covariance_p")
+    corr = ri.get("correlation")
+    cov_sig = p_cov is not None and p_cov < 0.05
+    cov_colour = dark if cov_sig else grey
+    shapes.append(dict(type="path", path=f"M {right},{y_ria} Q {right + 1.1},{(y_ria + y_ris) / 2} {right},{y_ris}",
+                       line=dict(color=cov_colour, width=2 if cov_sig else 1.2)))
+    for y_end in (y_ria, y_ris):  # arrowheads at both ends, along the curve's tangent
+        notes.append(dict(x=right, y=y_end, ax=right + 0.22, ay=y_end + 0.2 * ((y_ria + y_ris) / 2 - y_end),
+                          xref="x", yref="y", axref="x",
+                          ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=2 if cov_sig else 1.2,
+                          arrowcolor=cov_colour))
+    cov_text = (f"covariance<br>{_signed(ri['covariance'], 3)}{_stars(p_cov)}"
+                + (f"<br>r = {_signed(corr)}" if corr is not None else ""))
+    label(right + 0.62, (y_ria + y_ris) / 2, cov_text, dark if cov_sig else muted,
+          (f"random-intercept covariance {ri['covariance']:.4f} (SE {ri.get('covariance_se', float('nan')):.4f}), "
+           f"p = {p_cov:.3g}") if p_cov is not None else "random-intercept covariance", anchor="left")
+    fig = go.Figure(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker=dict(size=18, opacity=0),
+                               hovertext=hover_text, hoverinfo="text", showlegend=False))
+    what = "standardized (std.all)" if standardized else "unstandardized"
+    equal = "" if result.free_lags else "Lagged effects equal over sessions" + (
+        " (std.all differs by session pair). " if standardized else ". ")
+    legend = "A3 = alliance at session 3, S3 = symptoms at session 3." if compact else ""
+    fig.update_layout(
+        shapes=shapes, annotations=notes + [dict(
+            xref="paper", yref="paper", x=0, y=-0.02, xanchor="left", yanchor="top", showarrow=False, align="left",
+            text=f"{what.capitalize()} estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant."
+                 f"<br>{equal}{legend}",
+            font=dict(size=11, color="#555"))],
+        title=dict(text=title or f"RI-CLPM, sessions {sessions[0]}–{sessions[-1]}: {what} lagged effects",
+                   font=dict(size=14)),
+        xaxis=dict(visible=False, range=[left - 0.15, right + 1.75], fixedrange=True),
+        yaxis=dict(visible=False, range=[y_ris - 0.3, y_ria + 0.3], fixedrange=True),
+        height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor="white", hovermode="closest",
+    )
+    return fig

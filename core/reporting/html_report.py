@@ -76,11 +76,23 @@ def _model_section(model: ModelResult, title: str) -> str:
 
 def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: list[ModelResult] = (),
                       title: str = "Alliance and symptom change: multilevel analysis",
-                      seed: int | None = None, dataset_name: str | None = None) -> str:
-    """The report as an HTML string (see module docstring)."""
+                      seed: int | None = None, dataset_name: str | None = None, riclpm="auto") -> str:
+    """The report as an HTML string (see module docstring).
+
+    ``riclpm``: a fitted :class:`core.stats.riclpm.RiclpmResult`, a sentence saying why it could
+    not be fitted, ``None`` (no RI-CLPM section) or ``"auto"`` (fitted here over the suggested
+    sessions when the data have both measures).
+    """
     data = validated.data
     measures = validated.measures
     analysis = analysis_report(validated, ladder)
+    # RI-CLPM (issue 17): fitted or explained; its JSON goes into the embedded analysis
+    if isinstance(riclpm, str) and riclpm == "auto":
+        from core.reporting.riclpm_report import fit_for_report
+
+        riclpm = fit_for_report(data) if {"alliance", "symptoms"} <= set(measures) else None
+    if riclpm is not None:
+        analysis["riclpm"] = clean(riclpm.to_dict() if not isinstance(riclpm, str) else {"error": riclpm})
     if custom:
         analysis["custom_models"] = clean({m.key: {**model_to_dict(m), "title": m.spec.title} for m in custom})
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -154,6 +166,11 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         out.append(f"<p class='note'>Diagnostics and random effects: model <code>{html.escape(diag_model.formula)}</code>.</p>")
     for i, fig in enumerate(figures):
         out.append(_figure(fig, first=i == 0))
+
+    if riclpm is not None:  # RI-CLPM section (issue 17)
+        from core.reporting.riclpm_report import riclpm_section_html
+
+        out.append(riclpm_section_html(riclpm, lambda fig: _figure(fig, first=not figures)))
 
     # excluded rows, definitions, software
     out.append("<h2>Rows left out</h2>")
