@@ -31,5 +31,5 @@ def run(args) -> str:
                                  covariates=tuple(args.covariate or ()),
                                  random_slope_within=args.random_slope_within,
                                  therapist_level=args.therapist_level)
-        custom.append(fit_custom_model(validated.data, options))
+        custom.append(fit_custom_model(validated.data, options, cell_reasons=validated.cell_reasons))
     return build_html_report(validated, ladder, custom, seed=args.seed)

@@ -433,6 +433,9 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         reasons.append("; ".join(dict.fromkeys(texts)))
     excluded = pd.DataFrame({"row": rows[bad].astype(int), "reason": pd.array(reasons, dtype=object)})
     used = pd.DataFrame({name: c.values.to_numpy()[~bad] for name, c in columns.items()})
+    for role in GROUP_ROLES:  # carried along for counts (not a variable of na.omit unless named)
+        if role not in used and role in data.columns:
+            used[role] = data[role].astype(str).to_numpy()[~bad]
     used[ROW] = rows[~bad].astype(int)
     levels = {}
     for name, c in columns.items():
