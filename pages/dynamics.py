@@ -56,7 +56,10 @@ def run_stage1(data: pd.DataFrame, fingerprint: str, interaction: bool) -> pd.Da
     effects = {}
     for i, label in enumerate(labels):
         bar.progress(i / len(labels), text=f"Stage 1: study {label} ({i + 1} of {len(labels)})")
-        effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
+        try:
+            effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
+        except (InputError, ModelError) as err:  # left out of the pooling, with its reason
+            st.warning(f"Study {label} is left out: {err}")
     bar.empty()
     return stage1_table(effects)
 

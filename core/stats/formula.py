@@ -311,6 +311,9 @@ class ModelFrame:
 def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
     from core.intake.validation import parse_numbers
 
+    if pd.api.types.is_numeric_dtype(text) and not pd.api.types.is_bool_dtype(text):
+        values = pd.to_numeric(text, errors="coerce").astype(float)
+        return values.where(np.isfinite(values)), False
     cells = text.astype("string").fillna("").str.strip()
     missing = cells.str.lower().isin(_MISSING).to_numpy(dtype=bool, na_value=True)
     values, _, _ = parse_numbers(cells.where(~missing, ""))
