@@ -541,17 +541,18 @@ def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "cu
 
 
 def fit_formula_model(data: pd.DataFrame, formula: str, key: str = "formula", title: str = "",
-                      cell_reasons: pd.DataFrame | None = None) -> ModelResult:
+                      cell_reasons: pd.DataFrame | None = None, predictor: str = "alliance") -> ModelResult:
     """A researcher's own lme4 formula as a :class:`ModelResult` (the page's formula box).
 
-    The outcome and the patient grouping come from the formula; terms keep lme4's names.
+    The outcome and the patient grouping come from the formula; terms keep lme4's names;
+    ``between``/``within`` are those of ``predictor``.
     """
     from core.stats.formula import build_model_frame, fit_formula, parse_formula
 
     parsed = parse_formula(formula)
     if not any(r.group == PATIENT for r in parsed.random):
         raise ModelError("The formula needs a random effect for patients, e.g. (1 | patient).")
-    frame = build_model_frame(data, parsed, aliases=term_aliases("alliance"), cell_reasons=cell_reasons)
+    frame = build_model_frame(data, parsed, aliases=term_aliases(predictor), cell_reasons=cell_reasons)
     fit = fit_formula(None, parsed, frame=frame)
     spec = ModelSpec(outcome=parsed.outcome, fixed=parsed.fixed_labels, key=key, title=title or parsed.text,
                      therapist_level=any(r.group == THERAPIST for r in parsed.random))
