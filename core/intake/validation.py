@@ -320,7 +320,9 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
     data = out.loc[~bad].copy()
-    cells = pd.DataFrame({m: np.where(r.bad, r.text, "")[~bad] for m, r in measure_reasons.items()},
+    prefix = ("session " + frame[mapping.session].astype(str).str.strip() + ": ").to_numpy(dtype=object) \
+        if name_sessions else np.full(n, "", dtype=object)
+    cells = pd.DataFrame({m: np.where(r.bad, prefix + r.text, "")[~bad] for m, r in measure_reasons.items()},
                          index=data.index)
     if data.empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
