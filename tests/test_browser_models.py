@@ -44,3 +44,23 @@ def test_change_option_and_download_report(tmp_path):
         assert offline.locator(".js-plotly-plot").count() == 4
         assert errors == []
         browser.close()
+
+
+def test_formula_box_fits_a_typed_formula(tmp_path):
+    """The builder writes the formula; a researcher types another; the page shows what it fitted."""
+    require_chromium()
+    with running_app(tmp_path) as url, browser_page() as page:
+        page.goto(url + "/models")
+        page.get_by_text("The model ladder").wait_for(timeout=90000)
+        box = page.get_by_label("Formula (lme4 notation)")
+        box.wait_for(timeout=60000)
+        assert box.input_value() == "symptoms ~ between + within + (1 | patient)"
+        box.fill("symptoms ~ alliance_within * time + (time | patient)")
+        box.press("Enter")
+        page.get_by_test_id("stCode").get_by_text(
+            "symptoms ~ alliance_within * time + (time | patient)").wait_for(timeout=90000)
+        page.get_by_text("Conditional R²").wait_for(timeout=30000)
+        screenshot(page, "models_formula_1400")
+        page.set_viewport_size({"width": 800, "height": 1000})
+        page.wait_for_timeout(1500)
+        screenshot(page, "models_formula_800")

@@ -156,6 +156,7 @@ def test_r2_takes_only_the_first_block_of_each_grouping_factor_as_insight_does()
     ("y ~ t + (t || g)", ("t",), [("g", True, ()), ("g", False, (("t",),))]),
     ("y ~ t + (1 | g) + (0 + t | g)", ("t",), [("g", True, ()), ("g", False, (("t",),))]),
     ("y ~ `age (years)` + (1 | g)", ("age (years)",), [("g", True, ())]),
+    ("y ~ t + (1 | a/b)", ("t",), [("b:a", True, ()), ("a", True, ())]),
 ])
 def test_parser_orders_terms_as_r(formula, fixed, random):
     f = parse_formula(formula)
@@ -169,7 +170,7 @@ def test_parser_orders_terms_as_r(formula, fixed, random):
     ("symptoms ~ time", "random effect"),
     ("symptoms ~ time + (1 | patient", "expected"),
     ("symptoms ~ time + 2 + (1 | patient)", "number"),
-    ("symptoms ~ time + (1 | patient/therapist)", "cannot be read"),
+    ("symptoms ~ time + (1 | a/b/c)", "nesting"),
 ])
 def test_bad_formulas_are_one_plain_sentence(formula, words):
     with pytest.raises(ModelError) as err:
@@ -242,3 +243,22 @@ def test_cli_report_to_stdout_is_valid_html_with_collinear_covariates():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.lstrip().lower().startswith("<!doctype html") and proc.stdout.rstrip().endswith("</html>")
     assert "rank deficient" in proc.stdout
+
+
+def test_ladder_on_blank_cells_uses_rows_per_model_and_compares_on_the_same_rows():
+    from core.stats.models import fit_ladder
+
+    v = validated(CASES["messy_hybrid"])
+    ladder = fit_ladder(v.data, cell_reasons=v.cell_reasons)
+    expected = {name: json.loads((HERE / "expected" / "fit" / f"{name}.json").read_text())
+                for name in ("messy_unconditional", "messy_hybrid")}
+    assert ladder.models["unconditional"].n_observations == expected["messy_unconditional"]["n_observations"]
+    assert ladder.models["hybrid"].n_observations == expected["messy_hybrid"]["n_observations"]
+    assert ladder.models["hybrid"].loglik_ml == pytest.approx(expected["messy_hybrid"]["loglik_ml"], abs=1e-4)
+    c = ladder.comparisons["hybrid_vs_unconditional"]
+    assert "refitted on the 302 sessions" in c.note and c.df == 2
+    # the test uses the unconditional model on the hybrid's rows, not the one on all 322 sessions
+    on_all = 2 * (ladder.models["hybrid"].loglik_ml - ladder.models["unconditional"].loglik_ml)
+    assert abs(c.chisq - on_all) > 1
+    reasons = {r: t for r, t in zip(ladder.models["hybrid"].excluded["row"], ladder.models["hybrid"].excluded["reason"])}
+    assert len(reasons) == 26 and all("missing" in t for t in reasons.values())

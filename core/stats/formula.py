@@ -105,7 +105,7 @@ class Formula:
         return list(dict.fromkeys(names))
 
 
-_TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?)|(\|\||[~+*:|()\-]))")
+_TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?)|(\|\||[~+*:|()\-/]))")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -206,18 +206,20 @@ class _Parser:
             kind2, value2 = self.peek()
             if value2 in ("|", "||"):
                 self.take()
-                group = self._group()
+                groups = self._groups()
                 self.take(")")
                 text = " ".join(v for _, v in self.t[start - 1:self.i])
                 terms = _ordered_terms(inner.terms, inner_order)
                 intercept = inner.intercept is not False
-                if value2 == "||":
-                    randoms = []
-                    if intercept:
-                        randoms.append(RandomTerm(group, True, (), text))
-                    randoms += [RandomTerm(group, False, (t,), text) for t in terms]
-                    return _Part(random=randoms)
-                return _Part(random=[RandomTerm(group, intercept, tuple(terms), text)])
+                randoms = []
+                for group in groups:
+                    if value2 == "||":
+                        if intercept:
+                            randoms.append(RandomTerm(group, True, (), text))
+                        randoms += [RandomTerm(group, False, (t,), text) for t in terms]
+                    else:
+                        randoms.append(RandomTerm(group, intercept, tuple(terms), text))
+                return _Part(random=randoms)
             self.take(")")
             for name in inner_order:
                 self.order.setdefault(name, len(self.order))
@@ -232,9 +234,18 @@ class _Parser:
         while self.peek() == ("op", ":"):
             self.take()
             names.append(self.take()[1])
-        if self.peek() == ("op", "/"):
-            raise ModelError("Nested grouping (a/b) is not supported; write (1 | a) + (1 | a:b).")
         return ":".join(names)
+
+    def _groups(self) -> list[str]:
+        """``g``, ``a:b``, or nested ``a/b`` (lme4: ``(x | b:a) + (x | a)``)."""
+        outer = self._group()
+        if self.peek() != ("op", "/"):
+            return [outer]
+        self.take()
+        inner = self._group()
+        if self.peek() == ("op", "/"):
+            raise ModelError("Write deeper nesting as separate terms, e.g. (1 | a) + (1 | b:a) + (1 | c:b:a).")
+        return [f"{inner}:{outer}", outer]
 
 
 def _merge(part: _Part, piece: _Part, sign: str) -> None:

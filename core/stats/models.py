@@ -277,7 +277,7 @@ def term_aliases(predictor: str | None) -> dict[str, str]:
 
 
 def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
-              cell_reasons: pd.DataFrame | None = None) -> ModelResult:
+              cell_reasons: pd.DataFrame | None = None, rows=None) -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
     ``data`` is a validated table; ``time``, ``between`` and ``within`` (of ``spec.predictor``)
@@ -285,12 +285,23 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     rows with every variable it names (lme4's ``na.omit``); the others are in ``excluded`` with
     their reasons (``cell_reasons``: why a measure is missing, from validation). ``ml=False``
     skips the ML refit (about half the time) where no likelihood-ratio test will use it.
+    ``rows`` (spreadsheet row numbers) restricts the model to those rows, with the derived
+    variables still computed on the whole table (for a likelihood-ratio test on the same rows).
     Every model of the project goes through :func:`core.stats.formula.fit_formula`.
     """
+    from dataclasses import replace as _replace
+
+    from core.intake.reading import ROW
     from core.stats.formula import build_model_frame, fit_formula
 
     frame = build_model_frame(data, spec.formula, aliases=term_aliases(spec.predictor or "alliance"),
                               cell_reasons=cell_reasons)
+    if rows is not None:
+        keep = frame.data[ROW].isin(set(rows))
+        left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),
+                             "reason": "left out to compare with a model fitted on fewer rows"})
+        frame = _replace(frame, data=frame.data[keep].reset_index(drop=True),
+                         excluded=pd.concat([frame.excluded, left], ignore_index=True).sort_values("row"))
     check_model_data(frame.data, spec)
     fit = fit_formula(None, frame.formula, ml=ml, frame=frame)
     used = frame.data
@@ -458,7 +469,7 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
             if rows_a is not None and rows_b is not None and set(rows_a) != set(rows_b) \
                     and ROW in data.columns and set(rows_b) <= set(rows_a):
                 try:
-                    simpler = fit_model(data[data[ROW].isin(set(rows_b))], simpler.spec)
+                    simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=set(rows_b))
                 except ModelError:
                     continue
                 note = (note + " " if note else "") + (
