@@ -175,14 +175,15 @@ elif result is not None:
     custom = result
     st.markdown("**Fitted:**")
     st.code(custom.formula, language=None)
-    m = st.columns(5)
+    m = st.columns(3)
     m[0].metric("Sessions used", f"{custom.n_observations:,}", help="Rows with every variable of the formula.")
     m[1].metric("Marginal R²", f"{custom.r2_marginal:.3f}" if custom.r2_marginal is not None else "—",
                 help="Nakagawa: variance explained by the fixed effects (performance::r2_nakagawa).")
     m[2].metric("Conditional R²", f"{custom.r2_conditional:.3f}" if custom.r2_conditional is not None else "—",
                 help="Nakagawa: variance explained by fixed and random effects. None for a singular fit.")
-    m[3].metric("AIC (ML)", f"{custom.aic:.1f}" if custom.aic is not None else "—")
-    m[4].metric("BIC (ML)", f"{custom.bic:.1f}" if custom.bic is not None else "—")
+    if custom.aic is not None:
+        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml} parameters, "
+                   f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
     st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
     if custom.spec.predictor:

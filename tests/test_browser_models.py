@@ -52,7 +52,7 @@ def test_formula_box_fits_a_typed_formula(tmp_path):
     with running_app(tmp_path) as url, browser_page() as page:
         page.goto(url + "/models")
         page.get_by_text("The model ladder").wait_for(timeout=90000)
-        box = page.get_by_label("Formula (lme4 notation)")
+        box = page.get_by_role("textbox", name="Formula (lme4 notation)")
         box.wait_for(timeout=60000)
         assert box.input_value() == "symptoms ~ between + within + (1 | patient)"
         box.fill("symptoms ~ alliance_within * time + (time | patient)")
