@@ -454,8 +454,8 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
     levels = {}
     for name, c in columns.items():
         if c.categorical:
-            levels[name] = sorted(set(used[name].astype(str)))
             used[name] = used[name].astype(str)
+            levels[name] = sorted(pd.unique(used[name].to_numpy(dtype=object)))
         else:
             used[name] = used[name].astype(float)
     if used.empty:
