@@ -23,6 +23,8 @@ def test_change_option_and_download_report(tmp_path):
         page.get_by_text("Control for time (detrending)").click()
         page.get_by_test_id("stCode").get_by_text("symptoms ~ between + within + time + (1 | patient)").wait_for(timeout=60000)
         screenshot(page, "models_detrended")
+        # the command-line caption is drawn just before the download button: the run has finished
+        page.get_by_text(re.compile(r"--builder --detrend")).wait_for(timeout=60000)
         with page.expect_download(timeout=120000) as info:
             page.get_by_role("button", name="Download the report (HTML)").click()
         report = tmp_path / "report.html"
