@@ -262,3 +262,23 @@ def test_ladder_on_blank_cells_uses_rows_per_model_and_compares_on_the_same_rows
     assert abs(c.chisq - on_all) > 1
     reasons = {r: t for r, t in zip(ladder.models["hybrid"].excluded["row"], ladder.models["hybrid"].excluded["reason"])}
     assert len(reasons) == 26 and all("missing" in t for t in reasons.values())
+
+
+def test_engine_messages_go_to_warnings_not_stdout(monkeypatch, capfd):
+    import warnings
+
+    import mixedlm
+
+    real = mixedlm.lmer
+
+    def chatty(*args, **kwargs):
+        print("engine says hello")
+        warnings.warn("engine warns", UserWarning)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mixedlm, "lmer", chatty)
+    v = validated(CASES["messy_unconditional"])
+    fit = fit_formula(v.data, "symptoms ~ time + (1 | patient)")
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert "engine says hello" in fit.warnings and "engine warns" in fit.warnings
