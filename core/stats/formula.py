@@ -316,7 +316,6 @@ class ModelFrame:
     data: pd.DataFrame
     excluded: pd.DataFrame
     levels: dict[str, list[str]]
-    sources: dict[str, str] = field(default_factory=dict)
 
 
 def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
@@ -339,7 +338,7 @@ def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
 
 def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
                   role_headers: dict[str, str] | None = None,
-                  cell_reasons: pd.DataFrame | None = None) -> dict[str, callable]:
+                  cell_reasons: pd.DataFrame | None = None) -> dict:
     """The names a formula may use on ``data`` (a validated table), each as a lazy :class:`Column`.
 
     ``aliases`` maps extra names to existing ones (e.g. ``{"between": "alliance_between"}``);
@@ -349,7 +348,6 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     """
     makers: dict[str, callable] = {}
     present_roles = [r for r in ROLE_NAMES if r in data.columns]
-    n = len(data)
 
     def reason_for(measure):
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
@@ -410,7 +408,6 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     extra.update({k: v for k, v in (aliases or {}).items() if k not in makers and v in makers})
     for name, target in extra.items():
         makers[name] = (lambda name=name, target=target: _renamed(makers[target](), name))
-    del n
     return makers
 
 
