@@ -282,3 +282,17 @@ def test_engine_messages_go_to_warnings_not_stdout(monkeypatch, capfd):
     out, err = capfd.readouterr()
     assert out == "" and err == ""
     assert "engine says hello" in fit.warnings and "engine warns" in fit.warnings
+
+
+def test_other_columns_read_missing_as_the_r_reference_does():
+    """``NA``, blank, ``n/a``, ``.``, ``-`` are missing; a word such as ``None`` is a level (a medication
+    "None"), as with R's ``na.strings`` in tests/r/fit_cases.R."""
+    v = validated(CASES["messy_unconditional"])
+    data = v.data.copy()
+    data["drug"] = np.where(data["patient"].str[-1].isin(list("01234")), "None", "SSRI")
+    data.loc[data.index[:3], "drug"] = ["NA", "", "n/a"]
+    frame = build_model_frame(data, "symptoms ~ drug + (1 | patient)")
+    assert frame.levels["drug"] == ["None", "SSRI"]
+    assert set(frame.excluded["row"]) >= set(data["row"].iloc[:3])
+    fit = fit_formula(data, "symptoms ~ drug + (1 | patient)", ml=False)
+    assert list(fit.fixed["term"]) == ["intercept", "drugSSRI"]

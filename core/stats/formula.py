@@ -59,11 +59,10 @@ RANK_TOLERANCE = 1e-7
 GRADIENT_TOLERANCE = 2e-3
 HESSIAN_TOLERANCE = 1e-6
 SINGULAR_TOLERANCE = 1e-4
-#: Cell texts read as missing in the file's other columns (as in validation, without "sd").
-_MISSING = frozenset({
-    "", "na", "n/a", "n.a.", "nan", "null", "none", ".", "-", "--", "?", "missing", "#n/a",
-    "#n/d", "#na", "s/d", "sin dato", "sin datos", "ns/nc", "no aplica", "falta",
-})
+#: Cell texts read as missing in the file's other columns: the R reference's ``na.strings``
+#: (``"" NA n/a N/A . -``) and spreadsheet error/NaN texts. Words such as "none" or "missing" stay
+#: categories (a medication "None" is a level, as in R).
+_MISSING = frozenset({"", "NA", "na", "n/a", "N/A", ".", "-", "NaN", "nan", "#N/A", "#NA"})
 
 
 # ======================================================================================= parsing
@@ -325,7 +324,7 @@ def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
         values = pd.to_numeric(text, errors="coerce").astype(float)
         return values.where(np.isfinite(values)), False
     cells = text.astype("string").fillna("").str.strip()
-    missing = cells.str.lower().isin(_MISSING).to_numpy(dtype=bool, na_value=True)
+    missing = cells.isin(_MISSING).to_numpy(dtype=bool, na_value=True)
     values, _, _ = parse_numbers(cells.where(~missing, ""))
     values = values.to_numpy(float)
     if np.isfinite(values[~missing]).all():
