@@ -839,7 +839,8 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
     R²c = (σ²_f + σ²_r) / (…). None for a singular fit (insight returns no random variance)."""
     if singular:
         return None, None
-    var_f = float(np.var(design.X @ beta, ddof=1)) if len(design.y) > 1 else 0.0
+    eta = design.X @ beta
+    var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
     X = design.X
     names = list(design.names)
     if "(Intercept)" not in names:
