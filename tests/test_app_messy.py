@@ -82,3 +82,23 @@ def test_model_explorer_formula_box_on_blank_cells():
     # a formula that cannot be fitted is one plain sentence
     at.text_input(key="mb_formula").set_value("symptoms ~ agee + (1 | patient)").run()
     assert any("agee" in e.value for e in at.error)
+
+
+def test_dynamics_page_keeps_going_when_a_study_cannot_be_fitted():
+    """A study of 2 patients is fitted (degenerate, said under the stage-1 table); a study of one
+    patient is left out with its reason; the others are pooled."""
+    import pandas as pd
+
+    d = pd.read_csv(ROOT / "tests" / "data" / "multistudy_public.csv", dtype=str)
+    two = d[d["patient"].isin(["S1-P0000", "S1-P0001"])]
+    one = d[d["patient"] == "S4-P0000"]
+    rest = d[d["study"].isin(["S02", "S03"])]
+    data = pd.concat([rest, two, one]).to_csv(index=False).encode()
+    at = open_page("dynamics", timeout=TIMEOUT)
+    at.radio(key="dyn_source").set_value("Upload studies").run()
+    at.file_uploader(key="dyn_files").set_value([("studies.csv", data, "text/csv")]).run()
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Study S04 is left out" in warnings and "too few patients" in warnings
+    assert "Study S01" in warnings and "Hessian" in warnings
+    assert len(at.get("plotly_chart")) == 2  # both directions pooled over S01, S02, S03
