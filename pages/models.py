@@ -156,7 +156,7 @@ typed = st.text_input(
     help="Names: patient, therapist, session, alliance, symptoms, time, alliance_between, alliance_within, "
          "symptoms_between, symptoms_within (between and within are the builder's predictor), and every "
          "other column of the file (in `backticks` if the name has spaces). Operators: + * : 0 + "
-         "(x | patient) (1 | patient) + (0 + x | patient). Each model uses the sessions with every "
+         "(x | patient) (1 | patient) + (0 + x | patient); I(time^2), log(x). Each model uses the sessions with every "
          "variable it names; the others are listed below it.")
 custom = None
 own_formula = None

@@ -87,8 +87,12 @@ def test_variance_rows_as_lme4(fitted):
     assert got == [(r["group"], r["var1"], r["var2"]) for r in exp["variance"]]
     if name in DEGENERATE:
         return
+    # variances within 0.2%; a covariance within 0.002 on the correlation scale (a covariance near 0
+    # sits on a flat likelihood: lme4 stops up to ~1e-6 short of the optimum, e.g. messy_quadratic_time)
+    var = {(r["group"], r["var1"]): r["vcov"] for r in exp["variance"] if r["var2"] is None}
     for g, e in zip(fit.variance, exp["variance"]):
-        assert g["vcov"] == pytest.approx(e["vcov"], rel=2e-3, abs=1e-6), (name, g)
+        scale = e["vcov"] if e["var2"] is None else np.sqrt(var[(e["group"], e["var1"])] * var[(e["group"], e["var2"])])
+        assert abs(g["vcov"] - e["vcov"]) <= 2e-3 * abs(scale) + 1e-9, (name, g)
 
 
 def test_singular_converged_and_messages(fitted):
@@ -157,6 +161,7 @@ def test_r2_takes_only_the_first_block_of_each_grouping_factor_as_insight_does()
     ("y ~ t + (1 | g) + (0 + t | g)", ("t",), [("g", True, ()), ("g", False, (("t",),))]),
     ("y ~ `age (years)` + (1 | g)", ("age (years)",), [("g", True, ())]),
     ("y ~ t + (1 | a/b)", ("t",), [("b:a", True, ()), ("a", True, ())]),
+    ("y ~ t + I(t^2) + log(a + 1) + I(t/2) + (1 | g)", ("t", "I(t^2)", "log(a + 1)", "I(t/2)"), [("g", True, ())]),
 ])
 def test_parser_orders_terms_as_r(formula, fixed, random):
     f = parse_formula(formula)

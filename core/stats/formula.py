@@ -18,7 +18,9 @@ One place builds a model frame for every model of the project (the ladder, the m
 - **Rows used**: those with a value for every variable the formula names (lme4's ``na.omit``); every
   other row is listed with its spreadsheet row number and the reason (the variables it lacks).
 - **Operators**: ``+``, ``*``, ``:``, ``0 +`` / ``- 1``, parentheses, ``(x | g)``, ``(x || g)``
-  (uncorrelated: ``(1 | g) + (0 + x | g)``). Terms are ordered as R orders them (main effects, then
+  (uncorrelated: ``(1 | g) + (0 + x | g)``), ``(x | a/b)`` (``(x | b:a) + (x | a)``); numeric terms
+  ``I(expr)`` (``+ - * / ^``), ``log()``, ``exp()``, ``sqrt()``, ``abs()``, labelled as R deparses them
+  (``I(time^2)``, ``log(age + 1)``). Terms are ordered as R orders them (main effects, then
   two-way interactions, …); a factor in a term is coded by contrasts (treatment) when the term without
   it is in the model before it, otherwise by indicators (R's rule, Chambers & Hastie 1992, p. 38).
   Random-effect terms are ordered by decreasing number of levels of their grouping factor, as lme4's
@@ -90,6 +92,8 @@ class Formula:
     intercept: bool
     fixed: tuple[tuple[str, ...], ...]
     random: tuple[RandomTerm, ...]
+    #: Computed variables such as ``I(time^2)`` or ``log(age)``: label -> expression tree.
+    computed: tuple[tuple[str, tuple], ...] = ()
 
     @property
     def fixed_labels(self) -> tuple[str, ...]:
@@ -97,14 +101,28 @@ class Formula:
 
     @property
     def variables(self) -> list[str]:
-        """Every variable the formula names, outcome first (R's ``all.vars``)."""
+        """Every variable the formula names, outcome first (as model-frame columns; a computed
+        variable such as ``I(time^2)`` is one column, computed from the names in it)."""
         names = [self.outcome] + [v for t in self.fixed for v in t]
         for r in self.random:
             names += r.variables + r.group.split(":")
         return list(dict.fromkeys(names))
 
+    @property
+    def data_names(self) -> list[str]:
+        """The table's names the formula uses (R's ``all.vars``): inside computed variables too."""
+        comp = dict(self.computed)
+        out = []
+        for v in self.variables:
+            out += _expr_names(comp[v]) if v in comp else [v]
+        return list(dict.fromkeys(out))
 
-_TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?)|(\|\||[~+*:|()\-/]))")
+
+_TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)"
+                    r"|(\|\||[~+*:|()\-/^]))")
+#: Functions a term may apply to numeric variables (R's names; ``I()`` protects arithmetic).
+FUNCTIONS = {"I": None, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10,
+             "log2": np.log2}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -145,6 +163,52 @@ class _Parser:
         self.t = tokens
         self.i = 0
         self.order = order  # variable -> first appearance (R's variable order)
+        self.computed: dict[str, tuple] = {}
+
+    # arithmetic inside I(), log(), ...: + - (lowest), * /, unary -, ^ (right-associative)
+    def arith(self):
+        node = self._arith_term()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.take()[1]
+            node = ("bin", op, node, self._arith_term())
+        return node
+
+    def _arith_term(self):
+        node = self._arith_unary()
+        while self.peek() in (("op", "*"), ("op", "/")):
+            op = self.take()[1]
+            node = ("bin", op, node, self._arith_unary())
+        return node
+
+    def _arith_unary(self):
+        if self.peek() == ("op", "-"):
+            self.take()
+            return ("neg", self._arith_unary())
+        return self._arith_power()
+
+    def _arith_power(self):
+        base = self._arith_atom()
+        if self.peek() == ("op", "^"):
+            self.take()
+            return ("bin", "^", base, self._arith_unary())
+        return base
+
+    def _arith_atom(self):
+        kind, value = self.take()
+        if kind == "number":
+            return ("num", float(value))
+        if kind == "name":
+            if self.peek() == ("op", "(") and value in FUNCTIONS and value != "I":
+                self.take("(")
+                inner = self.arith()
+                self.take(")")
+                return ("call", value, inner)
+            return ("var", value)
+        if value == "(":
+            inner = self.arith()
+            self.take(")")
+            return ("paren", inner)
+        raise ModelError(f"The formula has '{value}' inside a function where a name or number was expected.")
 
     def peek(self):
         return self.t[self.i] if self.i < len(self.t) else (None, None)
@@ -188,6 +252,17 @@ class _Parser:
 
     def atom(self) -> _Part:
         kind, value = self.take()
+        if kind == "name" and self.peek() == ("op", "(") and value in FUNCTIONS:
+            self.take("(")
+            expr = self.arith()
+            self.take(")")
+            label = f"{value}({_deparse(expr)})"
+            self.computed[label] = ("call", value, expr)
+            self.order.setdefault(label, len(self.order))
+            return _Part(terms=[frozenset([label])])
+        if kind == "name" and self.peek() == ("op", "("):
+            raise ModelError(f"The function {value}() cannot be used in a formula here; use I(), log(), exp(), "
+                             "sqrt() or abs(), or add the computed column to the file.")
         if kind == "name":
             self.order.setdefault(value, len(self.order))
             return _Part(terms=[frozenset([value])])
@@ -287,7 +362,63 @@ def parse_formula(text: str) -> Formula:
     if not part.random:
         raise ModelError("The formula has no random effect; add one such as (1 | patient).")
     return Formula(text=" ".join(text.split()), outcome=outcome, intercept=part.intercept is not False,
-                   fixed=tuple(_ordered_terms(part.terms, order)), random=tuple(part.random))
+                   fixed=tuple(_ordered_terms(part.terms, order)), random=tuple(part.random),
+                   computed=tuple(parser.computed.items()))
+
+
+def _number_text(x: float) -> str:
+    """A number as R deparses it (15 significant digits, no trailing zeros)."""
+    return f"{x:.15g}"
+
+
+def _deparse(node) -> str:
+    """An expression as R's ``deparse`` writes it: spaces around + - * /, none around ^."""
+    kind = node[0]
+    if kind == "num":
+        return _number_text(node[1])
+    if kind == "var":
+        return node[1] if re.fullmatch(r"[A-Za-z.][A-Za-z0-9_.]*", node[1]) else f"`{node[1]}`"
+    if kind == "paren":
+        return f"({_deparse(node[1])})"
+    if kind == "neg":
+        return f"-{_deparse(node[1])}"
+    if kind == "call":
+        return f"{node[1]}({_deparse(node[2])})"
+    op, a, b = node[1], _deparse(node[2]), _deparse(node[3])
+    return f"{a}{op}{b}" if op in ("^", "/") else f"{a} {op} {b}"
+
+
+def _expr_names(node) -> list[str]:
+    kind = node[0]
+    if kind == "var":
+        return [node[1]]
+    if kind in ("paren", "neg"):
+        return _expr_names(node[1])
+    if kind == "call":
+        return _expr_names(node[2])
+    if kind == "bin":
+        return _expr_names(node[2]) + _expr_names(node[3])
+    return []
+
+
+def _evaluate(node, values: dict[str, np.ndarray]) -> np.ndarray:
+    kind = node[0]
+    if kind == "num":
+        return np.asarray(node[1], float)
+    if kind == "var":
+        return values[node[1]]
+    if kind == "paren":
+        return _evaluate(node[1], values)
+    if kind == "neg":
+        return -_evaluate(node[1], values)
+    if kind == "call":
+        inner = _evaluate(node[2], values)
+        fn = FUNCTIONS[node[1]]
+        with np.errstate(all="ignore"):
+            return inner if fn is None else fn(inner)
+    a, b = _evaluate(node[2], values), _evaluate(node[3], values)
+    with np.errstate(all="ignore"):
+        return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}[node[1]](a, b)
 
 
 # ======================================================================================= frame
@@ -423,12 +554,35 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
     formula = parse_formula(formula) if isinstance(formula, str) else formula
     makers = frame_columns(data, aliases=aliases, role_headers=role_headers, cell_reasons=cell_reasons)
     columns: dict[str, Column] = {}
+    computed = dict(formula.computed)
+    base: dict[str, Column] = {}
+    for name in formula.data_names:
+        if name in makers and name not in base:
+            base[name] = makers[name]()
+    for label, expr in computed.items():
+        names = _expr_names(expr)
+        for name in names:
+            if name not in makers:
+                raise ModelError(f"The formula names '{name}' in {label}, which is not a role, a derived "
+                                 "variable or a column of this file.")
+            if base[name].categorical:
+                raise ModelError(f"{label} needs numbers, but '{name}' is a text column.")
+        values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
+        values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
+        values[~np.isfinite(values)] = np.nan
+        reasons = pd.Series([f"{label} missing" for _ in range(len(data))], index=data.index)
+        for name in reversed(names):
+            c = base[name]
+            if c.missing_reason is not None:
+                reasons = reasons.where(c.values.notna(), c.missing_reason)
+        makers[label] = (lambda label=label, values=values, reasons=reasons:
+                         Column(label, pd.Series(values, index=data.index), False, reasons))
     for name in formula.variables:
         if name not in makers:
             usable = [k for k in makers if k not in ("row",)]
             raise ModelError(f"The formula names '{name}', which is not a role, a derived variable or a column "
                              f"of this file. Usable names: {', '.join(usable)}.")
-        columns[name] = makers[name]()
+        columns[name] = base[name] if name in base else makers[name]()
     missing = pd.DataFrame({name: (c.values.isna() if not c.categorical else c.values.isna())
                             for name, c in columns.items()}, index=data.index)
     bad = missing.any(axis=1).to_numpy()
