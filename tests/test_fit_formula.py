@@ -301,3 +301,16 @@ def test_other_columns_read_missing_as_the_r_reference_does():
     assert set(frame.excluded["row"]) >= set(data["row"].iloc[:3])
     fit = fit_formula(data, "symptoms ~ drug + (1 | patient)", ml=False)
     assert list(fit.fixed["term"]) == ["intercept", "drugSSRI"]
+
+
+def test_factor_of_a_number_orders_levels_numerically():
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    rows = [{"patient": f"P{p}", "session": s, "symptoms": rng.normal(), "row": 2 + 12 * p + s - 1}
+            for p in range(6) for s in range(1, 13)]
+    frame = build_model_frame(pd.DataFrame(rows), "symptoms ~ factor(session) + (1 | patient)")
+    assert frame.levels["factor(session)"] == [str(k) for k in range(1, 13)]
+    fit = fit_formula(pd.DataFrame(rows), "symptoms ~ factor(session) + (1 | patient)", ml=False)
+    assert list(fit.fixed["term"])[1:3] == ["factor(session)2", "factor(session)3"]
+    assert list(fit.fixed["term"])[-1] == "factor(session)12"

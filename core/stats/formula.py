@@ -122,7 +122,7 @@ _TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?(
                     r"|(\|\||[~+*:|()\-/^]))")
 #: Functions a term may apply to numeric variables (R's names; ``I()`` protects arithmetic).
 FUNCTIONS = {"I": None, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10,
-             "log2": np.log2}
+             "log2": np.log2, "factor": None}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -257,6 +257,8 @@ class _Parser:
             expr = self.arith()
             self.take(")")
             label = f"{value}({_deparse(expr)})"
+            if value == "factor" and expr[0] != "var":
+                raise ModelError("factor() takes one column, e.g. factor(session).")
             self.computed[label] = ("call", value, expr)
             self.order.setdefault(label, len(self.order))
             return _Part(terms=[frozenset([label])])
@@ -565,8 +567,16 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
             if name not in makers:
                 raise ModelError(f"The formula names '{name}' in {label}, which is not a role, a derived "
                                  "variable or a column of this file.")
-            if base[name].categorical:
+            if base[name].categorical and expr[1] != "factor":
                 raise ModelError(f"{label} needs numbers, but '{name}' is a text column.")
+        if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
+            col = base[names[0]]
+            vals = col.values if col.categorical else col.values.map(
+                lambda x: None if pd.isna(x) else _number_text(float(x)))
+            why = col.missing_reason if col.missing_reason is not None else \
+                pd.Series(f"{names[0]} missing", index=data.index)
+            makers[label] = (lambda label=label, vals=vals, why=why: Column(label, vals, True, why))
+            continue
         values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
         values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
         values[~np.isfinite(values)] = np.nan
@@ -605,7 +615,10 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
     for name, c in columns.items():
         if c.categorical:
             used[name] = used[name].astype(str)
-            levels[name] = sorted(pd.unique(used[name].to_numpy(dtype=object)))
+            found = pd.unique(used[name].to_numpy(dtype=object))
+            numeric_factor = name.startswith("factor(") and name in computed and \
+                not base[_expr_names(computed[name])[0]].categorical
+            levels[name] = sorted(found, key=float) if numeric_factor else sorted(found)
         else:
             used[name] = used[name].astype(float)
     if used.empty:
