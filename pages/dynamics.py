@@ -57,7 +57,10 @@ def run_stage1(data: pd.DataFrame, fingerprint: str, interaction: bool) -> pd.Da
     effects = {}
     for i, label in enumerate(labels):
         bar.progress(i / len(labels), text=f"Stage 1: study {md(label)} ({i + 1} of {len(labels)})")
-        effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
+        try:
+            effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
+        except (InputError, ModelError) as err:  # left out of the pooling, with its reason
+            st.warning(f"Study {md(label)} is left out: {md(str(err))}")
     bar.empty()
     return stage1_table(effects)
 
@@ -295,6 +298,10 @@ try:
                               values=["estimate", "se"]).reset_index()
     wide.columns = [" ".join(c for c in col if c).strip() for col in wide.columns]
     st.dataframe(wide.round(4), hide_index=True, width="stretch")
+    for (label, direction), row in stage1.set_index(["study", "direction"]).iterrows():
+        if row["singular"] or not row["converged"]:
+            what = "singular fit (a variance at zero)" if row["singular"] else "the fit did not converge cleanly"
+            st.warning(f"Study {label}, {DIRECTION_TEXT.get(direction, direction)}: {what}. " + " ".join(row["warnings"]))
     download("Stage 1 table (CSV)", csv_bytes(stage1), file_name="stage1.csv", mime="text/csv", key="stage1_csv")
     if n_studies < 2:
         st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "

@@ -24,7 +24,9 @@ from core.stats.models import (
     BuilderOptions,
     LadderResult,
     ModelResult,
+    builder_spec,
     fit_custom_model,
+    fit_formula_model,
     fit_ladder,
 )
 from ui.auth import download
@@ -33,14 +35,22 @@ from ui.text import code, md
 
 
 @st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
-def ladder_for(fingerprint: str, _data: pd.DataFrame) -> LadderResult:
-    return fit_ladder(_data)
+def ladder_for(fingerprint: str, _data: pd.DataFrame, _cells=None) -> LadderResult:
+    return fit_ladder(_data, cell_reasons=_cells)
 
 
 @st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame) -> ModelResult | str:
+def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
     try:
-        return fit_custom_model(_data, options)
+        return fit_custom_model(_data, options, cell_reasons=_cells)
+    except ModelError as err:
+        return str(err)
+
+
+@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
+def formula_for(fingerprint: str, formula: str, predictor: str, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
+    try:
+        return fit_formula_model(_data, formula, key="custom", cell_reasons=_cells, predictor=predictor)
     except ModelError as err:
         return str(err)
 
@@ -69,7 +79,8 @@ demo_badge(ds)
 if "symptoms" not in ds.validated.measures:
     st.warning("The models need a symptom score; this data set has none.")
     st.stop()
-ladder = ladder_for(ds.fingerprint, data)
+cells = ds.validated.cell_reasons
+ladder = ladder_for(ds.fingerprint, data, cells)
 
 # ---------------------------------------------------------------- levels
 st.subheader("1. Levels: how much of the variation lies where?")
@@ -131,32 +142,68 @@ interaction = b[1].checkbox("Between × within interaction", key="mb_interaction
 slope = b[2].checkbox("Random slope for within (varies by patient)", key="mb_slope")
 therapist = b[2].checkbox("Therapist level", key="mb_therapist", disabled=not ds.validated.has_therapist)
 extra = [col for col in data.columns if col not in (*ROLES, "row")]
-covariates = st.multiselect("Covariates (patient- or session-level columns; text columns are dummy-coded)",
+covariates = st.multiselect("Covariates (patient- or session-level columns; a column is a number when every "
+                            "filled cell is a number, otherwise its sorted first value is the reference)",
                             extra, key="mb_covariates")
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
+# The builder's choices write the formula; a researcher may type another one (lme4 notation).
+built = builder_spec(options).formula
+if st.session_state.get("mb_formula_built") != built:
+    st.session_state["mb_formula_built"] = built
+    st.session_state["mb_formula"] = built
+typed = st.text_input(
+    "Formula (lme4 notation)", key="mb_formula",
+    help="Names: patient, therapist, session, alliance, symptoms, time, alliance_between, alliance_within, "
+         "symptoms_between, symptoms_within (between and within are the builder's predictor), and every "
+         "other column of the file (in `backticks` if the name has spaces). Operators: + * : 0 + "
+         "(x | patient) (1 | patient) + (0 + x | patient); I(time^2), log(x). Each model uses the sessions with every "
+         "variable it names; the others are listed below it.")
 custom = None
-if "alliance" in ds.validated.measures:
-    result = custom_for(ds.fingerprint, options, data)
-    if isinstance(result, str):
-        st.error(md(result))
-    else:
-        custom = result
-        st.code(custom.formula, language=None)
-        table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
-        st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
+own_formula = None
+if typed.strip() and " ".join(typed.split()) != " ".join(built.split()):
+    own_formula = typed.strip()
+    result = formula_for(ds.fingerprint, own_formula, "symptoms" if direction == "symptoms_to_alliance" else "alliance",
+                         data, cells)
+elif "alliance" in ds.validated.measures:
+    result = custom_for(ds.fingerprint, options, data, cells)
+else:
+    result = None
+    st.info("The builder's between/within models need an alliance score; type a formula to fit another model.")
+if isinstance(result, str):
+    st.error(md(result))
+elif result is not None:
+    custom = result
+    st.markdown("**Fitted:**")
+    st.code(custom.formula, language=None)
+    m = st.columns(3)
+    m[0].metric("Sessions used", f"{custom.n_observations:,}", help="Rows with every variable of the formula.")
+    m[1].metric("Marginal R²", f"{custom.r2_marginal:.3f}" if custom.r2_marginal is not None else "—",
+                help="Nakagawa: variance explained by the fixed effects (performance::r2_nakagawa).")
+    m[2].metric("Conditional R²", f"{custom.r2_conditional:.3f}" if custom.r2_conditional is not None else "—",
+                help="Nakagawa: variance explained by fixed and random effects. None for a singular fit.")
+    if custom.aic is not None:
+        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml} parameters, "
+                   f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
+    table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
+    st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
+    if custom.spec.predictor:
         for sentence in describe_model(custom):
             st.markdown(f"- {md(sentence)}")
-        model_messages(custom)
-        csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
-else:
-    st.info("The builder's between/within models need an alliance score.")
+    st.dataframe(variance_table({"custom": custom}).drop(columns=["model", "key"]).round(5), hide_index=True,
+                 width="stretch", key="custom_variance")
+    model_messages(custom)
+    if len(custom.excluded):
+        with st.expander(f"{len(custom.excluded)} rows left out of this model (a variable it needs is missing)"):
+            st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded")
+    csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
 
 # ---------------------------------------------------------------- figures
 st.subheader("4. Figures")
 tabs = st.tabs(["Between and within", "Trajectories", "Residuals", "Random effects"])
 outcome, predictor = ("alliance", "symptoms") if direction == "symptoms_to_alliance" else ("symptoms", "alliance")
-diag = custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
+usable_custom = custom if custom is not None and "intercept" in custom.random_effects else None
+diag = usable_custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
 with tabs[0]:
     if predictor in data.columns and outcome in data.columns:
         st.plotly_chart(between_within_scatter(data, predictor, outcome), width="stretch", key="fig_bw")
@@ -191,6 +238,9 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
 st.caption(f"Command line: {code(cli)}")
+if own_formula:
+    st.caption("Your formula on the command line: " + code(
+        f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""))
 download("Download the report (HTML)", key="report_html", mime="text/html",
          file_name="alliance_report.html", what=f"{ds.name}: HTML report",
          data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],

@@ -64,9 +64,10 @@ if therapist is not None:
     facts[1].metric("Therapist", md(therapist))
 status = None
 if "symptoms" in measures and settings.reliable_change:
-    first, last = mine["symptoms"].iloc[0], mine["symptoms"].iloc[-1]
+    scores = mine["symptoms"].dropna()  # first and last session with a symptom score
+    first, last = (scores.iloc[0], scores.iloc[-1]) if len(scores) else (float("nan"), float("nan"))
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
-                                   settings.higher_is_worse) if len(mine) > 1 else "unknown"
+                                   settings.higher_is_worse) if len(scores) > 1 else "unknown"
     facts[2].metric("Symptom change (first → last)", f"{last - first:+.2f}",
                     help=f"Reliable change: {settings.reliable_change:.3g} points.")
     facts[3].metric("Jacobson–Truax status", status,
@@ -96,7 +97,7 @@ if "rupture" in mine:
                          f"{abs(r['alliance_within']):.2f} points below this patient's usual level; {after}.")
 if status and status != "unknown":
     sentences.append(f"From the first to the last session symptoms changed by "
-                     f"{last_row['symptoms'] - mine['symptoms'].iloc[0]:+.2f} points: {status} "
+                     f"{last - first:+.2f} points: {status} "
                      f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     if s:

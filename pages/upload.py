@@ -227,19 +227,25 @@ except InputError as err:
 # ---------------------------------------------------------------- report
 st.subheader("3. Validation report")
 data = validated.data
-m = st.columns(4)
+m = st.columns(5)
 m[0].metric("Rows read", f"{validated.n_rows_read:,}")
 m[1].metric("Rows used", f"{len(data):,}")
 m[2].metric("Rows left out", f"{len(validated.excluded):,}")
-m[3].metric("Patients", f"{data['patient'].nunique():,}")
+missing = validated.rows_missing()
+m[3].metric("Scores missing", f"{len(missing):,}")
+m[4].metric("Patients", f"{data['patient'].nunique():,}")
 for note in validated.notes:
     st.info(note)
-if len(validated.excluded):
-    st.warning(f"{len(validated.excluded):,} rows cannot be used. Each is listed with its spreadsheet "
-               "row number (header = row 1) and the reason; fix them in the file and upload again, "
-               "or go on without them.")
-    st.dataframe(validated.excluded, hide_index=True, width="stretch", height=240)
-    download("Download the list of rows left out (CSV)", csv_bytes(validated.excluded),
+problems = validated.excluded_for()
+if len(problems):
+    problems = problems.assign(kept=problems["row"].isin(missing["row"]))
+    said = [f"{len(validated.excluded):,} rows cannot be used" if len(validated.excluded) else "",
+            f"{len(missing):,} sessions are kept with a score missing (used wherever that score is not "
+            "needed: models without it, figures, clinical views)" if len(missing) else ""]
+    st.warning("; ".join(t for t in said if t).capitalize() + ". Each is listed with its spreadsheet row "
+               "number (header = row 1) and the reason; fix them in the file and upload again, or go on.")
+    st.dataframe(problems, hide_index=True, width="stretch", height=240)
+    download("Download the list of rows left out (CSV)", csv_bytes(problems),
              file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
              what=f"{upload.name}: rows left out (CSV)")
 else:

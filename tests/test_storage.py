@@ -100,7 +100,7 @@ def first_file() -> pd.DataFrame:
         rows.append({"patient": "E01", "therapist": "T01 Ana" if s <= 2 else "T02 Bruno", "session": s,
                      "alliance": 5.0, "symptoms": 60 - s, "note": "moved", "age": 41})
     rows.append({"patient": "B01", "therapist": "T02 Bruno", "session": 5, "alliance": "abc",
-                 "symptoms": 70, "note": "", "age": 31})                       # excluded: not a number
+                 "symptoms": "", "note": "", "age": 31})                       # excluded: no usable score
     rows.append({"patient": "B02", "therapist": "T02 Bruno", "session": 5, "alliance": 4.0,
                  "symptoms": 70, "note": "", "age": 32})                       # excluded: conflicting
     rows.append({"patient": "B02", "therapist": "T02 Bruno", "session": 5, "alliance": 4.5,
@@ -369,7 +369,7 @@ def test_a_therapist_gets_only_their_patients_everywhere(clinic):
     # an upload whose rows left out quote other patients' IDs
     bad = second_file()
     bad.loc[len(bad)] = {"patient": "C01", "therapist": "T03 Carla", "session": 9, "alliance": "x",
-                         "symptoms": 1, "note": "about C01", "age": 1}
+                         "symptoms": "", "note": "about C01", "age": 1}
     store.apply_upload(sup, store.preview_upload(sup, "Clinic", validated(bad)))
 
     assert store.dataset_names(ana) == [DEMO_DATASET, "Clinic"]        # not "Bruno only"

@@ -33,7 +33,7 @@ def run(args) -> str:
                                  covariates=tuple(args.covariate or ()),
                                  random_slope_within=args.random_slope_within,
                                  therapist_level=args.therapist_level)
-        custom.append(fit_custom_model(validated.data, options))
+        custom.append(fit_custom_model(validated.data, options, cell_reasons=validated.cell_reasons))
     riclpm = "auto"
     if args.sessions or args.free_lags:
         from core.reporting.riclpm_report import fit_for_report

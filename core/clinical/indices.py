@@ -14,6 +14,11 @@
 - **Rupture.** A session whose alliance lies more than ``threshold`` own SDs below the patient's own
   mean (default 1 SD). It is **repaired** when the patient's next session (session + 1) is back at or
   above ``own mean − threshold · own SD``; *not yet known* when there is no next session.
+- **Ties.** A score exactly at a limit is treated as the definitions say: a change of exactly RC is
+  reliable; a score exactly at the cut-off is in the non-clinical range; an alliance exactly
+  ``threshold`` SDs below the own mean is not a rupture and counts as repaired. "Exactly" allows for
+  rounding in the last digits (relative tolerance 1e-9, :data:`REL_TOL`), so ``1.9999999999999998``
+  and ``2`` are the same SD and a change of 14/45 points is 14/45.
 """
 from __future__ import annotations
 
@@ -25,6 +30,39 @@ import pandas as pd
 from core.stats.decomposition import person_mean_center
 
 STATUS_ORDER = ("deteriorated", "unchanged", "improved", "recovered")
+#: Relative tolerance of every comparison with a threshold (reliable change, cut-off, rupture limit).
+REL_TOL = 1e-9
+
+
+def at_limit(x, limit):
+    """True where ``x`` equals ``limit`` up to rounding (relative tolerance :data:`REL_TOL`)."""
+    x, limit = np.asarray(x, float), np.asarray(limit, float)
+    with np.errstate(invalid="ignore"):
+        return np.abs(x - limit) <= REL_TOL * np.maximum(np.abs(x), np.abs(limit))
+
+
+def at_least(x, limit):
+    """``x ≥ limit`` with ties up to rounding counted as equal."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) >= np.asarray(limit, float)) | at_limit(x, limit)
+
+
+def below(x, limit):
+    """``x < limit`` and not equal up to rounding (the complement of :func:`at_least` for numbers)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) < np.asarray(limit, float)) & ~at_limit(x, limit)
+
+
+def above(x, limit):
+    """``x > limit`` and not equal up to rounding."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) > np.asarray(limit, float)) & ~at_limit(x, limit)
+
+
+def at_most(x, limit):
+    """``x ≤ limit`` with ties up to rounding counted as equal."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) <= np.asarray(limit, float)) | at_limit(x, limit)
 
 
 def reliable_change_from_reliability(sd: float, reliability: float) -> float:
@@ -44,13 +82,13 @@ def jacobson_truax_status(first: float, last: float, reliable_change: float,
     if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in (first, last)):
         return "unknown"
     improvement = (first - last) if higher_is_worse else (last - first)
-    if improvement <= -reliable_change:
+    if at_most(improvement, -reliable_change):
         return "deteriorated"
-    if improvement < reliable_change:
+    if below(improvement, reliable_change):
         return "unchanged"
     if cutoff is not None:
-        clinical_before = first > cutoff if higher_is_worse else first < cutoff
-        normal_after = last <= cutoff if higher_is_worse else last >= cutoff
+        clinical_before = above(first, cutoff) if higher_is_worse else below(first, cutoff)
+        normal_after = at_most(last, cutoff) if higher_is_worse else at_least(last, cutoff)
         if clinical_before and normal_after:
             return "recovered"
     return "improved"
@@ -78,7 +116,7 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
     out = sessions.copy()
     limit = out[f"{alliance}_mean"] - threshold_sd * out[f"{alliance}_sd"]
     out["rupture_limit"] = limit
-    out["rupture"] = (out[alliance] < limit) & out[f"{alliance}_sd"].gt(0)
+    out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & out[f"{alliance}_sd"].gt(0)
     nxt = out[[patient, "session", alliance]].copy()
     nxt["session"] = nxt["session"] - 1
     nxt = nxt.rename(columns={alliance: "_next"})
@@ -86,7 +124,7 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
     next_value = pd.Series(merged["_next"].to_numpy(), index=out.index)
     repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
     has_next = out["rupture"] & next_value.notna()
-    repaired[has_next] = (next_value[has_next] >= limit[has_next]).to_numpy()
+    repaired[has_next] = at_least(next_value[has_next], limit[has_next])
     out["repaired"] = repaired
     return out
 
@@ -156,19 +194,20 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     out["change"] = out["last"] - out["first"]
     if reliable_change is not None:
         improvement = -out["change"] if higher_is_worse else out["change"]
-        status = np.where(improvement <= -reliable_change, "deteriorated",
-                          np.where(improvement < reliable_change, "unchanged", "improved"))
+        status = np.where(at_most(improvement, -reliable_change), "deteriorated",
+                          np.where(below(improvement, reliable_change), "unchanged", "improved"))
         if cutoff is not None:
-            clinical_before = out["first"] > cutoff if higher_is_worse else out["first"] < cutoff
-            normal_after = out["last"] <= cutoff if higher_is_worse else out["last"] >= cutoff
+            clinical_before = above(out["first"], cutoff) if higher_is_worse else below(out["first"], cutoff)
+            normal_after = at_most(out["last"], cutoff) if higher_is_worse else at_least(out["last"], cutoff)
             status = np.where((status == "improved") & clinical_before & normal_after, "recovered", status)
-        status = np.where(out["sessions"] < 2, "unknown", status)
+        # first and last are the first and last sessions with a symptom score (blank cells skipped)
+        status = np.where(g[symptoms].count().to_numpy() < 2, "unknown", status)
         out["status"] = status
         # status at session N: first score vs the score at session improvement_by
         at_n = sessions.loc[sessions["session"] == improvement_by].set_index(patient)[symptoms]
         first = out["first"]
         imp_n = (first - at_n.reindex(out.index)) if higher_is_worse else (at_n.reindex(out.index) - first)
-        out["no_reliable_improvement"] = imp_n.notna() & (imp_n < reliable_change)
+        out["no_reliable_improvement"] = imp_n.notna() & below(imp_n, reliable_change)
     else:
         out["status"] = "unknown"
         out["no_reliable_improvement"] = False
@@ -180,17 +219,17 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         out["ruptures"] = 0
         out["unrepaired"] = 0
     if cutoff is not None:
-        out["above_cutoff"] = out["last"] > cutoff if higher_is_worse else out["last"] < cutoff
+        out["above_cutoff"] = above(out["last"], cutoff) if higher_is_worse else below(out["last"], cutoff)
     else:
         out["above_cutoff"] = False
     det = out["status"].eq("deteriorated")
     noimp = out["no_reliable_improvement"]
     rup = out["unrepaired"].gt(0)
-    above = out["above_cutoff"]
-    out["priority"] = 8 * det + 4 * noimp + 2 * rup + 1 * above
+    over = out["above_cutoff"]
+    out["priority"] = 8 * det + 4 * noimp + 2 * rup + 1 * over
     reasons = pd.Series("", index=out.index)
     for mask, text in ((det, "reliable deterioration"), (noimp, f"no reliable improvement by session {improvement_by}"),
-                       (rup, "rupture not repaired (or no session since)"), (above, "above cut-off")):
+                       (rup, "rupture not repaired (or no session since)"), (over, "above cut-off")):
         reasons = reasons.where(~mask, reasons + np.where(reasons.eq(""), "", "; ") + text)
     out["attention"] = reasons
     out = out.reset_index().rename(columns={"index": patient})

@@ -69,8 +69,12 @@ def _model_section(model: ModelResult, title: str) -> str:
     parts.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(s)}</li>" for s in describe_model(model))
                  + "</ul>")
     parts.append(_table(variance_table({model.key: model}).drop(columns=["model", "key"])))
+    parts.append(_table(fit_table({model.key: model}).drop(columns=["model", "formula", "warnings"]), 3))
     for w in model.warnings:
         parts.append(f"<p class='warn'>{html.escape(w)}</p>")
+    if len(model.excluded):
+        parts.append(f"<p>This model leaves out {len(model.excluded)} more rows (a variable it needs is "
+                     "missing):</p>" + _table(model.excluded))
     return "\n".join(parts)
 
 
@@ -175,6 +179,12 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     # excluded rows, definitions, software
     out.append("<h2>Rows left out</h2>")
     out.append(_table(validated.excluded) if len(validated.excluded) else "<p>None: every row was used.</p>")
+    per_model = {k: m for k, m in ladder.models.items() if len(m.excluded)}
+    if per_model:
+        out.append("<p>Rows kept for the data but left out of a model that needs a missing score "
+                   "(each model uses the sessions with every variable it names):</p>")
+        out.append(_table(pd.concat([m.excluded.assign(model=k) for k, m in per_model.items()],
+                                    ignore_index=True)[["model", "row", "reason"]]))
     out.append("<h2>Definitions and methods</h2><ul>" +
                "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items()) +
                "<li><b>engine</b>: lme4's profiled (RE)ML as computed by the mixedlm package; "
