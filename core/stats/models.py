@@ -60,7 +60,7 @@ class ModelSpec:
     @property
     def formula(self) -> str:
         """The model in lme4 notation (a column name that is not a plain name in backticks)."""
-        rhs = " + ".join(":".join(_quoted(v) for v in t.split(":")) for t in self.fixed) if self.fixed else "1"
+        rhs = " + ".join(":".join(_quoted(v) for v in term_parts(t)) for t in self.fixed) if self.fixed else "1"
         parts = [rhs]
         if self.therapist_level:
             parts.append(f"(1 | {THERAPIST})")
@@ -72,7 +72,7 @@ class ModelSpec:
         """Data columns the model needs."""
         names = {self.outcome, PATIENT}
         for term in self.fixed:
-            names.update(term.split(":"))
+            names.update(term_parts(term))
         if self.random_slope:
             names.add(self.random_slope)
         if self.therapist_level:
@@ -148,6 +148,17 @@ def _quoted(name: str) -> str:
     return name if _PLAIN_NAME.match(name) else f"`{name}`"
 
 
+def term_parts(term: str) -> list[str]:
+    """The variables of a fixed term: ``"between:within"`` → ``["between", "within"]``; a name in
+    backticks is one variable whatever it holds (``"`a:b`"`` → ``["a:b"]``).
+
+    >>> term_parts("between:within"), term_parts("`![c](http://x:9)`:time")
+    (['between', 'within'], ['![c](http://x:9)', 'time'])
+    """
+    return [p[1:-1] if p.startswith("`") and p.endswith("`") and len(p) > 1 else p
+            for p in re.findall(r"`[^`]*`|[^:`]+", term)]
+
+
 def covariate_labels(result_terms: list[str], covariates: list[str], levels: dict[str, list[str]]) -> dict[str, str]:
     """Readable labels of covariate terms: ``age`` → "age"; ``sitesouth`` → "site = south (vs east)"."""
     labels = {}
@@ -187,7 +198,7 @@ def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *
             fixed.append("between:within")
     if detrend and "time" not in fixed:
         fixed.append("time")
-    fixed += list(covariate_terms)
+    fixed += [c if _PLAIN_NAME.match(c) else f"`{c}`" for c in covariate_terms]  # a column, not a term
     if random_slope and random_slope not in fixed:
         raise ModelError(f"A random slope for '{random_slope}' needs '{random_slope}' among the fixed effects.")
     return ModelSpec(outcome=outcome, fixed=tuple(fixed), random_slope=random_slope,
@@ -237,7 +248,7 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     if data[spec.outcome].nunique() < 2:
         raise ModelError(f"{spec.outcome.capitalize()} has the same value in every row: there is nothing to model.")
     for term in spec.fixed:
-        for var in term.split(":"):
+        for var in term_parts(term):
             if var in ("between", "within", "time") and data[var].nunique() < 2:
                 raise ModelError(f"'{var}' has the same value in every row, so its effect cannot be estimated"
                                  + (" (every patient has a single session)." if var in ("within", "time") else "."))
