@@ -241,7 +241,7 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     if signal is not None and len(signal):
         sig = signal.set_index("patient")
         out["signal"] = sig["status"].reindex(out.index).fillna("unknown")
-        signal_reason = sig["reason"].reindex(out.index).fillna("")
+        signal_reason = (sig["summary"] if "summary" in sig else sig["reason"]).reindex(out.index).fillna("")
         signal_session = sig["session"].reindex(out.index)
     else:
         out["signal"] = "unknown"
@@ -263,7 +263,8 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         if sig_status in ("not_on_track", "at_risk"):
             label = "not on track" if sig_status == "not_on_track" else "at risk"
             when = signal_session[pid]
-            parts.append(f"{label} (session {when:g}): {signal_reason[pid]}" if pd.notna(when) else label)
+            text = f"{label} at session {when:g}" if pd.notna(when) else label
+            parts.append(f"{text}: {signal_reason[pid]}" if signal_reason[pid] else text)
         if rup[pid]:
             when = last_unrepaired_session[pid]
             parts.append(f"rupture in session {when:g} not repaired (or no session since)" if pd.notna(when)

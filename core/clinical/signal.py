@@ -509,15 +509,25 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
 
 def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     """One row per patient: the status of their latest session (``status``, ``session``,
-    ``reason``), and how many of their sessions were ``not_on_track`` / ``at_risk``."""
+    ``reason``, and ``summary``: a short version, e.g. "score 141, expected 105 (36 points
+    worse)"), and how many of their sessions were ``not_on_track`` / ``at_risk``."""
+    cols = ["patient", "status", "session", "reason", "summary", "n_not_on_track", "n_at_risk"]
     if sessions.empty:
-        return pd.DataFrame(columns=["patient", "status", "session", "reason", "n_not_on_track", "n_at_risk"])
+        return pd.DataFrame(columns=cols)
     last = sessions.groupby("patient", sort=False).tail(1).set_index("patient")
     counts = pd.crosstab(sessions["patient"], sessions["status"])
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
+    summary = []
+    for o, e, d, st_ in zip(last["observed"], last["expected"], last["deviation"], last["status"]):
+        if st_ == "unknown" or pd.isna(e):
+            summary.append("")
+            continue
+        word = "worse" if d > 0 else "better"
+        summary.append(f"score {_fmt(o)}, expected {_fmt(e)} ({_fmt(abs(d))} points {word})")
+    out["summary"] = summary
     for s in ("not_on_track", "at_risk"):
         out[f"n_{s}"] = counts[s].reindex(out.index).fillna(0).astype(int) if s in counts else 0
-    return out.reset_index()
+    return out.reset_index()[cols]
 
 
 def status_sentence(status: str, session, reason: str) -> str:
@@ -643,9 +653,10 @@ def validate_signal(data: pd.DataFrame, settings: SignalSettings = SignalSetting
     out = {"method": (f"{folds}-fold cross-validation by patient: patients are split into {folds} groups by a hash "
                       "of their ID, and each group is flagged by the expected course fitted on the other groups, so "
                       "a patient's own outcome never informs the model that flags them."),
-           "outcome": ("poor outcome = at the last session, a reliable deterioration from the intake or no reliable "
+           "outcome": ("Poor outcome = at the last session, a reliable deterioration from the intake or no reliable "
                        f"improvement (reliable change {_fmt(rc) if rc else '—'}, Jacobson & Truax, 1991)."),
-           "flag": "flagged = not_on_track in at least one session up to session k of the course.",
+           "flag": "Flagged = not on track in at least one session up to session k of the course; patients whose "
+                   "course ended by session k are left out (their outcome is not later than the flag).",
            "by_session": [], "sentences": []}
     if not rc or not rc > 0:
         out["sentences"].append("The validation needs a reliable-change value to tell good from poor outcomes.")
@@ -709,20 +720,23 @@ def _validation_sentence(row: dict) -> str:
 
 
 def validation_table(validation: dict) -> pd.DataFrame:
-    """The validation as a flat table: one row per session k, counts beside every share."""
+    """The validation for people: one row per session k, every share written with its counts
+    ("11 of 16 (69%)")."""
+    def share(k, n):
+        return f"{k} of {n} ({100 * k / n:.0f}%)" if n else f"{k} of {n}"
+
     rows = []
     for r in validation.get("by_session", []):
-        def frac(part):
-            return None if part["value"] is None else round(100 * part["value"], 1)
         rows.append({
-            "by session": r["session"], "patients": r["n_patients"], "poor outcomes": r["n_poor"],
-            "not on track: n": r["not_on_track"]["n"], "… of them poor": r["not_on_track"]["poor"],
-            "at risk: n": r["at_risk"]["n"], "… of them poor ": r["at_risk"]["poor"],
-            "on track: n": r["on_track"]["n"], "… of them poor  ": r["on_track"]["poor"],
-            "sensitivity %": frac(r["sensitivity"]), "sens. counts": f"{r['sensitivity']['n']}/{r['sensitivity']['of']}",
-            "specificity %": frac(r["specificity"]), "spec. counts": f"{r['specificity']['n']}/{r['specificity']['of']}",
-            "PPV %": frac(r["ppv"]), "PPV counts": f"{r['ppv']['n']}/{r['ppv']['of']}",
-            "NPV %": frac(r["npv"]), "NPV counts": f"{r['npv']['n']}/{r['npv']['of']}",
+            "by session": r["session"], "patients seen beyond it": r["n_patients"],
+            "poor outcomes": share(r["n_poor"], r["n_patients"]),
+            "flagged not on track: poor outcome": share(r["not_on_track"]["poor"], r["not_on_track"]["n"]),
+            "at risk only: poor outcome": share(r["at_risk"]["poor"], r["at_risk"]["n"]),
+            "on track: poor outcome": share(r["on_track"]["poor"], r["on_track"]["n"]),
+            "sensitivity": share(r["sensitivity"]["n"], r["sensitivity"]["of"]),
+            "specificity": share(r["specificity"]["n"], r["specificity"]["of"]),
+            "positive predictive value": share(r["ppv"]["n"], r["ppv"]["of"]),
+            "negative predictive value": share(r["npv"]["n"], r["npv"]["of"]),
         })
     return pd.DataFrame(rows)
 
