@@ -178,7 +178,7 @@ def test_caseload_orders_by_signal_then_rupture_then_the_rest():
     assert table["patient"].tolist()[:4] == ["red", "yellow", "rupture", "worse"]
     assert list(table.columns[:4]) == ["patient", "therapist", "signal", "attention"]
     reasons = table.set_index("patient")["attention"]
-    assert reasons["red"].startswith("not on track (session 4): score 50 is 20 points worse")
+    assert reasons["red"].startswith("not on track at session 4: score 50 is 20 points worse")
     assert "rupture in session 4 not repaired" in reasons["rupture"]
     assert "reliable deterioration" in reasons["worse"] and reasons["fine"] == ""
     per = therapist_table(table).set_index("therapist")

@@ -20,18 +20,8 @@ def add_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def oq45_defaults(symptoms) -> tuple[float, float, str]:
-    """The published OQ-45.2 reliable change and cut-off on the scale of the data: mean item scores
-    (every score at most 4) or totals."""
-    from core.clinical.signal import OQ45_CUTOFF, OQ45_RELIABLE_CHANGE
-
-    if symptoms.max() <= 4:
-        return OQ45_RELIABLE_CHANGE / 45, OQ45_CUTOFF / 45, "OQ-45.2 mean item score (14/45, cut-off 63.5/45)"
-    return OQ45_RELIABLE_CHANGE, OQ45_CUTOFF, "OQ-45.2 total (14 points, cut-off 63.5)"
-
-
 def run(args) -> dict:
-    from core.clinical.signal import SignalSettings, signal_report
+    from core.clinical.signal import published_settings, signal_report
 
     validated = validated_from_args(args)
     data = validated.data
@@ -39,19 +29,13 @@ def run(args) -> dict:
         raise InputError("No row can be used: see the reasons in the validation (every row was left out).")
     if args.intake is not None and args.intake not in data.columns:
         raise InputError(f"There is no column '{args.intake}' to use as the intake score.")
-    rc, cutoff, assumed = args.reliable_change, args.cutoff, None
-    if not args.lower_is_worse and (rc is None or cutoff is None):
-        rc0, cut0, assumed = oq45_defaults(data["symptoms"])
-        rc = rc0 if rc is None else rc
-        cutoff = cut0 if cutoff is None else cutoff
-    if rc is not None and not rc > 0:
+    if args.reliable_change is not None and not args.reliable_change > 0:
         raise InputError("--reliable-change must be a positive number of score points.")
-    settings = SignalSettings(higher_is_worse=not args.lower_is_worse, reliable_change=rc, cutoff=cutoff,
-                              intake=args.intake)
+    settings, assumed = published_settings(data["symptoms"], not args.lower_is_worse, args.reliable_change,
+                                           args.cutoff, args.intake)
     report = signal_report(data, settings, validation=not args.no_validation)
-    if assumed and args.reliable_change is None:
-        report["definition"] += (f" Reliable change and cut-off not given: the published values of the {assumed} "
-                                 "were used (--reliable-change and --cutoff set others).")
+    if assumed:
+        report["definition"] += " " + assumed
     report["excluded_rows"] = validated.excluded_records()
     report["n_observations"] = int(len(data))
     return report

@@ -743,6 +743,26 @@ def validation_table(validation: dict) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------------- report
 
+def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliable_change: float | None = None,
+                       cutoff: float | None = None, intake: str | None = None) -> tuple[SignalSettings, str | None]:
+    """Settings with the published OQ-45.2 values (Lambert et al., 2004) filled in where not given
+    and higher is worse: mean item scores (every score at most 4): RC 14/45, cut-off 63.5/45;
+    otherwise totals: RC 14, cut-off 63.5. Returns the settings and, when values were assumed, a
+    plain sentence saying so (for the report's definition)."""
+    note = None
+    if higher_is_worse and (reliable_change is None or cutoff is None):
+        item = bool(pd.to_numeric(symptoms, errors="coerce").max() <= 4)
+        rc0, cut0 = (OQ45_RELIABLE_CHANGE / 45, OQ45_CUTOFF / 45) if item else (OQ45_RELIABLE_CHANGE, OQ45_CUTOFF)
+        if reliable_change is None:
+            what = "OQ-45.2 mean item score (14/45, cut-off 63.5/45)" if item else "OQ-45.2 total (14 points, cut-off 63.5)"
+            note = (f"Reliable change and cut-off not given: the published values of the {what} were used "
+                    "(--reliable-change and --cutoff set others).")
+        reliable_change = rc0 if reliable_change is None else reliable_change
+        cutoff = cut0 if cutoff is None else cutoff
+    return SignalSettings(higher_is_worse=higher_is_worse, reliable_change=reliable_change, cutoff=cutoff,
+                          intake=intake), note
+
+
 def _clean(value):
     """Plain JSON values: floats (NaN → None), ints, strings, lists, dicts."""
     if isinstance(value, dict):
