@@ -94,7 +94,7 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
     if fits:
         out.append("<h3>The expected course, refitted on the sessions up to each session of the course</h3>")
         out.append(_table(pd.DataFrame([{
-            "up to session": f["up_to_session"], "fit": f["kind"], "patients": f["n_patients"],
+            "up to session": f"{f['up_to_session']:g}", "fit": f["kind"], "patients": f["n_patients"],
             "sessions": f["n_observations"], **{f"b {k}": v for k, v in f["fixed"].items()},
             "var(intercept)": f["variance"]["patient_intercept"], "var(slope)": f["variance"]["patient_slope"],
             "cov": f["variance"]["patient_intercept_slope_cov"], "residual": f["variance"]["residual"],
