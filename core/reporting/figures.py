@@ -242,8 +242,9 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
 
     * Symptoms: the patient's expected course from where they started (dashed) with the band
       ``lower``–``upper`` (``band_label``), the at-risk bound (dotted), the scores as a line, and each
-      session as a marker whose colour, shape and text say its status (not on track ▲ red, at risk
-      ◆ amber, on track ● green, no status ○ grey); the clinical ``cutoff`` as a line.
+      session as a marker whose colour and shape say its status (not on track ▲ red, at risk ◆ amber,
+      on track ● green, no status ○ grey), written beside the marker where it changes and at the
+      latest session; the clinical ``cutoff`` as a line.
     * Alliance: the scores, the patient's mean so far (dashed) and the rupture limit so far
       (dotted); ruptures as ✕ with "rupture" written beside them.
 
@@ -254,12 +255,11 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
     order = [m for m in (symptom_measure, "alliance") if m in measures] + \
         [m for m in measures if m not in (symptom_measure, "alliance")]
     n = len(order)
-    gap = 0.1
+    gap = 0.14
     height_each = (1 - gap * (n - 1)) / n
     x = sessions["session"].to_numpy()
     traces, shapes, annotations = [], [], []
     layout = {}
-    many = len(x) > 12
     for i, m in enumerate(order, start=1):
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
@@ -298,12 +298,17 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                                      name=title, hoverinfo="skip", showlegend=False, xaxis=xa, yaxis=ya))
             status = sig["status"].fillna("unknown").to_numpy() if sig is not None else np.full(len(x), "unknown")
             reason = sig["reason"].fillna("").to_numpy() if sig is not None else np.full(len(x), "")
+            # the status is written where it changes and at the latest session (the legend, the
+            # marker shapes and the hover say it for every session), so labels do not pile up
+            changes = np.r_[True, status[1:] != status[:-1]]
+            changes[-1] = True
             for key, (text, color, symbol) in STATUS_STYLE.items():
                 sel = status == key
                 if not sel.any():
                     continue
-                show_text = status_text and (key != "on_track" or not many)
-                words = ["start" if (key == "unknown" and j == 0) else text for j in np.flatnonzero(sel)]
+                show_text = status_text
+                words = ["start" if (key == "unknown" and j == 0) else (text if changes[j] else "")
+                         for j in np.flatnonzero(sel)]
                 traces.append(go.Scatter(
                     x=x[sel], y=values[sel], mode="markers+text" if show_text else "markers",
                     marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
@@ -337,7 +342,7 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                     traces.append(go.Scatter(
                         x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name="rupture",
                         marker=dict(symbol="x", size=13, color=STATUS_STYLE["not_on_track"][1]),
-                        text=["rupture"] * len(r), textposition="bottom center",
+                        text=["rupture"] * len(r), textposition="middle right",
                         textfont=dict(color=STATUS_STYLE["not_on_track"][1], size=11), customdata=list(label),
                         hovertemplate="Rupture in session %{x}: %{customdata}<extra></extra>", xaxis=xa, yaxis=ya))
     fig = go.Figure(data=traces)
