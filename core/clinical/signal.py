@@ -308,6 +308,7 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
     })
     fits, notes, errors = [], [], []
     previous = -np.inf
+    start: dict[str, np.ndarray] = {}  # each refit starts from the last refit of its kind
     for t in fit_sessions(first, float(frame["course_session"].max())):
         window = frame["course_session"].gt(previous) & frame["course_session"].le(t)
         if frame.loc[window, "patient"].nunique() < MIN_PATIENTS_AT_SESSION:
@@ -315,7 +316,7 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
         previous = t
         part = frame.loc[frame["course_session"] <= t]
         try:
-            fit, messages = _fit_course(part, t, regression=not fits)
+            fit, messages = _fit_course(part, t, regression=not fits, start=start)
         except ModelError as err:
             errors.append(f"session {t:g}: {err}")
             continue
@@ -331,8 +332,11 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
                        last_session=EXTRAPOLATE * fits[-1].up_to, warnings=tuple(dict.fromkeys(notes)), **base)
 
 
-def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool) -> tuple[CourseFit, list[str]]:
-    """One fit of the expected course on ``frame`` (the clinic's sessions up to ``up_to``)."""
+def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
+                start: dict | None = None) -> tuple[CourseFit, list[str]]:
+    """One fit of the expected course on ``frame`` (the clinic's sessions up to ``up_to``).
+    ``start``: the relative covariance factors (lme4's theta) of the last refit of each kind, used
+    as starting values (about half the time; same optimum) and updated."""
     n, n_pat = len(frame), frame["patient"].nunique()
     if frame["y"].nunique() < 2:
         raise ModelError("every score is the same")
@@ -346,10 +350,15 @@ def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool) -> tuple[Co
     for slope in (True, False):
         if slope and n <= 2 * n_pat:
             continue
+        kind = "random_slope" if slope else "random_intercept"
         try:
-            return _lmer(frame, up_to, slope)
+            fit, notes, theta = _lmer(frame, up_to, slope, None if start is None else start.get(kind))
         except ModelError as err:
             errors.append(str(err))
+            continue
+        if start is not None:
+            start[kind] = theta
+        return fit, notes
     raise ModelError(errors[-1] if errors else "too few sessions per patient")
 
 
@@ -370,8 +379,9 @@ def _regression(frame: pd.DataFrame, up_to: float) -> CourseFit:
                      residual=s2, n_patients=int(frame["patient"].nunique()), n_observations=len(frame))
 
 
-def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool) -> tuple[CourseFit, list[str]]:
-    """REML fit of the signal model with mixedlm (lme4's algorithm)."""
+def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool,
+          start: np.ndarray | None = None) -> tuple[CourseFit, list[str], np.ndarray]:
+    """REML fit of the signal model with mixedlm (lme4's algorithm); ``start``: theta to start from."""
     import mixedlm
 
     terms = ["intake_c", "log_session", "intake_c:log_session"]
@@ -384,7 +394,8 @@ def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool) -> tuple[Course
             # tenth of the time of mixedlm's default, which then polishes with COBYQA; the REML
             # criterion and estimates agree with tight tolerances. The default takes over when it does not converge.
             result = mixedlm.lmer(formula, data, REML=True, control=mixedlm.LmerControl(
-                optimizer="L-BFGS-B", use_analytic_gradient=True, ftol=1e-14, gtol=1e-10))
+                optimizer="L-BFGS-B", use_analytic_gradient=True, ftol=1e-14, gtol=1e-10),
+                **({"start": start} if start is not None else {}))
             if not result.converged:
                 result = mixedlm.lmer(formula, data, REML=True)
         except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
@@ -409,7 +420,7 @@ def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool) -> tuple[Course
     fit = CourseFit(up_to=up_to, kind="random_slope" if random_slope else "random_intercept", fixed=fixed,
                     fixed_cov=fixed_cov, patient_cov=g, residual=residual, n_patients=int(frame["patient"].nunique()),
                     n_observations=len(frame), converged=converged, singular=bool(result.isSingular()))
-    return fit, notes
+    return fit, notes, np.asarray(result.theta, float)
 
 
 # --------------------------------------------------------------------------------- statuses
