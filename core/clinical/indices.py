@@ -257,23 +257,23 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
                        + PRIORITY["deteriorated"] * det + PRIORITY["no_improvement"] * noimp
                        + PRIORITY["above_cutoff"] * above)
     reasons = []
-    for pid in out.index:
+    columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
+               last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
+               above.to_numpy())
+    for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
         parts = []
-        sig_status = out.at[pid, "signal"]
         if sig_status in ("not_on_track", "at_risk"):
             label = "not on track" if sig_status == "not_on_track" else "at risk"
-            when = signal_session[pid]
             text = f"{label} at session {when:g}" if pd.notna(when) else label
-            parts.append(f"{text}: {signal_reason[pid]}" if signal_reason[pid] else text)
-        if rup[pid]:
-            when = last_unrepaired_session[pid]
-            parts.append(f"rupture in session {when:g} not repaired (or no session since)" if pd.notna(when)
+            parts.append(f"{text}: {why}" if why else text)
+        if has_rup:
+            parts.append(f"rupture in session {rup_when:g} not repaired (or no session since)" if pd.notna(rup_when)
                          else "rupture not repaired (or no session since)")
-        if det[pid]:
-            parts.append(f"reliable deterioration since the first session ({out.at[pid, 'change']:+.3g})")
-        if noimp[pid]:
+        if is_det:
+            parts.append(f"reliable deterioration since the first session ({change:+.3g})")
+        if is_noimp:
             parts.append(f"no reliable improvement by session {improvement_by} (still none)")
-        if above[pid]:
+        if is_above:
             parts.append("above the clinical cut-off")
         reasons.append("; ".join(parts))
     out["attention"] = reasons
