@@ -14,7 +14,14 @@ import json
 import pandas as pd
 import plotly.io as pio
 
-from core.clinical.signal import STATUS_LABELS, STATUSES, SignalSettings, published_settings, signal_report, validation_table
+from core.clinical.signal import (
+    STATUS_LABELS,
+    STATUSES,
+    SignalSettings,
+    published_settings,
+    signal_report,
+    validation_table,
+)
 from core.intake.validation import ValidatedData
 from core.reporting.figures import (
     between_within_scatter,
