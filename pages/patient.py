@@ -86,10 +86,11 @@ facts[0].metric("Sessions", len(mine))
 if therapist is not None:
     facts[1].metric("Therapist", therapist)
 status = None
-if has_symptoms and settings.reliable_change:
-    first, last = mine["symptoms"].iloc[0], mine["symptoms"].iloc[-1]
+scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
+if has_symptoms and settings.reliable_change and len(scores):
+    first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
-                                   settings.higher_is_worse) if len(mine) > 1 else "unknown"
+                                   settings.higher_is_worse) if len(scores) > 1 else "unknown"
     facts[2].metric("Symptom change (first → last)", f"{last - first:+.2f}",
                     help=f"Reliable change: {settings.reliable_change:.3g} points.")
     facts[3].metric("Jacobson–Truax status", status,
@@ -116,7 +117,7 @@ if "rupture" in mine:
                          f"{abs(r['alliance_within_so_far']):.2f} points below this patient's mean so far; {after}.")
 if status and status != "unknown":
     sentences.append(f"From the first to the last session symptoms changed by "
-                     f"{mine['symptoms'].iloc[-1] - mine['symptoms'].iloc[0]:+.2f} points: {status} "
+                     f"{scores.iloc[-1] - scores.iloc[0]:+.2f} points: {status} "
                      f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     st.markdown(f"- {s}")
