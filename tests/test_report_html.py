@@ -99,6 +99,7 @@ def test_report_bad_input_exit_2(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nope" in r.stderr
 
 
+@pytest.mark.slow
 def test_report_signal_section_equals_the_signal_command(tmp_path):
     html_path, json_path = tmp_path / "s.html", tmp_path / "s.json"
     for cmd, out in (("report", html_path), ("signal", json_path)):

@@ -196,6 +196,7 @@ def test_fit_sessions_grid():
 
 # ------------------------------------------------------------------ validation
 
+@pytest.mark.slow
 def test_validation_counts_and_no_leak_of_a_patients_outcome():
     data = simulate_clinic(n_patients=250, seed=31)
     settings = S.SignalSettings(reliable_change=14)
