@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import analyze, fit, ipd_meta, pool, report, riclpm, store
+from core.cli import analyze, fit, ipd_meta, pool, report, riclpm, signal, store
 from core.cli.common import write_report
 from core.errors import InputError, ModelError
 
-SUBCOMMANDS = (analyze, report, pool, ipd_meta, fit, riclpm, store)
+SUBCOMMANDS = (analyze, report, pool, ipd_meta, fit, signal, riclpm, store)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,10 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, help="seed to record (only simulated data use one)")
     parser.add_argument("--sessions", help="RI-CLPM section: sessions FIRST-LAST (default: all, at most 12)")
     parser.add_argument("--free-lags", action="store_true", help="RI-CLPM section: lagged effects free per session pair")
+    parser.add_argument("--no-signal", action="store_true", help="leave out the early-warning signal section")
+    parser.add_argument("--lower-is-worse", action="store_true", help="signal: a lower symptom score is worse")
+    parser.add_argument("--reliable-change", type=float, help="signal: reliable change (default: OQ-45.2's)")
+    parser.add_argument("--intake", help="signal: column with each patient's intake score")
     parser.set_defaults(func=run)
 
 
@@ -41,4 +45,11 @@ def run(args) -> str:
 
         first, last = parse_session_range(args.sessions) if args.sessions else (None, None)
         riclpm = fit_for_report(validated.data, first, last, free_lags=args.free_lags)
-    return build_html_report(validated, ladder, custom, seed=args.seed, riclpm=riclpm)
+    signal = False
+    if not args.no_signal:
+        from core.clinical.signal import published_settings
+
+        signal, _ = published_settings(validated.data["symptoms"], not args.lower_is_worse, args.reliable_change,
+                                       None, args.intake)
+    return build_html_report(validated, ladder, custom, seed=args.seed, riclpm=riclpm,
+                             signal=signal)

@@ -14,6 +14,9 @@
 - **Rupture.** A session whose alliance lies more than ``threshold`` own SDs below the patient's own
   mean (default 1 SD). It is **repaired** when the patient's next session (session + 1) is back at or
   above ``own mean − threshold · own SD``; *not yet known* when there is no next session.
+  :func:`flag_ruptures` uses the mean and SD over the whole course (the published decomposition,
+  for research); :func:`flag_ruptures_so_far` the mean and SD of the sessions up to and including
+  that one (what the therapist could see that day; a flag never changes when later sessions come).
 - **Ties.** A score exactly at a limit is treated as the definitions say: a change of exactly RC is
   reliable; a score exactly at the cut-off is in the non-clinical range; an alliance exactly
   ``threshold`` SDs below the own mean is not a rupture and counts as repaired. "Exactly" allows for
@@ -129,6 +132,48 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
     return out
 
 
+def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: str = "patient",
+                         alliance: str = "alliance") -> pd.DataFrame:
+    """Rupture flags against the patient's mean and SD *so far* (prospective).
+
+    For session t: ``alliance_mean_so_far`` and ``alliance_sd_so_far`` (ddof = 1) over that
+    patient's alliance scores at sessions up to and including t; ``alliance_within_so_far`` =
+    alliance − mean so far (points) and ``alliance_within_so_far_sd`` (in SDs so far);
+    ``rupture_limit`` = mean so far − ``threshold_sd`` · SD so far; ``rupture`` when alliance lies
+    below it (needs two scores so far and an SD above 0); ``repaired`` when the next session
+    (session + 1) is at or above that limit, NA when there is no next session. At the patient's last
+    session these equal :func:`flag_ruptures`' full-course values; before it they never use later
+    sessions, so a flag a therapist saw does not change when the next score arrives.
+
+    >>> d = pd.DataFrame({"patient": "A", "session": [1, 2, 3, 4], "alliance": [5.5, 5.5, 3.5, 5.5]})
+    >>> flag_ruptures_so_far(d)[["rupture", "repaired"]].values.tolist()
+    [[False, <NA>], [False, <NA>], [True, True], [False, <NA>]]
+    """
+    out = sessions.sort_values([patient, "session"], kind="stable").copy()
+    g = out.groupby(patient, sort=False)[alliance]
+    mean = g.expanding().mean().reset_index(level=0, drop=True)
+    sd = g.expanding().std(ddof=1).reset_index(level=0, drop=True)
+    out[f"{alliance}_mean_so_far"] = mean.reindex(out.index)
+    out[f"{alliance}_sd_so_far"] = sd.reindex(out.index)
+    dev = out[alliance] - out[f"{alliance}_mean_so_far"]
+    out[f"{alliance}_within_so_far"] = dev
+    sdv = out[f"{alliance}_sd_so_far"]
+    out[f"{alliance}_within_so_far_sd"] = dev / sdv.where(sdv > 0)
+    limit = out[f"{alliance}_mean_so_far"] - threshold_sd * sdv
+    out["rupture_limit"] = limit
+    out["rupture"] = (out[alliance] < limit) & sdv.gt(0)
+    nxt = out[[patient, "session", alliance]].copy()
+    nxt["session"] = nxt["session"] - 1
+    nxt = nxt.rename(columns={alliance: "_next"})
+    merged = out[[patient, "session"]].merge(nxt, on=[patient, "session"], how="left")
+    next_value = pd.Series(merged["_next"].to_numpy(), index=out.index)
+    repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
+    has_next = out["rupture"] & next_value.notna()
+    repaired[has_next] = (next_value[has_next] >= limit[has_next]).to_numpy()
+    out["repaired"] = repaired
+    return out
+
+
 def expected_line(time_fixed: pd.DataFrame, fixed_cov: np.ndarray, times) -> pd.DataFrame:
     """The clinic's expected trajectory from a time model: ``b0 + b1·time`` with its 95% CI.
 
@@ -167,19 +212,29 @@ def describe_session(row: pd.Series, measures: list[str], session_word: str = "s
     return text
 
 
+#: Caseload order: the signal first (red, then yellow), then a rupture not repaired, then the rest.
+PRIORITY = {"not_on_track": 64, "at_risk": 32, "unrepaired": 16, "deteriorated": 8, "no_improvement": 4,
+            "above_cutoff": 1}
+
+
 def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: float | None,
              higher_is_worse: bool = True, improvement_by: int = 4, patient: str = "patient",
-             symptoms: str = "symptoms", alliance: str | None = "alliance") -> pd.DataFrame:
+             symptoms: str = "symptoms", alliance: str | None = "alliance",
+             signal: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per patient, sorted by need for attention.
 
-    Columns: ``patient``, ``therapist`` (if present), ``sessions``, ``first_session``,
-    ``last_session``, ``first``/``last`` symptom score, ``change`` (last − first), ``status``
-    (Jacobson–Truax; needs ``reliable_change``), ``no_reliable_improvement`` (True when the patient
-    has reached session ``improvement_by`` and is not improved or recovered by then),
-    ``ruptures`` and ``unrepaired`` (needs ``rupture`` columns from :func:`flag_ruptures`),
-    ``above_cutoff`` (last score on the clinical side), ``attention`` (a short reason list) and
-    ``priority`` (sort key: reliable deterioration 8, no reliable improvement by session N 4,
-    unrepaired or unresolved rupture 2, above cut-off 1; summed).
+    Columns: ``patient``, ``therapist`` (if present), ``signal`` (the early-warning status of the
+    latest session, from ``signal``: :func:`core.clinical.signal.patient_signal`), ``attention``
+    (the reasons, in words), ``sessions``, ``first_session``, ``last_session``, ``first``/``last``
+    symptom score, ``change`` (last − first), ``status`` (Jacobson–Truax; needs
+    ``reliable_change``), ``no_reliable_improvement`` (True when the patient has reached session
+    ``improvement_by`` and has *still* not improved reliably from the first session: it clears once
+    they have), ``ruptures`` and ``unrepaired`` (needs ``rupture`` columns from
+    :func:`flag_ruptures_so_far` or :func:`flag_ruptures`), ``above_cutoff`` (last score on the
+    clinical side) and ``priority``: not on track 64, at risk 32, a rupture not repaired (or no
+    session since) 16, reliable deterioration 8, no reliable improvement by session N 4, above the
+    cut-off 1; summed, highest first — so the red patients come first, then the yellow, then those
+    with an unrepaired rupture, then the rest.
     """
     g = sessions.sort_values([patient, "session"]).groupby(patient, sort=False)
     out = pd.DataFrame({
@@ -203,18 +258,18 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         # first and last are the first and last sessions with a symptom score (blank cells skipped)
         status = np.where(g[symptoms].count().to_numpy() < 2, "unknown", status)
         out["status"] = status
-        # status at session N: first score vs the score at session improvement_by
-        at_n = sessions.loc[sessions["session"] == improvement_by].set_index(patient)[symptoms]
-        first = out["first"]
-        imp_n = (first - at_n.reindex(out.index)) if higher_is_worse else (at_n.reindex(out.index) - first)
-        out["no_reliable_improvement"] = imp_n.notna() & below(imp_n, reliable_change)
+        # the current state: reached session N, and not (yet) reliably improved from the first session
+        reached = out["last_session"].ge(improvement_by)
+        out["no_reliable_improvement"] = reached & improvement.notna() & below(improvement, reliable_change)
     else:
         out["status"] = "unknown"
         out["no_reliable_improvement"] = False
+    last_unrepaired_session = pd.Series(np.nan, index=out.index)
     if "rupture" in sessions.columns:
         out["ruptures"] = g["rupture"].sum().astype(int)
-        unrepaired = sessions["rupture"] & ~sessions["repaired"].fillna(False).astype(bool)
+        unrepaired = sessions["rupture"].astype(bool) & ~sessions["repaired"].fillna(False).astype(bool)
         out["unrepaired"] = unrepaired.groupby(sessions[patient]).sum().reindex(out.index).fillna(0).astype(int)
+        last_unrepaired_session = sessions.loc[unrepaired].groupby(patient)["session"].max().reindex(out.index)
     else:
         out["ruptures"] = 0
         out["unrepaired"] = 0
@@ -222,19 +277,68 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         out["above_cutoff"] = above(out["last"], cutoff) if higher_is_worse else below(out["last"], cutoff)
     else:
         out["above_cutoff"] = False
+    if signal is not None and len(signal):
+        sig = signal.set_index("patient")
+        out["signal"] = sig["status"].reindex(out.index).fillna("unknown")
+        signal_reason = (sig["summary"] if "summary" in sig else sig["reason"]).reindex(out.index).fillna("")
+        signal_session = sig["session"].reindex(out.index)
+    else:
+        out["signal"] = "unknown"
+        signal_reason = pd.Series("", index=out.index)
+        signal_session = pd.Series(np.nan, index=out.index)
+    red = out["signal"].eq("not_on_track")
+    yellow = out["signal"].eq("at_risk")
     det = out["status"].eq("deteriorated")
-    noimp = out["no_reliable_improvement"]
+    noimp = out["no_reliable_improvement"].astype(bool)
     rup = out["unrepaired"].gt(0)
-    over = out["above_cutoff"]
-    out["priority"] = 8 * det + 4 * noimp + 2 * rup + 1 * over
-    reasons = pd.Series("", index=out.index)
-    for mask, text in ((det, "reliable deterioration"), (noimp, f"no reliable improvement by session {improvement_by}"),
-                       (rup, "rupture not repaired (or no session since)"), (over, "above cut-off")):
-        reasons = reasons.where(~mask, reasons + np.where(reasons.eq(""), "", "; ") + text)
+    over = out["above_cutoff"].astype(bool)
+    out["priority"] = (PRIORITY["not_on_track"] * red + PRIORITY["at_risk"] * yellow + PRIORITY["unrepaired"] * rup
+                       + PRIORITY["deteriorated"] * det + PRIORITY["no_improvement"] * noimp
+                       + PRIORITY["above_cutoff"] * over)
+    reasons = []
+    columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
+               last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
+               over.to_numpy())
+    for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
+        parts = []
+        if sig_status in ("not_on_track", "at_risk"):
+            label = "not on track" if sig_status == "not_on_track" else "at risk"
+            text = f"{label} at session {when:g}" if pd.notna(when) else label
+            parts.append(f"{text}: {why}" if why else text)
+        if has_rup:
+            parts.append(f"rupture in session {rup_when:g} not repaired (or no session since)" if pd.notna(rup_when)
+                         else "rupture not repaired (or no session since)")
+        if is_det:
+            parts.append(f"reliable deterioration since the first session ({change:+.3g})")
+        if is_noimp:
+            parts.append(f"no reliable improvement by session {improvement_by} (still none)")
+        if is_above:
+            parts.append("above the clinical cut-off")
+        reasons.append("; ".join(parts))
     out["attention"] = reasons
     out = out.reset_index().rename(columns={"index": patient})
+    lead = [c for c in (patient, "therapist", "signal", "attention") if c in out.columns]
+    out = out[lead + [c for c in out.columns if c not in lead]]
     return out.sort_values(["priority", "change"], ascending=[False, not higher_is_worse],
                            kind="stable").reset_index(drop=True)
+
+
+def therapist_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per therapist, from :func:`caseload`: ``patients``, and for *not on track now* (the latest
+    session's signal), *deteriorated* (Jacobson–Truax, first to last session) and *unrepaired
+    rupture* the count and the percentage of that therapist's patients. Sorted by therapist.
+    Case mix differs between therapists, so these are not a ranking of therapists."""
+    if "therapist" not in table.columns:
+        return pd.DataFrame()
+    g = table.groupby("therapist", sort=True)
+    out = pd.DataFrame({"patients": g.size()})
+    for name, mask in (("not on track now", table["signal"].eq("not_on_track")),
+                       ("deteriorated", table["status"].eq("deteriorated")),
+                       ("unrepaired rupture", table["unrepaired"].gt(0))):
+        n = mask.groupby(table["therapist"]).sum().reindex(out.index).fillna(0).astype(int)
+        out[name] = n
+        out[f"{name} (%)"] = (100.0 * n / out["patients"]).round(1)
+    return out.reset_index()
 
 
 def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[list[str], int]:

@@ -216,7 +216,15 @@ def caterpillar(model, max_patients: int = 400):
     return fig
 
 
-PATIENT_COLORS = {"alliance": "#1f77b4", "symptoms": "#d62728"}
+PATIENT_COLORS = {"alliance": "#1565c0", "symptoms": "#424242"}
+#: Early-warning statuses: label, colour (each ≥ 4.5:1 against white, WCAG AA), marker symbol.
+STATUS_STYLE = {
+    "not_on_track": ("not on track", "#c62828", "triangle-up"),
+    "at_risk": ("at risk", "#a15c00", "diamond"),
+    "on_track": ("on track", "#2e7d32", "circle"),
+    "unknown": ("no status", "#616161", "circle-open"),
+}
+EXPECTED_COLOR = "#1565c0"
 
 
 def _axis(name: str, i: int) -> str:
@@ -229,106 +237,129 @@ def _domain(low: float, high: float) -> list[float]:
     return [max(0.0, round(low, 6)), min(1.0, round(high, 6))]
 
 
-def patient_chart(sessions, measures, *, units: str = "points", expected=None, cutoff: float | None = None,
-                  reliable_change: float | None = None, symptom_measure: str = "symptoms"):
-    """One patient's measures on a shared session axis, one panel per measure (top to bottom).
+def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = None, labels: dict | None = None,
+                  band_label: str = "usual range: 8 in 10 patients who started at this level",
+                  symptom_measure: str = "symptoms", status_text: bool = True):
+    """One patient's course: the symptom measure with its early-warning signal on top, alliance with
+    its rupture flags below, on a shared session axis.
 
-    ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` (and
-    :func:`core.clinical.indices.flag_ruptures` for rupture markers), sorted by session. Per measure ``m``:
+    ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` and
+    :func:`core.clinical.indices.flag_ruptures_so_far`, sorted by session. ``signal``: that patient's
+    rows of :func:`core.clinical.signal.session_signal`. ``labels``: per measure a panel title and
+    the axis title with the unit, e.g. ``("Symptoms (higher = worse)", "OQ-45.2 total")``.
 
-    * ``units="points"``: the scores as a line; the own mean (dashed) with a ±1 own-SD band; each
-      session's deviation from the own mean as a bar starting at the mean; the clinic's expected
-      trajectory from ``expected[m]`` (a frame with ``expected``, ``low``, ``high`` per session, e.g.
-      :func:`core.clinical.indices.expected_line`; dotted, with its band); for ``symptom_measure`` the
-      clinical ``cutoff`` (line) and the band of ± ``reliable_change`` around session 1.
-    * ``units="own SD units"``: each session's deviation in the patient's own SDs as bars, with
-      reference lines at ±1.
+    * Symptoms: the patient's expected course from where they started (dashed) with the band
+      ``lower``–``upper`` (``band_label``), the at-risk bound (dotted), the scores as a line, and each
+      session as a marker whose colour and shape say its status (not on track ▲ red, at risk ◆ amber,
+      on track ● green, no status ○ grey), written beside the marker where it changes and at the
+      latest session; the clinical ``cutoff`` as a line.
+    * Alliance: the scores, the patient's mean so far (dashed) and the rupture limit so far
+      (dotted); ruptures as ✕ with "rupture" written beside them.
 
-    Rupture flags (``rupture``/``repaired`` columns) are marked on the alliance panel.
-    The layout is written directly (no ``make_subplots``/``add_hline``), which keeps a page rerun
-    cheap: the figure is rebuilt every time a therapist switches patients.
+    The layout is written directly (no ``make_subplots``), which keeps a rerun cheap: the figure is
+    rebuilt every time a therapist switches patients.
     """
-    expected = expected or {}
-    n = len(measures)
-    gap = 0.08
+    labels = labels or {}
+    order = [m for m in (symptom_measure, "alliance") if m in measures] + \
+        [m for m in measures if m not in (symptom_measure, "alliance")]
+    n = len(order)
+    gap = 0.14
     height_each = (1 - gap * (n - 1)) / n
     x = sessions["session"].to_numpy()
-    xs = list(x)
     traces, shapes, annotations = [], [], []
     layout = {}
-    for i, m in enumerate(measures, start=1):
+    for i, m in enumerate(order, start=1):
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
         domain = _domain(top - height_each, top)
-        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa)
-        layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, showticklabels=i == n,
+        title, unit = labels.get(m, (m.capitalize(), "score"))
+        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=unit))
+        annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
+                                yanchor="bottom", showarrow=False, font=dict(size=14, color="#212121")))
+        layout[_axis("xaxis", i)] = dict(anchor=ya, showticklabels=True, **({"dtick": 1} if len(x) <= 30 else {}),
                                          **({"matches": "x"} if i > 1 else {}),
                                          **({"title": dict(text="Session")} if i == n else {}))
-        annotations.append(dict(text=m.capitalize(), x=0.5, y=domain[1], xref="paper", yref="paper", xanchor="center",
-                                yanchor="bottom", showarrow=False, font=dict(size=16)))
-        color = PATIENT_COLORS.get(m, "#7f7f7f")
-        first = i == 1
-        mean, sd = float(sessions[f"{m}_mean"].iloc[0]), float(sessions[f"{m}_sd"].iloc[0])
-        dev_pts, dev_sd = sessions[f"{m}_within"].to_numpy(), sessions[f"{m}_within_sd"].to_numpy()
-        custom = np.column_stack([dev_pts, dev_sd, sessions[m].to_numpy()])
-        hover = (f"Session %{{x}}<br>{m}: %{{customdata[2]:.2f}}<br>"
-                 "from own mean: %{customdata[0]:+.2f} points (%{customdata[1]:+.2f} own SD)<extra></extra>")
-        if units == "points":
-            if np.isfinite(sd):
-                traces.append(go.Scatter(x=xs + xs[::-1], y=[mean + sd] * len(xs) + [mean - sd] * len(xs),
-                                         fill="toself", fillcolor="rgba(120,120,120,0.15)", line=dict(width=0),
-                                         mode="lines", name="own mean ± 1 own SD", hoverinfo="skip",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-            traces.append(go.Bar(x=x, y=dev_pts, base=mean, name="deviation from own mean", marker_color=color,
-                                 opacity=0.35, customdata=custom, hovertemplate=hover, showlegend=first,
-                                 xaxis=xa, yaxis=ya))
-            traces.append(go.Scatter(x=x, y=[mean] * len(xs), mode="lines", line=dict(color="grey", dash="dash"),
-                                     name="own mean", hoverinfo="skip", showlegend=first, xaxis=xa, yaxis=ya))
-            traces.append(go.Scatter(x=x, y=sessions[m].to_numpy(), mode="lines+markers", line=dict(color=color),
-                                     name=m, customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
-            line = expected.get(m)
-            if line is not None:
-                traces.append(go.Scatter(x=xs + xs[::-1], y=list(line["high"]) + list(line["low"])[::-1],
-                                         fill="toself", fillcolor="rgba(44,160,44,0.12)", line=dict(width=0),
-                                         mode="lines", hoverinfo="skip", name="clinic expected (95% CI)",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-                traces.append(go.Scatter(x=x, y=line["expected"].to_numpy(), mode="lines",
-                                         line=dict(color="#2ca02c", dash="dot"), name="clinic expected",
-                                         hovertemplate="clinic expected %{y:.2f}<extra></extra>",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-            if m == symptom_measure and cutoff is not None:
-                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
-                                   line=dict(color="black", width=1)))
-                annotations.append(dict(text="clinical cut-off", xref=f"{xa} domain", yref=ya, x=0, y=cutoff,
-                                        xanchor="left", yanchor="bottom", showarrow=False))
-            if m == symptom_measure and reliable_change:
-                base = float(sessions[m].iloc[0])
-                shapes.append(dict(type="rect", xref=f"{xa} domain", yref=ya, x0=0, x1=1,
-                                   y0=base - reliable_change, y1=base + reliable_change,
-                                   fillcolor="orange", opacity=0.08, line=dict(width=0), layer="above"))
-                annotations.append(dict(text="no reliable change from session 1", xref=f"{xa} domain", yref=ya,
-                                        x=0, y=base + reliable_change, xanchor="left", yanchor="top",
-                                        showarrow=False))  # at the band's top: the cut-off label sits low
-        else:
-            traces.append(go.Bar(x=x, y=dev_sd, marker_color=color, name=f"{m} deviation (own SD)",
-                                 customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
-            for level in (-1, 1):
-                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=level, y1=level,
-                                   line=dict(color="grey", dash="dot", width=1)))
-        if m == "alliance" and "rupture" in sessions:
-            r = sessions[sessions["rupture"].astype(bool)]
-            if len(r):
-                label = r["repaired"].map({True: "repaired next session", False: "not repaired next session"})
-                label = label.astype(object).where(label.notna(), "no next session yet")
-                yv = r[m] if units == "points" else r[f"{m}_within_sd"]
-                traces.append(go.Scatter(x=r["session"].to_numpy(), y=yv.to_numpy(), mode="markers", name="rupture",
-                                         marker=dict(symbol="x", size=14, color="black"), text=list(label),
-                                         hovertemplate="Rupture in session %{x}: %{text}<extra></extra>",
+        values = sessions[m].to_numpy(float)
+        if m == symptom_measure:
+            sig = None
+            if signal is not None and len(signal):
+                sig = signal.set_index("session").reindex(sessions["session"])
+            if sig is not None and sig["expected"].notna().any():
+                ok = sig["expected"].notna().to_numpy()
+                xs = list(x[ok])
+                lo, hi = sig["lower"].to_numpy()[ok], sig["upper"].to_numpy()[ok]
+                traces.append(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
+                                         fillcolor="rgba(21,101,192,0.10)", line=dict(width=0), mode="lines",
+                                         name=band_label, hoverinfo="skip", xaxis=xa, yaxis=ya))
+                # the expected course starts where the patient started
+                start = sig["observed"].to_numpy()[0] if not ok[0] else None
+                ex_x = ([x[0]] if start is not None and np.isfinite(start) else []) + xs
+                ex_y = ([start] if start is not None and np.isfinite(start) else []) + list(sig["expected"].to_numpy()[ok])
+                traces.append(go.Scatter(x=ex_x, y=ex_y, mode="lines", line=dict(color=EXPECTED_COLOR, dash="dash", width=2),
+                                         name="expected course from this starting point",
+                                         hovertemplate="expected %{y:.1f}<extra></extra>", xaxis=xa, yaxis=ya))
+                traces.append(go.Scatter(x=xs, y=sig["at_risk_bound"].to_numpy()[ok], mode="lines",
+                                         line=dict(color=STATUS_STYLE["at_risk"][1], dash="dot", width=1.5),
+                                         name="at-risk bound", hovertemplate="at-risk bound %{y:.1f}<extra></extra>",
                                          xaxis=xa, yaxis=ya))
+            traces.append(go.Scatter(x=x, y=values, mode="lines", line=dict(color=PATIENT_COLORS["symptoms"], width=2),
+                                     name=title, hoverinfo="skip", showlegend=False, xaxis=xa, yaxis=ya))
+            status = sig["status"].fillna("unknown").to_numpy() if sig is not None else np.full(len(x), "unknown")
+            reason = sig["reason"].fillna("").to_numpy() if sig is not None else np.full(len(x), "")
+            # the status is written where it changes and at the latest session (the legend, the
+            # marker shapes and the hover say it for every session), so labels do not pile up
+            changes = np.r_[True, status[1:] != status[:-1]]
+            changes[-1] = True
+            for key, (text, color, symbol) in STATUS_STYLE.items():
+                sel = status == key
+                if not sel.any():
+                    continue
+                show_text = status_text
+                words = ["start" if (key == "unknown" and j == 0) else (text if changes[j] else "")
+                         for j in np.flatnonzero(sel)]
+                traces.append(go.Scatter(
+                    x=x[sel], y=values[sel], mode="markers+text" if show_text else "markers",
+                    marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
+                    text=words if show_text else None, textposition="top center",
+                    textfont=dict(color=color, size=11), name=text, customdata=np.asarray(reason[sel], dtype=object),
+                    hovertemplate=f"Session %{{x}}: {m} %{{y:.1f}}<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
+                    xaxis=xa, yaxis=ya))
+            if cutoff is not None:  # a trace, not a shape, so that the axis range includes it
+                traces.append(go.Scatter(x=[x.min(), x.max()], y=[cutoff, cutoff], mode="lines",
+                                         line=dict(color="#212121", width=1), name=f"clinical cut-off ({cutoff:.3g})",
+                                         hovertemplate=f"clinical cut-off {cutoff:.3g}<extra></extra>", xaxis=xa, yaxis=ya))
+        else:
+            color = PATIENT_COLORS.get(m, "#424242")
+            traces.append(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=color, width=2),
+                                     marker=dict(size=7), name=title,
+                                     hovertemplate=f"Session %{{x}}: {m} %{{y:.2f}}<extra></extra>", xaxis=xa, yaxis=ya))
+            mean_col = f"{m}_mean_so_far"
+            if mean_col in sessions:
+                traces.append(go.Scatter(x=x, y=sessions[mean_col].to_numpy(), mode="lines",
+                                         line=dict(color="#616161", dash="dash", width=1.5), name="own mean so far",
+                                         hovertemplate="own mean so far %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+            if m == "alliance" and "rupture_limit" in sessions:
+                traces.append(go.Scatter(x=x, y=sessions["rupture_limit"].to_numpy(), mode="lines",
+                                         line=dict(color="#616161", dash="dot", width=1), name="rupture limit so far",
+                                         hovertemplate="rupture limit %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+            if m == "alliance" and "rupture" in sessions:
+                r = sessions[sessions["rupture"].astype(bool)]
+                if len(r):
+                    label = r["repaired"].map({True: "repaired in the next session", False: "not repaired in the next session"})
+                    label = label.astype(object).where(label.notna(), "no next session yet")
+                    traces.append(go.Scatter(
+                        x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name="rupture",
+                        marker=dict(symbol="x", size=13, color=STATUS_STYLE["not_on_track"][1]),
+                        text=["rupture"] * len(r), textposition="middle right",
+                        textfont=dict(color=STATUS_STYLE["not_on_track"][1], size=11), customdata=list(label),
+                        hovertemplate="Rupture in session %{x}: %{customdata}<extra></extra>", xaxis=xa, yaxis=ya))
     fig = go.Figure(data=traces)
-    fig.update_layout(height=330 * n, hovermode="x unified", barmode="overlay", shapes=shapes,
-                      annotations=annotations, legend=dict(orientation="h", y=-0.08), margin=dict(t=40, b=40),
+    fig.update_layout(height=300 * n + 90, hovermode="closest", shapes=shapes, annotations=annotations,
+                      legend=dict(orientation="h", y=-0.12 if n > 1 else -0.25, x=0, font=dict(size=12)),
+                      margin=dict(t=30, b=40, l=60, r=20), plot_bgcolor="white",
                       **layout)
+    fig.update_xaxes(gridcolor="#e0e0e0", zeroline=False)
+    fig.update_yaxes(gridcolor="#e0e0e0", zeroline=False)
     return fig
 
 

@@ -232,3 +232,26 @@ class DataAccess:
         frame["at"] = pd.to_datetime(frame["at"], utc=True)
         return frame
 
+
+    def clinic_signal_model(self, actor: User, dataset: str, intake: str | None = None):
+        """The early-warning signal's expected course fitted on *every* patient of the data set,
+        whoever asks (so a therapist's expected courses are the clinic's, not her caseload's), and
+        returned without any row: only the model's coefficients, variances and counts
+        (:class:`core.clinical.signal.SignalModel`). Anyone who may see the data set may ask.
+        ``intake``: an extra column with each patient's intake score."""
+        from core.clinical.signal import SignalSettings, fit_signal_model
+
+        o = observations
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            rows = conn.execute(sa.select(o.c.patient, o.c.session, o.c.symptoms, o.c.extra)
+                                .where(o.c.dataset_id == ds.id)).all()
+        frame = pd.DataFrame({"patient": [str(r.patient) for r in rows],
+                              "session": np.array([r.session for r in rows], dtype=float),
+                              "symptoms": np.array([np.nan if r.symptoms is None else r.symptoms for r in rows],
+                                                   dtype=float)})
+        if intake is not None:
+            frame[intake] = pd.Series([json.loads(r.extra).get(intake, "") if r.extra else "" for r in rows],
+                                      dtype=object)
+        return fit_signal_model(frame, SignalSettings(intake=intake))
