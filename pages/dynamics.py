@@ -136,12 +136,15 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
              "early sessions. The numbers equal R's lavaan (missing = \"ml\").")
     labels = [str(x) for x in sorted_study_labels(data["study"].unique())]
     study = labels[0]
-    if len(labels) > 1:
-        study = st.selectbox("Study for the RI-CLPM (one study at a time)", labels, key="ri_study")
+    if len(labels) > 1:  # the study with the most patients first: the one most likely to identify the model
+        sizes = data.groupby(data["study"].astype(str))["patient"].nunique()
+        largest = max(labels, key=lambda label: sizes.get(label, 0))
+        study = st.selectbox("Study for the RI-CLPM (one study at a time)", labels, index=labels.index(largest),
+                             key="ri_study")
     sub = data[data["study"].astype(str) == study]
     sessions = sorted(int(s) for s in pd.to_numeric(sub["session"], errors="coerce").dropna().unique() if s % 1 == 0)
     if len(sessions) < MIN_WAVES:
-        st.info(f"The RI-CLPM needs at least {MIN_WAVES} sessions; this data set has {len(sessions)}.")
+        st.info(f"The RI-CLPM needs at least {MIN_WAVES:d} sessions; this data set has {len(sessions):d}.")
         return
     default = suggested_sessions(sub)
     c = st.columns([3, 2, 2])
@@ -154,16 +157,16 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
                               key="ri_diagram") == "standardized"
     result = riclpm_fit(f"{fingerprint}:{study}", study, int(first), int(last), bool(free),
                         sub[["patient", "session", "alliance", "symptoms"]])
-    if isinstance(result, str):
-        st.error(result)
+    if isinstance(result, str):  # not identified with these options: say why, the user may change them
+        st.warning(md(result))
         return
     f = result.fit
     m = st.columns(3)
     m[0].metric("Patients", result.n_patients, help="Patients with a score in these sessions.")
-    m[1].metric("Sessions", f"{result.first}–{result.last}")
+    m[1].metric("Sessions", f"{result.first:g}–{result.last:g}")
     m[2].metric("Free parameters", f["npar"], help="Including the observed means, as lavaan counts them.")
     m = st.columns(3)
-    m[0].metric(f"χ² (df = {f['df']})", f"{f['chisq']:.2f}",
+    m[0].metric(f"χ² (df = {f['df']:g})", f"{f['chisq']:.2f}",
                 help=f"p = {f['pvalue']:.3g}" if f["pvalue"] is not None else None)
     m[1].metric("CFI", f"{f['cfi']:.3f}")
     m[2].metric("RMSEA", f"{f['rmsea']:.3f}", help=f"90% CI {f['rmsea_ci_low']:.3f} to {f['rmsea_ci_high']:.3f}")
@@ -171,7 +174,7 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
         st.warning(warning)
     st.markdown("**What a cross-lagged effect means here.** " + CROSS_LAGGED_MEANING)
     st.plotly_chart(riclpm_path_diagram(result, standardized=standardized), width="stretch", key="ri_diagram_fig")
-    st.markdown("\n".join(f"- {s}" for s in describe_riclpm(result)))
+    st.markdown("\n".join(f"- {md(s)}" for s in describe_riclpm(result)))
     st.markdown("**Lagged effects** (unstandardized, with lavaan's std.all beside them)")
     st.dataframe(shown(lagged_effects_table(result)), hide_index=True, width="stretch")
     st.markdown("**Beside the lagged multilevel model** (stage 1 above: z-scored, patient-mean-centred, lag to "
@@ -301,7 +304,8 @@ try:
     for (label, direction), row in stage1.set_index(["study", "direction"]).iterrows():
         if row["singular"] or not row["converged"]:
             what = "singular fit (a variance at zero)" if row["singular"] else "the fit did not converge cleanly"
-            st.warning(f"Study {label}, {DIRECTION_TEXT.get(direction, direction)}: {what}. " + " ".join(row["warnings"]))
+            st.warning(f"Study {md(label)}, {DIRECTION_TEXT.get(direction, direction)}: {md(what)}. "
+                       + md(" ".join(row["warnings"])))
     download("Stage 1 table (CSV)", csv_bytes(stage1), file_name="stage1.csv", mime="text/csv", key="stage1_csv")
     if n_studies < 2:
         st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "

@@ -183,7 +183,7 @@ elif result is not None:
     m[2].metric("Conditional R²", f"{custom.r2_conditional:.3f}" if custom.r2_conditional is not None else "—",
                 help="Nakagawa: variance explained by fixed and random effects. None for a singular fit.")
     if custom.aic is not None:
-        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml} parameters, "
+        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml:d} parameters, "
                    f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
     st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
@@ -194,7 +194,7 @@ elif result is not None:
                  width="stretch", key="custom_variance")
     model_messages(custom)
     if len(custom.excluded):
-        with st.expander(f"{len(custom.excluded)} rows left out of this model (a variable it needs is missing)"):
+        with st.expander(f"{len(custom.excluded):,} rows left out of this model (a variable it needs is missing)"):
             st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded")
     csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
 
@@ -239,8 +239,8 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + (" --therapist-level" if therapist else ""))
 st.caption(f"Command line: {code(cli)}")
 if own_formula:
-    st.caption("Your formula on the command line: " + code(
-        f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""))
+    fit_cli = f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""
+    st.caption("Your formula on the command line: " + code(fit_cli))
 download("Download the report (HTML)", key="report_html", mime="text/html",
          file_name="alliance_report.html", what=f"{ds.name}: HTML report",
          data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],

@@ -21,6 +21,7 @@ from ui.clinic import (
     therapist_icc,
 )
 from ui.state import dataset_picker, demo_badge
+from ui.text import md
 
 PANELS_PER_PAGE = 24
 #: Above this many patients the cross-validation (5 refits of every expected course) waits for a click.
@@ -67,7 +68,7 @@ chosen = st.multiselect("Therapists", therapists, key="overview_therapists",
 if chosen:
     table = table[table["therapist"].isin(chosen)]
 counts = table["signal"].value_counts()
-st.markdown(" · ".join(f"**{counts.get(SIGNAL_WORDS[s], 0):,}** {SIGNAL_WORDS[s]}"
+st.markdown(" · ".join(f"**{counts.get(SIGNAL_WORDS[s], 0):,}** {md(SIGNAL_WORDS[s])}"
                        for s in ("not_on_track", "at_risk", "on_track", "unknown")))
 st.caption(f"Order: the early-warning signal of each patient's latest session — not on track (worse than "
            f"{LEVEL_NOT_ON_TRACK:.0%} of patients who started at the same level), then at risk (worse than "
@@ -137,7 +138,7 @@ else:
         else:
             st.dataframe(vt, hide_index=True, width="stretch")
             for sentence in validation["sentences"]:
-                st.markdown(f"- {sentence}")
+                st.markdown(f"- {md(sentence)}")
 
 # ---------------------------------------------------------------- trajectories
 st.subheader("Patient trajectories")

@@ -60,7 +60,7 @@ def test_free_lags_and_a_range_too_short():
     table = _lagged_table(at)
     assert "sessions" in table.columns and len(table) == 12  # 4 effects x 3 session pairs
     at.select_slider(key="ri_sessions").set_value((1, 2)).run()
-    assert any("at least 3 sessions" in e.value for e in at.error)
+    assert any("at least 3 sessions" in e.value for e in at.warning)
 
 
 def test_demo_clinic_fits():

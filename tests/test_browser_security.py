@@ -14,7 +14,6 @@ import http.client
 import socket
 from urllib.parse import urlparse
 
-import pandas as pd
 import pytest
 from browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium, running_app, screenshot
 
