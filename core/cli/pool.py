@@ -1,7 +1,7 @@
 """``python -m core pool``: random-effects meta-analysis of given effects (stage 2 alone)."""
 from __future__ import annotations
 
-from core.errors import InputError
+from core.errors import InputError, some_names
 
 
 def add_parser(sub) -> None:
@@ -26,7 +26,7 @@ def run(args) -> dict:
     raw = read_table(args.data, sheet=args.sheet)
     for col in (args.label, args.estimate, args.se):
         if col not in raw.columns:
-            raise InputError(f"The file has no column '{col}'; its columns are: {', '.join(raw.columns)}.")
+            raise InputError(f"The file has no column '{col}'; its columns are: {some_names(raw.columns)}.")
     frame = raw.frame
     est, est_missing, est_bad = parse_numbers(frame[args.estimate], raw.decimal)
     se, se_missing, se_bad = parse_numbers(frame[args.se], raw.decimal)

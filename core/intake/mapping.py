@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.errors import InputError
+from core.errors import InputError, some_names
 
 #: The roles a column can play. ``patient`` and ``session`` are required, and at least one measure.
 ROLES = ("patient", "therapist", "session", "alliance", "symptoms")
@@ -74,13 +74,13 @@ class ColumnMapping:
         missing = [r for r in ("patient", "session") if not getattr(self, r)]
         if missing:
             raise InputError(f"Choose the column that holds the {' and the '.join(missing)} "
-                             f"(the file's columns are: {', '.join(columns)}).")
+                             f"(the file's columns are: {some_names(columns)}).")
         if not (self.alliance or self.symptoms):
             raise InputError("Choose at least one measure column: alliance or symptoms.")
         for role, col in self.used().items():
             if col not in columns:
                 raise InputError(f"The file has no column '{col}' for the {role}; "
-                                 f"its columns are: {', '.join(columns)}.")
+                                 f"its columns are: {some_names(columns)}.")
         cols = list(self.used().values())
         dup = {c for c in cols if cols.count(c) > 1}
         if dup:
