@@ -1,4 +1,5 @@
 """Reciprocal dynamics: lagged within-patient effects and the two-stage IPD meta-analysis."""
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -171,3 +172,11 @@ try:
         show_pooled(direction, result, "standardized lagged coefficient")
 except (InputError, ModelError) as err:
     st.error(str(err))
+except MemoryError:
+    st.error("The dashboard ran out of memory with these files. Try smaller files (for example one study "
+             "at a time).")
+except Exception as err:  # a bug: logged for the maintainers, one sentence for the user (no traceback)
+    logging.getLogger(__name__).error("Unexpected error on the Reciprocal dynamics page", exc_info=err)
+    st.error(f"The files could not be analysed because of an unexpected error in the dashboard "
+             f"({type(err).__name__}). This is a bug: please report it on the project's issue tracker, "
+             "with the files' layout but not their data.")

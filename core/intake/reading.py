@@ -270,10 +270,26 @@ def _too_wide(source: str, n_fields: int) -> InputError:
                       "split the file, and upload again.")
 
 
-def _check_cell_sizes(cells: pd.DataFrame, source: str, n_bytes: int) -> None:
+def _longest_field_bytes(data: bytes, delimiter: str) -> int:
+    """The longest run of bytes without a delimiter or line break (numpy, in 16 MB windows)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    stops = (ord("\n"), ord("\r"), ord(delimiter))
+    longest, last = 0, -1
+    for start in range(0, len(arr), 2 ** 24):
+        window = arr[start:start + 2 ** 24]
+        pos = np.flatnonzero((window == stops[0]) | (window == stops[1]) | (window == stops[2])) + start
+        if len(pos):
+            longest = max(longest, int(np.diff(pos, prepend=last).max()) - 1)
+            last = int(pos[-1])
+    return max(longest, len(arr) - last - 1)
+
+
+def _check_cell_sizes(cells: pd.DataFrame, source: str, data: bytes, delimiter: str, encoding: str) -> None:
     """Refuse a cell over :data:`~core.intake.limits.MAX_CELL_CHARS` characters, naming it."""
-    if n_bytes <= MAX_CELL_CHARS:  # no cell can be longer than the file
+    if len(data) <= MAX_CELL_CHARS:  # no cell can be longer than the file
         return
+    if encoding != "utf-16" and b'"' not in data and _longest_field_bytes(data, delimiter) <= MAX_CELL_CHARS:
+        return  # without quotes a cell ends at the next delimiter or line break (and bytes >= characters)
     for pos, col in enumerate(cells.columns):
         lengths = cells[col].str.len()
         longest = lengths.max()
@@ -351,7 +367,7 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
     except csv.Error:  # a field over csv's own size limit; the parser below has none
         n_fields = max(ln.count(delimiter) + 1 for ln in lines)
     cells = _parse_csv(data, source, delimiter, n_fields, encoding)
-    _check_cell_sizes(cells, source, len(data))
+    _check_cell_sizes(cells, source, data, delimiter, encoding)
     frame, n_empty = _header_and_body(cells, source, "csv")
     decimal = detect_decimal(frame.drop(columns=ROW), delimiter)
     notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()

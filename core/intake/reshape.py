@@ -43,13 +43,13 @@ def wide_to_long(frame: pd.DataFrame, layout: WideLayout, id_columns: list[str],
     any_value = np.zeros(n * k, dtype=bool)
     for stem, by_session in layout.columns.items():
         cells = np.full((n, k), "", dtype=object)
-        for j, s in enumerate(sessions):
-            col = by_session.get(s)
-            if col:
-                cells[:, j] = frame[col].fillna("").astype(str).to_numpy(dtype=object)
+        present = [(j, by_session[s]) for j, s in enumerate(sessions) if by_session.get(s)]
+        if present:
+            block = frame[[col for _, col in present]].to_numpy(dtype=object, na_value="")
+            cells[:, [j for j, _ in present]] = block
         flat = cells.ravel()
         stems[stem] = flat
-        any_value |= np.frompyfunc(lambda c: bool(c.strip()), 1, 1)(flat).astype(bool)
+        any_value |= np.frompyfunc(lambda c: bool(str(c).strip()), 1, 1)(flat).astype(bool)
     keep_rows = np.flatnonzero(any_value)
     n_columns = 2 + len(id_columns) + len(keep) + len(stems)
     if len(keep_rows) * n_columns > MAX_CELLS:

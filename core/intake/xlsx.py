@@ -42,6 +42,7 @@ from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_ROWS,
 
 _CHUNK = 8 * 2 ** 20  # bytes fed to expat at a time (large: expat rescans an unfinished token per call)
 _ROWS_PER_BLOCK = 65_536  # rows kept as Python lists before they become a compact pandas block
+_COMPACT_ROWS = 1_000  # a block of at least this many rows is stored as compact (Arrow) text
 _MEMO_SIZE = 200_000  # distinct cell texts shared between cells (repeated IDs, scores, labels)
 _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
@@ -518,7 +519,11 @@ class _SheetReader:
                 r.extend([""] * (width - len(r)))
         block = pd.DataFrame(self.pending, columns=range(width), dtype=object) if width else \
             pd.DataFrame(index=range(len(self.pending)))
-        self.blocks.append(block.astype("str") if width else block)
+        if width and len(self.pending) >= _COMPACT_ROWS:
+            # Arrow-backed text takes a fraction of the memory of Python strings; converting costs
+            # a fixed time per column, so a block of few rows (a wide sheet) stays as it is.
+            block = block.astype("str")
+        self.blocks.append(block)
         self.pending = []
 
     def table(self) -> pd.DataFrame:
