@@ -263,33 +263,66 @@ def csv_one_wide_line(folder: Path, n_columns: int = 2_000_000) -> Path:
     return path
 
 
-def xlsx_many_cells(folder: Path, n_rows: int = 1_048_576, n_columns: int = 24) -> Path:
-    """A sheet that fills ``n_rows`` × ``n_columns`` cells with numbers (deflate keeps it small)."""
+class _SheetStream:
+    """A sheet's XML compressed as it is written (for sheets too large to hold in memory)."""
+
+    def __init__(self, level: int = 1):
+        self.comp = zlib.compressobj(level, zlib.DEFLATED, -15)
+        self.chunks: list[bytes] = []
+        self.crc = 0
+        self.size = 0
+
+    def put(self, text: str | bytes, times: int = 1) -> None:
+        b = text.encode() if isinstance(text, str) else text
+        for _ in range(times):
+            self.crc = zlib.crc32(b, self.crc)
+            self.size += len(b)
+            self.chunks.append(self.comp.compress(b))
+
+    def entry(self) -> _Entry:
+        self.chunks.append(self.comp.flush())
+        return _Entry("xl/worksheets/sheet1.xml", b"".join(self.chunks), self.crc, self.size)
+
+
+def xlsx_many_cells(folder: Path, n_rows: int = 1_048_576, n_columns: int = 24,
+                    addresses: bool = True, name: str = "many_cells.xlsx") -> Path:
+    """A sheet that fills ``n_rows`` × ``n_columns`` cells with small numbers; ``addresses=False``
+    leaves out each cell's ``r`` (allowed: cells then follow one another), the densest XML."""
     cols = [_col_letter(i) for i in range(1, n_columns + 1)]
-    head = SHEET_HEAD + '<row r="1">' + "".join(_inline(f"{c}1", name) for c, name in
-                                                 zip(cols, ["patient", "session", "symptoms", *cols[3:]])) + "</row>"
-    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
-    chunks, crc, size = [], 0, 0
-
-    def put(text: str):
-        nonlocal crc, size
-        b = text.encode()
-        crc = zlib.crc32(b, crc)
-        size += len(b)
-        chunks.append(comp.compress(b))
-
-    put(head)
+    sheet = _SheetStream()
+    sheet.put(SHEET_HEAD + '<row r="1">' + "".join(_inline(f"{c}1", h) for c, h in
+                                                   zip(cols, ["patient", "session", "symptoms", *cols[3:]])) + "</row>")
     batch = []
     for r in range(2, n_rows + 1):
-        batch.append(f'<row r="{r}">' + "".join(f'<c r="{c}{r}"><v>{(r * 7 + i) % 97}</v></c>'
-                                               for i, c in enumerate(cols)) + "</row>")
+        if addresses:
+            cells = "".join(f'<c r="{c}{r}"><v>{(r * 7 + i) % 97}</v></c>' for i, c in enumerate(cols))
+            batch.append(f'<row r="{r}">{cells}</row>')
+        else:
+            batch.append("<row>" + "".join(f"<c><v>{(r * 7 + i) % 97}</v></c>" for i in range(n_columns)) + "</row>")
         if len(batch) == 5000:
-            put("".join(batch))
+            sheet.put("".join(batch))
             batch = []
-    put("".join(batch) + SHEET_TAIL)
-    chunks.append(comp.flush())
-    entry = _Entry("xl/worksheets/sheet1.xml", b"".join(chunks), crc, size)
-    return write_xlsx(folder / "many_cells.xlsx", entry)
+    sheet.put("".join(batch) + SHEET_TAIL)
+    return write_xlsx(folder / name, sheet.entry())
+
+
+def xlsx_tiny_elements(folder: Path, mb: int = 250) -> Path:
+    """A sheet of ``mb`` MB of empty elements (``<x/>``) after a small table: the most XML
+    elements per byte."""
+    sheet = _SheetStream()
+    sheet.put(SHEET_HEAD + _header_rows())
+    sheet.put(b"<x/>" * 2 ** 18, times=mb)
+    sheet.put(SHEET_TAIL)
+    return write_xlsx(folder / "tiny_elements.xlsx", sheet.entry())
+
+
+def xlsx_giant_comment(folder: Path, mb: int = 250) -> Path:
+    """A small table followed by one XML comment of ``mb`` MB (one token expat must finish)."""
+    sheet = _SheetStream()
+    sheet.put(SHEET_HEAD + _header_rows() + "<!-- ")
+    sheet.put(b"a" * 2 ** 20, times=mb)
+    sheet.put(" -->" + SHEET_TAIL)
+    return write_xlsx(folder / "giant_comment.xlsx", sheet.entry())
 
 
 def xlsx_long_shared_string(folder: Path, length: int = 1_000_000) -> Path:

@@ -14,7 +14,7 @@ Supported:
   (:mod:`core.intake.xlsx`).
 
 Every file is read within the limits of :mod:`core.intake.limits` (Excel's 1,048,576 rows ×
-16,384 columns, at most 10 million cells, 32,767 characters a cell, 200 MB a file, 256 MB
+16,384 columns, at most 10 million cells, 32,767 characters a cell, 200 MB a file, 128 MB
 unpacked for a workbook), checked before or while the work is done, so that no file can make
 reading take unbounded time or memory; a file over a limit is refused with one plain sentence.
 """

@@ -40,7 +40,9 @@ from core.errors import InputError
 from core.intake import limits
 from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_ROWS, column_letters
 
-_CHUNK = 8 * 2 ** 20  # bytes fed to expat at a time (large: expat rescans an unfinished token per call)
+# Bytes fed to expat at a time. Large, because expat (2.5) scans an unfinished token again from
+# its start at every call: a 250 MB comment fed in 8 MB pieces took 56 s, in 32 MB pieces a few.
+_CHUNK = 32 * 2 ** 20
 _ROWS_PER_BLOCK = 65_536  # rows kept as Python lists before they become a compact pandas block
 _COMPACT_ROWS = 1_000  # a block of at least this many rows is stored as compact (Arrow) text
 _MEMO_SIZE = 200_000  # distinct cell texts shared between cells (repeated IDs, scores, labels)
@@ -313,6 +315,11 @@ def _number_text(v: str) -> str:
 class _SheetReader:
     """expat handlers that collect one sheet's cells as rows of text, within the limits."""
 
+    __slots__ = ("where", "source", "sheet", "shared", "dates", "durations", "date1904", "in_data",
+                 "row_index", "row", "col", "kind", "style", "parts", "n_chars", "collect", "in_is",
+                 "in_rph", "first_row", "last_row", "width", "n_cell_elements", "memo", "numbers",
+                 "blocks", "pending")
+
     def __init__(self, source: str, sheet: str, shared: list[str], dates: set[int],
                  durations: set[int], date1904: bool):
         self.where = f"sheet '{sheet}' of {source}"
@@ -335,6 +342,7 @@ class _SheetReader:
         self.width = 0  # last column holding a value
         self.n_cell_elements = 0
         self.memo: dict[str, str] = {}
+        self.numbers: dict[str, str] = {}  # a number cell's XML text → its text here
         self.blocks: list[pd.DataFrame] = []
         self.pending: list[list[str]] = []
 
@@ -362,10 +370,10 @@ class _SheetReader:
             self.parts = []
             self.n_chars = 0
             self.n_cell_elements += 1
-            if self.n_cell_elements > MAX_CELLS:
+            if self.n_cell_elements > 2 * MAX_CELLS:  # empty or repeated cells cost time too
                 raise InputError(f"{self.source} is too large to read: {self.where} has more than "
-                                 f"{MAX_CELLS:,} cells, the most that are read. Split the file and "
-                                 "upload again.")
+                                 f"{2 * MAX_CELLS:,} cell entries (empty or not), far more than the "
+                                 f"{MAX_CELLS:,} cells that are read. Split the file and upload again.")
         elif name == "v":
             self.collect = True
         elif name == "t":
@@ -437,7 +445,14 @@ class _SheetReader:
         v = "".join(self.parts) if len(self.parts) > 1 else self.parts[0]
         kind = self.kind
         if kind == "n":
-            text = self._number(v) if v else ""
+            if self.style and self.style in self.dates:
+                text = self._date(v) if v else ""
+            else:
+                text = self.numbers.get(v)
+                if text is None:
+                    text = _number_text(v)
+                    if len(self.numbers) < _MEMO_SIZE:
+                        self.numbers[v] = text
         elif kind == "s":
             try:
                 text = self.shared[int(v)]
@@ -467,17 +482,16 @@ class _SheetReader:
             row.extend([""] * (col - len(row)))
         row[col - 1] = text
 
-    def _number(self, v: str) -> str:
-        if self.style and self.style in self.dates:
-            from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
+    def _date(self, v: str) -> str:
+        """A number in a date or duration format, as openpyxl converts it, in ISO 8601."""
+        from openpyxl.utils.datetime import CALENDAR_MAC_1904, CALENDAR_WINDOWS_1900, from_excel
 
-            try:
-                value = from_excel(float(v), CALENDAR_MAC_1904 if self.date1904 else CALENDAR_WINDOWS_1900,
-                                   timedelta=self.style in self.durations)
-            except (ValueError, OverflowError):
-                return v
-            return value.isoformat() if hasattr(value, "isoformat") else str(value)
-        return _number_text(v)
+        try:
+            value = from_excel(float(v), CALENDAR_MAC_1904 if self.date1904 else CALENDAR_WINDOWS_1900,
+                               timedelta=self.style in self.durations)
+        except (ValueError, OverflowError):
+            return v
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
     @staticmethod
     def _iso_date(v: str) -> str:
