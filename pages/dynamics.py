@@ -5,7 +5,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.errors import InputError, ModelError
+from core.errors import InputError, ModelError, some_names
 from core.intake.dataset import data_fingerprint
 from core.intake.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
 from core.intake.reading import read_table
@@ -111,7 +111,7 @@ try:
         ok = e.notna() & s.gt(0)
         if (~ok).any():
             st.warning("Rows left out (estimate not a number or SE not positive): " +
-                       ", ".join(str(r) for r in raw.frame.loc[~ok, "row"]))
+                       some_names(raw.frame.loc[~ok, "row"], limit=20))
         result = pool_effects(e[ok].to_numpy(), s[ok].to_numpy(), labels=raw.frame.loc[ok, label].tolist(),
                               method=method, knapp_hartung=kh)
         show_pooled("pooled", result, est)

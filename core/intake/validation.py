@@ -401,6 +401,8 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
 
 
 STUDY = "study"
+#: The most studies one file may hold: each is validated and fitted on its own.
+MAX_STUDIES = 200
 
 
 def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *,
@@ -417,6 +419,10 @@ def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *
                          f"its columns are: {some_names(raw.columns)}.")
     labels = raw.frame[study_column].astype(str).str.strip()
     missing = labels.str.lower().isin(MISSING_TEXTS)
+    n_studies = labels[~missing].nunique()
+    if n_studies > MAX_STUDIES:  # each study is validated and fitted on its own
+        raise InputError(f"{raw.source} names {n_studies:,} different studies in column '{study_column}'; "
+                         f"at most {MAX_STUDIES:,} are pooled. Check that this column names the study.")
     parts = {}
     for label, frame in raw.frame.loc[~missing].groupby(labels[~missing], sort=True):
         try:
