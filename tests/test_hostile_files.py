@@ -116,7 +116,7 @@ def test_ten_megabytes_unpacking_to_2_7_gigabytes_is_refused_before_unpacking(fo
     path = hostile.xlsx_bomb(folder)
     assert path.stat().st_size < 11 * 2 ** 20
     run = analyze(path, *ROLES)
-    assert_refused(run, "unpacks to 2,700 MB", "256 MB")
+    assert_refused(run, "unpacks to 2,700 MB", "128 MB")
     assert run.seconds < 30
 
 
