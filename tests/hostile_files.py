@@ -325,6 +325,18 @@ def xlsx_giant_comment(folder: Path, mb: int = 250) -> Path:
     return write_xlsx(folder / "giant_comment.xlsx", sheet.entry())
 
 
+def csv_long_headers(folder: Path, n_columns: int = 300, length: int = 30_000) -> Path:
+    """A valid long table plus ``n_columns`` columns whose headers are ``length`` letters (or
+    digits) long: header matching must not take time that grows faster than their length."""
+    long = [("a" if i % 2 else "1") * length + str(i) if i % 3 else "b" * length for i in range(n_columns)]
+    lines = [",".join(["patient", "session", "symptoms", *long])]
+    for i in range(12):
+        lines.append(",".join([f"P{i // 4 + 1}", str(i % 4 + 1), str(60 + i), *("" for _ in long)]))
+    path = folder / "long_headers.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def xlsx_long_shared_string(folder: Path, length: int = 1_000_000) -> Path:
     """A valid table whose first note is a shared string of ``length`` characters."""
     sheet = (SHEET_HEAD + _header_rows("note")

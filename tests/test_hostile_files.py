@@ -195,6 +195,19 @@ def test_other_hostile_files_are_refused_in_one_sentence(folder, make, words):
     assert_refused(analyze(make(folder), *ROLES), *words)
 
 
+def test_long_headers_are_read_and_analysed(folder):
+    run = analyze(hostile.csv_long_headers(folder), *ROLES, "--out", folder / "headers.json")
+    assert run.returncode == 0, run.stderr
+    assert_bounded(run)
+
+
+def test_upload_page_long_headers_in_bounded_time(folder, fresh_cache):
+    start = time.monotonic()
+    at = upload(hostile.csv_long_headers(folder))
+    assert not at.error and {m.label: m.value for m in at.metric}["Rows used"] == "12"
+    assert time.monotonic() - start < SECONDS
+
+
 def test_a_device_is_not_read(folder):
     assert_refused(analyze("/dev/zero", *ROLES), "not a regular file")
 

@@ -268,3 +268,63 @@ def test_some_names_keeps_messages_short():
     text = some_names([f"column {i}" for i in range(16_384)])
     assert text.endswith("… (16,384 in all)") and len(text) < 200
     assert len(some_names(["x" * 32_767])) == 40
+
+
+def test_encrypted_or_old_excel_is_named():
+    with pytest.raises(InputError, match="password-protected workbook or an old Excel 97-2003 file"):
+        read_table(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), filename="x.xlsx")
+
+
+# ------------------------------------------------------------------------------ values and models
+
+def test_sessions_beyond_the_limit_are_left_out_with_a_reason():
+    from core.intake.mapping import ColumnMapping
+    from core.intake.validation import validate_table
+
+    raw = read_table(b"patient,session,oq\nA,1,3\nA,2,4\nA,1e7,5\nA,1e309,6\n", filename="x.csv")
+    v = validate_table(raw, ColumnMapping(patient="patient", session="session", symptoms="oq"))
+    assert v.excluded_records() == [
+        {"row": 4, "reason": "session 1e7 is beyond ±1,000,000, larger than a session number can be"},
+        {"row": 5, "reason": "session 1e309 is beyond ±1,000,000, larger than a session number can be"}]
+
+
+@pytest.mark.parametrize("ranges, words", [({"symptoms": (float("inf"), 5)}, "not a range of finite"),
+                                           ({"symptoms": (5, float("nan"))}, "not a range of finite"),
+                                           ({"symptoms": (5, 5)}, "minimum not below its maximum"),
+                                           ({"symptoms": (7, 1)}, "minimum not below its maximum")])
+def test_ranges_must_be_finite_with_min_below_max(ranges, words):
+    from core.intake.mapping import ColumnMapping
+    from core.intake.validation import validate_table
+
+    raw = read_table(b"patient,session,oq\nA,1,3\nA,2,4\n", filename="x.csv")
+    with pytest.raises(InputError, match=words) as err:
+        validate_table(raw, ColumnMapping(patient="patient", session="session", symptoms="oq"), ranges=ranges)
+    plain(err.value)
+
+
+def test_too_many_studies_in_one_file(monkeypatch):
+    from core.intake import validation
+    from core.intake.mapping import ColumnMapping
+
+    monkeypatch.setattr(validation, "MAX_STUDIES", 3)
+    rows = "".join(f"S{i},P{i},1,3,4\n" for i in range(4))
+    raw = read_table(("study,patient,session,alliance,oq\n" + rows).encode(), filename="x.csv")
+    with pytest.raises(InputError, match="names 4 different studies in column 'study'; at most 3"):
+        validation.validate_studies(raw, ColumnMapping(patient="patient", session="session", alliance="alliance",
+                                                       symptoms="oq"), "study")
+
+
+def test_models_refuse_values_too_large_for_their_arithmetic_in_plain_words():
+    import numpy as np
+
+    from core.stats.models import fit_ladder
+
+    rng = np.random.default_rng(1)
+    data = pd.DataFrame({"patient": np.repeat([f"P{i}" for i in range(10)], 4),
+                         "session": np.tile([1, 2, 3, 4], 10),
+                         "symptoms": rng.normal(50, 5, 40), "alliance": rng.normal(5, 1, 40)})
+    data.loc[3, "symptoms"] = 1e300  # validation leaves such values out; the model checks again
+    ladder = fit_ladder(data)
+    assert not ladder.models
+    for message in ladder.errors.values():
+        assert "too large to fit a model" in message and "theta" not in message, message

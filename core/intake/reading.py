@@ -24,6 +24,7 @@ import codecs
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -317,7 +318,9 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
                 engine="c", quotechar='"', encoding=encoding,
                 chunksize=max(1_000, 1_000_000 // n_fields),
             )
-            with reader:
+            with reader, warnings.catch_warnings():
+                # Lines shorter than the widest line are padded with empty cells, as intended.
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
                 for piece in reader:
                     n_rows += len(piece)
                     if n_rows > MAX_ROWS or n_rows * n_fields > MAX_CELLS:

@@ -50,7 +50,9 @@ MISSING_CODES = (-999.0, -99.0, -9.0, 99.0, 999.0)
 LARGEST_VALUE = 1e6
 
 _SESSION_LABEL = r"^\s*[A-Za-zÀ-ÿ.#º°:_\- ]{0,20}?(\d+)\s*$"
-_PLAIN_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# Unambiguous (linear time in any regex engine): "\d+\.?\d*" backtracks quadratically on a
+# long run of digits without a match (32,000 digits and an "x": 44 s in Python's re).
+_PLAIN_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 @dataclass(frozen=True)

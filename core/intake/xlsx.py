@@ -31,6 +31,7 @@ import posixpath
 import re
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from xml.parsers import expat
 
@@ -87,6 +88,10 @@ class _Archive:
         self.source = source
         directory = _zip_directory_size(data)
         if directory is None:
+            if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":  # an OLE2 container, not a ZIP
+                raise InputError(f"{source} is a password-protected workbook or an old Excel 97-2003 "
+                                 "file. Open it in Excel or LibreOffice, remove the password, and save "
+                                 "it as .xlsx or CSV.")
             raise _damaged(source)
         if directory > limits.MAX_ZIP_DIRECTORY_BYTES:
             raise InputError(f"{source} has far more parts than an Excel workbook (its ZIP directory "
@@ -162,11 +167,10 @@ class _Archive:
                         break
                     parser.Parse(chunk, False)
                 parser.Parse(b"", True)
-        except InputError:
-            raise
-        except MemoryError:
-            raise
-        except Exception:  # expat, zlib, CRC or unsupported-compression errors: a damaged part
+        except (expat.ExpatError, zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError,
+                RuntimeError, NotImplementedError, struct.error):
+            # Malformed XML, a broken or lying deflate stream (CRC), an encrypted or unsupported
+            # compression: a damaged part.
             raise _damaged(self.source) from None
 
 
