@@ -168,6 +168,14 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _short(text: pd.Series, width: int = 40) -> pd.Series:
+    """Cell texts for a reason, cut to ``width`` characters (a cell may hold 32,767)."""
+    long = text.str.len() > width
+    if long.any():
+        text = text.where(~long, text.str.slice(0, width - 1) + "…")
+    return text
+
+
 def _beyond_float(text: pd.Series) -> pd.Series:
     """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``)."""
     out = pd.Series(False, index=text.index)
@@ -244,9 +252,9 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     bad_session = session.isna() & ~session_missing
     huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
     bad_session &= ~huge_session
-    reasons.add(bad_session, "session '" + raw_session[bad_session] + "' is not a session number",
+    reasons.add(bad_session, "session '" + _short(raw_session[bad_session]) + "' is not a session number",
                 kind="session is not a session number")
-    reasons.add(huge_session, "session " + raw_session[huge_session] + f" is beyond ±{LARGEST_VALUE:,.0f}, "
+    reasons.add(huge_session, "session " + _short(raw_session[huge_session]) + f" is beyond ±{LARGEST_VALUE:,.0f}, "
                 "larger than a session number can be", kind=f"session beyond ±{LARGEST_VALUE:,.0f}")
     out["session"] = session.where(~huge_session)
 
@@ -264,9 +272,9 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         reasons.add(missing, f"{measure} missing")
         huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
         non_numeric = non_numeric & ~huge
-        reasons.add(non_numeric, f"{measure} '" + raw[non_numeric] + "' is not a number",
+        reasons.add(non_numeric, f"{measure} '" + _short(raw[non_numeric]) + "' is not a number",
                     kind=f"{measure} is not a number")
-        reasons.add(huge, f"{measure} " + raw[huge] + f" is beyond ±{LARGEST_VALUE:,.0f}, larger than any "
+        reasons.add(huge, f"{measure} " + _short(raw[huge]) + f" is beyond ±{LARGEST_VALUE:,.0f}, larger than any "
                     "score can be", kind=f"{measure} beyond ±{LARGEST_VALUE:,.0f}")
         values = values.where(~huge)
         lo, hi = ranges.get(measure, (None, None))
