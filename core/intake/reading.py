@@ -42,6 +42,7 @@ _DELIMITERS = [",", ";", "\t", "|"]
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+\s*$")
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+_WIDE_TABLE = 1_000  # columns beyond which a table is kept as one block of Python strings
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,11 @@ def _clean_headers(columns) -> list[str]:
 
 def _finish(frame: pd.DataFrame, first_data_row: int) -> tuple[pd.DataFrame, int]:
     """Add spreadsheet row numbers, drop rows that are completely empty; return the count dropped."""
+    if frame.shape[1] > _WIDE_TABLE:
+        # Many short columns: one block of Python strings. Each Arrow-backed column costs a fixed
+        # time in every pandas operation (and in pickling for the dashboard's cache), which for
+        # 16,384 columns took longer than the data; one block costs per cell, not per column.
+        frame = pd.DataFrame(frame.to_numpy(dtype=object), columns=frame.columns, dtype=object)
     frame = frame.fillna("")
     frame.insert(0, ROW, range(first_data_row, first_data_row + len(frame)))
     # A row is empty when every cell is blank; only rows blank so far are checked further, so
@@ -314,7 +320,8 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
             # encoding found above (faster than re-encoding the text).
             reader = pd.read_csv(
                 io.BytesIO(data), sep=delimiter, header=None, names=list(range(n_fields)),
-                index_col=False, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                index_col=False, dtype=object if n_fields > _WIDE_TABLE else str,
+                keep_default_na=False, skip_blank_lines=False,
                 engine="c", quotechar='"', encoding=encoding,
                 chunksize=max(1_000, 1_000_000 // n_fields),
             )

@@ -303,9 +303,12 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     # All at once: adding columns one by one costs time quadratic in their number.
     used = set(mapping.used().values())
     taken = set(out.columns) | set(ROLES)
-    others = {(col if col not in taken else f"{col} (file)"): frame[col].values
-              for col in columns if col not in used}
-    if others:
+    kept = [col for col in columns if col not in used]
+    names = [col if col not in taken else f"{col} (file)" for col in kept]
+    if kept and len(set(names)) == len(names):  # one selection keeps a wide table's single block
+        out = pd.concat([out, frame[kept].set_axis(names, axis=1)], axis=1)
+    elif kept:
+        others = {name: frame[col].values for name, col in zip(names, kept)}
         out = pd.concat([out, pd.DataFrame(others, index=out.index)], axis=1)
 
     _duplicate_reasons(out, reasons, notes)

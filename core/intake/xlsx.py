@@ -519,7 +519,7 @@ class _SheetReader:
             raise InputError(limits.too_large(
                 self.source, n_rows, self.width,
                 f" (rows {self.first_row:,} to {index:,}, columns A to {column_letters(self.width)}, of "
-                f"{self.where})"))
+                f"sheet '{self.sheet}')"))
         gap = index - self.last_row - 1 if self.last_row else 0
         if gap:
             self.pending.extend([] for _ in range(gap))
