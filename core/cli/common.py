@@ -62,6 +62,18 @@ def validated_from_args(args):
     from core.intake.validation import validate_table
 
     raw = read_table(args.data, sheet=args.sheet)
+    if args.patient in raw.columns and args.session not in raw.columns:
+        from core.errors import some_names
+        from core.intake.mapping import detect_wide_layout
+
+        layout = detect_wide_layout(raw.columns)
+        if layout is not None:
+            sessions = sorted({s for by_session in layout.columns.values() for s in by_session})
+            raise InputError(
+                f"{args.data} looks like a wide file (one row per patient, with {some_names(layout.columns, 3)} "
+                f"repeated over {len(sessions):,} session columns) and has no column '{args.session}'. The command "
+                "line reads one row per patient and session: reshape the file to long, or use the "
+                "dashboard's Upload page, which reads wide files.")
     mapping = ColumnMapping(patient=args.patient, session=args.session, symptoms=args.symptoms,
                             alliance=getattr(args, "alliance", None),
                             therapist=getattr(args, "therapist", None))

@@ -20,12 +20,11 @@ models' arithmetic). A valid range must be finite with its minimum below its max
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-
-import math
 
 from core.errors import InputError, some_names
 from core.intake.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
