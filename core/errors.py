@@ -11,3 +11,19 @@ class InputError(ValueError):
 
 class ModelError(RuntimeError):
     """A model cannot be fitted on this data (e.g. one session per patient); message is plain words."""
+
+
+def some_names(names, limit: int = 8, width: int = 40) -> str:
+    """Names for a message, kept short: at most ``limit`` names of at most ``width`` characters.
+
+    >>> some_names(["patient", "session", "oq"])
+    'patient, session, oq'
+    >>> some_names([f"oq_s{i}" for i in range(1, 10001)], limit=3)
+    'oq_s1, oq_s2, oq_s3 … (10,000 in all)'
+    """
+    names = [str(n) for n in names]
+    shown = [n if len(n) <= width else n[: width - 1] + "…" for n in names[:limit]]
+    text = ", ".join(shown)
+    if len(names) > limit:
+        text += f" … ({len(names):,} in all)"
+    return text

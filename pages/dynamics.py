@@ -1,10 +1,11 @@
 """Reciprocal dynamics: lagged within-patient effects and the two-stage IPD meta-analysis."""
+import logging
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from core.errors import InputError, ModelError
+from core.errors import InputError, ModelError, some_names
 from core.intake.dataset import data_fingerprint
 from core.intake.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
 from core.intake.reading import read_table
@@ -250,7 +251,7 @@ try:
         ok = e.notna() & s.gt(0)
         if (~ok).any():
             st.warning("Rows left out (estimate not a number or SE not positive): " +
-                       ", ".join(str(r) for r in raw.frame.loc[~ok, "row"]))
+                       some_names(raw.frame.loc[~ok, "row"], limit=20))
         result = pool_effects(e[ok].to_numpy(), s[ok].to_numpy(), labels=raw.frame.loc[ok, label].tolist(),
                               method=method, knapp_hartung=kh)
         show_pooled("pooled", result, est)
@@ -317,3 +318,11 @@ try:
     show_riclpm(data, fingerprint, stage1, validated.excluded)
 except (InputError, ModelError) as err:
     st.error(md(err))
+except MemoryError:
+    st.error("The dashboard ran out of memory with these files. Try smaller files (for example one study "
+             "at a time).")
+except Exception as err:  # a bug: logged for the maintainers, one sentence for the user (no traceback)
+    logging.getLogger(__name__).error("Unexpected error on the Reciprocal dynamics page", exc_info=err)
+    st.error(f"The files could not be analysed because of an unexpected error in the dashboard "
+             f"({type(err).__name__}). This is a bug: please report it on the project's issue tracker, "
+             "with the files' layout but not their data.")

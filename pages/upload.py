@@ -1,9 +1,10 @@
 """Upload data: read a spreadsheet, map its columns, validate, and use it."""
+import logging
 from dataclasses import replace
 
 import streamlit as st
 
-from core.errors import InputError
+from core.errors import InputError, some_names
 from core.intake.dataset import Dataset
 from core.intake.instruments import (
     ItemScoring,
@@ -31,6 +32,30 @@ from ui.state import dataset_picker, set_active
 from ui.text import md
 
 NONE = "— not in the file —"
+LOG = logging.getLogger(__name__)
+
+
+def refuse(err: BaseException, name: str) -> None:
+    """Say in one plain sentence why the file cannot be used (never a traceback), and stop."""
+    if isinstance(err, InputError):
+        st.error(str(err))
+    elif isinstance(err, MemoryError):
+        st.error(f"{name} could not be read: the dashboard ran out of memory. Try a smaller file "
+                 "(for example one year or one study at a time).")
+    else:  # a bug: logged for the maintainers, one sentence for the user
+        LOG.error("Unexpected error while reading %s", name, exc_info=err)
+        st.error(f"{name} could not be read because of an unexpected error in the dashboard "
+                 f"({type(err).__name__}). This is a bug: please report it on the project's issue "
+                 "tracker, with the file's layout but not its data.")
+    st.stop()
+
+
+def sessions_text(sessions) -> str:
+    """``1, 2, 3`` or, for many, ``1 to 10000 (10,000 sessions)``."""
+    sessions = sorted(sessions)
+    if len(sessions) <= 12:
+        return ", ".join(str(s) for s in sessions)
+    return f"{sessions[0]} to {sessions[-1]} ({len(sessions):,} sessions)"
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -39,8 +64,8 @@ def read_upload(data: bytes, name: str, sheet: str | None):
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def sheets_of(data: bytes):
-    return excel_sheet_names(data)
+def sheets_of(data: bytes, name: str):
+    return excel_sheet_names(data, name)
 
 
 @st.cache_data(show_spinner="Scoring items …", max_entries=8)
@@ -78,12 +103,11 @@ payload = upload.getvalue()
 try:
     sheet = None
     if upload.name.lower().endswith((".xlsx", ".xlsm")):
-        names = sheets_of(payload)
+        names = sheets_of(payload, upload.name)
         sheet = st.selectbox("Sheet", names, key="upload_sheet") if len(names) > 1 else names[0]
     raw = read_upload(payload, upload.name, sheet)
-except InputError as err:
-    st.error(str(err))
-    st.stop()
+except Exception as err:  # InputError: a plain sentence; anything else: see refuse()
+    refuse(err, upload.name)
 
 how = f"{len(raw.frame):,} rows, {len(raw.columns)} columns"
 if raw.kind == "csv":
@@ -146,6 +170,8 @@ if layout is None:
             except InputError as err:
                 st.error(str(err))
                 continue
+            except Exception as err:
+                refuse(err, upload.name)
             result = results[measure]
             specs.append(spec)
             alpha = result.alpha.get("total")
@@ -178,8 +204,8 @@ for col, role in zip(cols, ROLES):
 wide = None
 if layout is not None:
     stems = list(layout.columns)
-    st.info(f"This looks like a **wide** file: repeated columns for {md(', '.join(stems))} over sessions "
-            f"{', '.join(str(s) for s in sorted({s for v in layout.columns.values() for s in v}))}. "
+    st.info(f"This looks like a **wide** file: repeated columns for {md(some_names(stems))} over sessions "
+            f"{sessions_text({s for v in layout.columns.values() for s in v})}. "
             "The session number is taken from each column name.")
     measures = {}
     wcols = st.columns(2)
@@ -220,9 +246,8 @@ for measure, spec in scored.items():
 mapping = ColumnMapping(**chosen)
 try:
     validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide, tuple(specs))
-except InputError as err:
-    st.error(str(err))
-    st.stop()
+except Exception as err:
+    refuse(err, upload.name)
 
 # ---------------------------------------------------------------- report
 st.subheader("3. Validation report")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -21,8 +23,10 @@ def add_role_flags(parser: argparse.ArgumentParser, *, optional=("alliance", "th
     for role in optional:
         parser.add_argument(f"--{role}", help=f"column with the {role} " + ("score" if role == "alliance" else "ID"))
     if ranges:
-        parser.add_argument("--alliance-range", help="valid range MIN,MAX; values outside are left out")
-        parser.add_argument("--symptoms-range", help="valid range MIN,MAX; values outside are left out")
+        parser.add_argument("--alliance-range", help="valid range MIN,MAX (finite, MIN below MAX; a negative "
+                            "MIN as --alliance-range=-3,3); values outside are left out")
+        parser.add_argument("--symptoms-range", help="valid range MIN,MAX (finite, MIN below MAX); values "
+                            "outside are left out")
     parser.add_argument("--sheet", help="Excel sheet (default: the first)")
     if out:
         parser.add_argument("--out", help="where to write the report (default: standard output)")
@@ -37,8 +41,11 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
             else (float(x) for x in text.split(";" if ";" in text else ":"))
     except ValueError:
         raise InputError(f"The range '{text}' is not of the form MIN,MAX (for example 1,7).") from None
-    if lo > hi:
-        raise InputError(f"The range '{text}' has its minimum above its maximum.")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"The range '{text}' is not two finite numbers; give MIN,MAX (for example 1,7).")
+    if not lo < hi:
+        raise InputError(f"The range '{text}' has its minimum not below its maximum; give MIN,MAX with "
+                         "MIN below MAX (for example 1,7).")
     return lo, hi
 
 
@@ -55,16 +62,56 @@ def validated_from_args(args):
     from core.intake.validation import validate_table
 
     raw = read_table(args.data, sheet=args.sheet)
+    if args.patient in raw.columns and args.session not in raw.columns:
+        from core.errors import some_names
+        from core.intake.mapping import detect_wide_layout
+
+        layout = detect_wide_layout(raw.columns)
+        if layout is not None:
+            sessions = sorted({s for by_session in layout.columns.values() for s in by_session})
+            raise InputError(
+                f"{args.data} looks like a wide file (one row per patient, with {some_names(layout.columns, 3)} "
+                f"repeated over {len(sessions):,} session columns) and has no column '{args.session}'. The command "
+                "line reads one row per patient and session: reshape the file to long, or use the "
+                "dashboard's Upload page, which reads wide files.")
     mapping = ColumnMapping(patient=args.patient, session=args.session, symptoms=args.symptoms,
                             alliance=getattr(args, "alliance", None),
                             therapist=getattr(args, "therapist", None))
     return validate_table(raw, mapping, ranges=measure_ranges(args))
 
 
+def check_arguments(args) -> None:
+    """Refuse, before any work, ranges that are not finite with MIN below MAX and an ``--out``
+    that cannot be written."""
+    if hasattr(args, "alliance_range") or hasattr(args, "symptoms_range"):
+        for name in ("alliance_range", "symptoms_range"):
+            parse_range(getattr(args, name, None))
+    check_out_path(getattr(args, "out", None))
+
+
+def check_out_path(out: str | None) -> None:
+    """Refuse, before any work, an ``--out`` that cannot be written: a folder, or a file in a
+    folder that does not exist or cannot be written to."""
+    if not out:
+        return
+    path = Path(out)
+    if path.is_dir():
+        raise InputError(f"--out {out} is a folder; give a file name, for example {path / 'report.json'}.")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"The folder {folder} for --out {out} does not exist; create it or choose another path.")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"The folder {folder} for --out {out} cannot be written to; choose another path.")
+
+
 def write_report(report: dict | str, out: str | None) -> None:
     """JSON (or text) to ``out``, or to standard output."""
     text = report if isinstance(report, str) else json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False)
     if out:
-        Path(out).write_text(text + "\n", encoding="utf-8")
+        try:
+            Path(out).write_text(text + "\n", encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"The report could not be written to {out} "
+                             f"({err.strerror or type(err).__name__}); choose another path.") from None
     else:
         sys.stdout.write(text + "\n")

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.errors import InputError
+from core.errors import InputError, some_names
 
 #: The roles a column can play. ``patient`` and ``session`` are required, and at least one measure.
 ROLES = ("patient", "therapist", "session", "alliance", "symptoms")
@@ -74,13 +74,13 @@ class ColumnMapping:
         missing = [r for r in ("patient", "session") if not getattr(self, r)]
         if missing:
             raise InputError(f"Choose the column that holds the {' and the '.join(missing)} "
-                             f"(the file's columns are: {', '.join(columns)}).")
+                             f"(the file's columns are: {some_names(columns)}).")
         if not (self.alliance or self.symptoms):
             raise InputError("Choose at least one measure column: alliance or symptoms.")
         for role, col in self.used().items():
             if col not in columns:
                 raise InputError(f"The file has no column '{col}' for the {role}; "
-                                 f"its columns are: {', '.join(columns)}.")
+                                 f"its columns are: {some_names(columns)}.")
         cols = list(self.used().values())
         dup = {c for c in cols if cols.count(c) > 1}
         if dup:
@@ -117,7 +117,9 @@ def propose_mapping(columns: list[str]) -> ColumnMapping:
     more specific synonym wins (``paciente`` over ``id``), then the leftmost column. Roles are
     assigned in the order of :data:`ROLES`.
     """
-    normalised = {c: normalise_header(c) for c in columns}
+    # Only a header's start is compared (synonyms are short): 16,384 headers of 32,767 characters
+    # would otherwise take minutes on every rerun of the Upload page.
+    normalised = {c: normalise_header(c[:_MAX_WIDE_NAME]) for c in columns}
     taken: set[str] = set()
     chosen: dict[str, str | None] = {}
     candidates = []
@@ -142,23 +144,49 @@ _SESSION_TOKEN = re.compile(
     r"^(?:s|ses|sess|session|sesion|t|time|w|wave|v|visit|visita|occ|ola)?(\d+)"
     r"(?:m|mo|month|months|mes|meses|w|wk|week|weeks|semana|semanas|d|day|days)?$"
 )
-_SPLIT = re.compile(r"^(?P<stem>.*?[A-Za-z][A-Za-z0-9]*?)[._\- ]*(?P<token>(?:[A-Za-z]*\d+[A-Za-z]*|pre|post|baseline|base|intake|bl|end|final|inicio|fin|alta))$", re.I)
-
-
+_TOKEN = re.compile(r"[A-Za-z]*\d+[A-Za-z]*|pre|post|baseline|base|intake|bl|end|final|inicio|fin|alta", re.I)
+_SEPARATORS = "._- "
 _TRAILING_NUMBER = re.compile(r"^(?P<stem>.*[A-Za-z])[._\- ]*(?P<token>\d+)$")
+#: A wide column's name is short (``ans_s12``, ``bdi.pre``); longer headers are not looked at, so
+#: that a file of long headers costs no more than a file of short ones.
+_MAX_WIDE_NAME = 64
+
+
+def _stem_ok(stem: str) -> bool:
+    """A stem ends in letters and digits, at least one of them a letter (``ans``, ``oq45``)."""
+    run = len(stem) - len(stem.rstrip("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+    return any(ch.isascii() and ch.isalpha() for ch in stem[len(stem) - run:]) if run else False
+
+
+def _split_token(name: str) -> tuple[str, str] | None:
+    """The shortest stem and the token after it (separators between): ``'ans_s3'`` → ``('ans', 's3')``.
+
+    The same split as the former pattern ``^(.*?[A-Za-z][A-Za-z0-9]*?)[separators]*(token)$``
+    (a lazy stem), found by trying each start of the token in turn, each try linear; the pattern
+    itself backtracked in cubic time on a long name without a token (3,000 letters: 4 minutes).
+    """
+    for j in range(1, len(name)):
+        if name[j] in _SEPARATORS or not _TOKEN.fullmatch(name, j):
+            continue
+        stem = name[:j].rstrip(_SEPARATORS)
+        if stem and _stem_ok(stem):
+            return stem, name[j:]
+    return None
 
 
 def _split_wide_column(col: str) -> tuple[str, str] | None:
     """``'ans_s3'`` → ``('ans', 's3')``, ``'bdi.pre'`` → ``('bdi', 'pre')``, ``'ans3'`` → ``('ans', '3')``.
 
-    None when the name does not end in a session token.
+    None when the name does not end in a session token (or is longer than a wide column's name).
     """
     name = col.strip()
-    m = _SPLIT.match(name)
-    if m:
-        token = m.group("token")
+    if len(name) > _MAX_WIDE_NAME:
+        return None
+    split = _split_token(name)
+    if split:
+        stem, token = split
         if session_from_token(token) is not None or normalise_header(token) in _POST:
-            return m.group("stem").rstrip("._- "), token
+            return stem.rstrip("._- "), token
     m = _TRAILING_NUMBER.match(name)  # no separator: 'ans3', 'wai12'
     if m:
         return m.group("stem").rstrip("._- "), m.group("token")
@@ -306,6 +334,6 @@ def propose_study_column(columns: list[str]) -> str | None:
     """The column that most likely names the study in a multi-study file (None if none)."""
     for syn in STUDY_SYNONYMS:
         for col in columns:
-            if normalise_header(col) == syn:
+            if len(col) <= _MAX_WIDE_NAME and normalise_header(col) == syn:
                 return col
     return None

@@ -10,13 +10,21 @@ Supported:
 - CSV / text with delimiter ``,`` ``;`` tab or ``|`` (detected), decimal point or decimal comma
   (detected), encoded as UTF-8 (with or without BOM), Windows-1252 or Latin-1, or UTF-16 with
   its BOM (Excel's "Unicode text" export).
-- Excel ``.xlsx`` / ``.xlsm`` (any sheet; the first by default).
+- Excel ``.xlsx`` / ``.xlsm`` (any sheet; the first by default), read as a stream
+  (:mod:`core.intake.xlsx`).
+
+Every file is read within the limits of :mod:`core.intake.limits` (Excel's 1,048,576 rows ×
+16,384 columns, at most 10 million cells, 32,767 characters a cell, 200 MB a file, 128 MB
+unpacked for a workbook), checked before or while the work is done, so that no file can make
+reading take unbounded time or memory; a file over a limit is refused with one plain sentence.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +32,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.intake import limits, xlsx
+from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_FILE_BYTES, MAX_ROWS
 
 #: Column holding the spreadsheet row number of each data row (header = row 1).
 ROW = "row"
@@ -32,6 +42,7 @@ _DELIMITERS = [",", ";", "\t", "|"]
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 _DECIMAL_POINT = re.compile(r"^\s*[-+]?\d*\.\d+\s*$")
 _EXCEL_SUFFIXES = {".xlsx", ".xlsm"}
+_WIDE_TABLE = 1_000  # columns beyond which a table is kept as one block of Python strings
 
 
 @dataclass(frozen=True)
@@ -58,20 +69,44 @@ class RawTable:
         return [c for c in self.frame.columns if c != ROW]
 
 
-def _decode(data: bytes) -> tuple[str, str]:
-    """Decode bytes as UTF-16 (when it starts with its BOM), UTF-8 (BOM or not), else
-    Windows-1252, else Latin-1."""
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        try:
-            return data.decode("utf-16"), "utf-16"
-        except UnicodeDecodeError:
-            pass
+_DECODE_CHUNK = 4 * 2 ** 20
+_SAMPLE_BYTES = 400_000
+
+
+def _decodes(data: bytes, encoding: str) -> bool:
+    """True when all of ``data`` decodes as ``encoding`` (checked in pieces: no decoded copy of
+    the whole file is kept)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    view = memoryview(data)
+    try:
+        for start in range(0, len(data), _DECODE_CHUNK):
+            decoder.decode(view[start:start + _DECODE_CHUNK])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _detect_encoding(data: bytes) -> str:
+    """UTF-16 (when it starts with its BOM), UTF-8 (BOM or not), else Windows-1252, else Latin-1."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and _decodes(data, "utf-16"):
+        return "utf-16"
     for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return data.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    return data.decode("latin-1"), "latin-1"
+        if _decodes(data, encoding):
+            return encoding
+    return "latin-1"
+
+
+def _sample(data: bytes, encoding: str) -> str:
+    """The file's first lines as text (about 200,000 characters from its first non-blank byte)."""
+    start = 0
+    if encoding != "utf-16":
+        first = re.search(rb"\S", data)
+        if first is None:
+            return ""
+        start = data.rfind(b"\n", 0, first.start()) + 1
+    head = data[start:start + _SAMPLE_BYTES]
+    return codecs.getincrementaldecoder(encoding)(errors="replace").decode(head)
 
 
 def _agrees(fields: list[str], n_header: int) -> bool:
@@ -102,7 +137,10 @@ def detect_delimiter(sample_lines: list[str]) -> str:
     if not lines:
         raise InputError("The file is empty: it has no header row and no data.")
     for delim in _DELIMITERS:
-        rows = list(csv.reader(lines, delimiter=delim))
+        try:
+            rows = list(csv.reader(lines, delimiter=delim))
+        except csv.Error:  # a field over csv's own size limit: not this delimiter's table
+            continue
         header = rows[0]
         while header and not header[-1].strip():
             header = header[:-1]
@@ -123,14 +161,13 @@ def detect_decimal(frame: pd.DataFrame, delimiter: str) -> str:
     With ``,`` as delimiter a decimal comma is impossible (unquoted). Otherwise count cells
     that look like ``1,5`` versus ``1.5`` in a sample of rows.
     """
-    if delimiter == ",":
+    if delimiter == "," or frame.empty or not len(frame.columns):
         return "."
-    sample = frame.head(2000)
-    commas = points = 0
-    for col in sample.columns:
-        values = sample[col].astype(str)
-        commas += int(values.str.match(_DECIMAL_COMMA).sum())
-        points += int(values.str.match(_DECIMAL_POINT).sum())
+    # One vectorised pass over a sample of about 200,000 cells (linear in the number of columns).
+    sample = frame.head(max(20, 200_000 // len(frame.columns)))
+    values = pd.Series(sample.to_numpy(dtype=object).ravel(), dtype=object).astype(str)
+    commas = int(values.str.match(_DECIMAL_COMMA).sum())
+    points = int(values.str.match(_DECIMAL_POINT).sum())
     return "," if commas > points else "."
 
 
@@ -157,6 +194,11 @@ def _clean_headers(columns) -> list[str]:
 
 def _finish(frame: pd.DataFrame, first_data_row: int) -> tuple[pd.DataFrame, int]:
     """Add spreadsheet row numbers, drop rows that are completely empty; return the count dropped."""
+    if frame.shape[1] > _WIDE_TABLE:
+        # Many short columns: one block of Python strings. Each Arrow-backed column costs a fixed
+        # time in every pandas operation (and in pickling for the dashboard's cache), which for
+        # 16,384 columns took longer than the data; one block costs per cell, not per column.
+        frame = pd.DataFrame(frame.to_numpy(dtype=object), columns=frame.columns, dtype=object)
     frame = frame.fillna("")
     frame.insert(0, ROW, range(first_data_row, first_data_row + len(frame)))
     # A row is empty when every cell is blank; only rows blank so far are checked further, so
@@ -174,7 +216,22 @@ def _finish(frame: pd.DataFrame, first_data_row: int) -> tuple[pd.DataFrame, int
     return frame.reset_index(drop=True), n_empty
 
 
-def _header_and_body(cells: pd.DataFrame, source: str, kind: str) -> tuple[pd.DataFrame, int]:
+def _first_filled_row(cells: pd.DataFrame) -> int | None:
+    """Position of the first row with a non-blank cell (None if none), looking at growing blocks
+    of rows, so that a header on row 1 costs one row and blank rows cost one pass."""
+    start, step = 0, 16
+    while start < len(cells):
+        block = cells.iloc[start:start + step].to_numpy(dtype=object)
+        filled = np.frompyfunc(lambda c: bool(str(c).strip()), 1, 1)(block).astype(bool).any(axis=1)
+        if filled.any():
+            return start + int(np.argmax(filled))
+        start += step
+        step *= 4
+    return None
+
+
+def _header_and_body(cells: pd.DataFrame, source: str, kind: str,
+                     first_row: int = 1) -> tuple[pd.DataFrame, int]:
     """Split a grid of text cells (columns 0..k, no header yet) into named columns and data.
 
     The header is the first row with a non-empty cell (rows above it are blank). Columns after
@@ -183,14 +240,11 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str) -> tuple[pd.Da
     a CSV they mean that some rows have more fields than the header (a delimiter inside a cell,
     or a decimal comma in a comma-separated file), so the file cannot be read reliably and
     :class:`InputError` names the first such row. Returns the table (with ``row``) and the
-    number of blank rows skipped after the header.
+    number of blank rows skipped after the header. ``first_row`` is the spreadsheet number of
+    the grid's first row.
     """
     cells = cells.fillna("")
-    header_index = None
-    for i in range(len(cells)):
-        if any(str(c).strip() for c in cells.iloc[i]):
-            header_index = i
-            break
+    header_index = _first_filled_row(cells)
     if header_index is None:
         raise InputError(f"{source} is empty: it has no header row and no data.")
     header = [str(c) for c in cells.iloc[header_index]]
@@ -203,7 +257,7 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str) -> tuple[pd.Da
         if not filled.any():
             continue
         if kind == "csv":
-            first = header_index + 2 + int(np.flatnonzero(filled)[0])
+            first = first_row + header_index + 1 + int(np.flatnonzero(filled)[0])
             more = int(filled.sum()) - 1
             others = f" (and {more} other {'row' if more == 1 else 'rows'})" if more else ""
             raise InputError(
@@ -214,37 +268,74 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str) -> tuple[pd.Da
         keep.append(pos)
     body = body.iloc[:, keep]
     body.columns = _clean_headers([header[i] if i < width else "" for i in keep])
-    return _finish(body, first_data_row=header_index + 2)
+    return _finish(body, first_data_row=first_row + header_index + 1)
 
 
-def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
-    """Read CSV/text bytes with detected encoding, delimiter and decimal separator.
+def _too_wide(source: str, n_fields: int) -> InputError:
+    return InputError(f"{source} is larger than a spreadsheet can be: a row has {n_fields:,} cells or "
+                      f"more, and Excel's limit is {MAX_COLUMNS:,} columns. Check the delimiter, or "
+                      "split the file, and upload again.")
 
-    The header is the first non-blank line. Rows may end with extra empty fields (a trailing
-    delimiter); a row with more non-empty fields than the header is an :class:`InputError`.
-    """
-    text, encoding = _decode(data)
-    if not text.strip():
-        raise InputError(f"{source} is empty: it has no header row and no data.")
-    if _looks_binary(text[:65_536]):
-        raise InputError(f"{source} is not a text (CSV) file or an .xlsx workbook. "
-                         "Save it as CSV or .xlsx.")
-    sample = text[:200_000].splitlines()[:50]
-    del text  # the parser reads the bytes; the decoded copy was only for the checks above
-    delimiter = detect_delimiter(sample)
-    n_fields = max(len(r) for r in csv.reader([ln for ln in sample if ln.strip()], delimiter=delimiter))
+
+def _longest_field_bytes(data: bytes, delimiter: str) -> int:
+    """The longest run of bytes without a delimiter or line break (numpy, in 16 MB windows)."""
+    arr = np.frombuffer(data, dtype=np.uint8)
+    stops = (ord("\n"), ord("\r"), ord(delimiter))
+    longest, last = 0, -1
+    for start in range(0, len(arr), 2 ** 24):
+        window = arr[start:start + 2 ** 24]
+        pos = np.flatnonzero((window == stops[0]) | (window == stops[1]) | (window == stops[2])) + start
+        if len(pos):
+            longest = max(longest, int(np.diff(pos, prepend=last).max()) - 1)
+            last = int(pos[-1])
+    return max(longest, len(arr) - last - 1)
+
+
+def _check_cell_sizes(cells: pd.DataFrame, source: str, data: bytes, delimiter: str, encoding: str) -> None:
+    """Refuse a cell over :data:`~core.intake.limits.MAX_CELL_CHARS` characters, naming it."""
+    if len(data) <= MAX_CELL_CHARS:  # no cell can be longer than the file
+        return
+    if encoding != "utf-16" and b'"' not in data and _longest_field_bytes(data, delimiter) <= MAX_CELL_CHARS:
+        return  # without quotes a cell ends at the next delimiter or line break (and bytes >= characters)
+    for pos, col in enumerate(cells.columns):
+        lengths = cells[col].str.len()
+        longest = lengths.max()
+        if pd.notna(longest) and longest > MAX_CELL_CHARS:
+            row = int(np.flatnonzero(lengths.to_numpy(dtype=float, na_value=0) > MAX_CELL_CHARS)[0]) + 1
+            raise InputError(limits.cell_too_long(
+                source, f"the cell in row {row:,}, column {pos + 1:,} ({limits.column_letters(pos + 1)})",
+                int(longest)))
+
+
+def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding: str) -> pd.DataFrame:
+    """Every line as text cells in ``n_fields`` numbered columns (widened when a later line has
+    more fields), read in pieces so that a file over the rows or cells limit stops early."""
     for attempt in range(6):
+        if n_fields > MAX_COLUMNS:
+            raise _too_wide(source, n_fields)
+        pieces, n_rows = [], 0
         try:
             # Every line is read as data with numbered columns, so that no line becomes an index
             # and rows longer than the header are seen; the parser reads the bytes with the
             # encoding found above (faster than re-encoding the text).
-            cells = pd.read_csv(
+            reader = pd.read_csv(
                 io.BytesIO(data), sep=delimiter, header=None, names=list(range(n_fields)),
-                index_col=False, dtype=str, keep_default_na=False, skip_blank_lines=False,
+                index_col=False, dtype=object if n_fields > _WIDE_TABLE else str,
+                keep_default_na=False, skip_blank_lines=False,
                 engine="c", quotechar='"', encoding=encoding,
+                chunksize=max(1_000, 1_000_000 // n_fields),
             )
-            break
+            with reader, warnings.catch_warnings():
+                # Lines shorter than the widest line are padded with empty cells, as intended.
+                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+                for piece in reader:
+                    n_rows += len(piece)
+                    if n_rows > MAX_ROWS or n_rows * n_fields > MAX_CELLS:
+                        raise InputError(limits.too_large(source, n_rows, n_fields, at_least=True))
+                    pieces.append(piece)
         except (pd.errors.ParserError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
             wider = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(err))
             if wider and attempt < 5:
                 n_fields = max(n_fields + 1, int(wider.group(2)))
@@ -256,6 +347,37 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
                 f"('{delimiter}') is not also used inside cells and that quotes are closed, or "
                 "save the sheet again as CSV."
             ) from None
+        if not pieces:
+            raise InputError(f"{source} is empty: it has no header row and no data.")
+        return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
+    """Read CSV/text bytes with detected encoding, delimiter and decimal separator.
+
+    The header is the first non-blank line. Rows may end with extra empty fields (a trailing
+    delimiter); a row with more non-empty fields than the header is an :class:`InputError`.
+    The limits of :mod:`core.intake.limits` are checked while the file is parsed.
+    """
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(_file_too_large(source, len(data)))
+    encoding = _detect_encoding(data)
+    text = _sample(data, encoding)
+    if not text.strip():
+        raise InputError(f"{source} is empty: it has no header row and no data.")
+    if _looks_binary(text[:65_536]):
+        raise InputError(f"{source} is not a text (CSV) file or an .xlsx workbook. "
+                         "Save it as CSV or .xlsx.")
+    sample = text[:200_000].splitlines()[:50]
+    delimiter = detect_delimiter(sample)
+    lines = [ln for ln in sample if ln.strip()]
+    try:
+        n_fields = max(len(r) for r in csv.reader(lines, delimiter=delimiter))
+    except csv.Error:  # a field over csv's own size limit; the parser below has none
+        n_fields = max(ln.count(delimiter) + 1 for ln in lines)
+    cells = _parse_csv(data, source, delimiter, n_fields, encoding)
+    _check_cell_sizes(cells, source, data, delimiter, encoding)
     frame, n_empty = _header_and_body(cells, source, "csv")
     decimal = detect_decimal(frame.drop(columns=ROW), delimiter)
     notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
@@ -263,63 +385,53 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
                     decimal=decimal, encoding=encoding, notes=notes)
 
 
-def excel_sheet_names(data: bytes) -> list[str]:
-    """Names of the sheets in an .xlsx workbook, in order."""
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
-    except Exception:  # openpyxl raises many kinds for a damaged file
-        raise InputError("The file could not be opened as an Excel workbook (.xlsx). "
-                         "Open it in Excel or LibreOffice and save it again as .xlsx or CSV.") from None
-    names = list(wb.sheetnames)
-    wb.close()
-    return names
+def _file_too_large(source: str, n_bytes: int) -> str:
+    return (f"{source} is {n_bytes / 2 ** 20:,.0f} MB; at most {MAX_FILE_BYTES // 2 ** 20} MB are read. "
+            "Split the file (for example by year or by study) and upload the parts.")
 
 
-def _cell_text(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        if value.is_integer():
-            return str(int(value))
-        return repr(value)
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
+def excel_sheet_names(data: bytes, source: str = "The file") -> list[str]:
+    """Names of the worksheets in an .xlsx workbook, in order."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(_file_too_large(source, len(data)))
+    return xlsx.sheet_names(data, source)
 
 
 def read_excel_bytes(data: bytes, source: str = "upload", sheet: str | None = None) -> RawTable:
-    """Read one sheet of an .xlsx workbook, every cell as text (integral numbers without ``.0``)."""
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception:
-        raise InputError(f"{source} could not be opened as an Excel workbook (.xlsx). "
-                         "Open it in Excel or LibreOffice and save it again as .xlsx or CSV.") from None
-    sheets = tuple(wb.sheetnames)
-    if sheet is None:
-        sheet = sheets[0]
-    if sheet not in sheets:
-        wb.close()
-        raise InputError(f"{source} has no sheet named '{sheet}'. Its sheets are: {', '.join(sheets)}.")
-    ws = wb[sheet]
-    if hasattr(ws, "reset_dimensions"):
-        # Some programs write a wrong size ("A1") into the sheet; read every row the sheet has.
-        ws.reset_dimensions()
-    rows = [[_cell_text(v) for v in r] for r in ws.iter_rows(values_only=True)]
-    wb.close()
-    if not any(c.strip() for r in rows for c in r):
-        raise InputError(f"Sheet '{sheet}' of {source} is empty.")
-    n_cols = max(len(r) for r in rows)
-    cells = pd.DataFrame([r + [""] * (n_cols - len(r)) for r in rows], dtype=str)
-    frame, n_empty = _header_and_body(cells, source, "excel")
+    """Read one sheet of an .xlsx workbook, every cell as text (integral numbers without ``.0``),
+    as a stream within the limits of :mod:`core.intake.limits` (:mod:`core.intake.xlsx`)."""
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(_file_too_large(source, len(data)))
+    got = xlsx.read_sheet(data, source, sheet)
+    if got.cells.empty:
+        raise InputError(f"Sheet '{got.sheet}' of {source} is empty.")
+    frame, n_empty = _header_and_body(got.cells, source, "excel", first_row=got.first_row)
     notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
-    return RawTable(frame=frame, source=source, kind="excel", decimal=".", sheet=sheet,
-                    sheets=sheets, notes=notes)
+    return RawTable(frame=frame, source=source, kind="excel", decimal=".", sheet=got.sheet,
+                    sheets=got.sheets, notes=notes)
+
+
+def _read_path(path: Path) -> bytes:
+    """The bytes of a file given by path; a folder, a missing or unreadable file, a device or a
+    file over :data:`~core.intake.limits.MAX_FILE_BYTES` is an :class:`InputError`."""
+    try:
+        if not path.exists():
+            raise InputError(f"The file {path} does not exist.")
+        if path.is_dir():
+            raise InputError(f"{path} is a folder, not a file. Give the path of a CSV or .xlsx file.")
+        if not path.is_file():
+            raise InputError(f"{path} is not a regular file. Give the path of a CSV or .xlsx file.")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except PermissionError:
+        raise InputError(f"{path} cannot be read: permission denied. Check the file's permissions "
+                         "or copy it somewhere you can read it.") from None
+    except OSError as err:
+        raise InputError(f"{path} could not be read ({err.strerror or type(err).__name__}). "
+                         "Check the path and try again.") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(_file_too_large(str(path), path.stat().st_size))
+    return data
 
 
 def read_table(source: str | Path | bytes, filename: str | None = None,
@@ -327,13 +439,12 @@ def read_table(source: str | Path | bytes, filename: str | None = None,
     """Read a CSV or Excel file (path or bytes) into a :class:`RawTable` of text cells.
 
     ``filename`` tells the format when ``source`` is bytes (by its suffix); Excel files are
-    recognised by suffix or by their ZIP signature.
+    recognised by suffix or by their ZIP signature. Files over the limits of
+    :mod:`core.intake.limits` are refused with an :class:`InputError`.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
-        if not path.exists():
-            raise InputError(f"The file {path} does not exist.")
-        data = path.read_bytes()
+        data = _read_path(path)
         filename = filename or path.name
     else:
         data = source

@@ -1,9 +1,11 @@
 """Wide to long: one row per patient and session from one row per patient."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.intake.limits import MAX_CELLS
 from core.intake.mapping import WideLayout
 from core.intake.reading import ROW
 
@@ -34,18 +36,30 @@ def wide_to_long(frame: pd.DataFrame, layout: WideLayout, id_columns: list[str],
     sessions = sorted({s for sessions in layout.columns.values() for s in sessions})
     if not sessions:
         raise InputError("Choose the repeated columns that hold the scores of each session.")
-    parts = []
-    for s in sessions:
-        part = frame[[ROW, *id_columns, *keep]].rename(columns=renamed)
-        part.insert(1, session_name, str(s))
-        any_value = pd.Series(False, index=frame.index)
-        for stem, by_session in layout.columns.items():
-            col = by_session.get(s)
-            values = frame[col] if col else pd.Series("", index=frame.index)
-            part[stem] = values.values
-            any_value |= values.astype(str).str.strip().ne("")
-        parts.append(part.loc[any_value])
-    long = pd.concat(parts, ignore_index=True)
-    long["_order"] = long[session_name].astype(int)
-    long = long.sort_values([ROW, "_order"], kind="stable").drop(columns="_order")
-    return long.reset_index(drop=True)
+    # One matrix (patients × sessions) per measure stem, read row by row: the long table comes out
+    # ordered by spreadsheet row, then session, in time linear in the number of cells.
+    n, k = len(frame), len(sessions)
+    stems = {}
+    any_value = np.zeros(n * k, dtype=bool)
+    for stem, by_session in layout.columns.items():
+        cells = np.full((n, k), "", dtype=object)
+        present = [(j, by_session[s]) for j, s in enumerate(sessions) if by_session.get(s)]
+        if present:
+            block = frame[[col for _, col in present]].to_numpy(dtype=object, na_value="")
+            cells[:, [j for j, _ in present]] = block
+        flat = cells.ravel()
+        stems[stem] = flat
+        any_value |= np.frompyfunc(lambda c: bool(str(c).strip()), 1, 1)(flat).astype(bool)
+    keep_rows = np.flatnonzero(any_value)
+    n_columns = 2 + len(id_columns) + len(keep) + len(stems)
+    if len(keep_rows) * n_columns > MAX_CELLS:
+        raise InputError(
+            f"This wide file becomes {len(keep_rows):,} rows × {n_columns:,} columns in long form "
+            f"(one row per patient and session), more than the {MAX_CELLS:,} cells that are read. "
+            "Remove the columns you do not need, or split the file, and upload again.")
+    source_rows = keep_rows // k
+    long = frame[[ROW, *id_columns, *keep]].rename(columns=renamed).iloc[source_rows].reset_index(drop=True)
+    long.insert(1, session_name, [str(sessions[j]) for j in keep_rows % k])
+    for stem, flat in stems.items():
+        long[stem] = flat[keep_rows]
+    return long

@@ -16,15 +16,20 @@ usable value; a measure cell that is missing, not a number or out of range becom
 ``cell_reasons`` says why. Each model then uses the rows complete for its own variables (lme4's
 ``na.omit``, :mod:`core.stats.formula`) and lists the others; descriptive views use every
 available score. A session with no usable measure at all is excluded here with the reasons.
+Numbers are limited to what a score or a session number can be: a value that does not fit in a
+float (``1e309``), ``inf``, or a value beyond ±:data:`LARGEST_VALUE` is not used, with that reason
+(no questionnaire score or session number is that large, and such values would overflow the
+models' arithmetic). A valid range must be finite with its minimum below its maximum.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
+from core.errors import InputError, some_names
 from core.intake.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
 from core.intake.reading import ROW, RawTable
 from core.intake.reshape import wide_to_long
@@ -42,8 +47,14 @@ ID_MISSING_TEXTS = MISSING_TEXTS - {"na", "sd"}
 #: column's other values), so an OQ-45 total of 99 stays a score.
 MISSING_CODES = (-999.0, -99.0, -9.0, 99.0, 999.0)
 
+#: The largest magnitude a score or session number may have; larger values are excluded as
+#: typing or export errors (they would also overflow the models' sums of squares).
+LARGEST_VALUE = 1e6
+
 _SESSION_LABEL = r"^\s*[A-Za-zÀ-ÿ.#º°:_\- ]{0,20}?(\d+)\s*$"
-_PLAIN_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# Unambiguous (linear time in any regex engine): "\d+\.?\d*" backtracks quadratically on a
+# long run of digits without a match (32,000 digits and an "x": 44 s in Python's re).
+_PLAIN_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,39 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _short(text: pd.Series, width: int = 40) -> pd.Series:
+    """Cell texts for a reason, cut to ``width`` characters (a cell may hold 32,767)."""
+    long = text.str.len() > width
+    if long.any():
+        text = text.where(~long, text.str.slice(0, width - 1) + "…")
+    return text
+
+
+def _beyond_float(text: pd.Series) -> pd.Series:
+    """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``)."""
+    out = pd.Series(False, index=text.index)
+    if len(text):
+        numbers = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
+        out = pd.Series(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)), index=text.index)
+    return out
+
+
+def check_ranges(ranges: dict[str, tuple[float, float]]) -> None:
+    """Raise :class:`InputError` unless each range is two finite numbers, minimum below maximum."""
+    for measure, bounds in ranges.items():
+        try:
+            lo, hi = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise InputError(f"The {measure} range must be two numbers, a minimum and a maximum "
+                             "(for example 1 and 7).") from None
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise InputError(f"The {measure} range {_fmt(lo)} to {_fmt(hi)} is not a range of finite "
+                             "numbers; give a finite minimum and maximum (for example 1 and 7).")
+        if not lo < hi:
+            raise InputError(f"The {measure} range {_fmt(lo)} to {_fmt(hi)} has its minimum not below its "
+                             "maximum; give a minimum below the maximum (for example 1 and 7).")
+
+
 def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str = ".",
                   ranges: dict[str, tuple[float, float]] | None = None, source: str = "upload",
                   missing_codes=MISSING_CODES, notes=(), name_sessions: bool = False,
@@ -206,6 +250,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     columns = [c for c in frame.columns if c != ROW]
     mapping.check(columns)
     ranges = dict(ranges or {})
+    check_ranges(ranges)
     notes = list(notes)
     n = len(frame)
     if n == 0:
@@ -233,9 +278,13 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     session_missing = raw_session.str.lower().isin(MISSING_TEXTS)
     reasons.add(session_missing, "session missing")
     bad_session = session.isna() & ~session_missing
-    reasons.add(bad_session, "session '" + raw_session[bad_session] + "' is not a session number",
+    huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
+    bad_session &= ~huge_session
+    reasons.add(bad_session, "session '" + _short(raw_session[bad_session]) + "' is not a session number",
                 kind="session is not a session number")
-    out["session"] = session
+    reasons.add(huge_session, "session " + _short(raw_session[huge_session]) + f" is beyond ±{LARGEST_VALUE:,.0f}, "
+                "larger than a session number can be", kind=f"session beyond ±{LARGEST_VALUE:,.0f}")
+    out["session"] = session.where(~huge_session)
 
     measure_reasons: dict[str, _Reasons] = {}
     row_reasons = reasons
@@ -252,8 +301,13 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                         kind=f"{measure} missing")
             missing = missing & ~explained
         reasons.add(missing, f"{measure} missing")
-        reasons.add(non_numeric, f"{measure} '" + raw[non_numeric] + "' is not a number",
+        huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
+        non_numeric = non_numeric & ~huge
+        reasons.add(non_numeric, f"{measure} '" + _short(raw[non_numeric]) + "' is not a number",
                     kind=f"{measure} is not a number")
+        reasons.add(huge, f"{measure} " + _short(raw[huge]) + f" is beyond ±{LARGEST_VALUE:,.0f}, larger than any "
+                    "score can be", kind=f"{measure} beyond ±{LARGEST_VALUE:,.0f}")
+        values = values.where(~huge)
         lo, hi = ranges.get(measure, (None, None))
         is_code = values.isin(missing_codes)
         if lo is None:
@@ -303,12 +357,16 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
 
     # Everything else in the file comes along as text, renamed when it is called like a role:
     # an unmapped "alliance" column of text must not pass for the alliance measure.
+    # All at once: adding columns one by one costs time quadratic in their number.
     used = set(mapping.used().values())
-    for col in columns:
-        if col in used:
-            continue
-        name = col if col not in out.columns and col not in ROLES else f"{col} (file)"
-        out[name] = frame[col].values
+    taken = set(out.columns) | set(ROLES)
+    kept = [col for col in columns if col not in used]
+    names = [col if col not in taken else f"{col} (file)" for col in kept]
+    if kept and len(set(names)) == len(names):  # one selection keeps a wide table's single block
+        out = pd.concat([out, frame[kept].set_axis(names, axis=1)], axis=1)
+    elif kept:
+        others = {name: frame[col].values for name, col in zip(names, kept)}
+        out = pd.concat([out, pd.DataFrame(others, index=out.index)], axis=1)
 
     _duplicate_reasons(out, reasons, notes)
     bad = reasons.bad
@@ -408,7 +466,7 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
         long = wide_to_long(raw.frame, wide, ids, session_name="session")
         if long.empty:
             raise InputError(f"{raw.source} has no scores in its session columns: every cell of "
-                             f"{', '.join(c for s in wide.columns.values() for c in s.values())} is empty.")
+                             f"{some_names(c for s in wide.columns.values() for c in s.values())} is empty.")
         long_mapping = ColumnMapping(patient=mapping.patient, therapist=mapping.therapist,
                                      session="session", alliance=wide.measures.get("alliance"),
                                      symptoms=wide.measures.get("symptoms"))
@@ -425,6 +483,8 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
 
 
 STUDY = "study"
+#: The most studies one file may hold: each is validated and fitted on its own.
+MAX_STUDIES = 200
 
 
 def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *,
@@ -438,9 +498,13 @@ def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *
     """
     if study_column not in raw.columns:
         raise InputError(f"{raw.source} has no column '{study_column}' for the study; "
-                         f"its columns are: {', '.join(raw.columns)}.")
+                         f"its columns are: {some_names(raw.columns)}.")
     labels = raw.frame[study_column].astype(str).str.strip()
     missing = labels.str.lower().isin(MISSING_TEXTS)
+    n_studies = labels[~missing].nunique()
+    if n_studies > MAX_STUDIES:  # each study is validated and fitted on its own
+        raise InputError(f"{raw.source} names {n_studies:,} different studies in column '{study_column}'; "
+                         f"at most {MAX_STUDIES:,} are pooled. Check that this column names the study.")
     parts = {}
     for label, frame in raw.frame.loc[~missing].groupby(labels[~missing], sort=True):
         try:

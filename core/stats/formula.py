@@ -874,6 +874,9 @@ def _engine_fit(data: pd.DataFrame, formula: str, reml: bool):
         try:
             result = mixedlm.lmer(formula, data, REML=reml, control=control)
         except (RuntimeError, ValueError, np.linalg.LinAlgError, ArithmeticError) as err:
+            if re.search(r"finite|\bnan\b|\binf|theta", str(err), re.I):  # never an engine message
+                raise ModelError("The model could not be fitted: the estimation met numbers that are not "
+                                 "finite; check the data for extreme values.") from None
             raise ModelError(f"The model could not be fitted: {err}") from None
     messages = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
     messages += [line for line in out.getvalue().splitlines() if line.strip()]

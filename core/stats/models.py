@@ -228,6 +228,11 @@ def ladder_specs(has_predictor: bool, has_therapist: bool, outcome: str = "sympt
 
 # --------------------------------------------------------------------------------- fitting
 
+#: The largest magnitude a model variable may have: beyond it sums of squares lose all precision
+#: or overflow (validation already leaves out scores beyond ±10^6).
+LARGEST_FOR_FIT = 1e15
+
+
 def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     """Raise :class:`ModelError` in plain words when the data cannot identify the model.
 
@@ -257,6 +262,12 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
                          f"patients ({n} sessions, {n_pat} patients); use a random intercept only.")
     if spec.therapist_level and data[THERAPIST].nunique() < 2:
         raise ModelError("The three-level model needs at least two therapists; this data has one.")
+    for var in spec.variables:  # issue 13: extreme values would overflow the fit's arithmetic
+        if var not in (PATIENT, THERAPIST) and pd.api.types.is_numeric_dtype(data[var]):
+            values = np.abs(data[var].to_numpy(dtype=float))
+            if not np.isfinite(values).all() or values.max() > LARGEST_FOR_FIT:
+                raise ModelError(f"'{var}' holds values too large to fit a model (up to {values.max():.3g}); "
+                                 "check the data for typing or export errors.")
 
 
 def _variance_components(rows) -> dict[str, float]:

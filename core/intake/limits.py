@@ -1,0 +1,59 @@
+"""What a file may hold: the limits reading checks before (and while) it does the work.
+
+A file that exceeds one is refused with one plain sentence that says which limit and what to do
+(:class:`core.errors.InputError`), so that no file, however it was made, can make reading take
+unbounded time or memory. They are stated in the README (section "Reading files: limits").
+
+- :data:`MAX_ROWS` × :data:`MAX_COLUMNS`: Excel's own sheet size, 1,048,576 rows (header
+  included) × 16,384 columns (A … XFD), for CSV files too.
+- :data:`MAX_CELLS`: the table's rows × columns: for a sheet, from its first row with a value to
+  its last, and from column A to the last column with a value (a stray value far away counts its
+  whole rectangle; the sheet's stored size, ``<dimension>``, is not trusted); for a CSV, its lines
+  × the fields of its widest line.
+- :data:`MAX_CELL_CHARS`: characters in one cell (Excel's own limit).
+- :data:`MAX_FILE_BYTES`: the size of a file given by path (the dashboard's upload limit,
+  ``server.maxUploadSize`` in ``.streamlit/config.toml``, is the same).
+- :data:`MAX_UNPACKED_BYTES`: what the parts of an .xlsx workbook that are read (the sheet,
+  shared strings, styles, workbook) unpack to, as the ZIP directory declares it; a part that
+  unpacks to more than it declares is refused as damaged while it is read.
+- :data:`MAX_ZIP_DIRECTORY_BYTES`: the size of an .xlsx file's ZIP directory (a workbook has a
+  few dozen parts; a directory of millions of entries would cost memory before any check).
+"""
+from __future__ import annotations
+
+MAX_ROWS = 1_048_576
+MAX_COLUMNS = 16_384
+MAX_CELLS = 10_000_000
+MAX_CELL_CHARS = 32_767
+MAX_FILE_BYTES = 200 * 2 ** 20
+MAX_UNPACKED_BYTES = 128 * 2 ** 20
+MAX_ZIP_DIRECTORY_BYTES = 4 * 2 ** 20
+
+
+def column_letters(n: int) -> str:
+    """Excel's name of the ``n``-th column (1-based): 1 → ``A``, 28 → ``AB``, 16384 → ``XFD``."""
+    s = ""
+    while n > 0:
+        n, r = divmod(n - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+def too_large(source: str, n_rows: int, n_columns: int, where: str = "", *, at_least: bool = False) -> str:
+    """The sentence for a table over :data:`MAX_CELLS` or over Excel's rows or columns
+    (``at_least``: reading stopped there, the file has more rows)."""
+    more = " or more" if at_least else ""
+    size = f"{n_rows:,} rows{more} × {n_columns:,} columns"
+    if n_rows > MAX_ROWS or n_columns > MAX_COLUMNS:
+        return (f"{source} is larger than a spreadsheet can be: {size}{where}, and Excel's limit is "
+                f"{MAX_ROWS:,} rows × {MAX_COLUMNS:,} columns. Split the file, or remove what lies "
+                "outside the table, and upload again.")
+    return (f"{source} is too large to read: {size}{where} is {n_rows * n_columns:,} cells{more}, and "
+            f"at most {MAX_CELLS:,} cells are read. Remove unused rows and columns (or values outside "
+            "the table), or split the file, and upload again.")
+
+
+def cell_too_long(source: str, where: str, n_chars: int) -> str:
+    """The sentence for a cell over :data:`MAX_CELL_CHARS`."""
+    return (f"{source}: {where} holds {n_chars:,} characters or more; a cell may hold at most "
+            f"{MAX_CELL_CHARS:,} (Excel's limit). Shorten or remove that cell and upload again.")
