@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import analyze, ipd_meta, pool, report
+from core.cli import analyze, ipd_meta, pool, power, report
 from core.cli.common import write_report
 from core.errors import InputError, ModelError
 
-SUBCOMMANDS = (analyze, report, pool, ipd_meta)
+SUBCOMMANDS = (analyze, report, pool, ipd_meta, power)
 
 
 def build_parser() -> argparse.ArgumentParser:
