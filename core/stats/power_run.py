@@ -7,7 +7,10 @@ depend on the runner, the number of workers or the chunk size.
 
 - :class:`LocalRunner` (the default): a pool of ``workers`` processes (default: every core;
   ``workers=1`` runs in this process). Processes are started with ``spawn`` (safe beside the
-  dashboard's threads) and kept for the next run.
+  dashboard's threads, and beside the native thread pools of the engine, which ``fork`` is not)
+  and kept for the next run. ``spawn`` normally re-runs the main script in every new process; a
+  Streamlit page *is* the main script while it runs, so new processes are started with a stand-in
+  ``__main__`` (:func:`_no_main_script`).
 - :class:`DaskRunner`: a ``dask.distributed`` cluster at ``address`` (``tcp://host:8786``).
   The scheduler and the workers run this project's code (they unpickle
   :func:`core.stats.power_sim.simulate_chunk`): start them from the project's folder with its
@@ -18,9 +21,12 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
+import types
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -117,6 +123,26 @@ _POOLS: dict[int, object] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+@contextmanager
+def _no_main_script():
+    """While processes start: a ``__main__`` with no file, so ``spawn`` imports no main script in them.
+
+    ``spawn`` runs the parent's main script (``sys.modules["__main__"].__file__``) in each new
+    process. Streamlit makes the script being run (app.py and the page) the ``__main__`` module,
+    so a new process would run the dashboard again (its warm-up thread even deadlocks the
+    process). The simulation code needs nothing from ``__main__``.
+    """
+    main = sys.modules.get("__main__")
+    stand_in = types.ModuleType("__main__")
+    stand_in.__spec__ = None
+    sys.modules["__main__"] = stand_in
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 def _pool(workers: int):
     """A process pool of ``workers`` processes, kept for the next run."""
     import multiprocessing
@@ -159,7 +185,8 @@ class LocalRunner:
         pool = _pool(self.workers)
         futures = []
         try:
-            futures = [pool.submit(simulate_chunk, design, start, stop) for design, start, stop in tasks]
+            with _no_main_script():  # a submit may start a process
+                futures = [pool.submit(simulate_chunk, design, start, stop) for design, start, stop in tasks]
             for future in as_completed(futures):
                 collector.add(future.result())
         except BrokenProcessPool:
