@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/patient.py", title="Patient", icon=":material/person:"),
     st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
+    st.Page("pages/power.py", title="Plan a study (power)", icon=":material/science:"),
     st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"),
     st.Page("pages/account.py", title="Sign in", icon=":material/login:"),
     st.Page("pages/admin.py", title="Users and audit log", icon=":material/admin_panel_settings:"),

@@ -191,7 +191,6 @@ def test_same_result_however_the_simulations_are_cut(data):
     assert np.array_equal(whole, pieces) and np.array_equal(whole, backwards)
 
 
-@pytest.mark.slow
 def test_same_result_on_one_process_and_on_every_core(data):
     kwargs = dict(effect=-0.05, patients=[30, 120], nsim=16, seed=5)
     one = power_analysis(data, HYBRID, "alliance_within", runner=LocalRunner(1), **kwargs)
