@@ -149,8 +149,10 @@ if result.at_observed_effect:
 smallest = result.smallest_n(0.8)
 m = st.columns(3)
 m[0].metric("Effect simulated", f"{result.effect:.4g}", help=f"Estimate in this data: {result.observed:.4g}")
-m[1].metric("Smallest N with ≥ 80% power", f"{smallest}" if smallest else "none of these",
-            help="Among the numbers of patients computed; add larger ones if none reaches 80%.")
+largest = max(p.n_patients for p in result.points)
+m[1].metric("N for 80% power", f"{smallest}" if smallest else f"> {largest}",
+            help="The smallest number of patients computed whose power reaches 80% (the interval matters too); "
+                 f"'> {largest}': none of those computed does, try larger numbers.")
 m[2].metric("Simulations", f"{result.nsim:,} per N", help=f"Ran on {result.engine} in {result.seconds:.1f} s.")
 st.plotly_chart(power_curve(result), width="stretch", key="pw_curve")
 table = result.table()
