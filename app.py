@@ -1,13 +1,28 @@
-"""Alliance dashboard: entry point (``streamlit run app.py``). Defines the pages and navigation."""
+"""Alliance dashboard: the pages and their navigation, by role. Start it with ``streamlit run serve.py``
+(serve.py adds the Host allow-list and the sign-in cookie routes to Streamlit's server)."""
+from pathlib import Path
+
 import streamlit as st
 
+from core.store import AccessDenied, Role
+from ui import server
+from ui.auth import current_user, restore_session, session_cookie_script, sign_out
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
 
-st.set_page_config(page_title="Alliance dashboard", page_icon=":material/handshake:", layout="wide")
+ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no request to a font CDN
+
+st.set_page_config(page_title="Alliance dashboard", page_icon=ICON, layout="wide")
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 start_warm_up()
+restore_session()
+session_cookie_script()
+if not server.installed and st.context.headers.get("Host"):
+    st.warning("Started without serve.py: there is no Host check for every request and a sign-in does "
+               "not survive a reload. Start the dashboard with `streamlit run serve.py` (scripts/start.sh).")
 
+user = current_user()
+role = user.role if user is not None else None
 pages = [
     st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),
     st.Page("pages/overview.py", title="Clinic overview", icon=":material/groups:"),
@@ -15,8 +30,16 @@ pages = [
     st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
     st.Page("pages/power.py", title="Plan a study (power)", icon=":material/science:"),
-    st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"),
-    st.Page("pages/account.py", title="Sign in", icon=":material/login:"),
-    st.Page("pages/admin.py", title="Users and audit log", icon=":material/admin_panel_settings:"),
 ]
-st.navigation(pages).run()
+if role is None or role is Role.SUPERVISOR:  # signed out: this session's uploads; supervisors: the store
+    pages.append(st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"))
+pages.append(st.Page("pages/account.py", title="Sign in" if user is None else "Account",
+                     icon=":material/login:" if user is None else ":material/account_circle:"))
+if role is Role.SUPERVISOR:
+    pages.append(st.Page("pages/admin.py", title="Users and audit log", icon=":material/admin_panel_settings:"))
+
+try:
+    st.navigation(pages).run()
+except AccessDenied:  # the account was deactivated (or its role changed) while this page ran
+    sign_out()
+    st.warning("Your account is no longer active, or its session ended; sign in again.")

@@ -5,6 +5,7 @@ from core.reporting.exports import csv_bytes
 from core.store import AccessDenied, Role
 from ui.auth import clinic_store, current_user, download
 from ui.state import use_app_navigation
+from ui.text import md
 
 use_app_navigation()
 st.title("Users and audit log")
@@ -40,7 +41,7 @@ try:
             except ValueError as err:
                 st.error(str(err))
             else:
-                st.session_state["admin_flash"] = f"Added {created.username} ({created.role.value})."
+                st.session_state["admin_flash"] = f"Added {md(created.username)} ({created.role.value})."
                 st.rerun()
     active = [u.username for u in users if u.username != user.username and u.is_active]
     inactive = [u.username for u in users if not u.is_active]
@@ -53,13 +54,13 @@ try:
             except ValueError as err:
                 st.error(str(err))
             else:
-                st.session_state["admin_flash"] = f"{who} can no longer sign in."
+                st.session_state["admin_flash"] = f"{md(who)} can no longer sign in; their open sessions have ended."
                 st.rerun()
     if inactive:
         who = c[0].selectbox("Reactivate a user", inactive, key="reactivate_who")
         if c[1].button("Reactivate", key="reactivate_button"):
             store.reactivate(user, who)
-            st.session_state["admin_flash"] = f"{who} can sign in again."
+            st.session_state["admin_flash"] = f"{md(who)} can sign in again."
             st.rerun()
     with st.form("set_password"):
         st.markdown("**Set a new password**")
@@ -72,7 +73,8 @@ try:
             except ValueError as err:
                 st.error(str(err))
             else:
-                st.success(f"New password set for {who}.")
+                ended = "; their open sessions have ended" if who != user.username else ""
+                st.success(f"New password set for {md(who)}{ended}.")
 
     st.subheader("Audit log")
     st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")

@@ -5,6 +5,7 @@ from plotly.subplots import make_subplots
 
 from core.stats.decomposition import dropout, measure_correlations, session_summary
 from ui.state import dataset_picker, demo_badge
+from ui.text import md
 
 ds = dataset_picker()
 data = ds.data
@@ -13,7 +14,7 @@ measures = validated.measures
 
 st.title("Clinic data")
 demo_badge(ds)
-st.write(f"**{ds.name}** — source file `{validated.source}`.")
+st.write(f"**{md(ds.name)}** — source file {md(validated.source)}.")
 
 drop = dropout(data, k=4)
 cols = st.columns(5)

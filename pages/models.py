@@ -24,22 +24,33 @@ from core.stats.models import (
     BuilderOptions,
     LadderResult,
     ModelResult,
+    builder_spec,
     fit_custom_model,
+    fit_formula_model,
     fit_ladder,
 )
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
+from ui.text import code, md
 
 
 @st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
-def ladder_for(fingerprint: str, _data: pd.DataFrame) -> LadderResult:
-    return fit_ladder(_data)
+def ladder_for(fingerprint: str, _data: pd.DataFrame, _cells=None) -> LadderResult:
+    return fit_ladder(_data, cell_reasons=_cells)
 
 
 @st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame) -> ModelResult | str:
+def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
     try:
-        return fit_custom_model(_data, options)
+        return fit_custom_model(_data, options, cell_reasons=_cells)
+    except ModelError as err:
+        return str(err)
+
+
+@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
+def formula_for(fingerprint: str, formula: str, predictor: str, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
+    try:
+        return fit_formula_model(_data, formula, key="custom", cell_reasons=_cells, predictor=predictor)
     except ModelError as err:
         return str(err)
 
@@ -58,7 +69,7 @@ def shown(frame: pd.DataFrame) -> pd.DataFrame:
 
 def model_messages(model: ModelResult) -> None:
     for w in model.warnings:
-        st.warning(w)
+        st.warning(md(w))
 
 
 ds = dataset_picker()
@@ -68,7 +79,8 @@ demo_badge(ds)
 if "symptoms" not in ds.validated.measures:
     st.warning("The models need a symptom score; this data set has none.")
     st.stop()
-ladder = ladder_for(ds.fingerprint, data)
+cells = ds.validated.cell_reasons
+ladder = ladder_for(ds.fingerprint, data, cells)
 
 # ---------------------------------------------------------------- levels
 st.subheader("1. Levels: how much of the variation lies where?")
@@ -81,7 +93,7 @@ c[2].metric("Patients / sessions", f"{ladder.n_patients:,} / {ladder.n_observati
 for advice in ladder.advice:
     st.info(advice)
 for key, reason in ladder.errors.items():
-    st.warning(f"**{key}** could not be fitted: {reason}")
+    st.warning(f"**{key}** could not be fitted: {md(reason)}")
 
 # ---------------------------------------------------------------- ladder
 st.subheader("2. The model ladder (as Tables 2 and 3 of the ANS study)")
@@ -92,7 +104,7 @@ with st.expander("In words", expanded=True):
         if key in ladder.models:
             st.markdown(f"**{key}**")
             for sentence in describe_model(ladder.models[key])[1:]:
-                st.markdown(f"- {sentence}")
+                st.markdown(f"- {md(sentence)}")
 left, right = st.columns(2)
 variance = variance_table(ladder.models)
 comparisons = comparison_table(ladder)
@@ -107,7 +119,7 @@ with st.expander("Fit, convergence and singular fits"):
     st.dataframe(fits.round(3), hide_index=True, width="stretch")
     for m in ladder.models.values():
         for w in m.warnings:
-            st.warning(f"**{m.key}**: {w}")
+            st.warning(f"**{m.key}**: {md(w)}")
 d = st.columns(4)
 with d[0]:
     csv_button(fixed, "Fixed effects (CSV)", "fixed_effects.csv")
@@ -130,32 +142,68 @@ interaction = b[1].checkbox("Between × within interaction", key="mb_interaction
 slope = b[2].checkbox("Random slope for within (varies by patient)", key="mb_slope")
 therapist = b[2].checkbox("Therapist level", key="mb_therapist", disabled=not ds.validated.has_therapist)
 extra = [col for col in data.columns if col not in (*ROLES, "row")]
-covariates = st.multiselect("Covariates (patient- or session-level columns; text columns are dummy-coded)",
+covariates = st.multiselect("Covariates (patient- or session-level columns; a column is a number when every "
+                            "filled cell is a number, otherwise its sorted first value is the reference)",
                             extra, key="mb_covariates")
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
+# The builder's choices write the formula; a researcher may type another one (lme4 notation).
+built = builder_spec(options).formula
+if st.session_state.get("mb_formula_built") != built:
+    st.session_state["mb_formula_built"] = built
+    st.session_state["mb_formula"] = built
+typed = st.text_input(
+    "Formula (lme4 notation)", key="mb_formula",
+    help="Names: patient, therapist, session, alliance, symptoms, time, alliance_between, alliance_within, "
+         "symptoms_between, symptoms_within (between and within are the builder's predictor), and every "
+         "other column of the file (in `backticks` if the name has spaces). Operators: + * : 0 + "
+         "(x | patient) (1 | patient) + (0 + x | patient); I(time^2), log(x). Each model uses the sessions with every "
+         "variable it names; the others are listed below it.")
 custom = None
-if "alliance" in ds.validated.measures:
-    result = custom_for(ds.fingerprint, options, data)
-    if isinstance(result, str):
-        st.error(result)
-    else:
-        custom = result
-        st.code(custom.formula, language=None)
-        table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
-        st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
-        for sentence in describe_model(custom):
-            st.markdown(f"- {sentence}")
-        model_messages(custom)
-        csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
+own_formula = None
+if typed.strip() and " ".join(typed.split()) != " ".join(built.split()):
+    own_formula = typed.strip()
+    result = formula_for(ds.fingerprint, own_formula, "symptoms" if direction == "symptoms_to_alliance" else "alliance",
+                         data, cells)
+elif "alliance" in ds.validated.measures:
+    result = custom_for(ds.fingerprint, options, data, cells)
 else:
-    st.info("The builder's between/within models need an alliance score.")
+    result = None
+    st.info("The builder's between/within models need an alliance score; type a formula to fit another model.")
+if isinstance(result, str):
+    st.error(md(result))
+elif result is not None:
+    custom = result
+    st.markdown("**Fitted:**")
+    st.code(custom.formula, language=None)
+    m = st.columns(3)
+    m[0].metric("Sessions used", f"{custom.n_observations:,}", help="Rows with every variable of the formula.")
+    m[1].metric("Marginal R²", f"{custom.r2_marginal:.3f}" if custom.r2_marginal is not None else "—",
+                help="Nakagawa: variance explained by the fixed effects (performance::r2_nakagawa).")
+    m[2].metric("Conditional R²", f"{custom.r2_conditional:.3f}" if custom.r2_conditional is not None else "—",
+                help="Nakagawa: variance explained by fixed and random effects. None for a singular fit.")
+    if custom.aic is not None:
+        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml} parameters, "
+                   f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
+    table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
+    st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
+    if custom.spec.predictor:
+        for sentence in describe_model(custom):
+            st.markdown(f"- {md(sentence)}")
+    st.dataframe(variance_table({"custom": custom}).drop(columns=["model", "key"]).round(5), hide_index=True,
+                 width="stretch", key="custom_variance")
+    model_messages(custom)
+    if len(custom.excluded):
+        with st.expander(f"{len(custom.excluded)} rows left out of this model (a variable it needs is missing)"):
+            st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded")
+    csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
 
 # ---------------------------------------------------------------- figures
 st.subheader("4. Figures")
 tabs = st.tabs(["Between and within", "Trajectories", "Residuals", "Random effects"])
 outcome, predictor = ("alliance", "symptoms") if direction == "symptoms_to_alliance" else ("symptoms", "alliance")
-diag = custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
+usable_custom = custom if custom is not None and "intercept" in custom.random_effects else None
+diag = usable_custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
 with tabs[0]:
     if predictor in data.columns and outcome in data.columns:
         st.plotly_chart(between_within_scatter(data, predictor, outcome), width="stretch", key="fig_bw")
@@ -172,11 +220,11 @@ with tabs[1]:
 with tabs[2]:
     if diag is not None:
         st.plotly_chart(residual_diagnostics(diag), width="stretch", key="fig_resid")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 with tabs[3]:
     if diag is not None:
         st.plotly_chart(caterpillar(diag), width="stretch", key="fig_caterpillar")
-        st.caption(f"Model: `{diag.formula}`")
+        st.caption(f"Model: {code(diag.formula)}")
 
 # ---------------------------------------------------------------- report
 st.subheader("5. Report")
@@ -189,7 +237,10 @@ cli = (f"python -m core report {ds.validated.source} --patient … --session …
        + (" --detrend" if detrend else "") + (" --interaction" if interaction else "")
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
-st.caption(f"Command line: `{cli}`")
+st.caption(f"Command line: {code(cli)}")
+if own_formula:
+    st.caption("Your formula on the command line: " + code(
+        f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""))
 download("Download the report (HTML)", key="report_html", mime="text/html",
          file_name="alliance_report.html", what=f"{ds.name}: HTML report",
          data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],

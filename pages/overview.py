@@ -1,28 +1,39 @@
-"""Clinic overview (supervisor): key figures, caseload by need for attention, trajectories."""
+"""Clinic overview (supervisor): key figures, the caseload by the early-warning signal, therapists,
+how well the signal has predicted outcomes here, and trajectories."""
 import math
 
 import streamlit as st
 
-from core.clinical.indices import caseload, therapist_icc_sentence, therapist_trajectories
+from core.clinical.indices import caseload, therapist_icc_sentence, therapist_table, therapist_trajectories
+from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, validation_table
 from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
 from core.stats.decomposition import dropout
 from ui.auth import download
 from ui.clinic import (
+    clinic_signal,
     clinical_settings,
     patient_options,
-    sessions_with_ruptures,
+    sees_whole_clinic,
+    sessions_with_ruptures_so_far,
+    signal_settings,
+    signal_validation,
     therapist_icc,
 )
 from ui.state import dataset_picker, demo_badge
 
 PANELS_PER_PAGE = 24
+#: Above this many patients the cross-validation (5 refits of every expected course) waits for a click.
+VALIDATE_AT_ONCE = 2000
+#: The signal in words, with the chart's marker shapes (▲ red, ◆ amber, ● green, ○ grey).
+SIGNAL_WORDS = {"not_on_track": "▲ not on track", "at_risk": "◆ at risk", "on_track": "● on track",
+                "unknown": "○ unknown"}
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
 data = ds.data
-threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean)", 0.25, 3.0, 1.0, 0.25,
+threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean so far)", 0.25, 3.0, 1.0, 0.25,
                               key="rupture_threshold")
 improvement_by = st.sidebar.number_input("Expect reliable improvement by session", min_value=2, value=4,
                                          step=1, key="improvement_by")
@@ -41,23 +52,36 @@ if ds.validated.has_therapist:
     st.info("**Therapists.** " + therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome))
 
 # ---------------------------------------------------------------- caseload
-sessions = sessions_with_ruptures(ds, threshold)
+sessions = sessions_with_ruptures_so_far(ds, threshold)
 st.subheader("Caseload, most in need of attention first")
 if "symptoms" not in measures:
     st.warning("The caseload needs a symptom measure; this data set has none.")
     st.stop()
+model, _, current = clinic_signal(ds, settings)
 table = caseload(sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
-                 higher_is_worse=settings.higher_is_worse, improvement_by=int(improvement_by))
+                 higher_is_worse=settings.higher_is_worse, improvement_by=int(improvement_by), signal=current)
+table["signal"] = table["signal"].map(SIGNAL_WORDS)
 therapists = sorted(data["therapist"].unique()) if ds.validated.has_therapist else []
 chosen = st.multiselect("Therapists", therapists, key="overview_therapists",
                         placeholder="All therapists") if therapists else []
 if chosen:
     table = table[table["therapist"].isin(chosen)]
-st.caption("Order: reliable deterioration, no reliable improvement by the session set in the sidebar, "
-           "a rupture not repaired, last score above the cut-off. Select a row to open that patient.")
+counts = table["signal"].value_counts()
+st.markdown(" · ".join(f"**{counts.get(SIGNAL_WORDS[s], 0):,}** {SIGNAL_WORDS[s]}"
+                       for s in ("not_on_track", "at_risk", "on_track", "unknown")))
+st.caption(f"Order: the early-warning signal of each patient's latest session — not on track (worse than "
+           f"{LEVEL_NOT_ON_TRACK:.0%} of patients who started at the same level), then at risk (worse than "
+           f"{LEVEL_AT_RISK:.0%}) — then a rupture not repaired, then reliable deterioration, no reliable improvement by "
+           "the session set in the sidebar (cleared once the patient improved), last score above the cut-off. "
+           "Select a row to open that patient.")
+if not model.local:
+    st.info("**No local expected course**: " + model.reason + " The signal uses the published reliable-change rule "
+            "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
 shown = table.drop(columns=["priority"])
 event = st.dataframe(shown.round(2), hide_index=True, width="stretch", height=360, key="caseload",
-                     on_select="rerun", selection_mode="single-row")
+                     on_select="rerun", selection_mode="single-row",
+                     column_config={"attention": st.column_config.TextColumn("why (reasons)", width="large"),
+                                    "signal": st.column_config.TextColumn("signal now", width="medium")})
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
@@ -78,6 +102,43 @@ with c3:
     download("Caseload (Excel)", lambda: excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
              mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", what=f"{ds.name}: caseload (Excel)")
 
+# ---------------------------------------------------------------- per therapist
+if ds.validated.has_therapist:
+    st.subheader("Therapists: not on track now, deteriorated, unrepaired ruptures")
+    per = therapist_table(table.assign(signal=table["signal"].map({v: k for k, v in SIGNAL_WORDS.items()})))
+    display = per[["therapist", "patients"]].copy()
+    for name in ("not on track now", "deteriorated", "unrepaired rupture"):
+        display[name] = [f"{n} of {p} ({pct:.0f}%)" for n, p, pct in zip(per[name], per["patients"], per[f"{name} (%)"])]
+    st.dataframe(display, hide_index=True, width="stretch", height=min(36 * (len(display) + 1) + 4, 360))
+    st.caption("Case mix differs between therapists: how ill their patients were at intake, how long they have been "
+               "seen, how many patients they have. Small counts swing percentages; compare with care — this is not "
+               "a ranking of therapists.")
+
+# ---------------------------------------------------------------- how good is the alarm here
+st.subheader("How well has the signal predicted outcomes in this clinic?")
+if not sees_whole_clinic():
+    st.caption("The check against the clinic's outcomes uses every patient of the clinic; supervisors see it.")
+elif not settings.reliable_change:
+    st.caption("Set a reliable-change value under *Clinical thresholds* to tell good from poor outcomes.")
+else:
+    sig = signal_settings(settings)
+    n_patients = data["patient"].nunique()
+    go = n_patients <= VALIDATE_AT_ONCE or st.session_state.get("signal_validated_for") == ds.fingerprint
+    if not go and st.button(f"Check it on all {n_patients:,} patients (refits every expected course 5 times)",
+                            key="validate_signal"):
+        st.session_state["signal_validated_for"] = ds.fingerprint
+        go = True
+    if go:
+        validation = signal_validation(ds.fingerprint, sig, data)
+        st.caption(validation["method"] + " " + validation["outcome"] + " " + validation["flag"])
+        vt = validation_table(validation)
+        if vt.empty:
+            st.caption("Too few patients with sessions beyond session 3 to check the signal.")
+        else:
+            st.dataframe(vt, hide_index=True, width="stretch")
+            for sentence in validation["sentences"]:
+                st.markdown(f"- {sentence}")
+
 # ---------------------------------------------------------------- trajectories
 st.subheader("Patient trajectories")
 measure = st.radio("Measure", measures, horizontal=True, key="overview_measure")
@@ -93,6 +154,6 @@ st.plotly_chart(fig, width="stretch")
 
 if ds.validated.has_therapist:
     st.subheader("Mean trajectory per therapist (95% CI)")
-    fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure), measure,
-                                       max_therapists=max(12, len(chosen)))
+    fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure),
+                                       measure, max_therapists=max(12, len(chosen)))
     st.plotly_chart(fig2, width="stretch")

@@ -1,32 +1,31 @@
-"""Patient page (therapist): each session relative to this patient's own usual level."""
+"""Patient page (therapist): what needs attention first, then the course against the expected one."""
 import pandas as pd
 import streamlit as st
 
-from core.clinical.indices import (
-    describe_session,
-    expected_line,
-    flag_ruptures,
-    jacobson_truax_status,
-)
+from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
+from core.clinical.signal import STATUS_LABELS, definition, status_sentence
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import patient_chart
 from ui.auth import download, log_patient_view
 from ui.clinic import (
+    clinic_signal,
     clinical_settings,
+    measure_labels,
     patient_list,
     patient_options,
     sessions_table,
-    time_model,
+    signal_settings,
 )
 from ui.state import dataset_picker, demo_badge
+from ui.text import md
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
-threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean)", 0.25, 3.0, 1.0, 0.25,
+threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean so far)", 0.25, 3.0, 1.0, 0.25,
                               key="rupture_threshold",
                               help="A session is flagged when alliance lies more than this many of the "
-                                   "patient's own SDs below the patient's own mean.")
+                                   "patient's own SDs below the patient's own mean so far (that session included).")
 
 st.title("Patient")
 demo_badge(ds)
@@ -51,63 +50,95 @@ st.session_state["patient_in_url"] = pid
 log_patient_view(ds.name, pid)
 
 mine = sessions[sessions["patient"] == pid].sort_values("session")
-if "alliance" in measures:  # own mean and SD are this patient's: flagging only their rows is the same
-    mine = flag_ruptures(mine, threshold)
+if "alliance" in measures:  # against the mean so far: what could be seen on the day
+    mine = flag_ruptures_so_far(mine, threshold)
 therapist = mine["therapist"].iloc[-1] if "therapist" in mine else None
-units = st.radio("Show deviations in", ["points", "own SD units"], horizontal=True, key="deviation_units")
+has_symptoms = "symptoms" in measures
 
-# ---------------------------------------------------------------- key facts
+# ---------------------------------------------------------------- what needs attention first
+signal = None
+model = None
+if has_symptoms:
+    model, all_signal, _ = clinic_signal(ds, settings)
+    signal = all_signal[all_signal["patient"] == pid]
+unrepaired = mine[mine["rupture"].astype(bool) & ~mine["repaired"].fillna(False).astype(bool)] \
+    if "rupture" in mine else mine.iloc[:0]
+also = []
+if len(unrepaired):
+    when = unrepaired["session"].iloc[-1]
+    also.append(f"a rupture in session {when:g} (no session since to see it repaired)" if when == mine["session"].iloc[-1]
+                else f"a rupture in session {when:g} not repaired in the next session")
+if signal is not None and len(signal):
+    now = signal.iloc[-1]
+    line = f"**{status_sentence(now['status'], now['session'], now['reason']).replace(':', '**:', 1)}"
+    if also:
+        line += " Also: " + "; ".join(also) + "."
+    box = {"not_on_track": st.error, "at_risk": st.warning, "on_track": st.success}.get(now["status"], st.info)
+    box(line, icon={"not_on_track": ":material/error:", "at_risk": ":material/warning:",
+                    "on_track": ":material/check_circle:"}.get(now["status"], ":material/help:"))
+elif also:
+    st.warning("Needs attention: " + "; ".join(also) + ".", icon=":material/warning:")
+if model is not None and not model.local:
+    st.info("**No local expected course**: " + model.reason + " The status uses the published reliable-change rule "
+            "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
+
 facts = st.columns(4)
 facts[0].metric("Sessions", len(mine))
 if therapist is not None:
-    facts[1].metric("Therapist", therapist)
+    facts[1].metric("Therapist", md(therapist))
 status = None
-if "symptoms" in measures and settings.reliable_change:
-    first, last = mine["symptoms"].iloc[0], mine["symptoms"].iloc[-1]
+scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
+if has_symptoms and settings.reliable_change and len(scores):
+    first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
-                                   settings.higher_is_worse) if len(mine) > 1 else "unknown"
+                                   settings.higher_is_worse) if len(scores) > 1 else "unknown"
     facts[2].metric("Symptom change (first → last)", f"{last - first:+.2f}",
                     help=f"Reliable change: {settings.reliable_change:.3g} points.")
     facts[3].metric("Jacobson–Truax status", status,
                     help="recovered: reliable improvement and from the clinical into the non-clinical range; "
                          "improved / deteriorated: change at least the reliable change; else unchanged.")
 
-# ---------------------------------------------------------------- charts
-t0 = ds.data["session"].min()
-expected = {}
-for m in measures if units == "points" else []:
-    model = time_model(ds.fingerprint, m, ds.data)
-    if not isinstance(model, str):
-        expected[m] = expected_line(model.fixed, model.fixed_cov, mine["session"].to_numpy() - t0)
-fig = patient_chart(mine, measures, units=units, expected=expected, cutoff=settings.cutoff,
-                    reliable_change=settings.reliable_change)
+# ---------------------------------------------------------------- chart
+band = ("usual range: 8 in 10 patients who started at this level" if model is None or model.local
+        else "no reliable change from the first session (± reliable change)")
+fig = patient_chart(mine, measures, signal=signal, cutoff=settings.cutoff, labels=measure_labels(ds, settings),
+                    band_label=band)
 st.plotly_chart(fig, width="stretch")
+with st.expander("How the expected course and the status are computed"):
+    st.write(definition(model, signal_settings(settings)) if model is not None else
+             "The early-warning signal needs a symptom measure.")
 
 # ---------------------------------------------------------------- sentences
 sentences = []
-last_row = mine.iloc[-1]
-sentences.append(describe_session(last_row, measures))
 if "rupture" in mine:
     for _, r in mine[mine["rupture"]].iterrows():
         how = {True: "alliance recovered in the next session", False: "alliance stayed low in the next session"}
         after = how.get(r["repaired"], "there is no next session yet") if not pd.isna(r["repaired"]) else "there is no next session yet"
         sentences.append(f"Possible rupture in session {r['session']:g}: alliance was "
-                         f"{abs(r['alliance_within']):.2f} points below this patient's usual level; {after}.")
+                         f"{abs(r['alliance_within_so_far']):.2f} points below this patient's mean so far; {after}.")
 if status and status != "unknown":
     sentences.append(f"From the first to the last session symptoms changed by "
-                     f"{last_row['symptoms'] - mine['symptoms'].iloc[0]:+.2f} points: {status} "
+                     f"{scores.iloc[-1] - scores.iloc[0]:+.2f} points: {status} "
                      f"(reliable change {settings.reliable_change:.3g} points).")
 for s in sentences:
     if s:
-        st.markdown(f"- {s}")
+        st.markdown(f"- {md(s)}")
 
 # ---------------------------------------------------------------- table
 st.subheader("Sessions")
-cols = ["session", *[c for m in measures for c in (m, f"{m}_mean", f"{m}_within", f"{m}_within_sd")]]
+table = mine[["session", *measures]].copy()
+if signal is not None and len(signal):
+    sig = signal.set_index("session").reindex(table["session"])
+    table["expected"] = sig["expected"].to_numpy()
+    table["bound (not on track)"] = (sig["upper"] if settings.higher_is_worse else sig["lower"]).to_numpy()
+    table["status"] = sig["status"].map(STATUS_LABELS).to_numpy()
+    table["why"] = sig["reason"].to_numpy()
 if "rupture" in mine:
-    cols += ["rupture", "repaired"]
-table = mine[cols].rename(columns=lambda c: c.replace("_within_sd", " deviation (own SD)")
-                          .replace("_within", " deviation").replace("_mean", " own mean"))
-st.dataframe(table.round(3), hide_index=True, width="stretch")
+    table["alliance mean so far"] = mine["alliance_mean_so_far"].to_numpy()
+    table["alliance deviation (SDs so far)"] = mine["alliance_within_so_far_sd"].to_numpy()
+    table["rupture"] = mine["rupture"].to_numpy()
+    table["repaired"] = mine["repaired"].to_numpy()
+st.dataframe(table.round(3), hide_index=True, width="stretch",
+             column_config={"why": st.column_config.TextColumn("why", width="large")})
 download("Download this patient's sessions (CSV)", csv_bytes(table), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")

@@ -28,6 +28,7 @@ from core.reporting.exports import csv_bytes
 from core.store import Role, UploadConflict
 from ui.auth import clinic_store, current_user, download
 from ui.state import dataset_picker, set_active
+from ui.text import md
 
 NONE = "— not in the file —"
 
@@ -88,7 +89,7 @@ how = f"{len(raw.frame):,} rows, {len(raw.columns)} columns"
 if raw.kind == "csv":
     delim = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "bar"}[raw.delimiter]
     how += f"; {delim}-separated, decimal {'comma' if raw.decimal == ',' else 'point'}, {raw.encoding}"
-st.caption(f"Read **{upload.name}**: {how}.")
+st.caption(f"Read **{md(upload.name)}**: {how}.")
 
 # ---------------------------------------------------------------- mapping
 # A new file or sheet starts from its own proposed mapping, not the previous file's choices.
@@ -103,7 +104,7 @@ match = matching_saved_mapping(raw.columns, saved)
 proposed = match.mapping if match else propose_mapping(raw.columns)
 layout = detect_wide_layout(raw.columns) if not proposed.session else None
 if match:
-    st.success(f"Columns mapped with your saved mapping **{match.name}**. Check and correct below.")
+    st.success(f"Columns mapped with your saved mapping **{md(match.name)}**. Check and correct below.")
 
 # ---------------------------------------------------------------- scores from items
 specs: list[ItemScoring] = []
@@ -177,7 +178,7 @@ for col, role in zip(cols, ROLES):
 wide = None
 if layout is not None:
     stems = list(layout.columns)
-    st.info(f"This looks like a **wide** file: repeated columns for {', '.join(stems)} over sessions "
+    st.info(f"This looks like a **wide** file: repeated columns for {md(', '.join(stems))} over sessions "
             f"{', '.join(str(s) for s in sorted({s for v in layout.columns.values() for s in v}))}. "
             "The session number is taken from each column name.")
     measures = {}
@@ -226,19 +227,25 @@ except InputError as err:
 # ---------------------------------------------------------------- report
 st.subheader("3. Validation report")
 data = validated.data
-m = st.columns(4)
+m = st.columns(5)
 m[0].metric("Rows read", f"{validated.n_rows_read:,}")
 m[1].metric("Rows used", f"{len(data):,}")
 m[2].metric("Rows left out", f"{len(validated.excluded):,}")
-m[3].metric("Patients", f"{data['patient'].nunique():,}")
+missing = validated.rows_missing()
+m[3].metric("Scores missing", f"{len(missing):,}")
+m[4].metric("Patients", f"{data['patient'].nunique():,}")
 for note in validated.notes:
     st.info(note)
-if len(validated.excluded):
-    st.warning(f"{len(validated.excluded):,} rows cannot be used. Each is listed with its spreadsheet "
-               "row number (header = row 1) and the reason; fix them in the file and upload again, "
-               "or go on without them.")
-    st.dataframe(validated.excluded, hide_index=True, width="stretch", height=240)
-    download("Download the list of rows left out (CSV)", csv_bytes(validated.excluded),
+problems = validated.excluded_for()
+if len(problems):
+    problems = problems.assign(kept=problems["row"].isin(missing["row"]))
+    said = [f"{len(validated.excluded):,} rows cannot be used" if len(validated.excluded) else "",
+            f"{len(missing):,} sessions are kept with a score missing (used wherever that score is not "
+            "needed: models without it, figures, clinical views)" if len(missing) else ""]
+    st.warning("; ".join(t for t in said if t).capitalize() + ". Each is listed with its spreadsheet row "
+               "number (header = row 1) and the reason; fix them in the file and upload again, or go on.")
+    st.dataframe(problems, hide_index=True, width="stretch", height=240)
+    download("Download the list of rows left out (CSV)", csv_bytes(problems),
              file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
              what=f"{upload.name}: rows left out (CSV)")
 else:
@@ -255,14 +262,32 @@ name = c1.text_input("Name for this data set", value=upload.name.rsplit(".", 1)[
 if user is None:
     if c1.button("Use this data", type="primary", key="use_data"):
         set_active(Dataset(name=name, validated=validated))
-        st.success(f"**{name}** is now the active data set on every page (this browser session only; "
+        st.success(f"**{md(name)}** is now the active data set on every page (this browser session only; "
                    "sign in as a supervisor to store it for the clinic).")
 elif user.role != Role.SUPERVISOR:
     c1.info("Only supervisors store data for the clinic.")
 else:
     clinic = clinic_store()
+    if clinic.is_demo_database:
+        c1.warning("This is the **demo database**: the demo accounts' passwords are public. Store no real "
+                   "patient's data here; a clinic's database is made with `python -m core store init`.")
+    others = [c for c in data.columns if c not in (*ROLES, "row", "study")]
+    try:
+        before = clinic.dataset_info(user, name.strip()).shareable_columns
+    except Exception:  # noqa: BLE001 - a new data set: nothing shared yet
+        before = ()
+    shareable = c1.multiselect(
+        "Other columns researchers may see", others, default=[c for c in before if c in others],
+        key="shareable_columns",
+        help="Researchers see pseudonymised patient, therapist and study labels, the session and the measures, "
+             "and only the columns chosen here (numbers, or categories shared by at least 5 patients; never "
+             "free text). Default: none.")
     if c1.button("Preview what changes in the clinic database", type="primary", key="preview_upload"):
-        st.session_state["upload_preview"] = clinic.preview_upload(user, name.strip(), validated)
+        try:
+            st.session_state["upload_preview"] = clinic.preview_upload(user, name.strip(), validated,
+                                                                       shareable=shareable)
+        except InputError as err:
+            st.error(md(err))
     preview = st.session_state.get("upload_preview")
     if preview is not None and preview.dataset == name.strip():
         p = st.columns(3)
@@ -272,7 +297,9 @@ else:
         if len(preview.changed):
             with st.expander("What changes"):
                 st.dataframe(preview.changed, hide_index=True, width="stretch")
-        if st.button(f"Store in '{preview.dataset}'", key="apply_upload"):
+        st.caption("Researchers will see: " + (", ".join(md(c) for c in preview.shareable or ()) or "no other column")
+                   + " (besides pseudonymised IDs, sessions and measures).")
+        if st.button(f"Store in '{md(preview.dataset)}'", key="apply_upload"):
             try:
                 result = clinic.apply_upload(user, preview)
             except UploadConflict as err:
@@ -281,11 +308,11 @@ else:
                 st.session_state.pop("upload_preview", None)
                 st.session_state["active_dataset"] = result.dataset
                 st.success(f"Stored: {result.added:,} added, {result.changed:,} changed, {result.unchanged:,} "
-                           f"left alone. **{result.dataset}** is now the active data set.")
+                           f"left alone. **{md(result.dataset)}** is now the active data set.")
 map_name = c2.text_input("Save this mapping as", value=name, key="mapping_name",
                          help="Next time a spreadsheet with the same columns is uploaded, it maps in one click.")
 if c2.button("Save mapping", key="save_mapping"):
     path = save_mapping(SavedMapping(name=map_name, headers=tuple(raw.columns), mapping=mapping,
                                      wide_measures=dict(wide.measures) if wide else None,
                                      ranges=ranges or None))
-    st.success(f"Mapping **{map_name}** saved ({path}).")
+    st.success(f"Mapping **{md(map_name)}** saved ({md(path)}).")

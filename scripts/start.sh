@@ -2,12 +2,8 @@
 # Install (once) and start the dashboard: python3 -m venv + pip, then streamlit on http://127.0.0.1:8501
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+. scripts/venv.sh requirements.txt
 # One BLAS thread: the model fits are many small matrix operations (see bench/README.md).
 export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}" OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 echo "Starting the dashboard on http://127.0.0.1:8501 (Ctrl+C to stop)"
-exec .venv/bin/python -m streamlit run app.py "$@"
+exec .venv/bin/python -m streamlit run serve.py "$@"

@@ -2,11 +2,7 @@
 # Install the test tools (once) and run every test. .ci/run calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
-if [ ! -x .venv/bin/python ]; then
-  "$PY" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+. scripts/venv.sh requirements-dev.txt
 # Browser tests drive Debian's Chromium (Playwright's own browser download is not used).
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = "0" ]; then

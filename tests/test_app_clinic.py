@@ -32,25 +32,40 @@ def test_patient_page_demo_shows_status_sentences_and_table():
     at.selectbox(key="patient_id").set_value("D017").run()
     m = _metrics(at)
     assert m["Sessions"] == "8" and m["Jacobson–Truax status"] == "deteriorated"
+    # what needs attention first: one line with the status and why, before the chart
+    assert len(at.error) == 1
+    summary = at.error[0].value
+    assert summary.startswith("**Not on track (session 8)**: score 141 is") and "worse than the expected" in summary
+    assert "rupture in session 8" in summary
     text = " ".join(md.value for md in at.markdown)
-    assert "points below this patient's usual level" in text or "points above this patient's usual level" in text
-    assert "Possible rupture in session 6" in text
+    assert "Possible rupture in session 6: alliance was 0.93 points below this patient's mean so far" in text
     table = at.dataframe[0].value
     assert list(table["session"]) == list(range(1, 9))
-    assert "alliance deviation (own SD)" in table.columns
+    assert table["status"].tolist() == ["unknown", "on track", "on track"] + ["not on track"] * 5
+    assert table["why"].iloc[0].startswith("first session")
+    assert {"expected", "bound (not on track)", "alliance mean so far", "rupture", "repaired"} <= set(table.columns)
+    assert any("REML" in md.value and "all 120 patients" in md.value for md in at.markdown)  # the definition
+
+
+def test_patient_page_on_track_patient_is_green():
+    at = open_page("patient", timeout=TIMEOUT)
+    at.selectbox(key="patient_id").set_value("D005").run()
+    assert not at.error and len(at.success) == 1
+    assert at.success[0].value.startswith("**On track (session 8)**")
 
 
 def test_rupture_threshold_changes_flags_without_refitting(monkeypatch):
     at = open_page("patient", timeout=TIMEOUT)
     at.selectbox(key="patient_id").set_value("D017").run()
     assert sum("Possible rupture" in md.value for md in at.markdown) == 2
-    import core.stats.models as models
+    import core.clinical.signal as signal
     calls = []
-    original = models.fit_model
-    monkeypatch.setattr("ui.clinic.fit_model", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = signal.fit_signal_model
+    monkeypatch.setattr("ui.clinic.fit_signal_model", lambda *a, **k: calls.append(1) or original(*a, **k))
     at.slider(key="rupture_threshold").set_value(1.5).run()
     assert sum("Possible rupture" in md.value for md in at.markdown) == 1
-    assert calls == []  # the expected-trajectory models came from the cache
+    at.selectbox(key="patient_id").set_value("D042").run()
+    assert calls == []  # the clinic's expected courses came from the cache
 
 
 def test_patient_opened_by_query_parameter():
@@ -78,8 +93,24 @@ def test_overview_demo_caseload_sorted_and_downloads():
     assert m["Patients"] == "120" and m["Therapists"] == "6" and m["Dropout before session 4"] == "30.8%"
     assert any("lie between therapists" in i.value for i in at.info)
     table = at.dataframe[0].value
-    assert table["status"].iloc[0] == "deteriorated"
     assert len(table) == 120
+    assert table["patient"].iloc[0] == "D017" and table["status"].iloc[0] == "deteriorated"
+    # red, then yellow, then an unrepaired rupture, then the rest; the reasons in words
+    group = table["signal"].map({"▲ not on track": 0, "◆ at risk": 1}).fillna(
+        table["unrepaired"].gt(0).map({True: 2, False: 3}))
+    assert group.is_monotonic_increasing and (group == 0).sum() == 10 and (group == 1).sum() == 14
+    assert table["attention"].iloc[0].startswith("not on track at session 8: score 141, expected 105")
+    # the flag that never cleared: no patient who improved reliably is still flagged
+    improved = table["status"].isin(["improved", "recovered"])
+    assert improved.any() and not table.loc[improved, "no_reliable_improvement"].any()
+    therapists = at.dataframe[1].value
+    assert list(therapists.columns) == ["therapist", "patients", "not on track now", "deteriorated", "unrepaired rupture"]
+    assert therapists.set_index("therapist").loc["T03 Carla", "not on track now"] == "3 of 23 (13%)"
+    assert any("not a ranking of therapists" in c.value for c in at.caption)
+    validation = at.dataframe[2].value
+    assert validation["by session"].tolist() == [3, 4, 5, 6]
+    assert validation["sensitivity"].str.match(r"\d+ of \d+ \(\d+%\)").all()
+    assert any("cross-validation by patient" in c.value for c in at.caption)
     labels = [b.label for b in at.get("download_button")]
     assert "Caseload (CSV)" in labels and "Caseload (Excel)" in labels
 

@@ -52,7 +52,8 @@ def test_covariate_is_dummy_coded():
     at.multiselect(key="mb_covariates").set_value(["group"]).run()
     effects = [e for df in at.dataframe if "effect" in df.value.columns for e in df.value["effect"]]
     assert "group = b (vs a)" in effects
-    assert at.code[0].value == "symptoms ~ between + within + cov_group_b + (1 | patient)"
+    assert at.code[0].value == "symptoms ~ between + within + group + (1 | patient)"
+    assert at.text_input(key="mb_formula").value == at.code[0].value  # the builder writes the formula
 
 
 def test_report_button_present_on_demo():

@@ -54,7 +54,9 @@ def test_upload_spanish_semicolon_file_maps_and_reports_excluded_rows():
     assert at.selectbox(key="map_alliance").value == "Alianza"
     assert at.selectbox(key="map_symptoms").value == "Síntomas"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Rows read"] == "4" and metrics["Rows used"] == "2" and metrics["Rows left out"] == "2"
+    # both problem rows keep their session (the other score is usable); each is listed with its reason
+    assert metrics["Rows read"] == "4" and metrics["Rows used"] == "4" and metrics["Rows left out"] == "0"
+    assert metrics["Scores missing"] == "2"
     excluded = at.dataframe[0].value
     assert list(excluded["row"]) == [3, 4]
     assert "outside the allowed range" in excluded["reason"].iloc[0]
@@ -155,7 +157,8 @@ def test_symptoms_scored_from_oq_items_with_alpha_and_reasons():
     success = " ".join(s.value for s in at.success)
     assert "Cronbach's α in this sample" in success
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Rows used"] == "59" and metrics["Rows left out"] == "1"
+    assert metrics["Rows used"] == "60" and metrics["Rows left out"] == "0"  # alliance present: kept
+    assert metrics["Scores missing"] == "1"
     excluded = at.dataframe[0].value
     assert excluded["row"].tolist() == [2]
     assert "10 of 45 items missing" in excluded["reason"].iloc[0]

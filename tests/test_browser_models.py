@@ -23,12 +23,15 @@ def test_change_option_and_download_report(tmp_path):
         page.get_by_text("Control for time (detrending)").click()
         page.get_by_test_id("stCode").get_by_text("symptoms ~ between + within + time + (1 | patient)").wait_for(timeout=60000)
         screenshot(page, "models_detrended")
+        # the command-line caption is drawn just before the download button: the run has finished
+        page.get_by_text(re.compile(r"--builder --detrend")).wait_for(timeout=60000)
         with page.expect_download(timeout=120000) as info:
             page.get_by_role("button", name="Download the report (HTML)").click()
         report = tmp_path / "report.html"
         info.value.save_as(report)
         text = report.read_text(encoding="utf-8")
         assert "controlling for time" in text and "Model builder" in text
+        assert "Random-intercept cross-lagged panel model (RI-CLPM)" in text
         assert not re.search(r"<script[^>]+src=", text)
 
     # the downloaded report opens with no network and draws every figure
@@ -41,6 +44,26 @@ def test_change_option_and_download_report(tmp_path):
         offline.on("pageerror", lambda e: errors.append(str(e)))
         offline.goto(report.as_uri())
         offline.wait_for_timeout(2000)
-        assert offline.locator(".js-plotly-plot").count() == 4
+        assert offline.locator(".js-plotly-plot").count() == 5  # 4 ladder figures + the RI-CLPM path diagram
         assert errors == []
         browser.close()
+
+
+def test_formula_box_fits_a_typed_formula(tmp_path):
+    """The builder writes the formula; a researcher types another; the page shows what it fitted."""
+    require_chromium()
+    with running_app(tmp_path) as url, browser_page() as page:
+        page.goto(url + "/models")
+        page.get_by_text("The model ladder").wait_for(timeout=90000)
+        box = page.get_by_role("textbox", name="Formula (lme4 notation)")
+        box.wait_for(timeout=60000)
+        assert box.input_value() == "symptoms ~ between + within + (1 | patient)"
+        box.fill("symptoms ~ alliance_within * time + (time | patient)")
+        box.press("Enter")
+        page.get_by_test_id("stCode").get_by_text(
+            "symptoms ~ alliance_within * time + (time | patient)").wait_for(timeout=90000)
+        page.get_by_text("Conditional R²").wait_for(timeout=30000)
+        screenshot(page, "models_formula_1400")
+        page.set_viewport_size({"width": 800, "height": 1000})
+        page.wait_for_timeout(1500)
+        screenshot(page, "models_formula_800")

@@ -19,7 +19,7 @@ def _sign_in(page, url: str, username: str) -> None:
     page.get_by_role("textbox", name="User name").fill(username)
     page.get_by_role("textbox", name="Password").fill("demo")
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text(f"({username}), role").wait_for(timeout=60000)
+    page.locator('[data-testid="stSidebar"]').get_by_text("Signed in as").wait_for(timeout=60000)
 
 
 def test_therapist_sees_own_patients_only_and_supervisor_reads_audit_log(tmp_path):
@@ -49,7 +49,7 @@ def test_therapist_sees_own_patients_only_and_supervisor_reads_audit_log(tmp_pat
         page.keyboard.press("Escape")
         assert options and set(options) <= set(ANA)
 
-        page.locator('[data-testid="stSidebarNav"]').get_by_text("Sign in").click()
+        page.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).click()
         page.get_by_role("button", name="Sign out").click()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60000)
 

@@ -27,7 +27,7 @@ def test_demo_then_upload_shows_validation_report(tmp_path):
         page.goto(url + "/upload")
         page.locator("input[type=file]").set_input_files(str(messy))
         page.get_by_text("Validation report").wait_for(timeout=30000)
-        page.get_by_text("rows cannot be used").wait_for(timeout=30000)
+        page.get_by_text("sessions are kept with a score missing").wait_for(timeout=30000)
         body = page.locator("body").inner_text()
         assert "semicolon-separated, decimal comma" in body
         screenshot(page, "upload_report")

@@ -92,14 +92,22 @@ def test_messy_file_lists_excluded_rows_with_spreadsheet_numbers(tmp_path):
     path = tmp_path / "messy.csv"
     path.write_text("\n".join(lines) + "\n")
     report = analyze(tmp_path, path, *ROLES)
-    excluded = {e["row"]: e["reason"] for e in report["excluded_rows"]}
+    # A model of both measures (hybrid) leaves out every row without both; the file's excluded rows
+    # are those with no usable measure or a duplicate.
+    excluded = {e["row"]: e["reason"] for e in report["models"]["hybrid"]["excluded_rows"]}
     assert sorted(excluded) == sorted(expected)
     for row, words in expected.items():
         for word in words:
             assert word in excluded[row], (row, excluded[row])
-    assert all(set(e) == {"row", "reason"} and isinstance(e["row"], int) for e in report["excluded_rows"])
-    assert report["n_observations"] == 328 - 4  # rows 3, 5, 7, 12; the copy adds nothing
+    for entries in (report["excluded_rows"], report["models"]["hybrid"]["excluded_rows"]):
+        assert all(set(e) == {"row", "reason"} and isinstance(e["row"], int) for e in entries)
+    assert report["models"]["hybrid"]["n_observations"] == 328 - 4  # rows 3, 5, 7, 12; the copy adds nothing
     assert report["n_patients"] == 96
+    assert {e["row"] for e in report["excluded_rows"]} <= set(expected)
+    # the sessions with a symptom score but no alliance score stay in the symptom-only models
+    only_alliance_missing = [r for r, words in expected.items() if any("alliance" in w for w in words)]
+    used_unconditional = report["models"]["unconditional"]["n_observations"]
+    assert used_unconditional > report["models"]["hybrid"]["n_observations"] or not only_alliance_missing
 
 
 def test_alliance_range_excludes_out_of_range_values_with_a_reason(tmp_path):
@@ -107,10 +115,10 @@ def test_alliance_range_excludes_out_of_range_values_with_a_reason(tmp_path):
     path = tmp_path / "messy.csv"
     path.write_text("\n".join(lines) + "\n")
     report = analyze(tmp_path, path, *ROLES, "--alliance-range", "1,7")
-    excluded = {e["row"]: e["reason"] for e in report["excluded_rows"]}
+    excluded = {e["row"]: e["reason"] for e in report["models"]["hybrid"]["excluded_rows"]}
     assert sorted(excluded) == sorted([*expected, 9])
     assert "alliance 8.5" in excluded[9] and "outside" in excluded[9] and "1 to 7" in excluded[9]
-    assert report["n_observations"] == 328 - 5
+    assert report["models"]["hybrid"]["n_observations"] == 328 - 5
 
 
 def test_spanish_semicolon_latin1_export_gives_the_same_report(tmp_path, clean_report):

@@ -87,3 +87,19 @@ def test_validate_studies_keeps_ids_apart_and_lists_missing_study(tmp_path):
     assert sorted(v.data["patient"].unique()) == ["A / P1", "B / P1"]
     assert v.excluded.to_dict("records") == [{"row": 6, "reason": "study missing"}]
     assert any("more than one study" in n for n in v.notes)
+
+
+def test_ipd_meta_exclude_study_and_stage1_diagnostics(tmp_path):
+    out = tmp_path / "ipd.json"
+    r = run("ipd-meta", DATA / "multistudy_public.csv", "--study", "study", "--patient", "patient",
+            "--session", "session", "--alliance", "alliance", "--symptoms", "symptoms",
+            "--exclude-study", "S03", "--exclude-study", "S05", out=out)
+    assert r.returncode == 0, r.stderr
+    ours = no_nan(out.read_text())
+    assert "S03" not in ours["stage1"] and ours["pooled"]["alliance_to_symptoms"]["k"] == 6
+    assert [e["study"] for e in ours["excluded_studies"]] == ["S03", "S05"]
+    for entry in ours["stage1"].values():
+        assert entry["converged"] is True and entry["singular"] is False and entry["warnings"] == []
+    r = run("ipd-meta", DATA / "multistudy_public.csv", "--study", "study", "--patient", "patient",
+            "--session", "session", "--alliance", "alliance", "--symptoms", "symptoms", "--exclude-study", "X9")
+    assert r.returncode == 2 and "X9" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -121,3 +121,67 @@ def test_find_patients_exact_first_then_prefix_then_contains():
     assert find_patients(ids, "zz") == ([], 0)
     assert find_patients(ids, "", limit=2) == (["A10", "A1"], 5)
     assert find_patients(ids, "a", limit=2) == (["A10", "A1"], 4)
+
+
+def test_ruptures_so_far_never_use_later_sessions():
+    from core.clinical.indices import flag_ruptures_so_far
+
+    full = flag_ruptures_so_far(_patient([5.5, 5.6, 4.0, 5.5, 5.5, 5.4]))
+    # session 3: mean so far 5.033, SD so far 0.896 -> limit 4.137; 4.0 is a rupture, 5.5 repairs it
+    row = full.set_index("session").loc[3]
+    assert row["alliance_mean_so_far"] == pytest.approx(np.mean([5.5, 5.6, 4.0]))
+    assert row["alliance_sd_so_far"] == pytest.approx(np.std([5.5, 5.6, 4.0], ddof=1))
+    assert bool(row["rupture"]) and bool(row["repaired"])
+    assert full["rupture"].tolist() == [False, False, True, False, False, False]
+    # cutting later sessions leaves every earlier flag and limit as it was
+    for k in range(1, 6):
+        part = flag_ruptures_so_far(_patient([5.5, 5.6, 4.0, 5.5, 5.5, 5.4][:k]))
+        assert part["rupture"].tolist() == full["rupture"].tolist()[:k]
+        np.testing.assert_allclose(part["rupture_limit"], full["rupture_limit"].iloc[:k], equal_nan=True)
+    # at the last session the so-far values are the full-course ones
+    last = flag_ruptures(patient_sessions(_patient([5.5, 5.6, 4.0, 5.5, 5.5, 5.4]), ["alliance"])).iloc[-1]
+    assert full["rupture_limit"].iloc[-1] == pytest.approx(last["rupture_limit"])
+    # a rupture in the last session has no repair yet; a missing alliance score is never a rupture
+    gap = flag_ruptures_so_far(_patient([5.5, 5.6, 5.4, np.nan, 3.0]))
+    assert not gap["rupture"].iloc[3] and gap["rupture"].iloc[4] and pd.isna(gap["repaired"].iloc[4])
+
+
+def test_no_reliable_improvement_clears_once_the_patient_improved():
+    from core.clinical.indices import flag_ruptures_so_far
+
+    data = pd.concat([
+        _patient([5] * 6, [80, 78, 79, 78, 60, 44], pid="late_improver"),   # -36 by session 6
+        _patient([5] * 6, [80, 78, 79, 78, 77, 76], pid="stuck"),
+        _patient([5] * 3, [80, 79, 78], pid="early"),                       # has not reached session 4
+    ], ignore_index=True)
+    table = caseload(flag_ruptures_so_far(data), reliable_change=14, cutoff=63.5, improvement_by=4).set_index("patient")
+    assert not table.loc["late_improver", "no_reliable_improvement"]
+    assert table.loc["stuck", "no_reliable_improvement"]
+    assert not table.loc["early", "no_reliable_improvement"]
+    assert table.index[0] == "stuck" and table.index[-1] == "late_improver"
+
+
+def test_caseload_orders_by_signal_then_rupture_then_the_rest():
+    from core.clinical.indices import flag_ruptures_so_far, therapist_table
+
+    data = pd.concat([
+        _patient([5, 5, 5, 5], [70, 80, 85, 90], pid="worse").assign(therapist="A"),       # deteriorated, not red
+        _patient([5, 5, 5, 5], [80, 70, 60, 50], pid="red").assign(therapist="A"),
+        _patient([5, 5, 5, 5], [80, 70, 60, 50], pid="yellow").assign(therapist="B"),
+        _patient([5.5, 5.6, 5.4, 3.0], [40, 40, 40, 40], pid="rupture").assign(therapist="B"),
+        _patient([5, 5, 5, 5], [40, 38, 30, 20], pid="fine").assign(therapist="B"),
+    ], ignore_index=True)
+    signal = pd.DataFrame({"patient": ["worse", "red", "yellow", "rupture", "fine"],
+                           "status": ["on_track", "not_on_track", "at_risk", "on_track", "on_track"],
+                           "session": [4, 4, 4, 4, 4], "reason": ["", "score 50 is 20 points worse", "a bit worse", "", ""]})
+    table = caseload(flag_ruptures_so_far(data), reliable_change=14, cutoff=63.5, signal=signal)
+    assert table["patient"].tolist()[:4] == ["red", "yellow", "rupture", "worse"]
+    assert list(table.columns[:4]) == ["patient", "therapist", "signal", "attention"]
+    reasons = table.set_index("patient")["attention"]
+    assert reasons["red"].startswith("not on track at session 4: score 50 is 20 points worse")
+    assert "rupture in session 4 not repaired" in reasons["rupture"]
+    assert "reliable deterioration" in reasons["worse"] and reasons["fine"] == ""
+    per = therapist_table(table).set_index("therapist")
+    assert per.loc["A", "patients"] == 2 and per.loc["A", "not on track now"] == 1
+    assert per.loc["A", "not on track now (%)"] == 50.0 and per.loc["A", "deteriorated"] == 1
+    assert per.loc["B", "unrepaired rupture"] == 1 and per.loc["B", "unrepaired rupture (%)"] == pytest.approx(33.3)

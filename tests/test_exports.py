@@ -27,3 +27,38 @@ def test_excel_cell_is_text_not_formula():
     cell = ws["A2"]
     assert cell.data_type == "s" and cell.value.startswith("'=")
     assert ws["B1"].value == "'=bad header" and ws["B2"].value == 1
+
+
+def test_spanish_csv_opens_as_excel_in_spanish_would():
+    """Excel set to Spanish splits on ';' and reads a decimal comma as a number."""
+    frame = pd.DataFrame({"patient": ["P1", "=cmd"], "change": [-14.5, 0.25], "sessions": [4, 6]})
+    data = csv_bytes(frame, "es")
+    text = data.decode("utf-8-sig")
+    assert text.splitlines()[0] == "patient;change;sessions"
+    assert "-14,5" in text and "0,25" in text and "." not in text
+    back = pd.read_csv(io.BytesIO(data), sep=";", decimal=",", encoding="utf-8-sig")
+    assert back["change"].tolist() == [-14.5, 0.25] and back["sessions"].tolist() == [4, 6]
+    assert back["patient"].tolist() == ["P1", "'=cmd"]
+    english = csv_bytes(frame).decode("utf-8-sig")
+    assert english.splitlines()[1] == "P1,-14.5,4"
+
+
+def test_excel_is_formatted_for_people():
+    frame = pd.DataFrame({"patient": ["P1", "P2"], "last_score": [101, 87], "change_from_first": [-14.5, 3.25],
+                          "status_reason": ["reliable deterioration, with a long explanation", ""]})
+    data = excel_bytes(frame, "caseload", title="Caseload, Demo clinic",
+                       labels={"last_score": "Last OQ-45 total"},
+                       definitions=[("Reliable change (points)", 14), ("Clinical cut-off", 63.5)])
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    ws = book["caseload"]
+    assert ws["A1"].value == "Caseload, Demo clinic" and ws["A1"].font.bold
+    assert [c.value for c in ws[3]] == ["Patient", "Last OQ-45 total", "Change from first", "Status reason"]
+    assert all(c.font.bold for c in ws[3])
+    assert ws.freeze_panes == "A4"
+    assert ws.auto_filter.ref == "A3:D5"
+    assert ws["B4"].value == 101 and ws["B4"].number_format == "0"
+    assert ws["C4"].value == -14.5 and ws["C4"].number_format == "0.00"
+    assert ws.column_dimensions["D"].width > ws.column_dimensions["A"].width >= 8
+    thresholds = book["Thresholds and definitions"]
+    assert [(r[0].value, r[1].value) for r in thresholds.iter_rows(min_row=2)] == [
+        ("Reliable change (points)", 14), ("Clinical cut-off", 63.5)]

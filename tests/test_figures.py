@@ -68,3 +68,33 @@ def test_small_multiples_one_panel_per_patient_in_order_with_shared_axes():
     assert fig.layout.height == 140 * 3 + 60  # 7 panels in 3 columns: 3 rows
     d1, d4 = fig.layout.yaxis.domain, fig.layout.yaxis4.domain
     assert d1[1] == 1.0 and d4[1] < d1[0]  # row 2 lies below row 1
+
+
+def test_patient_chart_shows_expected_course_band_and_statuses_in_words():
+    from core.clinical.indices import flag_ruptures_so_far, patient_sessions
+    from core.clinical.signal import SignalSettings, compute_signal
+    from core.demo import demo_clinic
+    from core.reporting.figures import STATUS_STYLE, patient_chart
+
+    data = demo_clinic()
+    signal = compute_signal(data, SignalSettings()).sessions
+    mine = flag_ruptures_so_far(patient_sessions(data[data["patient"] == "D017"], ["alliance", "symptoms"]))
+    fig = patient_chart(mine, ["alliance", "symptoms"], signal=signal[signal["patient"] == "D017"], cutoff=63.5,
+                        labels={"symptoms": ("Symptoms (higher = worse)", "OQ-45.2 total"),
+                                "alliance": ("Alliance (higher = better)", "ANS mean item score")})
+    by_name = {t.name: t for t in fig.data}
+    red = by_name["not on track"]
+    assert list(red.x) == [4, 5, 6, 7, 8] and red.marker.symbol == "triangle-up"
+    assert red.marker.color == STATUS_STYLE["not_on_track"][1]
+    assert list(red.text) == ["not on track", "", "", "", "not on track"]  # where it changes, and now
+    assert "points worse than the expected" in red.customdata[0]
+    assert list(by_name["on track"].x) == [2, 3] and by_name["no status"].text[0] == "start"
+    expected = by_name["expected course from this starting point"]
+    assert expected.x[0] == 1 and expected.y[0] == 124  # the course starts where the patient started
+    band = by_name["usual range: 8 in 10 patients who started at this level"]
+    assert band.fill == "toself" and len(band.x) == 14
+    assert list(by_name["rupture"].x) == [6, 8] and list(by_name["rupture"].text) == ["rupture", "rupture"]
+    assert by_name["clinical cut-off (63.5)"].y[0] == 63.5
+    # symptoms on top, each axis titled with its unit
+    assert fig.layout.yaxis.title.text == "OQ-45.2 total" and fig.layout.yaxis2.title.text == "ANS mean item score"
+    assert fig.layout.xaxis2.title.text == "Session"

@@ -196,11 +196,12 @@ def test_wide_file_reasons_name_the_session():
             "3,5,6,40,60\n")
     raw = read_table(text.encode(), filename="w.csv")
     result = validate_table(raw, ColumnMapping(patient="id"), wide=detect_wide_layout(raw.columns))
-    records = result.excluded_records()
+    assert result.excluded.empty  # each session keeps its other score
+    records = result.rows_missing().to_dict("records")
     assert [r["row"] for r in records] == [2, 3]
     assert records[0]["reason"].startswith("session 2:") and "'abc' is not a number" in records[0]["reason"]
     assert records[1]["reason"].startswith("session 1:") and "code -99" in records[1]["reason"]
-    assert len(result.data) == 4
+    assert len(result.data) == 6 and len(result.data.dropna(subset=["alliance", "symptoms"])) == 4
 
 
 def test_wide_file_needs_patient_and_measures():

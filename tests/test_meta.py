@@ -255,12 +255,15 @@ def test_ipd_result_shapes(multistudy_result):
     assert isinstance(multistudy_result, IPDMetaResult)
     stage1 = multistudy_result.stage1
     assert list(stage1.columns) == ["study", "direction", "estimate", "se", "n_patients",
-                                    "n_observations"]
+                                    "n_observations", "converged", "singular", "warnings"]
     assert len(stage1) == 8 * 2
     assert stage1["study"].tolist() == sorted(stage1["study"].tolist())
     got = multistudy_result.to_dict()
     json.dumps(got, allow_nan=False)
-    assert set(got) == {"stage1", "pooled"}
+    assert set(got) == {"stage1", "pooled", "excluded_studies"} and got["excluded_studies"] == []
+    for entry in got["stage1"].values():
+        assert entry["converged"] is True and entry["singular"] is False and entry["warnings"] == []
+        assert set(entry["alliance_to_symptoms"]) == {"estimate", "se", "converged", "singular", "warnings"}
     assert set(got["pooled"]) == set(DIRECTIONS)
     assert got["pooled"]["alliance_to_symptoms"]["k"] == 8
     assert [s["label"] for s in got["pooled"]["alliance_to_symptoms"]["studies"]] == sorted(got["stage1"])
@@ -363,18 +366,50 @@ def test_progress_called_once_per_study(multistudy):
     assert calls == [(1, 3, "S02"), (2, 3, "S05"), (3, 3, "S07")]
 
 
-def test_study_with_too_few_patients_names_the_study(multistudy):
+def test_study_of_two_patients_is_fitted_as_lme4_fits_it(multistudy):
+    """lme4 fits a study of 2 patients (tests/r/ipd_small_study.R); it must not abort the analysis,
+    and its degenerate fit is reported in stage 1."""
+    expected = json.loads((EXPECTED / "ipd_two_patient_study.json").read_text())
     small = multistudy[multistudy["patient"].isin(["S1-P0000", "S1-P0001"])]
-    frame = pd.concat([multistudy[multistudy["study"] == "S02"], small])
-    with pytest.raises(InputError, match="S01"):
-        ipd_meta_analysis(frame)
+    frame = pd.concat([multistudy[multistudy["study"].isin(["S02", "S03"])], small])
+    result = ipd_meta_analysis(frame)
+    entry = result.to_dict()["stage1"]["S01"]
+    assert entry["n_patients"] == 2 and entry["n_observations"] == expected["n_observations"]
+    for direction in DIRECTIONS:
+        got, exp = entry[direction], expected[direction]
+        assert abs(got["estimate"] - exp["estimate"]) < 0.01 * exp["se"]
+        assert got["se"] == pytest.approx(exp["se"], rel=0.01)
+        assert got["singular"] == exp["singular"]
+        assert got["converged"] is False and any("Hessian" in w for w in got["warnings"])
+    assert entry["converged"] is False
+    assert result.pooled["alliance_to_symptoms"].k == 3
+
+
+def test_study_that_cannot_be_fitted_is_left_out_with_its_reason(multistudy):
+    one = multistudy[multistudy["patient"] == "S1-P0000"]
+    frame = pd.concat([multistudy[multistudy["study"].isin(["S02", "S03"])], one])
+    result = ipd_meta_analysis(frame)
+    assert set(result.excluded_studies) == {"S01"} and "too few patients" in result.excluded_studies["S01"]
+    assert result.pooled["alliance_to_symptoms"].k == 2
+    assert result.to_dict()["excluded_studies"][0]["study"] == "S01"
+    with pytest.raises(InputError, match="S01.*too few patients"):
+        ipd_meta_analysis(pd.concat([multistudy[multistudy["study"] == "S02"], one]))
+
+
+def test_exclude_study_by_name(multistudy):
+    subset = multistudy[multistudy["study"].isin(["S01", "S02", "S03"])]
+    result = ipd_meta_analysis(subset, exclude=["S02"])
+    assert sorted(result.stage1["study"].unique()) == ["S01", "S03"]
+    assert "user" in result.excluded_studies["S02"]
+    with pytest.raises(InputError, match="no study S09"):
+        ipd_meta_analysis(subset, exclude=["S09"])
 
 
 def test_study_without_consecutive_sessions_names_the_study(multistudy):
     gappy = multistudy[(multistudy["study"] == "S01") & (multistudy["session"] % 2 == 1)]
     frame = pd.concat([multistudy[multistudy["study"] == "S02"], gappy])
     with pytest.raises(InputError, match="S01.*consecutive"):
-        ipd_meta_analysis(frame)
+        ipd_meta_analysis(frame)  # S01 left out, one study is left to pool
 
 
 def test_ipd_bad_input(multistudy):
@@ -387,7 +422,7 @@ def test_ipd_bad_input(multistudy):
     with pytest.raises(InputError, match="method"):
         ipd_meta_analysis(multistudy, method="fe")
     broken = multistudy[multistudy["study"].isin(["S01", "S02"])].copy()
-    broken.loc[broken.index[3], "alliance"] = np.nan
+    broken.loc[broken["study"] == "S01", "alliance"] = np.nan
     with pytest.raises(InputError, match="S01.*alliance"):
         ipd_meta_analysis(broken)
     constant = multistudy[multistudy["study"].isin(["S01", "S02"])].copy()
@@ -409,3 +444,14 @@ def test_reml_falls_back_to_direct_maximisation(bcg, monkeypatch):
     monkeypatch.setattr(core.stats.meta, "_FISHER_MAXITER", 1)
     got = pool_effects(data["estimate"], data["se"], method="reml")
     assert got.tau2 == pytest.approx(expected["reml"]["tau2"], rel=1e-4)
+
+
+def test_blank_cell_leaves_out_only_the_rows_that_need_it(multistudy):
+    """A missing alliance score removes that session and the next one's lag from the models,
+    not the study (lme4's na.omit on the stage-1 variables)."""
+    two = multistudy[multistudy["study"].isin(["S01", "S02"])].copy()
+    full = ipd_meta_analysis(two).to_dict()["stage1"]["S01"]["n_observations"]
+    row = two.index[(two["study"] == "S01") & (two["session"] == 3)][0]
+    two.loc[row, "alliance"] = np.nan
+    result = ipd_meta_analysis(two).to_dict()["stage1"]["S01"]
+    assert result["n_observations"] == full - 2  # session 3 (no aw) and session 4 (no lag)

@@ -14,11 +14,12 @@ from core.intake.reading import read_table
 from core.intake.validation import validate_table
 from core.stats.decomposition import add_model_terms
 from core.stats.models import (
+    BuilderOptions,
     build_model,
+    fit_custom_model,
     fit_ladder,
     fit_model,
     likelihood_ratio_test,
-    prepare_covariates,
 )
 from tests.reference_cases import LADDER_CASES as CASES
 from tests.reference_cases import VAR_KEYS
@@ -147,14 +148,12 @@ def test_two_patients_fit_with_a_warning_or_reason():
 def test_builder_reverse_direction_and_covariates():
     data = _small(n_patients=30)
     data["gender"] = np.where(data["patient"].str[-1].astype(int) % 2 == 0, "f", "m")
-    frame = add_model_terms(data, predictor="symptoms")
-    frame, terms, labels = prepare_covariates(frame, ["gender"])
-    assert terms == ["cov_gender_m"] and "vs f" in labels["cov_gender_m"]
-    spec = build_model("alliance", "symptoms", covariate_terms=tuple(terms), detrend=True,
-                       random_slope="within", therapist_level=True)
-    assert spec.formula == "alliance ~ between + within + time + cov_gender_m + (1 | therapist) + (within | patient)"
-    result = fit_model(frame, spec)
-    assert set(result.fixed["term"]) == {"intercept", "between", "within", "time", "cov_gender_m"}
+    options = BuilderOptions(direction="symptoms_to_alliance", detrend=True, covariates=("gender",),
+                             random_slope_within=True, therapist_level=True)
+    result = fit_custom_model(data, options)
+    assert result.formula == "alliance ~ between + within + time + gender + (1 | therapist) + (within | patient)"
+    assert set(result.fixed["term"]) == {"intercept", "between", "within", "time", "genderm"}
+    assert dict(result.spec.labels)["genderm"] == "gender = m (vs f)"
     assert "patient_slope" in result.variance and "therapist_intercept" in result.variance
 
 

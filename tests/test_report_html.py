@@ -78,7 +78,7 @@ def test_report_numbers_equal_analyze_and_open_offline(tmp_path):
     assert f"{between['estimate']:.4f}" in text and f"{between['df']:.4f}" in text
     # self-contained: plotly is inline, no external script or stylesheet
     assert not re.search(r"<script[^>]+src=", text) and not re.search(r"<link[^>]+href=", text)
-    assert text.count('class="plotly-graph-div"') == 4
+    assert text.count('class="plotly-graph-div"') == 5  # 4 ladder figures + the RI-CLPM path diagram
     for heading in ("Rows left out", "Definitions and methods", "Software and seed", "Likelihood-ratio tests"):
         assert heading in text
 
@@ -97,3 +97,26 @@ def test_report_bad_input_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "core", "report", str(DATA), "--patient", "nope", "--session", "session",
                         "--symptoms", "symptoms"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "nope" in r.stderr
+
+
+@pytest.mark.slow
+def test_report_signal_section_equals_the_signal_command(tmp_path):
+    html_path, json_path = tmp_path / "s.html", tmp_path / "s.json"
+    for cmd, out in (("report", html_path), ("signal", json_path)):
+        r = subprocess.run([sys.executable, "-m", "core", cmd, str(DATA), *FLAGS, "--out", str(out)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+    text = html_path.read_text(encoding="utf-8")
+    assert "Early-warning signal" in text and "How well the signal predicted outcomes in this data set" in text
+    import html as htmlmod
+    embedded = json.loads(htmlmod.unescape(
+        re.search(r"<script type='application/json' id='signal-json'>(.*?)</script>", text, re.S).group(1)))
+    signal = json.loads(json_path.read_text())
+    assert embedded["validation"] == signal["validation"] and embedded["current"] == signal["current"]
+    assert embedded["model"] == signal["model"] and "patients" not in embedded  # no per-patient rows
+    row = signal["validation"]["by_session"][0]
+    sens = row["sensitivity"]
+    assert f"{sens['n']} of {sens['of']}" in text
+    r = subprocess.run([sys.executable, "-m", "core", "report", str(DATA), *FLAGS, "--no-signal", "--out",
+                        str(tmp_path / "n.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Early-warning signal" not in (tmp_path / "n.html").read_text(encoding="utf-8")

@@ -100,7 +100,7 @@ def first_file() -> pd.DataFrame:
         rows.append({"patient": "E01", "therapist": "T01 Ana" if s <= 2 else "T02 Bruno", "session": s,
                      "alliance": 5.0, "symptoms": 60 - s, "note": "moved", "age": 41})
     rows.append({"patient": "B01", "therapist": "T02 Bruno", "session": 5, "alliance": "abc",
-                 "symptoms": 70, "note": "", "age": 31})                       # excluded: not a number
+                 "symptoms": "", "note": "", "age": 31})                       # excluded: no usable score
     rows.append({"patient": "B02", "therapist": "T02 Bruno", "session": 5, "alliance": 4.0,
                  "symptoms": 70, "note": "", "age": 32})                       # excluded: conflicting
     rows.append({"patient": "B02", "therapist": "T02 Bruno", "session": 5, "alliance": 4.5,
@@ -147,7 +147,7 @@ def test_migrations_create_the_schema_from_empty_and_reopen(db_url):
     assert {"users", "datasets", "observations", "uploads", "excluded_rows", "audit_log", "settings",
             "alembic_version"} <= tables
     with first.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
         from alembic.autogenerate import compare_metadata
         from alembic.runtime.migration import MigrationContext
 
@@ -369,7 +369,7 @@ def test_a_therapist_gets_only_their_patients_everywhere(clinic):
     # an upload whose rows left out quote other patients' IDs
     bad = second_file()
     bad.loc[len(bad)] = {"patient": "C01", "therapist": "T03 Carla", "session": 9, "alliance": "x",
-                         "symptoms": 1, "note": "about C01", "age": 1}
+                         "symptoms": "", "note": "about C01", "age": 1}
     store.apply_upload(sup, store.preview_upload(sup, "Clinic", validated(bad)))
 
     assert store.dataset_names(ana) == [DEMO_DATASET, "Clinic"]        # not "Bruno only"
@@ -414,7 +414,7 @@ def test_a_researcher_never_sees_a_real_id_or_free_text(clinic):
     assert data["patient"].str.fullmatch(r"P-[0-9a-f]{12}").all()
     assert data["therapist"].str.fullmatch(r"T-[0-9a-f]{12}").all()
     assert "note" not in data.columns                                  # free text dropped
-    assert data["age"].dtype == float and set(data["age"]) == set(real["age"].astype(float))
+    assert "age" not in data.columns and "row" not in data.columns     # nothing shared unless marked
     assert got.excluded.empty and got.notes == ()
     forbidden = set(real["patient"]) | set(real["therapist"]) | {"Ana", "Bruno", "Carla"}
     everything = cells(data, got.excluded) + list(got.notes) + [got.source] + store.patient_ids(res, "Clinic")
@@ -434,6 +434,14 @@ def test_a_researcher_never_sees_a_real_id_or_free_text(clinic):
     assert mine["alliance"].tolist() == a01["alliance"].tolist() and "note" not in mine.columns
     with pytest.raises(NoSuchPatient):
         store.patient_sessions(res, "Clinic", "A01")                  # real IDs do not open anything
+    # a supervisor marks 'age' (numbers) and 'note' (text) as shareable: only the numbers reach researchers
+    store.apply_upload(sup, store.preview_upload(sup, "Clinic", validated(first_file()), shareable=["age", "note"]))
+    shared = store.load(res, "Clinic").data
+    assert shared["age"].dtype == float and set(shared["age"]) == set(real["age"].astype(float))
+    assert "note" not in shared.columns and "row" not in shared.columns
+    assert store.dataset_info(res, "Clinic").extra_columns == ("note", "age")   # marked; 'note' is free text
+    with pytest.raises(InputError, match="cannot be shared"):
+        store.preview_upload(sup, "Clinic", validated(first_file()), shareable=["nhc"])
 
 
 # ------------------------------------------------------------------------------ crashes, races

@@ -30,10 +30,17 @@ def check(text: str, mapping: ColumnMapping = MAP, **kwargs):
 
 
 def reasons(result) -> dict[int, str]:
-    """Excluded rows as {row: reason} (each row excluded once in a long file)."""
-    records = result.excluded_records()
+    """Rows a model that needs every measure leaves out, as {row: reason}: the excluded rows and
+    the kept rows with a measure missing (each row once in a long file)."""
+    ex = result.excluded_for()
+    records = [{"row": int(r), "reason": t} for r, t in zip(ex["row"], ex["reason"])]
     assert len({r["row"] for r in records}) == len(records)
     return {r["row"]: r["reason"] for r in records}
+
+
+def complete(result):
+    """The sessions with every measure (what a model of all measures uses)."""
+    return result.data.dropna(subset=result.measures).reset_index(drop=True)
 
 
 def has_words(text: str, *words: str) -> bool:
@@ -52,7 +59,7 @@ def test_out_of_range_from_a_range_the_user_gives():
     assert set(r) == {3, 4}
     assert has_words(r[3], "alliance", "8", "outside", "1 to 7")
     assert has_words(r[4], "alliance", "0.5", "outside", "1 to 7")
-    assert result.data["alliance"].tolist() == [5.0, 7.0]  # the bounds are allowed
+    assert complete(result)["alliance"].tolist() == [5.0, 7.0]  # the bounds are allowed
 
 
 def test_out_of_range_symptoms_with_decimal_range():
@@ -67,7 +74,7 @@ def test_non_numeric_cell():
     r = reasons(result)
     assert list(r) == [3]
     assert has_words(r[3], "alliance", "'muy bien'", "not a number")
-    assert len(result.data) == 2
+    assert len(complete(result)) == 2
 
 
 def test_several_problems_in_one_row_are_all_named():
@@ -81,7 +88,7 @@ def test_several_problems_in_one_row_are_all_named():
 
 def test_decimal_comma_in_a_decimal_point_file_is_a_number():
     result = check('patient,session,alliance,symptoms\nA,1,"4,5",1.5\n')
-    assert result.data["alliance"].tolist() == [4.5]
+    assert complete(result)["alliance"].tolist() == [4.5]
 
 
 def test_infinite_and_odd_numbers():
@@ -89,7 +96,7 @@ def test_infinite_and_odd_numbers():
     r = reasons(result)
     assert set(r) == {2, 3}
     assert "not a number" in r[2] and "not a number" in r[3]
-    assert result.data[["alliance", "symptoms"]].values.tolist() == [[5.0, 0.5], [5.0, 1.0]]
+    assert complete(result)[["alliance", "symptoms"]].values.tolist() == [[5.0, 0.5], [5.0, 1.0]]
 
 
 # --------------------------------------------------------------------------- missing values
@@ -112,7 +119,7 @@ def test_missing_value_codes_outside_the_values_are_missing(code):
     assert list(r) == [3]
     assert has_words(r[3], "alliance", "missing", f"code {code}")
     assert any("missing-value code" in n for n in result.notes)
-    assert result.data["alliance"].tolist() == [5.0, 6.0, 1.0]
+    assert complete(result)["alliance"].tolist() == [5.0, 6.0, 1.0]
 
 
 def test_code_99_in_oq_total_column_up_to_150_is_a_score():
@@ -121,13 +128,13 @@ def test_code_99_in_oq_total_column_up_to_150_is_a_score():
     r = reasons(result)
     assert list(r) == [7]  # -99, row 7
     assert has_words(r[7], "symptoms", "code -99")
-    assert sorted(result.data["symptoms"]) == [20.0, 45.0, 99.0, 120.0, 150.0]
+    assert sorted(complete(result)["symptoms"]) == [20.0, 45.0, 99.0, 120.0, 150.0]
 
 
 def test_code_inside_the_given_range_is_a_score_outside_is_missing():
     result = check(HEADER + "A,1,5,99\nA,2,5,999\nA,3,5,181\n", ranges={"symptoms": (0, 180)})
     r = reasons(result)
-    assert result.data["symptoms"].tolist() == [99.0]
+    assert complete(result)["symptoms"].tolist() == [99.0]
     assert has_words(r[3], "symptoms", "missing", "code 999")
     assert has_words(r[4], "symptoms", "181", "outside", "0 to 180")
 
@@ -140,7 +147,7 @@ def test_identical_duplicates_keep_one_and_say_so():
     assert set(r) == {3, 5}
     assert has_words(r[3], "identical", "duplicate", "row 2")
     assert has_words(r[5], "identical", "duplicate", "row 4")  # 5.0 and 5 are the same value
-    assert result.data[ROW].tolist() == [2, 4, 6]
+    assert complete(result)[ROW].tolist() == [2, 4, 6]
     assert any("identical" in n and "2 rows" in n for n in result.notes)
 
 
@@ -150,7 +157,7 @@ def test_conflicting_duplicates_list_both_rows():
     assert set(r) == {3, 5}
     for row in (3, 5):
         assert has_words(r[row], "conflicting", "patient A", "session 2", "rows 3, 5")
-    assert result.data[ROW].tolist() == [2, 4]
+    assert complete(result)[ROW].tolist() == [2, 4]
 
 
 def test_same_session_written_differently_is_a_duplicate():
@@ -165,7 +172,7 @@ def test_duplicates_among_excluded_rows_do_not_count():
     result = check(HEADER + "A,1,abc,1\nA,1,5,1\n")
     r = reasons(result)
     assert list(r) == [2] and "not a number" in r[2]
-    assert result.data[ROW].tolist() == [3]
+    assert complete(result)[ROW].tolist() == [3]
 
 
 # ---------------------------------------------------------------------------- session labels
@@ -179,8 +186,8 @@ def test_session_labels(label, number):
     assert parse_sessions(pd.Series([label])).tolist() == [number]
     cell = f'"{label}"' if "," in label else label
     result = check(HEADER + f"A,{cell},5,1\n")
-    assert result.data["session"].tolist() == [number]
-    assert result.data["session"].dtype == np.int64
+    assert complete(result)["session"].tolist() == [number]
+    assert complete(result)["session"].dtype == np.int64
 
 
 @pytest.mark.parametrize("label", ["x", "first", "2023-01-05", "3b", "S"])
@@ -203,8 +210,8 @@ def test_session_missing():
 def test_ids_keep_leading_zeros_and_differ_from_numbers():
     result = check(HEADER + "007,1,5,1\n7,1,4,1\n007,2,6,1\n 007 ,3,6,1\n")
     assert result.excluded.empty  # "007" and "7" are two patients, so no duplicate
-    assert result.data["patient"].tolist() == ["007", "007", "007", "7"]
-    assert result.data["patient"].dtype != np.int64
+    assert complete(result)["patient"].tolist() == ["007", "007", "007", "7"]
+    assert complete(result)["patient"].dtype != np.int64
 
 
 def test_patient_id_missing():
@@ -216,8 +223,8 @@ def test_initials_that_look_like_missing_codes_are_ids():
     """Regression: a therapist with initials "SD" (or patient "NA") was read as missing."""
     text = "patient,therapist,session,alliance,symptoms\nNA,SD,1,5,1\nB,SD,1,5,1\nC,,1,5,1\n"
     result = check(text, MAP_T)
-    assert result.data["therapist"].tolist() == ["SD", "SD"]
-    assert result.data["patient"].tolist() == ["B", "NA"]
+    assert complete(result)["therapist"].tolist() == ["SD", "SD"]
+    assert complete(result)["patient"].tolist() == ["B", "NA"]
     assert has_words(reasons(result)[4], "therapist missing")
 
 
@@ -228,7 +235,7 @@ def test_patient_seen_by_two_therapists_keeps_rows_with_a_note():
             "A,T1,1,5,1\nA,T1,2,5,1\nA,T2,3,5,1\nB,T1,1,4,2\n")
     result = check(text, MAP_T)
     assert result.excluded.empty
-    assert result.data["therapist"].tolist() == ["T1", "T1", "T2", "T1"]
+    assert complete(result)["therapist"].tolist() == ["T1", "T1", "T2", "T1"]
     notes = [n for n in result.notes if "more than one therapist" in n]
     assert len(notes) == 1 and "(A)" in notes[0] and notes[0].startswith("1 patient was")
 
@@ -237,7 +244,7 @@ def test_patient_seen_by_two_therapists_keeps_rows_with_a_note():
 
 def test_no_usable_row_is_one_plain_sentence():
     with pytest.raises(InputError) as err:
-        check(HEADER + "A,1,abc,1\nB,1,xyz,1\nC,1,5,1\n".replace("C,1,5,1", "C,1,q,1"))
+        check(HEADER + "A,1,abc,\nB,1,xyz,\nC,1,q,\n")
     text = str(err.value)
     assert "None of the 3 rows" in text and "alliance is not a number (3 rows)" in text
     assert "\n" not in text and "Traceback" not in text
@@ -259,7 +266,7 @@ def test_validated_table_shape_and_order():
     text = ("patient,session,alliance,symptoms,fecha,row\n"
             "B,2,5,1,2024-01-02,x\nB,1,4,2,2024-01-01,y\nA,1,6,1,2024-01-03,z\n")
     result = check(text)
-    d = result.data
+    d = complete(result)
     assert d.columns.tolist() == ["patient", "session", "alliance", "symptoms", ROW, "fecha", "row (file)"]
     assert d[["patient", "session"]].values.tolist() == [["A", 1], ["B", 1], ["B", 2]]
     assert d[ROW].tolist() == [4, 3, 2]
@@ -269,9 +276,9 @@ def test_validated_table_shape_and_order():
 
 
 def test_excluded_records_are_plain_json_types():
-    result = check(HEADER + "A,1,5,1\nA,2,abc,1\n")
+    result = check(HEADER + "A,1,5,1\nA,2,abc,\n")
     records = result.excluded_records()
-    assert records == [{"row": 3, "reason": "alliance 'abc' is not a number"}]
+    assert records == [{"row": 3, "reason": "alliance 'abc' is not a number; symptoms missing"}]
     assert type(records[0]["row"]) is int and type(records[0]["reason"]) is str
 
 
@@ -281,13 +288,13 @@ def test_one_measure_is_enough_and_unmapped_role_names_are_renamed():
     text = "patient,therapist,session,alliance,symptoms\nA,T1,1,5,1\nA,T1,2,,1\n"
     result = check(text, ColumnMapping(patient="patient", session="session", symptoms="symptoms"))
     assert result.excluded.empty and result.measures == ["symptoms"] and not result.has_therapist
-    assert result.data["alliance (file)"].tolist() == ["5", ""]  # comes along as text
-    assert result.data["therapist (file)"].tolist() == ["T1", "T1"]
+    assert complete(result)["alliance (file)"].tolist() == ["5", ""]  # comes along as text
+    assert complete(result)["therapist (file)"].tolist() == ["T1", "T1"]
 
 
 def test_non_integer_sessions_stay_numbers():
     result = check(HEADER + "A,1,5,1\nA,1.5,5,1\n")
-    assert result.data["session"].tolist() == [1.0, 1.5]
+    assert complete(result)["session"].tolist() == [1.0, 1.5]
 
 
 def test_validate_long_any_index():
@@ -295,7 +302,7 @@ def test_validate_long_any_index():
                           "oq": ["1", "x", "3"]}, index=[10, 10, 5])
     result = validate_long(frame, ColumnMapping(patient="patient", session="session", symptoms="oq"))
     assert result.excluded_records() == [{"row": 3, "reason": "symptoms 'x' is not a number"}]
-    assert result.data[ROW].tolist() == [2, 4]
+    assert complete(result)[ROW].tolist() == [2, 4]
 
 
 def test_explanations_name_why_a_score_is_missing():
@@ -348,13 +355,14 @@ def test_awkward_file_end_to_end():
     assert sorted(r) == [4, 5, 6, 7, 8, 9, 11]
     assert has_words(r[4], "symptoms missing")
     assert has_words(r[5], "alliance", "code -99")
-    assert has_words(r[6], "alliance 9", "outside", "1 to 7") and r[7] == r[6]
+    assert has_words(r[6], "alliance 9", "outside", "1 to 7") and has_words(r[7], "identical", "row 6")
     assert has_words(r[8], "conflicting", "rows 8, 9") and has_words(r[9], "conflicting", "rows 8, 9")
     assert has_words(r[11], "session 'dos'", "not a session number")
-    d = result.data
+    d = complete(result)
     assert d[["patient", "therapist", "session", "alliance", "symptoms", ROW]].values.tolist() == [
         ["007", "Dra. Núñez", 1, 5.5, 99.0, 2],
         ["007", "Dra. Núñez", 2, 6.0, 120.0, 3],
     ]
-    assert any("more than one therapist" in n for n in result.notes) is False  # only 007's kept rows
+    # 007 keeps sessions 3 and 4 (one measure missing each) with Lic. Pérez: two therapists
+    assert any("more than one therapist" in n and "(007)" in n for n in result.notes)
     assert any("1 completely empty row" in n for n in result.notes)

@@ -12,21 +12,21 @@ from dataclasses import dataclass
 import pandas as pd
 import streamlit as st
 
-from core.clinical.indices import find_patients, flag_ruptures, patient_sessions
+from core.clinical.indices import find_patients, flag_ruptures, flag_ruptures_so_far, patient_sessions
+from core.clinical.signal import (
+    SignalModel,
+    SignalSettings,
+    fit_signal_model,
+    patient_signal,
+    session_signal,
+    validate_signal,
+)
 from core.errors import ModelError
 from core.intake.dataset import Dataset
+from core.store.errors import NoSuchDataset
 from core.stats.decomposition import add_model_terms
-from core.stats.models import ModelResult, build_model, compute_iccs, fit_model
-
-
-@st.cache_data(show_spinner="Fitting the clinic's expected trajectory …", max_entries=16)
-def time_model(fingerprint: str, outcome: str, _data: pd.DataFrame) -> ModelResult | str:
-    """``outcome ~ time + (time | patient)`` (REML); a plain reason string if it cannot be fitted."""
-    spec = build_model(outcome, None, time_only=True, random_slope="time", key=f"time_{outcome}")
-    try:
-        return fit_model(add_model_terms(_data), spec, ml=False)
-    except ModelError as err:
-        return str(err)
+from core.stats.models import build_model, compute_iccs, fit_model
+from ui.text import md
 
 
 @st.cache_data(show_spinner="Estimating the therapist share …", max_entries=16)
@@ -69,7 +69,7 @@ def patient_options(patients: list[str], current: str | None, key: str,
                           placeholder=f"{len(patients):,} patients: type an ID or part of it, then Enter")
     matches, n = find_patients(patients, query, limit)
     if query.strip() and not matches:
-        st.warning(f"No patient ID contains “{query.strip()}”.")
+        st.warning(f"No patient ID contains “{md(query.strip())}”.")
     if n > len(matches):
         st.caption(f"The list shows {len(matches):,} of {n:,} {'matching ' if query.strip() else ''}IDs; "
                    "type more of an ID to narrow it.")
@@ -79,12 +79,105 @@ def patient_options(patients: list[str], current: str | None, key: str,
 
 
 def sessions_with_ruptures(ds: Dataset, threshold: float) -> pd.DataFrame:
-    """The sessions table with rupture flags at ``threshold`` own SDs (cheap; not cached)."""
+    """The sessions table with full-course rupture flags at ``threshold`` own SDs (research pages)."""
     measures = tuple(ds.validated.measures)
     table = sessions_table(ds.fingerprint, measures, ds.data)
     if "alliance" in measures:
         return flag_ruptures(table, threshold)
     return table
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _ruptures_so_far(fingerprint: str, threshold: float, _table: pd.DataFrame) -> pd.DataFrame:
+    return flag_ruptures_so_far(_table, threshold)
+
+
+def sessions_with_ruptures_so_far(ds: Dataset, threshold: float) -> pd.DataFrame:
+    """The sessions table with rupture flags against each patient's mean *so far* (clinician pages)."""
+    measures = tuple(ds.validated.measures)
+    table = sessions_table(ds.fingerprint, measures, ds.data)
+    if "alliance" in measures:
+        return _ruptures_so_far(ds.fingerprint, threshold, table)
+    return table
+
+
+# ---------------------------------------------------------------- early-warning signal
+
+@st.cache_data(show_spinner="Fitting the clinic's expected courses …", max_entries=16)
+def _signal_model(fingerprint: str, intake: str | None, _data: pd.DataFrame) -> SignalModel:
+    return fit_signal_model(_data, SignalSettings(intake=intake))
+
+
+@st.cache_data(show_spinner="Fitting the clinic's expected courses …", max_entries=16)
+def _clinic_signal_model(database: str, dataset: str, version: int, intake: str | None, _user) -> SignalModel:
+    from ui.auth import clinic_store
+
+    return clinic_store().clinic_signal_model(_user, dataset, intake)
+
+
+def _scoped_user():
+    """The signed-in therapist, whose data set holds only her own patients (else None)."""
+    from core.store.users import Role
+    from ui.auth import current_user
+
+    user = current_user()
+    return user if user is not None and user.role is Role.THERAPIST else None
+
+
+def sees_whole_clinic() -> bool:
+    """False for a therapist: her data set is her own patients, the clinic's figures are not hers to see."""
+    return _scoped_user() is None
+
+
+def signal_model(ds: Dataset, intake: str | None = None) -> SignalModel:
+    """The clinic's expected courses, always fitted on the *whole* clinic's data set: for a
+    therapist (who sees only her patients) the clinic database fits it on every patient and returns
+    only the model; otherwise it is fitted here on the data set. Cached by data fingerprint (or data
+    set version), so a slider or a patient switch never refits it."""
+    user = _scoped_user()
+    if user is not None:
+        from ui.auth import clinic_store
+
+        store = clinic_store()
+        try:
+            version = store.dataset_version(user, ds.name)
+            return _clinic_signal_model(str(store.engine.url), ds.name, version, intake, user)
+        except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
+            pass
+    return _signal_model(ds.fingerprint, intake, ds.data)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, _data: pd.DataFrame,
+                    _model: SignalModel) -> pd.DataFrame:
+    return session_signal(_data, _model, settings)
+
+
+def signal_settings(settings: "ClinicalSettings") -> SignalSettings:
+    return SignalSettings(higher_is_worse=settings.higher_is_worse, reliable_change=settings.reliable_change,
+                          cutoff=settings.cutoff, intake=settings.intake)
+
+
+def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalModel, pd.DataFrame, pd.DataFrame]:
+    """The model, every visible session's signal and every visible patient's current status."""
+    sig = signal_settings(settings)
+    model = signal_model(ds, sig.intake)
+    key = (model.method, model.n_patients, model.n_observations, model.intake_mean,
+           tuple(f.up_to for f in model.fits), tuple(float(f.residual) for f in model.fits))
+    sessions = _session_signal(ds.fingerprint, key, sig, ds.data, model)
+    return model, sessions, _patient_signal(ds.fingerprint, key, sig, sessions)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, _sessions: pd.DataFrame) -> pd.DataFrame:
+    return patient_signal(_sessions)
+
+
+@st.cache_data(show_spinner="Checking the signal against this clinic's outcomes (5-fold cross-validation) …",
+               max_entries=8)
+def signal_validation(fingerprint: str, settings: SignalSettings, _data: pd.DataFrame) -> dict:
+    """How well the signal predicted outcomes in this data set (cross-validated; expensive)."""
+    return validate_signal(_data, settings)
 
 
 @dataclass(frozen=True)
@@ -95,6 +188,7 @@ class ClinicalSettings:
     cutoff: float | None
     reliable_change: float | None
     higher_is_worse: bool = True
+    intake: str | None = None
 
 
 _PRESETS = {
@@ -125,5 +219,48 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
                                  value=cutoff0, key=f"clin_cutoff_{choice}")
         rc = st.number_input("Reliable change (points)", value=rc0, min_value=0.0,
                              key=f"clin_rc_{choice}")
-        worse = st.checkbox("Higher scores mean more symptoms", value=True, key="clin_higher_worse")
-    return ClinicalSettings(choice, cutoff, rc if rc else None, worse)
+        worse = st.checkbox("Higher scores mean more symptoms", value=True, key="clin_higher_worse",
+                            help="Untick for a measure where a higher score is better (e.g. well-being): the "
+                                 "early-warning signal then counts lower scores as worse.")
+        candidates = intake_columns(ds)
+        intake = None
+        if candidates:
+            first = "Score at the first session"
+            pick = st.selectbox("Intake score (starting point of the expected course)", [first, *candidates],
+                                key=f"clin_intake_{ds.fingerprint[:8]}")
+            intake = None if pick == first else pick
+    return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake)
+
+
+def intake_columns(ds: Dataset) -> list[str]:
+    """Extra columns that could hold an intake score: numbers (or missing) in every row."""
+    return _intake_columns(ds.fingerprint, ds.data)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _intake_columns(fingerprint: str, _data: pd.DataFrame) -> list[str]:
+    from core.intake.validation import parse_numbers
+
+    skip = {"patient", "therapist", "session", "alliance", "symptoms", "row", "study"}
+    out = []
+    for col in _data.columns:
+        if col in skip:
+            continue
+        values, missing, non_numeric = parse_numbers(_data[col].astype(str))
+        if not non_numeric.any() and not missing.all():
+            out.append(col)
+    return out
+
+
+def measure_labels(ds: Dataset, settings: ClinicalSettings) -> dict[str, tuple[str, str]]:
+    """Per measure a panel title with the direction and the axis title with the scale, e.g.
+    ``("Symptoms (higher = worse)", "OQ-45.2 total")``."""
+    labels = {}
+    if "symptoms" in ds.validated.measures:
+        scale = {"OQ-45.2 total (0–180)": "OQ-45.2 total", "OQ-45.2 mean item score (0–4)": "OQ-45.2 mean item score"}
+        labels["symptoms"] = (f"Symptoms ({'higher' if settings.higher_is_worse else 'lower'} = worse)",
+                              scale.get(settings.instrument, "score"))
+    if "alliance" in ds.validated.measures:
+        labels["alliance"] = ("Alliance (higher = better)",
+                              "ANS mean item score" if ds.instrument_for("alliance") == "ans" else "score")
+    return labels

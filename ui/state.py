@@ -53,13 +53,17 @@ def use_app_navigation() -> None:
     Streamlit starts in its legacy multipage mode when a ``pages/`` folder exists and the first
     visitor opens a page's URL directly: the page then runs without app.py (no page titles, no
     layout, no ``st.navigation``). app.py marks every run it starts; a page run without that mark
-    leaves the legacy mode and reruns, so the same URL is served through app.py.
+    leaves the legacy mode and reruns, so the same URL is served through app.py. Then the sign-in
+    is checked against the database (:func:`ui.auth.restore_session`; one small query).
     """
     if APP_MARKER not in st.session_state:
         from streamlit.runtime.pages_manager import PagesManager
 
         PagesManager.uses_pages_directory = False
         st.rerun()
+    from ui.auth import restore_session
+
+    restore_session()  # also here: Streamlit's AppTest runs a page without app.py after a switch_page
 
 
 def dataset_picker() -> Dataset:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import analyze, ipd_meta, pool, power, report
+from core.cli import analyze, fit, ipd_meta, pool, power, report, riclpm, signal, store
 from core.cli.common import write_report
 from core.errors import InputError, ModelError
 
-SUBCOMMANDS = (analyze, report, pool, ipd_meta, power)
+SUBCOMMANDS = (analyze, report, pool, ipd_meta, fit, signal, riclpm, power, store)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,5 +36,6 @@ def main(argv: list[str] | None = None) -> int:
             message = f"{name}: {message}"
         print(f"error: {message}", file=sys.stderr)
         return 2
-    write_report(result, args.out)
+    if result is not None:  # ``store`` writes its own files and summary
+        write_report(result, args.out)
     return 0

@@ -16,7 +16,7 @@ def fitted_ladder(args):
     from core.stats.models import fit_ladder
 
     validated = validated_from_args(args)
-    ladder = fit_ladder(validated.data)
+    ladder = fit_ladder(validated.data, cell_reasons=validated.cell_reasons)
     if not ladder.models:
         raise InputError(f"{args.data}: no model can be fitted. {next(iter(ladder.errors.values()))}")
     return validated, ladder

@@ -13,6 +13,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--knapp-hartung", action="store_true")
     parser.add_argument("--interaction", action="store_true",
                         help="add the cross-level interaction (patient mean x lagged deviation)")
+    parser.add_argument("--exclude-study", action="append", default=[], metavar="LABEL",
+                        help="leave this study out of the analysis (repeat for several)")
     parser.set_defaults(func=run)
 
 
@@ -30,7 +32,8 @@ def run(args) -> dict:
     data = validated.data
     result = ipd_meta_analysis(data, study="study", patient="patient", session="session",
                                alliance="alliance", symptoms="symptoms", method=args.method,
-                               knapp_hartung=args.knapp_hartung, interaction=args.interaction)
+                               knapp_hartung=args.knapp_hartung, interaction=args.interaction,
+                               exclude=args.exclude_study)
     report = result.to_dict()
     report["n_observations"] = int(len(data))
     report["n_patients"] = int(data["patient"].nunique())

@@ -16,6 +16,12 @@ def add_parser(sub) -> None:
     parser.add_argument("--random-slope-within", action="store_true", help="builder: random slope for within")
     parser.add_argument("--therapist-level", action="store_true", help="builder: therapist random intercept")
     parser.add_argument("--seed", type=int, help="seed to record (only simulated data use one)")
+    parser.add_argument("--sessions", help="RI-CLPM section: sessions FIRST-LAST (default: all, at most 12)")
+    parser.add_argument("--free-lags", action="store_true", help="RI-CLPM section: lagged effects free per session pair")
+    parser.add_argument("--no-signal", action="store_true", help="leave out the early-warning signal section")
+    parser.add_argument("--lower-is-worse", action="store_true", help="signal: a lower symptom score is worse")
+    parser.add_argument("--reliable-change", type=float, help="signal: reliable change (default: OQ-45.2's)")
+    parser.add_argument("--intake", help="signal: column with each patient's intake score")
     parser.set_defaults(func=run)
 
 
@@ -31,5 +37,19 @@ def run(args) -> str:
                                  covariates=tuple(args.covariate or ()),
                                  random_slope_within=args.random_slope_within,
                                  therapist_level=args.therapist_level)
-        custom.append(fit_custom_model(validated.data, options))
-    return build_html_report(validated, ladder, custom, seed=args.seed)
+        custom.append(fit_custom_model(validated.data, options, cell_reasons=validated.cell_reasons))
+    riclpm = "auto"
+    if args.sessions or args.free_lags:
+        from core.reporting.riclpm_report import fit_for_report
+        from core.stats.riclpm import parse_session_range
+
+        first, last = parse_session_range(args.sessions) if args.sessions else (None, None)
+        riclpm = fit_for_report(validated.data, first, last, free_lags=args.free_lags)
+    signal = False
+    if not args.no_signal:
+        from core.clinical.signal import published_settings
+
+        signal, _ = published_settings(validated.data["symptoms"], not args.lower_is_worse, args.reliable_change,
+                                       None, args.intake)
+    return build_html_report(validated, ladder, custom, seed=args.seed, riclpm=riclpm,
+                             signal=signal)

@@ -14,6 +14,14 @@
 - **Rupture.** A session whose alliance lies more than ``threshold`` own SDs below the patient's own
   mean (default 1 SD). It is **repaired** when the patient's next session (session + 1) is back at or
   above ``own mean − threshold · own SD``; *not yet known* when there is no next session.
+  :func:`flag_ruptures` uses the mean and SD over the whole course (the published decomposition,
+  for research); :func:`flag_ruptures_so_far` the mean and SD of the sessions up to and including
+  that one (what the therapist could see that day; a flag never changes when later sessions come).
+- **Ties.** A score exactly at a limit is treated as the definitions say: a change of exactly RC is
+  reliable; a score exactly at the cut-off is in the non-clinical range; an alliance exactly
+  ``threshold`` SDs below the own mean is not a rupture and counts as repaired. "Exactly" allows for
+  rounding in the last digits (relative tolerance 1e-9, :data:`REL_TOL`), so ``1.9999999999999998``
+  and ``2`` are the same SD and a change of 14/45 points is 14/45.
 """
 from __future__ import annotations
 
@@ -25,6 +33,39 @@ import pandas as pd
 from core.stats.decomposition import person_mean_center
 
 STATUS_ORDER = ("deteriorated", "unchanged", "improved", "recovered")
+#: Relative tolerance of every comparison with a threshold (reliable change, cut-off, rupture limit).
+REL_TOL = 1e-9
+
+
+def at_limit(x, limit):
+    """True where ``x`` equals ``limit`` up to rounding (relative tolerance :data:`REL_TOL`)."""
+    x, limit = np.asarray(x, float), np.asarray(limit, float)
+    with np.errstate(invalid="ignore"):
+        return np.abs(x - limit) <= REL_TOL * np.maximum(np.abs(x), np.abs(limit))
+
+
+def at_least(x, limit):
+    """``x ≥ limit`` with ties up to rounding counted as equal."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) >= np.asarray(limit, float)) | at_limit(x, limit)
+
+
+def below(x, limit):
+    """``x < limit`` and not equal up to rounding (the complement of :func:`at_least` for numbers)."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) < np.asarray(limit, float)) & ~at_limit(x, limit)
+
+
+def above(x, limit):
+    """``x > limit`` and not equal up to rounding."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) > np.asarray(limit, float)) & ~at_limit(x, limit)
+
+
+def at_most(x, limit):
+    """``x ≤ limit`` with ties up to rounding counted as equal."""
+    with np.errstate(invalid="ignore"):
+        return (np.asarray(x, float) <= np.asarray(limit, float)) | at_limit(x, limit)
 
 
 def reliable_change_from_reliability(sd: float, reliability: float) -> float:
@@ -44,13 +85,13 @@ def jacobson_truax_status(first: float, last: float, reliable_change: float,
     if any(x is None or (isinstance(x, float) and math.isnan(x)) for x in (first, last)):
         return "unknown"
     improvement = (first - last) if higher_is_worse else (last - first)
-    if improvement <= -reliable_change:
+    if at_most(improvement, -reliable_change):
         return "deteriorated"
-    if improvement < reliable_change:
+    if below(improvement, reliable_change):
         return "unchanged"
     if cutoff is not None:
-        clinical_before = first > cutoff if higher_is_worse else first < cutoff
-        normal_after = last <= cutoff if higher_is_worse else last >= cutoff
+        clinical_before = above(first, cutoff) if higher_is_worse else below(first, cutoff)
+        normal_after = at_most(last, cutoff) if higher_is_worse else at_least(last, cutoff)
         if clinical_before and normal_after:
             return "recovered"
     return "improved"
@@ -78,7 +119,49 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
     out = sessions.copy()
     limit = out[f"{alliance}_mean"] - threshold_sd * out[f"{alliance}_sd"]
     out["rupture_limit"] = limit
-    out["rupture"] = (out[alliance] < limit) & out[f"{alliance}_sd"].gt(0)
+    out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & out[f"{alliance}_sd"].gt(0)
+    nxt = out[[patient, "session", alliance]].copy()
+    nxt["session"] = nxt["session"] - 1
+    nxt = nxt.rename(columns={alliance: "_next"})
+    merged = out[[patient, "session"]].merge(nxt, on=[patient, "session"], how="left")
+    next_value = pd.Series(merged["_next"].to_numpy(), index=out.index)
+    repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
+    has_next = out["rupture"] & next_value.notna()
+    repaired[has_next] = at_least(next_value[has_next], limit[has_next])
+    out["repaired"] = repaired
+    return out
+
+
+def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: str = "patient",
+                         alliance: str = "alliance") -> pd.DataFrame:
+    """Rupture flags against the patient's mean and SD *so far* (prospective).
+
+    For session t: ``alliance_mean_so_far`` and ``alliance_sd_so_far`` (ddof = 1) over that
+    patient's alliance scores at sessions up to and including t; ``alliance_within_so_far`` =
+    alliance − mean so far (points) and ``alliance_within_so_far_sd`` (in SDs so far);
+    ``rupture_limit`` = mean so far − ``threshold_sd`` · SD so far; ``rupture`` when alliance lies
+    below it (needs two scores so far and an SD above 0); ``repaired`` when the next session
+    (session + 1) is at or above that limit, NA when there is no next session. At the patient's last
+    session these equal :func:`flag_ruptures`' full-course values; before it they never use later
+    sessions, so a flag a therapist saw does not change when the next score arrives.
+
+    >>> d = pd.DataFrame({"patient": "A", "session": [1, 2, 3, 4], "alliance": [5.5, 5.5, 3.5, 5.5]})
+    >>> flag_ruptures_so_far(d)[["rupture", "repaired"]].values.tolist()
+    [[False, <NA>], [False, <NA>], [True, True], [False, <NA>]]
+    """
+    out = sessions.sort_values([patient, "session"], kind="stable").copy()
+    g = out.groupby(patient, sort=False)[alliance]
+    mean = g.expanding().mean().reset_index(level=0, drop=True)
+    sd = g.expanding().std(ddof=1).reset_index(level=0, drop=True)
+    out[f"{alliance}_mean_so_far"] = mean.reindex(out.index)
+    out[f"{alliance}_sd_so_far"] = sd.reindex(out.index)
+    dev = out[alliance] - out[f"{alliance}_mean_so_far"]
+    out[f"{alliance}_within_so_far"] = dev
+    sdv = out[f"{alliance}_sd_so_far"]
+    out[f"{alliance}_within_so_far_sd"] = dev / sdv.where(sdv > 0)
+    limit = out[f"{alliance}_mean_so_far"] - threshold_sd * sdv
+    out["rupture_limit"] = limit
+    out["rupture"] = (out[alliance] < limit) & sdv.gt(0)
     nxt = out[[patient, "session", alliance]].copy()
     nxt["session"] = nxt["session"] - 1
     nxt = nxt.rename(columns={alliance: "_next"})
@@ -129,19 +212,29 @@ def describe_session(row: pd.Series, measures: list[str], session_word: str = "s
     return text
 
 
+#: Caseload order: the signal first (red, then yellow), then a rupture not repaired, then the rest.
+PRIORITY = {"not_on_track": 64, "at_risk": 32, "unrepaired": 16, "deteriorated": 8, "no_improvement": 4,
+            "above_cutoff": 1}
+
+
 def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: float | None,
              higher_is_worse: bool = True, improvement_by: int = 4, patient: str = "patient",
-             symptoms: str = "symptoms", alliance: str | None = "alliance") -> pd.DataFrame:
+             symptoms: str = "symptoms", alliance: str | None = "alliance",
+             signal: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per patient, sorted by need for attention.
 
-    Columns: ``patient``, ``therapist`` (if present), ``sessions``, ``first_session``,
-    ``last_session``, ``first``/``last`` symptom score, ``change`` (last − first), ``status``
-    (Jacobson–Truax; needs ``reliable_change``), ``no_reliable_improvement`` (True when the patient
-    has reached session ``improvement_by`` and is not improved or recovered by then),
-    ``ruptures`` and ``unrepaired`` (needs ``rupture`` columns from :func:`flag_ruptures`),
-    ``above_cutoff`` (last score on the clinical side), ``attention`` (a short reason list) and
-    ``priority`` (sort key: reliable deterioration 8, no reliable improvement by session N 4,
-    unrepaired or unresolved rupture 2, above cut-off 1; summed).
+    Columns: ``patient``, ``therapist`` (if present), ``signal`` (the early-warning status of the
+    latest session, from ``signal``: :func:`core.clinical.signal.patient_signal`), ``attention``
+    (the reasons, in words), ``sessions``, ``first_session``, ``last_session``, ``first``/``last``
+    symptom score, ``change`` (last − first), ``status`` (Jacobson–Truax; needs
+    ``reliable_change``), ``no_reliable_improvement`` (True when the patient has reached session
+    ``improvement_by`` and has *still* not improved reliably from the first session: it clears once
+    they have), ``ruptures`` and ``unrepaired`` (needs ``rupture`` columns from
+    :func:`flag_ruptures_so_far` or :func:`flag_ruptures`), ``above_cutoff`` (last score on the
+    clinical side) and ``priority``: not on track 64, at risk 32, a rupture not repaired (or no
+    session since) 16, reliable deterioration 8, no reliable improvement by session N 4, above the
+    cut-off 1; summed, highest first — so the red patients come first, then the yellow, then those
+    with an unrepaired rupture, then the rest.
     """
     g = sessions.sort_values([patient, "session"]).groupby(patient, sort=False)
     out = pd.DataFrame({
@@ -156,46 +249,96 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     out["change"] = out["last"] - out["first"]
     if reliable_change is not None:
         improvement = -out["change"] if higher_is_worse else out["change"]
-        status = np.where(improvement <= -reliable_change, "deteriorated",
-                          np.where(improvement < reliable_change, "unchanged", "improved"))
+        status = np.where(at_most(improvement, -reliable_change), "deteriorated",
+                          np.where(below(improvement, reliable_change), "unchanged", "improved"))
         if cutoff is not None:
-            clinical_before = out["first"] > cutoff if higher_is_worse else out["first"] < cutoff
-            normal_after = out["last"] <= cutoff if higher_is_worse else out["last"] >= cutoff
+            clinical_before = above(out["first"], cutoff) if higher_is_worse else below(out["first"], cutoff)
+            normal_after = at_most(out["last"], cutoff) if higher_is_worse else at_least(out["last"], cutoff)
             status = np.where((status == "improved") & clinical_before & normal_after, "recovered", status)
-        status = np.where(out["sessions"] < 2, "unknown", status)
+        # first and last are the first and last sessions with a symptom score (blank cells skipped)
+        status = np.where(g[symptoms].count().to_numpy() < 2, "unknown", status)
         out["status"] = status
-        # status at session N: first score vs the score at session improvement_by
-        at_n = sessions.loc[sessions["session"] == improvement_by].set_index(patient)[symptoms]
-        first = out["first"]
-        imp_n = (first - at_n.reindex(out.index)) if higher_is_worse else (at_n.reindex(out.index) - first)
-        out["no_reliable_improvement"] = imp_n.notna() & (imp_n < reliable_change)
+        # the current state: reached session N, and not (yet) reliably improved from the first session
+        reached = out["last_session"].ge(improvement_by)
+        out["no_reliable_improvement"] = reached & improvement.notna() & below(improvement, reliable_change)
     else:
         out["status"] = "unknown"
         out["no_reliable_improvement"] = False
+    last_unrepaired_session = pd.Series(np.nan, index=out.index)
     if "rupture" in sessions.columns:
         out["ruptures"] = g["rupture"].sum().astype(int)
-        unrepaired = sessions["rupture"] & ~sessions["repaired"].fillna(False).astype(bool)
+        unrepaired = sessions["rupture"].astype(bool) & ~sessions["repaired"].fillna(False).astype(bool)
         out["unrepaired"] = unrepaired.groupby(sessions[patient]).sum().reindex(out.index).fillna(0).astype(int)
+        last_unrepaired_session = sessions.loc[unrepaired].groupby(patient)["session"].max().reindex(out.index)
     else:
         out["ruptures"] = 0
         out["unrepaired"] = 0
     if cutoff is not None:
-        out["above_cutoff"] = out["last"] > cutoff if higher_is_worse else out["last"] < cutoff
+        out["above_cutoff"] = above(out["last"], cutoff) if higher_is_worse else below(out["last"], cutoff)
     else:
         out["above_cutoff"] = False
+    if signal is not None and len(signal):
+        sig = signal.set_index("patient")
+        out["signal"] = sig["status"].reindex(out.index).fillna("unknown")
+        signal_reason = (sig["summary"] if "summary" in sig else sig["reason"]).reindex(out.index).fillna("")
+        signal_session = sig["session"].reindex(out.index)
+    else:
+        out["signal"] = "unknown"
+        signal_reason = pd.Series("", index=out.index)
+        signal_session = pd.Series(np.nan, index=out.index)
+    red = out["signal"].eq("not_on_track")
+    yellow = out["signal"].eq("at_risk")
     det = out["status"].eq("deteriorated")
-    noimp = out["no_reliable_improvement"]
+    noimp = out["no_reliable_improvement"].astype(bool)
     rup = out["unrepaired"].gt(0)
-    above = out["above_cutoff"]
-    out["priority"] = 8 * det + 4 * noimp + 2 * rup + 1 * above
-    reasons = pd.Series("", index=out.index)
-    for mask, text in ((det, "reliable deterioration"), (noimp, f"no reliable improvement by session {improvement_by}"),
-                       (rup, "rupture not repaired (or no session since)"), (above, "above cut-off")):
-        reasons = reasons.where(~mask, reasons + np.where(reasons.eq(""), "", "; ") + text)
+    over = out["above_cutoff"].astype(bool)
+    out["priority"] = (PRIORITY["not_on_track"] * red + PRIORITY["at_risk"] * yellow + PRIORITY["unrepaired"] * rup
+                       + PRIORITY["deteriorated"] * det + PRIORITY["no_improvement"] * noimp
+                       + PRIORITY["above_cutoff"] * over)
+    reasons = []
+    columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
+               last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
+               over.to_numpy())
+    for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
+        parts = []
+        if sig_status in ("not_on_track", "at_risk"):
+            label = "not on track" if sig_status == "not_on_track" else "at risk"
+            text = f"{label} at session {when:g}" if pd.notna(when) else label
+            parts.append(f"{text}: {why}" if why else text)
+        if has_rup:
+            parts.append(f"rupture in session {rup_when:g} not repaired (or no session since)" if pd.notna(rup_when)
+                         else "rupture not repaired (or no session since)")
+        if is_det:
+            parts.append(f"reliable deterioration since the first session ({change:+.3g})")
+        if is_noimp:
+            parts.append(f"no reliable improvement by session {improvement_by} (still none)")
+        if is_above:
+            parts.append("above the clinical cut-off")
+        reasons.append("; ".join(parts))
     out["attention"] = reasons
     out = out.reset_index().rename(columns={"index": patient})
+    lead = [c for c in (patient, "therapist", "signal", "attention") if c in out.columns]
+    out = out[lead + [c for c in out.columns if c not in lead]]
     return out.sort_values(["priority", "change"], ascending=[False, not higher_is_worse],
                            kind="stable").reset_index(drop=True)
+
+
+def therapist_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per therapist, from :func:`caseload`: ``patients``, and for *not on track now* (the latest
+    session's signal), *deteriorated* (Jacobson–Truax, first to last session) and *unrepaired
+    rupture* the count and the percentage of that therapist's patients. Sorted by therapist.
+    Case mix differs between therapists, so these are not a ranking of therapists."""
+    if "therapist" not in table.columns:
+        return pd.DataFrame()
+    g = table.groupby("therapist", sort=True)
+    out = pd.DataFrame({"patients": g.size()})
+    for name, mask in (("not on track now", table["signal"].eq("not_on_track")),
+                       ("deteriorated", table["status"].eq("deteriorated")),
+                       ("unrepaired rupture", table["unrepaired"].gt(0))):
+        n = mask.groupby(table["therapist"]).sum().reindex(out.index).fillna(0).astype(int)
+        out[name] = n
+        out[f"{name} (%)"] = (100.0 * n / out["patients"]).round(1)
+    return out.reset_index()
 
 
 def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[list[str], int]:

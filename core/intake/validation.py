@@ -11,7 +11,11 @@ The result of :func:`validate_table` is a :class:`ValidatedData` with
 - ``notes``: things the user should know that do not exclude rows (e.g. a patient seen by two
   therapists, identical duplicates kept once, missing-value codes read as missing).
 
-A row is used only when every mapped column has a valid value (as lme4 uses complete cases).
+A session is kept when its patient and session are readable and at least one mapped measure has a
+usable value; a measure cell that is missing, not a number or out of range becomes missing (NaN) and
+``cell_reasons`` says why. Each model then uses the rows complete for its own variables (lme4's
+``na.omit``, :mod:`core.stats.formula`) and lists the others; descriptive views use every
+available score. A session with no usable measure at all is excluded here with the reasons.
 """
 from __future__ import annotations
 
@@ -53,6 +57,9 @@ class ValidatedData:
     source: str = "upload"
     n_rows_read: int = 0
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: Why a kept row's measure is missing (aligned with ``data``; one text column per measure,
+    #: ``""`` where the value is present), e.g. ``"alliance 9 is outside the allowed range 1 to 7"``.
+    cell_reasons: pd.DataFrame | None = field(default=None, compare=False)
 
     @property
     def measures(self) -> list[str]:
@@ -67,6 +74,29 @@ class ValidatedData:
         """Excluded rows as ``[{"row": N, "reason": "..."}]`` (the report format)."""
         return [{"row": int(r), "reason": str(t)} for r, t in
                 zip(self.excluded["row"], self.excluded["reason"])]
+
+    def rows_missing(self, measures: list[str] | None = None) -> pd.DataFrame:
+        """Kept rows without a usable value of one of ``measures`` (default: every measure),
+        as ``row, reason``: what a model that needs those measures leaves out besides ``excluded``."""
+        measures = self.measures if measures is None else [m for m in measures if m in self.data.columns]
+        if not measures:
+            return self.excluded.iloc[0:0]
+        cells = self.cell_reasons
+        texts = []
+        for m in measures:
+            why = (cells[m] if cells is not None and m in cells.columns
+                   else pd.Series("", index=self.data.index)).astype(str)
+            texts.append(why.where(why.ne("") | self.data[m].notna(), f"{m} missing"))
+        joined = texts[0] if len(texts) == 1 else pd.concat(texts, axis=1).apply(
+            lambda r: "; ".join(t for t in r if t), axis=1)
+        keep = joined.ne("").to_numpy()
+        return pd.DataFrame({"row": self.data.loc[keep, ROW].astype(int).to_numpy(),
+                             "reason": pd.array(joined[keep].to_numpy(), dtype=object)})
+
+    def excluded_for(self, measures: list[str] | None = None) -> pd.DataFrame:
+        """``excluded`` plus :meth:`rows_missing` of ``measures``, by row."""
+        both = pd.concat([self.excluded, self.rows_missing(measures)], ignore_index=True)
+        return both.sort_values("row", kind="stable").reset_index(drop=True)
 
 
 class _Reasons:
@@ -207,10 +237,13 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 kind="session is not a session number")
     out["session"] = session
 
+    measure_reasons: dict[str, _Reasons] = {}
+    row_reasons = reasons
     for measure in MEASURES:
         col = getattr(mapping, measure)
         if not col:
             continue
+        reasons = measure_reasons[measure] = _Reasons(n)
         raw = frame[col].astype(str).str.strip()
         values, missing, non_numeric = parse_numbers(raw, decimal)
         if measure in why:
@@ -240,7 +273,33 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
             reasons.add(outside, f"{measure} " + raw[outside] +
                         f" is outside the allowed range {_fmt(lo)} to {_fmt(hi)}",
                         kind=f"{measure} outside the allowed range {_fmt(lo)} to {_fmt(hi)}")
-        out[measure] = values.where(~code_missing)
+        out[measure] = values.where(~code_missing & ~reasons.bad)
+    reasons = row_reasons
+    if measure_reasons:
+        # A session is kept when at least one measure is usable; with none, its reasons exclude it.
+        none_usable = np.logical_and.reduce([r.bad for r in measure_reasons.values()])
+        for r in measure_reasons.values():
+            for kind, count in r.kinds.items():
+                reasons.kinds[kind] = reasons.kinds.get(kind, 0) + count
+            pos = np.flatnonzero(none_usable & r.bad)
+            if len(pos):
+                old = reasons.text[pos]
+                reasons.text[pos] = np.where(old != "", old + "; " + r.text[pos], r.text[pos])
+        reasons.bad = reasons.bad | none_usable
+        # A session with a measure missing that repeats the patient and session of a complete
+        # row adds nothing: it is left out (with its own reason), not counted as a conflict.
+        partial = np.logical_or.reduce([r.bad for r in measure_reasons.values()]) & ~reasons.bad
+        if partial.any():
+            key = out["patient"].astype(str) + "\x1f" + out["session"].astype(str)
+            complete_keys = set(key[~reasons.bad & ~partial])
+            shadowed = partial & key.isin(complete_keys).to_numpy()
+            if shadowed.any():
+                why = np.full(n, "", dtype=object)
+                for r in measure_reasons.values():
+                    why = np.where(r.bad, np.where(why == "", r.text, why + "; " + r.text), why)
+                msg = pd.Series(why, index=out.index)[shadowed] + "; another row has the same patient and session"
+                reasons.add(pd.Series(shadowed, index=out.index), msg.reindex(out.index),
+                            kind="incomplete duplicate of a complete row")
 
     # Everything else in the file comes along as text, renamed when it is called like a role:
     # an unmapped "alliance" column of text must not pass for the alliance measure.
@@ -261,6 +320,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
     data = out.loc[~bad].copy()
+    prefix = ("session " + frame[mapping.session].astype(str).str.strip() + ": ").to_numpy(dtype=object) \
+        if name_sessions else np.full(n, "", dtype=object)
+    cells = pd.DataFrame({m: np.where(r.bad, prefix + r.text, "")[~bad] for m, r in measure_reasons.items()},
+                         index=data.index)
     if data.empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
         raise InputError(f"None of the {n} rows of {source} can be used. Most common problem: "
@@ -276,11 +339,19 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
             who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
             notes.append(f"{who} seen by more than one therapist ({shown}); "
                          "their rows are kept, each under the therapist named in that row.")
-    data = data.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
+    data = data.sort_values(["patient", "session"], kind="stable")
+    cells = cells.loc[data.index].reset_index(drop=True)
+    data = data.reset_index(drop=True)
     lead = ["patient", "therapist", "session", "alliance", "symptoms", ROW]
     data = data[[c for c in lead if c in data.columns] + [c for c in data.columns if c not in lead]]
+    partial = {m: int(cells[m].ne("").sum()) for m in cells.columns}
+    partial = {m: k for m, k in partial.items() if k}
+    if partial:
+        said = " and ".join(f"{k} without a usable {m} score" for m, k in partial.items())
+        notes.append(f"Sessions kept with one measure missing: {said}. Each model uses the sessions that "
+                     "have every variable it needs and lists the others; the figures use every score.")
     return ValidatedData(data=data, excluded=excluded.reset_index(drop=True), notes=tuple(notes),
-                         mapping=mapping, source=source, n_rows_read=n, ranges=ranges)
+                         mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells)
 
 
 def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -> None:

@@ -32,14 +32,104 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def csv_bytes(frame: pd.DataFrame) -> bytes:
-    """UTF-8 CSV (with BOM, so that Excel reads accents) of a neutralised copy."""
-    return neutralise_formulas(frame).to_csv(index=False).encode("utf-8-sig")
+#: CSV conventions per interface language: the separator and decimal mark a spreadsheet program
+#: set to that language expects (Excel in Spanish splits on ``;`` and reads ``0,5`` as a number).
+CSV_LOCALES = {"en": (",", "."), "es": (";", ",")}
 
 
-def excel_bytes(frame: pd.DataFrame, sheet: str = "data") -> bytes:
-    """An .xlsx workbook of a neutralised copy; text is written as text, never as a formula."""
+def csv_bytes(frame: pd.DataFrame, locale: str = "en") -> bytes:
+    """UTF-8 CSV (with BOM, so that Excel reads accents) of a neutralised copy, with the
+    separator and decimal mark of ``locale`` (``"en"``: ``,`` and ``.``; ``"es"``: ``;`` and ``,``).
+
+    >>> csv_bytes(pd.DataFrame({"patient": ["P1"], "change": [-14.5]}), "es").decode("utf-8-sig").split()
+    ['patient;change', 'P1;-14,5']
+    """
+    sep, decimal = CSV_LOCALES.get(locale, CSV_LOCALES["en"])
+    text = neutralise_formulas(frame).to_csv(index=False, sep=sep, decimal=decimal, lineterminator="\r\n")
+    return text.encode("utf-8-sig")
+
+
+def human_label(column: str) -> str:
+    """``"no_reliable_improvement"`` → ``"No reliable improvement"`` (for column headers)."""
+    text = str(column).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def _number_format(values: pd.Series) -> str | None:
+    """Excel number format for a column: whole numbers without decimals, others with two."""
+    if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+        return None
+    finite = values.dropna()
+    if len(finite) and (finite % 1 == 0).all():
+        return "0"
+    return "0.00"
+
+
+def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None = None,
+                labels: dict[str, str] | None = None,
+                definitions: list[tuple[str, str]] | None = None,
+                definitions_sheet: str = "Thresholds and definitions") -> bytes:
+    """An .xlsx workbook of a neutralised copy, formatted for people.
+
+    - ``title`` (optional) in row 1 in bold, the header below it;
+    - headers from ``labels`` (column → text), else ``"snake_case"`` → ``"Snake case"``;
+    - bold header, frozen below the header, an autofilter over the table;
+    - column widths from the longest text (8–60 characters);
+    - number formats: whole-number columns ``0``, others ``0.00``;
+    - ``definitions``: ``(name, value or definition)`` pairs on a second sheet, e.g. the
+      thresholds the table was computed with.
+
+    Text is written as text, never as a formula.
+    """
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Font
+    from openpyxl.utils import get_column_letter
+
+    labels = labels or {}
+    safe = neutralise_formulas(frame)
+    headers = neutralise_formulas(pd.DataFrame(columns=[labels.get(c, human_label(c)) for c in frame.columns]))
+    workbook = Workbook()
+    ws = workbook.active
+    ws.title = sheet[:31]
+    header_row = 1
+    if title:
+        ws.cell(row=1, column=1, value=str(title)).font = Font(bold=True, size=13)
+        header_row = 3
+    for j, text in enumerate(headers.columns, start=1):
+        cell = ws.cell(row=header_row, column=j, value=str(text))
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
+    formats = [_number_format(frame[c]) for c in frame.columns]
+    for i, row in enumerate(safe.itertuples(index=False), start=header_row + 1):
+        for j, value in enumerate(row, start=1):
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            if hasattr(value, "item"):
+                value = value.item()
+            cell = ws.cell(row=i, column=j, value=value)
+            if isinstance(value, str):
+                cell.data_type = "s"
+            elif formats[j - 1]:
+                cell.number_format = formats[j - 1]
+    last_row = header_row + len(safe)
+    for j, col in enumerate(safe.columns, start=1):
+        texts = [str(headers.columns[j - 1])] + [str(v) for v in safe[col].head(2000).tolist()]
+        ws.column_dimensions[get_column_letter(j)].width = max(8, min(60, max(len(t) for t in texts) + 2))
+    if len(safe.columns):
+        ws.freeze_panes = ws.cell(row=header_row + 1, column=1)
+        ws.auto_filter.ref = f"A{header_row}:{get_column_letter(len(safe.columns))}{max(last_row, header_row)}"
+    if definitions:
+        sheet2 = workbook.create_sheet(definitions_sheet[:31])
+        pairs = neutralise_formulas(pd.DataFrame([(str(k), v) for k, v in definitions], columns=["name", "value"]))
+        sheet2.cell(row=1, column=1, value="Name").font = Font(bold=True)
+        sheet2.cell(row=1, column=2, value="Value or definition").font = Font(bold=True)
+        for i, (name, value) in enumerate(pairs.itertuples(index=False), start=2):
+            sheet2.cell(row=i, column=1, value=name)
+            cell = sheet2.cell(row=i, column=2, value=value.item() if hasattr(value, "item") else value)
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet2.column_dimensions["A"].width = max(12, min(40, max(len(str(n)) for n, _ in pairs.itertuples(index=False)) + 2))
+        sheet2.column_dimensions["B"].width = 80
+        sheet2.freeze_panes = "A2"
     buf = io.BytesIO()
-    with pd.ExcelWriter(buf, engine="openpyxl") as writer:
-        neutralise_formulas(frame).to_excel(writer, index=False, sheet_name=sheet[:31])
+    workbook.save(buf)
     return buf.getvalue()

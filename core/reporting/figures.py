@@ -1,10 +1,18 @@
 """Plotly figures that pages and reports share (no streamlit here)."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import plotly.graph_objects as go
 
 from core.stats.meta import PoolResult
+
+
+def _text(value) -> str:
+    """A data-derived label (study, therapist, patient) as Plotly shows it: the few HTML tags Plotly
+    reads in labels and hover text (``<a href>``, ``<b>``, ``<br>`` …) shown as text."""
+    return html.escape(str(value), quote=False)
 
 
 def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
@@ -29,7 +37,7 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
         error_x=dict(type="data", symmetric=False, array=high - est, arrayminus=est - low,
                      color="#34495e", thickness=1.5, width=0),
         customdata=np.column_stack([low, high, se, weight]),
-        text=studies["label"],
+        text=[_text(v) for v in studies["label"]],
         hovertemplate="%{text}<br>estimate %{x:.3f} (95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f})"
                       "<br>SE %{customdata[2]:.3f}, weight %{customdata[3]:.1f}%<extra></extra>",
     ))
@@ -47,7 +55,7 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
             hovertemplate=f"95% prediction interval {result.pi_low:.3f} to {result.pi_high:.3f}<extra></extra>",
         ))
     fig.add_vline(x=null_value, line=dict(color="grey", width=1))
-    labels = list(studies["label"]) + ["Pooled (random effects)", "Prediction interval"]
+    labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)", "Prediction interval"]
     fig.update_yaxes(tickvals=list(y_study) + [y_pool, 0], ticktext=labels, showgrid=False,
                      range=[-0.8, k + 2.2])
     method = result.method.upper() + (" + Knapp–Hartung" if result.knapp_hartung else "")
@@ -74,7 +82,7 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
     for col, frame, hover in ((1, means, "patient %{text}"), (2, dev, "session deviation")):
         x, y = frame[predictor].to_numpy(float), frame[outcome].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
-        text = list(frame.index) if col == 1 else None
+        text = [_text(v) for v in frame.index] if col == 1 else None
         fig.add_trace(go.Scattergl(x=x[ok], y=y[ok], mode="markers", marker=dict(size=5, opacity=0.45),
                                    text=np.asarray(text)[ok] if text is not None else None,
                                    hovertemplate=hover + f"<br>{predictor} %{{x:.2f}}<br>{outcome} %{{y:.2f}}<extra></extra>",
@@ -142,9 +150,9 @@ def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int 
                                  y=list(ok["high"]) + list(ok["low"])[::-1], fill="toself", fillcolor=color,
                                  opacity=0.12, line=dict(width=0), hoverinfo="skip", mode="lines",
                                  showlegend=False, legendgroup=str(t)))
-        traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=str(t), legendgroup=str(t),
+        traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=_text(t), legendgroup=str(t),
                                  line=dict(color=color), customdata=np.column_stack([g["n"], g["low"], g["high"]]),
-                                 hovertemplate=f"{t}<br>session %{{x}}: mean %{{y:.2f}}<br>"
+                                 hovertemplate=f"{_text(t)}<br>session %{{x}}: mean %{{y:.2f}}<br>"
                                                "95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}<br>"
                                                "N %{customdata[0]}<extra></extra>"))
     note = (f" — the {len(shown)} therapists with the most sessions of {len(ranked)}; choose therapists to compare others"
@@ -198,7 +206,7 @@ def caterpillar(model, max_patients: int = 400):
                width=0) if has_se else None
     fig = go.Figure(go.Scattergl(
         x=np.arange(len(re)), y=re["intercept"], mode="markers", marker=dict(size=5, color="#34495e"),
-        error_y=err, text=re["patient"],
+        error_y=err, text=[_text(v) for v in re["patient"]],
         hovertemplate="patient %{text}<br>random intercept %{y:.3f}<extra></extra>"))
     fig.add_hline(y=0, line=dict(color="grey", width=1))
     fig.update_layout(height=360, xaxis_title="Patients, ranked", yaxis_title="Random intercept (BLUP)",
@@ -208,7 +216,15 @@ def caterpillar(model, max_patients: int = 400):
     return fig
 
 
-PATIENT_COLORS = {"alliance": "#1f77b4", "symptoms": "#d62728"}
+PATIENT_COLORS = {"alliance": "#1565c0", "symptoms": "#424242"}
+#: Early-warning statuses: label, colour (each ≥ 4.5:1 against white, WCAG AA), marker symbol.
+STATUS_STYLE = {
+    "not_on_track": ("not on track", "#c62828", "triangle-up"),
+    "at_risk": ("at risk", "#a15c00", "diamond"),
+    "on_track": ("on track", "#2e7d32", "circle"),
+    "unknown": ("no status", "#616161", "circle-open"),
+}
+EXPECTED_COLOR = "#1565c0"
 
 
 def _axis(name: str, i: int) -> str:
@@ -221,106 +237,129 @@ def _domain(low: float, high: float) -> list[float]:
     return [max(0.0, round(low, 6)), min(1.0, round(high, 6))]
 
 
-def patient_chart(sessions, measures, *, units: str = "points", expected=None, cutoff: float | None = None,
-                  reliable_change: float | None = None, symptom_measure: str = "symptoms"):
-    """One patient's measures on a shared session axis, one panel per measure (top to bottom).
+def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = None, labels: dict | None = None,
+                  band_label: str = "usual range: 8 in 10 patients who started at this level",
+                  symptom_measure: str = "symptoms", status_text: bool = True):
+    """One patient's course: the symptom measure with its early-warning signal on top, alliance with
+    its rupture flags below, on a shared session axis.
 
-    ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` (and
-    :func:`core.clinical.indices.flag_ruptures` for rupture markers), sorted by session. Per measure ``m``:
+    ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` and
+    :func:`core.clinical.indices.flag_ruptures_so_far`, sorted by session. ``signal``: that patient's
+    rows of :func:`core.clinical.signal.session_signal`. ``labels``: per measure a panel title and
+    the axis title with the unit, e.g. ``("Symptoms (higher = worse)", "OQ-45.2 total")``.
 
-    * ``units="points"``: the scores as a line; the own mean (dashed) with a ±1 own-SD band; each
-      session's deviation from the own mean as a bar starting at the mean; the clinic's expected
-      trajectory from ``expected[m]`` (a frame with ``expected``, ``low``, ``high`` per session, e.g.
-      :func:`core.clinical.indices.expected_line`; dotted, with its band); for ``symptom_measure`` the
-      clinical ``cutoff`` (line) and the band of ± ``reliable_change`` around session 1.
-    * ``units="own SD units"``: each session's deviation in the patient's own SDs as bars, with
-      reference lines at ±1.
+    * Symptoms: the patient's expected course from where they started (dashed) with the band
+      ``lower``–``upper`` (``band_label``), the at-risk bound (dotted), the scores as a line, and each
+      session as a marker whose colour and shape say its status (not on track ▲ red, at risk ◆ amber,
+      on track ● green, no status ○ grey), written beside the marker where it changes and at the
+      latest session; the clinical ``cutoff`` as a line.
+    * Alliance: the scores, the patient's mean so far (dashed) and the rupture limit so far
+      (dotted); ruptures as ✕ with "rupture" written beside them.
 
-    Rupture flags (``rupture``/``repaired`` columns) are marked on the alliance panel.
-    The layout is written directly (no ``make_subplots``/``add_hline``), which keeps a page rerun
-    cheap: the figure is rebuilt every time a therapist switches patients.
+    The layout is written directly (no ``make_subplots``), which keeps a rerun cheap: the figure is
+    rebuilt every time a therapist switches patients.
     """
-    expected = expected or {}
-    n = len(measures)
-    gap = 0.08
+    labels = labels or {}
+    order = [m for m in (symptom_measure, "alliance") if m in measures] + \
+        [m for m in measures if m not in (symptom_measure, "alliance")]
+    n = len(order)
+    gap = 0.14
     height_each = (1 - gap * (n - 1)) / n
     x = sessions["session"].to_numpy()
-    xs = list(x)
     traces, shapes, annotations = [], [], []
     layout = {}
-    for i, m in enumerate(measures, start=1):
+    for i, m in enumerate(order, start=1):
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
         domain = _domain(top - height_each, top)
-        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa)
-        layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, showticklabels=i == n,
+        title, unit = labels.get(m, (m.capitalize(), "score"))
+        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=unit))
+        annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
+                                yanchor="bottom", showarrow=False, font=dict(size=14, color="#212121")))
+        layout[_axis("xaxis", i)] = dict(anchor=ya, showticklabels=True, **({"dtick": 1} if len(x) <= 30 else {}),
                                          **({"matches": "x"} if i > 1 else {}),
                                          **({"title": dict(text="Session")} if i == n else {}))
-        annotations.append(dict(text=m.capitalize(), x=0.5, y=domain[1], xref="paper", yref="paper", xanchor="center",
-                                yanchor="bottom", showarrow=False, font=dict(size=16)))
-        color = PATIENT_COLORS.get(m, "#7f7f7f")
-        first = i == 1
-        mean, sd = float(sessions[f"{m}_mean"].iloc[0]), float(sessions[f"{m}_sd"].iloc[0])
-        dev_pts, dev_sd = sessions[f"{m}_within"].to_numpy(), sessions[f"{m}_within_sd"].to_numpy()
-        custom = np.column_stack([dev_pts, dev_sd, sessions[m].to_numpy()])
-        hover = (f"Session %{{x}}<br>{m}: %{{customdata[2]:.2f}}<br>"
-                 "from own mean: %{customdata[0]:+.2f} points (%{customdata[1]:+.2f} own SD)<extra></extra>")
-        if units == "points":
-            if np.isfinite(sd):
-                traces.append(go.Scatter(x=xs + xs[::-1], y=[mean + sd] * len(xs) + [mean - sd] * len(xs),
-                                         fill="toself", fillcolor="rgba(120,120,120,0.15)", line=dict(width=0),
-                                         mode="lines", name="own mean ± 1 own SD", hoverinfo="skip",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-            traces.append(go.Bar(x=x, y=dev_pts, base=mean, name="deviation from own mean", marker_color=color,
-                                 opacity=0.35, customdata=custom, hovertemplate=hover, showlegend=first,
-                                 xaxis=xa, yaxis=ya))
-            traces.append(go.Scatter(x=x, y=[mean] * len(xs), mode="lines", line=dict(color="grey", dash="dash"),
-                                     name="own mean", hoverinfo="skip", showlegend=first, xaxis=xa, yaxis=ya))
-            traces.append(go.Scatter(x=x, y=sessions[m].to_numpy(), mode="lines+markers", line=dict(color=color),
-                                     name=m, customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
-            line = expected.get(m)
-            if line is not None:
-                traces.append(go.Scatter(x=xs + xs[::-1], y=list(line["high"]) + list(line["low"])[::-1],
-                                         fill="toself", fillcolor="rgba(44,160,44,0.12)", line=dict(width=0),
-                                         mode="lines", hoverinfo="skip", name="clinic expected (95% CI)",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-                traces.append(go.Scatter(x=x, y=line["expected"].to_numpy(), mode="lines",
-                                         line=dict(color="#2ca02c", dash="dot"), name="clinic expected",
-                                         hovertemplate="clinic expected %{y:.2f}<extra></extra>",
-                                         showlegend=first, xaxis=xa, yaxis=ya))
-            if m == symptom_measure and cutoff is not None:
-                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
-                                   line=dict(color="black", width=1)))
-                annotations.append(dict(text="clinical cut-off", xref=f"{xa} domain", yref=ya, x=0, y=cutoff,
-                                        xanchor="left", yanchor="bottom", showarrow=False))
-            if m == symptom_measure and reliable_change:
-                base = float(sessions[m].iloc[0])
-                shapes.append(dict(type="rect", xref=f"{xa} domain", yref=ya, x0=0, x1=1,
-                                   y0=base - reliable_change, y1=base + reliable_change,
-                                   fillcolor="orange", opacity=0.08, line=dict(width=0), layer="above"))
-                annotations.append(dict(text="no reliable change from session 1", xref=f"{xa} domain", yref=ya,
-                                        x=0, y=base + reliable_change, xanchor="left", yanchor="top",
-                                        showarrow=False))  # at the band's top: the cut-off label sits low
-        else:
-            traces.append(go.Bar(x=x, y=dev_sd, marker_color=color, name=f"{m} deviation (own SD)",
-                                 customdata=custom, hovertemplate=hover, xaxis=xa, yaxis=ya))
-            for level in (-1, 1):
-                shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=level, y1=level,
-                                   line=dict(color="grey", dash="dot", width=1)))
-        if m == "alliance" and "rupture" in sessions:
-            r = sessions[sessions["rupture"].astype(bool)]
-            if len(r):
-                label = r["repaired"].map({True: "repaired next session", False: "not repaired next session"})
-                label = label.astype(object).where(label.notna(), "no next session yet")
-                yv = r[m] if units == "points" else r[f"{m}_within_sd"]
-                traces.append(go.Scatter(x=r["session"].to_numpy(), y=yv.to_numpy(), mode="markers", name="rupture",
-                                         marker=dict(symbol="x", size=14, color="black"), text=list(label),
-                                         hovertemplate="Rupture in session %{x}: %{text}<extra></extra>",
+        values = sessions[m].to_numpy(float)
+        if m == symptom_measure:
+            sig = None
+            if signal is not None and len(signal):
+                sig = signal.set_index("session").reindex(sessions["session"])
+            if sig is not None and sig["expected"].notna().any():
+                ok = sig["expected"].notna().to_numpy()
+                xs = list(x[ok])
+                lo, hi = sig["lower"].to_numpy()[ok], sig["upper"].to_numpy()[ok]
+                traces.append(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
+                                         fillcolor="rgba(21,101,192,0.10)", line=dict(width=0), mode="lines",
+                                         name=band_label, hoverinfo="skip", xaxis=xa, yaxis=ya))
+                # the expected course starts where the patient started
+                start = sig["observed"].to_numpy()[0] if not ok[0] else None
+                ex_x = ([x[0]] if start is not None and np.isfinite(start) else []) + xs
+                ex_y = ([start] if start is not None and np.isfinite(start) else []) + list(sig["expected"].to_numpy()[ok])
+                traces.append(go.Scatter(x=ex_x, y=ex_y, mode="lines", line=dict(color=EXPECTED_COLOR, dash="dash", width=2),
+                                         name="expected course from this starting point",
+                                         hovertemplate="expected %{y:.1f}<extra></extra>", xaxis=xa, yaxis=ya))
+                traces.append(go.Scatter(x=xs, y=sig["at_risk_bound"].to_numpy()[ok], mode="lines",
+                                         line=dict(color=STATUS_STYLE["at_risk"][1], dash="dot", width=1.5),
+                                         name="at-risk bound", hovertemplate="at-risk bound %{y:.1f}<extra></extra>",
                                          xaxis=xa, yaxis=ya))
+            traces.append(go.Scatter(x=x, y=values, mode="lines", line=dict(color=PATIENT_COLORS["symptoms"], width=2),
+                                     name=title, hoverinfo="skip", showlegend=False, xaxis=xa, yaxis=ya))
+            status = sig["status"].fillna("unknown").to_numpy() if sig is not None else np.full(len(x), "unknown")
+            reason = sig["reason"].fillna("").to_numpy() if sig is not None else np.full(len(x), "")
+            # the status is written where it changes and at the latest session (the legend, the
+            # marker shapes and the hover say it for every session), so labels do not pile up
+            changes = np.r_[True, status[1:] != status[:-1]]
+            changes[-1] = True
+            for key, (text, color, symbol) in STATUS_STYLE.items():
+                sel = status == key
+                if not sel.any():
+                    continue
+                show_text = status_text
+                words = ["start" if (key == "unknown" and j == 0) else (text if changes[j] else "")
+                         for j in np.flatnonzero(sel)]
+                traces.append(go.Scatter(
+                    x=x[sel], y=values[sel], mode="markers+text" if show_text else "markers",
+                    marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
+                    text=words if show_text else None, textposition="top center",
+                    textfont=dict(color=color, size=11), name=text, customdata=np.asarray(reason[sel], dtype=object),
+                    hovertemplate=f"Session %{{x}}: {m} %{{y:.1f}}<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
+                    xaxis=xa, yaxis=ya))
+            if cutoff is not None:  # a trace, not a shape, so that the axis range includes it
+                traces.append(go.Scatter(x=[x.min(), x.max()], y=[cutoff, cutoff], mode="lines",
+                                         line=dict(color="#212121", width=1), name=f"clinical cut-off ({cutoff:.3g})",
+                                         hovertemplate=f"clinical cut-off {cutoff:.3g}<extra></extra>", xaxis=xa, yaxis=ya))
+        else:
+            color = PATIENT_COLORS.get(m, "#424242")
+            traces.append(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=color, width=2),
+                                     marker=dict(size=7), name=title,
+                                     hovertemplate=f"Session %{{x}}: {m} %{{y:.2f}}<extra></extra>", xaxis=xa, yaxis=ya))
+            mean_col = f"{m}_mean_so_far"
+            if mean_col in sessions:
+                traces.append(go.Scatter(x=x, y=sessions[mean_col].to_numpy(), mode="lines",
+                                         line=dict(color="#616161", dash="dash", width=1.5), name="own mean so far",
+                                         hovertemplate="own mean so far %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+            if m == "alliance" and "rupture_limit" in sessions:
+                traces.append(go.Scatter(x=x, y=sessions["rupture_limit"].to_numpy(), mode="lines",
+                                         line=dict(color="#616161", dash="dot", width=1), name="rupture limit so far",
+                                         hovertemplate="rupture limit %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+            if m == "alliance" and "rupture" in sessions:
+                r = sessions[sessions["rupture"].astype(bool)]
+                if len(r):
+                    label = r["repaired"].map({True: "repaired in the next session", False: "not repaired in the next session"})
+                    label = label.astype(object).where(label.notna(), "no next session yet")
+                    traces.append(go.Scatter(
+                        x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name="rupture",
+                        marker=dict(symbol="x", size=13, color=STATUS_STYLE["not_on_track"][1]),
+                        text=["rupture"] * len(r), textposition="middle right",
+                        textfont=dict(color=STATUS_STYLE["not_on_track"][1], size=11), customdata=list(label),
+                        hovertemplate="Rupture in session %{x}: %{customdata}<extra></extra>", xaxis=xa, yaxis=ya))
     fig = go.Figure(data=traces)
-    fig.update_layout(height=330 * n, hovermode="x unified", barmode="overlay", shapes=shapes,
-                      annotations=annotations, legend=dict(orientation="h", y=-0.08), margin=dict(t=40, b=40),
+    fig.update_layout(height=300 * n + 90, hovermode="closest", shapes=shapes, annotations=annotations,
+                      legend=dict(orientation="h", y=-0.12 if n > 1 else -0.25, x=0, font=dict(size=12)),
+                      margin=dict(t=30, b=40, l=60, r=20), plot_bgcolor="white",
                       **layout)
+    fig.update_xaxes(gridcolor="#e0e0e0", zeroline=False)
+    fig.update_yaxes(gridcolor="#e0e0e0", zeroline=False)
     return fig
 
 
@@ -366,6 +405,148 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
     fig = go.Figure(data=traces)
     fig.update_layout(height=panel_height * rows + 60, showlegend=False, annotations=annotations, shapes=shapes,
                       margin=dict(t=30, b=10), **layout)
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# RI-CLPM path diagram (issue 17)
+# ---------------------------------------------------------------------------------------------
+
+def _stars(p) -> str:
+    if p is None or not np.isfinite(p):
+        return ""
+    return "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _signed(x: float, digits: int = 2) -> str:
+    """``x`` with a typographic minus: ``digits`` decimals, more for small values (−0.0031, not −0.00)."""
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:.2g}".replace("-", "−")
+    if x != 0 and abs(x) < 0.095 and digits == 2:
+        return f"{x:.3f}".replace("-", "−")
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def riclpm_path_diagram(result, standardized: bool = False, title: str | None = None) -> go.Figure:
+    """Path diagram of a fitted RI-CLPM (:class:`core.stats.riclpm.RiclpmResult`).
+
+    Top row: alliance within each session; bottom row: symptoms. Arrows: autoregressive effects
+    along each row, cross-lagged effects on the diagonals (alliance → next symptoms in red,
+    symptoms → next alliance in blue), labelled with the estimate and its significance (* p < .05,
+    ** p < .01, *** p < .001); grey where p ≥ .05. ``standardized`` labels std.all (per session
+    pair) instead of the unstandardised estimate. The random intercepts span the rows above and
+    below with their loadings (1) on every session and their variances; their covariance (and
+    correlation) is the curve on the right. Hovering a label shows estimate, SE, p and std.all.
+    """
+    sessions = list(result.sessions)
+    T = len(sessions)
+    w, h = 0.36, 0.2  # half width and half height of a session's box
+    y_a, y_s, y_ria, y_ris = 2.0, 0.0, 3.3, -1.3
+    dark, grey, muted = "#1f3b73", "#a8a8a8", "#6b6b6b"
+    colours = {"alliance_to_symptoms": "#c0392b", "symptoms_to_alliance": "#1f6fb2"}
+    compact = T >= 6  # boxes "A1", "S1" so that 6 to 12 sessions stay readable at 800 px
+    size = 12 if T <= 5 else 11 if T <= 7 else 10
+    shapes, notes = [], []
+    hover_x, hover_y, hover_text = [], [], []
+
+    def box(x0, x1, y, text, fill, half_h=h):
+        shapes.append(dict(type="rect", x0=x0, x1=x1, y0=y - half_h, y1=y + half_h,
+                           line=dict(color="#34495e", width=1.2), fillcolor=fill, layer="below"))
+        notes.append(dict(x=(x0 + x1) / 2, y=y, text=text, showarrow=False, font=dict(size=size - 1, color="#1b1b1b")))
+
+    def arrow(x0, y0, x1, y1, colour, width):
+        notes.append(dict(x=x1, y=y1, ax=x0, ay=y0, xref="x", yref="y", axref="x", ayref="y", text="",
+                          showarrow=True, arrowhead=2, arrowsize=1, arrowwidth=width, arrowcolor=colour))
+
+    def label(x, y, text, colour, hover, anchor="center"):
+        notes.append(dict(x=x, y=y, text=text, showarrow=False, xanchor=anchor,
+                          font=dict(size=size, color=colour), bgcolor="rgba(255,255,255,0.85)", borderpad=1))
+        hover_x.append(x)
+        hover_y.append(y)
+        hover_text.append(hover)
+
+    ri = result.random_intercepts
+    left, right = -w, T - 1 + w
+    for t, s in enumerate(sessions):
+        if compact:
+            box(t - w, t + w, y_a, f"<b>A{s}</b>", "#eef3fb")
+            box(t - w, t + w, y_s, f"<b>S{s}</b>", "#fbeeee")
+        else:
+            sub = f"<br><span style='font-size:{size - 2}px'>session {s}</span>"
+            box(t - w, t + w, y_a, "Alliance" + sub, "#eef3fb")
+            box(t - w, t + w, y_s, "Symptoms" + sub, "#fbeeee")
+        shapes.append(dict(type="line", x0=t, y0=y_ria - 0.2, x1=t, y1=y_a + h, line=dict(color="#c8c8c8", width=1)))
+        shapes.append(dict(type="line", x0=t, y0=y_ris + 0.2, x1=t, y1=y_s - h, line=dict(color="#c8c8c8", width=1)))
+    for y, key, measure in ((y_ria, "alliance_variance", "alliance"), (y_ris, "symptoms_variance", "symptoms")):
+        box(left, right, y, f"Random intercept, {measure} (each patient's usual level): variance "
+                            f"{_signed(ri[key], 3)}{_stars(ri.get(key + '_p'))}", "#f4f4f4")
+
+    entries = {}
+    for key, entry in result.lagged.items():
+        if isinstance(entry, list):
+            entries[key] = entry
+        else:
+            common = {k: v for k, v in entry.items() if k not in ("std_all", "from_session")}
+            entries[key] = [{**common, "std_all": std, "from_session": s}
+                            for std, s in zip(entry["std_all"], entry["from_session"])]
+    names = {"alliance_autoregressive": "alliance → next alliance",
+             "symptoms_autoregressive": "symptoms → next symptoms",
+             "alliance_to_symptoms": "alliance → next symptoms", "symptoms_to_alliance": "symptoms → next alliance"}
+    for key, items in entries.items():
+        for e in items:
+            t = sessions.index(int(e["from_session"]))
+            sig = e["p"] is not None and e["p"] < 0.05
+            value = e["std_all"] if standardized else e["estimate"]
+            text = _signed(value) + _stars(e["p"])
+            width = 2.4 if sig else 1.2
+            hover = (f"{names[key]}, session {e['from_session']} → {sessions[t + 1]}<br>"
+                     f"estimate {e['estimate']:.3f} (SE {e['se']:.3f}), p = {e['p']:.3g}<br>std.all {e['std_all']:.3f}")
+            if key in ("alliance_autoregressive", "symptoms_autoregressive"):
+                y, y_label = (y_a, y_a + h + 0.14) if key == "alliance_autoregressive" else (y_s, y_s - h - 0.14)
+                arrow(t + w, y, t + 1 - w, y, dark if sig else grey, width)
+                label(t + 0.5, y_label, text, dark if sig else muted, hover)
+            else:
+                y0, y1 = (y_a - h, y_s + h) if key == "alliance_to_symptoms" else (y_s + h, y_a - h)
+                x0, x1 = t + w * 0.5, t + 1 - w * 0.5
+                colour = colours[key] if sig else grey
+                arrow(x0, y0, x1, y1, colour, width)
+                f = 0.3
+                label(x0 + f * (x1 - x0), y0 + f * (y1 - y0), text, colour if sig else muted, hover)
+    # random-intercept covariance: the curve on the right, with the correlation
+    p_cov = ri.get("covariance_p")
+    corr = ri.get("correlation")
+    cov_sig = p_cov is not None and p_cov < 0.05
+    cov_colour = dark if cov_sig else grey
+    shapes.append(dict(type="path", path=f"M {right},{y_ria} Q {right + 1.1},{(y_ria + y_ris) / 2} {right},{y_ris}",
+                       line=dict(color=cov_colour, width=2 if cov_sig else 1.2)))
+    for y_end in (y_ria, y_ris):  # arrowheads at both ends, along the curve's tangent
+        notes.append(dict(x=right, y=y_end, ax=right + 0.22, ay=y_end + 0.2 * ((y_ria + y_ris) / 2 - y_end),
+                          xref="x", yref="y", axref="x",
+                          ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=2 if cov_sig else 1.2,
+                          arrowcolor=cov_colour))
+    cov_text = (f"covariance<br>{_signed(ri['covariance'], 3)}{_stars(p_cov)}"
+                + (f"<br>r = {_signed(corr)}" if corr is not None else ""))
+    label(right + 0.62, (y_ria + y_ris) / 2, cov_text, dark if cov_sig else muted,
+          (f"random-intercept covariance {ri['covariance']:.4f} (SE {ri.get('covariance_se', float('nan')):.4f}), "
+           f"p = {p_cov:.3g}") if p_cov is not None else "random-intercept covariance", anchor="left")
+    fig = go.Figure(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker=dict(size=18, opacity=0),
+                               hovertext=hover_text, hoverinfo="text", showlegend=False))
+    what = "standardized (std.all)" if standardized else "unstandardized"
+    equal = "" if result.free_lags else "Lagged effects equal over sessions" + (
+        " (std.all differs by session pair). " if standardized else ". ")
+    legend = "A3 = alliance at session 3, S3 = symptoms at session 3." if compact else ""
+    fig.update_layout(
+        shapes=shapes, annotations=notes + [dict(
+            xref="paper", yref="paper", x=0, y=-0.02, xanchor="left", yanchor="top", showarrow=False, align="left",
+            text=f"{what.capitalize()} estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant."
+                 f"<br>{equal}{legend}",
+            font=dict(size=11, color="#555"))],
+        title=dict(text=title or f"RI-CLPM, sessions {sessions[0]}–{sessions[-1]}: {what} lagged effects",
+                   font=dict(size=14)),
+        xaxis=dict(visible=False, range=[left - 0.15, right + 1.75], fixedrange=True),
+        yaxis=dict(visible=False, range=[y_ris - 0.3, y_ria + 0.3], fixedrange=True),
+        height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor="white", hovermode="closest",
+    )
     return fig
 
 

@@ -14,6 +14,14 @@ import json
 import pandas as pd
 import plotly.io as pio
 
+from core.clinical.signal import (
+    STATUS_LABELS,
+    STATUSES,
+    SignalSettings,
+    published_settings,
+    signal_report,
+    validation_table,
+)
 from core.intake.validation import ValidatedData
 from core.reporting.figures import (
     between_within_scatter,
@@ -69,18 +77,70 @@ def _model_section(model: ModelResult, title: str) -> str:
     parts.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(s)}</li>" for s in describe_model(model))
                  + "</ul>")
     parts.append(_table(variance_table({model.key: model}).drop(columns=["model", "key"])))
+    parts.append(_table(fit_table({model.key: model}).drop(columns=["model", "formula", "warnings"]), 3))
     for w in model.warnings:
         parts.append(f"<p class='warn'>{html.escape(w)}</p>")
+    if len(model.excluded):
+        parts.append(f"<p>This model leaves out {len(model.excluded)} more rows (a variable it needs is "
+                     "missing):</p>" + _table(model.excluded))
     return "\n".join(parts)
+
+
+def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -> tuple[str, dict]:
+    """The early-warning signal for the report: its definition, the current statuses, the expected
+    course's fits and the validation on this data set (cross-validated), as HTML; and the signal
+    report without per-patient rows (for the embedded JSON)."""
+    note = None
+    if settings is None:
+        settings, note = published_settings(data["symptoms"])
+    report = signal_report(data, settings)
+    report.pop("patients")
+    out = ["<h2>Early-warning signal: expected course and who is not on track</h2>",
+           f"<p>{html.escape(report['definition'] + (' ' + note if note else ''))}</p>"]
+    n = max(report["n_patients"], 1)
+    out.append("<h3>Each patient's latest session</h3>" + _table(pd.DataFrame([
+        {"status": STATUS_LABELS[s], "patients": report["current"][s],
+         "share": f"{100 * report['current'][s] / n:.1f}%"} for s in STATUSES])))
+    fits = report["model"].get("fits") or []
+    if fits:
+        out.append("<h3>The expected course, refitted on the sessions up to each session of the course</h3>")
+        out.append(_table(pd.DataFrame([{
+            "up to session": f"{f['up_to_session']:g}", "fit": f["kind"], "patients": f["n_patients"],
+            "sessions": f["n_observations"], **{f"b {k}": v for k, v in f["fixed"].items()},
+            "var(intercept)": f["variance"]["patient_intercept"], "var(slope)": f["variance"]["patient_slope"],
+            "cov": f["variance"]["patient_intercept_slope_cov"], "residual": f["variance"]["residual"],
+        } for f in fits]), 4))
+    validation = report["validation"]
+    out.append("<h3>How well the signal predicted outcomes in this data set</h3>")
+    out.append(f"<p class='note'>{html.escape(' '.join(validation[k] for k in ('method', 'outcome', 'flag')))}</p>")
+    vt = validation_table(validation)
+    out.append(_table(vt) if len(vt) else "<p>Too few patients followed beyond session 3 to check the signal.</p>")
+    out.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(x)}</li>" for x in validation["sentences"])
+               + "</ul>")
+    return "\n".join(out), report
 
 
 def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: list[ModelResult] = (),
                       title: str = "Alliance and symptom change: multilevel analysis",
-                      seed: int | None = None, dataset_name: str | None = None) -> str:
-    """The report as an HTML string (see module docstring)."""
+                      seed: int | None = None, dataset_name: str | None = None, riclpm="auto",
+                      signal: SignalSettings | bool | None = None) -> str:
+    """The report as an HTML string (see module docstring).
+
+    ``riclpm``: a fitted :class:`core.stats.riclpm.RiclpmResult`, a sentence saying why it could
+    not be fitted, ``None`` (no RI-CLPM section) or ``"auto"`` (fitted here over the suggested
+    sessions when the data have both measures). ``signal``: the early-warning signal's settings
+    (default: higher is worse, the published OQ-45.2 values), or False to leave it out.
+    """
     data = validated.data
     measures = validated.measures
     analysis = analysis_report(validated, ladder)
+    # RI-CLPM (issue 17): fitted or explained; its JSON goes into the embedded analysis
+    if isinstance(riclpm, str) and riclpm == "auto":
+        from core.reporting.riclpm_report import fit_for_report
+
+        riclpm = fit_for_report(data) if {"alliance", "symptoms"} <= set(measures) else None
+    if riclpm is not None:
+        analysis["riclpm"] = clean(riclpm.to_dict() if not isinstance(riclpm, str) else {"error": riclpm})
     if custom:
         analysis["custom_models"] = clean({m.key: {**model_to_dict(m), "title": m.spec.title} for m in custom})
     out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -133,6 +193,11 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     for model in custom:
         out.append("<h2>Model builder</h2>" + _model_section(model, model.spec.title or model.key))
 
+    signal_json = None
+    if signal is not False and "symptoms" in measures:
+        section, signal_json = signal_section(data, signal if isinstance(signal, SignalSettings) else None)
+        out.append(section)
+
     # figures
     out.append("<h2>Figures</h2>")
     figures = []
@@ -155,9 +220,20 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     for i, fig in enumerate(figures):
         out.append(_figure(fig, first=i == 0))
 
+    if riclpm is not None:  # RI-CLPM section (issue 17)
+        from core.reporting.riclpm_report import riclpm_section_html
+
+        out.append(riclpm_section_html(riclpm, lambda fig: _figure(fig, first=not figures)))
+
     # excluded rows, definitions, software
     out.append("<h2>Rows left out</h2>")
     out.append(_table(validated.excluded) if len(validated.excluded) else "<p>None: every row was used.</p>")
+    per_model = {k: m for k, m in ladder.models.items() if len(m.excluded)}
+    if per_model:
+        out.append("<p>Rows kept for the data but left out of a model that needs a missing score "
+                   "(each model uses the sessions with every variable it names):</p>")
+        out.append(_table(pd.concat([m.excluded.assign(model=k) for k, m in per_model.items()],
+                                    ignore_index=True)[["model", "row", "reason"]]))
     out.append("<h2>Definitions and methods</h2><ul>" +
                "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items()) +
                "<li><b>engine</b>: lme4's profiled (RE)ML as computed by the mixedlm package; "
@@ -169,5 +245,8 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
                "(the estimates use no random numbers; a seed applies only to simulated data).</p>")
     out.append("<script type='application/json' id='analysis-json'>" +
                html.escape(json.dumps(analysis, allow_nan=False), quote=False) + "</script>")
+    if signal_json is not None:
+        out.append("<script type='application/json' id='signal-json'>" +
+                   html.escape(json.dumps(signal_json, allow_nan=False), quote=False) + "</script>")
     out.append("</body></html>")
     return "\n".join(out)

@@ -21,8 +21,13 @@ DEFINITIONS = {
     "df": "Satterthwaite degrees of freedom (as lmerTest); p-values and 95% CIs from the t distribution with that df",
     "icc": "patient: patient variance / (patient + residual variance), REML unconditional model; "
            "therapist: therapist variance / total variance, REML three-level unconditional model",
-    "rows": "a row is used when every chosen column has a valid value; others are listed in excluded_rows "
-            "with their spreadsheet row number (header = row 1)",
+    "rows": "a session is kept when its patient and session are readable and at least one measure has a "
+            "usable value (excluded_rows lists the others, with their spreadsheet row number, header = row 1); "
+            "each model uses the sessions with every variable it names (lme4's na.omit) and lists the rows it "
+            "leaves out in models.<key>.excluded_rows",
+    "r2": "Nakagawa's marginal (fixed effects) and conditional (fixed and random effects) R², as "
+          "performance::r2_nakagawa; null for a singular fit",
+    "aic_bic": "AIC = -2 logLik + 2k and BIC = -2 logLik + k log(n) of the ML fit (k = n_params_ml)",
 }
 
 
@@ -51,8 +56,9 @@ def clean(obj):
     return str(obj)
 
 
-def model_to_dict(model: ModelResult) -> dict:
-    """One model's report entry: fixed effects by term, variance, likelihoods, diagnostics."""
+def model_to_dict(model: ModelResult, validated: ValidatedData | None = None) -> dict:
+    """One model's report entry: fixed effects by term, variance, likelihoods, AIC/BIC, R²,
+    diagnostics, and the rows it leaves out (with ``validated``: the file's excluded rows too)."""
     fixed = {
         row["term"]: {k: row[k] for k in ("estimate", "se", "df", "t", "p", "ci_low", "ci_high")}
         for row in model.fixed.to_dict("records")
@@ -61,15 +67,34 @@ def model_to_dict(model: ModelResult) -> dict:
         "formula": model.formula,
         "fixed": fixed,
         "variance": dict(model.variance),
+        "variance_components": [dict(r) for r in model.variance_rows],
         "loglik_reml": model.loglik_reml,
         "loglik_ml": model.loglik_ml,
         "n_params_ml": model.n_params_ml,
+        "aic": model.aic,
+        "bic": model.bic,
+        "r2_marginal": model.r2_marginal,
+        "r2_conditional": model.r2_conditional,
         "converged": model.converged,
         "singular": model.singular,
         "warnings": list(model.warnings),
         "n_observations": model.n_observations,
         "n_patients": model.n_patients,
+        "excluded_rows": excluded_rows(model.excluded, validated),
     }
+
+
+def excluded_rows(model_rows, validated: ValidatedData | None = None) -> list[dict]:
+    """Rows a model leaves out, with the file's excluded rows when ``validated`` is given, by row."""
+    import pandas as pd
+
+    parts = [model_rows] if model_rows is not None and len(model_rows) else []
+    if validated is not None and len(validated.excluded):
+        parts.append(validated.excluded)
+    if not parts:
+        return []
+    rows = pd.concat(parts, ignore_index=True).sort_values("row", kind="stable")
+    return [{"row": int(r), "reason": str(t)} for r, t in zip(rows["row"], rows["reason"])]
 
 
 def analysis_report(validated: ValidatedData, ladder: LadderResult | None) -> dict:
@@ -90,7 +115,7 @@ def analysis_report(validated: ValidatedData, ladder: LadderResult | None) -> di
         report["icc"] = {"patient": ladder.icc["patient"], "therapist": ladder.icc["therapist"],
                          "patient_3level": ladder.icc["patient_3level"]}
         report["level_advice"] = list(ladder.advice)
-        report["models"] = {k: model_to_dict(m) for k, m in ladder.models.items()}
+        report["models"] = {k: model_to_dict(m, validated) for k, m in ladder.models.items()}
         report["model_errors"] = dict(ladder.errors)
         report["comparisons"] = {
             name: {"chisq": c.chisq, "df": c.df, "p": c.p, "simpler": c.simpler, "fuller": c.fuller,
@@ -113,3 +138,15 @@ def software_versions() -> dict:
         except md.PackageNotFoundError:
             versions[pkg] = None
     return versions
+
+
+def fit_report(validated: ValidatedData, fit) -> dict:
+    """The ``fit`` report: the contract's keys (``formula, n_observations, n_patients, excluded_rows,
+    fixed, variance, loglik_reml, loglik_ml, n_params_ml, aic, bic, r2_marginal, r2_conditional,
+    converged, singular, warnings``), every row the model leaves out (the file's and the model's)."""
+    out = fit.to_dict()
+    out["variance"] = [dict(r) for r in out["variance"]]
+    out["excluded_rows"] = excluded_rows(fit.excluded, validated)
+    out = {"source": validated.source, "n_rows_read": validated.n_rows_read, **out,
+           "notes": list(validated.notes), "definitions": DEFINITIONS, "software": software_versions()}
+    return clean(out)

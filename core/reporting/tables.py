@@ -55,12 +55,20 @@ def variance_table(models: dict[str, ModelResult]) -> pd.DataFrame:
 
 
 def fit_table(models: dict[str, ModelResult]) -> pd.DataFrame:
-    """One row per model: formula, N, log-likelihoods, parameters, convergence, singularity."""
+    """One row per model: formula, N, rows left out, log-likelihoods, parameters, AIC and BIC (ML),
+    Nakagawa's marginal and conditional R², convergence, singularity."""
     return pd.DataFrame([{
         "model": key, "formula": m.formula, "observations": m.n_observations, "patients": m.n_patients,
+        "rows_left_out": len(m.excluded),
         "loglik_reml": m.loglik_reml, "loglik_ml": m.loglik_ml, "parameters_ml": m.n_params_ml,
+        "aic": m.aic, "bic": m.bic, "r2_marginal": m.r2_marginal, "r2_conditional": m.r2_conditional,
         "converged": m.converged, "singular": m.singular, "warnings": " ".join(m.warnings),
     } for key, m in models.items()])
+
+
+def excluded_table(model: ModelResult) -> pd.DataFrame:
+    """The rows a model leaves out (a variable it needs is missing), with the reasons."""
+    return model.excluded.reset_index(drop=True)
 
 
 def comparison_table(ladder: LadderResult) -> pd.DataFrame:

@@ -52,8 +52,9 @@ DIRECTIONS = {
 #: Suffix of the cross-level interaction directions (``interaction=True``).
 INTERACTION_SUFFIX = "_interaction"
 
-#: Fewest patients with at least one lagged pair that a study needs for the stage-1 models.
-MIN_PATIENTS = 3
+#: Fewest patients with at least one lagged pair that a study needs for the stage-1 models (lme4
+#: fits a random intercept from two groups; the fit is then often singular, which stage 1 reports).
+MIN_PATIENTS = 2
 
 # metafor's rma.uni control defaults (metafor 3.8-1).
 _FISHER_THRESHOLD = 1e-5       # con$threshold: stop when |tau2 change| < threshold
@@ -306,9 +307,10 @@ def prepare_lagged(df: pd.DataFrame, patient: str = "patient", session: str = "s
     ``ab``/``sb`` = the patient's mean of ``az``/``sz`` over all that patient's rows; ``aw =
     az - ab``, ``sw = sz - sb``. ``aw_l``/``sw_l`` are ``aw``/``sw`` of the previous row, set
     only where that row is the same patient's and its session number is exactly one less (a
-    gap gives NaN, not the earlier session). Returns all rows with columns ``patient``
-    (as text), ``session``, ``az, sz, ab, sb, aw, sw, aw_l, sw_l``; the models use the rows
-    with a lag.
+    gap gives NaN, not the earlier session). A missing score (blank cell) stays missing: means,
+    SDs and patient means use the observed scores of each measure. Returns all rows with columns
+    ``patient`` (as text), ``session``, ``az, sz, ab, sb, aw, sw, aw_l, sw_l``; the models use
+    the rows with every one of these (lme4's ``na.omit``).
     """
     name = _study_name(study_label)
     for col in (patient, session, alliance, symptoms):
@@ -321,16 +323,18 @@ def prepare_lagged(df: pd.DataFrame, patient: str = "patient", session: str = "s
                          "fill or remove them.")
     x = pd.DataFrame({"patient": df[patient].astype(str).to_numpy()})
     for out_col, col in (("session", session), ("alliance", alliance), ("symptoms", symptoms)):
-        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-        missing = int((~np.isfinite(values)).sum())
-        if missing:
-            raise InputError(f"{name}: {missing} rows have no numeric '{col}'; "
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan).copy()
+        values[~np.isfinite(values)] = np.nan
+        if out_col == "session" and np.isnan(values).any():
+            raise InputError(f"{name}: {int(np.isnan(values).sum())} rows have no numeric '{col}'; "
                              "fill or remove them.")
+        if out_col != "session" and np.isnan(values).all():
+            raise InputError(f"{name}: no row has a numeric '{col}'.")
         x[out_col] = values
     x = x.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
 
     for raw, z in (("alliance", "az"), ("symptoms", "sz")):
-        sd = x[raw].std(ddof=1) if len(x) > 1 else float("nan")
+        sd = x[raw].std(ddof=1) if x[raw].count() > 1 else float("nan")
         if not (np.isfinite(sd) and sd > 0):
             raise InputError(f"{name}: '{alliance if raw == 'alliance' else symptoms}' has the "
                              "same value in every row, so it cannot be standardised.")
@@ -372,11 +376,11 @@ def lagged_within_effects(df: pd.DataFrame, patient: str = "patient", session: s
     error messages. Raises :class:`InputError` when fewer than 3 patients have a pair of
     consecutive sessions, and :class:`ModelError` when a coefficient cannot be estimated.
     """
-    import mixedlm  # deferred: importing the mixed-model engine is slow
+    from core.stats.formula import fit_formula
 
     name = _study_name(study_label)
     x = prepare_lagged(df, patient, session, alliance, symptoms, study_label)
-    y = x.loc[x["aw_l"].notna()].reset_index(drop=True)
+    y = x.dropna(subset=["az", "sz", "ab", "sb", "aw_l", "sw_l"]).reset_index(drop=True)
     n_patients = int(y["patient"].nunique())
     n_observations = int(len(y))
     if n_observations == 0:
@@ -389,29 +393,40 @@ def lagged_within_effects(df: pd.DataFrame, patient: str = "patient", session: s
                          "observations than patients.")
 
     result: dict[str, Any] = {"n_patients": n_patients, "n_observations": n_observations}
+    converged, singular, notes = True, False, []
     for direction, (outcome, cross, auto, mean) in DIRECTIONS.items():
         terms = [cross, auto, mean] + ([f"{mean}:{cross}"] if interaction else [])
         formula = f"{outcome} ~ {' + '.join(terms)} + (1 | patient)"
-        fit = mixedlm.lmer(formula, y, REML=True)
-        result[direction] = _coefficient(fit, cross, name, formula)
+        try:
+            fit = fit_formula(y, formula, ml=False)
+        except ModelError as err:
+            raise ModelError(f"{name}: {err}") from None
+        diagnostics = {"converged": fit.converged, "singular": fit.singular, "warnings": list(fit.warnings)}
+        result[direction] = {**_coefficient(fit, cross, name, formula), **diagnostics}
+        converged &= fit.converged
+        singular |= fit.singular
+        notes += [f"{direction}: {w}" for w in fit.warnings]
         if interaction:
-            result[direction + INTERACTION_SUFFIX] = _coefficient(fit, f"{mean}:{cross}", name,
-                                                                  formula)
+            result[direction + INTERACTION_SUFFIX] = {
+                **_coefficient(fit, (f"{cross}:{mean}", f"{mean}:{cross}"), name, formula), **diagnostics}
+    result.update(converged=converged, singular=singular, warnings=notes)
     return result
 
 
-def _coefficient(fit: Any, term: str, study_name: str, formula: str) -> dict[str, float]:
-    """``{estimate, se}`` of a fixed effect, from ``fixef()`` and ``sqrt(diag(vcov()))``."""
-    fixef = fit.fixef()
-    names = list(fixef)
-    if term not in names:
-        raise ModelError(f"{study_name}: the coefficient of {term} cannot be estimated in "
+def _coefficient(fit: Any, term, study_name: str, formula: str) -> dict[str, float]:
+    """``{estimate, se}`` of a fixed effect of a :class:`~core.stats.formula.FormulaFit` (REML);
+    ``term`` may list the names it can have (an interaction's variables in either order)."""
+    table = fit.fixed.set_index("term")
+    names = [term] if isinstance(term, str) else list(term)
+    found = next((t for t in names if t in table.index), None)
+    if found is None:
+        raise ModelError(f"{study_name}: the coefficient of {names[0]} cannot be estimated in "
                          f"{formula} (the predictors are collinear).")
-    estimate = float(fixef[term])
-    se = float(np.sqrt(np.asarray(fit.vcov())[names.index(term), names.index(term)]))
+    estimate = float(table.loc[found, "estimate"])
+    se = float(table.loc[found, "se"])
     if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
         raise ModelError(f"{study_name}: the model {formula} gave no usable estimate for "
-                         f"{term}.")
+                         f"{names[0]}.")
     return {"estimate": estimate, "se": se}
 
 
@@ -433,29 +448,44 @@ class IPDMetaResult:
 
     stage1: pd.DataFrame = field(compare=False)
     pooled: dict[str, PoolResult] = field(compare=False)
+    #: Studies left out of the pooling: label -> reason (could not be fitted, or excluded by the user).
+    excluded_studies: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{stage1: {<study>: {n_patients, n_observations, <direction>: {estimate, se}}},
-        pooled: {<direction>: <PoolResult.to_dict()>}}`` with plain JSON numbers."""
+        """``{stage1: {<study>: {n_patients, n_observations, converged, singular, warnings,
+        <direction>: {estimate, se, converged, singular, warnings}}}, pooled: {<direction>:
+        <PoolResult.to_dict()>}, excluded_studies: [{study, reason}]}`` with plain JSON numbers."""
         stage1: dict[str, dict[str, Any]] = {}
         for row in self.stage1.itertuples(index=False):
             entry = stage1.setdefault(str(row.study), {"n_patients": int(row.n_patients),
-                                                       "n_observations": int(row.n_observations)})
+                                                       "n_observations": int(row.n_observations),
+                                                       "converged": True, "singular": False,
+                                                       "warnings": []})
             entry[row.direction] = {"estimate": _json_number(row.estimate),
-                                    "se": _json_number(row.se)}
+                                    "se": _json_number(row.se),
+                                    "converged": bool(row.converged), "singular": bool(row.singular),
+                                    "warnings": list(row.warnings)}
+            if not row.direction.endswith(INTERACTION_SUFFIX):
+                entry["converged"] &= bool(row.converged)
+                entry["singular"] |= bool(row.singular)
+                entry["warnings"] += [f"{row.direction}: {w}" for w in row.warnings]
         return {"stage1": stage1,
-                "pooled": {direction: pooled.to_dict() for direction, pooled in self.pooled.items()}}
+                "pooled": {direction: pooled.to_dict() for direction, pooled in self.pooled.items()},
+                "excluded_studies": [{"study": k, "reason": v} for k, v in self.excluded_studies.items()]}
 
 
 def stage1_effects(df: pd.DataFrame, study: str = "study", patient: str = "patient",
                    session: str = "session", alliance: str = "alliance",
                    symptoms: str = "symptoms", interaction: bool = False,
-                   progress: Callable[[int, int, str], None] | None = None) -> pd.DataFrame:
+                   progress: Callable[[int, int, str], None] | None = None,
+                   exclude: Sequence[str] = ()) -> pd.DataFrame:
     """Stage 1 in every study: :func:`lagged_within_effects` per study, in sorted study order.
 
-    Returns the tidy table ``study, direction, estimate, se, n_patients, n_observations`` (one
-    row per study and direction). ``progress(i, n, study_label)`` is called before study ``i``
-    (1-based) of ``n`` is fitted.
+    Returns the tidy table ``study, direction, estimate, se, n_patients, n_observations,
+    converged, singular, warnings`` (one row per study and direction). A study that cannot be
+    fitted, or is named in ``exclude``, is not fitted: it appears in the table's
+    ``attrs["excluded_studies"]`` (label → reason) instead. ``progress(i, n, study_label)`` is
+    called before study ``i`` (1-based) of ``n`` is fitted.
     """
     if study not in df.columns:
         raise InputError(f"The data have no column '{study}'.")
@@ -466,13 +496,26 @@ def stage1_effects(df: pd.DataFrame, study: str = "study", patient: str = "patie
     if len(labels) < 2:
         raise InputError("A meta-analysis needs at least 2 studies; the data have "
                          f"{len(labels)}.")
-    effects = {}
+    wanted = {str(x) for x in exclude}
+    unknown = wanted - {str(x) for x in labels}
+    if unknown:
+        raise InputError(f"There is no study {', '.join(sorted(unknown))} to exclude; the studies are "
+                         f"{', '.join(str(x) for x in labels)}.")
+    effects, skipped = {}, {}
     for i, label in enumerate(labels, start=1):
         if progress is not None:
             progress(i, len(labels), str(label))
-        effects[str(label)] = lagged_within_effects(df.loc[df[study] == label], patient, session, alliance,
-                                                    symptoms, interaction=interaction, study_label=label)
-    return stage1_table(effects)
+        if str(label) in wanted:
+            skipped[str(label)] = "excluded by the user (--exclude-study)"
+            continue
+        try:
+            effects[str(label)] = lagged_within_effects(df.loc[df[study] == label], patient, session, alliance,
+                                                        symptoms, interaction=interaction, study_label=label)
+        except (InputError, ModelError) as err:
+            skipped[str(label)] = str(err)
+    table = stage1_table(effects)
+    table.attrs["excluded_studies"] = skipped
+    return table
 
 
 def stage1_table(effects: dict[str, dict]) -> pd.DataFrame:
@@ -484,9 +527,12 @@ def stage1_table(effects: dict[str, dict]) -> pd.DataFrame:
                 rows.append({"study": str(label), "direction": direction,
                              "estimate": value["estimate"], "se": value["se"],
                              "n_patients": study_effects["n_patients"],
-                             "n_observations": study_effects["n_observations"]})
+                             "n_observations": study_effects["n_observations"],
+                             "converged": bool(value.get("converged", True)),
+                             "singular": bool(value.get("singular", False)),
+                             "warnings": tuple(value.get("warnings", ()))})
     return pd.DataFrame(rows, columns=["study", "direction", "estimate", "se", "n_patients",
-                                       "n_observations"])
+                                       "n_observations", "converged", "singular", "warnings"])
 
 
 def pool_stage1(stage1: pd.DataFrame, method: str = "reml",
@@ -507,20 +553,31 @@ def ipd_meta_analysis(df: pd.DataFrame, study: str = "study", patient: str = "pa
                       session: str = "session", alliance: str = "alliance",
                       symptoms: str = "symptoms", method: str = "reml",
                       knapp_hartung: bool = False, interaction: bool = False,
-                      progress: Callable[[int, int, str], None] | None = None) -> IPDMetaResult:
+                      progress: Callable[[int, int, str], None] | None = None,
+                      exclude: Sequence[str] = ()) -> IPDMetaResult:
     """Two-stage IPD meta-analysis of lagged alliance/symptom effects (Flückiger et al. 2020).
 
     Stage 1 (:func:`stage1_effects`): in each study separately, z-score, split into patient
     means and deviations, lag the deviations by one session, and fit the two REML models of
-    :func:`lagged_within_effects`. Stage 2 (:func:`pool_stage1`): pool each direction's study
-    coefficients with :func:`pool_effects` (``method``, ``knapp_hartung``).
-    ``progress(i, n, study_label)`` is called once per study, e.g. for a progress bar.
+    :func:`lagged_within_effects` (each with lme4's ``converged``/``singular`` and warnings).
+    Stage 2 (:func:`pool_stage1`): pool each direction's study coefficients with
+    :func:`pool_effects` (``method``, ``knapp_hartung``). A study that cannot be fitted, or is
+    named in ``exclude``, is left out of the pooling and listed in ``excluded_studies`` with the
+    reason; at least two fitted studies are needed. ``progress(i, n, study_label)`` is called once
+    per study, e.g. for a progress bar.
     """
     if str(method).lower() not in METHODS:
         raise InputError(f"Unknown pooling method '{method}'; use 'reml' or 'dl'.")
     stage1 = stage1_effects(df, study, patient, session, alliance, symptoms,
-                            interaction=interaction, progress=progress)
-    return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung))
+                            interaction=interaction, progress=progress, exclude=exclude)
+    skipped = dict(stage1.attrs.get("excluded_studies", {}))
+    fitted = stage1["study"].nunique()
+    if fitted < 2:
+        why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        raise InputError(f"Pooling needs at least 2 studies that can be fitted; {fitted} can be. "
+                         f"Left out: {why}")
+    return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung),
+                         excluded_studies=skipped)
 
 
 def sorted_study_labels(labels: Sequence[Any]) -> list[Any]:

@@ -24,7 +24,6 @@ is a preset of :func:`build_model`, the builder researchers use for their own mo
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +31,6 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import ModelError
-from core.stats.decomposition import add_model_terms
 
 #: Below this therapist share of the variance the ANS study kept two levels (patients only).
 THERAPIST_ICC_RULE = 0.01
@@ -61,12 +59,12 @@ class ModelSpec:
 
     @property
     def formula(self) -> str:
-        """The model in lme4 notation."""
-        rhs = " + ".join(self.fixed) if self.fixed else "1"
+        """The model in lme4 notation (a column name that is not a plain name in backticks)."""
+        rhs = " + ".join(":".join(_quoted(v) for v in term_parts(t)) for t in self.fixed) if self.fixed else "1"
         parts = [rhs]
         if self.therapist_level:
             parts.append(f"(1 | {THERAPIST})")
-        parts.append(f"({self.random_slope} | {PATIENT})" if self.random_slope else f"(1 | {PATIENT})")
+        parts.append(f"({_quoted(self.random_slope)} | {PATIENT})" if self.random_slope else f"(1 | {PATIENT})")
         return f"{self.outcome} ~ " + " + ".join(parts)
 
     @property
@@ -74,7 +72,7 @@ class ModelSpec:
         """Data columns the model needs."""
         names = {self.outcome, PATIENT}
         for term in self.fixed:
-            names.update(term.split(":"))
+            names.update(term_parts(term))
         if self.random_slope:
             names.add(self.random_slope)
         if self.therapist_level:
@@ -112,6 +110,16 @@ class ModelResult:
     fitted: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     residuals: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+    aic: float | None = None
+    bic: float | None = None
+    r2_marginal: float | None = None
+    r2_conditional: float | None = None
+    #: Rows of the table this model leaves out (a variable it needs is missing): ``row, reason``.
+    excluded: pd.DataFrame = field(repr=False, default_factory=lambda: pd.DataFrame(columns=["row", "reason"]))
+    #: lme4's ``as.data.frame(VarCorr())``: ``group, term1, term2, vcov``.
+    variance_rows: tuple = field(repr=False, default=())
+    #: The formula fit underneath (engine fits, model frame, design).
+    formula_fit: object = field(repr=False, default=None, compare=False)
 
     @property
     def key(self) -> str:
@@ -119,7 +127,8 @@ class ModelResult:
 
     @property
     def formula(self) -> str:
-        return self.spec.formula
+        """The formula fitted (lme4 notation)."""
+        return self.formula_fit.formula if self.formula_fit is not None else self.spec.formula
 
     def term(self, name: str) -> dict:
         """One row of the fixed-effects table as a dict."""
@@ -131,41 +140,37 @@ class ModelResult:
 
 # --------------------------------------------------------------------------------- builder
 
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^0-9A-Za-z_]", "_", str(text)).strip("_") or "x"
-    return name if not name[0].isdigit() else f"x_{name}"
+_PLAIN_NAME = re.compile(r"^[A-Za-z_.][A-Za-z0-9_.]*$")
 
 
-def prepare_covariates(data: pd.DataFrame, covariates: list[str]) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    """Model columns for covariates: numeric ones as they are, categorical ones dummy-coded.
+def _quoted(name: str) -> str:
+    """A column name as a formula may use it: as it is, or in backticks."""
+    return name if _PLAIN_NAME.match(name) else f"`{name}`"
 
-    A covariate whose values are all numbers enters as a number; otherwise each level but the
-    first (alphabetical; the reference level) becomes a 0/1 column ``cov_<name>_<level>``.
-    Returns ``(data with the new columns, term names, {term: readable label})``.
+
+def term_parts(term: str) -> list[str]:
+    """The variables of a fixed term: ``"between:within"`` → ``["between", "within"]``; a name in
+    backticks is one variable whatever it holds (``"`a:b`"`` → ``["a:b"]``).
+
+    >>> term_parts("between:within"), term_parts("`![c](http://x:9)`:time")
+    (['between', 'within'], ['![c](http://x:9)', 'time'])
     """
-    out = data.copy()
-    terms: list[str] = []
-    labels: dict[str, str] = {}
+    return [p[1:-1] if p.startswith("`") and p.endswith("`") and len(p) > 1 else p
+            for p in re.findall(r"`[^`]*`|[^:`]+", term)]
+
+
+def covariate_labels(result_terms: list[str], covariates: list[str], levels: dict[str, list[str]]) -> dict[str, str]:
+    """Readable labels of covariate terms: ``age`` → "age"; ``sitesouth`` → "site = south (vs east)"."""
+    labels = {}
     for cov in covariates:
-        if cov not in out.columns:
-            raise ModelError(f"There is no column '{cov}' to use as a covariate.")
-        values = out[cov]
-        numeric = pd.to_numeric(values.astype(str).str.replace(",", ".", regex=False), errors="coerce")
-        if numeric.notna().all():
-            name = f"cov_{_safe_name(cov)}"
-            out[name] = numeric.astype(float)
-            terms.append(name)
-            labels[name] = str(cov)
-            continue
-        levels = sorted(values.astype(str).unique())
-        if len(levels) < 2:
-            raise ModelError(f"The covariate '{cov}' has the same value in every row, so it cannot be used.")
-        for level in levels[1:]:
-            name = f"cov_{_safe_name(cov)}_{_safe_name(level)}"
-            out[name] = (values.astype(str) == level).astype(float)
-            terms.append(name)
-            labels[name] = f"{cov} = {level} (vs {levels[0]})"
-    return out, terms, labels
+        if cov in levels:
+            ref = levels[cov][0]
+            for lev in levels[cov][1:]:
+                if f"{cov}{lev}" in result_terms:
+                    labels[f"{cov}{lev}"] = f"{cov} = {lev} (vs {ref})"
+        elif cov in result_terms:
+            labels[cov] = cov
+    return labels
 
 
 def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *,
@@ -179,7 +184,8 @@ def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *
       (the hybrid model); ``interaction`` adds ``between:within`` (cross-level interaction).
     - ``detrend``: adds ``time`` (controls the within effect for the common linear trend).
     - ``time_only``: ``time`` is the only predictor.
-    - ``covariate_terms``: extra fixed terms (columns made by :func:`prepare_covariates`).
+    - ``covariate_terms``: extra fixed terms: columns of the file by their headers (a text column is
+      dummy-coded, first level of the sorted levels as reference, as in lme4).
     - ``random_slope``: a term whose effect varies over patients (``"within"`` or ``"time"``).
     - ``therapist_level``: random intercept for therapists (three levels).
     """
@@ -192,7 +198,7 @@ def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *
             fixed.append("between:within")
     if detrend and "time" not in fixed:
         fixed.append("time")
-    fixed += list(covariate_terms)
+    fixed += [c if _PLAIN_NAME.match(c) else f"`{c}`" for c in covariate_terms]  # a column, not a term
     if random_slope and random_slope not in fixed:
         raise ModelError(f"A random slope for '{random_slope}' needs '{random_slope}' among the fixed effects.")
     return ModelSpec(outcome=outcome, fixed=tuple(fixed), random_slope=random_slope,
@@ -225,14 +231,12 @@ def ladder_specs(has_predictor: bool, has_therapist: bool, outcome: str = "sympt
 def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     """Raise :class:`ModelError` in plain words when the data cannot identify the model.
 
-    Mirrors lme4's own checks: at least two patients; fewer patients than observations (one
-    session per patient confounds patient and session variance); more observations than random
-    effects for a random slope; two therapists for a therapist level; the outcome and every
-    fixed term must vary.
+    ``data`` is the model frame (the rows the model uses). Mirrors lme4's own checks: at least two
+    patients; fewer patients than observations (one session per patient confounds patient and
+    session variance); more observations than random effects for a random slope; two therapists
+    for a therapist level; the outcome and the fixed terms ``between``, ``within`` and ``time``
+    must vary (a constant covariate is dropped as lme4 drops it, with a warning).
     """
-    missing = [v for v in spec.variables if v not in data.columns]
-    if missing:
-        raise ModelError(f"The data has no '{missing[0]}' column, which this model needs.")
     n = len(data)
     n_pat = data[PATIENT].nunique()
     if n_pat < 2:
@@ -244,8 +248,8 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     if data[spec.outcome].nunique() < 2:
         raise ModelError(f"{spec.outcome.capitalize()} has the same value in every row: there is nothing to model.")
     for term in spec.fixed:
-        for var in term.split(":"):
-            if data[var].nunique() < 2:
+        for var in term_parts(term):
+            if var in ("between", "within", "time") and data[var].nunique() < 2:
                 raise ModelError(f"'{var}' has the same value in every row, so its effect cannot be estimated"
                                  + (" (every patient has a single session)." if var in ("within", "time") else "."))
     if spec.random_slope and n <= 2 * n_pat:
@@ -255,119 +259,101 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
         raise ModelError("The three-level model needs at least two therapists; this data has one.")
 
 
-def _variance_components(result, spec: ModelSpec) -> dict[str, float]:
-    vc = result.VarCorr()
+def _variance_components(rows) -> dict[str, float]:
+    """The ladder's variance keys from lme4's ``as.data.frame(VarCorr())`` rows."""
     out: dict[str, float] = {}
-    for name, group in vc.groups.items():
-        cov = np.atleast_2d(group.cov)
-        prefix = "patient" if name == PATIENT else "therapist"
-        out[f"{prefix}_intercept"] = float(cov[0, 0])
-        if cov.shape[0] > 1:
-            out[f"{prefix}_slope"] = float(cov[1, 1])
-            out[f"{prefix}_intercept_slope_cov"] = float(cov[0, 1])
-    out["residual"] = float(vc.residual)
-    return out
+    for r in rows:
+        group = r["group"].split(".")[0]
+        if group == "Residual":
+            out["residual"] = r["vcov"]
+            continue
+        prefix = "patient" if group == PATIENT else "therapist" if group == THERAPIST else group
+        if r["term2"] is not None:
+            out.setdefault(f"{prefix}_intercept_slope_cov", r["vcov"])
+        elif r["term1"] == "(Intercept)":
+            out.setdefault(f"{prefix}_intercept", r["vcov"])
+        else:
+            out.setdefault(f"{prefix}_slope", r["vcov"])
+    return {k: out[k] for k in ("patient_intercept", "patient_slope", "patient_intercept_slope_cov",
+                                "therapist_intercept", "residual") if k in out} | \
+        {k: v for k, v in out.items() if k not in ("patient_intercept", "patient_slope",
+                                                   "patient_intercept_slope_cov", "therapist_intercept", "residual")}
 
 
-def _fixed_table(result) -> pd.DataFrame:
-    tidy = result.tidy(conf_int=True, ddf_method="Satterthwaite")
-    tidy = tidy[tidy["effect"] == "fixed"]
-    df = tidy["df"].to_numpy(float)
-    est = tidy["estimate"].to_numpy(float)
-    se = tidy["std.error"].to_numpy(float)
-    t = est / se
-    q = stats.t.ppf(0.975, df)
-    return pd.DataFrame({
-        "term": tidy["term"].replace({"(Intercept)": "intercept"}).to_numpy(),
-        "estimate": est, "se": se, "df": df, "t": t,
-        "p": 2 * stats.t.sf(np.abs(t), df),
-        "ci_low": est - q * se, "ci_high": est + q * se,
-    })
+def term_aliases(predictor: str | None) -> dict[str, str]:
+    """``between``/``within`` as the predictor's ``<m>_between``/``<m>_within`` (the ladder's names)."""
+    if not predictor:
+        return {}
+    return {"between": f"{predictor}_between", "within": f"{predictor}_within"}
 
 
-def _plain_warning(message: str) -> str | None:
-    """lme4/mixedlm warnings in plain words (None for messages we report otherwise)."""
-    if "singular" in message.lower():
-        return None  # reported through ``singular`` with our own sentence
-    if "only 2 levels" in message or "only 3 levels" in message or "levels. Mixed models" in message:
-        return ("Few groups: variance components estimated from fewer than 5 groups are unreliable. "
-                f"({message.strip()})")
-    return message.strip()
-
-
-def _fit(data: pd.DataFrame, spec: ModelSpec, reml: bool):
-    import mixedlm
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            result = mixedlm.lmer(spec.formula, data, REML=reml)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
-            raise ModelError(f"The model '{spec.formula}' could not be fitted: {err}") from None
-    messages = [str(w.message) for w in caught]
-    return result, messages
-
-
-def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True) -> ModelResult:
+def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
+              cell_reasons: pd.DataFrame | None = None, rows=None) -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
-    ``data`` must already hold the model's columns (see :func:`core.stats.decomposition.add_model_terms`).
-    Rows with a missing value in a model column are not expected here: validation removed them.
-    ``ml=False`` skips the ML refit (about half the time) where no likelihood-ratio test will use
-    it, e.g. the clinic's expected trajectory or the therapist share on the clinician pages.
+    ``data`` is a validated table; ``time``, ``between`` and ``within`` (of ``spec.predictor``)
+    are derived as the contract defines them unless the table already has them. The model uses the
+    rows with every variable it names (lme4's ``na.omit``); the others are in ``excluded`` with
+    their reasons (``cell_reasons``: why a measure is missing, from validation). ``ml=False``
+    skips the ML refit (about half the time) where no likelihood-ratio test will use it.
+    ``rows`` (spreadsheet row numbers) restricts the model to those rows, with the derived
+    variables still computed on the whole table (for a likelihood-ratio test on the same rows).
+    Every model of the project goes through :func:`core.stats.formula.fit_formula`.
     """
-    frame = data[spec.variables].copy()
-    frame[PATIENT] = frame[PATIENT].astype(str)
-    if spec.therapist_level:
-        frame[THERAPIST] = frame[THERAPIST].astype(str)
-    if frame.isna().any().any():
-        raise ModelError("The model data has missing values; validate the data first.")
-    check_model_data(frame, spec)
-    reml, reml_messages = _fit(frame, spec, reml=True)
-    ml, ml_messages = _fit(frame, spec, reml=False) if ml else (None, [])
-    notes: list[str] = []
-    for message in dict.fromkeys(reml_messages + ml_messages):
-        plain = _plain_warning(message)
-        if plain:
-            notes.append(plain)
-    singular = bool(reml.isSingular())
-    if singular:
+    from dataclasses import replace as _replace
+
+    from core.intake.reading import ROW
+    from core.stats.formula import build_model_frame, fit_formula
+
+    frame = build_model_frame(data, spec.formula, aliases=term_aliases(spec.predictor or "alliance"),
+                              cell_reasons=cell_reasons)
+    if rows is not None:
+        keep = frame.data[ROW].isin(set(rows))
+        left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),
+                             "reason": "left out to compare with a model fitted on fewer rows"})
+        frame = _replace(frame, data=frame.data[keep].reset_index(drop=True),
+                         excluded=pd.concat([frame.excluded, left], ignore_index=True).sort_values("row"))
+    check_model_data(frame.data, spec)
+    fit = fit_formula(None, frame.formula, ml=ml, frame=frame)
+    used = frame.data
+    notes = list(fit.warnings)
+    n_pat = int(used[PATIENT].nunique())
+    if n_pat < 5 or (spec.therapist_level and used[THERAPIST].nunique() < 5):
+        few = n_pat if n_pat < 5 else int(used[THERAPIST].nunique())
+        who = "patients" if n_pat < 5 else "therapists"
+        notes.append(f"Few groups: variance components estimated from fewer than 5 groups ({few} {who}) "
+                     "are unreliable.")
+    if fit.singular:
+        notes = [w for w in notes if not w.startswith("boundary (singular) fit")]
         notes.append("Singular fit: a variance component (or a correlation of random effects) is estimated "
                      "at its boundary (zero variance or correlation ±1). The model is more complex than "
                      "the data supports; consider removing that random effect.")
-    converged = bool(reml.converged) and (ml is None or bool(ml.converged))
-    if not converged:
-        notes.append("The fit did not converge: the estimates may not be the maximum of the likelihood. "
-                     f"Optimizer said: {reml.message if not reml.converged else ml.message}")
+    reml = fit.reml
     # mixedlm returns the BLUPs as arrays in the sorted order of the group labels (as R's factor).
-    blups = reml.ranef()[PATIENT]
-    ranef = pd.DataFrame({PATIENT: sorted(frame[PATIENT].unique())})
-    for name, values in blups.items():
+    b = next(i for i, blk in enumerate(fit.design.blocks) if blk.group == PATIENT)
+    block = fit.design.blocks[b]
+    blups = reml.ranef()[f"g{b}"]
+    ranef = pd.DataFrame({PATIENT: sorted(used[PATIENT].unique())})
+    for j, values in enumerate(blups.values()):
+        name = block.names[j]
         ranef["intercept" if name == "(Intercept)" else name] = np.asarray(values, float)
-    variance = _variance_components(reml, spec)
+    variance = _variance_components(fit.variance)
     if not spec.random_slope and not spec.therapist_level:
         # Conditional SD of a random intercept (as lme4's condVar): 1 / (1/tau^2 + n_i/sigma^2)
-        n_i = frame.groupby(PATIENT).size().reindex(ranef[PATIENT]).to_numpy(float)
+        n_i = used.groupby(PATIENT).size().reindex(ranef[PATIENT]).to_numpy(float)
         tau2, sigma2 = variance["patient_intercept"], variance["residual"]
         with np.errstate(divide="ignore"):
             ranef["intercept_se"] = np.sqrt(1.0 / (1.0 / tau2 + n_i / sigma2)) if tau2 > 0 else 0.0
     return ModelResult(
-        spec=spec,
-        fixed=_fixed_table(reml),
-        variance=variance,
-        loglik_reml=float(reml.logLik().value),
-        loglik_ml=float(ml.logLik().value) if ml is not None else None,
-        n_params_ml=int(ml.logLik().df) if ml is not None else None,
-        converged=converged,
-        singular=singular,
-        warnings=tuple(notes),
-        n_observations=len(frame),
-        n_patients=int(frame[PATIENT].nunique()),
-        n_therapists=int(frame[THERAPIST].nunique()) if spec.therapist_level else None,
-        random_effects=ranef,
-        fitted=np.asarray(reml.fitted(), float),
-        residuals=np.asarray(reml.residuals(), float),
-        fixed_cov=np.asarray(reml.vcov(), float),
+        spec=spec, fixed=fit.fixed, variance=variance, loglik_reml=fit.loglik_reml,
+        loglik_ml=fit.loglik_ml, n_params_ml=fit.n_params_ml, converged=fit.converged,
+        singular=fit.singular, warnings=tuple(dict.fromkeys(notes)), n_observations=len(used),
+        n_patients=n_pat,
+        n_therapists=int(used[THERAPIST].nunique()) if spec.therapist_level else None,
+        random_effects=ranef, fitted=np.asarray(reml.fitted(), float),
+        residuals=np.asarray(reml.residuals(), float), fixed_cov=fit.fixed_cov,
+        aic=fit.aic, bic=fit.bic, r2_marginal=fit.r2_marginal, r2_conditional=fit.r2_conditional,
+        excluded=fit.excluded, variance_rows=tuple(fit.variance), formula_fit=fit,
     )
 
 
@@ -459,17 +445,21 @@ def level_advice(icc: dict[str, float | None], n_therapists: int | None) -> tupl
 
 
 def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "alliance",
-               progress=None) -> LadderResult:
+               progress=None, cell_reasons: pd.DataFrame | None = None) -> LadderResult:
     """Fit the ANS study's model ladder to validated long data.
 
     ``data`` needs ``patient``, ``session`` and the outcome; ``predictor`` and ``therapist`` are
-    used when present. ``time``, ``between`` and ``within`` are computed here (contract
-    definitions). A model the data cannot support is listed in ``errors`` with the reason.
-    ``progress(i, n, key)`` is called before each model.
+    used when present. ``time``, ``between`` and ``within`` are derived as the contract defines
+    them. Each model uses the rows complete for its own variables (lme4's ``na.omit``) and lists
+    the others. A likelihood-ratio test needs both models on the same rows: when the fuller model
+    uses fewer rows (a measure missing), the simpler one is refitted on the fuller one's rows for
+    the test (said in the comparison's note). A model the data cannot support is listed in
+    ``errors`` with the reason. ``progress(i, n, key)`` is called before each model.
     """
-    has_predictor = predictor in data.columns
+    from core.intake.reading import ROW
+
+    has_predictor = predictor in data.columns and data[predictor].notna().any()
     has_therapist = THERAPIST in data.columns
-    frame = add_model_terms(data, predictor=predictor)
     specs = ladder_specs(has_predictor, has_therapist, outcome, predictor)
     models: dict[str, ModelResult] = {}
     errors: dict[str, str] = {}
@@ -477,19 +467,31 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
         if progress:
             progress(i, len(specs), spec.key)
         try:
-            models[spec.key] = fit_model(frame, spec)
+            models[spec.key] = fit_model(data, spec, cell_reasons=cell_reasons)
         except ModelError as err:
             errors[spec.key] = str(err)
     comparisons = {}
     for name, (a, b) in COMPARISONS.items():
         if a in models and b in models:
             note = _BOUNDARY_NOTE if name.startswith("unconditional_3level") else ""
-            comparisons[name] = likelihood_ratio_test(models[a], models[b], note)
+            simpler, fuller = models[a], models[b]
+            rows_a = simpler.formula_fit.frame.data[ROW] if simpler.formula_fit is not None else None
+            rows_b = fuller.formula_fit.frame.data[ROW] if fuller.formula_fit is not None else None
+            if rows_a is not None and rows_b is not None and set(rows_a) != set(rows_b) \
+                    and ROW in data.columns and set(rows_b) <= set(rows_a):
+                try:
+                    simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=set(rows_b))
+                except ModelError:
+                    continue
+                note = (note + " " if note else "") + (
+                    f"{a} was refitted on the {fuller.n_observations} sessions that {b} uses "
+                    "(a likelihood-ratio test compares models on the same rows).")
+            comparisons[name] = likelihood_ratio_test(simpler, fuller, note)
     icc = compute_iccs(models)
-    n_ther = int(frame[THERAPIST].nunique()) if has_therapist else None
+    n_ther = int(data[THERAPIST].nunique()) if has_therapist else None
     return LadderResult(models=models, errors=errors, icc=icc, comparisons=comparisons,
-                        advice=level_advice(icc, n_ther), n_observations=len(frame),
-                        n_patients=int(frame[PATIENT].nunique()), n_therapists=n_ther,
+                        advice=level_advice(icc, n_ther), n_observations=len(data),
+                        n_patients=int(data[PATIENT].nunique()), n_therapists=n_ther,
                         outcome=outcome, predictor=predictor if has_predictor else None)
 
 
@@ -526,20 +528,70 @@ class BuilderOptions:
         return "; ".join(parts)
 
 
-def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "custom") -> ModelResult:
-    """Fit the builder's model: between/within of the predictor, with the chosen extras."""
+def builder_spec(options: BuilderOptions, key: str = "custom") -> ModelSpec:
+    """The builder's choices as a model (its ``formula`` is what the page's formula box shows)."""
     if options.direction not in DIRECTIONS:
         raise ModelError(f"Unknown direction '{options.direction}'.")
     outcome, predictor = DIRECTIONS[options.direction]
+    return build_model(outcome, predictor, detrend=options.detrend, interaction=options.interaction,
+                       covariate_terms=tuple(options.covariates),
+                       random_slope="within" if options.random_slope_within else None,
+                       therapist_level=options.therapist_level, key=key, title=options.describe())
+
+
+def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "custom",
+                     cell_reasons: pd.DataFrame | None = None) -> ModelResult:
+    """Fit the builder's model: between/within of the predictor, with the chosen extras.
+
+    Covariates are columns of the file by their headers: numeric when every non-missing value is a
+    number, otherwise dummy-coded with the first sorted level as reference (as lme4 codes a factor).
+    """
+    outcome, predictor = DIRECTIONS.get(options.direction, (None, None))
+    spec = builder_spec(options, key)
     for needed in (outcome, predictor):
         if needed not in data.columns:
             raise ModelError(f"This model needs a {needed} column.")
     if options.therapist_level and THERAPIST not in data.columns:
         raise ModelError("The therapist level needs a therapist column.")
-    frame = add_model_terms(data, predictor=predictor)
-    frame, terms, labels = prepare_covariates(frame, list(options.covariates))
-    spec = build_model(outcome, predictor, detrend=options.detrend, interaction=options.interaction,
-                       covariate_terms=tuple(terms), random_slope="within" if options.random_slope_within else None,
-                       therapist_level=options.therapist_level, key=key, title=options.describe(),
-                       labels=labels)
-    return fit_model(frame, spec)
+    for cov in options.covariates:
+        if cov not in data.columns:
+            raise ModelError(f"There is no column '{cov}' to use as a covariate.")
+    result = fit_model(data, spec, cell_reasons=cell_reasons)
+    levels = result.formula_fit.frame.levels if result.formula_fit is not None else {}
+    labels = covariate_labels(list(result.fixed["term"]), list(options.covariates), levels)
+    return replace(result, spec=replace(spec, labels=tuple(sorted(labels.items()))))
+
+
+def fit_formula_model(data: pd.DataFrame, formula: str, key: str = "formula", title: str = "",
+                      cell_reasons: pd.DataFrame | None = None, predictor: str = "alliance") -> ModelResult:
+    """A researcher's own lme4 formula as a :class:`ModelResult` (the page's formula box).
+
+    The outcome and the patient grouping come from the formula; terms keep lme4's names;
+    ``between``/``within`` are those of ``predictor``.
+    """
+    from core.stats.formula import build_model_frame, fit_formula, parse_formula
+
+    parsed = parse_formula(formula)
+    if not any(r.group == PATIENT for r in parsed.random):
+        raise ModelError("The formula needs a random effect for patients, e.g. (1 | patient).")
+    frame = build_model_frame(data, parsed, aliases=term_aliases(predictor), cell_reasons=cell_reasons)
+    fit = fit_formula(None, parsed, frame=frame)
+    spec = ModelSpec(outcome=parsed.outcome, fixed=parsed.fixed_labels, key=key, title=title or parsed.text,
+                     therapist_level=any(r.group == THERAPIST for r in parsed.random))
+    used = frame.data
+    b = next(i for i, blk in enumerate(fit.design.blocks) if blk.group == PATIENT)
+    block = fit.design.blocks[b]
+    ranef = pd.DataFrame({PATIENT: sorted(used[PATIENT].unique())})
+    for j, values in enumerate(fit.reml.ranef()[f"g{b}"].values()):
+        name = block.names[j]
+        ranef["intercept" if name == "(Intercept)" else name] = np.asarray(values, float)
+    return ModelResult(
+        spec=replace(spec, labels=()), fixed=fit.fixed, variance=_variance_components(fit.variance),
+        loglik_reml=fit.loglik_reml, loglik_ml=fit.loglik_ml, n_params_ml=fit.n_params_ml,
+        converged=fit.converged, singular=fit.singular, warnings=fit.warnings,
+        n_observations=len(used), n_patients=int(used[PATIENT].nunique()),
+        n_therapists=int(used[THERAPIST].nunique()) if THERAPIST in used else None,
+        random_effects=ranef, fitted=np.asarray(fit.reml.fitted(), float),
+        residuals=np.asarray(fit.reml.residuals(), float), fixed_cov=fit.fixed_cov,
+        aic=fit.aic, bic=fit.bic, r2_marginal=fit.r2_marginal, r2_conditional=fit.r2_conditional,
+        excluded=fit.excluded, variance_rows=tuple(fit.variance), formula_fit=fit)

@@ -22,6 +22,8 @@ from core.store.users import Role, User
 #: Columns with a role besides patient and session; every other column of the data is "extra".
 ROLE_COLUMNS = ("therapist", "alliance", "symptoms")
 BASE_COLUMNS = ("patient", "therapist", "session", "alliance", "symptoms", "row")
+#: A shareable text column reaches researchers only if each of its values is shared by this many patients.
+MIN_PATIENTS_PER_LEVEL = 5
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,9 @@ class DatasetInfo:
     is_demo: bool
     instruments: tuple[tuple[str, str], ...]
     columns: tuple[str, ...]          # role columns present: therapist, alliance, symptoms
-    extra_columns: tuple[str, ...]    # other columns, as stored (researchers get fewer on load)
+    extra_columns: tuple[str, ...]    # other columns the user may see (researchers: the shareable ones)
     updated_at: datetime
+    shareable_columns: tuple[str, ...] = ()  # extra columns researchers may see (marked at upload)
 
 
 
@@ -78,11 +81,16 @@ class DataAccess:
 
     def dataset_info(self, actor: User, name: str) -> DatasetInfo:
         with self._read() as conn:
-            row = self._visible_dataset(conn, self._actor(conn, actor), name)
+            user = self._actor(conn, actor)
+            row = self._visible_dataset(conn, user, name)
+        extras = tuple(json.loads(row.extra_columns))
+        shareable = tuple(c for c in json.loads(row.shareable_columns or "[]") if c in extras)
+        if user.role is Role.RESEARCHER:
+            extras = tuple(c for c in extras if c in shareable or c == STUDY)
         return DatasetInfo(name=row.name, version=int(row.version), is_demo=bool(row.is_demo),
                            instruments=tuple(tuple(x) for x in json.loads(row.instruments)),
                            columns=tuple(json.loads(row.columns)),
-                           extra_columns=tuple(json.loads(row.extra_columns)),
+                           extra_columns=extras, shareable_columns=shareable,
                            updated_at=row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=timezone.utc))
 
     def dataset_version(self, actor: User, name: str) -> int:
@@ -116,21 +124,33 @@ class DataAccess:
                 frame[col] = pd.Series([d.get(col, "") for d in parsed], dtype=object).astype(str)
         return frame
 
-    def _present(self, user: User, frame: pd.DataFrame) -> pd.DataFrame:
-        """The role's view of rows: researchers get pseudonyms and only numeric extra columns."""
+    def _present(self, user: User, frame: pd.DataFrame, ds) -> pd.DataFrame:
+        """The role's view of rows. Researchers get an allow-list, never a block-list: pseudonymised
+        patient, therapist and study labels, the session, the measures, and only the extra columns a
+        supervisor marked as shareable for this data set, each only if every value is a number or
+        a category shared by at least 5 patients (never free text); no spreadsheet row numbers."""
         if user.role is Role.RESEARCHER:
-            frame = frame.copy()
-            frame["patient"] = self._pseudonymise(frame["patient"], "P")
+            shareable = set(json.loads(ds.shareable_columns or "[]"))
+            out = pd.DataFrame({"patient": self._pseudonymise(frame["patient"], "P")})
             if "therapist" in frame.columns:
-                frame["therapist"] = self._pseudonymise(frame["therapist"], "T")
-            for col in [c for c in frame.columns if c not in BASE_COLUMNS]:
-                if col == STUDY:
+                out["therapist"] = self._pseudonymise(frame["therapist"], "T")
+            for col in ("session", "alliance", "symptoms"):
+                if col in frame.columns:
+                    out[col] = frame[col].to_numpy()
+            if STUDY in frame.columns:
+                out[STUDY] = self._pseudonymise(frame[STUDY].astype(str), "S")
+            for col in [c for c in frame.columns if c in shareable and c not in BASE_COLUMNS and c != STUDY]:
+                text = frame[col].astype(str)
+                values, missing, non_numeric = parse_numbers(text)
+                if missing.all():
                     continue
-                values, missing, non_numeric = parse_numbers(frame[col].astype(str))
-                if non_numeric.any() or missing.all():
-                    frame = frame.drop(columns=col)
-                else:
-                    frame[col] = values.to_numpy(dtype=float)
+                if not non_numeric.any():
+                    out[col] = values.to_numpy(dtype=float)
+                    continue
+                patients = frame["patient"][~missing].groupby(text[~missing]).nunique()
+                if (patients >= MIN_PATIENTS_PER_LEVEL).all():  # categories, not free text
+                    out[col] = text.where(~missing, "").to_numpy(dtype=object)
+            frame = out
         return frame.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
 
     def load(self, actor: User, dataset: str) -> ValidatedData:
@@ -138,7 +158,7 @@ class DataAccess:
         with self._read() as conn:
             user = self._actor(conn, actor)
             ds = self._visible_dataset(conn, user, dataset)
-            data = self._present(user, self._frame(conn, user, ds))
+            data = self._present(user, self._frame(conn, user, ds), ds)
             last = conn.execute(sa.select(uploads).where(uploads.c.dataset_id == ds.id)
                                 .order_by(uploads.c.id.desc()).limit(1)).first()
             excluded = pd.DataFrame({"row": pd.Series(dtype=np.int64), "reason": pd.Series(dtype=object)})
@@ -195,7 +215,7 @@ class DataAccess:
             raise NoSuchPatient(f"There is no patient '{patient}' among the patients you can see in '{dataset}'.")
         if log_view:
             self.log(actor, "patient view", f"{ds.name}: {patient}")
-        return self._present(user, frame)
+        return self._present(user, frame, ds)
 
     def uploads(self, actor: User, dataset: str) -> pd.DataFrame:
         """The uploads of a data set, newest first (supervisors only)."""
@@ -212,3 +232,26 @@ class DataAccess:
         frame["at"] = pd.to_datetime(frame["at"], utc=True)
         return frame
 
+
+    def clinic_signal_model(self, actor: User, dataset: str, intake: str | None = None):
+        """The early-warning signal's expected course fitted on *every* patient of the data set,
+        whoever asks (so a therapist's expected courses are the clinic's, not her caseload's), and
+        returned without any row: only the model's coefficients, variances and counts
+        (:class:`core.clinical.signal.SignalModel`). Anyone who may see the data set may ask.
+        ``intake``: an extra column with each patient's intake score."""
+        from core.clinical.signal import SignalSettings, fit_signal_model
+
+        o = observations
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            rows = conn.execute(sa.select(o.c.patient, o.c.session, o.c.symptoms, o.c.extra)
+                                .where(o.c.dataset_id == ds.id)).all()
+        frame = pd.DataFrame({"patient": [str(r.patient) for r in rows],
+                              "session": np.array([r.session for r in rows], dtype=float),
+                              "symptoms": np.array([np.nan if r.symptoms is None else r.symptoms for r in rows],
+                                                   dtype=float)})
+        if intake is not None:
+            frame[intake] = pd.Series([json.loads(r.extra).get(intake, "") if r.extra else "" for r in rows],
+                                      dtype=object)
+        return fit_signal_model(frame, SignalSettings(intake=intake))

@@ -12,10 +12,12 @@ Access rules live here, in the queries, not in the pages:
 - **therapist**: only the rows whose therapist is the user's therapist code (a SQL ``WHERE``), only
   the data sets holding such rows; never rows left out (their reasons quote cells and IDs), never
   the upload notes (they can name other patients);
-- **researcher**: every row, with patient and therapist IDs replaced by stable pseudonyms (keyed
-  HMAC-SHA256, ``P-`` / ``T-`` and 12 hex digits, with a per-database secret made by the first
-  migration) and no free text: extra columns are kept only when every value is a number (plus the
-  ``study`` label of multi-study data); no rows left out, no notes.
+- **researcher**: an allow-list, never a block-list: every row, with patient, therapist and study
+  labels replaced by stable pseudonyms (keyed HMAC-SHA256, ``P-`` / ``T-`` / ``S-`` and 12 hex
+  digits, with a per-database secret made by the first migration), the session number, the
+  measures, and only those extra columns a supervisor marked as shareable when storing the data
+  (default: none; a shareable column is kept only where every value is a number); no spreadsheet
+  row numbers, no rows left out, no notes, no file name.
 
 Every call re-reads the acting user from the database, so a deactivated account or a changed role
 takes effect at once, also in browser sessions that signed in before.
@@ -32,15 +34,16 @@ from core.store.access import DataAccess
 from core.store.audit import AuditLog
 from core.store.demo_accounts import DemoSeed
 from core.store.engine import StoreBase
+from core.store.sessions import Sessions
 from core.store.uploads import Uploads
 from core.store.users import UserAccounts
 
 
-class ClinicStore(UserAccounts, AuditLog, DataAccess, Uploads, DemoSeed, StoreBase):
+class ClinicStore(UserAccounts, Sessions, AuditLog, DataAccess, Uploads, DemoSeed, StoreBase):
     """The clinic's database. Thread-safe: every call uses its own connection and transaction.
 
     Its parts, one module each: :mod:`~core.store.engine` (connection, transactions, migrations),
     :mod:`~core.store.users` (accounts and sign-in), :mod:`~core.store.audit`,
     :mod:`~core.store.access` (the access rule and the reads), :mod:`~core.store.uploads`
-    (preview and store), :mod:`~core.store.demo_accounts`.
+    (preview and store), :mod:`~core.store.sessions` (sign-in sessions), :mod:`~core.store.demo_accounts`.
     """

@@ -20,13 +20,33 @@ MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 _MIGRATION_LOCK_KEY = 4_120_230  # pg_advisory_xact_lock key: one migrating process at a time
 
 
+def _data_dir() -> Path:
+    return Path(os.environ.get("ALLIANCE_DATA_DIR", "data")).resolve()
+
+
 def default_url() -> str:
-    """``ALLIANCE_DATABASE_URL`` if set, else the SQLite file ``$ALLIANCE_DATA_DIR/clinic.db``."""
+    """The clinic's database: ``ALLIANCE_DATABASE_URL`` if set, else the SQLite file
+    ``$ALLIANCE_DATA_DIR/clinic.db`` (what ``python -m core store`` works on)."""
     url = os.environ.get("ALLIANCE_DATABASE_URL", "").strip()
     if url:
         return url
-    folder = Path(os.environ.get("ALLIANCE_DATA_DIR", "data"))
-    return f"sqlite:///{(folder / 'clinic.db').resolve()}"
+    return f"sqlite:///{_data_dir() / 'clinic.db'}"
+
+
+def demo_url() -> str:
+    """The demo database, ``$ALLIANCE_DATA_DIR/demo.db``: the only one with demo accounts."""
+    return f"sqlite:///{_data_dir() / 'demo.db'}"
+
+
+def clinic_database_configured() -> bool:
+    """True when ``ALLIANCE_DATABASE_URL`` is set or ``store init`` made ``$ALLIANCE_DATA_DIR/clinic.db``."""
+    return bool(os.environ.get("ALLIANCE_DATABASE_URL", "").strip()) or (_data_dir() / "clinic.db").exists()
+
+
+def dashboard_url() -> str:
+    """The database the dashboard opens: the clinic's (:func:`default_url`) when one is configured,
+    else the demo database (:func:`demo_url`), which the dashboard seeds with the demo accounts."""
+    return default_url() if clinic_database_configured() else demo_url()
 
 
 def normalise_url(url: str) -> str:
@@ -108,14 +128,30 @@ class StoreBase:
         self._dummy_hash: bytes | None = None
         self._migrate()
         with self._read() as conn:
-            secret = conn.execute(sa.select(settings.c.value)
-                                  .where(settings.c.key == "pseudonym_secret")).scalar_one()
-        self._secret = bytes.fromhex(secret)
+            values = dict(conn.execute(sa.select(settings.c.key, settings.c.value)).all())
+        self._secret = bytes.fromhex(values["pseudonym_secret"])
+        self._session_secret = bytes.fromhex(values["session_secret"])
 
     @classmethod
     def from_env(cls, **kwargs) -> "StoreBase":
         """``ALLIANCE_DATABASE_URL`` if set, else SQLite in ``$ALLIANCE_DATA_DIR`` (default ./data)."""
         return cls(default_url(), **kwargs)
+
+    def database_kind(self) -> str | None:
+        """``'demo'`` (the demo database, with demo accounts), ``'clinic'`` (made by ``store init``) or
+        ``None`` (neither yet, e.g. a database reached by ``ALLIANCE_DATABASE_URL``)."""
+        with self._read() as conn:
+            return conn.execute(sa.select(settings.c.value).where(settings.c.key == "database_kind")).scalar()
+
+    @property
+    def is_demo_database(self) -> bool:
+        return self.database_kind() == "demo"
+
+    def _set_kind(self, conn, kind: str) -> None:
+        if conn.execute(sa.select(settings.c.key).where(settings.c.key == "database_kind")).first():
+            conn.execute(settings.update().where(settings.c.key == "database_kind").values(value=kind))
+        else:
+            conn.execute(settings.insert().values(key="database_kind", value=kind))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -32,6 +32,8 @@ datasets = sa.Table(
     sa.Column("instruments", sa.Text, nullable=False),     # JSON [[measure, instrument id], ...]
     sa.Column("columns", sa.Text, nullable=False),         # JSON: role columns present
     sa.Column("extra_columns", sa.Text, nullable=False),   # JSON: other columns, in order
+    # JSON: the extra columns a supervisor marked as shareable with researchers (default: none)
+    sa.Column("shareable_columns", sa.Text, nullable=False, server_default="[]"),
     sa.Column("created_at", _tz, nullable=False),
     sa.Column("updated_at", _tz, nullable=False),
     sa.UniqueConstraint("name", name="uq_datasets_name"),
@@ -99,6 +101,26 @@ audit_log = sa.Table(
     sa.Column("action", sa.String(100), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Index("ix_audit_log_username_at", "username", "at"),
+)
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE",
+                                                   name="fk_sessions_user_id_users"), nullable=False),
+    sa.Column("nonce", sa.String(64), nullable=False),           # random; part of the signed token
+    sa.Column("ticket_hash", sa.String(64), nullable=True),      # SHA-256 of the one-time hand-over ticket
+    sa.Column("ticket_expires_at", _tz, nullable=True),
+    sa.Column("created_at", _tz, nullable=False),
+    sa.Column("expires_at", _tz, nullable=False),
+    sa.Column("ended_at", _tz, nullable=True),                   # sign-out, deactivation, new password
+    sa.UniqueConstraint("ticket_hash", name="uq_sessions_ticket_hash"),
+    sa.Index("ix_sessions_user_id", "user_id"),
+)
+sign_in_throttle = sa.Table(
+    "sign_in_throttle", metadata,
+    sa.Column("key", sa.String(220), primary_key=True),          # 'user:<name>' or 'all'
+    sa.Column("window_start", _tz, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),           # attempts not (yet) proven right
 )
 settings = sa.Table(
     "settings", metadata,

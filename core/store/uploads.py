@@ -46,6 +46,8 @@ class UploadPreview:
     changed_rows: int = 0
     instruments: tuple[tuple[str, str], ...] | None = None
     is_demo: bool = False
+    #: extra columns researchers may see (``None``: keep the data set's choice; new data sets: none)
+    shareable: tuple[str, ...] | None = None
 
     @property
     def is_new_dataset(self) -> bool:
@@ -230,11 +232,20 @@ class Uploads:
                              "Map the same columns, or store the data under a new name.")
 
     def preview_upload(self, actor: User, dataset: str, validated: ValidatedData, *,
-                       instruments: tuple[tuple[str, str], ...] | None = None) -> UploadPreview:
+                       instruments: tuple[tuple[str, str], ...] | None = None,
+                       shareable: list[str] | tuple[str, ...] | None = None) -> UploadPreview:
         """What storing ``validated`` as (or into) the data set ``dataset`` would add, change and leave
-        alone (supervisors only). Nothing is written."""
+        alone (supervisors only). Nothing is written. ``shareable``: the extra columns researchers
+        may see (numbers only; ``None`` keeps the data set's choice, a new data set shares none)."""
         name = _clean_name(dataset, "name for the data set")
         new, roles, extras = _upload_frame(validated)
+        if shareable is not None:
+            shareable = tuple(dict.fromkeys(str(c) for c in shareable))
+            unknown = [c for c in shareable if c not in extras]
+            if unknown:
+                offer = ", ".join(extras) if extras else "none"
+                raise InputError(f"The column '{unknown[0]}' cannot be shared: it is not one of the data's other "
+                                 f"columns (those are: {offer}).")
         with self._read() as conn:
             self._require(self._actor(conn, actor), "store data for the clinic", Role.SUPERVISOR)
             ds = conn.execute(sa.select(datasets).where(datasets.c.name == name)).first()
@@ -248,7 +259,8 @@ class Uploads:
         return UploadPreview(dataset=name, added=added, changed=diff.changed_long, unchanged=diff.unchanged,
                              base_version=int(ds.version) if ds is not None else 0, validated=validated,
                              kept=diff.kept, changed_rows=len(diff.updates),
-                             instruments=tuple(tuple(x) for x in instruments) if instruments is not None else None)
+                             instruments=tuple(tuple(x) for x in instruments) if instruments is not None else None,
+                             shareable=shareable)
 
     def apply_upload(self, actor: User, preview: UploadPreview) -> UploadResult:
         """Store a previewed upload in ONE transaction: new patient-sessions inserted, changed ones
@@ -261,7 +273,8 @@ class Uploads:
             user = self._actor(conn, actor)
             self._require(user, "store data for the clinic", Role.SUPERVISOR)
             result = self._store(conn, user, name, preview.validated, new, roles, extras,
-                                 preview.base_version, preview.instruments, is_demo=False)
+                                 preview.base_version, preview.instruments, is_demo=False,
+                                 shareable=preview.shareable)
         return result
 
     _OBSERVATION_COLUMNS = ("dataset_id", "patient", "session", "therapist", "alliance", "symptoms", "extra",
@@ -282,7 +295,7 @@ class Uploads:
 
     def _store(self, conn, user: User | None, name: str, validated: ValidatedData, new: pd.DataFrame,
                roles: list[str], extras: list[str], base_version: int,
-               instruments: tuple | None, is_demo: bool) -> UploadResult:
+               instruments: tuple | None, is_demo: bool, shareable: tuple[str, ...] | None = None) -> UploadResult:
         ds = conn.execute(sa.select(datasets).where(datasets.c.name == name).with_for_update()).first()
         now = _now()
         if base_version == 0:
@@ -356,6 +369,8 @@ class Uploads:
         dataset_values = {"extra_columns": json.dumps(merged_extras)}
         if instruments is not None:
             dataset_values["instruments"] = json.dumps([list(x) for x in instruments])
+        if shareable is not None:
+            dataset_values["shareable_columns"] = json.dumps(list(shareable), ensure_ascii=False)
         conn.execute(datasets.update().where(datasets.c.id == dataset_id).values(**dataset_values))
         if len(excluded):
             conn.execute(excluded_rows.insert(), [
@@ -367,7 +382,9 @@ class Uploads:
         self._audit(conn, user, "upload",
                     f"{name}: {result.added} added, {result.changed} changed, {result.unchanged} unchanged, "
                     f"{result.kept} not in the file kept, {result.excluded} rows left out "
-                    f"(file {validated.source}; version {version})",
+                    f"(file {validated.source}; version {version})"
+                    + (f"; shared with researchers: {', '.join(shareable) or 'no other column'}"
+                       if shareable is not None else ""),
                     username=None if user else "demo set-up")
         return result
 

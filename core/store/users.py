@@ -1,5 +1,6 @@
-"""Users, roles and sign-in: bcrypt passwords, a lockout after repeated failures, the first
-supervisor, deactivation that ends open sessions at once."""
+"""Users, roles and sign-in: bcrypt passwords (one policy for every account), a lockout after
+repeated failures counted atomically before the password is checked, a global limit over all user
+names, the first supervisor, deactivation that ends open sessions at once."""
 from __future__ import annotations
 
 import re
@@ -14,12 +15,16 @@ from sqlalchemy import exc as sa_exc
 from core.errors import InputError
 from core.store.engine import _now
 from core.store.errors import AccessDenied
-from core.store.schema import audit_log, users
+from core.store.schema import sessions, sign_in_throttle, users
 
 MIN_PASSWORD_LENGTH = 8
 #: Failed sign-ins of one user name within the window after which sign-in is refused for a while.
 FAILED_SIGN_IN_LIMIT = 10
 FAILED_SIGN_IN_WINDOW = timedelta(minutes=15)
+#: Failed sign-ins over all user names within the window after which every sign-in is refused for
+#: the rest of it (password spraying: one guess for each of many names).
+GLOBAL_SIGN_IN_LIMIT = 100
+GLOBAL_SIGN_IN_WINDOW = timedelta(minutes=5)
 
 
 class Role(str, Enum):
@@ -78,14 +83,19 @@ class UserAccounts:
             who = " or ".join(r.value for r in roles)
             raise AccessDenied(f"Only a {who} can {what}.")
 
-    def _hash(self, password: str | None, is_demo: bool) -> str | None:
+    def _hash(self, password: str | None) -> str | None:
+        """The bcrypt hash of a password a person chose: the same policy for every account, demo
+        accounts too (only the demo set-up writes the demo password, without this function)."""
         if password is None:
             return None
         password = str(password)
         if len(password.encode("utf-8")) > 72:
             raise InputError("A password can be at most 72 bytes long (about 72 letters); choose a shorter one.")
-        if not is_demo and len(password) < MIN_PASSWORD_LENGTH:
+        if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
             raise InputError(f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.")
+        return self._bcrypt(password)
+
+    def _bcrypt(self, password: str) -> str:
         return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=self.bcrypt_rounds)).decode("ascii")
 
     @staticmethod
@@ -112,7 +122,7 @@ class UserAccounts:
 
     def create_user(self, actor: User | None, username: str, password: str | None, role: Role | str,
                     display_name: str | None = None, therapist_code: str | None = None,
-                    is_demo: bool = False, email: str | None = None) -> User:
+                    email: str | None = None) -> User:
         """Add a user (supervisors only; ``actor=None`` only while the database has no user: the
         first user, a supervisor). ``password=None``: no local password (single sign-on only).
         Therapists need the therapist code used in the data's therapist column."""
@@ -131,7 +141,7 @@ class UserAccounts:
             code = None
         if code and (len(code) > 200 or _CONTROL.search(code)):
             raise InputError("The therapist code must be at most 200 characters, without line breaks or tabs.")
-        hashed = self._hash(password, is_demo)
+        hashed = self._hash(password)
         try:
             with self._write() as conn:
                 if actor is None:
@@ -144,24 +154,50 @@ class UserAccounts:
                 else:
                     user = self._actor(conn, actor)
                     self._require(user, "add users", Role.SUPERVISOR)
-                created = self._insert_user(conn, username, hashed, role, display_name, code, is_demo, email)
+                created = self._insert_user(conn, username, hashed, role, display_name, code, False, email)
                 self._audit(conn, user or created, "user created",
                             f"{created.username} ({role.value}{', ' + code if code else ''})")
         except sa_exc.IntegrityError:
             raise InputError(f"A user named '{username}' (or with that e-mail) already exists.") from None
         return created
 
+    def _reserve_attempt(self, conn, key: str, limit: int, window) -> bool:
+        """Count one attempt for ``key`` in ONE statement (an upsert that starts a new window when
+        the old one has passed) and say whether it is within ``limit``. Attempts are counted before
+        the password is checked, so concurrent guesses cannot all pass a count read beforehand."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        t = sign_in_throttle
+        now = _now()
+        stale = t.c.window_start < now - window
+        insert = (pg_insert if self.is_postgres else sqlite_insert)(t).values(key=key, window_start=now, attempts=1)
+        statement = insert.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"attempts": sa.case((stale, 1), else_=t.c.attempts + 1),
+                  "window_start": sa.case((stale, now), else_=t.c.window_start)},
+        ).returning(t.c.attempts)
+        return conn.execute(statement).scalar_one() <= limit
+
+    @staticmethod
+    def _release_attempt(conn, key: str) -> None:
+        """A right password gives its counted attempt back."""
+        t = sign_in_throttle
+        conn.execute(t.update().where(t.c.key == key, t.c.attempts > 0).values(attempts=t.c.attempts - 1))
+
     def authenticate(self, username: str, password: str) -> User | None:
         """The active user with this user name and password (bcrypt), else ``None``. Every attempt
-        is in the audit log; after 10 failures of one user name in 15 minutes sign-in is refused
-        for that name until the window has passed."""
+        is in the audit log. Each attempt is first counted (one atomic statement, committed before
+        the password is checked) against 10 per user name in 15 minutes and 100 over all names in
+        5 minutes; past either limit sign-in is refused without checking the password until the
+        window has passed. A right password gives its count back."""
         name = str(username or "").strip().lower()[:200]
-        with self._read() as conn:
+        with self._write() as conn:
+            within_all = self._reserve_attempt(conn, "all", GLOBAL_SIGN_IN_LIMIT, GLOBAL_SIGN_IN_WINDOW)
+            within_name = self._reserve_attempt(conn, "user:" + name, FAILED_SIGN_IN_LIMIT, FAILED_SIGN_IN_WINDOW)
             row = conn.execute(sa.select(users).where(users.c.username == name)).first() if name else None
-            failures = conn.execute(sa.select(sa.func.count()).select_from(audit_log).where(
-                audit_log.c.username == name, audit_log.c.action == "sign-in failed",
-                audit_log.c.at > _now() - FAILED_SIGN_IN_WINDOW)).scalar_one()
-        if row is not None and row.password_hash:
+        refused = not (within_all and within_name)
+        if not refused and row is not None and row.password_hash:
             ok = self._check_password(password, row.password_hash)
         else:  # the same bcrypt work whether or not the name exists
             if self._dummy_hash is None:
@@ -169,8 +205,10 @@ class UserAccounts:
             self._check_password(password, self._dummy_hash)
             ok = False
         user = _user(row) if row is not None else None
-        if failures >= FAILED_SIGN_IN_LIMIT:
+        if not within_name:
             why = "too many failed attempts: refused for 15 minutes"
+        elif not within_all:
+            why = "too many failed sign-ins on this server: refused for 5 minutes"
         elif user is None:
             why = "unknown user name"
         elif not user.is_active:
@@ -185,6 +223,8 @@ class UserAccounts:
             if why:
                 self._audit(conn, None, "sign-in failed", why, username=name or "(empty)")
                 return None
+            self._release_attempt(conn, "all")
+            self._release_attempt(conn, "user:" + name)
             self._audit(conn, user, "sign-in", "password")
         return user
 
@@ -214,11 +254,19 @@ class UserAccounts:
         return [_user(r) for r in rows]
 
     def demo_users(self) -> list[User]:
-        """The active demo accounts, for the sign-in page (their password is ``demo``)."""
+        """The active demo accounts of the demo database, for the sign-in page (their password is
+        ``demo``); none in any other database."""
+        if not self.is_demo_database:
+            return []
         with self._read() as conn:
             rows = conn.execute(sa.select(users).where(users.c.is_demo.is_(True), users.c.is_active.is_(True))
                                 .order_by(users.c.id)).all()
         return [_user(r) for r in rows]
+
+    @staticmethod
+    def _end_user_sessions(conn, user_id: int) -> None:
+        conn.execute(sessions.update().where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+                     .values(ended_at=_now(), ticket_hash=None))
 
     def _target(self, conn, username: str):
         row = conn.execute(sa.select(users).where(users.c.username == str(username or "").strip().lower())).first()
@@ -233,8 +281,10 @@ class UserAccounts:
             target = self._target(conn, username)
             if target.id != user.id:
                 self._require(user, "change another user's password", Role.SUPERVISOR)
-            hashed = self._hash(password, bool(target.is_demo))
+            hashed = self._hash(password)
             conn.execute(users.update().where(users.c.id == target.id).values(password_hash=hashed))
+            if target.id != user.id:  # whoever knew the old password is signed out
+                self._end_user_sessions(conn, target.id)
             self._audit(conn, user, "password changed", target.username)
 
     def deactivate(self, actor: User, username: str) -> None:
@@ -251,6 +301,7 @@ class UserAccounts:
                 if not others:
                     raise InputError("This is the last active supervisor; add another supervisor first.")
             conn.execute(users.update().where(users.c.id == target.id).values(is_active=False))
+            self._end_user_sessions(conn, target.id)
             self._audit(conn, user, "user deactivated", target.username)
 
     def reactivate(self, actor: User, username: str) -> None:

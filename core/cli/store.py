@@ -1,0 +1,180 @@
+"""``python -m core store``: the clinic database from the command line (what a clinic's IT runs).
+
+``store init | add-user | import | export | audit`` on the database the dashboard uses
+(``ALLIANCE_DATABASE_URL``, else ``$ALLIANCE_DATA_DIR/clinic.db``). Passwords come from the
+environment, never from flags: ``ALLIANCE_PASSWORD`` (the user named by ``--user``) and
+``ALLIANCE_NEW_PASSWORD`` (a user being added). Every refusal exits 2 with one plain sentence.
+A one-line JSON summary goes to standard output (``import``: also to ``--out`` when given).
+
+Typical use: ``store init`` once, ``store add-user boss --role supervisor`` for the first
+supervisor (no ``--user`` while the database has no user), then from cron
+``store import nightly.csv --dataset Clinic --user boss --patient ... --session ... --symptoms ...``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from core.cli.common import add_role_flags
+from core.errors import InputError
+
+ROLES = ("supervisor", "therapist", "researcher")
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser("store", help="the clinic database: init, add-user, import, export, audit")
+    actions = parser.add_subparsers(dest="store_command", required=True)
+
+    init = actions.add_parser("init", help="create or upgrade the clinic database (never with demo accounts)")
+    init.set_defaults(func=run, out=None)
+
+    add = actions.add_parser("add-user", help="add a user (password from ALLIANCE_NEW_PASSWORD)")
+    add.add_argument("name", help="user name (or e-mail for single sign-on)")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--therapist-code", help="a therapist's code exactly as in the data's therapist column")
+    add.add_argument("--display-name")
+    add.add_argument("--email")
+    add.add_argument("--single-sign-on", action="store_true",
+                     help="no local password: the user signs in only through the clinic's OpenID Connect provider")
+    add.add_argument("--user", help="the supervisor adding the user (password from ALLIANCE_PASSWORD); "
+                                    "leave out only for the first supervisor of an empty database")
+    add.set_defaults(func=run, out=None)
+
+    imp = actions.add_parser("import", help="preview and store a file in one transaction (supervisors)")
+    add_role_flags(imp)
+    imp.add_argument("--dataset", required=True, help="the data set to create or update")
+    imp.add_argument("--user", required=True, help="a supervisor (password from ALLIANCE_PASSWORD)")
+    imp.add_argument("--preview", action="store_true", help="only show what would change; store nothing")
+    imp.add_argument("--shareable", action="append", default=None, metavar="COL",
+                     help="a column researchers may see (numbers, or categories of at least 5 patients); "
+                          "repeat for more; default: the data set's earlier choice, for a new data set none")
+    imp.set_defaults(func=run)
+
+    exp = actions.add_parser("export", help="a data set as that user may see it, as CSV")
+    exp.add_argument("--dataset", required=True)
+    exp.add_argument("--user", required=True, help="password from ALLIANCE_PASSWORD")
+    exp.add_argument("--out", required=True, help="the CSV file to write")
+    exp.set_defaults(func=run)
+
+    aud = actions.add_parser("audit", help="the audit log as CSV (supervisors)")
+    aud.add_argument("--user", required=True, help="a supervisor (password from ALLIANCE_PASSWORD)")
+    aud.add_argument("--out", required=True, help="the CSV file to write")
+    aud.add_argument("--limit", type=int, default=100_000, help="newest entries to write (default 100000)")
+    aud.set_defaults(func=run)
+
+
+def _open(create: bool):
+    from core.store import ClinicStore, default_url
+
+    url = default_url()
+    if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        raise InputError(f"There is no clinic database at {url[len('sqlite:///'):]}; "
+                         "run 'python -m core store init' first.")
+    try:
+        return ClinicStore(url)
+    except RuntimeError as err:  # made by a newer version of the dashboard
+        raise InputError(str(err)) from None
+    except Exception as err:  # noqa: BLE001 - an unreachable server, a wrong URL: one sentence, no traceback
+        raise InputError(f"The clinic database could not be opened ({type(err).__name__}); "
+                         "check ALLIANCE_DATABASE_URL or ALLIANCE_DATA_DIR.") from None
+
+
+def _sign_in(store, name: str):
+    password = os.environ.get("ALLIANCE_PASSWORD")
+    if not password:
+        raise InputError(f"Set ALLIANCE_PASSWORD to the password of '{name}' (passwords are never given as flags).")
+    user = store.authenticate(name, password)
+    if user is None:
+        raise InputError(f"Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, the "
+                         "account is deactivated, or it is locked for 15 minutes after 10 failed attempts.")
+    return user
+
+
+def _summary(result: dict, out: str | None = None) -> None:
+    text = json.dumps(result, ensure_ascii=False)
+    if out:
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    sys.stdout.write(text + "\n")
+
+
+def run(args) -> None:
+    from core.store import AccessDenied, NoSuchDataset, StoreBusy, UploadConflict
+
+    try:
+        _run(args)
+    except (AccessDenied, NoSuchDataset, StoreBusy, UploadConflict) as err:
+        raise InputError(str(err)) from None
+
+
+def _run(args) -> None:
+    command = args.store_command
+    store = _open(create=command == "init")
+    try:
+        if command == "init":
+            new = store.init_clinic()
+            _summary({"database": repr(store), "kind": "clinic", "new": new})
+        elif command == "add-user":
+            _add_user(store, args)
+        elif command == "import":
+            _import(store, args)
+        elif command == "export":
+            user = _sign_in(store, args.user)
+            data = store.load_dataset(user, args.dataset).data
+            _write_csv(data, args.out)
+            store.log(user, "export", f"{args.dataset} (command line, {len(data)} rows)")
+            _summary({"dataset": args.dataset, "rows": len(data), "columns": [str(c) for c in data.columns],
+                      "out": args.out})
+        elif command == "audit":
+            user = _sign_in(store, args.user)
+            log = store.audit_log(user, limit=args.limit)
+            _write_csv(log.assign(at=log["at"].astype(str)), args.out)
+            store.log(user, "export", "audit log (command line)")
+            _summary({"entries": len(log), "out": args.out})
+    finally:
+        store.close()
+
+
+def _write_csv(frame, out: str) -> None:
+    from core.reporting.exports import csv_bytes
+
+    try:
+        Path(out).write_bytes(csv_bytes(frame))
+    except OSError as err:
+        raise InputError(f"Could not write {out}: {err.strerror or err}.") from None
+
+
+def _add_user(store, args) -> None:
+    from core.store import AccessDenied
+
+    password = None if args.single_sign_on else os.environ.get("ALLIANCE_NEW_PASSWORD")
+    if not args.single_sign_on and not password:
+        raise InputError("Set ALLIANCE_NEW_PASSWORD to the new user's password (or give --single-sign-on).")
+    actor = _sign_in(store, args.user) if args.user else None
+    try:
+        created = store.create_user(actor, args.name, password, args.role, display_name=args.display_name,
+                                    therapist_code=args.therapist_code, email=args.email)
+    except AccessDenied as err:
+        if actor is None:
+            raise InputError("The database already has users: give --user NAME (a supervisor) and "
+                             "ALLIANCE_PASSWORD to add more.") from None
+        raise InputError(str(err)) from None
+    _summary({"user": created.username, "role": created.role.value, "therapist_code": created.therapist_code})
+
+
+def _import(store, args) -> None:
+    from core.cli.common import validated_from_args
+
+    user = _sign_in(store, args.user)
+    validated = validated_from_args(args)
+    preview = store.preview_upload(user, args.dataset, validated, shareable=args.shareable)
+    report = {"dataset": preview.dataset, "new_dataset": preview.is_new_dataset, "added": len(preview.added),
+              "changed_rows": preview.changed_rows, "changed_cells": len(preview.changed),
+              "unchanged": preview.unchanged, "kept": preview.kept,
+              "excluded_rows": validated.excluded_records(),
+              "stored": False, "version": preview.base_version}
+    if not args.preview:
+        result = store.apply_upload(user, preview)
+        report.update(stored=True, version=result.version)
+    _summary(report, args.out)

@@ -1,0 +1,1109 @@
+"""Any lme4 formula over a validated table: parsing, the model frame, the design and the fit.
+
+One place builds a model frame for every model of the project (the ladder, the model builder,
+``python -m core fit`` and the power simulation), with lme4's rules (Bates et al., 2015; R's
+``model.frame`` / ``model.matrix``):
+
+- **Names** a formula may use: the roles ``patient``, ``therapist``, ``session``, ``alliance``,
+  ``symptoms``; ``time`` = session − the smallest session number in the data; for each measure
+  ``m``: ``m_between`` (the patient's mean of ``m`` over the sessions where ``m`` was observed,
+  minus the mean of the patient means) and ``m_within`` (``m`` minus the patient's mean); every other
+  column of the file by its header (in backticks when it is not a plain name: ``\\`age (years)\\```).
+  Also accepted: the header of a role's column (``mathach`` for ``--symptoms mathach``) and
+  ``<header>_between`` / ``<header>_within`` for a measure's column, unless the file has a column of
+  that name.
+- **Types**: a column is numeric when every non-missing value reads as a number (decimal point or
+  comma), otherwise categorical; levels sorted (code-point order), the first is the reference, and a
+  term is named column + level (``sitenorth``) as lme4 names it.
+- **Rows used**: those with a value for every variable the formula names (lme4's ``na.omit``); every
+  other row is listed with its spreadsheet row number and the reason (the variables it lacks).
+- **Operators**: ``+``, ``*``, ``:``, ``0 +`` / ``- 1``, parentheses, ``(x | g)``, ``(x || g)``
+  (uncorrelated: ``(1 | g) + (0 + x | g)``), ``(x | a/b)`` (``(x | b:a) + (x | a)``); numeric terms
+  ``I(expr)`` (``+ - * / ^``), ``log()``, ``exp()``, ``sqrt()``, ``abs()``, labelled as R deparses them
+  (``I(time^2)``, ``log(age + 1)``). Terms are ordered as R orders them (main effects, then
+  two-way interactions, …); a factor in a term is coded by contrasts (treatment) when the term without
+  it is in the model before it, otherwise by indicators (R's rule, Chambers & Hastie 1992, p. 38).
+  Random-effect terms are ordered by decreasing number of levels of their grouping factor, as lme4's
+  ``mkReTrms`` orders them.
+- **Collinearity**: a fixed-effect column that is a linear combination of earlier ones (pivoted QR
+  with rank tolerance 1e-7, as lme4's ``chkRank.drop.cols``) is dropped and said in ``warnings``
+  (``"fixed-effect model matrix is rank deficient so dropping 1 column / coefficient"``).
+- **Fit**: REML (fixed effects, variances; Satterthwaite df, t-based p and 95% CI, as lmerTest) and
+  ML (log-likelihood, AIC, BIC) by the ``mixedlm`` engine; lme4's convergence checks on the REML fit
+  (gradient and Hessian of the deviance by central differences, ``lme4:::checkConv``); Nakagawa's
+  R² (Nakagawa, Johnson & Schielzeth, 2017) as ``performance::r2_nakagawa`` computes it. Nothing is
+  printed: messages of the engine are collected in ``warnings``.
+
+>>> parse_formula("y ~ a * b + (1 | g)").fixed_labels
+('a', 'b', 'a:b')
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+import warnings as _warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from core.errors import ModelError
+
+ROLE_NAMES = ("patient", "therapist", "session", "alliance", "symptoms")
+MEASURE_NAMES = ("alliance", "symptoms")
+GROUP_ROLES = ("patient", "therapist")
+#: lme4's rank tolerance for the fixed-effect model matrix (``chkRank.drop.cols``).
+RANK_TOLERANCE = 1e-7
+#: lme4's ``check.conv.grad`` and ``check.conv.hess`` tolerances and ``isSingular`` tolerance.
+GRADIENT_TOLERANCE = 2e-3
+HESSIAN_TOLERANCE = 1e-6
+SINGULAR_TOLERANCE = 1e-4
+#: Cell texts read as missing in the file's other columns: the R reference's ``na.strings``
+#: (``"" NA n/a N/A . -``) and spreadsheet error/NaN texts. Words such as "none" or "missing" stay
+#: categories (a medication "None" is a level, as in R).
+_MISSING = frozenset({"", "NA", "na", "n/a", "N/A", ".", "-", "NaN", "nan", "#N/A", "#NA"})
+
+
+# ======================================================================================= parsing
+
+@dataclass(frozen=True)
+class RandomTerm:
+    """One random-effect term ``(expr | group)``: its own intercept and terms, and the group."""
+
+    group: str
+    intercept: bool
+    terms: tuple[tuple[str, ...], ...]
+    text: str = ""
+
+    @property
+    def variables(self) -> list[str]:
+        return list(dict.fromkeys(v for t in self.terms for v in t))
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A parsed lme4 formula: outcome, fixed terms (each a tuple of variables, R's order) and random terms."""
+
+    text: str
+    outcome: str
+    intercept: bool
+    fixed: tuple[tuple[str, ...], ...]
+    random: tuple[RandomTerm, ...]
+    #: Computed variables such as ``I(time^2)`` or ``log(age)``: label -> expression tree.
+    computed: tuple[tuple[str, tuple], ...] = ()
+
+    @property
+    def fixed_labels(self) -> tuple[str, ...]:
+        return tuple(":".join(t) for t in self.fixed)
+
+    @property
+    def variables(self) -> list[str]:
+        """Every variable the formula names, outcome first (as model-frame columns; a computed
+        variable such as ``I(time^2)`` is one column, computed from the names in it)."""
+        names = [self.outcome] + [v for t in self.fixed for v in t]
+        for r in self.random:
+            names += r.variables + r.group.split(":")
+        return list(dict.fromkeys(names))
+
+    @property
+    def data_names(self) -> list[str]:
+        """The table's names the formula uses (R's ``all.vars``): inside computed variables too."""
+        comp = dict(self.computed)
+        out = []
+        for v in self.variables:
+            out += _expr_names(comp[v]) if v in comp else [v]
+        return list(dict.fromkeys(out))
+
+
+_TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)"
+                    r"|(\|\||[~+*:|()\-/^]))")
+#: Functions a term may apply to numeric variables (R's names; ``I()`` protects arithmetic).
+FUNCTIONS = {"I": None, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10,
+             "log2": np.log2, "factor": None}
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            rest = text[pos:].strip()
+            if not rest:
+                break
+            raise ModelError(f"The formula cannot be read at '{rest[:20]}': use names, +, *, :, 0 +, "
+                             "and random effects such as (1 | patient) or (time | patient).")
+        quoted, name, number, op = m.groups()
+        if quoted is not None:
+            out.append(("name", quoted))
+        elif name is not None:
+            out.append(("name", name))
+        elif number is not None:
+            out.append(("number", number))
+        else:
+            out.append(("op", op))
+        pos = m.end()
+    return out
+
+
+@dataclass
+class _Part:
+    """A parsed piece of a right-hand side: terms (frozensets), intercept flag, random terms."""
+
+    terms: list[frozenset] = field(default_factory=list)
+    intercept: bool | None = None
+    random: list = field(default_factory=list)
+
+
+class _Parser:
+    def __init__(self, tokens, order: dict[str, int]):
+        self.t = tokens
+        self.i = 0
+        self.order = order  # variable -> first appearance (R's variable order)
+        self.computed: dict[str, tuple] = {}
+
+    # arithmetic inside I(), log(), ...: + - (lowest), * /, unary -, ^ (right-associative)
+    def arith(self):
+        node = self._arith_term()
+        while self.peek() in (("op", "+"), ("op", "-")):
+            op = self.take()[1]
+            node = ("bin", op, node, self._arith_term())
+        return node
+
+    def _arith_term(self):
+        node = self._arith_unary()
+        while self.peek() in (("op", "*"), ("op", "/")):
+            op = self.take()[1]
+            node = ("bin", op, node, self._arith_unary())
+        return node
+
+    def _arith_unary(self):
+        if self.peek() == ("op", "-"):
+            self.take()
+            return ("neg", self._arith_unary())
+        return self._arith_power()
+
+    def _arith_power(self):
+        base = self._arith_atom()
+        if self.peek() == ("op", "^"):
+            self.take()
+            return ("bin", "^", base, self._arith_unary())
+        return base
+
+    def _arith_atom(self):
+        kind, value = self.take()
+        if kind == "number":
+            return ("num", float(value))
+        if kind == "name":
+            if self.peek() == ("op", "(") and value in FUNCTIONS and value != "I":
+                self.take("(")
+                inner = self.arith()
+                self.take(")")
+                return ("call", value, inner)
+            return ("var", value)
+        if value == "(":
+            inner = self.arith()
+            self.take(")")
+            return ("paren", inner)
+        raise ModelError(f"The formula has '{value}' inside a function where a name or number was expected.")
+
+    def peek(self):
+        return self.t[self.i] if self.i < len(self.t) else (None, None)
+
+    def take(self, value=None):
+        tok = self.peek()
+        if tok[0] is None or (value is not None and tok[1] != value):
+            want = f"'{value}'" if value else "more"
+            raise ModelError(f"The formula is incomplete: expected {want} near the end.")
+        self.i += 1
+        return tok
+
+    def sum(self, allow_bar=False) -> _Part:
+        part = _Part()
+        sign = "+"
+        if self.peek() == ("op", "-"):
+            self.take()
+            sign = "-"
+        while True:
+            piece = self.product()
+            _merge(part, piece, sign)
+            kind, value = self.peek()
+            if kind == "op" and value in "+-" and value not in ("|", "||"):
+                self.take()
+                sign = value
+                continue
+            break
+        return part
+
+    def product(self) -> _Part:
+        left = self.atom()
+        while self.peek() in (("op", "*"), ("op", ":")):
+            op = self.take()[1]
+            right = self.atom()
+            if left.random or right.random:
+                raise ModelError("A random-effect term (… | …) cannot be multiplied; add it with +.")
+            cross = [a | b for a in left.terms for b in right.terms]
+            terms = (left.terms + right.terms + cross) if op == "*" else cross
+            left = _Part(terms=list(dict.fromkeys(terms)))
+        return left
+
+    def atom(self) -> _Part:
+        kind, value = self.take()
+        if kind == "name" and self.peek() == ("op", "(") and value in FUNCTIONS:
+            self.take("(")
+            expr = self.arith()
+            self.take(")")
+            label = f"{value}({_deparse(expr)})"
+            if value == "factor" and expr[0] != "var":
+                raise ModelError("factor() takes one column, e.g. factor(session).")
+            self.computed[label] = ("call", value, expr)
+            self.order.setdefault(label, len(self.order))
+            return _Part(terms=[frozenset([label])])
+        if kind == "name" and self.peek() == ("op", "("):
+            raise ModelError(f"The function {value}() cannot be used in a formula here; use I(), log(), exp(), "
+                             "sqrt() or abs(), or add the computed column to the file.")
+        if kind == "name":
+            self.order.setdefault(value, len(self.order))
+            return _Part(terms=[frozenset([value])])
+        if kind == "number":
+            if value in ("0", "1"):
+                return _Part(intercept=value == "1")
+            raise ModelError(f"The number {value} cannot stand in a formula (only 0 or 1, for the intercept).")
+        if value == "(":
+            inner_order: dict[str, int] = {}
+            start = self.i
+            saved = self.order
+            self.order = inner_order
+            inner = self.sum()
+            self.order = saved
+            kind2, value2 = self.peek()
+            if value2 in ("|", "||"):
+                self.take()
+                groups = self._groups()
+                self.take(")")
+                text = " ".join(v for _, v in self.t[start - 1:self.i])
+                terms = _ordered_terms(inner.terms, inner_order)
+                intercept = inner.intercept is not False
+                randoms = []
+                for group in groups:
+                    if value2 == "||":
+                        if intercept:
+                            randoms.append(RandomTerm(group, True, (), text))
+                        randoms += [RandomTerm(group, False, (t,), text) for t in terms]
+                    else:
+                        randoms.append(RandomTerm(group, intercept, tuple(terms), text))
+                return _Part(random=randoms)
+            self.take(")")
+            for name in inner_order:
+                self.order.setdefault(name, len(self.order))
+            return inner
+        raise ModelError(f"The formula has '{value}' where a name was expected.")
+
+    def _group(self) -> str:
+        kind, value = self.take()
+        if kind != "name":
+            raise ModelError("After | comes the grouping column, e.g. (1 | patient).")
+        names = [value]
+        while self.peek() == ("op", ":"):
+            self.take()
+            names.append(self.take()[1])
+        return ":".join(names)
+
+    def _groups(self) -> list[str]:
+        """``g``, ``a:b``, or nested ``a/b`` (lme4: ``(x | b:a) + (x | a)``)."""
+        outer = self._group()
+        if self.peek() != ("op", "/"):
+            return [outer]
+        self.take()
+        inner = self._group()
+        if self.peek() == ("op", "/"):
+            raise ModelError("Write deeper nesting as separate terms, e.g. (1 | a) + (1 | b:a) + (1 | c:b:a).")
+        return [f"{inner}:{outer}", outer]
+
+
+def _merge(part: _Part, piece: _Part, sign: str) -> None:
+    if sign == "-":
+        if piece.intercept is not None and not piece.terms:
+            part.intercept = False
+        for t in piece.terms:
+            if t in part.terms:
+                part.terms.remove(t)
+        return
+    for t in piece.terms:
+        if t not in part.terms:
+            part.terms.append(t)
+    if piece.intercept is not None:
+        part.intercept = piece.intercept if part.intercept is None or piece.intercept else part.intercept
+        if piece.intercept is False:
+            part.intercept = False
+    part.random += piece.random
+
+
+def _ordered_terms(terms: list[frozenset], order: dict[str, int]) -> list[tuple[str, ...]]:
+    """R's term order: by degree (stable), variables within a term by first appearance."""
+    labelled = [tuple(sorted(t, key=lambda v: order.get(v, 10**6))) for t in terms]
+    return sorted(dict.fromkeys(labelled), key=len)
+
+
+def parse_formula(text: str) -> Formula:
+    """Parse ``OUTCOME ~ TERMS + (RANDOM | group)`` in lme4 notation (see the module docstring)."""
+    if not isinstance(text, str) or "~" not in text:
+        raise ModelError("A formula needs an outcome, a tilde and terms, e.g. symptoms ~ time + (1 | patient).")
+    tokens = _tokens(text)
+    if len(tokens) < 3 or tokens[0][0] != "name" or tokens[1] != ("op", "~"):
+        raise ModelError("A formula starts with the outcome and a tilde, e.g. symptoms ~ time + (1 | patient).")
+    outcome = tokens[0][1]
+    order: dict[str, int] = {outcome: 0}
+    parser = _Parser(tokens[2:], order)
+    part = parser.sum()
+    if parser.i != len(parser.t):
+        raise ModelError(f"The formula cannot be read at '{parser.t[parser.i][1]}'.")
+    if not part.random:
+        raise ModelError("The formula has no random effect; add one such as (1 | patient).")
+    return Formula(text=" ".join(text.split()), outcome=outcome, intercept=part.intercept is not False,
+                   fixed=tuple(_ordered_terms(part.terms, order)), random=tuple(part.random),
+                   computed=tuple(parser.computed.items()))
+
+
+def _number_text(x: float) -> str:
+    """A number as R deparses it (15 significant digits, no trailing zeros)."""
+    return f"{x:.15g}"
+
+
+def _deparse(node) -> str:
+    """An expression as R's ``deparse`` writes it: spaces around + - * /, none around ^."""
+    kind = node[0]
+    if kind == "num":
+        return _number_text(node[1])
+    if kind == "var":
+        return node[1] if re.fullmatch(r"[A-Za-z.][A-Za-z0-9_.]*", node[1]) else f"`{node[1]}`"
+    if kind == "paren":
+        return f"({_deparse(node[1])})"
+    if kind == "neg":
+        return f"-{_deparse(node[1])}"
+    if kind == "call":
+        return f"{node[1]}({_deparse(node[2])})"
+    op, a, b = node[1], _deparse(node[2]), _deparse(node[3])
+    return f"{a}{op}{b}" if op in ("^", "/") else f"{a} {op} {b}"
+
+
+def _expr_names(node) -> list[str]:
+    kind = node[0]
+    if kind == "var":
+        return [node[1]]
+    if kind in ("paren", "neg"):
+        return _expr_names(node[1])
+    if kind == "call":
+        return _expr_names(node[2])
+    if kind == "bin":
+        return _expr_names(node[2]) + _expr_names(node[3])
+    return []
+
+
+def _evaluate(node, values: dict[str, np.ndarray]) -> np.ndarray:
+    kind = node[0]
+    if kind == "num":
+        return np.asarray(node[1], float)
+    if kind == "var":
+        return values[node[1]]
+    if kind == "paren":
+        return _evaluate(node[1], values)
+    if kind == "neg":
+        return -_evaluate(node[1], values)
+    if kind == "call":
+        inner = _evaluate(node[2], values)
+        fn = FUNCTIONS[node[1]]
+        with np.errstate(all="ignore"):
+            return inner if fn is None else fn(inner)
+    a, b = _evaluate(node[2], values), _evaluate(node[3], values)
+    with np.errstate(all="ignore"):
+        return {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide, "^": np.power}[node[1]](a, b)
+
+
+# ======================================================================================= frame
+
+@dataclass(frozen=True)
+class Column:
+    """A variable of the model frame: values aligned with the table, numeric or categorical."""
+
+    name: str
+    values: pd.Series
+    categorical: bool
+    missing_reason: pd.Series | None = None  # text per row where the value is missing
+
+
+@dataclass(frozen=True)
+class ModelFrame:
+    """The rows one model uses (lme4's ``na.omit``) and the rows it leaves out with reasons.
+
+    ``data``: one column per variable of the formula (numbers as float, categories as text) plus
+    ``row`` (spreadsheet row); ``excluded``: ``row, reason`` for rows of the table that lack a
+    variable; ``levels``: the sorted levels of each categorical variable among the rows used.
+    """
+
+    formula: Formula
+    data: pd.DataFrame
+    excluded: pd.DataFrame
+    levels: dict[str, list[str]]
+
+
+def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
+    from core.intake.validation import parse_numbers
+
+    if pd.api.types.is_numeric_dtype(text) and not pd.api.types.is_bool_dtype(text):
+        values = pd.to_numeric(text, errors="coerce").astype(float)
+        return values.where(np.isfinite(values)), False
+    cells = text.astype("string").fillna("").str.strip()
+    missing = cells.isin(_MISSING).to_numpy(dtype=bool, na_value=True)
+    values, _, _ = parse_numbers(cells.where(~missing, ""))
+    values = values.to_numpy(float)
+    if np.isfinite(values[~missing]).all():
+        out = pd.Series(values, index=text.index)
+        out[missing] = np.nan
+        return out, False
+    out = cells.astype(object).where(~missing, None)
+    return pd.Series(out.to_numpy(dtype=object), index=text.index), True
+
+
+def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
+                  role_headers: dict[str, str] | None = None,
+                  cell_reasons: pd.DataFrame | None = None) -> dict:
+    """The names a formula may use on ``data`` (a validated table), each as a lazy :class:`Column`.
+
+    ``aliases`` maps extra names to existing ones (e.g. ``{"between": "alliance_between"}``);
+    ``role_headers`` maps a role to its column header in the file (``{"symptoms": "mathach"}``),
+    which makes the header and ``<header>_between`` / ``<header>_within`` usable names too.
+    ``cell_reasons`` (aligned with ``data``) says why a measure's cell is missing.
+    """
+    makers: dict[str, callable] = {}
+    present_roles = [r for r in ROLE_NAMES if r in data.columns]
+
+    def reason_for(measure):
+        if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
+            r = cell_reasons[measure].reindex(data.index).fillna("").astype(str)
+            return r.where(r.ne(""), f"{measure} missing")
+        return pd.Series(f"{measure} missing", index=data.index)
+
+    for role in present_roles:
+        if role in GROUP_ROLES:
+            makers[role] = (lambda role=role: Column(role, data[role].astype(str), True))
+        else:
+            def make(role=role):
+                values = pd.to_numeric(data[role], errors="coerce").astype(float)
+                return Column(role, values, False, reason_for(role) if role in MEASURE_NAMES else None)
+            makers[role] = make
+    if "session" in data.columns:
+        def make_time():
+            s = pd.to_numeric(data["session"], errors="coerce").astype(float)
+            return Column("time", s - s.min(), False)
+        makers["time"] = make_time
+    for m in MEASURE_NAMES:
+        if m not in data.columns or "patient" not in data.columns:
+            continue
+
+        def parts(m=m):
+            values = pd.to_numeric(data[m], errors="coerce").astype(float)
+            mean = values.groupby(data["patient"], sort=False).transform("mean")
+            grand = values.groupby(data["patient"], sort=False).mean().mean()
+            return values, mean, grand
+
+        def make_between(m=m):
+            values, mean, grand = parts(m)
+            why = pd.Series(f"{m}_between missing: this patient has no {m} score", index=data.index)
+            return Column(f"{m}_between", mean - grand, False, why)
+
+        def make_within(m=m):
+            values, mean, _ = parts(m)
+            return Column(f"{m}_within", values - mean, False, reason_for(m))
+        makers[f"{m}_between"] = make_between
+        makers[f"{m}_within"] = make_within
+    from core.intake.reading import ROW
+    for col in data.columns:
+        if col in ROLE_NAMES or col == ROW or col in makers:
+            continue
+
+        def make_other(col=col):
+            values, categorical = _typed_other_column(data[col])
+            return Column(col, values, categorical, pd.Series(f"{col} missing", index=data.index))
+        makers[col] = make_other
+    extra: dict[str, str] = {}
+    for role, header in (role_headers or {}).items():
+        if role in makers and header and header not in makers:
+            extra[header] = role
+            if role in MEASURE_NAMES:
+                for part in ("between", "within"):
+                    if f"{header}_{part}" not in makers:
+                        extra[f"{header}_{part}"] = f"{role}_{part}"
+    extra.update({k: v for k, v in (aliases or {}).items() if k not in makers and v in makers})
+    for name, target in extra.items():
+        makers[name] = (lambda name=name, target=target: _renamed(makers[target](), name))
+    return makers
+
+
+def _renamed(column: Column, name: str) -> Column:
+    return Column(name, column.values, column.categorical, column.missing_reason)
+
+
+def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: dict[str, str] | None = None,
+                      role_headers: dict[str, str] | None = None,
+                      cell_reasons: pd.DataFrame | None = None) -> ModelFrame:
+    """The model frame of ``formula`` on ``data``: typed columns, rows used, rows left out with reasons."""
+    from core.intake.reading import ROW
+
+    formula = parse_formula(formula) if isinstance(formula, str) else formula
+    makers = frame_columns(data, aliases=aliases, role_headers=role_headers, cell_reasons=cell_reasons)
+    columns: dict[str, Column] = {}
+    computed = dict(formula.computed)
+    base: dict[str, Column] = {}
+    for name in formula.data_names:
+        if name in makers and name not in base:
+            base[name] = makers[name]()
+    for label, expr in computed.items():
+        names = _expr_names(expr)
+        for name in names:
+            if name not in makers:
+                raise ModelError(f"The formula names '{name}' in {label}, which is not a role, a derived "
+                                 "variable or a column of this file.")
+            if base[name].categorical and expr[1] != "factor":
+                raise ModelError(f"{label} needs numbers, but '{name}' is a text column.")
+        if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
+            col = base[names[0]]
+            vals = col.values if col.categorical else col.values.map(
+                lambda x: None if pd.isna(x) else _number_text(float(x)))
+            why = col.missing_reason if col.missing_reason is not None else \
+                pd.Series(f"{names[0]} missing", index=data.index)
+            makers[label] = (lambda label=label, vals=vals, why=why: Column(label, vals, True, why))
+            continue
+        values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
+        values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
+        values[~np.isfinite(values)] = np.nan
+        reasons = pd.Series([f"{label} missing" for _ in range(len(data))], index=data.index)
+        for name in reversed(names):
+            c = base[name]
+            if c.missing_reason is not None:
+                reasons = reasons.where(c.values.notna(), c.missing_reason)
+        makers[label] = (lambda label=label, values=values, reasons=reasons:
+                         Column(label, pd.Series(values, index=data.index), False, reasons))
+    for name in formula.variables:
+        if name not in makers:
+            usable = [k for k in makers if k not in ("row",)]
+            raise ModelError(f"The formula names '{name}', which is not a role, a derived variable or a column "
+                             f"of this file. Usable names: {', '.join(usable)}.")
+        columns[name] = base[name] if name in base else makers[name]()
+    missing = pd.DataFrame({name: (c.values.isna() if not c.categorical else c.values.isna())
+                            for name, c in columns.items()}, index=data.index)
+    bad = missing.any(axis=1).to_numpy()
+    rows = data[ROW].to_numpy() if ROW in data.columns else np.arange(len(data)) + 2
+    reasons = []
+    for pos in np.flatnonzero(bad):
+        texts = []
+        for name, c in columns.items():
+            if missing.iat[pos, list(columns).index(name)]:
+                why = c.missing_reason.iat[pos] if c.missing_reason is not None else f"{name} missing"
+                texts.append(str(why))
+        reasons.append("; ".join(dict.fromkeys(texts)))
+    excluded = pd.DataFrame({"row": rows[bad].astype(int), "reason": pd.array(reasons, dtype=object)})
+    used = pd.DataFrame({name: c.values.to_numpy()[~bad] for name, c in columns.items()})
+    for role in GROUP_ROLES:  # carried along for counts (not a variable of na.omit unless named)
+        if role not in used and role in data.columns:
+            used[role] = data[role].astype(str).to_numpy()[~bad]
+    used[ROW] = rows[~bad].astype(int)
+    levels = {}
+    for name, c in columns.items():
+        if c.categorical:
+            used[name] = used[name].astype(str)
+            found = pd.unique(used[name].to_numpy(dtype=object))
+            numeric_factor = name.startswith("factor(") and name in computed and \
+                not base[_expr_names(computed[name])[0]].categorical
+            levels[name] = sorted(found, key=float) if numeric_factor else sorted(found)
+        else:
+            used[name] = used[name].astype(float)
+    if used.empty:
+        first = excluded["reason"].iloc[0] if len(excluded) else "no rows"
+        raise ModelError(f"No row has a value for every variable of this model (first row left out: {first}).")
+    return ModelFrame(formula=formula, data=used.reset_index(drop=True), excluded=excluded, levels=levels)
+
+
+# ======================================================================================= design
+
+def _coding(terms: list[tuple[str, ...]], intercept: bool, categorical: set[str]) -> list[dict[str, str]]:
+    """For each term and each factor in it: "contrasts" or "indicators" (R's ``TermCode`` rule)."""
+    out = []
+    first_factor_done = intercept
+    for k, term in enumerate(terms):
+        codes = {}
+        for v in term:
+            if v not in categorical:
+                continue
+            rest = set(term) - {v}
+            if not rest:
+                code = "contrasts"
+            else:
+                code = "indicators"
+                for prev in terms[:k]:
+                    if rest <= set(prev):
+                        code = "contrasts"
+                        break
+            codes[v] = code
+        if not first_factor_done:
+            for v in term:
+                if v in categorical:
+                    codes[v] = "indicators"
+                    first_factor_done = True
+                    break
+        out.append(codes)
+    return out
+
+
+def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.ndarray], list[str]]:
+    data = frame.data
+    categorical = set(frame.levels)
+    columns, names = ([np.ones(len(data))], ["(Intercept)"]) if intercept else ([], [])
+    for term, codes in zip(terms, _coding(list(terms), intercept, categorical)):
+        cols, labels = [np.ones(len(data))], [""]
+        for v in term:  # the first variable varies fastest, as in R
+            if v in categorical:
+                levels = frame.levels[v]
+                if len(levels) < 2:
+                    raise ModelError(f"'{v}' has only one value ('{levels[0] if levels else ''}') in the rows this "
+                                     "model uses, so it cannot be a predictor.")
+                use = levels[1:] if codes[v] == "contrasts" else levels
+                values = data[v].to_numpy()
+                v_cols = [(values == lev).astype(float) for lev in use]
+                v_labels = [f"{v}{lev}" for lev in use]
+            else:
+                v_cols = [data[v].to_numpy(float)]
+                v_labels = [v]
+            cols = [c * vc for vc in v_cols for c in cols]
+            labels = [f"{a}:{b}" if a else b for b in v_labels for a in labels]
+        columns += cols
+        names += labels
+    return columns, names
+
+
+def drop_collinear(X: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
+    """Indices of columns to keep: a column is dropped when, after removing its projection on the
+    columns kept before it, less than ``tol`` of its norm remains (R's LINPACK ``dqrdc2`` limited
+    pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go)."""
+    keep: list[int] = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        col = X[:, j].astype(float)
+        norm = np.linalg.norm(col)
+        if norm == 0:
+            continue
+        resid = col - Q @ (Q.T @ col)
+        resid = resid - Q @ (Q.T @ resid)  # re-orthogonalise once for accuracy
+        if np.linalg.norm(resid) < tol * norm:
+            continue
+        keep.append(j)
+        Q = np.column_stack([Q, resid / np.linalg.norm(resid)])
+    return keep
+
+
+@dataclass(frozen=True)
+class RandomBlock:
+    """The columns of one random-effect term and its grouping factor."""
+
+    group: str
+    columns: list[np.ndarray]
+    names: list[str]
+    levels: np.ndarray
+    n_levels: int
+
+
+@dataclass(frozen=True)
+class Design:
+    """Fixed-effect matrix (after dropping collinear columns), its names, the dropped names, random blocks."""
+
+    y: np.ndarray
+    X: np.ndarray
+    names: list[str]
+    dropped: list[str]
+    blocks: list[RandomBlock]
+
+
+def build_design(frame: ModelFrame) -> Design:
+    """Model matrices of a model frame with lme4's names, coding, rank handling and term order."""
+    f = frame.formula
+    if f.outcome in frame.levels:
+        raise ModelError(f"The outcome '{f.outcome}' is not a number in every row, so a linear mixed model "
+                         "cannot use it.")
+    cols, names = _term_columns(frame, f.fixed, f.intercept)
+    X = np.column_stack(cols) if cols else np.empty((len(frame.data), 0))
+    keep = drop_collinear(X) if X.shape[1] else []
+    dropped = [n for i, n in enumerate(names) if i not in keep]
+    X = X[:, keep]
+    names = [names[i] for i in keep]
+    blocks = []
+    for r in f.random:
+        rcols, rnames = _term_columns(frame, r.terms, r.intercept)
+        if not rcols:
+            raise ModelError(f"The random term ({r.text}) has no effect in it.")
+        g = frame.data[r.group.split(":")].astype(str).agg(":".join, axis=1) if ":" in r.group \
+            else frame.data[r.group].astype(str)
+        blocks.append(RandomBlock(r.group, rcols, rnames, g.to_numpy(), int(g.nunique())))
+    nl = [b.n_levels for b in blocks]
+    if any(b > a for a, b in zip(nl, nl[1:])):  # lme4: rev(order(nl)) when any(diff(nl) > 0)
+        order = list(reversed(sorted(range(len(nl)), key=lambda i: nl[i])))
+        blocks = [blocks[i] for i in order]
+    return Design(y=frame.data[f.outcome].to_numpy(float), X=X, names=names, dropped=dropped, blocks=blocks)
+
+
+def check_design(design: Design) -> None:
+    """lme4's stopping checks, in plain words: grouping factors with more than one level and fewer
+    levels than observations; fewer random effects than observations per term."""
+    n = len(design.y)
+    for b in design.blocks:
+        if b.n_levels < 2:
+            raise ModelError(f"The grouping column '{b.group}' has a single value in the rows this model uses; "
+                             "a random effect needs at least two groups.")
+        if b.n_levels >= n:
+            raise ModelError(f"Every row is its own '{b.group}' group ({b.n_levels} groups, {n} rows), so "
+                             "differences between groups cannot be told apart from the residual. The model "
+                             "needs groups with two or more rows.")
+        q = b.n_levels * len(b.columns)
+        if n <= q:
+            raise ModelError(f"The model has more random effects than rows for ({' + '.join(b.names)} | {b.group}) "
+                             f"({q} random effects, {n} rows): the variances cannot be identified. Use fewer "
+                             "random effects, e.g. a random intercept only.")
+    if np.nanstd(design.y) == 0:
+        raise ModelError("The outcome has the same value in every row this model uses: there is nothing to model.")
+
+
+# ======================================================================================= fit
+
+@dataclass(frozen=True)
+class FormulaFit:
+    """A fitted formula: the contract's report values and the engine's fits.
+
+    ``fixed``: ``term, estimate, se, df, t, p, ci_low, ci_high`` (REML; Satterthwaite; t-based);
+    ``variance``: rows ``group, term1, term2, vcov`` as lme4's ``as.data.frame(VarCorr())``;
+    ``reml`` / ``ml``: the engine's fitted objects (``mixedlm`` results, on the engine data
+    ``engine_data`` with the engine formula ``engine_formula``; the engine's column ``x<i>`` is the
+    fixed effect ``names[i]``), for reuse (e.g. simulation from the fitted model).
+    """
+
+    formula: str
+    frame: ModelFrame
+    design: Design
+    fixed: pd.DataFrame
+    variance: list[dict]
+    loglik_reml: float
+    loglik_ml: float | None
+    n_params_ml: int | None
+    aic: float | None
+    bic: float | None
+    r2_marginal: float | None
+    r2_conditional: float | None
+    converged: bool
+    singular: bool
+    warnings: tuple[str, ...]
+    reml: object = field(repr=False, default=None)
+    ml: object = field(repr=False, default=None)
+    engine_formula: str = ""
+    engine_data: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+
+    @property
+    def n_observations(self) -> int:
+        return len(self.frame.data)
+
+    @property
+    def n_patients(self) -> int | None:
+        return int(self.frame.data["patient"].nunique()) if "patient" in self.frame.data else None
+
+    @property
+    def excluded(self) -> pd.DataFrame:
+        return self.frame.excluded
+
+    def excluded_records(self) -> list[dict]:
+        return [{"row": int(r), "reason": str(t)} for r, t in zip(self.excluded["row"], self.excluded["reason"])]
+
+    def to_dict(self) -> dict:
+        """The contract's keys of ``python -m core fit`` (without the validation's excluded rows)."""
+        fixed = {r["term"]: {k: r[k] for k in ("estimate", "se", "df", "t", "p", "ci_low", "ci_high")}
+                 for r in self.fixed.to_dict("records")}
+        return {
+            "formula": self.formula, "n_observations": self.n_observations, "n_patients": self.n_patients,
+            "excluded_rows": self.excluded_records(), "fixed": fixed, "variance": self.variance,
+            "loglik_reml": self.loglik_reml, "loglik_ml": self.loglik_ml, "n_params_ml": self.n_params_ml,
+            "aic": self.aic, "bic": self.bic, "r2_marginal": self.r2_marginal,
+            "r2_conditional": self.r2_conditional, "converged": self.converged, "singular": self.singular,
+            "warnings": list(self.warnings), "dropped_terms": list(self.design.dropped),
+        }
+
+
+def engine_inputs(design: Design) -> tuple[pd.DataFrame, str]:
+    """The design as a plain table and formula for the engine (columns ``y``, ``x<i>``, ``z<b>_<j>``, ``g<b>``)."""
+    cols = {"y": design.y}
+    fixed = []
+    intercept = bool(design.names) and design.names[0] == "(Intercept)"
+    for i, name in enumerate(design.names):
+        if i == 0 and intercept:
+            continue
+        cols[f"x{i}"] = design.X[:, i]
+        fixed.append(f"x{i}")
+    rhs = ["1" if intercept else "0"] + fixed
+    for b, block in enumerate(design.blocks):
+        cols[f"g{b}"] = block.levels
+        inner = []
+        has_int = block.names[0] == "(Intercept)"
+        for j, (col, name) in enumerate(zip(block.columns, block.names)):
+            if j == 0 and has_int:
+                continue
+            cols[f"z{b}_{j}"] = col
+            inner.append(f"z{b}_{j}")
+        inner = (["1"] if has_int else ["0"]) + inner
+        rhs.append(f"({' + '.join(inner)} | g{b})")
+    return pd.DataFrame(cols), "y ~ " + " + ".join(rhs)
+
+
+def _engine_fit(data: pd.DataFrame, formula: str, reml: bool):
+    import mixedlm
+    from mixedlm.models.control import LmerControl
+
+    control = LmerControl(check_rankX="ignore", check_scaleX="ignore", check_nlev_gtreq_5="ignore",
+                          check_nlev_gtr_1="ignore")
+    out = io.StringIO()
+    with _warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out):
+        _warnings.simplefilter("always")
+        try:
+            result = mixedlm.lmer(formula, data, REML=reml, control=control)
+        except (RuntimeError, ValueError, np.linalg.LinAlgError, ArithmeticError) as err:
+            raise ModelError(f"The model could not be fitted: {err}") from None
+    messages = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
+    messages += [line for line in out.getvalue().splitlines() if line.strip()]
+    return result, messages
+
+
+def _fixed_table(result, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    out = io.StringIO()
+    with _warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        _warnings.simplefilter("ignore")
+        tidy = result.tidy(conf_int=False, ddf_method="Satterthwaite")
+    tidy = tidy[tidy["effect"] == "fixed"]
+    est = tidy["estimate"].to_numpy(float)
+    se = tidy["std.error"].to_numpy(float)
+    df = tidy["df"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = est / se
+        q = stats.t.ppf(0.975, df)
+        table = pd.DataFrame({"term": ["intercept" if n == "(Intercept)" else n for n in names],
+                              "estimate": est, "se": se, "df": df, "t": t,
+                              "p": 2 * stats.t.sf(np.abs(t), df),
+                              "ci_low": est - q * se, "ci_high": est + q * se})
+    return table, np.asarray(result.vcov(), float)
+
+
+def _variance_rows(result, design: Design) -> list[dict]:
+    """lme4's ``as.data.frame(VarCorr())``: per block the variances, then the covariances (lower
+    triangle by columns), group names made unique as lme4 does (``patient``, ``patient.1``)."""
+    rows, seen = [], {}
+    groups = list(result.VarCorr().groups.values())
+    for block, group in zip(design.blocks, groups):
+        k = seen.get(block.group, 0)
+        seen[block.group] = k + 1
+        name = block.group if k == 0 else f"{block.group}.{k}"
+        cov = np.atleast_2d(group.cov)
+        for i, term in enumerate(block.names):
+            rows.append({"group": name, "term1": term, "term2": None, "vcov": float(cov[i, i])})
+        for j in range(len(block.names)):
+            for i in range(j + 1, len(block.names)):
+                rows.append({"group": name, "term1": block.names[j], "term2": block.names[i],
+                             "vcov": float(cov[i, j])})
+    rows.append({"group": "Residual", "term1": None, "term2": None, "vcov": float(result.sigma ** 2)})
+    return rows
+
+
+def _deviance_function(result):
+    from mixedlm.estimation.reml import LMMOptimizer
+
+    optimizer = LMMOptimizer(result.matrices, REML=result.REML)
+    return optimizer.objective
+
+
+def convergence_messages(result) -> list[str]:
+    """lme4's ``checkConv`` on a fit: for a non-singular fit, the gradient and Hessian of the
+    deviance in θ by central differences (δ = 1e-4, ``lme4:::deriv12``); the messages lme4 gives
+    (an empty list when the fit passes)."""
+    theta = np.asarray(result.theta, float)
+    if len(theta) == 0 or _is_singular(result):
+        return []
+    fun = _deviance_function(result)
+    try:
+        fx = float(fun(theta))
+        n, d = len(theta), 1e-4
+        H = np.empty((n, n))
+        g = np.empty(n)
+        for j in range(n):
+            e_j = np.zeros(n)
+            e_j[j] = d
+            fadd, fsub = float(fun(theta + e_j)), float(fun(theta - e_j))
+            H[j, j] = (fadd - 2 * fx + fsub) / d ** 2
+            g[j] = (fadd - fsub) / (2 * d)
+            for i in range(j):
+                e_i = np.zeros(n)
+                e_i[i] = d
+                H[i, j] = H[j, i] = (float(fun(theta + e_i + e_j)) - float(fun(theta + e_i - e_j))
+                                     - float(fun(theta - e_i + e_j)) + float(fun(theta - e_i - e_j))) / (4 * d * d)
+    except Exception:  # noqa: BLE001 - the engine refuses a point: lme4 says the same
+        return ["Problem with Hessian check (infinite or missing values?)"]
+    messages = []
+    if not np.all(np.isfinite(g)):
+        return ["Gradient contains NAs"]
+    try:
+        L = np.linalg.cholesky(H)
+        scaled = np.linalg.solve(L.T, g)  # R's chol() is the upper factor: solve(R, g)
+        maxmin = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
+        if maxmin > GRADIENT_TOLERANCE:
+            comp = int(np.argmax(np.minimum(np.abs(scaled), np.abs(g)))) + 1
+            messages.append(f"Model failed to converge with max|grad| = {maxmin:.6g} "
+                            f"(tol = {GRADIENT_TOLERANCE:g}, component {comp})")
+    except np.linalg.LinAlgError:
+        messages.append("unable to evaluate scaled gradient")
+    if not np.all(np.isfinite(H)):
+        return messages + ["Problem with Hessian check (infinite or missing values?)"]
+    ev = np.linalg.eigvalsh((H + H.T) / 2)
+    negative = int(np.sum(ev < -HESSIAN_TOLERANCE))
+    if negative:
+        messages.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
+    else:
+        zero = int(np.sum(np.abs(ev) < HESSIAN_TOLERANCE))
+        try:
+            np.linalg.cholesky(H)
+            pd_ok = True
+        except np.linalg.LinAlgError:
+            pd_ok = False
+        if zero or not pd_ok:
+            messages.append(" Hessian is numerically singular: parameters are not uniquely determined")
+        else:
+            if ev.max() * HESSIAN_TOLERANCE > 1:
+                messages.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+            if ev.min() / ev.max() < HESSIAN_TOLERANCE:
+                messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return messages
+
+
+def _is_singular(result) -> bool:
+    """lme4's ``isSingular``: a θ with lower bound 0 (a relative SD) below 1e-4."""
+    theta = np.asarray(result.theta, float)
+    try:
+        lower = np.asarray(result._theta_lower_bounds(), float)
+    except Exception:  # noqa: BLE001
+        return bool(result.isSingular(SINGULAR_TOLERANCE))
+    return bool(np.any(theta[lower == 0] < SINGULAR_TOLERANCE))
+
+
+def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular: bool) -> tuple[float | None, float | None]:
+    """Nakagawa's marginal and conditional R² as ``performance::r2_nakagawa`` (insight 0.19) computes
+    them for a linear mixed model: σ²_f = var(Xβ) (n − 1 denominator); σ²_r = Σ over the random-effect
+    blocks of the first term of each grouping factor of mean_i z_iᵀ Σ z_i, with z_i the fixed-effect
+    columns named like the block's terms; σ²_ε = residual variance. R²m = σ²_f / (σ²_f + σ²_r + σ²_ε),
+    R²c = (σ²_f + σ²_r) / (…). None for a singular fit (insight returns no random variance)."""
+    if singular:
+        return None, None
+    eta = design.X @ beta
+    var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
+    X = design.X
+    names = list(design.names)
+    if "(Intercept)" not in names:
+        X = np.column_stack([np.ones(len(design.y)), X])
+        names = ["(Intercept)"] + names
+    var_r = 0.0
+    seen = set()
+    rows = [r for r in variance if r["group"] != "Residual"]
+    for block in design.blocks:
+        if block.group in seen:  # insight keeps the VarCorr blocks named like a grouping factor
+            continue
+        seen.add(block.group)
+        sigma = np.zeros((len(block.names), len(block.names)))
+        for r in rows:
+            if r["group"] != block.group:
+                continue
+            i = block.names.index(r["term1"])
+            j = block.names.index(r["term2"]) if r["term2"] else i
+            sigma[i, j] = sigma[j, i] = r["vcov"]
+        valid = [k for k, n in enumerate(block.names) if n in names]
+        if not valid:
+            continue
+        Z = X[:, [names.index(block.names[k]) for k in valid]]
+        S = sigma[np.ix_(valid, valid)]
+        var_r += float(np.einsum("ij,jk,ik->", Z, S, Z)) / len(design.y)
+    var_e = next(r["vcov"] for r in variance if r["group"] == "Residual")
+    total = var_f + var_r + var_e
+    if not (math.isfinite(total) and total > 0):
+        return None, None
+    return var_f / total, (var_f + var_r) / total
+
+
+def _plain(message: str) -> str:
+    return " ".join(message.replace("\n", " ").split())
+
+
+def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
+                aliases: dict[str, str] | None = None, role_headers: dict[str, str] | None = None,
+                cell_reasons: pd.DataFrame | None = None, frame: ModelFrame | None = None) -> FormulaFit:
+    """Fit an lme4 formula to a validated table (see the module docstring for every rule).
+
+    Returns a :class:`FormulaFit` with the contract's values and the engine's REML (and, with
+    ``ml``, ML) fits. Raises :class:`ModelError` with one plain sentence when the model cannot be
+    fitted (a name that does not exist, no usable row, unidentifiable random effects).
+    """
+    if frame is None:
+        frame = build_model_frame(data, formula, aliases=aliases, role_headers=role_headers,
+                                  cell_reasons=cell_reasons)
+    design = build_design(frame)
+    check_design(design)
+    notes: list[str] = []
+    if design.dropped:
+        k = len(design.dropped)
+        notes.append(f"fixed-effect model matrix is rank deficient so dropping {k} "
+                     f"{'column / coefficient' if k == 1 else 'columns / coefficients'} "
+                     f"({', '.join(design.dropped)}: a linear combination of the columns before)")
+    sds = [np.std(design.X[:, i], ddof=1) for i, n in enumerate(design.names) if n != "(Intercept)"]
+    sds = [s for s in sds if s > 0]
+    if len(sds) > 1 and max(sds) / min(sds) > 1000:
+        notes.append("Some predictor variables are on very different scales: consider rescaling")
+    engine_data, engine_formula = engine_inputs(design)
+    reml, reml_msgs = _engine_fit(engine_data, engine_formula, reml=True)
+    ml_fit, ml_msgs = _engine_fit(engine_data, engine_formula, reml=False) if ml else (None, [])
+    for m in reml_msgs:
+        if "singular" not in m.lower():
+            notes.append(_plain(m))
+    fixed, cov = _fixed_table(reml, design.names)
+    variance = _variance_rows(reml, design)
+    singular = _is_singular(reml)
+    conv = convergence_messages(reml)
+    converged = bool(reml.converged) and not conv
+    if singular:
+        notes.append("boundary (singular) fit: a variance is estimated as zero or a correlation as ±1; "
+                     "the random effects are more complex than the data support (see lme4's help('isSingular')).")
+    for m in conv:
+        notes.append(_plain(m))
+    if not reml.converged:
+        notes.append(f"The optimizer did not converge: {reml.message}")
+    if conv and any("Hessian" in m or "scaled gradient" in m for m in conv):
+        notes.append("Degenerate fit: the likelihood is flat or curved the wrong way in some variance "
+                     "parameter, so variances, standard errors, df and p-values are not trustworthy.")
+    if ml_fit is not None:
+        if not ml_fit.converged:
+            notes.append(f"ML refit: the optimizer did not converge: {ml_fit.message}")
+        for m in ml_msgs:
+            if "singular" not in m.lower():
+                notes.append("ML refit: " + _plain(m))
+    r2m, r2c = nakagawa_r2(design, np.asarray(reml.beta, float), variance, singular)
+    ll_ml = float(ml_fit.logLik().value) if ml_fit is not None else None
+    k = int(ml_fit.logLik().df) if ml_fit is not None else None
+    n = len(design.y)
+    return FormulaFit(
+        formula=frame.formula.text, frame=frame, design=design, fixed=fixed, variance=variance,
+        loglik_reml=float(reml.logLik().value), loglik_ml=ll_ml, n_params_ml=k,
+        aic=-2 * ll_ml + 2 * k if ml_fit is not None else None,
+        bic=-2 * ll_ml + k * math.log(n) if ml_fit is not None else None,
+        r2_marginal=r2m, r2_conditional=r2c, converged=converged, singular=singular,
+        warnings=tuple(dict.fromkeys(notes)), reml=reml, ml=ml_fit, engine_formula=engine_formula,
+        engine_data=engine_data, fixed_cov=cov)

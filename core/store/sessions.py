@@ -1,0 +1,134 @@
+"""Sign-in sessions that survive a reload: a signed, expiring token the server can check and end.
+
+After a sign-in the dashboard calls :meth:`Sessions.start_session`, which records the session and
+returns a one-time *ticket* (valid for two minutes). The browser trades the ticket for the session
+token at the dashboard's own ``/_alliance/session`` route (:mod:`ui.server`), which sets it as an
+HttpOnly, SameSite=Strict cookie. The token is ``<session id>.<nonce>.<expiry>.<signature>`` with an
+HMAC-SHA256 signature under a per-database secret (made by migration 0002). A token is good only
+while its signature is right, it has not expired (12 hours after sign-in), its row has not been
+ended and its user is active: sign-out, deactivation and a new password set by a supervisor end the
+session at once, for every tab and every reload.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from core.store.engine import _now
+from core.store.schema import sessions, users
+from core.store.users import User, _user
+
+SESSION_LIFETIME = timedelta(hours=12)
+TICKET_LIFETIME = timedelta(minutes=2)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Sessions:
+    """The sessions part of :class:`core.store.ClinicStore`."""
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._session_secret, payload.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def start_session(self, actor: User) -> tuple[int, str]:
+        """Record a new session for the user who just signed in: ``(session id, one-time ticket)``."""
+        ticket = secrets.token_urlsafe(32)
+        now = _now()
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            session_id = conn.execute(sessions.insert().values(
+                user_id=user.id, nonce=secrets.token_urlsafe(16), ticket_hash=_sha256(ticket),
+                ticket_expires_at=now + TICKET_LIFETIME, created_at=now,
+                expires_at=now + SESSION_LIFETIME).returning(sessions.c.id)).scalar_one()
+        return int(session_id), ticket
+
+    def redeem_ticket(self, ticket: str) -> tuple[str, int] | None:
+        """Trade a one-time ticket for the signed session token and its remaining lifetime in
+        seconds; ``None`` for an unknown, used or expired ticket (or an ended session)."""
+        if not ticket or len(ticket) > 100:
+            return None
+        now = _now()
+        with self._write() as conn:
+            row = conn.execute(sa.select(sessions).where(sessions.c.ticket_hash == _sha256(str(ticket)))
+                               .with_for_update()).first()
+            if row is None:
+                return None
+            conn.execute(sessions.update().where(sessions.c.id == row.id).values(ticket_hash=None))
+            if row.ended_at is not None or _aware(row.ticket_expires_at) < now:
+                return None
+            expires = _aware(row.expires_at)
+        exp = int(expires.timestamp())
+        payload = f"{row.id}.{row.nonce}.{exp}"
+        return f"{payload}.{self._sign(payload)}", max(0, exp - int(now.timestamp()))
+
+    def ticket_pending(self, session_id: int) -> bool:
+        """Whether the session's hand-over ticket is still waiting to be traded for the cookie."""
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.id).where(
+                sessions.c.id == int(session_id), sessions.c.ticket_hash.is_not(None),
+                sessions.c.ended_at.is_(None), sessions.c.ticket_expires_at > _now())).first() is not None
+
+    def _parse_token(self, token: str) -> tuple[int, str] | None:
+        parts = str(token or "").split(".")
+        if len(parts) != 4 or len(token) > 300:
+            return None
+        sid, nonce, exp, signature = parts
+        if not hmac.compare_digest(self._sign(f"{sid}.{nonce}.{exp}"), signature):
+            return None
+        try:
+            if int(exp) <= _now().timestamp():
+                return None
+            return int(sid), nonce
+        except ValueError:
+            return None
+
+    def session_user(self, *, token: str | None = None, session_id: int | None = None) -> User | None:
+        """The user of a live session (by its signed token, or by its id on the server side), else
+        ``None``: wrong signature, expired, ended, or the user deactivated."""
+        if token is not None:
+            parsed = self._parse_token(token)
+            if parsed is None:
+                return None
+            session_id, nonce = parsed
+        elif session_id is None:
+            return None
+        query = (sa.select(users).select_from(sessions.join(users, users.c.id == sessions.c.user_id))
+                 .where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
+                        sessions.c.expires_at > _now(), users.c.is_active.is_(True)))
+        if token is not None:
+            query = query.where(sessions.c.nonce == nonce)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return _user(row) if row is not None else None
+
+    def session_id_of(self, token: str | None) -> int | None:
+        """The session id a well-signed, unexpired token names (not whether it is still live)."""
+        parsed = self._parse_token(token) if token else None
+        return parsed[0] if parsed else None
+
+    def end_session(self, session_id: int | None, *, log: bool = True) -> None:
+        """End a session at once (sign-out); logged as ``'sign-out'`` when it was live."""
+        if session_id is None:
+            return
+        with self._write() as conn:
+            row = conn.execute(sa.select(sessions.c.user_id, sessions.c.ended_at)
+                               .where(sessions.c.id == int(session_id))).first()
+            if row is None or row.ended_at is not None:
+                return
+            conn.execute(sessions.update().where(sessions.c.id == int(session_id))
+                         .values(ended_at=_now(), ticket_hash=None))
+            user_row = conn.execute(sa.select(users).where(users.c.id == row.user_id)).first()
+            if log and user_row is not None:
+                self._audit(conn, _user(user_row), "sign-out")
+
+
+def _aware(value):
+    from datetime import timezone
+
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

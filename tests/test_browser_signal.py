@@ -1,0 +1,53 @@
+"""Browser test of the early-warning signal: the overview's counts, therapist table and validation,
+then a red patient's page (the summary line first, the chart with statuses in words) at 1400 and
+800 px, with screenshots in test-artifacts/."""
+import pytest
+from browser_support import browser_page, require_chromium, running_app, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _idle(page) -> None:
+    page.wait_for_function("""() => { const a = document.querySelector('[data-testid="stApp"]');
+        return a && a.getAttribute('data-test-script-state') === 'notRunning'; }""", timeout=120000)
+    page.wait_for_timeout(800)
+
+
+def test_overview_and_patient_page_show_the_signal(tmp_path):
+    require_chromium()
+    with running_app(tmp_path) as url, browser_page() as page:
+        page.goto(url + "/overview")
+        page.get_by_text("How well has the signal predicted outcomes in this clinic?").wait_for(timeout=120000)
+        page.get_by_text("Mean trajectory per therapist").wait_for(timeout=120000)
+        _idle(page)
+        body = page.locator("body").inner_text()
+        assert "10 ▲ not on track" in body.replace("\n", " ") and "14 ◆ at risk" in body.replace("\n", " ")
+        assert "Therapists: not on track now, deteriorated, unrepaired ruptures" in body
+        assert "not a ranking of therapists" in body
+        assert "By session 6: of 21 patients flagged not on track" in body
+        screenshot(page, "signal_overview_1400")
+
+        combo = page.get_by_role("combobox", name="Open patient")
+        combo.click()
+        page.keyboard.type("D017")
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Open patient page").click()
+        page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60000)
+        _idle(page)
+        alert = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.inner_text()
+        assert "Not on track (session 8): score 141 is 35.8 points worse than the expected 105" in alert
+        # the summary comes before the chart
+        alert_y = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.bounding_box()["y"]
+        chart_y = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()["y"]
+        assert alert_y < chart_y
+        chart = page.locator('[data-testid="stPlotlyChart"]').first.inner_text()
+        for words in ("not on track", "on track", "start", "rupture", "expected course from this starting point",
+                      "usual range: 8 in 10 patients who started at this level", "Symptoms (higher = worse)",
+                      "OQ-45.2 total", "Session"):
+            assert words in chart, words
+        screenshot(page, "signal_patient_1400")
+        page.set_viewport_size({"width": 800, "height": 1000})
+        page.wait_for_timeout(1500)
+        assert page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.is_visible()
+        screenshot(page, "signal_patient_800")
