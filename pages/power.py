@@ -23,16 +23,17 @@ ESTIMATE, CHOSEN = "the estimate in this data (observed power)", "the smallest e
 
 
 @st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def fixed_for(fingerprint: str, formula: str, _data: pd.DataFrame) -> pd.DataFrame | str:
+def fixed_for(fingerprint: str, formula: str, _validated) -> pd.DataFrame | str:
     try:
-        return fixed_effects(_data, formula)
+        return fixed_effects(_validated.data, formula, role_headers=_validated.mapping.used(),
+                             cell_reasons=_validated.cell_reasons)
     except (ModelError, InputError) as err:
         return str(err)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def power_for(fingerprint: str, formula: str, term: str, effect: float | None, patients: tuple[int, ...],
-              nsim: int, seed: int, alpha: float, _data: pd.DataFrame) -> PowerAnalysis | str:
+              nsim: int, seed: int, alpha: float, _validated) -> PowerAnalysis | str:
     """The power curve (cached on the data's fingerprint and every option); a progress bar with
     simulations done and time left while it runs."""
     bar = st.progress(0.0, text="Fitting the model and building the designs …")
@@ -41,8 +42,9 @@ def power_for(fingerprint: str, formula: str, term: str, effect: float | None, p
         bar.progress(done / total if total else 1.0, text=progress_text(done, total, seconds_left))
 
     try:
-        return power_analysis(_data, formula, term, effect=effect, patients=list(patients), nsim=nsim, seed=seed,
-                              alpha=alpha, runner=LocalRunner(), progress=show)
+        return power_analysis(_validated.data, formula, term, effect=effect, patients=list(patients), nsim=nsim,
+                              seed=seed, alpha=alpha, runner=LocalRunner(), progress=show,
+                              role_headers=_validated.mapping.used(), cell_reasons=_validated.cell_reasons)
     except (ModelError, InputError) as err:
         return str(err)
     finally:
@@ -91,7 +93,7 @@ if choice == OWN:
 else:
     formula = presets[choice]
 st.code(formula, language=None)
-fixed = fixed_for(ds.fingerprint, formula, data)
+fixed = fixed_for(ds.fingerprint, formula, ds.validated)
 if isinstance(fixed, str):
     st.error(fixed)
     st.stop()
@@ -140,7 +142,7 @@ if request is None or request[:2] != (formula, term):
 
 # ---------------------------------------------------------------- the result
 st.subheader("2. Power by number of patients")
-result = power_for(ds.fingerprint, *request, _data=data)
+result = power_for(ds.fingerprint, *request, _validated=ds.validated)
 if isinstance(result, str):
     st.error(result)
     st.stop()

@@ -15,7 +15,7 @@ from core.stats.power import (
     HOENIG_HEISEY,
     clopper_pearson,
     design_data,
-    model_frame,
+    design_frame,
     patient_order,
     power_analysis,
     prepare,
@@ -60,12 +60,12 @@ def test_derived_variables_are_recomputed_on_the_design(data):
     """between = patient mean − mean of the design's patient means (so they average 0 on every design)."""
     order = patient_order(data)
     for n in (20, 96, 150):
-        frame = model_frame(design_data(data, n, order), HYBRID)
+        frame = design_frame(design_data(data, n, order), HYBRID)
         means = frame.groupby("patient")["alliance_between"].first()
         assert abs(means.mean()) < 1e-12
         assert np.allclose(frame.groupby("patient")["alliance_within"].sum(), 0, atol=1e-9)
-    whole = model_frame(data, HYBRID)
-    first20 = model_frame(design_data(data, 20, order), HYBRID)
+    whole = design_frame(data, HYBRID)
+    first20 = design_frame(design_data(data, 20, order), HYBRID)
     # the first 20 patients' means are centred on their own grand mean, not the whole file's
     assert not np.allclose(first20["alliance_between"].to_numpy(),
                            whole.loc[whole["patient"].isin(order[:20]), "alliance_between"].to_numpy())
@@ -81,7 +81,7 @@ def test_resolve_term_names():
 
 
 def test_refusals_are_plain_sentences(data):
-    with pytest.raises(ModelError, match="neither a role"):
+    with pytest.raises(ModelError, match="not a role, a derived variable"):
         prepare(data, "symptoms ~ nonsense + (1 | patient)", "nonsense")
     with pytest.raises(ModelError, match="no fixed effect 'time'"):
         prepare(data, HYBRID, "time")

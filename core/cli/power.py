@@ -68,6 +68,7 @@ class _Printer:
 
 
 def run(args) -> dict:
+    from core.reporting.json_report import clean, excluded_rows
     from core.stats.power import power_analysis
     from core.stats.power_run import DaskRunner, LocalRunner
 
@@ -80,7 +81,8 @@ def run(args) -> dict:
     runner = DaskRunner(args.scheduler) if args.scheduler else LocalRunner(args.workers)
     result = power_analysis(validated.data, args.formula, args.term, effect=args.effect, patients=patients,
                             nsim=args.nsim, seed=args.seed, alpha=args.alpha, runner=runner,
-                            progress=None if args.quiet else _Printer())
+                            progress=None if args.quiet else _Printer(), role_headers=validated.mapping.used(),
+                            cell_reasons=validated.cell_reasons)
     report = result.report()
-    report["excluded_rows"] = validated.excluded_records()
-    return report
+    report["excluded_rows"] = excluded_rows(result.excluded, validated)  # the file's and the model's
+    return clean(report)

@@ -3,14 +3,16 @@
 The method of ``simr::powerSim`` / ``powerCurve`` (Green & MacLeod, 2016) with lme4's simulation
 and lmerTest's test (Kuznetsova et al., 2017), for any model ``python -m core fit`` accepts:
 
-1. **Fit** the model by REML on the data (the rows the formula can use, lme4's ``na.omit``).
+1. **Fit** the model by REML on the data (:func:`core.stats.formula.fit_formula`: the rows the formula
+   can use, lme4's ``na.omit``; lme4's column names and dropped collinear columns).
    The generating model is that fit: its fixed effects ``β`` (the tested one set to the chosen
    effect, or left at its estimate), its relative covariance factor ``θ`` and residual SD ``σ``.
 2. **Design for N patients.** The patients of the rows used, in the order of the file; N ≤
    observed: the first N; N > observed: patients recycled in that order as new patients (simr's
    ``extend(along = "patient")``), each copy with every session of its original. The derived
    variables (``time``, ``m_between``, ``m_within``) are recomputed on the design, whose rows are
-   again those the formula can use.
+   again those the formula can use; its model matrices come from :mod:`core.stats.formula` as the
+   fit's did (a design whose fixed-effect columns differ from the fit's is refused in words).
 3. **Simulate** the outcome on the design from the generating model: new random effects for every
    group, ``y = Xβ + Zb + e`` with ``b = σΛ(θ)u``, ``u ~ N(0, I)``, ``e ~ N(0, σ²I)`` (lme4's
    ``simulate``); **refit** by REML; **test** the term with the Satterthwaite t-test (lmerTest's
@@ -56,86 +58,64 @@ HOENIG_HEISEY = ("Power computed at the observed effect is a restatement of the 
 
 
 # ----------------------------------------------------------------------------------------------
-# The model frame.
-# ADAPTER, to be replaced by issue 12's formula module (core/stats/formula.py): the one place that
-# builds a model frame from validated data and an lme4 formula (roles, time, m_between/m_within,
-# other columns typed per the contract, lme4's na.omit, collinear columns dropped). Until it lands
-# on main, power builds the frame here with the contract's rules for the derived variables.
+# The model: core.stats.formula builds every model frame and design of the project (names, derived
+# variables, types, lme4's na.omit, collinear columns dropped); power uses it for the data and for
+# every design, and simulates from its REML fit.
 # ----------------------------------------------------------------------------------------------
 
-def _formula_variables(formula: str) -> tuple[str, list[str]]:
-    """``(response, every variable the formula names)`` (mixedlm's parser)."""
-    import mixedlm
+def fit_model(data: pd.DataFrame, formula: str, *, role_headers: dict[str, str] | None = None,
+              cell_reasons: pd.DataFrame | None = None):
+    """The REML fit of ``formula`` on validated ``data`` (:func:`core.stats.formula.fit_formula`)."""
+    from core.stats.formula import fit_formula
 
-    try:
-        parsed = mixedlm.parse_formula(formula)
-    except Exception as err:  # the parser raises several kinds; all mean "not a formula"
-        raise ModelError(f"The formula '{formula}' cannot be read: {err}") from None
-    names = [parsed.response, *sorted(parsed.all_variables - {parsed.response})]
-    return parsed.response, names
+    return fit_formula(data, formula, ml=False, role_headers=role_headers, cell_reasons=cell_reasons)
 
 
-def model_frame(data: pd.DataFrame, formula: str) -> pd.DataFrame:
-    """The rows and columns ``formula`` uses, with the contract's derived variables.
-
-    ``time`` = session − the smallest session; for ``alliance`` and ``symptoms``: ``m_between`` =
-    the patient's mean over the sessions where ``m`` was observed − the mean of the patient means,
-    ``m_within`` = ``m`` − the patient's mean. Other columns: numeric when every non-missing value
-    reads as a number, otherwise categorical. Rows: complete cases of the formula's variables
-    (lme4's ``na.omit``), in the order of ``data``.
-    """
-    _, names = _formula_variables(formula)
-    frame = data.copy()
-    if "session" in frame.columns:
-        frame["time"] = frame["session"] - frame["session"].min()
-    for measure in ("alliance", "symptoms"):
-        if measure in frame.columns:
-            groups = frame.groupby(PATIENT, sort=False)[measure]
-            mean = groups.transform("mean")
-            frame[f"{measure}_between"] = mean - groups.mean().mean()
-            frame[f"{measure}_within"] = frame[measure] - mean
-    missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise ModelError(f"The formula names '{missing[0]}', which is neither a role, a derived variable "
-                         "(time, alliance_between, alliance_within, symptoms_between, symptoms_within) "
-                         "nor a column of the file.")
-    out = frame[names].copy()
-    for name in names:
-        if name in (PATIENT, "therapist") or pd.api.types.is_numeric_dtype(out[name]):
-            continue
-        numeric = pd.to_numeric(out[name], errors="coerce")
-        out[name] = numeric if numeric.notna().sum() == out[name].notna().sum() else out[name].astype("string")
-    for group in (PATIENT, "therapist"):
-        if group in out.columns:
-            out[group] = out[group].astype(str)
-    return out.loc[out.notna().all(axis=1)]
-
-
-def fit_pilot(frame: pd.DataFrame, formula: str):
-    """The REML fit of ``formula`` on ``frame`` (mixedlm's ``LmerResult``)."""
-    import mixedlm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return mixedlm.lmer(formula, frame.reset_index(drop=True), REML=True)
-        except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
-            raise ModelError(f"The model '{formula}' could not be fitted: {err}") from None
-
-
-def fixed_effects(data: pd.DataFrame, formula: str) -> pd.DataFrame:
+def fixed_effects(data: pd.DataFrame, formula: str, *, role_headers: dict[str, str] | None = None,
+                  cell_reasons: pd.DataFrame | None = None) -> pd.DataFrame:
     """The REML fixed effects of ``formula`` on ``data`` (``term, estimate, se, df, p``; Satterthwaite),
     to choose the term and see its estimate before planning."""
-    frame = model_frame(data, formula)
-    if frame.empty:
-        raise ModelError(f"No row has a value for every variable of '{formula}'.")
-    fit = fit_pilot(frame, formula)
-    tidy = fit.tidy(ddf_method="Satterthwaite")
-    return pd.DataFrame({"term": tidy["term"].replace({"(Intercept)": "intercept"}).to_numpy(),
-                         "estimate": tidy["estimate"].to_numpy(float), "se": tidy["std.error"].to_numpy(float),
-                         "df": tidy["df"].to_numpy(float), "p": tidy["p.value"].to_numpy(float)})
+    fit = fit_model(data, formula, role_headers=role_headers, cell_reasons=cell_reasons)
+    return fit.fixed[["term", "estimate", "se", "df", "p"]].reset_index(drop=True)
 
-# --------------------------------------------------------------------------- end of the adapter
+
+def design_frame(data: pd.DataFrame, formula, *, role_headers: dict[str, str] | None = None) -> pd.DataFrame:
+    """The model frame of ``formula`` on ``data`` (derived variables computed on ``data`` itself;
+    the rows the formula can use)."""
+    from core.stats.formula import build_model_frame
+
+    return build_model_frame(data, formula, role_headers=role_headers).data
+
+
+def design_matrices(data: pd.DataFrame, fit, n_patients: int, *, role_headers: dict[str, str] | None = None):
+    """mixedlm model matrices (no data frame) of the design ``data`` for ``n_patients`` patients,
+    built as the fit's: same fixed-effect columns and random-effect structure, else a plain refusal."""
+    import mixedlm
+
+    from core.stats.formula import build_design, build_model_frame, check_design, engine_inputs
+
+    frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers)
+    design = build_design(frame)
+    try:
+        check_design(design)
+    except ModelError as err:
+        raise ModelError(f"With {n_patients} patients the model cannot be fitted: {err}") from None
+    if design.names != fit.design.names:
+        lost = [_label(n) for n in fit.design.names if n not in design.names] or \
+            [_label(n) for n in design.names if n not in fit.design.names]
+        raise ModelError(f"With {n_patients} patients the model's fixed effects differ from those of the data "
+                         f"({', '.join(lost)}: a level missing from the first {n_patients} patients, or a column "
+                         "that becomes collinear); choose more patients.")
+    engine_data, engine_formula = engine_inputs(design)
+    if engine_formula != fit.engine_formula:
+        raise ModelError(f"With {n_patients} patients the random effects are ordered differently from the "
+                         "data's (a grouping factor with more levels than patients); choose more patients.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parsed = mixedlm.lFormula(engine_formula, engine_data, REML=True)
+    return replace(parsed.matrices, frame=None), frame
+
+# ----------------------------------------------------------------------------------------------
 
 
 def patient_order(data: pd.DataFrame) -> list[str]:
@@ -185,22 +165,6 @@ def resolve_term(names: list[str], term: str) -> str:
     raise ModelError(f"The model has no fixed effect '{term}'; its fixed effects are: {shown}.")
 
 
-def design_matrices(pilot, frame: pd.DataFrame):
-    """mixedlm model matrices of ``frame`` with the pilot fit's encoding of factors and its dropped
-    columns (as mixedlm's own ``powerCurve`` resizes a design), without a data frame."""
-    from mixedlm.matrices.design import build_random_matrix
-
-    frame = frame.reset_index(drop=True)
-    source = pilot.matrices
-    X = np.asarray(pilot._prediction_fixed_matrix(frame), float)
-    Z, structures = build_random_matrix(pilot.formula, frame, contrasts=source.contrasts,
-                                        category_levels=source.category_levels)
-    n = len(frame)
-    return replace(source, y=frame[pilot.formula.response].to_numpy(float), X=X, Z=Z,
-                   random_structures=structures, n_obs=n, n_random=Z.shape[1],
-                   weights=np.ones(n), offset=np.zeros(n), trials=None, frame=None, na_info=None)
-
-
 @dataclass(frozen=True)
 class PowerPoint:
     """Power for one number of patients: ``power`` = significant / (nsim − n_failed) with its
@@ -235,6 +199,7 @@ class PowerAnalysis:
     engine: str
     seconds: float
     p_values: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+    excluded: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
     @property
     def at_observed_effect(self) -> bool:
@@ -328,67 +293,55 @@ def default_sizes(n_observed: int) -> list[int]:
 
 
 def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None = None,
-            patients: list[int] | None = None, seed: int = DEFAULT_SEED, alpha: float = DEFAULT_ALPHA):
+            patients: list[int] | None = None, seed: int = DEFAULT_SEED, alpha: float = DEFAULT_ALPHA,
+            role_headers: dict[str, str] | None = None, cell_reasons: pd.DataFrame | None = None):
     """Fit the model and build one :class:`SimulationDesign` per N (no simulation yet).
 
     Returns ``(designs, info)`` where ``info`` has ``term, effect, observed, observed_se,
-    n_patients_observed, n_observations``.
+    n_patients_observed, n_observations, excluded`` (the rows the model leaves out, with reasons).
     """
     if not 0 < alpha < 1:
         raise ModelError("The significance level must lie between 0 and 1 (for example 0.05).")
     if seed < 0:
         raise ModelError("The seed must be a whole number of 0 or more.")
-    frame = model_frame(data, formula)
-    if frame.empty:
-        raise ModelError(f"No row has a value for every variable of '{formula}'.")
-    pilot = fit_pilot(frame, formula)
-    names = list(pilot.matrices.fixed_names)
+    fit = fit_model(data, formula, role_headers=role_headers, cell_reasons=cell_reasons)
+    names = list(fit.design.names)
     column = resolve_term(names, term)
     index = names.index(column)
-    beta = np.asarray(pilot.beta, float).copy()
+    beta = np.asarray(fit.reml.beta, float).copy()
     observed = float(beta[index])
-    observed_se = float(np.sqrt(pilot.vcov()[index, index]))
+    observed_se = float(fit.fixed["se"].iloc[index])
     if effect is not None:
         if not np.isfinite(effect):
             raise ModelError("The effect must be a number.")
         beta[index] = float(effect)
-    theta = np.asarray(pilot.theta, float)
-    sigma = float(pilot.sigma)
-    used = set(frame[PATIENT])
-    order = [pid for pid in patient_order(data) if pid in used]
+    theta = np.asarray(fit.reml.theta, float)
+    sigma = float(fit.reml.sigma)
+    order = patient_order(fit.frame.data)
     source = data.loc[data[PATIENT].astype(str).isin(set(order))]
     sizes = sorted(set(patients or default_sizes(len(order))))
     if sizes[0] < 2:
         raise ModelError("A multilevel model needs at least 2 patients; choose numbers of patients of 2 or more.")
     designs = []
     for n in sizes:
-        design_frame = model_frame(design_data(source, n, order), formula)
-        if design_frame[PATIENT].nunique() >= len(design_frame):
-            raise ModelError(f"With {n} patients every patient has one session, so the model cannot be fitted; "
-                             "choose more patients.")
-        try:
-            matrices = design_matrices(pilot, design_frame)
-        except ValueError as err:
-            raise ModelError(f"The design for {n} patients cannot be built: {err}") from None
-        empty = [names[j] for j in range(len(names)) if not np.any(matrices.X[:, j])]
-        if empty:
-            raise ModelError(f"With {n} patients the column for '{_label(empty[0])}' is zero in every row (a level "
-                             "missing from the first patients); choose more patients.")
-        key = _design_key(formula, column, beta, theta, sigma, alpha, seed, n, design_frame)
-        design = SimulationDesign(formula=pilot.formula, matrices=matrices, beta=tuple(beta.tolist()),
-                                  theta=tuple(theta.tolist()), sigma=sigma, term=column, alpha=float(alpha),
-                                  seed=int(seed), n_patients=int(n), key=key)
+        matrices, frame = design_matrices(design_data(source, n, order), fit, n, role_headers=role_headers)
+        key = _design_key(formula, column, beta, theta, sigma, alpha, seed, n, frame.data)
+        design = SimulationDesign(formula=fit.reml.formula, matrices=matrices,
+                                  beta=tuple(beta.tolist()), theta=tuple(theta.tolist()), sigma=sigma,
+                                  term=matrices.fixed_names[index], alpha=float(alpha), seed=int(seed),
+                                  n_patients=int(n), key=key)
         template_model(design)  # fails here, in plain words, rather than in every worker
         designs.append(design)
     info = {"term": column, "effect": float(beta[index]), "observed": observed, "observed_se": observed_se,
-            "n_patients_observed": len(order), "n_observations": len(frame)}
+            "n_patients_observed": len(order), "n_observations": fit.n_observations, "excluded": fit.excluded}
     return designs, info
 
 
 def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float | None = None,
                    patients: list[int] | None = None, nsim: int = DEFAULT_NSIM, seed: int = DEFAULT_SEED,
                    alpha: float = DEFAULT_ALPHA, runner: Runner | None = None,
-                   progress: Progress | None = None) -> PowerAnalysis:
+                   progress: Progress | None = None, role_headers: dict[str, str] | None = None,
+                   cell_reasons: pd.DataFrame | None = None) -> PowerAnalysis:
     """Power of the Satterthwaite t-test of ``term`` for each number of patients in ``patients``.
 
     ``data``: validated long data (``patient``, ``session``, the measures, other columns);
@@ -401,7 +354,8 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
     if nsim < 1:
         raise ModelError("The number of simulations must be at least 1.")
     started = time.perf_counter()
-    designs, info = prepare(data, formula, term, effect=effect, patients=patients, seed=seed, alpha=alpha)
+    designs, info = prepare(data, formula, term, effect=effect, patients=patients, seed=seed, alpha=alpha,
+                            role_headers=role_headers, cell_reasons=cell_reasons)
     runner = runner or LocalRunner()
     results = runner.run(designs, int(nsim), progress=progress)
     points, p_values = [], {}
@@ -421,4 +375,4 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
                          observed_se=info["observed_se"], alpha=float(alpha), seed=int(seed), nsim=int(nsim),
                          n_patients_observed=info["n_patients_observed"], n_observations=info["n_observations"],
                          points=tuple(points), engine=runner.describe(), seconds=time.perf_counter() - started,
-                         p_values=p_values)
+                         p_values=p_values, excluded=info["excluded"])

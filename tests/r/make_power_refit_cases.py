@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.power_cases import REFIT_CASES, paperlike  # noqa: E402
-from core.stats.power import prepare, model_frame, design_data, patient_order  # noqa: E402
+from core.stats.power import prepare, design_frame, design_data, patient_order  # noqa: E402
 from core.stats.power_sim import template_model, simulation_rng  # noqa: E402
 
 OUT = ROOT / "tests" / "data" / "power_refit"
@@ -30,7 +30,7 @@ def main() -> None:
         designs, info = prepare(data, case["formula"], case["term"], effect=case["effect"],
                                 patients=[case["n"]], seed=case["seed"])
         design = designs[0]
-        frame = model_frame(design_data(data, case["n"], patient_order(data)), case["formula"])
+        frame = design_frame(design_data(data, case["n"], patient_order(data)), case["formula"])
         model = template_model(design)
         for i in range(case["k"]):
             frame[f"y{i}"] = model.simulate(seed=simulation_rng(design.seed, design.n_patients, i))
