@@ -241,3 +241,18 @@ def test_agrees_with_simr_method_in_r(data):
             se_mean = result.observed_se * math.sqrt(result.n_patients_observed / p.n_patients / p.nsim)
             assert p.mean_estimate == pytest.approx(result.effect, abs=4 * se_mean), (name, p)
     assert len(rows) == 21
+
+
+def test_a_factor_covariate_and_a_design_that_loses_a_level(data):
+    """Terms are named as lme4 names them (``sitesouth``); a design whose first patients lack a level
+    is refused in words; rows missing a variable of the formula are left out with their reasons."""
+    with_site = data.assign(site=np.where(data["therapist"].isin(["T01", "T02", "T03"]), "north", "south"))
+    with_site.loc[with_site.index[:2], "site"] = ""
+    result = power_analysis(with_site, "symptoms ~ alliance_within + site + (1 | patient)", "sitesouth",
+                            effect=-0.2, patients=[40], nsim=4, runner=LocalRunner(1))
+    assert result.term == "sitesouth" and result.n_observations == len(data) - 2
+    assert result.excluded["reason"].tolist() == ["site missing", "site missing"]
+    first = patient_order(with_site)[:2]
+    assert with_site.loc[with_site["patient"].isin(first), "site"].replace("", np.nan).dropna().nunique() == 1
+    with pytest.raises(ModelError, match="With 2 patients the model cannot be fitted: 'site' has only one value"):
+        prepare(with_site, "symptoms ~ alliance_within + site + (1 | patient)", "sitesouth", patients=[2])

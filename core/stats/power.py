@@ -94,9 +94,9 @@ def design_matrices(data: pd.DataFrame, fit, n_patients: int, *, role_headers: d
 
     from core.stats.formula import build_design, build_model_frame, check_design, engine_inputs
 
-    frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers)
-    design = build_design(frame)
     try:
+        frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers)
+        design = build_design(frame)
         check_design(design)
     except ModelError as err:
         raise ModelError(f"With {n_patients} patients the model cannot be fitted: {err}") from None
