@@ -10,6 +10,7 @@ from core.stats.power import HOENIG_HEISEY, PowerAnalysis, default_sizes, fixed_
 from core.stats.power_run import LocalRunner, progress_text
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
+from ui.text import code, md
 
 PRESETS = {
     "Alliance → symptoms: between and within": "symptoms ~ alliance_between + alliance_within + (1 | patient)",
@@ -102,7 +103,7 @@ default_term = "alliance_within" if "alliance_within" in terms else terms[0]
 term = st.selectbox("Effect to detect (fixed effect)", terms, index=terms.index(default_term), key="pw_term")
 row = fixed.set_index("term").loc[term]
 st.caption(f"In this data: estimate {row['estimate']:.4g} (SE {row['se']:.3g}, df {row['df']:.1f}, "
-           f"p = {row['p']:.3g}), {ds.validated.data['patient'].nunique()} patients.")
+           f"p = {row['p']:.3g}), {ds.validated.data['patient'].nunique():,} patients.")
 mode = st.radio("Value of the effect in the simulations", [CHOSEN, ESTIMATE], key="pw_mode", horizontal=True)
 if mode == ESTIMATE:
     st.warning(HOENIG_HEISEY)
@@ -152,10 +153,10 @@ smallest = result.smallest_n(0.8)
 m = st.columns(3)
 m[0].metric("Effect simulated", f"{result.effect:.4g}", help=f"Estimate in this data: {result.observed:.4g}")
 largest = max(p.n_patients for p in result.points)
-m[1].metric("N for 80% power", f"{smallest}" if smallest else f"> {largest}",
+m[1].metric("N for 80% power", f"{smallest:d}" if smallest else f"> {largest:d}",
             help="The smallest number of patients computed whose power reaches 80% (the interval matters too); "
-                 f"'> {largest}': none of those computed does, try larger numbers.")
-m[2].metric("Simulations", f"{result.nsim:,} per N", help=f"Ran on {result.engine} in {result.seconds:.1f} s.")
+                 f"'> {largest:d}': none of those computed does, try larger numbers.")
+m[2].metric("Simulations", f"{result.nsim:,} per N", help=f"Ran on {md(result.engine)} in {result.seconds:.1f} s.")
 st.plotly_chart(power_curve(result), width="stretch", key="pw_curve")
 table = result.table()
 shown = table.assign(power=table["power"].map(lambda p: "—" if pd.isna(p) else f"{p:.1%}"),
@@ -170,7 +171,7 @@ st.subheader("3. For the methods section")
 st.code(result.report()["methods_sentence"], language=None, wrap_lines=True)
 sizes_arg = ",".join(str(p.n_patients) for p in result.points)
 effect_arg = "" if result.at_observed_effect else f" --effect {result.effect:g}"
-st.caption(f"Command line: `python -m core power {ds.validated.source} --patient … --session … --symptoms … "
-           f"--alliance … --formula \"{result.formula}\" --term {result.term}{effect_arg} --patients {sizes_arg} "
-           f"--nsim {result.nsim} --seed {result.seed} --alpha {result.alpha:g}` (add `--scheduler ADDRESS` to run "
-           "on a Dask cluster).")
+cli = (f"python -m core power {ds.validated.source} --patient … --session … --symptoms … --alliance … "
+       f"--formula \"{result.formula}\" --term {result.term}{effect_arg} --patients {sizes_arg} "
+       f"--nsim {result.nsim} --seed {result.seed} --alpha {result.alpha:g}")
+st.caption(f"Command line: {code(cli)} (add {code('--scheduler ADDRESS')} to run on a Dask cluster).")

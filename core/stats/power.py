@@ -248,7 +248,7 @@ def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[f
     """Exact (Clopper–Pearson) interval for a binomial proportion, as R's ``binom.test``.
 
     >>> [round(x, 4) for x in clopper_pearson(37, 100)]
-    [0.2755, 0.4723]
+    [0.2756, 0.4724]
     """
     from scipy import stats
 

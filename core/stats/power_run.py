@@ -19,6 +19,7 @@ depend on the runner, the number of workers or the chunk size.
 """
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import sys
@@ -154,6 +155,16 @@ def _pool(workers: int):
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
             _POOLS[workers] = pool
         return pool
+
+
+@atexit.register
+def _shut_down_pools() -> None:
+    """Stop the kept worker processes before the interpreter tears its modules down."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _drop_pool(workers: int) -> None:
