@@ -256,3 +256,37 @@ def test_a_factor_covariate_and_a_design_that_loses_a_level(data):
     assert with_site.loc[with_site["patient"].isin(first), "site"].replace("", np.nan).dropna().nunique() == 1
     with pytest.raises(ModelError, match="With 2 patients the model cannot be fitted: 'site' has only one value"):
         prepare(with_site, "symptoms ~ alliance_within + site + (1 | patient)", "sitesouth", patients=[2])
+
+
+def test_worker_processes_end_with_the_process_that_started_them(tmp_path):
+    """A dashboard stopped by a signal runs no exit handler: its simulation workers must not linger."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import os, sys, time\n"
+        "from tests.power_cases import paperlike, HYBRID\n"
+        "from core.stats.power import power_analysis\n"
+        "from core.stats.power_run import LocalRunner, _POOLS\n"
+        "if __name__ == '__main__':\n"
+        "    power_analysis(paperlike(), HYBRID, 'alliance_within', effect=-0.05, patients=[30], nsim=4,\n"
+        "                   runner=LocalRunner(2))\n"
+        "    print(' '.join(str(p) for p in next(iter(_POOLS.values()))._processes), flush=True)\n"
+        "    time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    workers = [int(p) for p in parent.stdout.readline().split()]
+    assert len(workers) == 2
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and
+                 "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+    assert not alive, f"workers {alive} outlived their parent"

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.errors import InputError, ModelError
 from core.stats import power_sim
-from core.stats.power_sim import SimulationDesign, simulate_chunk
+from core.stats.power_sim import SimulationDesign, exit_with_parent, simulate_chunk
 
 #: ``progress(done, total, seconds_left)``: simulations done, simulations in all, and the estimated
 #: seconds left (None until two chunks have finished).
@@ -152,7 +152,8 @@ def _pool(workers: int):
     with _POOLS_LOCK:
         pool = _POOLS.get(workers)
         if pool is None:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=exit_with_parent)
             _POOLS[workers] = pool
         return pool
 

@@ -119,6 +119,26 @@ def simulate_one(design: SimulationDesign, index: int) -> tuple[float, float]:
             return float("nan"), float("nan")
 
 
+def exit_with_parent() -> None:
+    """In a worker process: exit as soon as the process that started it ends (also when it is
+    killed, e.g. a dashboard stopped with SIGTERM, where no exit handler runs): the pool's queues
+    keep a worker waiting forever otherwise."""
+    import multiprocessing
+    import os
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 _ONE_BLAS_THREAD = False
 
 
