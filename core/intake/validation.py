@@ -201,12 +201,12 @@ def _fmt(x: float) -> str:
 _MARK = re.compile("\x00(\\d+)\x00")
 
 
-def _each(template: str, **values) -> pd.Series:
+def format_rows(template: str, **values) -> pd.Series:
     """``template.format(**values)`` for every row at once: Series values are per row (text),
     other values the same in every row. The template is formatted once, with a marker where each
     Series goes, and the rows' texts are joined around the markers (vectorised).
 
-    >>> list(_each("{measure} '{value}' is not a number", measure="alliance", value=pd.Series(["x", "y"])))
+    >>> list(format_rows("{measure} '{value}' is not a number", measure="alliance", value=pd.Series(["x", "y"])))
     ["alliance 'x' is not a number", "alliance 'y' is not a number"]
     """
     series = {k: v for k, v in values.items() if isinstance(v, pd.Series)}
@@ -305,9 +305,9 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     bad_session = session.isna() & ~session_missing
     huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
     bad_session &= ~huge_session
-    reasons.add(bad_session, _each(_("session '{value}' is not a session number"), value=_short(raw_session[bad_session])),
+    reasons.add(bad_session, format_rows(_("session '{value}' is not a session number"), value=_short(raw_session[bad_session])),
                 kind=_("session is not a session number"))
-    reasons.add(huge_session, _each(_("session {value} is beyond ±{limit:,.0f}, larger than a session number can be"),
+    reasons.add(huge_session, format_rows(_("session {value} is beyond ±{limit:,.0f}, larger than a session number can be"),
                                     value=_short(raw_session[huge_session]), limit=LARGEST_VALUE),
                 kind=_("session beyond ±{limit:,.0f}").format(limit=LARGEST_VALUE))
     out["session"] = session.where(~huge_session)
@@ -324,16 +324,16 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         values, missing, non_numeric = parse_numbers(raw, decimal)
         if measure in why:
             explained = missing & why[measure].ne("")
-            reasons.add(explained, _each(_("{measure} missing: {why}"), measure=name, why=why[measure][explained]),
+            reasons.add(explained, format_rows(_("{measure} missing: {why}"), measure=name, why=why[measure][explained]),
                         kind=_("{measure} missing").format(measure=name))
             missing = missing & ~explained
         reasons.add(missing, _("{measure} missing").format(measure=name))
         huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
         non_numeric = non_numeric & ~huge
-        reasons.add(non_numeric, _each(_("{measure} '{value}' is not a number"), measure=name,
+        reasons.add(non_numeric, format_rows(_("{measure} '{value}' is not a number"), measure=name,
                                        value=_short(raw[non_numeric])),
                     kind=_("{measure} is not a number").format(measure=name))
-        reasons.add(huge, _each(_("{measure} {value} is beyond ±{limit:,.0f}, larger than any score can be"),
+        reasons.add(huge, format_rows(_("{measure} {value} is beyond ±{limit:,.0f}, larger than any score can be"),
                                 measure=name, value=_short(raw[huge]), limit=LARGEST_VALUE),
                     kind=_("{measure} beyond ±{limit:,.0f}").format(measure=name, limit=LARGEST_VALUE))
         values = values.where(~huge)
@@ -346,7 +346,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         else:
             code_missing = is_code & ((values < lo) | (values > hi))
         if code_missing.any():
-            reasons.add(code_missing, _each(_("{measure} missing (code {value})"), measure=name, value=raw[code_missing]),
+            reasons.add(code_missing, format_rows(_("{measure} missing (code {value})"), measure=name, value=raw[code_missing]),
                         kind=_("{measure} missing (missing-value code)").format(measure=name))
             k = int(code_missing.sum())
             notes.append(ngettext("{n} {measure} value was a missing-value code ({codes}) and was read as missing.",
@@ -354,7 +354,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                                   k).format(n=k, measure=name, codes=", ".join(sorted(set(raw[code_missing])))))
         if lo is not None:
             outside = values.notna() & ~code_missing & ((values < lo) | (values > hi))
-            reasons.add(outside, _each(_("{measure} {value} is outside the allowed range {lo:g} to {hi:g}"),
+            reasons.add(outside, format_rows(_("{measure} {value} is outside the allowed range {lo:g} to {hi:g}"),
                                        measure=name, value=raw[outside], lo=lo, hi=hi),
                         kind=_("{measure} outside the allowed range {lo:g} to {hi:g}").format(measure=name, lo=lo, hi=hi))
         out[measure] = values.where(~code_missing & ~reasons.bad)
@@ -381,7 +381,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 why = np.full(n, "", dtype=object)
                 for r in measure_reasons.values():
                     why = np.where(r.bad, np.where(why == "", r.text, why + "; " + r.text), why)
-                msg = _each(_("{reasons}; another row has the same patient and session"),
+                msg = format_rows(_("{reasons}; another row has the same patient and session"),
                             reasons=pd.Series(why, index=out.index)[shadowed])
                 reasons.add(pd.Series(shadowed, index=out.index), msg.reindex(out.index),
                             kind=_("incomplete duplicate of a complete row"))
@@ -403,14 +403,14 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     bad = reasons.bad
     reason_text = reasons.text[bad]
     if name_sessions:
-        reason_text = _each(_("session {session}: {reason}"), session=frame.loc[bad, mapping.session].astype(str).str.strip(),
+        reason_text = format_rows(_("session {session}: {reason}"), session=frame.loc[bad, mapping.session].astype(str).str.strip(),
                             reason=pd.Series(reason_text, index=frame.index[bad])).to_numpy(dtype=object)
     excluded = pd.DataFrame({"row": out.loc[bad, ROW].astype(int).values,
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
     data = out.loc[~bad].copy()
     session_text = frame[mapping.session].astype(str).str.strip()
-    cells = pd.DataFrame({m: np.where(r.bad, _each(_("session {session}: {reason}"), session=session_text,
+    cells = pd.DataFrame({m: np.where(r.bad, format_rows(_("session {session}: {reason}"), session=session_text,
                                                    reason=pd.Series(r.text, index=frame.index)).to_numpy(dtype=object)
                                       if name_sessions else r.text, "")[~bad] for m, r in measure_reasons.items()},
                          index=data.index)
@@ -464,13 +464,13 @@ def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -
     identical = n_distinct.eq(1)
     repeat = identical & d[ROW].ne(first_row)
     reasons.add(pd.Series(repeat, index=out.index),
-                _each(_("identical duplicate of row {row} (that row is used)"), row=first_row[repeat].astype(str)),
+                format_rows(_("identical duplicate of row {row} (that row is used)"), row=first_row[repeat].astype(str)),
                 kind=_("identical duplicate"))
     conflicting = d.loc[~identical]
     if len(conflicting):
         rows = conflicting[ROW].astype(str).groupby([conflicting["patient"], conflicting["session"]]).agg(", ".join)
         joined = pd.Series(list(zip(conflicting["patient"], conflicting["session"])), index=conflicting.index).map(rows)
-        message = _each(_("conflicting duplicate: patient {patient}, session {session} has different values in rows {rows}"),
+        message = format_rows(_("conflicting duplicate: patient {patient}, session {session} has different values in rows {rows}"),
                         patient=conflicting["patient"], session=conflicting["session"].map(_fmt), rows=joined)
         reasons.add(pd.Series(True, index=conflicting.index).reindex(out.index, fill_value=False),
                     message, kind=_("conflicting duplicate patient-session rows"))
