@@ -22,7 +22,7 @@ from core.clinical.signal import (
     status_label,
     validation_table,
 )
-from core.i18n import N_, _, get_language, ngettext
+from core.i18n import N_, _, get_language, ngettext, number
 from core.intake.mapping import role_name
 from core.intake.validation import ValidatedData
 from core.reporting.figures import (
@@ -95,7 +95,7 @@ def _table(frame: pd.DataFrame, digits: int = 4) -> str:
         if pd.api.types.is_float_dtype(shown[col]):
             is_p = col == "p"
             shown[col] = shown[col].map(lambda v, is_p=is_p: "" if pd.isna(v) else
-                                        (f"{v:.3g}" if is_p and abs(v) < 1e-3 else f"{v:.{digits}f}"))
+                                        (number(v, ".3g") if is_p and abs(v) < 1e-3 else number(v, f".{digits}f")))
     return shown.to_html(index=False, escape=True, border=0)
 
 

@@ -100,7 +100,7 @@ def fit_indices_table(result: RiclpmResult) -> pd.DataFrame:
             return "—"
         if name in ("df", "Free parameters", "Patients (N)"):
             return str(int(value))
-        return f"{value:.4f}" if name.startswith(("p ", "CFI", "TLI", "RMSEA")) else f"{value:.3f}"
+        return number(value, ".4f" if name.startswith(("p ", "CFI", "TLI", "RMSEA")) else ".3f")
 
     return pd.DataFrame({"index": [_(r[0]) for r in rows], "value": [shown(*r) for r in rows]})
 
@@ -192,7 +192,7 @@ def shown(frame: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
         if pd.api.types.is_numeric_dtype(out[col]):
             is_p = col == "p" or col.startswith("p ")
             out[col] = out[col].map(lambda v, is_p=is_p: "—" if pd.isna(v) else
-                                    (f"{v:.3g}" if is_p else f"{v:.{digits}f}"))
+                                    (number(v, ".3g") if is_p else number(v, f".{digits}f")))
     return out
 
 
@@ -201,7 +201,7 @@ def _table_html(frame: pd.DataFrame, digits: int = 4) -> str:
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
             shown[col] = shown[col].map(lambda v, c=col: "" if pd.isna(v) else
-                                        (f"{v:.3g}" if c.startswith("p") and abs(v) < 1e-3 else f"{v:.{digits}f}"))
+                                        (number(v, ".3g") if c.startswith("p") and abs(v) < 1e-3 else number(v, f".{digits}f")))
     return shown.to_html(index=False, escape=True, border=0)
 
 
