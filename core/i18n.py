@@ -123,7 +123,9 @@ class LocalText(str):
     __slots__ = ()
 
     def format(self, *args, **kwargs) -> str:
-        return _FORMATTER.vformat(str(self), args, kwargs)
+        if any(_is_number(v) for v in args) or any(_is_number(v) for v in kwargs.values()):
+            return _FORMATTER.vformat(str(self), args, kwargs)
+        return str.format(self, *args, **kwargs)  # no number to write: the fast built-in
 
 
 def _local(text: str, code: str) -> str:

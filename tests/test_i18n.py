@@ -233,3 +233,29 @@ def test_no_message_hides_where_extraction_cannot_see_it():
                                 and any(isinstance(a, (ast.Constant, ast.JoinedStr)) for a in sub.args):
                             found.append(f"{path.relative_to(ROOT)}:{sub.lineno} {sub.func.id}() inside an f-string")
     assert found == [], found
+
+
+def test_no_sentence_is_translated_once_at_import():
+    """``_()`` at module or class level, or in a default argument, runs once at import, in whatever
+    language is current then: mark such constants with ``N_`` and translate where they are shown."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "core").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+
+        def visit(node, in_function):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                    for default in [*child.args.defaults, *child.args.kw_defaults]:
+                        if default is not None:
+                            visit(ast.Expression(default), in_function)
+                    visit(child.body if isinstance(child, ast.Lambda) else ast.Module(child.body, []), True)
+                    continue
+                if not in_function and isinstance(child, ast.Call) and isinstance(child.func, ast.Name) \
+                        and child.func.id in ("_", "ngettext"):
+                    found.append(f"{path.relative_to(ROOT)}:{child.lineno}")
+                visit(child, in_function)
+
+        visit(tree, False)
+    assert found == [], found
