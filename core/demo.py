@@ -49,10 +49,16 @@ def demo_csv_bytes(**kwargs) -> bytes:
 DEMO_RANGES = {"alliance": (1.0, 7.0), "symptoms": (0.0, 180.0)}
 
 
-@lru_cache(maxsize=1)
 def demo_dataset():
     """The demo clinic as a :class:`core.intake.dataset.Dataset`, read and validated by the same
-    code as an upload."""
+    code as an upload (cached per language: its notes are sentences in the current language)."""
+    from core.i18n import get_language
+
+    return _demo_dataset(get_language())
+
+
+@lru_cache(maxsize=4)
+def _demo_dataset(language: str):
     from core.intake.dataset import Dataset
     from core.intake.mapping import ColumnMapping
     from core.intake.reading import read_csv_bytes

@@ -1,4 +1,5 @@
 """Errors that reach the user as one plain-language sentence (never a traceback)."""
+from core.i18n import _
 
 
 class InputError(ValueError):
@@ -25,5 +26,5 @@ def some_names(names, limit: int = 8, width: int = 40) -> str:
     shown = [n if len(n) <= width else n[: width - 1] + "…" for n in names[:limit]]
     text = ", ".join(shown)
     if len(names) > limit:
-        text += f" … ({len(names):,} in all)"
+        text += _(" … ({n:,} in all)").format(n=len(names))
     return text

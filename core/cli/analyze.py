@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from core.cli.common import add_role_flags, validated_from_args
 from core.errors import InputError
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("analyze", help="validate a session-by-session file and fit the model ladder")
+    parser = sub.add_parser("analyze", help=_("validate a session-by-session file and fit the model ladder"))
     add_role_flags(parser)
     parser.set_defaults(func=run)
 
@@ -18,7 +19,8 @@ def fitted_ladder(args):
     validated = validated_from_args(args)
     ladder = fit_ladder(validated.data, cell_reasons=validated.cell_reasons)
     if not ladder.models:
-        raise InputError(f"{args.data}: no model can be fitted. {next(iter(ladder.errors.values()))}")
+        raise InputError(_("{file}: no model can be fitted. {reason}").format(
+            file=args.data, reason=next(iter(ladder.errors.values()))))
     return validated, ladder
 
 

@@ -10,26 +10,52 @@ import sys
 from pathlib import Path
 
 from core.errors import InputError
+from core.i18n import LANGUAGES, _, normalise_language
+
+#: Environment variable with the language of the command line's sentences (``--lang`` wins).
+LANG_ENV = "ALLIANCE_LANG"
+
+
+def add_lang_flag(parser: argparse.ArgumentParser) -> None:
+    """``--lang en|es``: the language of the human-readable sentences (reasons, messages on
+    stderr, definitions, the HTML report); never of JSON keys or enumerated values."""
+    parser.add_argument("--lang", choices=sorted(LANGUAGES), default=argparse.SUPPRESS,
+                        help=_("language of the sentences in the output and on stderr (default: {env} if set, "
+                               "else en); JSON keys and values such as on_track never change").format(env=LANG_ENV))
+
+
+def requested_language(argv: list[str] | None = None, args=None) -> str:
+    """The language of this run: ``--lang`` (from parsed ``args``, or looked for in ``argv`` before
+    parsing, so that ``--help`` is in that language too), else ``$ALLIANCE_LANG``, else English."""
+    code = getattr(args, "lang", None) if args is not None else None
+    if code is None and argv:
+        for i, item in enumerate(argv):
+            if item == "--lang" and i + 1 < len(argv):
+                code = argv[i + 1]
+            elif item.startswith("--lang="):
+                code = item.split("=", 1)[1]
+    return normalise_language(code or os.environ.get(LANG_ENV))
 
 
 def add_role_flags(parser: argparse.ArgumentParser, *, optional=("alliance", "therapist"),
                    ranges: bool = True, out: bool = True) -> None:
     """The data file and the contract's role flags: ``--patient --session --symptoms`` (required),
     the ``optional`` roles, ``--alliance-range --symptoms-range`` (``ranges``), ``--sheet``, ``--out``."""
-    parser.add_argument("data", help="CSV or Excel file, one row per patient and session")
-    parser.add_argument("--patient", required=True, help="column with the patient ID")
-    parser.add_argument("--session", required=True, help="column with the session number")
-    parser.add_argument("--symptoms", required=True, help="column with the symptom score")
+    parser.add_argument("data", help=_("CSV or Excel file, one row per patient and session"))
+    parser.add_argument("--patient", required=True, help=_("column with the patient ID"))
+    parser.add_argument("--session", required=True, help=_("column with the session number"))
+    parser.add_argument("--symptoms", required=True, help=_("column with the symptom score"))
     for role in optional:
-        parser.add_argument(f"--{role}", help=f"column with the {role} " + ("score" if role == "alliance" else "ID"))
+        parser.add_argument(f"--{role}", help=_("column with the alliance score") if role == "alliance" else
+                            _("column with the therapist ID") if role == "therapist" else role)
     if ranges:
-        parser.add_argument("--alliance-range", help="valid range MIN,MAX (finite, MIN below MAX; a negative "
-                            "MIN as --alliance-range=-3,3); values outside are left out")
-        parser.add_argument("--symptoms-range", help="valid range MIN,MAX (finite, MIN below MAX); values "
-                            "outside are left out")
-    parser.add_argument("--sheet", help="Excel sheet (default: the first)")
+        parser.add_argument("--alliance-range", help=_("valid range MIN,MAX (finite, MIN below MAX; a negative "
+                                                       "MIN as --alliance-range=-3,3); values outside are left out"))
+        parser.add_argument("--symptoms-range", help=_("valid range MIN,MAX (finite, MIN below MAX); values "
+                                                       "outside are left out"))
+    parser.add_argument("--sheet", help=_("Excel sheet (default: the first)"))
     if out:
-        parser.add_argument("--out", help="where to write the report (default: standard output)")
+        parser.add_argument("--out", help=_("where to write the report (default: standard output)"))
 
 
 def parse_range(text: str | None) -> tuple[float, float] | None:
@@ -40,12 +66,13 @@ def parse_range(text: str | None) -> tuple[float, float] | None:
         lo, hi = (float(x.replace(",", ".")) for x in text.split(",", 1)) if text.count(",") == 1 \
             else (float(x) for x in text.split(";" if ";" in text else ":"))
     except ValueError:
-        raise InputError(f"The range '{text}' is not of the form MIN,MAX (for example 1,7).") from None
+        raise InputError(_("The range '{text}' is not of the form MIN,MAX (for example 1,7).").format(text=text)) from None
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InputError(f"The range '{text}' is not two finite numbers; give MIN,MAX (for example 1,7).")
+        raise InputError(_("The range '{text}' is not two finite numbers; give MIN,MAX (for example 1,7).").format(
+            text=text))
     if not lo < hi:
-        raise InputError(f"The range '{text}' has its minimum not below its maximum; give MIN,MAX with "
-                         "MIN below MAX (for example 1,7).")
+        raise InputError(_("The range '{text}' has its minimum not below its maximum; give MIN,MAX with "
+                           "MIN below MAX (for example 1,7).").format(text=text))
     return lo, hi
 
 
@@ -69,11 +96,11 @@ def validated_from_args(args):
         layout = detect_wide_layout(raw.columns)
         if layout is not None:
             sessions = sorted({s for by_session in layout.columns.values() for s in by_session})
-            raise InputError(
-                f"{args.data} looks like a wide file (one row per patient, with {some_names(layout.columns, 3)} "
-                f"repeated over {len(sessions):,} session columns) and has no column '{args.session}'. The command "
-                "line reads one row per patient and session: reshape the file to long, or use the "
-                "dashboard's Upload page, which reads wide files.")
+            raise InputError(_(
+                "{file} looks like a wide file (one row per patient, with {measures} repeated over {n:,} session "
+                "columns) and has no column '{column}'. The command line reads one row per patient and session: "
+                "reshape the file to long, or use the dashboard's Upload page, which reads wide files.").format(
+                file=args.data, measures=some_names(layout.columns, 3), n=len(sessions), column=args.session))
     mapping = ColumnMapping(patient=args.patient, session=args.session, symptoms=args.symptoms,
                             alliance=getattr(args, "alliance", None),
                             therapist=getattr(args, "therapist", None))
@@ -96,12 +123,15 @@ def check_out_path(out: str | None) -> None:
         return
     path = Path(out)
     if path.is_dir():
-        raise InputError(f"--out {out} is a folder; give a file name, for example {path / 'report.json'}.")
+        raise InputError(_("--out {out} is a folder; give a file name, for example {example}.").format(
+            out=out, example=path / "report.json"))
     folder = path.parent
     if not folder.is_dir():
-        raise InputError(f"The folder {folder} for --out {out} does not exist; create it or choose another path.")
+        raise InputError(_("The folder {folder} for --out {out} does not exist; create it or choose another path.").format(
+            folder=folder, out=out))
     if not os.access(folder, os.W_OK):
-        raise InputError(f"The folder {folder} for --out {out} cannot be written to; choose another path.")
+        raise InputError(_("The folder {folder} for --out {out} cannot be written to; choose another path.").format(
+            folder=folder, out=out))
 
 
 def write_report(report: dict | str, out: str | None) -> None:
@@ -111,7 +141,7 @@ def write_report(report: dict | str, out: str | None) -> None:
         try:
             Path(out).write_text(text + "\n", encoding="utf-8")
         except OSError as err:
-            raise InputError(f"The report could not be written to {out} "
-                             f"({err.strerror or type(err).__name__}); choose another path.") from None
+            raise InputError(_("The report could not be written to {out} ({error}); choose another path.").format(
+                out=out, error=err.strerror or type(err).__name__)) from None
     else:
         sys.stdout.write(text + "\n")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from core.cli.common import add_role_flags, validated_from_args
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("fit", help="fit one linear mixed model given in lme4 notation")
+    parser = sub.add_parser("fit", help=_("fit one linear mixed model given in lme4 notation"))
     add_role_flags(parser)
     parser.add_argument("--formula", required=True,
-                        help='lme4 formula, e.g. "symptoms ~ alliance_within + time + (time | patient)"')
+                        help=_('lme4 formula, e.g. "symptoms ~ alliance_within + time + (time | patient)"'))
     parser.set_defaults(func=run)
 
 

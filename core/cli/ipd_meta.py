@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 from core.cli.common import add_role_flags, measure_ranges
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("ipd-meta", help="two-stage individual-participant-data meta-analysis")
+    parser = sub.add_parser("ipd-meta", help=_("two-stage individual-participant-data meta-analysis"))
     add_role_flags(parser, optional=())
-    parser.add_argument("--study", required=True)
-    parser.add_argument("--alliance", required=True)
-    parser.add_argument("--method", choices=["reml", "dl"], default="reml")
-    parser.add_argument("--knapp-hartung", action="store_true")
+    parser.add_argument("--study", required=True, help=_("column with the study label"))
+    parser.add_argument("--alliance", required=True, help=_("column with the alliance score"))
+    parser.add_argument("--method", choices=["reml", "dl"], default="reml",
+                        help=_("between-study variance: REML or DerSimonian-Laird"))
+    parser.add_argument("--knapp-hartung", action="store_true", help=_("Knapp-Hartung adjustment (t distribution)"))
     parser.add_argument("--interaction", action="store_true",
-                        help="add the cross-level interaction (patient mean x lagged deviation)")
+                        help=_("add the cross-level interaction (patient mean x lagged deviation)"))
     parser.add_argument("--exclude-study", action="append", default=[], metavar="LABEL",
-                        help="leave this study out of the analysis (repeat for several)")
+                        help=_("leave this study out of the analysis (repeat for several)"))
     parser.set_defaults(func=run)
 
 

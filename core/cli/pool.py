@@ -5,31 +5,34 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError, some_names
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("pool", help="random-effects meta-analysis of given effects (stage 2 alone)")
-    parser.add_argument("data")
-    parser.add_argument("--label", required=True)
-    parser.add_argument("--estimate", required=True)
-    parser.add_argument("--se", required=True)
-    parser.add_argument("--method", choices=["reml", "dl"], default="reml")
-    parser.add_argument("--knapp-hartung", action="store_true")
-    parser.add_argument("--sheet")
-    parser.add_argument("--out")
+    parser = sub.add_parser("pool", help=_("random-effects meta-analysis of given effects (stage 2 alone)"))
+    parser.add_argument("data", help=_("CSV or Excel file, one row per study"))
+    parser.add_argument("--label", required=True, help=_("column with the study label"))
+    parser.add_argument("--estimate", required=True, help=_("column with the effect estimate"))
+    parser.add_argument("--se", required=True, help=_("column with the estimate's standard error"))
+    parser.add_argument("--method", choices=["reml", "dl"], default="reml",
+                        help=_("between-study variance: REML or DerSimonian-Laird"))
+    parser.add_argument("--knapp-hartung", action="store_true", help=_("Knapp-Hartung adjustment (t distribution)"))
+    parser.add_argument("--sheet", help=_("Excel sheet (default: the first)"))
+    parser.add_argument("--out", help=_("where to write the report (default: standard output)"))
     parser.set_defaults(func=run)
 
 
 def run(args) -> dict:
     from core.intake.reading import read_table
-    from core.intake.validation import LARGEST_VALUE, MISSING_TEXTS, parse_numbers
+    from core.intake.validation import LARGEST_VALUE, MISSING_TEXTS, format_rows, parse_numbers
     from core.reporting.json_report import clean
     from core.stats.meta import pool_effects
 
     raw = read_table(args.data, sheet=args.sheet)
     for col in (args.label, args.estimate, args.se):
         if col not in raw.columns:
-            raise InputError(f"The file has no column '{col}'; its columns are: {some_names(raw.columns)}.")
+            raise InputError(_("The file has no column '{column}'; its columns are: {columns}.").format(
+                column=col, columns=some_names(raw.columns)))
     frame = raw.frame
     est, est_missing, est_bad = parse_numbers(frame[args.estimate], raw.decimal)
     se, se_missing, se_bad = parse_numbers(frame[args.se], raw.decimal)
@@ -38,12 +41,14 @@ def run(args) -> dict:
     se_text = frame[args.se].astype(str).str.strip()
     # Every reason of every row, vectorised (a file of a million rows takes seconds, not minutes).
     checks = [
-        (label.str.lower().isin(MISSING_TEXTS), pd.Series("label missing", index=frame.index)),
-        (est_missing | est_bad, "estimate '" + est_text + "' is not a number"),
-        (est.abs() > LARGEST_VALUE, "estimate " + est_text + f" is beyond ±{LARGEST_VALUE:,.0f}"),
-        (se_missing | se_bad, "standard error '" + se_text + "' is not a number"),
-        (~(se_missing | se_bad) & ~(se > 0), "standard error " + se_text + " is not positive"),
-        (se > LARGEST_VALUE, "standard error " + se_text + f" is beyond ±{LARGEST_VALUE:,.0f}"),
+        (label.str.lower().isin(MISSING_TEXTS), pd.Series(_("label missing"), index=frame.index)),
+        (est_missing | est_bad, format_rows(_("estimate '{value}' is not a number"), value=est_text)),
+        (est.abs() > LARGEST_VALUE, format_rows(_("estimate {value} is beyond ±{limit:,.0f}"), value=est_text,
+                                                limit=LARGEST_VALUE)),
+        (se_missing | se_bad, format_rows(_("standard error '{value}' is not a number"), value=se_text)),
+        (~(se_missing | se_bad) & ~(se > 0), format_rows(_("standard error {value} is not positive"), value=se_text)),
+        (se > LARGEST_VALUE, format_rows(_("standard error {value} is beyond ±{limit:,.0f}"), value=se_text,
+                                         limit=LARGEST_VALUE)),
     ]
     reasons = pd.Series("", index=frame.index, dtype=object)
     for mask, text in checks:

@@ -3,25 +3,27 @@ from __future__ import annotations
 
 from core.cli.analyze import fitted_ladder
 from core.cli.common import add_role_flags
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("report", help="the self-contained HTML report (ladder, builder model, figures)")
+    parser = sub.add_parser("report", help=_("the self-contained HTML report (ladder, builder model, figures)"))
     add_role_flags(parser)
-    parser.add_argument("--builder", action="store_true", help="add a model from the model builder")
-    parser.add_argument("--reverse", action="store_true", help="builder: symptoms -> alliance")
-    parser.add_argument("--detrend", action="store_true", help="builder: control for time")
-    parser.add_argument("--interaction", action="store_true", help="builder: between x within")
-    parser.add_argument("--covariate", action="append", help="builder: covariate column (repeat)")
-    parser.add_argument("--random-slope-within", action="store_true", help="builder: random slope for within")
-    parser.add_argument("--therapist-level", action="store_true", help="builder: therapist random intercept")
-    parser.add_argument("--seed", type=int, help="seed to record (only simulated data use one)")
-    parser.add_argument("--sessions", help="RI-CLPM section: sessions FIRST-LAST (default: all, at most 12)")
-    parser.add_argument("--free-lags", action="store_true", help="RI-CLPM section: lagged effects free per session pair")
-    parser.add_argument("--no-signal", action="store_true", help="leave out the early-warning signal section")
-    parser.add_argument("--lower-is-worse", action="store_true", help="signal: a lower symptom score is worse")
-    parser.add_argument("--reliable-change", type=float, help="signal: reliable change (default: OQ-45.2's)")
-    parser.add_argument("--intake", help="signal: column with each patient's intake score")
+    parser.add_argument("--builder", action="store_true", help=_("add a model from the model builder"))
+    parser.add_argument("--reverse", action="store_true", help=_("builder: symptoms -> alliance"))
+    parser.add_argument("--detrend", action="store_true", help=_("builder: control for time"))
+    parser.add_argument("--interaction", action="store_true", help=_("builder: between x within"))
+    parser.add_argument("--covariate", action="append", help=_("builder: covariate column (repeat)"))
+    parser.add_argument("--random-slope-within", action="store_true", help=_("builder: random slope for within"))
+    parser.add_argument("--therapist-level", action="store_true", help=_("builder: therapist random intercept"))
+    parser.add_argument("--seed", type=int, help=_("seed to record (only simulated data use one)"))
+    parser.add_argument("--sessions", help=_("RI-CLPM section: sessions FIRST-LAST (default: all, at most 12)"))
+    parser.add_argument("--free-lags", action="store_true",
+                        help=_("RI-CLPM section: lagged effects free per session pair"))
+    parser.add_argument("--no-signal", action="store_true", help=_("leave out the early-warning signal section"))
+    parser.add_argument("--lower-is-worse", action="store_true", help=_("signal: a lower symptom score is worse"))
+    parser.add_argument("--reliable-change", type=float, help=_("signal: reliable change (default: OQ-45.2's)"))
+    parser.add_argument("--intake", help=_("signal: column with each patient's intake score"))
     parser.set_defaults(func=run)
 
 
@@ -49,7 +51,7 @@ def run(args) -> str:
     if not args.no_signal:
         from core.clinical.signal import published_settings
 
-        signal, _ = published_settings(validated.data["symptoms"], not args.lower_is_worse, args.reliable_change,
+        signal, _assumed = published_settings(validated.data["symptoms"], not args.lower_is_worse, args.reliable_change,
                                        None, args.intake)
     return build_html_report(validated, ladder, custom, seed=args.seed, riclpm=riclpm,
                              signal=signal)

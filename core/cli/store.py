@@ -19,49 +19,50 @@ from pathlib import Path
 
 from core.cli.common import add_role_flags
 from core.errors import InputError
+from core.i18n import _
 
 ROLES = ("supervisor", "therapist", "researcher")
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("store", help="the clinic database: init, add-user, import, export, audit")
+    parser = sub.add_parser("store", help=_("the clinic database: init, add-user, import, export, audit"))
     actions = parser.add_subparsers(dest="store_command", required=True)
 
-    init = actions.add_parser("init", help="create or upgrade the clinic database (never with demo accounts)")
+    init = actions.add_parser("init", help=_("create or upgrade the clinic database (never with demo accounts)"))
     init.set_defaults(func=run, out=None)
 
-    add = actions.add_parser("add-user", help="add a user (password from ALLIANCE_NEW_PASSWORD)")
-    add.add_argument("name", help="user name (or e-mail for single sign-on)")
+    add = actions.add_parser("add-user", help=_("add a user (password from ALLIANCE_NEW_PASSWORD)"))
+    add.add_argument("name", help=_("user name (or e-mail for single sign-on)"))
     add.add_argument("--role", required=True, choices=ROLES)
-    add.add_argument("--therapist-code", help="a therapist's code exactly as in the data's therapist column")
-    add.add_argument("--display-name")
-    add.add_argument("--email")
+    add.add_argument("--therapist-code", help=_("a therapist's code exactly as in the data's therapist column"))
+    add.add_argument("--display-name", help=_("the name shown in the dashboard (default: the user name)"))
+    add.add_argument("--email", help=_("e-mail address (for single sign-on)"))
     add.add_argument("--single-sign-on", action="store_true",
-                     help="no local password: the user signs in only through the clinic's OpenID Connect provider")
-    add.add_argument("--user", help="the supervisor adding the user (password from ALLIANCE_PASSWORD); "
-                                    "leave out only for the first supervisor of an empty database")
+                     help=_("no local password: the user signs in only through the clinic's OpenID Connect provider"))
+    add.add_argument("--user", help=_("the supervisor adding the user (password from ALLIANCE_PASSWORD); "
+                                      "leave out only for the first supervisor of an empty database"))
     add.set_defaults(func=run, out=None)
 
-    imp = actions.add_parser("import", help="preview and store a file in one transaction (supervisors)")
+    imp = actions.add_parser("import", help=_("preview and store a file in one transaction (supervisors)"))
     add_role_flags(imp)
-    imp.add_argument("--dataset", required=True, help="the data set to create or update")
-    imp.add_argument("--user", required=True, help="a supervisor (password from ALLIANCE_PASSWORD)")
-    imp.add_argument("--preview", action="store_true", help="only show what would change; store nothing")
+    imp.add_argument("--dataset", required=True, help=_("the data set to create or update"))
+    imp.add_argument("--user", required=True, help=_("a supervisor (password from ALLIANCE_PASSWORD)"))
+    imp.add_argument("--preview", action="store_true", help=_("only show what would change; store nothing"))
     imp.add_argument("--shareable", action="append", default=None, metavar="COL",
-                     help="a column researchers may see (numbers, or categories of at least 5 patients); "
-                          "repeat for more; default: the data set's earlier choice, for a new data set none")
+                     help=_("a column researchers may see (numbers, or categories of at least 5 patients); "
+                            "repeat for more; default: the data set's earlier choice, for a new data set none"))
     imp.set_defaults(func=run)
 
-    exp = actions.add_parser("export", help="a data set as that user may see it, as CSV")
-    exp.add_argument("--dataset", required=True)
-    exp.add_argument("--user", required=True, help="password from ALLIANCE_PASSWORD")
-    exp.add_argument("--out", required=True, help="the CSV file to write")
+    exp = actions.add_parser("export", help=_("a data set as that user may see it, as CSV"))
+    exp.add_argument("--dataset", required=True, help=_("the data set to export"))
+    exp.add_argument("--user", required=True, help=_("password from ALLIANCE_PASSWORD"))
+    exp.add_argument("--out", required=True, help=_("the CSV file to write"))
     exp.set_defaults(func=run)
 
-    aud = actions.add_parser("audit", help="the audit log as CSV (supervisors)")
-    aud.add_argument("--user", required=True, help="a supervisor (password from ALLIANCE_PASSWORD)")
-    aud.add_argument("--out", required=True, help="the CSV file to write")
-    aud.add_argument("--limit", type=int, default=100_000, help="newest entries to write (default 100000)")
+    aud = actions.add_parser("audit", help=_("the audit log as CSV (supervisors)"))
+    aud.add_argument("--user", required=True, help=_("a supervisor (password from ALLIANCE_PASSWORD)"))
+    aud.add_argument("--out", required=True, help=_("the CSV file to write"))
+    aud.add_argument("--limit", type=int, default=100_000, help=_("newest entries to write (default 100000)"))
     aud.set_defaults(func=run)
 
 
@@ -70,25 +71,27 @@ def _open(create: bool):
 
     url = default_url()
     if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        raise InputError(f"There is no clinic database at {url[len('sqlite:///'):]}; "
-                         "run 'python -m core store init' first.")
+        raise InputError(_("There is no clinic database at {path}; run 'python -m core store init' first.").format(
+            path=url[len("sqlite:///"):]))
     try:
         return ClinicStore(url)
     except RuntimeError as err:  # made by a newer version of the dashboard
         raise InputError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - an unreachable server, a wrong URL: one sentence, no traceback
-        raise InputError(f"The clinic database could not be opened ({type(err).__name__}); "
-                         "check ALLIANCE_DATABASE_URL or ALLIANCE_DATA_DIR.") from None
+        raise InputError(_("The clinic database could not be opened ({error}); check ALLIANCE_DATABASE_URL or "
+                           "ALLIANCE_DATA_DIR.").format(error=type(err).__name__)) from None
 
 
 def _sign_in(store, name: str):
     password = os.environ.get("ALLIANCE_PASSWORD")
     if not password:
-        raise InputError(f"Set ALLIANCE_PASSWORD to the password of '{name}' (passwords are never given as flags).")
+        raise InputError(_("Set ALLIANCE_PASSWORD to the password of '{name}' (passwords are never given as "
+                           "flags).").format(name=name))
     user = store.authenticate(name, password)
     if user is None:
-        raise InputError(f"Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, the "
-                         "account is deactivated, or it is locked for 15 minutes after 10 failed attempts.")
+        raise InputError(_("Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, the "
+                           "account is deactivated, or it is locked for 15 minutes after 10 failed attempts.").format(
+            name=name))
     return user
 
 
@@ -142,7 +145,7 @@ def _write_csv(frame, out: str) -> None:
     try:
         Path(out).write_bytes(csv_bytes(frame))
     except OSError as err:
-        raise InputError(f"Could not write {out}: {err.strerror or err}.") from None
+        raise InputError(_("Could not write {out}: {error}.").format(out=out, error=err.strerror or err)) from None
 
 
 def _add_user(store, args) -> None:
@@ -150,15 +153,15 @@ def _add_user(store, args) -> None:
 
     password = None if args.single_sign_on else os.environ.get("ALLIANCE_NEW_PASSWORD")
     if not args.single_sign_on and not password:
-        raise InputError("Set ALLIANCE_NEW_PASSWORD to the new user's password (or give --single-sign-on).")
+        raise InputError(_("Set ALLIANCE_NEW_PASSWORD to the new user's password (or give --single-sign-on)."))
     actor = _sign_in(store, args.user) if args.user else None
     try:
         created = store.create_user(actor, args.name, password, args.role, display_name=args.display_name,
                                     therapist_code=args.therapist_code, email=args.email)
     except AccessDenied as err:
         if actor is None:
-            raise InputError("The database already has users: give --user NAME (a supervisor) and "
-                             "ALLIANCE_PASSWORD to add more.") from None
+            raise InputError(_("The database already has users: give --user NAME (a supervisor) and "
+                               "ALLIANCE_PASSWORD to add more.")) from None
         raise InputError(str(err)) from None
     _summary({"user": created.username, "role": created.role.value, "therapist_code": created.therapist_code})
 

@@ -30,6 +30,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from core.i18n import _
+from core.intake.mapping import role_name
 from core.stats.decomposition import person_mean_center
 
 STATUS_ORDER = ("deteriorated", "unchanged", "improved", "recovered")
@@ -184,12 +186,32 @@ def expected_line(time_fixed: pd.DataFrame, fixed_cov: np.ndarray, times) -> pd.
     return pd.DataFrame({"time": t, "expected": mean, "low": mean - 1.96 * se, "high": mean + 1.96 * se})
 
 
-def describe_session(row: pd.Series, measures: list[str], session_word: str = "session") -> str:
+def _deviation_clauses():
+    """The clause for one measure's deviation from the patient's usual level, by (where, first
+    clause, plural name): the first clause names "this patient's usual level", later ones "theirs"."""
+    return {
+        ("at", True, False): _("{measure} was at this patient's usual level"),
+        ("at", True, True): _("{measure} were at this patient's usual level"),
+        ("above", True, False): _("{measure} was {amount:.2f} points above this patient's usual level"),
+        ("above", True, True): _("{measure} were {amount:.2f} points above this patient's usual level"),
+        ("below", True, False): _("{measure} was {amount:.2f} points below this patient's usual level"),
+        ("below", True, True): _("{measure} were {amount:.2f} points below this patient's usual level"),
+        ("at", False, False): _("{measure} was at theirs"),
+        ("at", False, True): _("{measure} were at theirs"),
+        ("above", False, False): _("{measure} was {amount:.2f} points above theirs"),
+        ("above", False, True): _("{measure} were {amount:.2f} points above theirs"),
+        ("below", False, False): _("{measure} was {amount:.2f} points below theirs"),
+        ("below", False, True): _("{measure} were {amount:.2f} points below theirs"),
+    }
+
+
+def describe_session(row: pd.Series, measures: list[str], session_word: str | None = None) -> str:
     """One plain sentence: how far each measure lay from the patient's usual level in this session.
 
     e.g. "In session 3 alliance was 0.80 points below this patient's usual level; symptoms were
     0.10 points above theirs."
     """
+    clauses = _deviation_clauses()
     parts = []
     for i, m in enumerate(measures):
         dev = row.get(f"{m}_within")
@@ -197,14 +219,12 @@ def describe_session(row: pd.Series, measures: list[str], session_word: str = "s
             continue
         size = abs(dev)
         where = "at" if size < 0.005 else ("above" if dev > 0 else "below")
-        amount = "" if where == "at" else f"{size:.2f} points "
-        whose = "this patient's usual level" if not parts else "theirs"
-        verb = "were" if m.endswith("s") else "was"
-        parts.append(f"{m} {verb} {amount}{where} {whose}")
+        parts.append(clauses[(where, not parts, m.endswith("s"))].format(measure=role_name(m), amount=size))
     if not parts:
         return ""
-    text = f"In {session_word} {row['session']:g} " + "; ".join(parts) + "."
-    return text
+    return _("In {session_word} {session:g} {clauses}.").format(
+        session_word=_("session") if session_word is None else session_word, session=row["session"],
+        clauses="; ".join(parts))
 
 
 #: Caseload order: the signal first (red, then yellow), then a rupture not repaired, then the rest.
@@ -290,25 +310,32 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     out["priority"] = (PRIORITY["not_on_track"] * red + PRIORITY["at_risk"] * yellow + PRIORITY["unrepaired"] * rup
                        + PRIORITY["deteriorated"] * det + PRIORITY["no_improvement"] * noimp
                        + PRIORITY["above_cutoff"] * over)
+    from core.clinical.signal import status_label
+
     reasons = []
+    status_at = _("{status} at session {session:g}")
+    rupture_at = _("rupture in session {session:g} not repaired (or no session since)")
+    rupture_no_session = _("rupture not repaired (or no session since)")
+    deterioration = _("reliable deterioration since the first session ({change:+.3g})")
+    no_improvement = _("no reliable improvement by session {session} (still none)")
+    above_cutoff = _("above the clinical cut-off")
     columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
                last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
                over.to_numpy())
     for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
         parts = []
         if sig_status in ("not_on_track", "at_risk"):
-            label = "not on track" if sig_status == "not_on_track" else "at risk"
-            text = f"{label} at session {when:g}" if pd.notna(when) else label
+            label = status_label(sig_status)
+            text = status_at.format(status=label, session=when) if pd.notna(when) else label
             parts.append(f"{text}: {why}" if why else text)
         if has_rup:
-            parts.append(f"rupture in session {rup_when:g} not repaired (or no session since)" if pd.notna(rup_when)
-                         else "rupture not repaired (or no session since)")
+            parts.append(rupture_at.format(session=rup_when) if pd.notna(rup_when) else rupture_no_session)
         if is_det:
-            parts.append(f"reliable deterioration since the first session ({change:+.3g})")
+            parts.append(deterioration.format(change=change))
         if is_noimp:
-            parts.append(f"no reliable improvement by session {improvement_by} (still none)")
+            parts.append(no_improvement.format(session=improvement_by))
         if is_above:
-            parts.append("above the clinical cut-off")
+            parts.append(above_cutoff)
         reasons.append("; ".join(parts))
     out["attention"] = reasons
     out = out.reset_index().rename(columns={"index": patient})
@@ -372,8 +399,10 @@ def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
 def therapist_icc_sentence(icc_therapist: float | None, outcome: str = "symptoms") -> str:
     """The therapist ICC in plain words."""
     if icc_therapist is None:
-        return "With fewer than two therapists, differences between therapists cannot be estimated."
+        return _("With fewer than two therapists, differences between therapists cannot be estimated.")
     pct = 100 * icc_therapist
-    size = "almost none" if pct < 1 else "a small part" if pct < 5 else "a notable part" if pct < 10 else "a large part"
-    return (f"{pct:.1f}% of the differences in {outcome} lie between therapists ({size}); the rest lies "
-            "between patients of the same therapist and between sessions of the same patient.")
+    size = (_("almost none") if pct < 1 else _("a small part") if pct < 5 else _("a notable part") if pct < 10
+            else _("a large part"))
+    return _("{percent:.1f}% of the differences in {outcome} lie between therapists ({size}); the rest lies "
+             "between patients of the same therapist and between sessions of the same patient.").format(
+        percent=pct, outcome=role_name(outcome), size=size)

@@ -78,10 +78,18 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import ModelError
+from core.i18n import N_, _, ngettext, number
+from core.intake.mapping import role_name
 
 STATUSES = ("not_on_track", "at_risk", "on_track", "unknown")
-STATUS_LABELS = {"not_on_track": "not on track", "at_risk": "at risk", "on_track": "on track",
-                 "unknown": "unknown"}
+#: Each status in words (English; :func:`status_label` gives them in the current language).
+STATUS_LABELS = {"not_on_track": N_("not on track"), "at_risk": N_("at risk"), "on_track": N_("on track"),
+                 "unknown": N_("unknown")}
+
+
+def status_label(status: str) -> str:
+    """A status (``not_on_track`` …) in words, in the current language (any other value as it is)."""
+    return _(STATUS_LABELS[status]) if status in STATUS_LABELS else str(status)
 #: One-sided prediction levels: beyond LEVEL_AT_RISK → at risk, beyond LEVEL_NOT_ON_TRACK → not on track.
 LEVEL_AT_RISK = 0.80
 LEVEL_NOT_ON_TRACK = 0.90
@@ -252,9 +260,10 @@ def courses(data: pd.DataFrame, symptoms: str = "symptoms", intake: str | None =
     (they get status ``unknown``); sorted by patient and session.
     """
     if symptoms not in data.columns:
-        raise ModelError(f"The signal needs a {symptoms} score; this data set has none.")
+        raise ModelError(_("The signal needs a {measure} score; this data set has none.").format(
+            measure=role_name(symptoms)))
     if intake is not None and intake not in data.columns:
-        raise ModelError(f"There is no column '{intake}' to use as the intake score.")
+        raise ModelError(_("There is no column '{column}' to use as the intake score.").format(column=intake))
     cols = [patient, "session", symptoms] + ([intake] if intake and intake != symptoms else [])
     out = data[cols].rename(columns={patient: "patient", symptoms: "observed"})
     out = out.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
@@ -291,13 +300,17 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
     base = dict(intake="column" if with_intake_column else None, n_patients=int(scored["patient"].nunique()),
                 n_courses=n_courses)
     if n_courses < min_courses:
-        return SignalModel(method="reliable_change", reason=(
-            f"This clinic has {n_courses} completed course{'s' if n_courses != 1 else ''} (patients with at least "
-            f"{COURSE_SESSIONS} sessions); a local expected course needs at least {min_courses}."), **base)
+        return SignalModel(method="reliable_change", reason=ngettext(
+            "This clinic has {n} completed course (patients with at least {sessions} sessions); a local expected "
+            "course needs at least {min}.",
+            "This clinic has {n} completed courses (patients with at least {sessions} sessions); a local expected "
+            "course needs at least {min}.", n_courses).format(n=n_courses, sessions=COURSE_SESSIONS, min=min_courses),
+            **base)
     first = 1.0 if with_intake_column else 2.0
     rows = scored.loc[scored["intake"].notna() & scored["course_session"].ge(first)]
     if rows["patient"].nunique() < MIN_PATIENTS_AT_SESSION:
-        return SignalModel(method="reliable_change", reason="Too few patients have sessions after the intake.", **base)
+        return SignalModel(method="reliable_change", reason=_("Too few patients have sessions after the intake."),
+                           **base)
     intake_mean = float(scored.groupby("patient")["intake"].first().mean())
     frame = pd.DataFrame({
         "patient": rows["patient"].astype(str).to_numpy(),
@@ -318,16 +331,19 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
         try:
             fit, messages = _fit_course(part, t, regression=not fits, start=start)
         except ModelError as err:
-            errors.append(f"session {t:g}: {err}")
+            errors.append(_("session {session:g}: {error}").format(session=t, error=err))
             continue
         fits.append(fit)
         notes += messages
     if not fits or fits[0].up_to > first:
-        reason = "; ".join(errors[:2]) or f"fewer than {MIN_PATIENTS_AT_SESSION} patients have a score at session {first:g}"
-        return SignalModel(method="reliable_change", reason=f"The clinic's expected course could not be fitted ({reason}).",
+        reason = "; ".join(errors[:2]) or _("fewer than {n} patients have a score at session {session:g}").format(
+            n=MIN_PATIENTS_AT_SESSION, session=first)
+        return SignalModel(method="reliable_change",
+                           reason=_("The clinic's expected course could not be fitted ({reason}).").format(reason=reason),
                            **base)
     if errors:
-        notes.append("Some refits failed and the previous session's fit is used there: " + "; ".join(errors[:3]) + ".")
+        notes.append(_("Some refits failed and the previous session's fit is used there: {errors}.").format(
+            errors="; ".join(errors[:3])))
     return SignalModel(method="mixed_model", fits=tuple(fits), intake_mean=intake_mean, n_observations=len(frame),
                        last_session=EXTRAPOLATE * fits[-1].up_to, warnings=tuple(dict.fromkeys(notes)), **base)
 
@@ -339,12 +355,12 @@ def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
     as starting values (about half the time; same optimum) and updated."""
     n, n_pat = len(frame), frame["patient"].nunique()
     if frame["y"].nunique() < 2:
-        raise ModelError("every score is the same")
+        raise ModelError(_("every score is the same"))
     if frame["intake_c"].nunique() < 2:
-        raise ModelError("the intake scores do not vary")
+        raise ModelError(_("the intake scores do not vary"))
     if regression or frame["log_session"].nunique() < 2:
         if n < 4:
-            raise ModelError("fewer than 4 patients")
+            raise ModelError(_("fewer than 4 patients"))
         return _regression(frame, up_to), []
     errors = []
     for slope in (True, False):
@@ -359,7 +375,7 @@ def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
         if start is not None:
             start[kind] = theta
         return fit, notes
-    raise ModelError(errors[-1] if errors else "too few sessions per patient")
+    raise ModelError(errors[-1] if errors else _("too few sessions per patient"))
 
 
 def _regression(frame: pd.DataFrame, up_to: float) -> CourseFit:
@@ -367,7 +383,7 @@ def _regression(frame: pd.DataFrame, up_to: float) -> CourseFit:
     x = frame["intake_c"].to_numpy(float)
     design = np.column_stack([np.ones_like(x), x])
     y = frame["y"].to_numpy(float)
-    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
+    beta = np.linalg.lstsq(design, y, rcond=None)[0]
     resid = y - design @ beta
     s2 = float(resid @ resid / (len(y) - 2))
     cov2 = s2 * np.linalg.inv(design.T @ design)
@@ -403,7 +419,7 @@ def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool,
     fe = result.fixef()
     order = ["(Intercept)", *terms]
     if any(name not in fe for name in order):
-        raise ModelError("a term of the model could not be estimated (the predictors are collinear)")
+        raise ModelError(_("a term of the model could not be estimated (the predictors are collinear)"))
     fixed = np.array([float(fe[name]) for name in order])
     fixed_cov = np.asarray(result.vcov(), float)
     vc = result.VarCorr()
@@ -412,11 +428,12 @@ def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool,
     g[: cov.shape[0], : cov.shape[1]] = cov
     residual = float(vc.residual)
     if not (np.all(np.isfinite(fixed)) and np.all(np.isfinite(fixed_cov)) and math.isfinite(residual)):
-        raise ModelError("the fit gave no finite estimates")
+        raise ModelError(_("the fit gave no finite estimates"))
     notes = [str(w.message).strip() for w in caught if "singular" not in str(w.message).lower()]
     converged = bool(result.converged)
     if not converged:
-        notes.append(f"The fit up to session {up_to:g} did not converge; treat its bounds with caution.")
+        notes.append(_("The fit up to session {session:g} did not converge; treat its bounds with caution.").format(
+            session=up_to))
     fit = CourseFit(up_to=up_to, kind="random_slope" if random_slope else "random_intercept", fixed=fixed,
                     fixed_cov=fixed_cov, patient_cov=g, residual=residual, n_patients=int(frame["patient"].nunique()),
                     n_observations=len(frame), converged=converged, singular=bool(result.isSingular()))
@@ -430,7 +447,7 @@ def _fmt(v: float) -> str:
     v = float(v)
     if v.is_integer():
         return f"{v:.0f}"
-    return f"{v:.3g}" if abs(v) < 10 else f"{v:.0f}" if abs(v) >= 100 else f"{v:.1f}"
+    return number(v, ".3g" if abs(v) < 10 else ".0f" if abs(v) >= 100 else ".1f")
 
 
 def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSettings = SignalSettings(),
@@ -458,18 +475,18 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     first = (j == 1) & (not with_column)
     no_score = np.isnan(obs)
     no_intake = np.isnan(intake)
-    reason[no_score] = "no score in this session"
-    reason[~no_score & no_intake] = "no intake score"
-    reason[~no_score & ~no_intake & first] = "first session: the starting point of the expected course"
+    reason[no_score] = _("no score in this session")
+    reason[~no_score & no_intake] = _("no intake score")
+    reason[~no_score & ~no_intake & first] = _("first session: the starting point of the expected course")
     usable = ~no_score & ~no_intake & ~first
     if model.local:
         beyond = usable & (j > (model.last_session if model.last_session is not None else -np.inf))
-        reason[beyond] = ("too little data: this clinic's courses do not reach far enough to say what is usual "
-                          "at this session")
+        reason[beyond] = _("too little data: this clinic's courses do not reach far enough to say what is usual "
+                           "at this session")
         idx = np.flatnonzero(usable & ~beyond)
         mean, spread = model.predict(intake[idx], j[idx])
         good = np.isfinite(mean) & np.isfinite(spread) & (spread > 0)
-        reason[idx[~good]] = "the clinic's data cannot say what is usual at this session"
+        reason[idx[~good]] = _("the clinic's data cannot say what is usual at this session")
         idx, mean, spread = idx[good], mean[good], spread[good]
         expected[idx], sd[idx] = mean, spread
         lower[idx], upper[idx] = mean - Z_NOT_ON_TRACK * spread, mean + Z_NOT_ON_TRACK * spread
@@ -478,21 +495,29 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
         st = np.where(d > Z_NOT_ON_TRACK, "not_on_track", np.where(d > Z_AT_RISK, "at_risk", "on_track"))
         status[idx] = st
         bound = np.where(sign > 0, upper[idx], lower[idx])
+        # d > z > 0 for not_on_track and at_risk, so the score is worse than expected there
+        red = _("score {observed} is {gap} points worse than the expected {expected} for patients who started at "
+                "this level, beyond the bound {bound} that {level:.0%} of them stay within")
+        yellow = _("score {observed} is {gap} points worse than the expected {expected}, beyond the bound {bound} "
+                   "that {level:.0%} of patients who started at this level stay within")
+        worse_than = _("score {observed} is {gap} points worse than the expected {expected}")
+        better_than = _("score {observed} is {gap} points better than the expected {expected}")
         for k, o, m, b, r, s_ in zip(idx, obs[idx], mean, bound, risk[idx], st):
             gap = sign * (o - m)
-            where = f"{_fmt(abs(gap))} points {'worse' if gap > 0 else 'better'} than the expected {_fmt(m)}"
             if s_ == "not_on_track":
-                reason[k] = (f"score {_fmt(o)} is {where} for patients who started at this level, beyond the "
-                             f"bound {_fmt(b)} that {LEVEL_NOT_ON_TRACK:.0%} of them stay within")
+                text = red.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(b),
+                                  level=LEVEL_NOT_ON_TRACK)
             elif s_ == "at_risk":
-                reason[k] = (f"score {_fmt(o)} is {where}, beyond the bound {_fmt(r)} that "
-                             f"{LEVEL_AT_RISK:.0%} of patients who started at this level stay within")
+                text = yellow.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(r),
+                                     level=LEVEL_AT_RISK)
             else:
-                reason[k] = f"score {_fmt(o)} is {where}"
+                text = (worse_than if gap > 0 else better_than).format(observed=_fmt(o), gap=_fmt(abs(gap)),
+                                                                      expected=_fmt(m))
+            reason[k] = text
     else:
         rc = settings.reliable_change
         if rc is None or not rc > 0:
-            reason[usable] = "no local model and no reliable-change value to fall back on"
+            reason[usable] = _("no local model and no reliable-change value to fall back on")
         else:
             ok = usable
             expected[ok] = intake[ok]
@@ -501,14 +526,15 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
             worse = sign * (obs[ok] - intake[ok])
             st = np.where(worse >= rc, "not_on_track", np.where(worse >= rc / 2, "at_risk", "on_track"))
             status[ok] = st
+            # worse >= rc / 2 > 0 for not_on_track and at_risk
+            red = _("{change} points worse than at intake: a reliable deterioration (reliable change {rc})")
+            yellow = _("{change} points worse than at intake: at least half the reliable change ({rc})")
+            worse_than = _("{change} points worse than at intake")
+            better_than = _("{change} points better than at intake")
             for k, w, s_ in zip(np.flatnonzero(ok), worse, st):
-                change = f"{_fmt(abs(w))} points {'worse' if w > 0 else 'better'} than at intake"
-                if s_ == "not_on_track":
-                    reason[k] = f"{change}: a reliable deterioration (reliable change {_fmt(rc)})"
-                elif s_ == "at_risk":
-                    reason[k] = f"{change}: at least half the reliable change ({_fmt(rc)})"
-                else:
-                    reason[k] = change
+                template = red if s_ == "not_on_track" else yellow if s_ == "at_risk" else \
+                    worse_than if w > 0 else better_than
+                reason[k] = template.format(change=_fmt(abs(w)), rc=_fmt(rc))
     out = table.copy()
     out["expected"], out["sd"], out["lower"], out["upper"] = expected, sd, lower, upper
     out["at_risk_bound"] = risk
@@ -529,12 +555,13 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     counts = pd.crosstab(sessions["patient"], sessions["status"])
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
     summary = []
+    worse, better = _("score {observed}, expected {expected} ({gap} points worse)"), \
+        _("score {observed}, expected {expected} ({gap} points better)")
     for o, e, d, st_ in zip(last["observed"], last["expected"], last["deviation"], last["status"]):
         if st_ == "unknown" or pd.isna(e):
             summary.append("")
             continue
-        word = "worse" if d > 0 else "better"
-        summary.append(f"score {_fmt(o)}, expected {_fmt(e)} ({_fmt(abs(d))} points {word})")
+        summary.append((worse if d > 0 else better).format(observed=_fmt(o), expected=_fmt(e), gap=_fmt(abs(d))))
     out["summary"] = summary
     for s in ("not_on_track", "at_risk"):
         out[f"n_{s}"] = counts[s].reindex(out.index).fillna(0).astype(int) if s in counts else 0
@@ -543,50 +570,59 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
 
 def status_sentence(status: str, session, reason: str) -> str:
     """One plain summary line, e.g. "Not on track (session 6): score 92 is 21 points worse …"."""
-    label = STATUS_LABELS.get(status, status).capitalize()
-    where = f" (session {session:g})" if isinstance(session, (int, float, np.number)) and not pd.isna(session) else ""
-    return f"{label}{where}: {reason}." if reason else f"{label}{where}."
+    label = status_label(status).capitalize()
+    if isinstance(session, (int, float, np.number)) and not pd.isna(session):
+        template = _("{status} (session {session:g}): {reason}.") if reason else _("{status} (session {session:g}).")
+    else:
+        template = _("{status}: {reason}.") if reason else "{status}."
+    return template.format(status=label, session=session, reason=reason)
 
 
 # --------------------------------------------------------------------------------- definition
 
 def definition(model: SignalModel, settings: SignalSettings = SignalSettings()) -> str:
     """How the expected course, its bounds and the statuses were computed, in plain words."""
-    worse = "higher" if settings.higher_is_worse else "lower"
-    start = (f"the patient's intake score (column '{settings.intake}')" if settings.intake
-             else "the patient's score at their first session")
+    worse = _("higher scores are worse") if settings.higher_is_worse else _("lower scores are worse")
+    start = (_("the patient's intake score (column '{column}')").format(column=settings.intake) if settings.intake
+             else _("the patient's score at their first session"))
     if model.local:
-        first = "1" if settings.intake else "2"
-        return (
-            f"Expected course: the linear mixed model {FORMULA}, fitted by REML (lme4's method, mixedlm) to the "
-            f"sessions of all {model.n_patients} patients of this clinic, where y is the score, intake_c {start} "
-            f"minus the clinic's mean intake ({model.intake_mean:.4g}), and log_session the natural log of the "
+        return _(
+            "Expected course: the linear mixed model {formula}, fitted by REML (lme4's method, mixedlm) to the "
+            "sessions of all {n} patients of this clinic, where y is the score, intake_c {start} "
+            "minus the clinic's mean intake ({intake_mean:.4g}), and log_session the natural log of the "
             "session of the course (1 at the patient's first session). The model is refitted for each session t of "
             "the course on the clinic's sessions up to t only (every session up to 12, then about every 25% more), so "
             "later sessions — of this patient or any other — never change a status already given; at the first "
-            f"predicted session (session {first}) the fit is a regression of its scores on the intake, and where the "
+            "predicted session (session {first}) the fit is a regression of its scores on the intake, and where the "
             "sessions so far cannot identify a random slope, a random intercept only. Expected score = the fixed "
             "part at the patient's intake and session; prediction interval for an individual patient = expected ± "
             "z·sqrt(random-effects variance at that session + residual variance + the fixed part's standard error "
-            f"squared). Status ({worse} scores are worse): not_on_track when the score is worse than the one-sided "
-            f"{LEVEL_NOT_ON_TRACK:.0%} bound (z = {Z_NOT_ON_TRACK:.4f}; lower and upper are the two-sided "
-            f"{2 * LEVEL_NOT_ON_TRACK - 1:.0%} interval, expected ± {Z_NOT_ON_TRACK:.4f}·sd), at_risk when worse than "
-            f"the {LEVEL_AT_RISK:.0%} bound (z = {Z_AT_RISK:.4f}), on_track otherwise; unknown at the first session "
+            "squared). Status ({direction}): not_on_track when the score is worse than the one-sided "
+            "{level_red:.0%} bound (z = {z_red:.4f}; lower and upper are the two-sided "
+            "{level_interval:.0%} interval, expected ± {z_red:.4f}·sd), at_risk when worse than "
+            "the {level_yellow:.0%} bound (z = {z_yellow:.4f}), on_track otherwise; unknown at the first session "
             "(the starting point) unless an intake column is given, without a score, or after session "
-            f"{_fmt(model.last_session) if model.last_session else '—'} ({EXTRAPOLATE:g} × the last session with at least "
-            f"{MIN_PATIENTS_AT_SESSION} patients' scores; beyond it the clinic's data say too little). A refit is "
-            f"made where at least {MIN_PATIENTS_AT_SESSION} patients have a score among the sessions it adds, else the "
+            "{last} ({extrapolate:g} × the last session with at least "
+            "{min_patients} patients' scores; beyond it the clinic's data say too little). A refit is "
+            "made where at least {min_patients} patients have a score among the sessions it adds, else the "
             "previous fit is used. A session's status uses only that "
-            "patient's intake and that session's score.")
+            "patient's intake and that session's score.").format(
+            formula=FORMULA, n=model.n_patients, start=start, intake_mean=model.intake_mean,
+            first=1 if settings.intake else 2, direction=worse, level_red=LEVEL_NOT_ON_TRACK, z_red=Z_NOT_ON_TRACK,
+            level_interval=2 * LEVEL_NOT_ON_TRACK - 1, level_yellow=LEVEL_AT_RISK, z_yellow=Z_AT_RISK,
+            last=_fmt(model.last_session) if model.last_session else "—", extrapolate=EXTRAPOLATE,
+            min_patients=MIN_PATIENTS_AT_SESSION)
     rc = settings.reliable_change
-    rule = (f"reliable change {rc:.4g} points" if rc else "no reliable-change value given, so every status is unknown")
-    return (
-        f"No local model: {model.reason} Fallback: the published reliable-change rule (Jacobson & Truax, 1991) "
-        f"relative to {start} ({rule}; OQ-45.2 total: 14 points, cut-off 63.5; mean item score: 14/45, "
-        f"Lambert et al., 2004). Status ({worse} scores are worse): not_on_track when the score is worse than the "
+    rule = (_("reliable change {rc:.4g} points").format(rc=rc) if rc
+            else _("no reliable-change value given, so every status is unknown"))
+    return _(
+        "No local model: {reason} Fallback: the published reliable-change rule (Jacobson & Truax, 1991) "
+        "relative to {start} ({rule}; OQ-45.2 total: 14 points, cut-off 63.5; mean item score: 14/45, "
+        "Lambert et al., 2004). Status ({direction}): not_on_track when the score is worse than the "
         "intake by at least the reliable change (a reliable deterioration); at_risk when worse by at least half "
         "of it; on_track otherwise; unknown at the first session. expected = the intake; lower/upper = intake ± "
-        "reliable change. A session's status uses only the intake and that session's score.")
+        "reliable change. A session's status uses only the intake and that session's score.").format(
+        reason=model.reason, start=start, rule=rule, direction=worse)
 
 
 # --------------------------------------------------------------------------------- one call
@@ -661,16 +697,16 @@ def validate_signal(data: pd.DataFrame, settings: SignalSettings = SignalSetting
     """
     rc = settings.reliable_change
     sign = 1.0 if settings.higher_is_worse else -1.0
-    out = {"method": (f"{folds}-fold cross-validation by patient: patients are split into {folds} groups by a hash "
-                      "of their ID, and each group is flagged by the expected course fitted on the other groups, so "
-                      "a patient's own outcome never informs the model that flags them."),
-           "outcome": ("Poor outcome = at the last session, a reliable deterioration from the intake or no reliable "
-                       f"improvement (reliable change {_fmt(rc) if rc else '—'}, Jacobson & Truax, 1991)."),
-           "flag": "Flagged = not on track in at least one session up to session k of the course; patients whose "
-                   "course ended by session k are left out (their outcome is not later than the flag).",
+    out = {"method": _("{folds}-fold cross-validation by patient: patients are split into {folds} groups by a hash "
+                       "of their ID, and each group is flagged by the expected course fitted on the other groups, so "
+                       "a patient's own outcome never informs the model that flags them.").format(folds=folds),
+           "outcome": _("Poor outcome = at the last session, a reliable deterioration from the intake or no reliable "
+                        "improvement (reliable change {rc}, Jacobson & Truax, 1991).").format(rc=_fmt(rc) if rc else "—"),
+           "flag": _("Flagged = not on track in at least one session up to session k of the course; patients whose "
+                     "course ended by session k are left out (their outcome is not later than the flag)."),
            "by_session": [], "sentences": []}
     if not rc or not rc > 0:
-        out["sentences"].append("The validation needs a reliable-change value to tell good from poor outcomes.")
+        out["sentences"].append(_("The validation needs a reliable-change value to tell good from poor outcomes."))
         return out
     sessions, methods = cross_validated_sessions(data, settings, folds=folds, patient=patient)
     out["fold_methods"] = methods
@@ -719,35 +755,38 @@ def _pct(part: dict) -> str:
 
 
 def _validation_sentence(row: dict) -> str:
-    k = row["session"]
     red, green = row["not_on_track"], row["on_track"]
     sens, spec = row["sensitivity"], row["specificity"]
-    text = (f"By session {k}: of {red['n']} patients flagged not on track, {red['poor']} ({_pct(red)}) ended "
-            f"deteriorated or without reliable improvement; of {green['n']} on track, {green['poor']} ({_pct(green)}) did. "
-            f"The flag caught {sens['n']} of {sens['of']} poor outcomes (sensitivity "
-            f"{'—' if sens['value'] is None else format(sens['value'], '.0%')}) and left {spec['n']} of {spec['of']} "
-            f"good outcomes unflagged (specificity {'—' if spec['value'] is None else format(spec['value'], '.0%')}).")
-    return text
+    return _("By session {session}: of {red} patients flagged not on track, {red_poor} ({red_share}) ended "
+             "deteriorated or without reliable improvement; of {green} on track, {green_poor} ({green_share}) did. "
+             "The flag caught {caught} of {poor} poor outcomes (sensitivity {sensitivity}) and left {unflagged} of "
+             "{good} good outcomes unflagged (specificity {specificity}).").format(
+        session=row["session"], red=red["n"], red_poor=red["poor"], red_share=_pct(red), green=green["n"],
+        green_poor=green["poor"], green_share=_pct(green), caught=sens["n"], poor=sens["of"],
+        sensitivity="—" if sens["value"] is None else format(sens["value"], ".0%"), unflagged=spec["n"],
+        good=spec["of"], specificity="—" if spec["value"] is None else format(spec["value"], ".0%"))
 
 
 def validation_table(validation: dict) -> pd.DataFrame:
     """The validation for people: one row per session k, every share written with its counts
     ("11 of 16 (69%)")."""
+    with_percent, without = _("{k} of {n} ({percent:.0f}%)"), _("{k} of {n}")
+
     def share(k, n):
-        return f"{k} of {n} ({100 * k / n:.0f}%)" if n else f"{k} of {n}"
+        return with_percent.format(k=k, n=n, percent=100 * k / n) if n else without.format(k=k, n=n)
 
     rows = []
     for r in validation.get("by_session", []):
         rows.append({
-            "by session": r["session"], "patients seen beyond it": r["n_patients"],
-            "poor outcomes": share(r["n_poor"], r["n_patients"]),
-            "flagged not on track: poor outcome": share(r["not_on_track"]["poor"], r["not_on_track"]["n"]),
-            "at risk only: poor outcome": share(r["at_risk"]["poor"], r["at_risk"]["n"]),
-            "on track: poor outcome": share(r["on_track"]["poor"], r["on_track"]["n"]),
-            "sensitivity": share(r["sensitivity"]["n"], r["sensitivity"]["of"]),
-            "specificity": share(r["specificity"]["n"], r["specificity"]["of"]),
-            "positive predictive value": share(r["ppv"]["n"], r["ppv"]["of"]),
-            "negative predictive value": share(r["npv"]["n"], r["npv"]["of"]),
+            _("by session"): r["session"], _("patients seen beyond it"): r["n_patients"],
+            _("poor outcomes"): share(r["n_poor"], r["n_patients"]),
+            _("flagged not on track: poor outcome"): share(r["not_on_track"]["poor"], r["not_on_track"]["n"]),
+            _("at risk only: poor outcome"): share(r["at_risk"]["poor"], r["at_risk"]["n"]),
+            _("on track: poor outcome"): share(r["on_track"]["poor"], r["on_track"]["n"]),
+            _("sensitivity"): share(r["sensitivity"]["n"], r["sensitivity"]["of"]),
+            _("specificity"): share(r["specificity"]["n"], r["specificity"]["of"]),
+            _("positive predictive value"): share(r["ppv"]["n"], r["ppv"]["of"]),
+            _("negative predictive value"): share(r["npv"]["n"], r["npv"]["of"]),
         })
     return pd.DataFrame(rows)
 
@@ -765,9 +804,10 @@ def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliab
         item = bool(pd.to_numeric(symptoms, errors="coerce").max() <= 4)
         rc0, cut0 = (OQ45_RELIABLE_CHANGE / 45, OQ45_CUTOFF / 45) if item else (OQ45_RELIABLE_CHANGE, OQ45_CUTOFF)
         if reliable_change is None:
-            what = "OQ-45.2 mean item score (14/45, cut-off 63.5/45)" if item else "OQ-45.2 total (14 points, cut-off 63.5)"
-            note = (f"Reliable change and cut-off not given: the published values of the {what} were used "
-                    "(--reliable-change and --cutoff set others).")
+            note = (_("Reliable change and cut-off not given: the published values of the OQ-45.2 mean item score "
+                      "(14/45, cut-off 63.5/45) were used (--reliable-change and --cutoff set others).") if item else
+                    _("Reliable change and cut-off not given: the published values of the OQ-45.2 total (14 points, "
+                      "cut-off 63.5) were used (--reliable-change and --cutoff set others)."))
         reliable_change = rc0 if reliable_change is None else reliable_change
         cutoff = cut0 if cutoff is None else cutoff
     return SignalSettings(higher_is_worse=higher_is_worse, reliable_change=reliable_change, cutoff=cutoff,

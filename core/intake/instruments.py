@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.i18n import _, ngettext, number
 
 #: Folder of the shipped definitions (one JSON file per instrument).
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "instrument_definitions"
@@ -91,7 +92,7 @@ _EPS = 1e-9
 def _fmt(x: float) -> str:
     """A number without a useless ``.0`` (63.5 -> '63.5', 4.0 -> '4')."""
     x = float(x)
-    return str(int(x)) if x.is_integer() else f"{x:g}"
+    return str(int(x)) if x.is_integer() else number(x, "g")
 
 
 def _is_number(x: Any) -> bool:
@@ -101,22 +102,24 @@ def _is_number(x: Any) -> bool:
 
 def _as_item_number(x: Any, what: str, name: str, n_items: int) -> int:
     if not _is_number(x) or not float(x).is_integer():
-        raise InputError(f"{what} of {name} must be whole item numbers, but it contains {x!r}.")
+        raise InputError(_("{what} of {name} must be whole item numbers, but it contains {value!r}.").format(
+            what=what, name=name, value=x))
     i = int(x)
     if not 1 <= i <= n_items:
-        raise InputError(
-            f"{what} of {name} contains item {i}, but the items are numbered 1 to {n_items}.")
+        raise InputError(_("{what} of {name} contains item {item}, but the items are numbered 1 to {n}.").format(
+            what=what, name=name, item=i, n=n_items))
     return i
 
 
 def _item_list(items: Any, what: str, name: str, n_items: int) -> tuple[int, ...]:
     if isinstance(items, (str, bytes)) or not isinstance(items, (Sequence, set, frozenset,
                                                                  np.ndarray)):
-        raise InputError(f"{what} of {name} must be a list of item numbers.")
+        raise InputError(_("{what} of {name} must be a list of item numbers.").format(what=what, name=name))
     out = [_as_item_number(x, what, name, n_items) for x in items]
     dups = sorted({i for i in out if out.count(i) > 1})
     if dups:
-        raise InputError(f"{what} of {name} lists item {', '.join(map(str, dups))} more than once.")
+        raise InputError(_("{what} of {name} lists item {items} more than once.").format(
+            what=what, name=name, items=", ".join(map(str, dups))))
     return tuple(sorted(out))
 
 
@@ -176,92 +179,95 @@ class InstrumentDefinition:
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
         if not isinstance(self.id, str) or not self.id.strip():
-            raise InputError("The instrument definition needs a non-empty 'id'.")
+            raise InputError(_("The instrument definition needs a non-empty 'id'."))
         name = self.name if isinstance(self.name, str) and self.name.strip() else None
         if name is None:
-            raise InputError(f"The instrument definition '{self.id}' needs a non-empty 'name'.")
+            raise InputError(_("The instrument definition '{id}' needs a non-empty 'name'.").format(id=self.id))
         if self.measures not in MEASURES:
-            raise InputError(f"'measures' of {name} must be 'alliance' or 'symptoms', "
-                             f"not {self.measures!r}.")
+            raise InputError(_("'measures' of {name} must be 'alliance' or 'symptoms', not {value!r}.").format(
+                name=name, value=self.measures))
         if not _is_number(self.n_items) or not float(self.n_items).is_integer() \
                 or int(self.n_items) < 1:
-            raise InputError(f"'n_items' of {name} must be a whole number of at least 1.")
+            raise InputError(_("'n_items' of {name} must be a whole number of at least 1.").format(name=name))
         set_("n_items", int(self.n_items))
         n = self.n_items
         for k in ("item_min", "item_max"):
             if not _is_number(getattr(self, k)):
-                raise InputError(f"'{k}' of {name} must be a number.")
+                raise InputError(_("'{field}' of {name} must be a number.").format(field=k, name=name))
             v = float(getattr(self, k))
             set_(k, int(v) if v.is_integer() else v)
         if self.item_min >= self.item_max:
-            raise InputError(f"The response range of {name} must go from a lower to a higher "
-                             f"value, not {_fmt(self.item_min)} to {_fmt(self.item_max)}.")
+            raise InputError(_("The response range of {name} must go from a lower to a higher value, not {lo} "
+                               "to {hi}.").format(name=name, lo=_fmt(self.item_min), hi=_fmt(self.item_max)))
         if self.reverse_keyed is not None:
-            set_("reverse_keyed", _item_list(self.reverse_keyed, "The reverse-keyed items",
+            set_("reverse_keyed", _item_list(self.reverse_keyed, _("The reverse-keyed items"),
                                              name, n))
         if not isinstance(self.subscales, Mapping):
-            raise InputError(f"'subscales' of {name} must map each subscale name to its items.")
+            raise InputError(_("'subscales' of {name} must map each subscale name to its items.").format(name=name))
         subs: dict[str, tuple[int, ...] | None] = {}
         for sname, items in self.subscales.items():
             if not isinstance(sname, str) or not sname.strip():
-                raise InputError(f"Every subscale of {name} needs a name.")
+                raise InputError(_("Every subscale of {name} needs a name.").format(name=name))
             if sname in _RESERVED:
-                raise InputError(f"A subscale of {name} cannot be called '{sname}'; rename it.")
+                raise InputError(_("A subscale of {name} cannot be called '{subscale}'; rename it.").format(
+                    name=name, subscale=sname))
             if items is None:
                 subs[sname] = None
                 continue
-            its = _item_list(items, f"Subscale '{sname}'", name, n)
+            its = _item_list(items, _("Subscale '{subscale}'").format(subscale=sname), name, n)
             if not its:
-                raise InputError(f"Subscale '{sname}' of {name} has no items; list its item "
-                                 "numbers or set it to null if they are not known.")
+                raise InputError(_("Subscale '{subscale}' of {name} has no items; list its item "
+                                   "numbers or set it to null if they are not known.").format(subscale=sname, name=name))
             subs[sname] = its
         set_("subscales", subs)
         if self.scoring not in SCORINGS:
-            raise InputError(f"'scoring' of {name} must be 'sum' or 'mean', not {self.scoring!r}.")
+            raise InputError(_("'scoring' of {name} must be 'sum' or 'mean', not {value!r}.").format(
+                name=name, value=self.scoring))
         rule = self.missing_rule
         if not isinstance(rule, Mapping):
-            raise InputError(f"'missing_rule' of {name} must give a method and a "
-                             "max_missing_fraction.")
+            raise InputError(_("'missing_rule' of {name} must give a method and a max_missing_fraction.").format(
+                name=name))
         method = rule.get("method", "prorate")
         frac = rule.get("max_missing_fraction", 0.0)
         unknown = set(rule) - {"method", "max_missing_fraction"}
         if unknown:
-            raise InputError(f"'missing_rule' of {name} has unknown setting "
-                             f"'{sorted(unknown)[0]}'; use 'method' and 'max_missing_fraction'.")
+            raise InputError(_("'missing_rule' of {name} has unknown setting '{setting}'; use 'method' and "
+                               "'max_missing_fraction'.").format(name=name, setting=sorted(unknown)[0]))
         if method not in MISSING_METHODS:
-            raise InputError(f"The missing-item method of {name} must be 'prorate', "
-                             f"not {method!r}.")
+            raise InputError(_("The missing-item method of {name} must be 'prorate', not {value!r}.").format(
+                name=name, value=method))
         if not _is_number(frac) or not 0 <= float(frac) < 1:
-            raise InputError(f"'max_missing_fraction' of {name} must be a number from 0 "
-                             "(no missing item allowed) to below 1.")
+            raise InputError(_("'max_missing_fraction' of {name} must be a number from 0 "
+                               "(no missing item allowed) to below 1.").format(name=name))
         set_("missing_rule", {"max_missing_fraction": float(frac), "method": method})
         lo, hi = self.score_range
         if self.clinical_cutoff is not None:
             if not _is_number(self.clinical_cutoff):
-                raise InputError(f"'clinical_cutoff' of {name} must be a number or null.")
+                raise InputError(_("'clinical_cutoff' of {name} must be a number or null.").format(name=name))
             if not lo <= float(self.clinical_cutoff) <= hi:
-                raise InputError(f"The clinical cut-off of {name} ({_fmt(self.clinical_cutoff)}) "
-                                 f"lies outside its score range {_fmt(lo)}-{_fmt(hi)}.")
+                raise InputError(_("The clinical cut-off of {name} ({cutoff}) lies outside its score range "
+                                   "{lo}-{hi}.").format(name=name, cutoff=_fmt(self.clinical_cutoff),
+                                                        lo=_fmt(lo), hi=_fmt(hi)))
             set_("clinical_cutoff", float(self.clinical_cutoff))
         if self.reliable_change is not None:
             if not _is_number(self.reliable_change) or float(self.reliable_change) <= 0:
-                raise InputError(f"'reliable_change' of {name} must be a positive number or null.")
+                raise InputError(_("'reliable_change' of {name} must be a positive number or null.").format(name=name))
             set_("reliable_change", float(self.reliable_change))
         if self.higher_is not in HIGHER_IS:
-            raise InputError(f"'higher_is' of {name} must be 'better' or 'worse', "
-                             f"not {self.higher_is!r}.")
+            raise InputError(_("'higher_is' of {name} must be 'better' or 'worse', not {value!r}.").format(
+                name=name, value=self.higher_is))
         for k in ("column_prefixes", "source", "unsourced", "notes"):
             v = getattr(self, k)
             if v is None:
                 v = ()
             if isinstance(v, str) or not all(isinstance(s, str) for s in v):
-                raise InputError(f"'{k}' of {name} must be a list of texts.")
+                raise InputError(_("'{field}' of {name} must be a list of texts.").format(field=k, name=name))
             set_(k, tuple(v))
         refs = self.reference_alpha or ()
         if isinstance(refs, Mapping) or not all(isinstance(r, Mapping) and _is_number(r.get("value"))
                                                 for r in refs):
-            raise InputError(f"'reference_alpha' of {name} must be a list of entries, each with a "
-                             "numeric 'value' (and a 'sample' and 'source').")
+            raise InputError(_("'reference_alpha' of {name} must be a list of entries, each with a "
+                               "numeric 'value' (and a 'sample' and 'source').").format(name=name))
         set_("reference_alpha", tuple(dict(r) for r in refs))
 
     # -- derived ------------------------------------------------------------------------------
@@ -292,8 +298,8 @@ class InstrumentDefinition:
         """
         bad = [k for k in changes if k not in _FIELDS or k == "score_range"]
         if bad:
-            raise InputError(f"'{bad[0]}' is not a field of an instrument definition that can be "
-                             "changed.")
+            raise InputError(_("'{field}' is not a field of an instrument definition that can be "
+                               "changed.").format(field=bad[0]))
         return dataclasses.replace(self, **changes)
 
     def with_coding(self, item_min: float, item_max: float) -> "InstrumentDefinition":
@@ -306,7 +312,7 @@ class InstrumentDefinition:
         cut-off ``45 + 63.5 = 108.5`` and reliable change 14.
         """
         if not (_is_number(item_min) and _is_number(item_max)) or item_min >= item_max:
-            raise InputError("The new coding must go from a lower to a higher number.")
+            raise InputError(_("The new coding must go from a lower to a higher number."))
         s = (item_max - item_min) / (self.item_max - self.item_min)
         k = self.n_items if self.scoring == "sum" else 1
         cut = None if self.clinical_cutoff is None else \
@@ -322,7 +328,7 @@ class InstrumentDefinition:
         (OQ-45.2: 63.5 / 45 = 1.411) and likewise the reliable change (14 / 45 = 0.311).
         """
         if scoring not in SCORINGS:
-            raise InputError(f"Scoring must be 'sum' or 'mean', not {scoring!r}.")
+            raise InputError(_("Scoring must be 'sum' or 'mean', not {value!r}.").format(value=scoring))
         if scoring == self.scoring:
             return self
         f = 1 / self.n_items if scoring == "mean" else self.n_items
@@ -334,27 +340,37 @@ class InstrumentDefinition:
     def describe(self) -> str:
         """One paragraph in plain words: items, coding, keys, scoring, cut-offs, what is unsourced."""
         lo, hi = self.score_range
-        parts = [f"{self.name}: {self.n_items} items coded {_fmt(self.item_min)}-"
-                 f"{_fmt(self.item_max)}, scored as the "
-                 f"{'sum' if self.scoring == 'sum' else 'mean item score'} "
-                 f"({_fmt(lo)}-{_fmt(hi)}; higher is {self.higher_is})."]
+        sentences = {
+            ("sum", "worse"): _("{name}: {n} items coded {lo}-{hi}, scored as the sum ({score_lo}-{score_hi}; "
+                                "higher is worse)."),
+            ("sum", "better"): _("{name}: {n} items coded {lo}-{hi}, scored as the sum ({score_lo}-{score_hi}; "
+                                 "higher is better)."),
+            ("mean", "worse"): _("{name}: {n} items coded {lo}-{hi}, scored as the mean item score "
+                                 "({score_lo}-{score_hi}; higher is worse)."),
+            ("mean", "better"): _("{name}: {n} items coded {lo}-{hi}, scored as the mean item score "
+                                  "({score_lo}-{score_hi}; higher is better)."),
+        }
+        parts = [sentences[(self.scoring, self.higher_is)].format(
+            name=self.name, n=self.n_items, lo=_fmt(self.item_min), hi=_fmt(self.item_max),
+            score_lo=_fmt(lo), score_hi=_fmt(hi))]
         if self.reverse_keyed is None:
-            parts.append("Reverse-keyed items: not sourced, to be marked by the user.")
+            parts.append(_("Reverse-keyed items: not sourced, to be marked by the user."))
         elif self.reverse_keyed:
-            parts.append("Reverse-keyed items: " + ", ".join(map(str, self.reverse_keyed)) + ".")
+            parts.append(_("Reverse-keyed items: {items}.").format(items=", ".join(map(str, self.reverse_keyed))))
         else:
-            parts.append("No reverse-keyed items.")
+            parts.append(_("No reverse-keyed items."))
         if self.subscales:
-            parts.append("Subscales: " + "; ".join(
-                f"{k} ({'items not sourced' if v is None else str(len(v)) + ' items'})"
-                for k, v in self.subscales.items()) + ".")
+            parts.append(_("Subscales: {subscales}.").format(subscales="; ".join(
+                _("{subscale} (items not sourced)").format(subscale=k) if v is None else
+                ngettext("{subscale} ({n} item)", "{subscale} ({n} items)", len(v)).format(subscale=k, n=len(v))
+                for k, v in self.subscales.items())))
         f = self.missing_rule["max_missing_fraction"]
-        parts.append(f"Up to {_fmt(round(100 * f, 6))}% missing items are prorated."
-                     if f > 0 else "No missing item is allowed.")
+        parts.append(_("Up to {percent}% missing items are prorated.").format(percent=_fmt(round(100 * f, 6)))
+                     if f > 0 else _("No missing item is allowed."))
         if self.clinical_cutoff is not None:
-            parts.append(f"Clinical cut-off {_fmt(round(self.clinical_cutoff, 4))}.")
+            parts.append(_("Clinical cut-off {value}.").format(value=_fmt(round(self.clinical_cutoff, 4))))
         if self.reliable_change is not None:
-            parts.append(f"Reliable change {_fmt(round(self.reliable_change, 4))}.")
+            parts.append(_("Reliable change {value}.").format(value=_fmt(round(self.reliable_change, 4))))
         return " ".join(parts)
 
 
@@ -365,14 +381,14 @@ def definition_from_dict(d: Mapping[str, Any]) -> InstrumentDefinition:
     Unknown keys raise InputError, so a misspelt key in a hand-edited file is not ignored.
     """
     if not isinstance(d, Mapping):
-        raise InputError("An instrument definition must be a JSON object with named fields.")
+        raise InputError(_("An instrument definition must be a JSON object with named fields."))
     unknown = [k for k in d if k not in _FIELDS]
     if unknown:
-        raise InputError(f"The instrument definition has an unknown field '{unknown[0]}'; "
-                         f"the fields are: {', '.join(_FIELDS)}.")
+        raise InputError(_("The instrument definition has an unknown field '{field}'; the fields are: {fields}.").format(
+            field=unknown[0], fields=", ".join(_FIELDS)))
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
-        raise InputError(f"The instrument definition lacks the field '{missing[0]}'.")
+        raise InputError(_("The instrument definition lacks the field '{field}'.").format(field=missing[0]))
     kw = {k: v for k, v in d.items() if k != "score_range"}
     defn = InstrumentDefinition(**kw)
     sr = d.get("score_range")
@@ -381,10 +397,10 @@ def definition_from_dict(d: Mapping[str, Any]) -> InstrumentDefinition:
             and all(_is_number(x) for x in sr)
         if not ok or any(abs(float(a) - float(b)) > _EPS for a, b in zip(sr, defn.score_range)):
             lo, hi = defn.score_range
-            raise InputError(f"The score range of {defn.name} should be {_fmt(lo)}-{_fmt(hi)} "
-                             f"for {defn.n_items} items coded {_fmt(defn.item_min)}-"
-                             f"{_fmt(defn.item_max)} and {defn.scoring} scoring; correct or "
-                             "remove 'score_range'.")
+            raise InputError(_("The score range of {name} should be {lo}-{hi} for {n} items coded "
+                               "{item_min}-{item_max} and {scoring} scoring; correct or remove 'score_range'.").format(
+                name=defn.name, lo=_fmt(lo), hi=_fmt(hi), n=defn.n_items, item_min=_fmt(defn.item_min),
+                item_max=_fmt(defn.item_max), scoring=defn.scoring))
     return defn
 
 
@@ -418,14 +434,15 @@ def definition_to_json(defn: InstrumentDefinition) -> str:
     return json.dumps(definition_to_dict(defn), indent=2, ensure_ascii=False) + "\n"
 
 
-def definition_from_json(text: str | bytes, where: str = "The instrument definition") -> InstrumentDefinition:
+def definition_from_json(text: str | bytes, where: str | None = None) -> InstrumentDefinition:
     """Parse JSON text (e.g. an uploaded, user-edited definition) and validate it."""
+    where = _("The instrument definition") if where is None else where
     try:
         d = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        line = f" (line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
-        raise InputError(f"{where} is not valid JSON{line}; check its brackets, commas and "
-                         "quotes.") from None
+        line = _(" (line {line})").format(line=e.lineno) if isinstance(e, json.JSONDecodeError) else ""
+        raise InputError(_("{what} is not valid JSON{line}; check its brackets, commas and quotes.").format(
+            what=where, line=line)) from None
     return definition_from_dict(d)
 
 
@@ -442,22 +459,22 @@ def load_instrument(id_or_path: str | Path) -> InstrumentDefinition:
     p = Path(s)
     if p.suffix.lower() == ".json" or p.is_file():
         if not p.is_file():
-            raise InputError(f"There is no instrument definition file at {s}.")
-        return definition_from_json(p.read_bytes(), where=f"The file {p.name}")
+            raise InputError(_("There is no instrument definition file at {path}.").format(path=s))
+        return definition_from_json(p.read_bytes(), where=_("The file {name}").format(name=p.name))
     key = s.strip().lower()
     f = DEFINITIONS_DIR / f"{key}.json"
     if f.is_file():
-        return definition_from_json(f.read_bytes(), where=f"The file {f.name}")
+        return definition_from_json(f.read_bytes(), where=_("The file {name}").format(name=f.name))
     for d in available_instruments():
         if d.id.lower() == key:
             return d
     ids = ", ".join(d.id for d in available_instruments())
-    raise InputError(f"There is no instrument called '{s}'; choose one of: {ids}.")
+    raise InputError(_("There is no instrument called '{name}'; choose one of: {ids}.").format(name=s, ids=ids))
 
 
 def available_instruments() -> list[InstrumentDefinition]:
     """All shipped definitions, sorted by id."""
-    defs = [definition_from_json(f.read_bytes(), where=f"The file {f.name}")
+    defs = [definition_from_json(f.read_bytes(), where=_("The file {name}").format(name=f.name))
             for f in sorted(DEFINITIONS_DIR.glob("*.json"))]
     return sorted(defs, key=lambda d: d.id)
 
@@ -474,7 +491,7 @@ def generic_likert(n_items: int, item_min: float, item_max: float,
     """
     return InstrumentDefinition(
         id="likert",
-        name=name or f"Likert scale ({n_items} items, {_fmt(item_min)}-{_fmt(item_max)})",
+        name=name or _("Likert scale ({n} items, {lo}-{hi})").format(n=n_items, lo=_fmt(item_min), hi=_fmt(item_max)),
         measures=measures,
         n_items=n_items,
         item_min=item_min,
@@ -485,8 +502,8 @@ def generic_likert(n_items: int, item_min: float, item_max: float,
         missing_rule={"max_missing_fraction": max_missing_fraction, "method": "prorate"},
         higher_is=higher_is or ("better" if measures == "alliance" else "worse"),
         column_prefixes=("item", "q", "p", "i"),
-        unsourced=("A generic Likert definition: the reverse-keyed items and scoring are what the "
-                   "user set, not a published key.",),
+        unsourced=(_("A generic Likert definition: the reverse-keyed items and scoring are what the "
+                     "user set, not a published key."),),
     )
 
 
@@ -564,7 +581,7 @@ def recode_items(items_df: pd.DataFrame, from_min: float, from_max: float,
     """
     if not all(_is_number(x) for x in (from_min, from_max, to_min, to_max)) \
             or from_min >= from_max or to_min >= to_max:
-        raise InputError("A coding must go from a lower to a higher number.")
+        raise InputError(_("A coding must go from a lower to a higher number."))
     out = {}
     for col in items_df.columns:
         raw = items_df[col]
@@ -573,8 +590,9 @@ def recode_items(items_df: pd.DataFrame, from_min: float, from_max: float,
             | (x < from_min - _EPS) | (x > from_max + _EPS)
         if bad.any():
             v = raw[bad].iloc[0]
-            raise InputError(f"Column '{col}' has the value {v!r}, outside the stated coding "
-                             f"{_fmt(from_min)}-{_fmt(from_max)}; check the coding of the items.")
+            raise InputError(_("Column '{column}' has the value {value!r}, outside the stated coding {lo}-{hi}; "
+                               "check the coding of the items.").format(column=col, value=v, lo=_fmt(from_min),
+                                                                         hi=_fmt(from_max)))
         out[col] = to_min + (x - from_min) * (to_max - to_min) / (from_max - from_min)
     return pd.DataFrame(out, index=items_df.index)
 
@@ -591,7 +609,7 @@ def cronbach_alpha(items_df: pd.DataFrame) -> float:
     """
     k = items_df.shape[1]
     if k < 2:
-        raise InputError("Cronbach's alpha needs at least two item columns.")
+        raise InputError(_("Cronbach's alpha needs at least two item columns."))
     x = pd.DataFrame({c: _to_numeric(items_df[c]) for c in items_df.columns}).dropna()
     if len(x) < 2:
         return float("nan")
@@ -654,37 +672,39 @@ def _resolve_columns(items_df: pd.DataFrame, defn: InstrumentDefinition,
     if item_columns is None:
         cols = list(items_df.columns)
         if len(cols) != n:
-            raise InputError(f"{defn.name} has {n} items but the item table has {len(cols)} "
-                             "columns; choose the item columns.")
+            raise InputError(_("{name} has {n} items but the item table has {k} columns; choose the item columns.").format(
+                name=defn.name, n=n, k=len(cols)))
     elif isinstance(item_columns, Mapping):
         keys = set()
         for k in item_columns:
             if not _is_number(k) or not float(k).is_integer():
-                raise InputError(f"Item numbers must be whole numbers, not {k!r}.")
+                raise InputError(_("Item numbers must be whole numbers, not {value!r}.").format(value=k))
             keys.add(int(k))
         extra = sorted(k for k in keys if not 1 <= k <= n)
         if extra:
-            raise InputError(f"{defn.name} has items 1 to {n}, so there is no item {extra[0]}.")
+            raise InputError(_("{name} has items 1 to {n}, so there is no item {item}.").format(
+                name=defn.name, n=n, item=extra[0]))
         missing = [i for i in range(1, n + 1) if i not in keys]
         if missing:
             shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            raise InputError(f"No column is chosen for item{'s' if len(missing) > 1 else ''} "
-                             f"{shown} of {defn.name}; choose a column for every item.")
+            raise InputError(ngettext("No column is chosen for item {items} of {name}; choose a column for every item.",
+                                      "No column is chosen for items {items} of {name}; choose a column for every item.",
+                                      len(missing)).format(items=shown, name=defn.name))
         cols = [item_columns[k] for k in sorted(item_columns, key=int)]
     else:
         if isinstance(item_columns, str):
-            raise InputError("Give the item columns as a list of column names.")
+            raise InputError(_("Give the item columns as a list of column names."))
         cols = list(item_columns)
         if len(cols) != n:
-            raise InputError(f"{defn.name} has {n} items but {len(cols)} item columns were "
-                             "chosen; choose one column per item.")
+            raise InputError(_("{name} has {n} items but {k} item columns were chosen; choose one column per item.").format(
+                name=defn.name, n=n, k=len(cols)))
     absent = [c for c in cols if c not in items_df.columns]
     if absent:
-        raise InputError(f"The item column '{absent[0]}' is not in the data.")
+        raise InputError(_("The item column '{column}' is not in the data.").format(column=absent[0]))
     dups = sorted({c for c in cols if cols.count(c) > 1}, key=cols.index)
     if dups:
-        raise InputError(f"The column '{dups[0]}' is chosen for more than one item; choose one "
-                         "column per item.")
+        raise InputError(_("The column '{column}' is chosen for more than one item; choose one "
+                           "column per item.").format(column=dups[0]))
     return cols
 
 
@@ -726,18 +746,18 @@ def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
     """
     defn = definition if scoring is None else definition.with_scoring(scoring)
     if defn.reverse_keyed is None:
-        raise InputError(f"The reverse-keyed items of {defn.name} are not sourced; mark which "
-                         "items are reverse-keyed (or confirm that none need reversing) before "
-                         "scoring.")
+        raise InputError(_("The reverse-keyed items of {name} are not sourced; mark which "
+                           "items are reverse-keyed (or confirm that none need reversing) before "
+                           "scoring.").format(name=defn.name))
     if not isinstance(items_df, pd.DataFrame):
-        raise InputError("The items must be given as a table with one column per item.")
+        raise InputError(_("The items must be given as a table with one column per item."))
     if (coding_min is None) != (coding_max is None):
-        raise InputError("Give both the lowest and the highest code of the items, or neither.")
+        raise InputError(_("Give both the lowest and the highest code of the items, or neither."))
     if coding_min is None:
         in_min, in_max = defn.item_min, defn.item_max
     else:
         if not (_is_number(coding_min) and _is_number(coding_max)) or coding_min >= coding_max:
-            raise InputError("The item coding must go from a lower to a higher number.")
+            raise InputError(_("The item coding must go from a lower to a higher number."))
         in_min, in_max = float(coding_min), float(coding_max)
     recoded = abs(in_min - defn.item_min) > _EPS or abs(in_max - defn.item_max) > _EPS
     cols = _resolve_columns(items_df, defn, item_columns)
@@ -769,28 +789,32 @@ def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
             invalid_counts[col] = n_bad
             pos = np.flatnonzero(bad)[:3]
             vals = raw.to_numpy()[pos]
-            ex = ", ".join(f"row {labels[j]}: {val!r}" for j, val in zip(pos, vals))
-            messages.append(f"Column '{col}' (item {i}) has {n_bad} value"
-                            f"{'s that are' if n_bad > 1 else ' that is'} not a number from "
-                            f"{_fmt(in_min)} to {_fmt(in_max)} ({ex}); treated as missing.")
+            ex = "; ".join(_("row {row}: {value!r}").format(row=labels[j], value=val) for j, val in zip(pos, vals))
+            messages.append(ngettext(
+                "Column '{column}' (item {item}) has {n} value that is not a number from {lo} to {hi} ({examples}); "
+                "treated as missing.",
+                "Column '{column}' (item {item}) has {n} values that are not a number from {lo} to {hi} ({examples}); "
+                "treated as missing.", n_bad).format(column=col, item=i, n=n_bad, lo=_fmt(in_min), hi=_fmt(in_max),
+                                                     examples=ex))
         data[i] = np.where(bad, np.nan, v)
     x = pd.DataFrame(data, index=items_df.index, columns=list(range(1, n + 1)), dtype=float)
     width = in_max - in_min
+    coding_hint = None
     if invalid_counts and math.isfinite(obs_min):
         shift = obs_max - in_max
         if shift > 0 and obs_min >= in_min + shift - _EPS:
-            messages.append(f"The items run from {_fmt(obs_min)} to {_fmt(obs_max)}, not "
-                            f"{_fmt(in_min)}-{_fmt(in_max)}: if your study coded the items "
-                            f"{_fmt(in_min + shift)}-{_fmt(in_max + shift)}, give that coding so "
-                            "they are recoded.")
+            coding_hint = _("The items run from {low} to {high}, not {lo}-{hi}: if your study coded the items "
+                            "{new_lo}-{new_hi}, give that coding so they are recoded.").format(
+                low=_fmt(obs_min), high=_fmt(obs_max), lo=_fmt(in_min), hi=_fmt(in_max),
+                new_lo=_fmt(in_min + shift), new_hi=_fmt(in_max + shift))
+            messages.append(coding_hint)
 
     # 2. recode to the definition's coding
     if recoded:
         x = recode_items(x, in_min, in_max, defn.item_min, defn.item_max)
-        messages.append(f"Items recoded from {_fmt(in_min)}-{_fmt(in_max)} to "
-                        f"{_fmt(defn.item_min)}-{_fmt(defn.item_max)} "
-                        f"(x' = {_fmt(defn.item_min)} + (x - {_fmt(in_min)}) * "
-                        f"{_fmt((defn.item_max - defn.item_min) / width)}).")
+        messages.append(_("Items recoded from {lo}-{hi} to {new_lo}-{new_hi} (x' = {new_lo} + (x - {lo}) * {factor}).").format(
+            lo=_fmt(in_min), hi=_fmt(in_max), new_lo=_fmt(defn.item_min), new_hi=_fmt(defn.item_max),
+            factor=_fmt((defn.item_max - defn.item_min) / width)))
 
     # 3. reverse keying
     for i in defn.reverse_keyed:
@@ -804,6 +828,8 @@ def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
     alpha: dict[str, float] = {}
     n_alpha: dict[str, int] = {}
     n_prorated = 0
+    too_many = (_("{missing} of {k} items missing (more than {percent})") if frac > 0
+                else _("{missing} of {k} items missing (none allowed)"))
     for sname, items in scales.items():
         sub = x[list(items)]
         k = len(items)
@@ -817,9 +843,9 @@ def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
             scores[N_MISSING] = n_miss.astype(int)
             n_prorated = int((ok & (n_miss > 0)).sum())
         label = "" if sname == TOTAL else f"{sname}: "
-        why = n_miss.astype(str) + f" of {k} items missing (more than {_pct(frac)})" \
-            if frac > 0 else n_miss.astype(str) + f" of {k} items missing (none allowed)"
-        why = why.where(answered > 0, f"all {k} items missing")
+        before, _mark, after = too_many.format(missing="\x00", k=k, percent=_pct(frac)).partition("\x00")
+        why = before + n_miss.astype(str) + after
+        why = why.where(answered > 0, _("all {k} items missing").format(k=k))
         reasons = reasons.where(ok, reasons.where(reasons == "", reasons + "; ") + label + why)
         complete = sub.dropna()
         n_alpha[sname] = int(len(complete))
@@ -830,19 +856,20 @@ def score_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
 
     for sname, items in defn.subscales.items():
         if items is None:
-            messages.append(f"Subscale '{sname}' is not scored: its items are not sourced; add "
-                            "them to the definition to score it.")
+            messages.append(_("Subscale '{subscale}' is not scored: its items are not sourced; add "
+                              "them to the definition to score it.").format(subscale=sname))
     if n_prorated:
-        messages.append(f"{n_prorated} total score{'s were' if n_prorated > 1 else ' was'} "
-                        f"prorated from the answered items (up to {_pct(frac)} missing allowed).")
+        messages.append(ngettext("{n} total score was prorated from the answered items (up to {percent} missing allowed).",
+                                 "{n} total scores were prorated from the answered items (up to {percent} missing allowed).",
+                                 n_prorated).format(n=n_prorated, percent=_pct(frac)))
     n_lost = int(scores[TOTAL].isna().sum())
     if n_lost:
-        messages.append(f"{n_lost} of {len(scores)} total score{'s are' if n_lost > 1 else ' is'}"
-                        " missing; the 'reason' column says why.")
+        messages.append(ngettext("{n} of {total} total score is missing; the 'reason' column says why.",
+                                 "{n} of {total} total scores are missing; the 'reason' column says why.",
+                                 n_lost).format(n=n_lost, total=len(scores)))
         if n_lost == len(scores) and invalid_counts:
-            hint = [m for m in messages if m.startswith("The items run from")]
-            first = hint[0] if hint else messages[0]
-            raise InputError("No questionnaire could be scored. " + first)
+            first = coding_hint or messages[0]
+            raise InputError(_("No questionnaire could be scored. {why}").format(why=first))
     return ScoreResult(scores=scores, definition=defn, scoring=defn.scoring,
                        coding=(defn.item_min, defn.item_max), input_coding=(in_min, in_max),
                        recoded=recoded, alpha=alpha, n_alpha=n_alpha, n_prorated=n_prorated,
@@ -859,8 +886,8 @@ def keyed_items(items_df: pd.DataFrame, definition: InstrumentDefinition,
     """
     defn = definition
     if defn.reverse_keyed is None:
-        raise InputError(f"The reverse-keyed items of {defn.name} are not sourced; mark them "
-                         "before keying the items.")
+        raise InputError(_("The reverse-keyed items of {name} are not sourced; mark them "
+                           "before keying the items.").format(name=defn.name))
     cols = _resolve_columns(items_df, defn, item_columns)
     in_min = defn.item_min if coding_min is None else coding_min
     in_max = defn.item_max if coding_max is None else coding_max

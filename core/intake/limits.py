@@ -21,6 +21,8 @@ unbounded time or memory. They are stated in the README (section "Reading files:
 """
 from __future__ import annotations
 
+from core.i18n import _
+
 MAX_ROWS = 1_048_576
 MAX_COLUMNS = 16_384
 MAX_CELLS = 10_000_000
@@ -42,18 +44,24 @@ def column_letters(n: int) -> str:
 def too_large(source: str, n_rows: int, n_columns: int, where: str = "", *, at_least: bool = False) -> str:
     """The sentence for a table over :data:`MAX_CELLS` or over Excel's rows or columns
     (``at_least``: reading stopped there, the file has more rows)."""
-    more = " or more" if at_least else ""
-    size = f"{n_rows:,} rows{more} × {n_columns:,} columns"
+    if at_least:
+        size = _("{rows:,} rows or more × {columns:,} columns").format(rows=n_rows, columns=n_columns)
+        cells = _("{cells:,} cells or more").format(cells=n_rows * n_columns)
+    else:
+        size = _("{rows:,} rows × {columns:,} columns").format(rows=n_rows, columns=n_columns)
+        cells = _("{cells:,} cells").format(cells=n_rows * n_columns)
     if n_rows > MAX_ROWS or n_columns > MAX_COLUMNS:
-        return (f"{source} is larger than a spreadsheet can be: {size}{where}, and Excel's limit is "
-                f"{MAX_ROWS:,} rows × {MAX_COLUMNS:,} columns. Split the file, or remove what lies "
-                "outside the table, and upload again.")
-    return (f"{source} is too large to read: {size}{where} is {n_rows * n_columns:,} cells{more}, and "
-            f"at most {MAX_CELLS:,} cells are read. Remove unused rows and columns (or values outside "
-            "the table), or split the file, and upload again.")
+        return _("{source} is larger than a spreadsheet can be: {size}{where}, and Excel's limit is "
+                 "{max_rows:,} rows × {max_columns:,} columns. Split the file, or remove what lies "
+                 "outside the table, and upload again.").format(
+            source=source, size=size, where=where, max_rows=MAX_ROWS, max_columns=MAX_COLUMNS)
+    return _("{source} is too large to read: {size}{where} is {cells}, and at most {max_cells:,} cells "
+             "are read. Remove unused rows and columns (or values outside the table), or split the file, "
+             "and upload again.").format(source=source, size=size, where=where, cells=cells, max_cells=MAX_CELLS)
 
 
 def cell_too_long(source: str, where: str, n_chars: int) -> str:
     """The sentence for a cell over :data:`MAX_CELL_CHARS`."""
-    return (f"{source}: {where} holds {n_chars:,} characters or more; a cell may hold at most "
-            f"{MAX_CELL_CHARS:,} (Excel's limit). Shorten or remove that cell and upload again.")
+    return _("{source}: {where} holds {n:,} characters or more; a cell may hold at most {max:,} "
+             "(Excel's limit). Shorten or remove that cell and upload again.").format(
+        source=source, where=where, n=n_chars, max=MAX_CELL_CHARS)

@@ -15,10 +15,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from core.errors import InputError, some_names
+from core.i18n import N_, _
 
 #: The roles a column can play. ``patient`` and ``session`` are required, and at least one measure.
 ROLES = ("patient", "therapist", "session", "alliance", "symptoms")
 MEASURES = ("alliance", "symptoms")
+#: The roles' names in sentences (translated where shown: :func:`role_name`).
+ROLE_NAMES = {"patient": N_("patient"), "therapist": N_("therapist"), "session": N_("session"),
+              "alliance": N_("alliance"), "symptoms": N_("symptoms"), "study": N_("study")}
+
+
+def role_name(role: str) -> str:
+    """A role's (or measure's) name in the current language; any other name as it is.
+
+    >>> role_name("symptoms"), role_name("oq_total")
+    ('symptoms', 'oq_total')
+    """
+    return _(ROLE_NAMES[role]) if role in ROLE_NAMES else role
 
 # Normalised header names (lower case, no accents, no separators) proposed for each role,
 # most specific first. Spanish as used in Latin-American clinics (Manubens et al., 2023).
@@ -73,18 +86,23 @@ class ColumnMapping:
         """Raise :class:`InputError` when a required role is unmapped or a column is missing."""
         missing = [r for r in ("patient", "session") if not getattr(self, r)]
         if missing:
-            raise InputError(f"Choose the column that holds the {' and the '.join(missing)} "
-                             f"(the file's columns are: {some_names(columns)}).")
+            text = (_("Choose the column that holds the patient and the session (the file's columns are: {columns}).")
+                    if len(missing) == 2 else
+                    _("Choose the column that holds the patient (the file's columns are: {columns}).")
+                    if missing[0] == "patient" else
+                    _("Choose the column that holds the session (the file's columns are: {columns})."))
+            raise InputError(text.format(columns=some_names(columns)))
         if not (self.alliance or self.symptoms):
-            raise InputError("Choose at least one measure column: alliance or symptoms.")
+            raise InputError(_("Choose at least one measure column: alliance or symptoms."))
         for role, col in self.used().items():
             if col not in columns:
-                raise InputError(f"The file has no column '{col}' for the {role}; "
-                                 f"its columns are: {some_names(columns)}.")
+                raise InputError(_("The file has no column '{column}' for the {role}; its columns are: {columns}.")
+                                 .format(column=col, role=role_name(role), columns=some_names(columns)))
         cols = list(self.used().values())
         dup = {c for c in cols if cols.count(c) > 1}
         if dup:
-            raise InputError(f"Column '{sorted(dup)[0]}' is chosen for two roles; each role needs its own column.")
+            raise InputError(_("Column '{column}' is chosen for two roles; each role needs its own column.").format(
+                column=sorted(dup)[0]))
 
 
 def _match(header: str, role: str) -> tuple[int, int]:
@@ -128,7 +146,7 @@ def propose_mapping(columns: list[str]) -> ColumnMapping:
             s, rank = _match(normalised[col], role)
             if s:
                 candidates.append((-s, rank, ROLES.index(role), pos, role, col))
-    for _, _, _, _, role, col in sorted(candidates):
+    for *_rank, role, col in sorted(candidates):
         if role in chosen or col in taken:
             continue
         chosen[role] = col

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.i18n import _, ngettext
 from core.intake import limits, xlsx
 from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_FILE_BYTES, MAX_ROWS
 
@@ -135,7 +136,7 @@ def detect_delimiter(sample_lines: list[str]) -> str:
     best, best_fields = None, 1
     lines = [ln for ln in sample_lines if ln.strip()]
     if not lines:
-        raise InputError("The file is empty: it has no header row and no data.")
+        raise InputError(_("The file is empty: it has no header row and no data."))
     for delim in _DELIMITERS:
         try:
             rows = list(csv.reader(lines, delimiter=delim))
@@ -246,7 +247,7 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str,
     cells = cells.fillna("")
     header_index = _first_filled_row(cells)
     if header_index is None:
-        raise InputError(f"{source} is empty: it has no header row and no data.")
+        raise InputError(_("{source} is empty: it has no header row and no data.").format(source=source))
     header = [str(c) for c in cells.iloc[header_index]]
     named = [i for i, c in enumerate(header) if c.replace("\ufeff", "").strip()]
     width = named[-1] + 1
@@ -259,12 +260,12 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str,
         if kind == "csv":
             first = first_row + header_index + 1 + int(np.flatnonzero(filled)[0])
             more = int(filled.sum()) - 1
-            others = f" (and {more} other {'row' if more == 1 else 'rows'})" if more else ""
-            raise InputError(
-                f"{source} could not be read as a table: row {first}{others} has more cells than "
+            others = ngettext(" (and {n} other row)", " (and {n} other rows)", more).format(n=more) if more else ""
+            raise InputError(_(
+                "{source} could not be read as a table: row {row}{others} has more cells than "
                 "the header row. Check that the delimiter is not also used inside cells (for "
                 "example a decimal comma in a comma-separated file), or save the sheet again as "
-                "CSV with ';' as separator.")
+                "CSV with ';' as separator.").format(source=source, row=first, others=others))
         keep.append(pos)
     body = body.iloc[:, keep]
     body.columns = _clean_headers([header[i] if i < width else "" for i in keep])
@@ -272,9 +273,9 @@ def _header_and_body(cells: pd.DataFrame, source: str, kind: str,
 
 
 def _too_wide(source: str, n_fields: int) -> InputError:
-    return InputError(f"{source} is larger than a spreadsheet can be: a row has {n_fields:,} cells or "
-                      f"more, and Excel's limit is {MAX_COLUMNS:,} columns. Check the delimiter, or "
-                      "split the file, and upload again.")
+    return InputError(_("{source} is larger than a spreadsheet can be: a row has {n:,} cells or "
+                        "more, and Excel's limit is {max:,} columns. Check the delimiter, or "
+                        "split the file, and upload again.").format(source=source, n=n_fields, max=MAX_COLUMNS))
 
 
 def _longest_field_bytes(data: bytes, delimiter: str) -> int:
@@ -303,7 +304,8 @@ def _check_cell_sizes(cells: pd.DataFrame, source: str, data: bytes, delimiter: 
         if pd.notna(longest) and longest > MAX_CELL_CHARS:
             row = int(np.flatnonzero(lengths.to_numpy(dtype=float, na_value=0) > MAX_CELL_CHARS)[0]) + 1
             raise InputError(limits.cell_too_long(
-                source, f"the cell in row {row:,}, column {pos + 1:,} ({limits.column_letters(pos + 1)})",
+                source, _("the cell in row {row:,}, column {column:,} ({letters})").format(
+                    row=row, column=pos + 1, letters=limits.column_letters(pos + 1)),
                 int(longest)))
 
 
@@ -341,14 +343,14 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
                 n_fields = max(n_fields + 1, int(wider.group(2)))
                 continue
             line = re.search(r"line (\d+)", str(err))
-            where = f" near line {line.group(1)}" if line else ""
-            raise InputError(
-                f"{source} could not be read as a table{where}. Check that the delimiter "
-                f"('{delimiter}') is not also used inside cells and that quotes are closed, or "
-                "save the sheet again as CSV."
+            where = _(" near line {line}").format(line=line.group(1)) if line else ""
+            raise InputError(_(
+                "{source} could not be read as a table{where}. Check that the delimiter "
+                "('{delimiter}') is not also used inside cells and that quotes are closed, or "
+                "save the sheet again as CSV.").format(source=source, where=where, delimiter=delimiter)
             ) from None
         if not pieces:
-            raise InputError(f"{source} is empty: it has no header row and no data.")
+            raise InputError(_("{source} is empty: it has no header row and no data.").format(source=source))
         return pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
     raise AssertionError("unreachable")  # the loop returns or raises
 
@@ -365,10 +367,10 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
     encoding = _detect_encoding(data)
     text = _sample(data, encoding)
     if not text.strip():
-        raise InputError(f"{source} is empty: it has no header row and no data.")
+        raise InputError(_("{source} is empty: it has no header row and no data.").format(source=source))
     if _looks_binary(text[:65_536]):
-        raise InputError(f"{source} is not a text (CSV) file or an .xlsx workbook. "
-                         "Save it as CSV or .xlsx.")
+        raise InputError(_("{source} is not a text (CSV) file or an .xlsx workbook. "
+                           "Save it as CSV or .xlsx.").format(source=source))
     sample = text[:200_000].splitlines()[:50]
     delimiter = detect_delimiter(sample)
     lines = [ln for ln in sample if ln.strip()]
@@ -380,18 +382,25 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
     _check_cell_sizes(cells, source, data, delimiter, encoding)
     frame, n_empty = _header_and_body(cells, source, "csv")
     decimal = detect_decimal(frame.drop(columns=ROW), delimiter)
-    notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
+    notes = (_empty_rows_note(n_empty),) if n_empty else ()
     return RawTable(frame=frame, source=source, kind="csv", delimiter=delimiter,
                     decimal=decimal, encoding=encoding, notes=notes)
 
 
 def _file_too_large(source: str, n_bytes: int) -> str:
-    return (f"{source} is {n_bytes / 2 ** 20:,.0f} MB; at most {MAX_FILE_BYTES // 2 ** 20} MB are read. "
-            "Split the file (for example by year or by study) and upload the parts.")
+    return _("{source} is {mb:,.0f} MB; at most {max} MB are read. "
+             "Split the file (for example by year or by study) and upload the parts.").format(
+        source=source, mb=n_bytes / 2 ** 20, max=MAX_FILE_BYTES // 2 ** 20)
 
 
-def excel_sheet_names(data: bytes, source: str = "The file") -> list[str]:
+def _empty_rows_note(n_empty: int) -> str:
+    return ngettext("{n:,} completely empty row was skipped.", "{n:,} completely empty rows were skipped.",
+                    n_empty).format(n=n_empty)
+
+
+def excel_sheet_names(data: bytes, source: str | None = None) -> list[str]:
     """Names of the worksheets in an .xlsx workbook, in order."""
+    source = _("The file") if source is None else source
     if len(data) > MAX_FILE_BYTES:
         raise InputError(_file_too_large(source, len(data)))
     return xlsx.sheet_names(data, source)
@@ -404,9 +413,9 @@ def read_excel_bytes(data: bytes, source: str = "upload", sheet: str | None = No
         raise InputError(_file_too_large(source, len(data)))
     got = xlsx.read_sheet(data, source, sheet)
     if got.cells.empty:
-        raise InputError(f"Sheet '{got.sheet}' of {source} is empty.")
+        raise InputError(_("Sheet '{sheet}' of {source} is empty.").format(sheet=got.sheet, source=source))
     frame, n_empty = _header_and_body(got.cells, source, "excel", first_row=got.first_row)
-    notes = (f"{n_empty} completely empty rows were skipped.",) if n_empty else ()
+    notes = (_empty_rows_note(n_empty),) if n_empty else ()
     return RawTable(frame=frame, source=source, kind="excel", decimal=".", sheet=got.sheet,
                     sheets=got.sheets, notes=notes)
 
@@ -416,19 +425,19 @@ def _read_path(path: Path) -> bytes:
     file over :data:`~core.intake.limits.MAX_FILE_BYTES` is an :class:`InputError`."""
     try:
         if not path.exists():
-            raise InputError(f"The file {path} does not exist.")
+            raise InputError(_("The file {path} does not exist.").format(path=path))
         if path.is_dir():
-            raise InputError(f"{path} is a folder, not a file. Give the path of a CSV or .xlsx file.")
+            raise InputError(_("{path} is a folder, not a file. Give the path of a CSV or .xlsx file.").format(path=path))
         if not path.is_file():
-            raise InputError(f"{path} is not a regular file. Give the path of a CSV or .xlsx file.")
+            raise InputError(_("{path} is not a regular file. Give the path of a CSV or .xlsx file.").format(path=path))
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except PermissionError:
-        raise InputError(f"{path} cannot be read: permission denied. Check the file's permissions "
-                         "or copy it somewhere you can read it.") from None
+        raise InputError(_("{path} cannot be read: permission denied. Check the file's permissions "
+                           "or copy it somewhere you can read it.").format(path=path)) from None
     except OSError as err:
-        raise InputError(f"{path} could not be read ({err.strerror or type(err).__name__}). "
-                         "Check the path and try again.") from None
+        raise InputError(_("{path} could not be read ({error}). Check the path and try again.").format(
+            path=path, error=err.strerror or type(err).__name__)) from None
     if len(data) > MAX_FILE_BYTES:
         raise InputError(_file_too_large(str(path), path.stat().st_size))
     return data
@@ -451,9 +460,9 @@ def read_table(source: str | Path | bytes, filename: str | None = None,
     name = filename or "upload"
     suffix = Path(name).suffix.lower()
     if suffix == ".xls":
-        raise InputError(f"{name} is an old Excel 97-2003 file (.xls). Save it as .xlsx or CSV and upload again.")
+        raise InputError(_("{name} is an old Excel 97-2003 file (.xls). Save it as .xlsx or CSV and upload again.").format(name=name))
     if suffix in _EXCEL_SUFFIXES or data[:4] == b"PK\x03\x04":
         return read_excel_bytes(data, source=name, sheet=sheet)
     if b"\x00" in data[:4096] and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
-        raise InputError(f"{name} is not a text (CSV) file or an .xlsx workbook. Save it as CSV or .xlsx.")
+        raise InputError(_("{name} is not a text (CSV) file or an .xlsx workbook. Save it as CSV or .xlsx.").format(name=name))
     return read_csv_bytes(data, source=name)

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import InputError
+from core.i18n import _
 from core.intake.limits import MAX_CELLS
 from core.intake.mapping import WideLayout
 from core.intake.reading import ROW
@@ -24,18 +25,18 @@ def wide_to_long(frame: pd.DataFrame, layout: WideLayout, id_columns: list[str],
     """
     for col in id_columns:
         if col not in frame.columns:
-            raise InputError(f"The file has no column '{col}'.")
+            raise InputError(_("The file has no column '{column}'.").format(column=col))
     measure_cols = {c for sessions in layout.columns.values() for c in sessions.values()}
     missing = sorted(c for c in measure_cols if c not in frame.columns)
     if missing:
-        raise InputError(f"The file has no column '{missing[0]}'.")
+        raise InputError(_("The file has no column '{column}'.").format(column=missing[0]))
     keep = [c for c in frame.columns if c not in measure_cols and c not in id_columns and c != ROW]
     # A kept column named like the session or a measure stem is renamed, not overwritten.
     taken = {session_name, *layout.columns, *id_columns, ROW}
     renamed = {c: f"{c} (file)" for c in keep if c in taken}
     sessions = sorted({s for sessions in layout.columns.values() for s in sessions})
     if not sessions:
-        raise InputError("Choose the repeated columns that hold the scores of each session.")
+        raise InputError(_("Choose the repeated columns that hold the scores of each session."))
     # One matrix (patients × sessions) per measure stem, read row by row: the long table comes out
     # ordered by spreadsheet row, then session, in time linear in the number of cells.
     n, k = len(frame), len(sessions)
@@ -53,10 +54,11 @@ def wide_to_long(frame: pd.DataFrame, layout: WideLayout, id_columns: list[str],
     keep_rows = np.flatnonzero(any_value)
     n_columns = 2 + len(id_columns) + len(keep) + len(stems)
     if len(keep_rows) * n_columns > MAX_CELLS:
-        raise InputError(
-            f"This wide file becomes {len(keep_rows):,} rows × {n_columns:,} columns in long form "
-            f"(one row per patient and session), more than the {MAX_CELLS:,} cells that are read. "
-            "Remove the columns you do not need, or split the file, and upload again.")
+        raise InputError(_(
+            "This wide file becomes {rows:,} rows × {columns:,} columns in long form "
+            "(one row per patient and session), more than the {max:,} cells that are read. "
+            "Remove the columns you do not need, or split the file, and upload again.").format(
+            rows=len(keep_rows), columns=n_columns, max=MAX_CELLS))
     source_rows = keep_rows // k
     long = frame[[ROW, *id_columns, *keep]].rename(columns=renamed).iloc[source_rows].reset_index(drop=True)
     long.insert(1, session_name, [str(sessions[j]) for j in keep_rows % k])

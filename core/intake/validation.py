@@ -24,13 +24,15 @@ models' arithmetic). A valid range must be finite with its minimum below its max
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from core.errors import InputError, some_names
-from core.intake.mapping import MEASURES, ROLES, ColumnMapping, WideLayout
+from core.i18n import _, ngettext
+from core.intake.mapping import MEASURES, ROLES, ColumnMapping, WideLayout, role_name
 from core.intake.reading import ROW, RawTable
 from core.intake.reshape import wide_to_long
 
@@ -97,7 +99,7 @@ class ValidatedData:
         for m in measures:
             why = (cells[m] if cells is not None and m in cells.columns
                    else pd.Series("", index=self.data.index)).astype(str)
-            texts.append(why.where(why.ne("") | self.data[m].notna(), f"{m} missing"))
+            texts.append(why.where(why.ne("") | self.data[m].notna(), _("{measure} missing").format(measure=role_name(m))))
         joined = texts[0] if len(texts) == 1 else pd.concat(texts, axis=1).apply(
             lambda r: "; ".join(t for t in r if t), axis=1)
         keep = joined.ne("").to_numpy()
@@ -137,7 +139,7 @@ class _Reasons:
         old = self.text[pos]
         self.text[pos] = np.where(self.bad[pos], old + "; " + msg, msg)
         self.bad[pos] = True
-        key = kind or "other problems"
+        key = kind or _("other problems")
         self.kinds[key] = self.kinds.get(key, 0) + len(pos)
 
 
@@ -196,6 +198,27 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+_MARK = re.compile("\x00(\\d+)\x00")
+
+
+def format_rows(template: str, **values) -> pd.Series:
+    """``template.format(**values)`` for every row at once: Series values are per row (text),
+    other values the same in every row. The template is formatted once, with a marker where each
+    Series goes, and the rows' texts are joined around the markers (vectorised).
+
+    >>> list(format_rows("{measure} '{value}' is not a number", measure="alliance", value=pd.Series(["x", "y"])))
+    ["alliance 'x' is not a number", "alliance 'y' is not a number"]
+    """
+    series = {k: v for k, v in values.items() if isinstance(v, pd.Series)}
+    names = list(series)
+    marks = {k: f"\x00{i}\x00" for i, k in enumerate(names)}
+    parts = _MARK.split(template.format(**{**values, **marks}))
+    out = parts[0]
+    for k in range(1, len(parts), 2):
+        out = out + series[names[int(parts[k])]].astype(str) + parts[k + 1]
+    return out
+
+
 def _short(text: pd.Series, width: int = 40) -> pd.Series:
     """Cell texts for a reason, cut to ``width`` characters (a cell may hold 32,767)."""
     long = text.str.len() > width
@@ -219,14 +242,16 @@ def check_ranges(ranges: dict[str, tuple[float, float]]) -> None:
         try:
             lo, hi = (float(b) for b in bounds)
         except (TypeError, ValueError):
-            raise InputError(f"The {measure} range must be two numbers, a minimum and a maximum "
-                             "(for example 1 and 7).") from None
+            raise InputError(_("The {measure} range must be two numbers, a minimum and a maximum "
+                               "(for example 1 and 7).").format(measure=role_name(measure))) from None
         if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise InputError(f"The {measure} range {_fmt(lo)} to {_fmt(hi)} is not a range of finite "
-                             "numbers; give a finite minimum and maximum (for example 1 and 7).")
+            raise InputError(_("The {measure} range {lo:g} to {hi:g} is not a range of finite numbers; give "
+                               "a finite minimum and maximum (for example 1 and 7).").format(
+                measure=role_name(measure), lo=lo, hi=hi))
         if not lo < hi:
-            raise InputError(f"The {measure} range {_fmt(lo)} to {_fmt(hi)} has its minimum not below its "
-                             "maximum; give a minimum below the maximum (for example 1 and 7).")
+            raise InputError(_("The {measure} range {lo:g} to {hi:g} has its minimum not below its maximum; "
+                               "give a minimum below the maximum (for example 1 and 7).").format(
+                measure=role_name(measure), lo=lo, hi=hi))
 
 
 def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str = ".",
@@ -254,7 +279,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     notes = list(notes)
     n = len(frame)
     if n == 0:
-        raise InputError(f"{source} has a header but no data rows.")
+        raise InputError(_("{source} has a header but no data rows.").format(source=source))
     why = {}
     for measure, texts in (explanations or {}).items():
         if not texts.index.equals(frame.index):
@@ -266,24 +291,25 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     out[ROW] = frame[ROW].astype(int).values
 
     patient = frame[mapping.patient].astype(str).str.strip()
-    reasons.add(patient.str.lower().isin(ID_MISSING_TEXTS), "patient ID missing")
+    reasons.add(patient.str.lower().isin(ID_MISSING_TEXTS), _("patient ID missing"))
     out["patient"] = patient
     if mapping.therapist:
         therapist = frame[mapping.therapist].astype(str).str.strip()
-        reasons.add(therapist.str.lower().isin(ID_MISSING_TEXTS), "therapist missing")
+        reasons.add(therapist.str.lower().isin(ID_MISSING_TEXTS), _("therapist missing"))
         out["therapist"] = therapist
 
     raw_session = frame[mapping.session].astype(str).str.strip()
     session = parse_sessions(raw_session)
     session_missing = raw_session.str.lower().isin(MISSING_TEXTS)
-    reasons.add(session_missing, "session missing")
+    reasons.add(session_missing, _("session missing"))
     bad_session = session.isna() & ~session_missing
     huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
     bad_session &= ~huge_session
-    reasons.add(bad_session, "session '" + _short(raw_session[bad_session]) + "' is not a session number",
-                kind="session is not a session number")
-    reasons.add(huge_session, "session " + _short(raw_session[huge_session]) + f" is beyond ±{LARGEST_VALUE:,.0f}, "
-                "larger than a session number can be", kind=f"session beyond ±{LARGEST_VALUE:,.0f}")
+    reasons.add(bad_session, format_rows(_("session '{value}' is not a session number"), value=_short(raw_session[bad_session])),
+                kind=_("session is not a session number"))
+    reasons.add(huge_session, format_rows(_("session {value} is beyond ±{limit:,.0f}, larger than a session number can be"),
+                                    value=_short(raw_session[huge_session]), limit=LARGEST_VALUE),
+                kind=_("session beyond ±{limit:,.0f}").format(limit=LARGEST_VALUE))
     out["session"] = session.where(~huge_session)
 
     measure_reasons: dict[str, _Reasons] = {}
@@ -293,20 +319,23 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         if not col:
             continue
         reasons = measure_reasons[measure] = _Reasons(n)
+        name = role_name(measure)
         raw = frame[col].astype(str).str.strip()
         values, missing, non_numeric = parse_numbers(raw, decimal)
         if measure in why:
             explained = missing & why[measure].ne("")
-            reasons.add(explained, f"{measure} missing: " + why[measure][explained],
-                        kind=f"{measure} missing")
+            reasons.add(explained, format_rows(_("{measure} missing: {why}"), measure=name, why=why[measure][explained]),
+                        kind=_("{measure} missing").format(measure=name))
             missing = missing & ~explained
-        reasons.add(missing, f"{measure} missing")
+        reasons.add(missing, _("{measure} missing").format(measure=name))
         huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
         non_numeric = non_numeric & ~huge
-        reasons.add(non_numeric, f"{measure} '" + _short(raw[non_numeric]) + "' is not a number",
-                    kind=f"{measure} is not a number")
-        reasons.add(huge, f"{measure} " + _short(raw[huge]) + f" is beyond ±{LARGEST_VALUE:,.0f}, larger than any "
-                    "score can be", kind=f"{measure} beyond ±{LARGEST_VALUE:,.0f}")
+        reasons.add(non_numeric, format_rows(_("{measure} '{value}' is not a number"), measure=name,
+                                       value=_short(raw[non_numeric])),
+                    kind=_("{measure} is not a number").format(measure=name))
+        reasons.add(huge, format_rows(_("{measure} {value} is beyond ±{limit:,.0f}, larger than any score can be"),
+                                measure=name, value=_short(raw[huge]), limit=LARGEST_VALUE),
+                    kind=_("{measure} beyond ±{limit:,.0f}").format(measure=name, limit=LARGEST_VALUE))
         values = values.where(~huge)
         lo, hi = ranges.get(measure, (None, None))
         is_code = values.isin(missing_codes)
@@ -317,16 +346,17 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         else:
             code_missing = is_code & ((values < lo) | (values > hi))
         if code_missing.any():
-            reasons.add(code_missing, f"{measure} missing (code " + raw[code_missing] + ")",
-                        kind=f"{measure} missing (missing-value code)")
+            reasons.add(code_missing, format_rows(_("{measure} missing (code {value})"), measure=name, value=raw[code_missing]),
+                        kind=_("{measure} missing (missing-value code)").format(measure=name))
             k = int(code_missing.sum())
-            notes.append(f"{k} {measure} {'values were missing-value codes' if k > 1 else 'value was a missing-value code'} "
-                         f"({', '.join(sorted(set(raw[code_missing])))}) and {'were' if k > 1 else 'was'} read as missing.")
+            notes.append(ngettext("{n} {measure} value was a missing-value code ({codes}) and was read as missing.",
+                                  "{n} {measure} values were missing-value codes ({codes}) and were read as missing.",
+                                  k).format(n=k, measure=name, codes=", ".join(sorted(set(raw[code_missing])))))
         if lo is not None:
             outside = values.notna() & ~code_missing & ((values < lo) | (values > hi))
-            reasons.add(outside, f"{measure} " + raw[outside] +
-                        f" is outside the allowed range {_fmt(lo)} to {_fmt(hi)}",
-                        kind=f"{measure} outside the allowed range {_fmt(lo)} to {_fmt(hi)}")
+            reasons.add(outside, format_rows(_("{measure} {value} is outside the allowed range {lo:g} to {hi:g}"),
+                                       measure=name, value=raw[outside], lo=lo, hi=hi),
+                        kind=_("{measure} outside the allowed range {lo:g} to {hi:g}").format(measure=name, lo=lo, hi=hi))
         out[measure] = values.where(~code_missing & ~reasons.bad)
     reasons = row_reasons
     if measure_reasons:
@@ -351,9 +381,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 why = np.full(n, "", dtype=object)
                 for r in measure_reasons.values():
                     why = np.where(r.bad, np.where(why == "", r.text, why + "; " + r.text), why)
-                msg = pd.Series(why, index=out.index)[shadowed] + "; another row has the same patient and session"
+                msg = format_rows(_("{reasons}; another row has the same patient and session"),
+                            reasons=pd.Series(why, index=out.index)[shadowed])
                 reasons.add(pd.Series(shadowed, index=out.index), msg.reindex(out.index),
-                            kind="incomplete duplicate of a complete row")
+                            kind=_("incomplete duplicate of a complete row"))
 
     # Everything else in the file comes along as text, renamed when it is called like a role:
     # an unmapped "alliance" column of text must not pass for the alliance measure.
@@ -372,21 +403,24 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     bad = reasons.bad
     reason_text = reasons.text[bad]
     if name_sessions:
-        reason_text = ("session " + frame.loc[bad, mapping.session].astype(str).str.strip()
-                       + ": " + reason_text).to_numpy(dtype=object)
+        reason_text = format_rows(_("session {session}: {reason}"), session=frame.loc[bad, mapping.session].astype(str).str.strip(),
+                            reason=pd.Series(reason_text, index=frame.index[bad])).to_numpy(dtype=object)
     excluded = pd.DataFrame({"row": out.loc[bad, ROW].astype(int).values,
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
     data = out.loc[~bad].copy()
-    prefix = ("session " + frame[mapping.session].astype(str).str.strip() + ": ").to_numpy(dtype=object) \
-        if name_sessions else np.full(n, "", dtype=object)
-    cells = pd.DataFrame({m: np.where(r.bad, prefix + r.text, "")[~bad] for m, r in measure_reasons.items()},
+    session_text = frame[mapping.session].astype(str).str.strip()
+    cells = pd.DataFrame({m: np.where(r.bad, format_rows(_("session {session}: {reason}"), session=session_text,
+                                                   reason=pd.Series(r.text, index=frame.index)).to_numpy(dtype=object)
+                                      if name_sessions else r.text, "")[~bad] for m, r in measure_reasons.items()},
                          index=data.index)
     if data.empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
-        raise InputError(f"None of the {n} rows of {source} can be used. Most common problem: "
-                         f"{kind} ({count} {'row' if count == 1 else 'rows'}). "
-                         "Check the column choices and ranges.")
+        raise InputError(ngettext("None of the {n} rows of {source} can be used. Most common problem: {kind} "
+                                  "({count} row). Check the column choices and ranges.",
+                                  "None of the {n} rows of {source} can be used. Most common problem: {kind} "
+                                  "({count} rows). Check the column choices and ranges.",
+                                  count).format(n=n, source=source, kind=kind, count=count))
     if (data["session"] % 1 == 0).all():
         data["session"] = data["session"].astype(np.int64)
     if "therapist" in data:
@@ -394,9 +428,11 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         several = per_patient[per_patient > 1].index.tolist()
         if several:
             shown = ", ".join(several[:10]) + (" …" if len(several) > 10 else "")
-            who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
-            notes.append(f"{who} seen by more than one therapist ({shown}); "
-                         "their rows are kept, each under the therapist named in that row.")
+            notes.append(ngettext("{n} patient was seen by more than one therapist ({patients}); their rows are "
+                                  "kept, each under the therapist named in that row.",
+                                  "{n} patients were seen by more than one therapist ({patients}); their rows "
+                                  "are kept, each under the therapist named in that row.",
+                                  len(several)).format(n=len(several), patients=shown))
     data = data.sort_values(["patient", "session"], kind="stable")
     cells = cells.loc[data.index].reset_index(drop=True)
     data = data.reset_index(drop=True)
@@ -405,9 +441,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     partial = {m: int(cells[m].ne("").sum()) for m in cells.columns}
     partial = {m: k for m, k in partial.items() if k}
     if partial:
-        said = " and ".join(f"{k} without a usable {m} score" for m, k in partial.items())
-        notes.append(f"Sessions kept with one measure missing: {said}. Each model uses the sessions that "
-                     "have every variable it needs and lists the others; the figures use every score.")
+        said = [_("{n} without a usable {measure} score").format(n=k, measure=role_name(m)) for m, k in partial.items()]
+        said = said[0] if len(said) == 1 else _("{first} and {second}").format(first=said[0], second=said[1])
+        notes.append(_("Sessions kept with one measure missing: {counts}. Each model uses the sessions that have "
+                       "every variable it needs and lists the others; the figures use every score.").format(counts=said))
     return ValidatedData(data=data, excluded=excluded.reset_index(drop=True), notes=tuple(notes),
                          mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells)
 
@@ -427,22 +464,21 @@ def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -
     identical = n_distinct.eq(1)
     repeat = identical & d[ROW].ne(first_row)
     reasons.add(pd.Series(repeat, index=out.index),
-                "identical duplicate of row " + first_row[repeat].astype(str) + " (that row is used)",
-                kind="identical duplicate")
+                format_rows(_("identical duplicate of row {row} (that row is used)"), row=first_row[repeat].astype(str)),
+                kind=_("identical duplicate"))
     conflicting = d.loc[~identical]
     if len(conflicting):
         rows = conflicting[ROW].astype(str).groupby([conflicting["patient"], conflicting["session"]]).agg(", ".join)
         joined = pd.Series(list(zip(conflicting["patient"], conflicting["session"])), index=conflicting.index).map(rows)
-        message = ("conflicting duplicate: patient " + conflicting["patient"]
-                   + ", session " + conflicting["session"].map(_fmt)
-                   + " has different values in rows " + joined)
+        message = format_rows(_("conflicting duplicate: patient {patient}, session {session} has different values in rows {rows}"),
+                        patient=conflicting["patient"], session=conflicting["session"].map(_fmt), rows=joined)
         reasons.add(pd.Series(True, index=conflicting.index).reindex(out.index, fill_value=False),
-                    message, kind="conflicting duplicate patient-session rows")
+                    message, kind=_("conflicting duplicate patient-session rows"))
     n_identical = int(repeat.sum())
     if n_identical:
-        notes.append(f"{n_identical} rows were identical copies of another row; each was used once."
-                     if n_identical > 1 else
-                     "1 row was an identical copy of another row; that row was used once.")
+        notes.append(ngettext("{n} row was an identical copy of another row; that row was used once.",
+                              "{n} rows were identical copies of another row; each was used once.",
+                              n_identical).format(n=n_identical))
 
 
 def validate_table(raw: RawTable, mapping: ColumnMapping, *,
@@ -459,14 +495,14 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
     """
     if wide is not None:
         if not mapping.patient:
-            raise InputError("Choose the column that holds the patient ID.")
+            raise InputError(_("Choose the column that holds the patient ID."))
         ids = [c for c in (mapping.patient, mapping.therapist) if c]
         if not wide.measures:
-            raise InputError("Say which repeated columns hold the alliance and which the symptoms.")
+            raise InputError(_("Say which repeated columns hold the alliance and which the symptoms."))
         long = wide_to_long(raw.frame, wide, ids, session_name="session")
         if long.empty:
-            raise InputError(f"{raw.source} has no scores in its session columns: every cell of "
-                             f"{some_names(c for s in wide.columns.values() for c in s.values())} is empty.")
+            raise InputError(_("{source} has no scores in its session columns: every cell of {columns} is empty.").format(
+                source=raw.source, columns=some_names(c for s in wide.columns.values() for c in s.values())))
         long_mapping = ColumnMapping(patient=mapping.patient, therapist=mapping.therapist,
                                      session="session", alliance=wide.measures.get("alliance"),
                                      symptoms=wide.measures.get("symptoms"))
@@ -497,24 +533,26 @@ def validate_studies(raw: RawTable, mapping: ColumnMapping, study_column: str, *
     written ``"<study> / <patient>"`` so that they stay distinct (a note says so).
     """
     if study_column not in raw.columns:
-        raise InputError(f"{raw.source} has no column '{study_column}' for the study; "
-                         f"its columns are: {some_names(raw.columns)}.")
+        raise InputError(_("{source} has no column '{column}' for the study; its columns are: {columns}.").format(
+            source=raw.source, column=study_column, columns=some_names(raw.columns)))
     labels = raw.frame[study_column].astype(str).str.strip()
     missing = labels.str.lower().isin(MISSING_TEXTS)
     n_studies = labels[~missing].nunique()
     if n_studies > MAX_STUDIES:  # each study is validated and fitted on its own
-        raise InputError(f"{raw.source} names {n_studies:,} different studies in column '{study_column}'; "
-                         f"at most {MAX_STUDIES:,} are pooled. Check that this column names the study.")
+        raise InputError(_("{source} names {n:,} different studies in column '{column}'; at most {max:,} are "
+                           "pooled. Check that this column names the study.").format(
+            source=raw.source, n=n_studies, column=study_column, max=MAX_STUDIES))
     parts = {}
     for label, frame in raw.frame.loc[~missing].groupby(labels[~missing], sort=True):
         try:
             parts[label] = validate_long(frame.drop(columns=[study_column]), mapping,
                                          decimal=raw.decimal, ranges=ranges, source=raw.source)
         except InputError as err:
-            raise InputError(f"Study '{label}': {err}") from None
+            raise InputError(_("Study '{study}': {error}").format(study=label, error=err)) from None
     if not parts:
-        raise InputError(f"{raw.source}: no row names a study in column '{study_column}'.")
-    lost = pd.DataFrame({"row": raw.frame.loc[missing, ROW].astype(int).to_numpy(), "reason": "study missing"})
+        raise InputError(_("{source}: no row names a study in column '{column}'.").format(
+            source=raw.source, column=study_column))
+    lost = pd.DataFrame({"row": raw.frame.loc[missing, ROW].astype(int).to_numpy(), "reason": _("study missing")})
     return combine_studies(parts, extra_excluded=lost, source=raw.source, notes=raw.notes,
                            n_rows_read=len(raw.frame))
 
@@ -536,13 +574,13 @@ def combine_studies(parts: dict[str, ValidatedData], *, extra_excluded: pd.DataF
         if several_files:
             ex["reason"] = f"{part.source}: " + ex["reason"]
         excluded.append(ex)
-        all_notes += [f"Study {label}: {n}" for n in part.notes]
+        all_notes += [_("Study {study}: {note}").format(study=label, note=n) for n in part.notes]
     data = pd.concat(frames, ignore_index=True)
     per_patient = data.groupby("patient")[STUDY].nunique()
     if (per_patient > 1).any():
         data["patient"] = data[STUDY] + " / " + data["patient"]
-        all_notes.append("Some patient IDs occur in more than one study; they are written "
-                         "'study / patient' so that they stay distinct.")
+        all_notes.append(_("Some patient IDs occur in more than one study; they are written "
+                           "'study / patient' so that they stay distinct."))
     if extra_excluded is not None and len(extra_excluded):
         excluded.append(extra_excluded)
     excluded = pd.concat(excluded, ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)

@@ -38,6 +38,7 @@ from xml.parsers import expat
 import pandas as pd
 
 from core.errors import InputError
+from core.i18n import _
 from core.intake import limits
 from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_ROWS, column_letters
 
@@ -51,9 +52,9 @@ _ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
 def _damaged(source: str) -> InputError:
-    return InputError(f"{source} could not be opened as an Excel workbook (.xlsx): the file is "
-                      "damaged or not a workbook. Open it in Excel or LibreOffice and save it again "
-                      "as .xlsx or CSV.")
+    return InputError(_("{source} could not be opened as an Excel workbook (.xlsx): the file is "
+                        "damaged or not a workbook. Open it in Excel or LibreOffice and save it again "
+                        "as .xlsx or CSV.").format(source=source))
 
 
 @dataclass(frozen=True)
@@ -89,14 +90,14 @@ class _Archive:
         directory = _zip_directory_size(data)
         if directory is None:
             if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1":  # an OLE2 container, not a ZIP
-                raise InputError(f"{source} is a password-protected workbook or an old Excel 97-2003 "
-                                 "file. Open it in Excel or LibreOffice, remove the password, and save "
-                                 "it as .xlsx or CSV.")
+                raise InputError(_("{source} is a password-protected workbook or an old Excel 97-2003 "
+                                   "file. Open it in Excel or LibreOffice, remove the password, and save "
+                                   "it as .xlsx or CSV.").format(source=source))
             raise _damaged(source)
         if directory > limits.MAX_ZIP_DIRECTORY_BYTES:
-            raise InputError(f"{source} has far more parts than an Excel workbook (its ZIP directory "
-                             f"is over {limits.MAX_ZIP_DIRECTORY_BYTES // 2 ** 20} MB). Open it in "
-                             "Excel or LibreOffice and save it again as .xlsx or CSV.")
+            raise InputError(_("{source} has far more parts than an Excel workbook (its ZIP directory "
+                               "is over {mb} MB). Open it in Excel or LibreOffice and save it again as "
+                               ".xlsx or CSV.").format(source=source, mb=limits.MAX_ZIP_DIRECTORY_BYTES // 2 ** 20))
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
             self.names = set(self.zip.namelist())
@@ -135,10 +136,10 @@ class _Archive:
         """Refuse when the parts (as the ZIP directory declares them) unpack to more than the limit."""
         total = sum(self.zip.getinfo(p).file_size for p in dict.fromkeys(parts) if p in self.names)
         if total > limits.MAX_UNPACKED_BYTES:
-            raise InputError(
-                f"{self.source} unpacks to {total / 2 ** 20:,.0f} MB of sheet data, more than the "
-                f"{limits.MAX_UNPACKED_BYTES // 2 ** 20} MB read from a workbook. Save the sheet as "
-                "CSV (or split it) and upload again.")
+            raise InputError(_(
+                "{source} unpacks to {mb:,.0f} MB of sheet data, more than the {max} MB read from a "
+                "workbook. Save the sheet as CSV (or split it) and upload again.").format(
+                source=self.source, mb=total / 2 ** 20, max=limits.MAX_UNPACKED_BYTES // 2 ** 20))
 
     def _relationships(self, part: str, base: str) -> dict[str, tuple[str, str]]:
         rels = _Relationships(base)
@@ -326,7 +327,7 @@ class _SheetReader:
 
     def __init__(self, source: str, sheet: str, shared: list[str], dates: set[int],
                  durations: set[int], date1904: bool):
-        self.where = f"sheet '{sheet}' of {source}"
+        self.where = _("sheet '{sheet}' of {source}").format(sheet=sheet, source=source)
         self.source, self.sheet = source, sheet
         self.shared, self.dates, self.durations = shared, dates, durations
         self.date1904 = date1904
@@ -375,9 +376,10 @@ class _SheetReader:
             self.n_chars = 0
             self.n_cell_elements += 1
             if self.n_cell_elements > 2 * MAX_CELLS:  # empty or repeated cells cost time too
-                raise InputError(f"{self.source} is too large to read: {self.where} has more than "
-                                 f"{2 * MAX_CELLS:,} cell entries (empty or not), far more than the "
-                                 f"{MAX_CELLS:,} cells that are read. Split the file and upload again.")
+                raise InputError(_("{source} is too large to read: {where} has more than "
+                                   "{entries:,} cell entries (empty or not), far more than the "
+                                   "{max:,} cells that are read. Split the file and upload again.").format(
+                    source=self.source, where=self.where, entries=2 * MAX_CELLS, max=MAX_CELLS))
         elif name == "v":
             self.collect = True
         elif name == "t":
@@ -397,13 +399,15 @@ class _SheetReader:
             else:
                 index = self.row_index + 1
             if index > MAX_ROWS:
-                raise InputError(f"{self.where} has a row {index:,}, beyond Excel's last row "
-                                 f"({MAX_ROWS:,}): the file was not written by a spreadsheet program. "
-                                 "Save the table again from Excel or LibreOffice, or as CSV.")
+                raise InputError(_("{where} has a row {row:,}, beyond Excel's last row "
+                                   "({max:,}): the file was not written by a spreadsheet program. "
+                                   "Save the table again from Excel or LibreOffice, or as CSV.").format(
+                    where=self.where, row=index, max=MAX_ROWS))
             if index <= self.row_index:
-                raise InputError(f"{self.where} lists row {index:,} after row {self.row_index:,}, "
-                                 "which no spreadsheet program writes: the file is damaged. Open it in "
-                                 "Excel or LibreOffice and save it again as .xlsx or CSV.")
+                raise InputError(_("{where} lists row {row:,} after row {previous:,}, "
+                                   "which no spreadsheet program writes: the file is damaged. Open it in "
+                                   "Excel or LibreOffice and save it again as .xlsx or CSV.").format(
+                    where=self.where, row=index, previous=self.row_index))
             self.row_index = index
             self.row = []
             self.col = 0
@@ -433,17 +437,20 @@ class _SheetReader:
             self.parts.append(data)
             self.n_chars += len(data)
             if self.n_chars > MAX_CELL_CHARS:
-                raise InputError(limits.cell_too_long(
-                    self.source, f"cell {column_letters(self.col)}{self.row_index} of sheet '{self.sheet}'",
-                    self.n_chars))
+                raise InputError(limits.cell_too_long(self.source, self._cell_name(), self.n_chars))
 
     # -- cells and rows
     def _bad_address(self, ref: str, letters: str):
         if letters and letters.isalpha() and letters.isupper() and len(letters) <= 3:
-            raise InputError(f"{self.where} has a value in cell {ref}, beyond Excel's last column "
-                             f"(XFD, column {MAX_COLUMNS:,}): the file was not written by a spreadsheet "
-                             "program. Save the table again from Excel or LibreOffice, or as CSV.")
+            raise InputError(_("{where} has a value in cell {ref}, beyond Excel's last column "
+                               "(XFD, column {max:,}): the file was not written by a spreadsheet "
+                               "program. Save the table again from Excel or LibreOffice, or as CSV.").format(
+                where=self.where, ref=ref, max=MAX_COLUMNS))
         raise _damaged(self.source)
+
+    def _cell_name(self) -> str:
+        return _("cell {ref} of sheet '{sheet}'").format(ref=f"{column_letters(self.col)}{self.row_index}",
+                                                        sheet=self.sheet)
 
     def _store_cell(self):
         v = "".join(self.parts) if len(self.parts) > 1 else self.parts[0]
@@ -463,9 +470,7 @@ class _SheetReader:
             except (ValueError, IndexError):
                 raise _damaged(self.source) from None
             if len(text) > MAX_CELL_CHARS:
-                raise InputError(limits.cell_too_long(
-                    self.source, f"cell {column_letters(self.col)}{self.row_index} of sheet '{self.sheet}'",
-                    len(text)))
+                raise InputError(limits.cell_too_long(self.source, self._cell_name(), len(text)))
         elif kind == "b":
             text = "True" if v.strip() in ("1", "true") else "False"
         elif kind == "inlineStr":
@@ -518,8 +523,8 @@ class _SheetReader:
         if n_rows * self.width > MAX_CELLS:
             raise InputError(limits.too_large(
                 self.source, n_rows, self.width,
-                f" (rows {self.first_row:,} to {index:,}, columns A to {column_letters(self.width)}, of "
-                f"sheet '{self.sheet}')"))
+                _(" (rows {first:,} to {last:,}, columns A to {letters}, of sheet '{sheet}')").format(
+                    first=self.first_row, last=index, letters=column_letters(self.width), sheet=self.sheet)))
         gap = index - self.last_row - 1 if self.last_row else 0
         if gap:
             self.pending.extend([] for _ in range(gap))
@@ -567,12 +572,14 @@ def read_sheet(data: bytes, source: str = "upload", sheet: str | None = None) ->
     book = _archive(data, source)
     sheets = tuple(name for name, _ in book.sheets)
     if not sheets:
-        raise InputError(f"{source} has no worksheet with data. Save the data as .xlsx or CSV and upload again.")
+        raise InputError(_("{source} has no worksheet with data. Save the data as .xlsx or CSV and upload again.").format(
+            source=source))
     if sheet is None:
         sheet = sheets[0]
     if sheet not in sheets:
-        shown = ", ".join(sheets[:10]) + (f" … ({len(sheets)} sheets)" if len(sheets) > 10 else "")
-        raise InputError(f"{source} has no sheet named '{sheet}'. Its sheets are: {shown}.")
+        shown = ", ".join(sheets[:10]) + (_(" … ({n} sheets)").format(n=len(sheets)) if len(sheets) > 10 else "")
+        raise InputError(_("{source} has no sheet named '{sheet}'. Its sheets are: {sheets}.").format(
+            source=source, sheet=sheet, sheets=shown))
     part = dict(book.sheets)[sheet]
     book._check_sizes([book.workbook, book.workbook_rels, part,
                        *(p for p in (book.shared_strings, book.styles) if p)])

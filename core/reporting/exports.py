@@ -12,6 +12,8 @@ import io
 
 import pandas as pd
 
+from core.i18n import _
+
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -68,7 +70,7 @@ def _number_format(values: pd.Series) -> str | None:
 def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None = None,
                 labels: dict[str, str] | None = None,
                 definitions: list[tuple[str, str]] | None = None,
-                definitions_sheet: str = "Thresholds and definitions") -> bytes:
+                definitions_sheet: str | None = None) -> bytes:
     """An .xlsx workbook of a neutralised copy, formatted for people.
 
     - ``title`` (optional) in row 1 in bold, the header below it;
@@ -86,6 +88,7 @@ def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None =
     from openpyxl.utils import get_column_letter
 
     labels = labels or {}
+    definitions_sheet = _("Thresholds and definitions") if definitions_sheet is None else definitions_sheet
     safe = neutralise_formulas(frame)
     headers = neutralise_formulas(pd.DataFrame(columns=[labels.get(c, human_label(c)) for c in frame.columns]))
     workbook = Workbook()
@@ -121,8 +124,8 @@ def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None =
     if definitions:
         sheet2 = workbook.create_sheet(definitions_sheet[:31])
         pairs = neutralise_formulas(pd.DataFrame([(str(k), v) for k, v in definitions], columns=["name", "value"]))
-        sheet2.cell(row=1, column=1, value="Name").font = Font(bold=True)
-        sheet2.cell(row=1, column=2, value="Value or definition").font = Font(bold=True)
+        sheet2.cell(row=1, column=1, value=_("Name")).font = Font(bold=True)
+        sheet2.cell(row=1, column=2, value=_("Value or definition")).font = Font(bold=True)
         for i, (name, value) in enumerate(pairs.itertuples(index=False), start=2):
             sheet2.cell(row=i, column=1, value=name)
             cell = sheet2.cell(row=i, column=2, value=value.item() if hasattr(value, "item") else value)

@@ -15,13 +15,15 @@ import pandas as pd
 import plotly.io as pio
 
 from core.clinical.signal import (
-    STATUS_LABELS,
     STATUSES,
     SignalSettings,
     published_settings,
     signal_report,
+    status_label,
     validation_table,
 )
+from core.i18n import N_, _, get_language, ngettext, number
+from core.intake.mapping import role_name
 from core.intake.validation import ValidatedData
 from core.reporting.figures import (
     between_within_scatter,
@@ -30,9 +32,9 @@ from core.reporting.figures import (
     spaghetti,
 )
 from core.reporting.json_report import (
-    DEFINITIONS,
     analysis_report,
     clean,
+    definitions,
     model_to_dict,
     software_versions,
 )
@@ -55,13 +57,45 @@ th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}.note{color
 """
 
 
+#: Headers of the tables this module builds (and of the data tables it shows), for display.
+HEADERS = {
+    "session": N_("session"), "measure": N_("measure"), "mean": N_("mean"), "sd": N_("SD"), "level": N_("level"),
+    "measure_1": N_("measure 1"), "measure_2": N_("measure 2"), "row": N_("row"), "reason": N_("reason"),
+    "model": N_("model"), "value": N_("value"), "version": N_("version"), "status": N_("status"),
+    "patients": N_("patients"), "share": N_("share"), "up to session": N_("up to session"), "fit": N_("fit"),
+    "sessions": N_("sessions"), "residual": N_("residual"), "software": N_("software"),
+}
+_LEVELS = {"observations": N_("observations"), "between": N_("between patients"), "within": N_("within patients")}
+
+
+def _headers(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its headers (and role names in a ``measure`` column) in the current language."""
+    out = frame.copy()
+    for col in ("measure", "measure_1", "measure_2"):
+        if col in out.columns:
+            out[col] = out[col].map(lambda m: role_name(str(m)))
+    if "level" in out.columns:
+        out["level"] = out["level"].map(lambda v: _(_LEVELS[v]) if v in _LEVELS else v)
+    return out.rename(columns={c: _(label) for c, label in HEADERS.items() if c in out.columns})
+
+
+def _h(text: str) -> str:
+    """Text for an HTML element (quotes kept as they are)."""
+    return html.escape(text, quote=False)
+
+
+def _tag(tag: str, text: str) -> str:
+    """``<tag>text</tag>`` with the text escaped."""
+    return f"<{tag}>{_h(text)}</{tag}>"
+
+
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     shown = frame.copy()
     for col in shown.columns:
         if pd.api.types.is_float_dtype(shown[col]):
             is_p = col == "p"
             shown[col] = shown[col].map(lambda v, is_p=is_p: "" if pd.isna(v) else
-                                        (f"{v:.3g}" if is_p and abs(v) < 1e-3 else f"{v:.{digits}f}"))
+                                        (number(v, ".3g") if is_p and abs(v) < 1e-3 else number(v, f".{digits}f")))
     return shown.to_html(index=False, escape=True, border=0)
 
 
@@ -81,8 +115,10 @@ def _model_section(model: ModelResult, title: str) -> str:
     for w in model.warnings:
         parts.append(f"<p class='warn'>{html.escape(w)}</p>")
     if len(model.excluded):
-        parts.append(f"<p>This model leaves out {len(model.excluded)} more rows (a variable it needs is "
-                     "missing):</p>" + _table(model.excluded))
+        parts.append("<p>" + _h(ngettext("This model leaves out {n} more row (a variable it needs is missing):",
+                                         "This model leaves out {n} more rows (a variable it needs is missing):",
+                                         len(model.excluded)).format(n=len(model.excluded)))
+                     + "</p>" + _table(_headers(model.excluded)))
     return "\n".join(parts)
 
 
@@ -95,33 +131,36 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
         settings, note = published_settings(data["symptoms"])
     report = signal_report(data, settings)
     report.pop("patients")
-    out = ["<h2>Early-warning signal: expected course and who is not on track</h2>",
+    out = [_tag("h2", _("Early-warning signal: expected course and who is not on track")),
            f"<p>{html.escape(report['definition'] + (' ' + note if note else ''))}</p>"]
     n = max(report["n_patients"], 1)
-    out.append("<h3>Each patient's latest session</h3>" + _table(pd.DataFrame([
-        {"status": STATUS_LABELS[s], "patients": report["current"][s],
-         "share": f"{100 * report['current'][s] / n:.1f}%"} for s in STATUSES])))
+    share = _("{percent:.1f}%")
+    latest = _("Each patient's latest session")
+    out.append(f"<h3>{_h(latest)}</h3>" + _table(_headers(pd.DataFrame([
+        {"status": status_label(s), "patients": report["current"][s],
+         "share": share.format(percent=100 * report["current"][s] / n)} for s in STATUSES]))))
     fits = report["model"].get("fits") or []
     if fits:
-        out.append("<h3>The expected course, refitted on the sessions up to each session of the course</h3>")
-        out.append(_table(pd.DataFrame([{
+        out.append(_tag("h3", _("The expected course, refitted on the sessions up to each session of the course")))
+        out.append(_table(_headers(pd.DataFrame([{
             "up to session": f"{f['up_to_session']:g}", "fit": f["kind"], "patients": f["n_patients"],
             "sessions": f["n_observations"], **{f"b {k}": v for k, v in f["fixed"].items()},
             "var(intercept)": f["variance"]["patient_intercept"], "var(slope)": f["variance"]["patient_slope"],
             "cov": f["variance"]["patient_intercept_slope_cov"], "residual": f["variance"]["residual"],
-        } for f in fits]), 4))
+        } for f in fits])), 4))
     validation = report["validation"]
-    out.append("<h3>How well the signal predicted outcomes in this data set</h3>")
+    out.append(_tag("h3", _("How well the signal predicted outcomes in this data set")))
     out.append(f"<p class='note'>{html.escape(' '.join(validation[k] for k in ('method', 'outcome', 'flag')))}</p>")
     vt = validation_table(validation)
-    out.append(_table(vt) if len(vt) else "<p>Too few patients followed beyond session 3 to check the signal.</p>")
+    out.append(_table(vt) if len(vt) else
+               _tag("p", _("Too few patients followed beyond session 3 to check the signal.")))
     out.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(x)}</li>" for x in validation["sentences"])
                + "</ul>")
     return "\n".join(out), report
 
 
 def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: list[ModelResult] = (),
-                      title: str = "Alliance and symptom change: multilevel analysis",
+                      title: str | None = None,
                       seed: int | None = None, dataset_name: str | None = None, riclpm="auto",
                       signal: SignalSettings | bool | None = None) -> str:
     """The report as an HTML string (see module docstring).
@@ -133,6 +172,7 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     """
     data = validated.data
     measures = validated.measures
+    title = _("Alliance and symptom change: multilevel analysis") if title is None else title
     analysis = analysis_report(validated, ladder)
     # RI-CLPM (issue 17): fitted or explained; its JSON goes into the embedded analysis
     if isinstance(riclpm, str) and riclpm == "auto":
@@ -143,55 +183,57 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         analysis["riclpm"] = clean(riclpm.to_dict() if not isinstance(riclpm, str) else {"error": riclpm})
     if custom:
         analysis["custom_models"] = clean({m.key: {**model_to_dict(m), "title": m.spec.title} for m in custom})
-    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    out = [f"<!DOCTYPE html><html lang='{get_language()}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
            f"<style>{CSS}</style></head><body>",
            f"<h1>{html.escape(title)}</h1>",
-           f"<p class='note'>Data: {html.escape(dataset_name or validated.source)} · generated "
-           f"{_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by the alliance dashboard.</p>"]
+           "<p class='note'>" + html.escape(_("Data: {name} · generated {when} by the alliance dashboard.").format(
+               name=dataset_name or validated.source, when=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"))) + "</p>"]
 
     # data summary
     drop = dropout(data, k=4)
-    out.append("<h2>Data</h2>")
-    out.append(_table(pd.DataFrame([
-        {"": "Rows read", "value": validated.n_rows_read},
-        {"": "Rows used (patient-sessions)", "value": len(data)},
-        {"": "Rows left out", "value": len(validated.excluded)},
-        {"": "Patients", "value": data["patient"].nunique()},
-        {"": "Therapists", "value": data["therapist"].nunique() if validated.has_therapist else "—"},
-        {"": "Patients with fewer than 4 sessions", "value": f"{drop['n_dropout']} ({drop['share']:.1%})"},
-    ])))
-    out.append("<h3>By session</h3>" + _table(session_summary(data, measures), 3))
+    out.append(_tag("h2", _("Data")))
+    out.append(_table(_headers(pd.DataFrame([
+        {"": _("Rows read"), "value": validated.n_rows_read},
+        {"": _("Rows used (patient-sessions)"), "value": len(data)},
+        {"": _("Rows left out"), "value": len(validated.excluded)},
+        {"": _("Patients"), "value": data["patient"].nunique()},
+        {"": _("Therapists"), "value": data["therapist"].nunique() if validated.has_therapist else "—"},
+        {"": _("Patients with fewer than 4 sessions"),
+         "value": _("{n} ({share:.1%})").format(n=drop["n_dropout"], share=drop["share"])},
+    ]))))
+    out.append(_tag("h3", _("By session")) + _table(_headers(session_summary(data, measures)), 3))
     corr = measure_correlations(data, measures)
     if len(corr):
-        out.append("<h3>Correlations</h3>" + _table(corr, 3))
+        out.append(_tag("h3", _("Correlations")) + _table(_headers(corr), 3))
     for note in validated.notes:
         out.append(f"<p class='note'>{html.escape(note)}</p>")
 
     # level decision and ladder
-    out.append("<h2>Levels: intraclass correlations</h2>")
+    out.append(_tag("h2", _("Levels: intraclass correlations")))
     icc = ladder.icc
-    out.append(_table(pd.DataFrame([
-        {"level": "Patient (two-level model)", "ICC": icc["patient"]},
-        {"level": "Therapist (three-level model)", "ICC": icc["therapist"]},
-    ]), 4))
+    out.append(_table(_headers(pd.DataFrame([
+        {"level": _("Patient (two-level model)"), "ICC": icc["patient"]},
+        {"level": _("Therapist (three-level model)"), "ICC": icc["therapist"]},
+    ])), 4))
     for a in ladder.advice:
         out.append(f"<p>{html.escape(a)}</p>")
-    out.append("<h2>Model ladder (fixed effects, REML; Satterthwaite df)</h2>")
+    out.append(_tag("h2", _("Model ladder (fixed effects, REML; Satterthwaite df)")))
     out.append(_table(fixed_effects_table(ladder.models).drop(columns=["term"])))
-    out.append("<h3>In words</h3>")
+    out.append(_tag("h3", _("In words")))
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
             sentences = describe_model(ladder.models[key])[1:]
             out.append(f"<p><b>{key}</b></p><ul class='sentences'>" +
                        "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
-    out.append("<h3>Variance components</h3>" + _table(variance_table(ladder.models).drop(columns=["key"]), 5))
-    out.append("<h3>Fit</h3>" + _table(fit_table(ladder.models), 3))
-    out.append("<h3>Likelihood-ratio tests (ML fits)</h3>" + _table(comparison_table(ladder), 3))
+    out.append(_tag("h3", _("Variance components"))
+               + _table(variance_table(ladder.models).drop(columns=["key"]), 5))
+    out.append(_tag("h3", _("Fit")) + _table(fit_table(ladder.models), 3))
+    out.append(_tag("h3", _("Likelihood-ratio tests (ML fits)")) + _table(comparison_table(ladder), 3))
     for key, reason in ladder.errors.items():
         out.append(f"<p class='warn'>{html.escape(key)}: {html.escape(reason)}</p>")
 
     for model in custom:
-        out.append("<h2>Model builder</h2>" + _model_section(model, model.spec.title or model.key))
+        out.append(_tag("h2", _("Model builder")) + _model_section(model, model.spec.title or model.key))
 
     signal_json = None
     if signal is not False and "symptoms" in measures:
@@ -199,7 +241,7 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         out.append(section)
 
     # figures
-    out.append("<h2>Figures</h2>")
+    out.append(_tag("h2", _("Figures")))
     figures = []
     if "alliance" in measures and "symptoms" in measures:
         figures.append(between_within_scatter(data, "alliance", "symptoms"))
@@ -216,7 +258,8 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     if diag_model is not None:
         figures.append(residual_diagnostics(diag_model))
         figures.append(caterpillar(diag_model))
-        out.append(f"<p class='note'>Diagnostics and random effects: model <code>{html.escape(diag_model.formula)}</code>.</p>")
+        out.append("<p class='note'>" + _h(_("Diagnostics and random effects: model {formula}.")).format(
+            formula=f"<code>{html.escape(diag_model.formula)}</code>") + "</p>")
     for i, fig in enumerate(figures):
         out.append(_figure(fig, first=i == 0))
 
@@ -226,23 +269,26 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         out.append(riclpm_section_html(riclpm, lambda fig: _figure(fig, first=not figures)))
 
     # excluded rows, definitions, software
-    out.append("<h2>Rows left out</h2>")
-    out.append(_table(validated.excluded) if len(validated.excluded) else "<p>None: every row was used.</p>")
+    out.append(_tag("h2", _("Rows left out")))
+    out.append(_table(_headers(validated.excluded)) if len(validated.excluded) else
+               _tag("p", _("None: every row was used.")))
     per_model = {k: m for k, m in ladder.models.items() if len(m.excluded)}
     if per_model:
-        out.append("<p>Rows kept for the data but left out of a model that needs a missing score "
-                   "(each model uses the sessions with every variable it names):</p>")
-        out.append(_table(pd.concat([m.excluded.assign(model=k) for k, m in per_model.items()],
-                                    ignore_index=True)[["model", "row", "reason"]]))
-    out.append("<h2>Definitions and methods</h2><ul>" +
-               "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in DEFINITIONS.items()) +
-               "<li><b>engine</b>: lme4's profiled (RE)ML as computed by the mixedlm package; "
-               "checked against lme4 1.1-31 and lmerTest 3.1-3</li></ul>")
+        out.append("<p>" + _h(_("Rows kept for the data but left out of a model that needs a missing score "
+                                "(each model uses the sessions with every variable it names):")) + "</p>")
+        out.append(_table(_headers(pd.concat([m.excluded.assign(model=k) for k, m in per_model.items()],
+                                             ignore_index=True)[["model", "row", "reason"]])))
+    out.append(_tag("h2", _("Definitions and methods")) + "<ul>" +
+               "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in definitions().items()) +
+               "<li><b>engine</b>: " + _h(_("lme4's profiled (RE)ML as computed by the mixedlm package; "
+                                           "checked against lme4 1.1-31 and lmerTest 3.1-3")) + "</li></ul>")
     versions = software_versions()
-    out.append("<h2>Software and seed</h2>" + _table(pd.DataFrame(
-        [{"": k, "version": v} for k, v in versions.items()])))
-    out.append(f"<p>Seed: {seed if seed is not None else 'none'} "
-               "(the estimates use no random numbers; a seed applies only to simulated data).</p>")
+    out.append(_tag("h2", _("Software and seed")) + _table(_headers(pd.DataFrame(
+        [{"": k, "version": v} for k, v in versions.items()]))))
+    out.append("<p>" + _h((_("Seed: {seed} (the estimates use no random numbers; a seed applies only to simulated "
+                             "data).") if seed is not None else
+                           _("Seed: none (the estimates use no random numbers; a seed applies only to simulated "
+                             "data).")).format(seed=seed)) + "</p>")
     out.append("<script type='application/json' id='analysis-json'>" +
                html.escape(json.dumps(analysis, allow_nan=False), quote=False) + "</script>")
     if signal_json is not None:

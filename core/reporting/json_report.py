@@ -9,26 +9,34 @@ import platform
 
 import numpy as np
 
+from core.i18n import N_, _
 from core.intake.validation import ValidatedData
 from core.stats.models import LadderResult, ModelResult
 
+#: The reports' definitions (English; :func:`definitions` gives them in the current language).
 DEFINITIONS = {
-    "time": "session number minus the smallest session number in the data (0 at the first session)",
-    "patient_mean": "mean of that patient's alliance scores",
-    "between": "patient mean minus the mean of the patient means",
-    "within": "alliance score minus that patient's mean",
-    "estimation": "fixed effects and variance components from REML fits; likelihood-ratio tests on ML fits",
-    "df": "Satterthwaite degrees of freedom (as lmerTest); p-values and 95% CIs from the t distribution with that df",
-    "icc": "patient: patient variance / (patient + residual variance), REML unconditional model; "
-           "therapist: therapist variance / total variance, REML three-level unconditional model",
-    "rows": "a session is kept when its patient and session are readable and at least one measure has a "
-            "usable value (excluded_rows lists the others, with their spreadsheet row number, header = row 1); "
-            "each model uses the sessions with every variable it names (lme4's na.omit) and lists the rows it "
-            "leaves out in models.<key>.excluded_rows",
-    "r2": "Nakagawa's marginal (fixed effects) and conditional (fixed and random effects) R², as "
-          "performance::r2_nakagawa; null for a singular fit",
-    "aic_bic": "AIC = -2 logLik + 2k and BIC = -2 logLik + k log(n) of the ML fit (k = n_params_ml)",
+    "time": N_("session number minus the smallest session number in the data (0 at the first session)"),
+    "patient_mean": N_("mean of that patient's alliance scores"),
+    "between": N_("patient mean minus the mean of the patient means"),
+    "within": N_("alliance score minus that patient's mean"),
+    "estimation": N_("fixed effects and variance components from REML fits; likelihood-ratio tests on ML fits"),
+    "df": N_("Satterthwaite degrees of freedom (as lmerTest); p-values and 95% CIs from the t distribution with "
+             "that df"),
+    "icc": N_("patient: patient variance / (patient + residual variance), REML unconditional model; "
+              "therapist: therapist variance / total variance, REML three-level unconditional model"),
+    "rows": N_("a session is kept when its patient and session are readable and at least one measure has a "
+               "usable value (excluded_rows lists the others, with their spreadsheet row number, header = row 1); "
+               "each model uses the sessions with every variable it names (lme4's na.omit) and lists the rows it "
+               "leaves out in models.<key>.excluded_rows"),
+    "r2": N_("Nakagawa's marginal (fixed effects) and conditional (fixed and random effects) R², as "
+             "performance::r2_nakagawa; null for a singular fit"),
+    "aic_bic": N_("AIC = -2 logLik + 2k and BIC = -2 logLik + k log(n) of the ML fit (k = n_params_ml)"),
 }
+
+
+def definitions() -> dict[str, str]:
+    """:data:`DEFINITIONS` in the current language (the keys never change)."""
+    return {key: _(text) for key, text in DEFINITIONS.items()}
 
 
 def clean_number(x):
@@ -108,7 +116,7 @@ def analysis_report(validated: ValidatedData, ladder: LadderResult | None) -> di
         "n_therapists": int(data["therapist"].nunique()) if validated.has_therapist else None,
         "excluded_rows": validated.excluded_records(),
         "notes": list(validated.notes),
-        "definitions": DEFINITIONS,
+        "definitions": definitions(),
         "software": software_versions(),
     }
     if ladder is not None:
@@ -148,5 +156,5 @@ def fit_report(validated: ValidatedData, fit) -> dict:
     out["variance"] = [dict(r) for r in out["variance"]]
     out["excluded_rows"] = excluded_rows(fit.excluded, validated)
     out = {"source": validated.source, "n_rows_read": validated.n_rows_read, **out,
-           "notes": list(validated.notes), "definitions": DEFINITIONS, "software": software_versions()}
+           "notes": list(validated.notes), "definitions": definitions(), "software": software_versions()}
     return clean(out)

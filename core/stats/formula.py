@@ -51,6 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import ModelError
+from core.i18n import _
 
 ROLE_NAMES = ("patient", "therapist", "session", "alliance", "symptoms")
 MEASURE_NAMES = ("alliance", "symptoms")
@@ -134,8 +135,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             rest = text[pos:].strip()
             if not rest:
                 break
-            raise ModelError(f"The formula cannot be read at '{rest[:20]}': use names, +, *, :, 0 +, "
-                             "and random effects such as (1 | patient) or (time | patient).")
+            raise ModelError(_("The formula cannot be read at '{text}': use names, +, *, :, 0 +, and random effects "
+                               "such as (1 | patient) or (time | patient).").format(text=rest[:20]))
         quoted, name, number, op = m.groups()
         if quoted is not None:
             out.append(("name", quoted))
@@ -208,7 +209,7 @@ class _Parser:
             inner = self.arith()
             self.take(")")
             return ("paren", inner)
-        raise ModelError(f"The formula has '{value}' inside a function where a name or number was expected.")
+        raise ModelError(_("The formula has '{text}' inside a function where a name or number was expected.").format(text=value))
 
     def peek(self):
         return self.t[self.i] if self.i < len(self.t) else (None, None)
@@ -216,8 +217,8 @@ class _Parser:
     def take(self, value=None):
         tok = self.peek()
         if tok[0] is None or (value is not None and tok[1] != value):
-            want = f"'{value}'" if value else "more"
-            raise ModelError(f"The formula is incomplete: expected {want} near the end.")
+            raise ModelError((_("The formula is incomplete: expected '{text}' near the end.") if value else
+                              _("The formula is incomplete: expected more near the end.")).format(text=value))
         self.i += 1
         return tok
 
@@ -244,7 +245,7 @@ class _Parser:
             op = self.take()[1]
             right = self.atom()
             if left.random or right.random:
-                raise ModelError("A random-effect term (… | …) cannot be multiplied; add it with +.")
+                raise ModelError(_("A random-effect term (… | …) cannot be multiplied; add it with +."))
             cross = [a | b for a in left.terms for b in right.terms]
             terms = (left.terms + right.terms + cross) if op == "*" else cross
             left = _Part(terms=list(dict.fromkeys(terms)))
@@ -258,20 +259,20 @@ class _Parser:
             self.take(")")
             label = f"{value}({_deparse(expr)})"
             if value == "factor" and expr[0] != "var":
-                raise ModelError("factor() takes one column, e.g. factor(session).")
+                raise ModelError(_("factor() takes one column, e.g. factor(session)."))
             self.computed[label] = ("call", value, expr)
             self.order.setdefault(label, len(self.order))
             return _Part(terms=[frozenset([label])])
         if kind == "name" and self.peek() == ("op", "("):
-            raise ModelError(f"The function {value}() cannot be used in a formula here; use I(), log(), exp(), "
-                             "sqrt() or abs(), or add the computed column to the file.")
+            raise ModelError(_("The function {name}() cannot be used in a formula here; use I(), log(), exp(), "
+                               "sqrt() or abs(), or add the computed column to the file.").format(name=value))
         if kind == "name":
             self.order.setdefault(value, len(self.order))
             return _Part(terms=[frozenset([value])])
         if kind == "number":
             if value in ("0", "1"):
                 return _Part(intercept=value == "1")
-            raise ModelError(f"The number {value} cannot stand in a formula (only 0 or 1, for the intercept).")
+            raise ModelError(_("The number {number} cannot stand in a formula (only 0 or 1, for the intercept).").format(number=value))
         if value == "(":
             inner_order: dict[str, int] = {}
             start = self.i
@@ -300,12 +301,12 @@ class _Parser:
             for name in inner_order:
                 self.order.setdefault(name, len(self.order))
             return inner
-        raise ModelError(f"The formula has '{value}' where a name was expected.")
+        raise ModelError(_("The formula has '{text}' where a name was expected.").format(text=value))
 
     def _group(self) -> str:
         kind, value = self.take()
         if kind != "name":
-            raise ModelError("After | comes the grouping column, e.g. (1 | patient).")
+            raise ModelError(_("After | comes the grouping column, e.g. (1 | patient)."))
         names = [value]
         while self.peek() == ("op", ":"):
             self.take()
@@ -320,7 +321,7 @@ class _Parser:
         self.take()
         inner = self._group()
         if self.peek() == ("op", "/"):
-            raise ModelError("Write deeper nesting as separate terms, e.g. (1 | a) + (1 | b:a) + (1 | c:b:a).")
+            raise ModelError(_("Write deeper nesting as separate terms, e.g. (1 | a) + (1 | b:a) + (1 | c:b:a)."))
         return [f"{inner}:{outer}", outer]
 
 
@@ -351,18 +352,18 @@ def _ordered_terms(terms: list[frozenset], order: dict[str, int]) -> list[tuple[
 def parse_formula(text: str) -> Formula:
     """Parse ``OUTCOME ~ TERMS + (RANDOM | group)`` in lme4 notation (see the module docstring)."""
     if not isinstance(text, str) or "~" not in text:
-        raise ModelError("A formula needs an outcome, a tilde and terms, e.g. symptoms ~ time + (1 | patient).")
+        raise ModelError(_("A formula needs an outcome, a tilde and terms, e.g. symptoms ~ time + (1 | patient)."))
     tokens = _tokens(text)
     if len(tokens) < 3 or tokens[0][0] != "name" or tokens[1] != ("op", "~"):
-        raise ModelError("A formula starts with the outcome and a tilde, e.g. symptoms ~ time + (1 | patient).")
+        raise ModelError(_("A formula starts with the outcome and a tilde, e.g. symptoms ~ time + (1 | patient)."))
     outcome = tokens[0][1]
     order: dict[str, int] = {outcome: 0}
     parser = _Parser(tokens[2:], order)
     part = parser.sum()
     if parser.i != len(parser.t):
-        raise ModelError(f"The formula cannot be read at '{parser.t[parser.i][1]}'.")
+        raise ModelError(_("The formula cannot be read at '{text}'.").format(text=parser.t[parser.i][1]))
     if not part.random:
-        raise ModelError("The formula has no random effect; add one such as (1 | patient).")
+        raise ModelError(_("The formula has no random effect; add one such as (1 | patient)."))
     return Formula(text=" ".join(text.split()), outcome=outcome, intercept=part.intercept is not False,
                    fixed=tuple(_ordered_terms(part.terms, order)), random=tuple(part.random),
                    computed=tuple(parser.computed.items()))
@@ -458,7 +459,7 @@ def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
         return values.where(np.isfinite(values)), False
     cells = text.astype("string").fillna("").str.strip()
     missing = cells.isin(_MISSING).to_numpy(dtype=bool, na_value=True)
-    values, _, _ = parse_numbers(cells.where(~missing, ""))
+    values, _missing, _text = parse_numbers(cells.where(~missing, ""))
     values = values.to_numpy(float)
     if np.isfinite(values[~missing]).all():
         out = pd.Series(values, index=text.index)
@@ -484,8 +485,8 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     def reason_for(measure):
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
             r = cell_reasons[measure].reindex(data.index).fillna("").astype(str)
-            return r.where(r.ne(""), f"{measure} missing")
-        return pd.Series(f"{measure} missing", index=data.index)
+            return r.where(r.ne(""), _("{measure} missing").format(measure=measure))
+        return pd.Series(_("{measure} missing").format(measure=measure), index=data.index)
 
     for role in present_roles:
         if role in GROUP_ROLES:
@@ -512,11 +513,12 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
 
         def make_between(m=m):
             values, mean, grand = parts(m)
-            why = pd.Series(f"{m}_between missing: this patient has no {m} score", index=data.index)
+            why = pd.Series(_("{name} missing: this patient has no {measure} score").format(name=f"{m}_between", measure=m),
+                            index=data.index)
             return Column(f"{m}_between", mean - grand, False, why)
 
         def make_within(m=m):
-            values, mean, _ = parts(m)
+            values, mean, _grand = parts(m)
             return Column(f"{m}_within", values - mean, False, reason_for(m))
         makers[f"{m}_between"] = make_between
         makers[f"{m}_within"] = make_within
@@ -527,7 +529,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
 
         def make_other(col=col):
             values, categorical = _typed_other_column(data[col])
-            return Column(col, values, categorical, pd.Series(f"{col} missing", index=data.index))
+            return Column(col, values, categorical, pd.Series(_("{measure} missing").format(measure=col), index=data.index))
         makers[col] = make_other
     extra: dict[str, str] = {}
     for role, header in (role_headers or {}).items():
@@ -565,22 +567,22 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         names = _expr_names(expr)
         for name in names:
             if name not in makers:
-                raise ModelError(f"The formula names '{name}' in {label}, which is not a role, a derived "
-                                 "variable or a column of this file.")
+                raise ModelError(_("The formula names '{name}' in {term}, which is not a role, a derived variable or a "
+                                   "column of this file.").format(name=name, term=label))
             if base[name].categorical and expr[1] != "factor":
-                raise ModelError(f"{label} needs numbers, but '{name}' is a text column.")
+                raise ModelError(_("{term} needs numbers, but '{name}' is a text column.").format(term=label, name=name))
         if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
             col = base[names[0]]
             vals = col.values if col.categorical else col.values.map(
                 lambda x: None if pd.isna(x) else _number_text(float(x)))
             why = col.missing_reason if col.missing_reason is not None else \
-                pd.Series(f"{names[0]} missing", index=data.index)
+                pd.Series(_("{measure} missing").format(measure=names[0]), index=data.index)
             makers[label] = (lambda label=label, vals=vals, why=why: Column(label, vals, True, why))
             continue
         values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
         values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
         values[~np.isfinite(values)] = np.nan
-        reasons = pd.Series([f"{label} missing" for _ in range(len(data))], index=data.index)
+        reasons = pd.Series(_("{measure} missing").format(measure=label), index=data.index, dtype=object)
         for name in reversed(names):
             c = base[name]
             if c.missing_reason is not None:
@@ -590,8 +592,8 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
     for name in formula.variables:
         if name not in makers:
             usable = [k for k in makers if k not in ("row",)]
-            raise ModelError(f"The formula names '{name}', which is not a role, a derived variable or a column "
-                             f"of this file. Usable names: {', '.join(usable)}.")
+            raise ModelError(_("The formula names '{name}', which is not a role, a derived variable or a column of "
+                               "this file. Usable names: {names}.").format(name=name, names=", ".join(usable)))
         columns[name] = base[name] if name in base else makers[name]()
     missing = pd.DataFrame({name: (c.values.isna() if not c.categorical else c.values.isna())
                             for name, c in columns.items()}, index=data.index)
@@ -602,7 +604,7 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         texts = []
         for name, c in columns.items():
             if missing.iat[pos, list(columns).index(name)]:
-                why = c.missing_reason.iat[pos] if c.missing_reason is not None else f"{name} missing"
+                why = c.missing_reason.iat[pos] if c.missing_reason is not None else _("{measure} missing").format(measure=name)
                 texts.append(str(why))
         reasons.append("; ".join(dict.fromkeys(texts)))
     excluded = pd.DataFrame({"row": rows[bad].astype(int), "reason": pd.array(reasons, dtype=object)})
@@ -622,8 +624,9 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         else:
             used[name] = used[name].astype(float)
     if used.empty:
-        first = excluded["reason"].iloc[0] if len(excluded) else "no rows"
-        raise ModelError(f"No row has a value for every variable of this model (first row left out: {first}).")
+        first = excluded["reason"].iloc[0] if len(excluded) else _("no rows")
+        raise ModelError(_("No row has a value for every variable of this model (first row left out: {reason}).").format(
+            reason=first))
     return ModelFrame(formula=formula, data=used.reset_index(drop=True), excluded=excluded, levels=levels)
 
 
@@ -668,8 +671,8 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
             if v in categorical:
                 levels = frame.levels[v]
                 if len(levels) < 2:
-                    raise ModelError(f"'{v}' has only one value ('{levels[0] if levels else ''}') in the rows this "
-                                     "model uses, so it cannot be a predictor.")
+                    raise ModelError(_("'{name}' has only one value ('{value}') in the rows this model uses, so it "
+                                       "cannot be a predictor.").format(name=v, value=levels[0] if levels else ""))
                 use = levels[1:] if codes[v] == "contrasts" else levels
                 values = data[v].to_numpy()
                 v_cols = [(values == lev).astype(float) for lev in use]
@@ -730,8 +733,8 @@ def build_design(frame: ModelFrame) -> Design:
     """Model matrices of a model frame with lme4's names, coding, rank handling and term order."""
     f = frame.formula
     if f.outcome in frame.levels:
-        raise ModelError(f"The outcome '{f.outcome}' is not a number in every row, so a linear mixed model "
-                         "cannot use it.")
+        raise ModelError(_("The outcome '{name}' is not a number in every row, so a linear mixed model cannot "
+                           "use it.").format(name=f.outcome))
     cols, names = _term_columns(frame, f.fixed, f.intercept)
     X = np.column_stack(cols) if cols else np.empty((len(frame.data), 0))
     keep = drop_collinear(X) if X.shape[1] else []
@@ -742,7 +745,7 @@ def build_design(frame: ModelFrame) -> Design:
     for r in f.random:
         rcols, rnames = _term_columns(frame, r.terms, r.intercept)
         if not rcols:
-            raise ModelError(f"The random term ({r.text}) has no effect in it.")
+            raise ModelError(_("The random term ({term}) has no effect in it.").format(term=r.text))
         g = frame.data[r.group.split(":")].astype(str).agg(":".join, axis=1) if ":" in r.group \
             else frame.data[r.group].astype(str)
         blocks.append(RandomBlock(r.group, rcols, rnames, g.to_numpy(), int(g.nunique())))
@@ -759,19 +762,19 @@ def check_design(design: Design) -> None:
     n = len(design.y)
     for b in design.blocks:
         if b.n_levels < 2:
-            raise ModelError(f"The grouping column '{b.group}' has a single value in the rows this model uses; "
-                             "a random effect needs at least two groups.")
+            raise ModelError(_("The grouping column '{group}' has a single value in the rows this model uses; "
+                               "a random effect needs at least two groups.").format(group=b.group))
         if b.n_levels >= n:
-            raise ModelError(f"Every row is its own '{b.group}' group ({b.n_levels} groups, {n} rows), so "
-                             "differences between groups cannot be told apart from the residual. The model "
-                             "needs groups with two or more rows.")
+            raise ModelError(_("Every row is its own '{group}' group ({groups} groups, {rows} rows), so "
+                               "differences between groups cannot be told apart from the residual. The model "
+                               "needs groups with two or more rows.").format(group=b.group, groups=b.n_levels, rows=n))
         q = b.n_levels * len(b.columns)
         if n <= q:
-            raise ModelError(f"The model has more random effects than rows for ({' + '.join(b.names)} | {b.group}) "
-                             f"({q} random effects, {n} rows): the variances cannot be identified. Use fewer "
-                             "random effects, e.g. a random intercept only.")
+            raise ModelError(_("The model has more random effects than rows for ({term}) ({q} random effects, "
+                               "{rows} rows): the variances cannot be identified. Use fewer random effects, e.g. a "
+                               "random intercept only.").format(term=f"{' + '.join(b.names)} | {b.group}", q=q, rows=n))
     if np.nanstd(design.y) == 0:
-        raise ModelError("The outcome has the same value in every row this model uses: there is nothing to model.")
+        raise ModelError(_("The outcome has the same value in every row this model uses: there is nothing to model."))
 
 
 # ======================================================================================= fit
@@ -875,9 +878,9 @@ def _engine_fit(data: pd.DataFrame, formula: str, reml: bool):
             result = mixedlm.lmer(formula, data, REML=reml, control=control)
         except (RuntimeError, ValueError, np.linalg.LinAlgError, ArithmeticError) as err:
             if re.search(r"finite|\bnan\b|\binf|theta", str(err), re.I):  # never an engine message
-                raise ModelError("The model could not be fitted: the estimation met numbers that are not "
-                                 "finite; check the data for extreme values.") from None
-            raise ModelError(f"The model could not be fitted: {err}") from None
+                raise ModelError(_("The model could not be fitted: the estimation met numbers that are not "
+                                   "finite; check the data for extreme values.")) from None
+            raise ModelError(_("The model could not be fitted: {error}").format(error=err)) from None
     messages = [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)]
     messages += [line for line in out.getvalue().splitlines() if line.strip()]
     return result, messages
@@ -1088,13 +1091,13 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     for m in conv:
         notes.append(_plain(m))
     if not reml.converged:
-        notes.append(f"The optimizer did not converge: {reml.message}")
+        notes.append(_("The optimizer did not converge: {message}").format(message=reml.message))
     if conv and any("Hessian" in m or "scaled gradient" in m for m in conv):
-        notes.append("Degenerate fit: the likelihood is flat or curved the wrong way in some variance "
-                     "parameter, so variances, standard errors, df and p-values are not trustworthy.")
+        notes.append(_("Degenerate fit: the likelihood is flat or curved the wrong way in some variance "
+                       "parameter, so variances, standard errors, df and p-values are not trustworthy."))
     if ml_fit is not None:
         if not ml_fit.converged:
-            notes.append(f"ML refit: the optimizer did not converge: {ml_fit.message}")
+            notes.append(_("ML refit: the optimizer did not converge: {message}").format(message=ml_fit.message))
         for m in ml_msgs:
             if "singular" not in m.lower():
                 notes.append("ML refit: " + _plain(m))

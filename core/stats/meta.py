@@ -39,6 +39,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from core.errors import InputError, ModelError
+from core.i18n import _
 
 #: Pooling methods accepted by :func:`pool_effects`.
 METHODS = ("reml", "dl")
@@ -150,29 +151,29 @@ def pool_effects(estimates: Sequence[float], ses: Sequence[float],
     """
     method = str(method).lower()
     if method not in METHODS:
-        raise InputError(f"Unknown pooling method '{method}'; use 'reml' or 'dl'.")
-    y = _as_float_array(estimates, "estimate")
-    se = _as_float_array(ses, "standard error")
+        raise InputError(_("Unknown pooling method '{method}'; use 'reml' or 'dl'.").format(method=method))
+    y = _as_float_array(estimates, _("estimates"))
+    se = _as_float_array(ses, _("standard errors"))
     if y.shape != se.shape:
-        raise InputError(f"There are {y.size} estimates but {se.size} standard errors; "
-                         "give one standard error per estimate.")
+        raise InputError(_("There are {n} estimates but {k} standard errors; give one standard error per "
+                           "estimate.").format(n=y.size, k=se.size))
     k = y.size
     if labels is None:
         labels = [f"Study {i}" for i in range(1, k + 1)]
     labels = list(labels)
     if len(labels) != k:
-        raise InputError(f"There are {k} estimates but {len(labels)} study labels; "
-                         "give one label per estimate.")
+        raise InputError(_("There are {n} estimates but {k} study labels; give one label per estimate.").format(
+            n=k, k=len(labels)))
     if k < 2:
-        raise InputError("Pooling needs at least 2 studies; the between-study variance "
-                         "cannot be estimated from one.")
+        raise InputError(_("Pooling needs at least 2 studies; the between-study variance "
+                           "cannot be estimated from one."))
     bad = [str(labels[i]) for i in range(k) if not np.isfinite(y[i])]
     if bad:
-        raise InputError(f"The estimate is missing or not a number for: {', '.join(bad)}.")
+        raise InputError(_("The estimate is missing or not a number for: {studies}.").format(studies=", ".join(bad)))
     bad = [str(labels[i]) for i in range(k) if not (np.isfinite(se[i]) and se[i] > 0)]
     if bad:
-        raise InputError("The standard error must be a positive number; it is missing, zero "
-                         f"or negative for: {', '.join(bad)}.")
+        raise InputError(_("The standard error must be a positive number; it is missing, zero "
+                           "or negative for: {studies}.").format(studies=", ".join(bad)))
 
     v = se ** 2
     with np.errstate(all="ignore"):
@@ -238,7 +239,7 @@ def _tau2_reml(y: np.ndarray, v: np.ndarray) -> float:
     k = y.size
     tau2 = max(0.0, float((np.sum((y - y.mean()) ** 2) - (1 - 1 / k) * np.sum(v)) / (k - 1)))
     converged = False
-    for _ in range(_FISHER_MAXITER):
+    for _iteration in range(_FISHER_MAXITER):
         w = 1.0 / (v + tau2)
         s1, s2, s3 = np.sum(w), np.sum(w ** 2), np.sum(w ** 3)
         mu = np.sum(w * y) / s1
@@ -281,7 +282,7 @@ def _as_float_array(values: Sequence[float], what: str) -> np.ndarray:
     series = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce")
     array = series.to_numpy(dtype=float, na_value=np.nan)
     if array.ndim != 1:
-        raise InputError(f"Give the {what}s as a plain list of numbers.")
+        raise InputError(_("Give the {what} as a plain list of numbers.").format(what=what))
     return array
 
 
@@ -315,29 +316,29 @@ def prepare_lagged(df: pd.DataFrame, patient: str = "patient", session: str = "s
     name = _study_name(study_label)
     for col in (patient, session, alliance, symptoms):
         if col not in df.columns:
-            raise InputError(f"{name}: the data have no column '{col}'.")
+            raise InputError(_("{study}: the data have no column '{column}'.").format(study=name, column=col))
     if df.empty:
-        raise InputError(f"{name} has no rows.")
+        raise InputError(_("{study} has no rows.").format(study=name))
     if df[patient].isna().any():
-        raise InputError(f"{name}: {int(df[patient].isna().sum())} rows have no patient ID; "
-                         "fill or remove them.")
+        raise InputError(_("{study}: {n} rows have no patient ID; fill or remove them.").format(
+            study=name, n=int(df[patient].isna().sum())))
     x = pd.DataFrame({"patient": df[patient].astype(str).to_numpy()})
     for out_col, col in (("session", session), ("alliance", alliance), ("symptoms", symptoms)):
         values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan).copy()
         values[~np.isfinite(values)] = np.nan
         if out_col == "session" and np.isnan(values).any():
-            raise InputError(f"{name}: {int(np.isnan(values).sum())} rows have no numeric '{col}'; "
-                             "fill or remove them.")
+            raise InputError(_("{study}: {n} rows have no numeric '{column}'; fill or remove them.").format(
+                study=name, n=int(np.isnan(values).sum()), column=col))
         if out_col != "session" and np.isnan(values).all():
-            raise InputError(f"{name}: no row has a numeric '{col}'.")
+            raise InputError(_("{study}: no row has a numeric '{column}'.").format(study=name, column=col))
         x[out_col] = values
     x = x.sort_values(["patient", "session"], kind="stable").reset_index(drop=True)
 
     for raw, z in (("alliance", "az"), ("symptoms", "sz")):
         sd = x[raw].std(ddof=1) if x[raw].count() > 1 else float("nan")
         if not (np.isfinite(sd) and sd > 0):
-            raise InputError(f"{name}: '{alliance if raw == 'alliance' else symptoms}' has the "
-                             "same value in every row, so it cannot be standardised.")
+            raise InputError(_("{study}: '{column}' has the same value in every row, so it cannot be "
+                               "standardised.").format(study=name, column=alliance if raw == "alliance" else symptoms))
         x[z] = (x[raw] - x[raw].mean()) / sd
     by_patient = x.groupby("patient", sort=False)
     x["ab"] = by_patient["az"].transform("mean")
@@ -384,13 +385,13 @@ def lagged_within_effects(df: pd.DataFrame, patient: str = "patient", session: s
     n_patients = int(y["patient"].nunique())
     n_observations = int(len(y))
     if n_observations == 0:
-        raise InputError(f"{name} has no pair of consecutive sessions (session n followed by "
-                         "n+1 for the same patient), so no lagged effect can be estimated.")
+        raise InputError(_("{study} has no pair of consecutive sessions (session n followed by "
+                           "n+1 for the same patient), so no lagged effect can be estimated.").format(study=name))
     if n_patients < MIN_PATIENTS or n_observations <= n_patients:
-        raise InputError(f"{name} has too few patients with consecutive sessions "
-                         f"({n_patients} patients, {n_observations} lagged observations); "
-                         f"it needs at least {MIN_PATIENTS} patients and more lagged "
-                         "observations than patients.")
+        raise InputError(_("{study} has too few patients with consecutive sessions ({patients} patients, "
+                           "{observations} lagged observations); it needs at least {min} patients and more "
+                           "lagged observations than patients.").format(
+            study=name, patients=n_patients, observations=n_observations, min=MIN_PATIENTS))
 
     result: dict[str, Any] = {"n_patients": n_patients, "n_observations": n_observations}
     converged, singular, notes = True, False, []
@@ -400,7 +401,7 @@ def lagged_within_effects(df: pd.DataFrame, patient: str = "patient", session: s
         try:
             fit = fit_formula(y, formula, ml=False)
         except ModelError as err:
-            raise ModelError(f"{name}: {err}") from None
+            raise ModelError(_("{study}: {error}").format(study=name, error=err)) from None
         diagnostics = {"converged": fit.converged, "singular": fit.singular, "warnings": list(fit.warnings)}
         result[direction] = {**_coefficient(fit, cross, name, formula), **diagnostics}
         converged &= fit.converged
@@ -420,18 +421,18 @@ def _coefficient(fit: Any, term, study_name: str, formula: str) -> dict[str, flo
     names = [term] if isinstance(term, str) else list(term)
     found = next((t for t in names if t in table.index), None)
     if found is None:
-        raise ModelError(f"{study_name}: the coefficient of {names[0]} cannot be estimated in "
-                         f"{formula} (the predictors are collinear).")
+        raise ModelError(_("{study}: the coefficient of {term} cannot be estimated in {formula} (the predictors "
+                           "are collinear).").format(study=study_name, term=names[0], formula=formula))
     estimate = float(table.loc[found, "estimate"])
     se = float(table.loc[found, "se"])
     if not (np.isfinite(estimate) and np.isfinite(se) and se > 0):
-        raise ModelError(f"{study_name}: the model {formula} gave no usable estimate for "
-                         f"{names[0]}.")
+        raise ModelError(_("{study}: the model {formula} gave no usable estimate for {term}.").format(
+            study=study_name, formula=formula, term=names[0]))
     return {"estimate": estimate, "se": se}
 
 
 def _study_name(label: Any) -> str:
-    return "The data" if label is None else f"Study '{label}'"
+    return _("The data") if label is None else _("Study '{study}'").format(study=label)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -488,25 +489,23 @@ def stage1_effects(df: pd.DataFrame, study: str = "study", patient: str = "patie
     called before study ``i`` (1-based) of ``n`` is fitted.
     """
     if study not in df.columns:
-        raise InputError(f"The data have no column '{study}'.")
+        raise InputError(_("The data have no column '{column}'.").format(column=study))
     if df[study].isna().any():
-        raise InputError(f"{int(df[study].isna().sum())} rows have no study label; "
-                         "fill or remove them.")
+        raise InputError(_("{n} rows have no study label; fill or remove them.").format(n=int(df[study].isna().sum())))
     labels = sorted_study_labels(df[study].unique())
     if len(labels) < 2:
-        raise InputError("A meta-analysis needs at least 2 studies; the data have "
-                         f"{len(labels)}.")
+        raise InputError(_("A meta-analysis needs at least 2 studies; the data have {n}.").format(n=len(labels)))
     wanted = {str(x) for x in exclude}
     unknown = wanted - {str(x) for x in labels}
     if unknown:
-        raise InputError(f"There is no study {', '.join(sorted(unknown))} to exclude; the studies are "
-                         f"{', '.join(str(x) for x in labels)}.")
+        raise InputError(_("There is no study {names} to exclude; the studies are {studies}.").format(
+            names=", ".join(sorted(unknown)), studies=", ".join(str(x) for x in labels)))
     effects, skipped = {}, {}
     for i, label in enumerate(labels, start=1):
         if progress is not None:
             progress(i, len(labels), str(label))
         if str(label) in wanted:
-            skipped[str(label)] = "excluded by the user (--exclude-study)"
+            skipped[str(label)] = _("excluded by the user (--exclude-study)")
             continue
         try:
             effects[str(label)] = lagged_within_effects(df.loc[df[study] == label], patient, session, alliance,
@@ -567,15 +566,15 @@ def ipd_meta_analysis(df: pd.DataFrame, study: str = "study", patient: str = "pa
     per study, e.g. for a progress bar.
     """
     if str(method).lower() not in METHODS:
-        raise InputError(f"Unknown pooling method '{method}'; use 'reml' or 'dl'.")
+        raise InputError(_("Unknown pooling method '{method}'; use 'reml' or 'dl'.").format(method=method))
     stage1 = stage1_effects(df, study, patient, session, alliance, symptoms,
                             interaction=interaction, progress=progress, exclude=exclude)
     skipped = dict(stage1.attrs.get("excluded_studies", {}))
     fitted = stage1["study"].nunique()
     if fitted < 2:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
-        raise InputError(f"Pooling needs at least 2 studies that can be fitted; {fitted} can be. "
-                         f"Left out: {why}")
+        raise InputError(_("Pooling needs at least 2 studies that can be fitted; {n} can be. Left out: {why}").format(
+            n=fitted, why=why))
     return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung),
                          excluded_studies=skipped)
 

@@ -31,6 +31,8 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import ModelError
+from core.i18n import N_, _, ngettext
+from core.intake.mapping import role_name
 
 #: Below this therapist share of the variance the ANS study kept two levels (patients only).
 THERAPIST_ICC_RULE = 0.01
@@ -167,7 +169,7 @@ def covariate_labels(result_terms: list[str], covariates: list[str], levels: dic
             ref = levels[cov][0]
             for lev in levels[cov][1:]:
                 if f"{cov}{lev}" in result_terms:
-                    labels[f"{cov}{lev}"] = f"{cov} = {lev} (vs {ref})"
+                    labels[f"{cov}{lev}"] = _("{name} = {level} (vs {reference})").format(name=cov, level=lev, reference=ref)
         elif cov in result_terms:
             labels[cov] = cov
     return labels
@@ -200,7 +202,7 @@ def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *
         fixed.append("time")
     fixed += [c if _PLAIN_NAME.match(c) else f"`{c}`" for c in covariate_terms]  # a column, not a term
     if random_slope and random_slope not in fixed:
-        raise ModelError(f"A random slope for '{random_slope}' needs '{random_slope}' among the fixed effects.")
+        raise ModelError(_("A random slope for '{term}' needs '{term}' among the fixed effects.").format(term=random_slope))
     return ModelSpec(outcome=outcome, fixed=tuple(fixed), random_slope=random_slope,
                      therapist_level=therapist_level, predictor=predictor, key=key, title=title,
                      labels=tuple(sorted((labels or {}).items())))
@@ -209,19 +211,19 @@ def build_model(outcome: str = "symptoms", predictor: str | None = "alliance", *
 def ladder_specs(has_predictor: bool, has_therapist: bool, outcome: str = "symptoms",
                  predictor: str = "alliance") -> list[ModelSpec]:
     """The ANS study's ladder as builder presets, in the order of the paper."""
-    specs = [build_model(outcome, None, key="unconditional", title="Unconditional (patients)")]
+    specs = [build_model(outcome, None, key="unconditional", title=_("Unconditional (patients)"))]
     if has_therapist:
         specs.append(build_model(outcome, None, therapist_level=True, key="unconditional_3level",
-                                 title="Unconditional (therapists and patients)"))
+                                 title=_("Unconditional (therapists and patients)")))
     specs.append(build_model(outcome, None, time_only=True, random_slope="time", key="time",
-                             title="Time (random slope)"))
+                             title=_("Time (random slope)")))
     if has_predictor:
         specs += [
-            build_model(outcome, predictor, key="hybrid", title="Hybrid: between and within"),
+            build_model(outcome, predictor, key="hybrid", title=_("Hybrid: between and within")),
             build_model(outcome, predictor, detrend=True, key="hybrid_detrended",
-                        title="Hybrid, controlling for time"),
+                        title=_("Hybrid, controlling for time")),
             build_model(outcome, predictor, interaction=True, key="interaction",
-                        title="Between × within interaction"),
+                        title=_("Between × within interaction")),
         ]
     return specs
 
@@ -245,29 +247,33 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     n = len(data)
     n_pat = data[PATIENT].nunique()
     if n_pat < 2:
-        raise ModelError("A multilevel model needs at least two patients; this data has one.")
+        raise ModelError(_("A multilevel model needs at least two patients; this data has one."))
     if n_pat >= n:
-        raise ModelError("Each patient has only one session, so differences between patients cannot be "
-                         "told apart from differences between sessions. A multilevel model needs "
-                         "patients with two or more sessions.")
+        raise ModelError(_("Each patient has only one session, so differences between patients cannot be "
+                           "told apart from differences between sessions. A multilevel model needs "
+                           "patients with two or more sessions."))
     if data[spec.outcome].nunique() < 2:
-        raise ModelError(f"{spec.outcome.capitalize()} has the same value in every row: there is nothing to model.")
+        raise ModelError(_("{outcome} has the same value in every row: there is nothing to model.").format(
+            outcome=role_name(spec.outcome).capitalize()))
     for term in spec.fixed:
         for var in term_parts(term):
             if var in ("between", "within", "time") and data[var].nunique() < 2:
-                raise ModelError(f"'{var}' has the same value in every row, so its effect cannot be estimated"
-                                 + (" (every patient has a single session)." if var in ("within", "time") else "."))
+                raise ModelError((_("'{term}' has the same value in every row, so its effect cannot be estimated "
+                                    "(every patient has a single session).") if var in ("within", "time") else
+                                  _("'{term}' has the same value in every row, so its effect cannot be estimated."))
+                                 .format(term=var))
     if spec.random_slope and n <= 2 * n_pat:
-        raise ModelError(f"A random slope for {spec.random_slope} needs more sessions than twice the number of "
-                         f"patients ({n} sessions, {n_pat} patients); use a random intercept only.")
+        raise ModelError(_("A random slope for {term} needs more sessions than twice the number of patients "
+                           "({n} sessions, {patients} patients); use a random intercept only.").format(
+            term=spec.random_slope, n=n, patients=n_pat))
     if spec.therapist_level and data[THERAPIST].nunique() < 2:
-        raise ModelError("The three-level model needs at least two therapists; this data has one.")
+        raise ModelError(_("The three-level model needs at least two therapists; this data has one."))
     for var in spec.variables:  # issue 13: extreme values would overflow the fit's arithmetic
         if var not in (PATIENT, THERAPIST) and pd.api.types.is_numeric_dtype(data[var]):
             values = np.abs(data[var].to_numpy(dtype=float))
             if not np.isfinite(values).all() or values.max() > LARGEST_FOR_FIT:
-                raise ModelError(f"'{var}' holds values too large to fit a model (up to {values.max():.3g}); "
-                                 "check the data for typing or export errors.")
+                raise ModelError(_("'{name}' holds values too large to fit a model (up to {largest:.3g}); "
+                                   "check the data for typing or export errors.").format(name=var, largest=values.max()))
 
 
 def _variance_components(rows) -> dict[str, float]:
@@ -321,7 +327,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     if rows is not None:
         keep = frame.data[ROW].isin(set(rows))
         left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),
-                             "reason": "left out to compare with a model fitted on fewer rows"})
+                             "reason": _("left out to compare with a model fitted on fewer rows")})
         frame = _replace(frame, data=frame.data[keep].reset_index(drop=True),
                          excluded=pd.concat([frame.excluded, left], ignore_index=True).sort_values("row"))
     check_model_data(frame.data, spec)
@@ -331,14 +337,15 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     n_pat = int(used[PATIENT].nunique())
     if n_pat < 5 or (spec.therapist_level and used[THERAPIST].nunique() < 5):
         few = n_pat if n_pat < 5 else int(used[THERAPIST].nunique())
-        who = "patients" if n_pat < 5 else "therapists"
-        notes.append(f"Few groups: variance components estimated from fewer than 5 groups ({few} {who}) "
-                     "are unreliable.")
+        notes.append((_("Few groups: variance components estimated from fewer than 5 groups ({n} patients) are "
+                        "unreliable.") if n_pat < 5 else
+                      _("Few groups: variance components estimated from fewer than 5 groups ({n} therapists) are "
+                        "unreliable.")).format(n=few))
     if fit.singular:
         notes = [w for w in notes if not w.startswith("boundary (singular) fit")]
-        notes.append("Singular fit: a variance component (or a correlation of random effects) is estimated "
-                     "at its boundary (zero variance or correlation ±1). The model is more complex than "
-                     "the data supports; consider removing that random effect.")
+        notes.append(_("Singular fit: a variance component (or a correlation of random effects) is estimated "
+                       "at its boundary (zero variance or correlation ±1). The model is more complex than "
+                       "the data supports; consider removing that random effect."))
     reml = fit.reml
     # mixedlm returns the BLUPs as arrays in the sorted order of the group labels (as R's factor).
     b = next(i for i, blk in enumerate(fit.design.blocks) if blk.group == PATIENT)
@@ -400,8 +407,8 @@ COMPARISONS = {
     "hybrid_detrended_vs_hybrid": ("hybrid", "hybrid_detrended"),
     "unconditional_3level_vs_unconditional": ("unconditional", "unconditional_3level"),
 }
-_BOUNDARY_NOTE = ("The therapist variance is tested at its boundary (zero), where the χ² test is "
-                  "conservative; a p-value from the 50:50 mixture of χ²(0) and χ²(1) is half of this one.")
+_BOUNDARY_NOTE = N_("The therapist variance is tested at its boundary (zero), where the χ² test is "
+                    "conservative; a p-value from the 50:50 mixture of χ²(0) and χ²(1) is half of this one.")
 
 
 @dataclass(frozen=True)
@@ -442,17 +449,19 @@ def compute_iccs(models: dict[str, ModelResult]) -> dict[str, float | None]:
 def level_advice(icc: dict[str, float | None], n_therapists: int | None) -> tuple[str, ...]:
     """The ANS study's level rule as advice (never applied silently)."""
     if n_therapists is None:
-        return ("No therapist column: the models have two levels (sessions within patients).",)
+        return (_("No therapist column: the models have two levels (sessions within patients)."),)
     if icc.get("therapist") is None:
-        return (f"Only {n_therapists} therapist(s): a therapist level cannot be estimated; two levels are used.",)
+        return (ngettext("Only {n} therapist: a therapist level cannot be estimated; two levels are used.",
+                         "Only {n} therapists: a therapist level cannot be estimated; two levels are used.",
+                         n_therapists).format(n=n_therapists),)
     share = icc["therapist"] * 100
     if icc["therapist"] < THERAPIST_ICC_RULE:
-        return (f"Therapists account for {share:.1f}% of the variance in the outcome (< 1%). As in "
-                "Manubens et al. (2023), a two-level model (sessions within patients) is enough; "
-                "the ladder below uses two levels.",)
-    return (f"Therapists account for {share:.1f}% of the variance in the outcome (≥ 1%). Consider "
-            "keeping the therapist level (turn it on in the model builder); the ladder below, like "
-            "the ANS study's, uses two levels.",)
+        return (_("Therapists account for {share:.1f}% of the variance in the outcome (< 1%). As in "
+                  "Manubens et al. (2023), a two-level model (sessions within patients) is enough; "
+                  "the ladder below uses two levels.").format(share=share),)
+    return (_("Therapists account for {share:.1f}% of the variance in the outcome (≥ 1%). Consider "
+              "keeping the therapist level (turn it on in the model builder); the ladder below, like "
+              "the ANS study's, uses two levels.").format(share=share),)
 
 
 def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "alliance",
@@ -484,7 +493,7 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
     comparisons = {}
     for name, (a, b) in COMPARISONS.items():
         if a in models and b in models:
-            note = _BOUNDARY_NOTE if name.startswith("unconditional_3level") else ""
+            note = _(_BOUNDARY_NOTE) if name.startswith("unconditional_3level") else ""
             simpler, fuller = models[a], models[b]
             rows_a = simpler.formula_fit.frame.data[ROW] if simpler.formula_fit is not None else None
             rows_b = fuller.formula_fit.frame.data[ROW] if fuller.formula_fit is not None else None
@@ -494,9 +503,10 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
                     simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=set(rows_b))
                 except ModelError:
                     continue
-                note = (note + " " if note else "") + (
-                    f"{a} was refitted on the {fuller.n_observations} sessions that {b} uses "
-                    "(a likelihood-ratio test compares models on the same rows).")
+                note = (note + " " if note else "") + _(
+                    "{simpler} was refitted on the {n} sessions that {fuller} uses "
+                    "(a likelihood-ratio test compares models on the same rows).").format(
+                    simpler=a, n=fuller.n_observations, fuller=b)
             comparisons[name] = likelihood_ratio_test(simpler, fuller, note)
     icc = compute_iccs(models)
     n_ther = int(data[THERAPIST].nunique()) if has_therapist else None
@@ -529,20 +539,20 @@ class BuilderOptions:
 
     def describe(self) -> str:
         outcome, predictor = DIRECTIONS[self.direction]
-        parts = [f"{predictor} → {outcome}"]
-        parts += [text for on, text in ((self.detrend, "controlling for time"),
-                                        (self.interaction, "between × within interaction"),
-                                        (self.random_slope_within, "random slope for within"),
-                                        (self.therapist_level, "therapist level")) if on]
+        parts = [f"{role_name(predictor)} → {role_name(outcome)}"]
+        parts += [_(text) for on, text in ((self.detrend, N_("controlling for time")),
+                                           (self.interaction, N_("between × within interaction")),
+                                           (self.random_slope_within, N_("random slope for within")),
+                                           (self.therapist_level, N_("therapist level"))) if on]
         if self.covariates:
-            parts.append("covariates: " + ", ".join(self.covariates))
+            parts.append(_("covariates: {names}").format(names=", ".join(self.covariates)))
         return "; ".join(parts)
 
 
 def builder_spec(options: BuilderOptions, key: str = "custom") -> ModelSpec:
     """The builder's choices as a model (its ``formula`` is what the page's formula box shows)."""
     if options.direction not in DIRECTIONS:
-        raise ModelError(f"Unknown direction '{options.direction}'.")
+        raise ModelError(_("Unknown direction '{direction}'.").format(direction=options.direction))
     outcome, predictor = DIRECTIONS[options.direction]
     return build_model(outcome, predictor, detrend=options.detrend, interaction=options.interaction,
                        covariate_terms=tuple(options.covariates),
@@ -561,12 +571,13 @@ def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "cu
     spec = builder_spec(options, key)
     for needed in (outcome, predictor):
         if needed not in data.columns:
-            raise ModelError(f"This model needs a {needed} column.")
+            raise ModelError((_("This model needs an alliance column.") if needed == "alliance" else
+                              _("This model needs a symptoms column.")))
     if options.therapist_level and THERAPIST not in data.columns:
-        raise ModelError("The therapist level needs a therapist column.")
+        raise ModelError(_("The therapist level needs a therapist column."))
     for cov in options.covariates:
         if cov not in data.columns:
-            raise ModelError(f"There is no column '{cov}' to use as a covariate.")
+            raise ModelError(_("There is no column '{column}' to use as a covariate.").format(column=cov))
     result = fit_model(data, spec, cell_reasons=cell_reasons)
     levels = result.formula_fit.frame.levels if result.formula_fit is not None else {}
     labels = covariate_labels(list(result.fixed["term"]), list(options.covariates), levels)
@@ -584,7 +595,7 @@ def fit_formula_model(data: pd.DataFrame, formula: str, key: str = "formula", ti
 
     parsed = parse_formula(formula)
     if not any(r.group == PATIENT for r in parsed.random):
-        raise ModelError("The formula needs a random effect for patients, e.g. (1 | patient).")
+        raise ModelError(_("The formula needs a random effect for patients, e.g. (1 | patient)."))
     frame = build_model_frame(data, parsed, aliases=term_aliases(predictor), cell_reasons=cell_reasons)
     fit = fit_formula(None, parsed, frame=frame)
     spec = ModelSpec(outcome=parsed.outcome, fixed=parsed.fixed_labels, key=key, title=title or parsed.text,

@@ -82,6 +82,7 @@ import pandas as pd
 from scipy import optimize, stats
 
 from core.errors import InputError, ModelError
+from core.i18n import _, ngettext
 
 #: The four lagged effects: report key -> (lavaan label, outcome measure, predictor measure).
 LAGS = {
@@ -130,10 +131,10 @@ def parse_session_range(text: str) -> tuple[int, int]:
 
     match = re.fullmatch(r"\s*(-?\d+)\s*(?:-|:|\.\.|–|—|to)\s*(-?\d+)\s*", str(text))
     if not match:
-        raise InputError(f"The sessions '{text}' are not of the form FIRST-LAST (for example 1-4).")
+        raise InputError(_("The sessions '{text}' are not of the form FIRST-LAST (for example 1-4).").format(text=text))
     first, last = int(match.group(1)), int(match.group(2))
     if last < first:
-        raise InputError(f"The sessions '{text}' end before they start; write FIRST-LAST with FIRST <= LAST.")
+        raise InputError(_("The sessions '{text}' end before they start; write FIRST-LAST with FIRST <= LAST.").format(text=text))
     return first, last
 
 
@@ -148,7 +149,7 @@ def suggested_sessions(data: pd.DataFrame, max_waves: int = MAX_WAVES, min_share
     waves on) that at least ``min_share`` of the patients attended (at least three waves)."""
     session = _whole_sessions(data).dropna().astype(int)
     if session.empty:
-        raise InputError("No row has a whole session number, so there are no waves for the model.")
+        raise InputError(_("No row has a whole session number, so there are no waves for the model."))
     first, last = int(session.min()), int(session.max())
     if last - first + 1 <= max_waves:
         return first, last
@@ -168,22 +169,24 @@ def panel_data(data: pd.DataFrame, first: int | None = None, last: int | None = 
     """
     missing = [c for c in ("patient", "session", "alliance", "symptoms") if c not in data.columns]
     if missing:
-        raise InputError(f"The RI-CLPM needs the columns patient, session, alliance and symptoms; "
-                         f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing.")
+        raise InputError(ngettext("The RI-CLPM needs the columns patient, session, alliance and symptoms; {columns} is missing.",
+                                  "The RI-CLPM needs the columns patient, session, alliance and symptoms; {columns} are missing.",
+                                  len(missing)).format(columns=", ".join(missing)))
     session = _whole_sessions(data)
     if first is None or last is None:
         whole = session.dropna()
         if whole.empty:
-            raise InputError("No row has a whole session number, so there are no waves for the model.")
+            raise InputError(_("No row has a whole session number, so there are no waves for the model."))
         first = int(whole.min()) if first is None else int(first)
         last = int(whole.max()) if last is None else int(last)
     first, last = int(first), int(last)
     if last < first:
-        raise InputError(f"The session range {first}-{last} ends before it starts.")
+        raise InputError(_("The session range {first}-{last} ends before it starts.").format(first=first, last=last))
     n_waves = last - first + 1
     if n_waves > MAX_WAVES:
-        raise InputError(f"Sessions {first} to {last} are {n_waves} waves; this model takes at most "
-                         f"{MAX_WAVES}. Choose fewer sessions (for example sessions {first}-{first + 5}).")
+        raise InputError(_("Sessions {first} to {last} are {n} waves; this model takes at most {max}. Choose fewer "
+                           "sessions (for example sessions {first}-{suggested}).").format(
+            first=first, last=last, n=n_waves, max=MAX_WAVES, suggested=first + 5))
     inside = session.between(first, last)
     frame = data.loc[inside, ["patient", "alliance", "symptoms"]].copy()
     frame["patient"] = frame["patient"].astype(str)
@@ -193,15 +196,16 @@ def panel_data(data: pd.DataFrame, first: int | None = None, last: int | None = 
     dup = frame.duplicated(["patient", "wave"], keep=False)
     if dup.any():
         first_dup = frame.loc[dup].iloc[0]
-        raise InputError(f"Patient {first_dup['patient']} has session {first + int(first_dup['wave'])} more than "
-                         "once; keep one row per patient and session.")
+        raise InputError(_("Patient {patient} has session {session} more than once; keep one row per patient and "
+                           "session.").format(patient=first_dup["patient"], session=first + int(first_dup["wave"])))
     scored = frame[["alliance", "symptoms"]].notna().any(axis=1)
     all_patients = pd.Index(pd.unique(data["patient"].astype(str)))
     frame = frame.loc[scored]
     patients = pd.Index(pd.unique(frame["patient"]))
     lost = all_patients.difference(patients, sort=False)
     excluded = pd.DataFrame({"patient": list(lost),
-                             "reason": f"no alliance or symptom score in sessions {first}-{last}"})
+                             "reason": _("no alliance or symptom score in sessions {first}-{last}").format(
+                                 first=first, last=last)})
     row = patients.get_indexer(frame["patient"])
     y = np.full((len(patients), 2 * n_waves), np.nan)
     wave = frame["wave"].to_numpy()
@@ -325,7 +329,7 @@ def saturated_moments(y: np.ndarray, patterns: Patterns | None = None, tol: floa
         return complete[0].mean, complete[0].cov, fiml_loglik(complete[0].mean, complete[0].cov, patterns)
     ll_old = -np.inf
     converged = False
-    for _ in range(max_iter):
+    for _iteration in range(max_iter):
         # E step per pattern, with W = Sigma[:, o] Sigma_oo^-1: E[y | y_o] = mu + W (y_o - mu_o) and
         # Cov[y | y_o] = Sigma - W Sigma[o, :]; summed over the pattern's cases with its mean and
         # covariance. Patterns of equal size are one stack.
@@ -688,11 +692,11 @@ def _maximise(structure: _Structure, theta: np.ndarray, patterns: Patterns, max_
 
     ll, g = loglik(theta, True)
     if not np.isfinite(ll):
-        raise ModelError("The model's start values give a covariance matrix that is not positive definite; "
-                         "the RI-CLPM cannot be estimated on these data.")
+        raise ModelError(_("The model's start values give a covariance matrix that is not positive definite; "
+                           "the RI-CLPM cannot be estimated on these data."))
     scale = max(1.0, abs(ll))
     settled = False
-    for _ in range(max_iter):
+    for _iteration in range(max_iter):
         info = _expected_information(structure, theta, patterns)
         try:
             step = np.linalg.solve(info, g)
@@ -723,7 +727,7 @@ def _maximise(structure: _Structure, theta: np.ndarray, patterns: Patterns, max_
 
     hess = _hessian(neg_grad, theta)
     moved = 0.0  # how far the estimates moved since the Hessian was computed
-    for _ in range(8):  # Newton steps on the observed information: the exact optimum lavaan reports
+    for _step in range(8):  # Newton steps on the observed information: the exact optimum lavaan reports
         try:
             step = np.linalg.solve(hess, -g)
         except np.linalg.LinAlgError:
@@ -754,7 +758,7 @@ def _maximise(structure: _Structure, theta: np.ndarray, patterns: Patterns, max_
 
 def _admissible(structure: _Structure, theta: np.ndarray) -> bool:
     """Whether the random-intercept and every wave's within (co)variance matrix is positive definite."""
-    _, _, psi, phi = structure.matrices(theta)
+    _lam, _beta, psi, phi = structure.matrices(theta)
     T = structure.T
     blocks = [phi] + [psi[np.ix_([t, T + t], [t, T + t])] for t in range(T)]
     return all(np.linalg.eigvalsh(b)[0] > 0 for b in blocks)
@@ -764,41 +768,55 @@ def _check_data(panel: PanelData, structure: _Structure) -> None:
     y, T = panel.y, panel.n_waves
     first, last = panel.sessions[0], panel.sessions[-1]
     if T < MIN_WAVES:
-        raise ModelError(f"The RI-CLPM needs at least {MIN_WAVES} sessions to be identified; sessions "
-                         f"{first}-{last} are {T}. Choose a wider session range.")
+        raise ModelError(_("The RI-CLPM needs at least {min} sessions to be identified; sessions {first}-{last} are "
+                           "{n}. Choose a wider session range.").format(min=MIN_WAVES, first=first, last=last, n=T))
     n = len(y)
     n_moments = structure.p + structure.p * (structure.p + 1) // 2
     if structure.n_params > n_moments:
-        raise ModelError(f"The RI-CLPM with lagged effects free per session has {structure.n_params} parameters "
-                         f"but sessions {first}-{last} give only {n_moments} means and covariances, so it is "
-                         "not identified. Use more sessions or equal lagged effects.")
+        raise ModelError(_("The RI-CLPM with lagged effects free per session has {n} parameters but sessions "
+                           "{first}-{last} give only {moments} means and covariances, so it is not identified. Use "
+                           "more sessions or equal lagged effects.").format(
+            n=structure.n_params, first=first, last=last, moments=n_moments))
     if n < structure.n_params:
-        raise ModelError(f"Only {n} patients have scores in sessions {first}-{last}, fewer than the model's "
-                         f"{structure.n_params} parameters; the RI-CLPM cannot be estimated. Use fewer "
-                         "sessions, equal lagged effects, or more patients.")
+        raise ModelError(_("Only {n} patients have scores in sessions {first}-{last}, fewer than the model's "
+                           "{parameters} parameters; the RI-CLPM cannot be estimated. Use fewer sessions, equal "
+                           "lagged effects, or more patients.").format(
+            n=n, first=first, last=last, parameters=structure.n_params))
     seen = ~np.isnan(y)
     for j in range(structure.p):
-        measure = "alliance" if j < T else "symptoms"
-        article = "an" if measure == "alliance" else "a"
+        alliance = j < T
         session = first + j % T
         values = y[seen[:, j], j]
         if not len(values):
-            raise ModelError(f"No patient has {article} {measure} score in session {session}; every session number "
-                             f"from {first} to {last} is a wave of the RI-CLPM. Choose a range of sessions that "
-                             "patients attended, numbered one after the other.")
+            raise ModelError((_("No patient has an alliance score in session {session}; every session number from "
+                                "{first} to {last} is a wave of the RI-CLPM. Choose a range of sessions that patients "
+                                "attended, numbered one after the other.") if alliance else
+                              _("No patient has a symptoms score in session {session}; every session number from "
+                                "{first} to {last} is a wave of the RI-CLPM. Choose a range of sessions that patients "
+                                "attended, numbered one after the other.")).format(session=session, first=first, last=last))
         if len(values) < 2:
-            raise ModelError(f"Only 1 patient has {article} {measure} score in session {session}; the RI-CLPM cannot "
-                             "estimate that session. Choose a session range where every session has scores.")
+            raise ModelError((_("Only 1 patient has an alliance score in session {session}; the RI-CLPM cannot "
+                                "estimate that session. Choose a session range where every session has scores.")
+                              if alliance else
+                              _("Only 1 patient has a symptoms score in session {session}; the RI-CLPM cannot "
+                                "estimate that session. Choose a session range where every session has scores."))
+                             .format(session=session))
         if np.ptp(values) == 0:
-            raise ModelError(f"Every {measure} score in session {session} is the same ({values[0]:g}); the model "
-                             "needs scores that vary. Choose another session range.")
+            raise ModelError((_("Every alliance score in session {session} is the same ({value:g}); the model "
+                                "needs scores that vary. Choose another session range.") if alliance else
+                              _("Every symptoms score in session {session} is the same ({value:g}); the model "
+                                "needs scores that vary. Choose another session range.")).format(
+                session=session, value=values[0]))
     both = seen.T.astype(int) @ seen.astype(int)
     zero = np.argwhere(np.triu(both == 0, 1))
     if len(zero):
         i, j = zero[0]
-        name = lambda k: f"{'alliance' if k < T else 'symptoms'} in session {first + k % T}"  # noqa: E731
-        raise ModelError(f"No patient has both {name(i)} and {name(j)}, so their covariance cannot be "
-                         "estimated. Choose a session range that patients attended together.")
+        def name(k):
+            return (_("alliance in session {session}") if k < T else _("symptoms in session {session}")).format(
+                session=first + k % T)
+        raise ModelError(_("No patient has both {first} and {second}, so their covariance cannot be "
+                           "estimated. Choose a session range that patients attended together.").format(
+            first=name(i), second=name(j)))
 
 
 def _identified(structure: _Structure, theta: np.ndarray) -> bool:
@@ -858,13 +876,13 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
     h1_mu, h1_sigma, h1_ll = saturated_moments(y, patterns)
     eig = np.linalg.eigvalsh(h1_sigma)
     if not np.isfinite(h1_ll) or eig[0] <= 1e-10 * max(eig[-1], 1e-300):
-        raise ModelError(f"The scores of sessions {panel.sessions[0]}-{panel.sessions[-1]} are collinear (their "
-                         "covariance matrix is singular), so the RI-CLPM cannot be estimated. Check for "
-                         "sessions with copied scores or choose another session range.")
+        raise ModelError(_("The scores of sessions {first}-{last} are collinear (their covariance matrix is "
+                           "singular), so the RI-CLPM cannot be estimated. Check for sessions with copied scores or "
+                           "choose another session range.").format(first=panel.sessions[0], last=panel.sessions[-1]))
     theta0 = structure.start(h1_mu, h1_sigma)
     if not _identified(structure, theta0):
-        raise ModelError(f"The RI-CLPM over sessions {panel.sessions[0]}-{panel.sessions[-1]} is not identified "
-                         "with these options. Use more sessions or equal lagged effects.")
+        raise ModelError(_("The RI-CLPM over sessions {first}-{last} is not identified with these options. Use "
+                           "more sessions or equal lagged effects.").format(first=panel.sessions[0], last=panel.sessions[-1]))
 
     theta, ll, g_final, hess, converged = _maximise(structure, theta0, patterns)
     if hess is None or not _admissible(structure, theta):
@@ -873,12 +891,12 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
         other = _maximise(structure, structure.simple_start(h1_mu, h1_sigma), patterns)
         if other[3] is not None and (hess is None or other[1] > ll + 1e-8 * max(1.0, abs(ll))):
             theta, ll, g_final, hess, converged = other
-    advice = ("Use equal lagged effects, fewer sessions or more patients." if free_lags
-              else "Use fewer sessions or more patients.")
+    advice = (_("Use equal lagged effects, fewer sessions or more patients.") if free_lags
+              else _("Use fewer sessions or more patients."))
     if hess is None:
-        raise ModelError(f"The RI-CLPM did not converge on these data: {n} patients for {structure.n_params} "
-                         "parameters leave the likelihood without a clear maximum (the model is not "
-                         f"empirically identified). {advice}")
+        raise ModelError(_("The RI-CLPM did not converge on these data: {n} patients for {parameters} parameters "
+                           "leave the likelihood without a clear maximum (the model is not empirically identified). "
+                           "{advice}").format(n=n, parameters=structure.n_params, advice=advice))
     warnings: list[str] = []
     try:
         vcov = np.linalg.inv(hess)
@@ -887,18 +905,18 @@ def fit_riclpm(data: pd.DataFrame, first: int | None = None, last: int | None = 
         if not np.all(np.diag(hess) > 0) or eig_h[0] <= 1e-10 * eig_h[-1]:
             raise np.linalg.LinAlgError
     except np.linalg.LinAlgError:
-        raise ModelError("The RI-CLPM is not identified on these data (its information matrix is singular). "
-                         + advice) from None
+        raise ModelError(_("The RI-CLPM is not identified on these data (its information matrix is singular). "
+                           "{advice}").format(advice=advice)) from None
     if not converged:
-        warnings.append("The estimation did not converge; the numbers below are not reliable.")
+        warnings.append(_("The estimation did not converge; the numbers below are not reliable."))
     se = np.sqrt(np.clip(np.diag(vcov), 0, None))
 
     mu, sigma, a, within, psi, phi = structure.implied(theta)
     table = _parameter_table(structure, theta, se, sigma, within, psi, phi, panel.sessions[0])
     warnings += _admissibility_warnings(psi, phi, structure.T, panel.sessions[0])
     if np.linalg.eigvalsh(sigma)[0] <= 0:  # possible when no patient has every session
-        warnings.append("The covariance matrix the model implies for all sessions together is not positive "
-                        "definite; read the estimates with caution.")
+        warnings.append(_("The covariance matrix the model implies for all sessions together is not positive "
+                          "definite; read the estimates with caution."))
 
     npar = structure.n_params
     p = structure.p
@@ -974,7 +992,7 @@ def _parameter_table(structure: _Structure, theta, se, sigma, within, psi, phi, 
 def _lagged(table: pd.DataFrame, free_lags: bool) -> dict[str, Any]:
     """The contract's ``lagged`` entries from the parameter table."""
     lagged: dict[str, Any] = {}
-    for key, (label, _, _) in LAGS.items():
+    for key, (label, _from, _to) in LAGS.items():
         rows = table[(table["op"] == "~") & table["label"].str.fullmatch(rf"{label}\d*")]
         rows = rows.sort_values("from_session")
         if free_lags:
@@ -990,19 +1008,23 @@ def _lagged(table: pd.DataFrame, free_lags: bool) -> dict[str, Any]:
 def _admissibility_warnings(psi, phi, T: int, first: int) -> list[str]:
     out = []
     if np.linalg.eigvalsh(phi)[0] <= 0:
-        out.append("The estimated covariance matrix of the random intercepts is not positive definite "
-                   f"(variances {phi[0, 0]:.4g} and {phi[1, 1]:.4g}, covariance {phi[0, 1]:.4g}): a variance is "
-                   "negative or the correlation is beyond ±1. The model may be misspecified or the data too few; "
-                   "read the estimates with caution.")
+        out.append(_("The estimated covariance matrix of the random intercepts is not positive definite "
+                     "(variances {alliance:.4g} and {symptoms:.4g}, covariance {covariance:.4g}): a variance is "
+                     "negative or the correlation is beyond ±1. The model may be misspecified or the data too few; "
+                     "read the estimates with caution.").format(alliance=phi[0, 0], symptoms=phi[1, 1],
+                                                                 covariance=phi[0, 1]))
     bad = []
     for t in range(T):
         block = psi[np.ix_([t, T + t], [t, T + t])]
         if np.linalg.eigvalsh(block)[0] <= 0:
             bad.append(str(first + t))
     if bad:
-        out.append("The estimated within-person (residual) covariance matrix is not positive definite in "
-                   f"session{'s' if len(bad) > 1 else ''} {', '.join(bad)} (a negative variance or a "
-                   "correlation beyond ±1); read the estimates with caution.")
+        out.append(ngettext("The estimated within-person (residual) covariance matrix is not positive definite in "
+                            "session {sessions} (a negative variance or a correlation beyond ±1); read the estimates "
+                            "with caution.",
+                            "The estimated within-person (residual) covariance matrix is not positive definite in "
+                            "sessions {sessions} (a negative variance or a correlation beyond ±1); read the estimates "
+                            "with caution.", len(bad)).format(sessions=", ".join(bad)))
     return out
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from core.i18n import N_, _
 from core.intake.dataset import Dataset
 from core.intake.mapping import ColumnMapping
 from core.intake.validation import STUDY, ValidatedData, parse_numbers
@@ -58,7 +59,7 @@ class DataAccess:
                 observations.c.dataset_id == row.id, self._row_filter(user)).limit(1)).first()
             row = row if mine else None
         if row is None:
-            raise NoSuchDataset(f"There is no data set named '{name}' among those you can see.")
+            raise NoSuchDataset(_("There is no data set named '{name}' among those you can see.").format(name=name))
         return row
 
     def _pseudonym(self, kind: str, value: str) -> str:
@@ -212,7 +213,8 @@ class DataAccess:
                 real = next((p for p in ids if self._pseudonym("P", p) == patient), None)
             frame = self._frame(conn, user, ds, patient=real) if real is not None else None
         if frame is None or frame.empty:
-            raise NoSuchPatient(f"There is no patient '{patient}' among the patients you can see in '{dataset}'.")
+            raise NoSuchPatient(_("There is no patient '{patient}' among the patients you can see in '{dataset}'.").format(
+                patient=patient, dataset=dataset))
         if log_view:
             self.log(actor, "patient view", f"{ds.name}: {patient}")
         return self._present(user, frame, ds)
@@ -221,7 +223,7 @@ class DataAccess:
         """The uploads of a data set, newest first (supervisors only)."""
         with self._read() as conn:
             user = self._actor(conn, actor)
-            self._require(user, "see the uploads", Role.SUPERVISOR)
+            self._require(user, N_("see the uploads"), Role.SUPERVISOR)
             ds = self._visible_dataset(conn, user, dataset)
             rows = conn.execute(sa.select(uploads.c.at, uploads.c.username, uploads.c.source, uploads.c.added,
                                           uploads.c.changed, uploads.c.unchanged, uploads.c.kept,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import sqlalchemy as sa
 
+from core.i18n import N_
 from core.store.engine import _now
 from core.store.schema import audit_log
 from core.store.users import Role, User, _clean_name
@@ -27,7 +28,7 @@ class AuditLog:
     def audit_log(self, actor: User, limit: int = 1000) -> pd.DataFrame:
         """The newest ``limit`` entries, newest first: at (UTC), username, role, action, detail."""
         with self._read() as conn:
-            self._require(self._actor(conn, actor), "read the audit log", Role.SUPERVISOR)
+            self._require(self._actor(conn, actor), N_("read the audit log"), Role.SUPERVISOR)
             rows = conn.execute(sa.select(audit_log.c.at, audit_log.c.username, audit_log.c.role,
                                           audit_log.c.action, audit_log.c.detail)
                                 .order_by(audit_log.c.id.desc()).limit(int(limit))).all()

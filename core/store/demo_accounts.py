@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from core.demo import demo_dataset
+from core.i18n import _
 from core.store.schema import datasets, settings, users
 from core.store.uploads import _upload_frame
 from core.store.users import Role
@@ -68,8 +69,9 @@ class DemoSeed:
             self._lock_setup(conn)
             kind = conn.execute(sa.select(settings.c.value).where(settings.c.key == "database_kind")).scalar()
             if kind == "demo":
-                raise InputError("This is the demo database (its demo accounts have public passwords); point "
-                                 "ALLIANCE_DATA_DIR or ALLIANCE_DATABASE_URL at a new place for the clinic's database.")
+                raise InputError(_("This is the demo database (its demo accounts have public passwords); point "
+                                   "ALLIANCE_DATA_DIR or ALLIANCE_DATABASE_URL at a new place for the clinic's "
+                                   "database."))
             if kind == "clinic":
                 return False
             self._set_kind(conn, "clinic")

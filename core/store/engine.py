@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
+from core.i18n import N_, _
 from core.store.errors import BUSY_MESSAGE, StoreBusy
 from core.store.schema import settings
 
@@ -181,7 +182,7 @@ class StoreBase:
                     yield conn
         except sa_exc.OperationalError as err:
             if _is_busy(err):
-                raise busy_error(busy_message) from None
+                raise busy_error(_(busy_message)) from None
             raise
 
     def _migrate(self) -> None:
@@ -195,15 +196,15 @@ class StoreBase:
             conn.rollback()
         if current == head:
             return
-        with self._write("The clinic database is being set up by another process; try again.") as conn:
+        with self._write(N_("The clinic database is being set up by another process; try again.")) as conn:
             if self.is_postgres:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
             try:
                 command.upgrade(alembic_config(conn), "head")
             except Exception as err:  # e.g. a database made by a newer version of the dashboard
                 if "Can't locate revision" in str(err):
-                    raise RuntimeError("The clinic database was made by a newer version of this dashboard "
-                                       f"(schema {current}); update the dashboard to open it.") from None
+                    raise RuntimeError(_("The clinic database was made by a newer version of this dashboard "
+                                         "(schema {schema}); update the dashboard to open it.").format(schema=current)) from None
                 raise
 
     def _lock_setup(self, conn) -> None:

@@ -1,9 +1,12 @@
 """What the clinic database refuses, as exceptions whose ``str()`` is one plain sentence."""
 from __future__ import annotations
 
-CONFLICT_MESSAGE = "Someone else changed this data set since your preview; preview again."
-BUSY_MESSAGE = ("The clinic database is busy with another change (for example another upload); "
-                "try again in a moment.")
+from core.i18n import N_, _
+
+#: Marked for translation; translated where raised (``_(CONFLICT_MESSAGE)``).
+CONFLICT_MESSAGE = N_("Someone else changed this data set since your preview; preview again.")
+BUSY_MESSAGE = N_("The clinic database is busy with another change (for example another upload); "
+                  "try again in a moment.")
 
 
 class AccessDenied(PermissionError):
@@ -22,12 +25,12 @@ class NoSuchDataset(LookupError):
     """No data set of that name among those the user may see."""
 
     def __str__(self) -> str:  # LookupError would show the repr of the message
-        return str(self.args[0]) if self.args else "No such data set."
+        return str(self.args[0]) if self.args else _("No such data set.")
 
 
 class NoSuchPatient(LookupError):
     """No patient of that ID among those the user may see (the same whether it exists or not)."""
 
     def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "No such patient."
+        return str(self.args[0]) if self.args else _("No such patient.")
 

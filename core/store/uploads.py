@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from core.errors import InputError
-from core.intake.mapping import MEASURES
+from core.i18n import N_, _
+from core.intake.mapping import MEASURES, role_name
 from core.intake.validation import ValidatedData
 from core.store.access import BASE_COLUMNS, ROLE_COLUMNS
 from core.store.engine import _now
@@ -79,18 +80,18 @@ def _upload_frame(validated: ValidatedData) -> tuple[pd.DataFrame, list[str], li
     columns as text (missing: ``""``), ``row``. Returns ``(frame, role columns, extra columns)``."""
     data = validated.data
     if data is None or len(data) == 0:
-        raise InputError("There are no rows to store.")
+        raise InputError(_("There are no rows to store."))
     for col in ("patient", "session"):
         if col not in data.columns:
-            raise InputError(f"The data have no '{col}' column.")
+            raise InputError(_("The data have no '{column}' column.").format(column=col))
     if not any(m in data.columns for m in MEASURES):
-        raise InputError("The data have neither alliance nor symptoms.")
+        raise InputError(_("The data have neither alliance nor symptoms."))
     roles = [c for c in ROLE_COLUMNS if c in data.columns]
     extras = [str(c) for c in data.columns if c not in BASE_COLUMNS]
     frame = pd.DataFrame({"patient": data["patient"].astype(str).to_numpy(dtype=object)})
     session = pd.to_numeric(data["session"], errors="coerce").to_numpy(dtype=float)
     if not np.isfinite(session).all():
-        raise InputError("Every row needs a session number.")
+        raise InputError(_("Every row needs a session number."))
     frame["session"] = session
     if "therapist" in roles:
         frame["therapist"] = data["therapist"].astype(str).to_numpy(dtype=object)
@@ -104,8 +105,8 @@ def _upload_frame(validated: ValidatedData) -> tuple[pd.DataFrame, list[str], li
         frame[col] = values.where(values.notna(), "").astype(str).to_numpy(dtype=object)
     if frame.duplicated(["patient", "session"]).any():
         first = frame.loc[frame.duplicated(["patient", "session"])].iloc[0]
-        raise InputError(f"Patient {first['patient']}, session {first['session']:g} occurs twice; "
-                         "each patient-session can be stored once.")
+        raise InputError(_("Patient {patient}, session {session:g} occurs twice; each patient-session can be "
+                           "stored once.").format(patient=first["patient"], session=first["session"]))
     return frame, roles, extras
 
 
@@ -227,9 +228,10 @@ class Uploads:
         stored = json.loads(ds.columns)
         if sorted(stored) != sorted(roles):
             def words(cols):
-                return ", ".join(cols) if cols else "no therapist or measure"
-            raise InputError(f"The data set '{ds.name}' has {words(stored)}; these data have {words(roles)}. "
-                             "Map the same columns, or store the data under a new name.")
+                return ", ".join(role_name(c) for c in cols) if cols else _("no therapist or measure")
+            raise InputError(_("The data set '{name}' has {stored}; these data have {new}. Map the same columns, "
+                               "or store the data under a new name.").format(name=ds.name, stored=words(stored),
+                                                                             new=words(roles)))
 
     def preview_upload(self, actor: User, dataset: str, validated: ValidatedData, *,
                        instruments: tuple[tuple[str, str], ...] | None = None,
@@ -243,11 +245,11 @@ class Uploads:
             shareable = tuple(dict.fromkeys(str(c) for c in shareable))
             unknown = [c for c in shareable if c not in extras]
             if unknown:
-                offer = ", ".join(extras) if extras else "none"
-                raise InputError(f"The column '{unknown[0]}' cannot be shared: it is not one of the data's other "
-                                 f"columns (those are: {offer}).")
+                offer = ", ".join(extras) if extras else _("none")
+                raise InputError(_("The column '{column}' cannot be shared: it is not one of the data's other "
+                                   "columns (those are: {columns}).").format(column=unknown[0], columns=offer))
         with self._read() as conn:
-            self._require(self._actor(conn, actor), "store data for the clinic", Role.SUPERVISOR)
+            self._require(self._actor(conn, actor), N_("store data for the clinic"), Role.SUPERVISOR)
             ds = conn.execute(sa.select(datasets).where(datasets.c.name == name)).first()
             if ds is not None:
                 self._check_columns(ds, roles)
@@ -271,7 +273,7 @@ class Uploads:
         new, roles, extras = _upload_frame(preview.validated)
         with self._write(BUSY_MESSAGE, UploadConflict) as conn:
             user = self._actor(conn, actor)
-            self._require(user, "store data for the clinic", Role.SUPERVISOR)
+            self._require(user, N_("store data for the clinic"), Role.SUPERVISOR)
             result = self._store(conn, user, name, preview.validated, new, roles, extras,
                                  preview.base_version, preview.instruments, is_demo=False,
                                  shareable=preview.shareable)
@@ -300,7 +302,7 @@ class Uploads:
         now = _now()
         if base_version == 0:
             if ds is not None:
-                raise UploadConflict(CONFLICT_MESSAGE)
+                raise UploadConflict(_(CONFLICT_MESSAGE))
             try:
                 with conn.begin_nested():  # a savepoint: a lost race must not abort the transaction
                     dataset_id = conn.execute(datasets.insert().values(
@@ -308,18 +310,18 @@ class Uploads:
                         columns=json.dumps(roles), extra_columns=json.dumps(extras), created_at=now,
                         updated_at=now).returning(datasets.c.id)).scalar_one()
             except sa_exc.IntegrityError:
-                raise UploadConflict(CONFLICT_MESSAGE) from None
+                raise UploadConflict(_(CONFLICT_MESSAGE)) from None
             version, stored_extras = 1, []
             stored = self._stored(conn, -1)
         else:
             if ds is None or int(ds.version) != int(base_version):
-                raise UploadConflict(CONFLICT_MESSAGE)
+                raise UploadConflict(_(CONFLICT_MESSAGE))
             self._check_columns(ds, roles)
             bumped = conn.execute(datasets.update().where(datasets.c.id == ds.id,
                                                           datasets.c.version == base_version)
                                   .values(version=base_version + 1, updated_at=now))
             if bumped.rowcount != 1:
-                raise UploadConflict(CONFLICT_MESSAGE)
+                raise UploadConflict(_(CONFLICT_MESSAGE))
             dataset_id, version = ds.id, base_version + 1
             stored_extras = json.loads(ds.extra_columns)
             stored = self._stored(conn, dataset_id)
@@ -393,7 +395,7 @@ class Uploads:
         demo clinic once the clinic's own data are in. Logged."""
         with self._write() as conn:
             user = self._actor(conn, actor)
-            self._require(user, "delete data sets", Role.SUPERVISOR)
+            self._require(user, N_("delete data sets"), Role.SUPERVISOR)
             ds = self._visible_dataset(conn, user, dataset)
             conn.execute(datasets.delete().where(datasets.c.id == ds.id))
             self._audit(conn, user, "data set deleted", ds.name)

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from core.errors import InputError
+from core.i18n import N_, _
 from core.store.engine import _now
 from core.store.errors import AccessDenied
 from core.store.schema import sessions, sign_in_throttle, users
@@ -31,6 +32,15 @@ class Role(str, Enum):
     SUPERVISOR = "supervisor"
     THERAPIST = "therapist"
     RESEARCHER = "researcher"
+
+
+_ROLE_LABELS = {"supervisor": N_("supervisor"), "therapist": N_("therapist"), "researcher": N_("researcher")}
+
+
+def role_label(role: Role | str) -> str:
+    """A role in words, in the current language (the stored value is always the English one)."""
+    value = role.value if isinstance(role, Role) else str(role)
+    return _(_ROLE_LABELS[value]) if value in _ROLE_LABELS else value
 
 
 @dataclass(frozen=True)
@@ -55,12 +65,29 @@ def _user(row) -> User:
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+#: What :func:`_clean_name` says when a name is empty or too long, by the kind of name.
+_NAME_MESSAGES = {
+    "user name": (N_("Give a user name."),
+                  N_("The user name must be at most {limit} characters, without line breaks or tabs.")),
+    "e-mail address": (N_("Give an e-mail address."),
+                       N_("The e-mail address must be at most {limit} characters, without line breaks or tabs.")),
+    "display name": (N_("Give a display name."),
+                     N_("The display name must be at most {limit} characters, without line breaks or tabs.")),
+    "name for the data set": (N_("Give a name for the data set."),
+                              N_("The name for the data set must be at most {limit} characters, without line "
+                                 "breaks or tabs.")),
+    "action": (N_("Give an action."),
+               N_("The action must be at most {limit} characters, without line breaks or tabs.")),
+}
+
+
 def _clean_name(text, what: str, limit: int = 200) -> str:
     text = str(text or "").strip()
+    empty, too_long = _NAME_MESSAGES[what]
     if not text:
-        raise InputError(f"Give a {what}.")
+        raise InputError(_(empty))
     if len(text) > limit or _CONTROL.search(text):
-        raise InputError(f"The {what} must be at most {limit} characters, without line breaks or tabs.")
+        raise InputError(_(too_long).format(limit=limit))
     return text
 
 
@@ -71,17 +98,18 @@ class UserAccounts:
     def _actor(self, conn, actor: User | None) -> User:
         """The acting user as stored now (role, therapist code, active)."""
         if actor is None:
-            raise AccessDenied("Sign in first.")
+            raise AccessDenied(_("Sign in first."))
         row = conn.execute(sa.select(users).where(users.c.id == actor.id)).first()
         if row is None or not row.is_active or row.username != actor.username:
-            raise AccessDenied("This account is not active any more; sign in again.")
+            raise AccessDenied(_("This account is not active any more; sign in again."))
         return _user(row)
 
     @staticmethod
     def _require(user: User, what: str, *roles: Role) -> None:
+        """Refuse unless ``user`` has one of ``roles``; ``what`` (marked with ``N_``) is the action."""
         if user.role not in roles:
-            who = " or ".join(r.value for r in roles)
-            raise AccessDenied(f"Only a {who} can {what}.")
+            who = _(" or ").join(role_label(r) for r in roles)
+            raise AccessDenied(_("Only a {role} can {action}.").format(role=who, action=_(what)))
 
     def _hash(self, password: str | None) -> str | None:
         """The bcrypt hash of a password a person chose: the same policy for every account, demo
@@ -90,9 +118,9 @@ class UserAccounts:
             return None
         password = str(password)
         if len(password.encode("utf-8")) > 72:
-            raise InputError("A password can be at most 72 bytes long (about 72 letters); choose a shorter one.")
+            raise InputError(_("A password can be at most 72 bytes long (about 72 letters); choose a shorter one."))
         if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
-            raise InputError(f"Choose a password of at least {MIN_PASSWORD_LENGTH} characters.")
+            raise InputError(_("Choose a password of at least {n} characters.").format(n=MIN_PASSWORD_LENGTH))
         return self._bcrypt(password)
 
     def _bcrypt(self, password: str) -> str:
@@ -112,7 +140,7 @@ class UserAccounts:
         if email:
             clash = clash | (users.c.username == email) | (users.c.email == email)
         if conn.execute(sa.select(users.c.id).where(clash)).first():
-            raise InputError(f"A user named '{username}' (or with that e-mail) already exists.")
+            raise InputError(_("A user named '{name}' (or with that e-mail) already exists.").format(name=username))
         uid = conn.execute(users.insert().values(
             username=username, email=email, display_name=display_name, role=role.value,
             therapist_code=therapist_code, password_hash=password_hash, is_active=True,
@@ -129,36 +157,36 @@ class UserAccounts:
         try:
             role = Role(role)
         except ValueError:
-            raise InputError(f"Unknown role '{role}'; choose supervisor, therapist or researcher.") from None
+            raise InputError(_("Unknown role '{role}'; choose supervisor, therapist or researcher.").format(role=role)) from None
         username = _clean_name(username, "user name").lower()
         email = _clean_name(email, "e-mail address", 320).lower() if email else None
         display_name = _clean_name(display_name or username, "display name")
         code = str(therapist_code or "").strip() or None
         if role is Role.THERAPIST and not code:
-            raise InputError("A therapist needs a therapist code: the therapist's name or code exactly as in "
-                             "the data's therapist column (for example 'T01 Ana').")
+            raise InputError(_("A therapist needs a therapist code: the therapist's name or code exactly as in "
+                               "the data's therapist column (for example 'T01 Ana')."))
         if role is not Role.THERAPIST:
             code = None
         if code and (len(code) > 200 or _CONTROL.search(code)):
-            raise InputError("The therapist code must be at most 200 characters, without line breaks or tabs.")
+            raise InputError(_("The therapist code must be at most 200 characters, without line breaks or tabs."))
         hashed = self._hash(password)
         try:
             with self._write() as conn:
                 if actor is None:
                     self._lock_setup(conn)
                     if conn.execute(sa.select(sa.func.count()).select_from(users)).scalar_one():
-                        raise AccessDenied("Sign in as a supervisor to add users.")
+                        raise AccessDenied(_("Sign in as a supervisor to add users."))
                     if role is not Role.SUPERVISOR:
-                        raise InputError("The first user must be a supervisor.")
+                        raise InputError(_("The first user must be a supervisor."))
                     user = None
                 else:
                     user = self._actor(conn, actor)
-                    self._require(user, "add users", Role.SUPERVISOR)
+                    self._require(user, N_("add users"), Role.SUPERVISOR)
                 created = self._insert_user(conn, username, hashed, role, display_name, code, False, email)
                 self._audit(conn, user or created, "user created",
                             f"{created.username} ({role.value}{', ' + code if code else ''})")
         except sa_exc.IntegrityError:
-            raise InputError(f"A user named '{username}' (or with that e-mail) already exists.") from None
+            raise InputError(_("A user named '{name}' (or with that e-mail) already exists.").format(name=username)) from None
         return created
 
     def _reserve_attempt(self, conn, key: str, limit: int, window) -> bool:
@@ -249,7 +277,7 @@ class UserAccounts:
     def users(self, actor: User) -> list[User]:
         """Every user, deactivated ones too (supervisors only)."""
         with self._read() as conn:
-            self._require(self._actor(conn, actor), "see the users", Role.SUPERVISOR)
+            self._require(self._actor(conn, actor), N_("see the users"), Role.SUPERVISOR)
             rows = conn.execute(sa.select(users).order_by(users.c.username)).all()
         return [_user(r) for r in rows]
 
@@ -271,7 +299,7 @@ class UserAccounts:
     def _target(self, conn, username: str):
         row = conn.execute(sa.select(users).where(users.c.username == str(username or "").strip().lower())).first()
         if row is None:
-            raise InputError(f"There is no user named '{username}'.")
+            raise InputError(_("There is no user named '{name}'.").format(name=username))
         return row
 
     def set_password(self, actor: User, username: str, password: str | None) -> None:
@@ -280,7 +308,7 @@ class UserAccounts:
             user = self._actor(conn, actor)
             target = self._target(conn, username)
             if target.id != user.id:
-                self._require(user, "change another user's password", Role.SUPERVISOR)
+                self._require(user, N_("change another user's password"), Role.SUPERVISOR)
             hashed = self._hash(password)
             conn.execute(users.update().where(users.c.id == target.id).values(password_hash=hashed))
             if target.id != user.id:  # whoever knew the old password is signed out
@@ -292,14 +320,14 @@ class UserAccounts:
         The last active supervisor cannot be deactivated."""
         with self._write() as conn:
             user = self._actor(conn, actor)
-            self._require(user, "deactivate users", Role.SUPERVISOR)
+            self._require(user, N_("deactivate users"), Role.SUPERVISOR)
             target = self._target(conn, username)
             if target.role == Role.SUPERVISOR.value and target.is_active:
                 others = conn.execute(sa.select(sa.func.count()).select_from(users).where(
                     users.c.role == Role.SUPERVISOR.value, users.c.is_active.is_(True),
                     users.c.id != target.id)).scalar_one()
                 if not others:
-                    raise InputError("This is the last active supervisor; add another supervisor first.")
+                    raise InputError(_("This is the last active supervisor; add another supervisor first."))
             conn.execute(users.update().where(users.c.id == target.id).values(is_active=False))
             self._end_user_sessions(conn, target.id)
             self._audit(conn, user, "user deactivated", target.username)
@@ -307,7 +335,7 @@ class UserAccounts:
     def reactivate(self, actor: User, username: str) -> None:
         with self._write() as conn:
             user = self._actor(conn, actor)
-            self._require(user, "reactivate users", Role.SUPERVISOR)
+            self._require(user, N_("reactivate users"), Role.SUPERVISOR)
             target = self._target(conn, username)
             conn.execute(users.update().where(users.c.id == target.id).values(is_active=True))
             self._audit(conn, user, "user reactivated", target.username)
