@@ -41,7 +41,8 @@ def test_patient_page_demo_shows_status_sentences_and_table():
     assert "Possible rupture in session 6: alliance was 0.93 points below this patient's mean so far" in text
     table = at.dataframe[0].value
     assert list(table["session"]) == list(range(1, 9))
-    assert table["status"].tolist() == ["unknown", "on track", "on track"] + ["not on track"] * 5
+    # the status in a symbol (the chart's marker shape) and words
+    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track"] + ["▲ not on track"] * 5
     assert table["why"].iloc[0].startswith("first session")
     assert {"expected", "bound (not on track)", "alliance mean so far", "rupture", "repaired"} <= set(table.columns)
     assert any("REML" in md.value and "all 120 patients" in md.value for md in at.markdown)  # the definition

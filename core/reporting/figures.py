@@ -215,7 +215,8 @@ def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int 
     symbols = ("circle", "square", "diamond", "triangle-up", "x", "cross")
     traces = []
     for i, t in enumerate(shown):
-        g = trajectories[trajectories["therapist"] == t].sort_values("session")
+        # 4 decimals are more than a figure shows, and keep float noise (…78800111) out of the page
+        g = trajectories[trajectories["therapist"] == t].sort_values("session").round({"mean": 4, "low": 4, "high": 4})
         color = palette[i % len(palette)]
         ok = g.dropna(subset=["low", "high"])
         traces.append(go.Scatter(x=list(ok["session"]) + list(ok["session"])[::-1],
