@@ -71,7 +71,7 @@ def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
     """Headers, number formats (whole numbers without decimals) and a wide effect column."""
     config = number_columns(frame, default=decimals, labels=HEADERS)
     if "effect" in frame:
-        config["effect"] = st.column_config.TextColumn(HEADERS["effect"], width=330)
+        config["effect"] = st.column_config.TextColumn(HEADERS["effect"], width=295)
     return config
 
 

@@ -62,6 +62,14 @@ def test_the_check_finds_a_pale_line_an_unset_colour_and_pale_text():
     assert "trace 'unset' markers: colour not set" in problems
     assert "annotation 1 ('note'): #9e9e9e" in problems
     assert "xaxis" not in problems or "colour not set" in problems  # axis labels left to a theme are flagged
+    # markers sized by an array are drawn at 70% opacity unless the figure says otherwise
+    bubbles = go.Figure(go.Scatter(x=[1, 2], y=[1, 2], mode="markers", marker=dict(size=np.array([8, 20]),
+                                                                                    color="#8a8a8a")))
+    bubbles.update_layout(plot_bgcolor="white", font=dict(color="#212121"), xaxis=dict(tickfont=dict(color="#212121")),
+                          yaxis=dict(tickfont=dict(color="#212121")))
+    assert any("markers: #8a8a8a" in p for p in pal.figure_contrast_problems(bubbles))
+    bubbles.update_traces(marker_opacity=1)
+    assert pal.figure_contrast_problems(bubbles) == []
 
 
 # ---------------------------------------------------------------- every figure the dashboard draws

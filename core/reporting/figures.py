@@ -64,7 +64,7 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     estimate [95% CI] and weight.
 
     Studies run top to bottom in the order given; hovering shows estimate, CI, SE and weight. The
-    heterogeneity (τ², I²) and the method are written under the axis title.
+    heterogeneity (τ², I²) and the method are written above the plot.
     """
     studies = result.studies.reset_index(drop=True)
     k = len(studies)
@@ -73,11 +73,11 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     se = studies["se"].to_numpy(float)
     low, high = est - 1.96 * se, est + 1.96 * se
     weight = studies["weight"].to_numpy(float)
-    size = np.maximum(6.0, 30.0 * np.sqrt(weight / weight.max()))  # area ∝ weight
+    size = np.maximum(6.0, 24.0 * np.sqrt(weight / weight.max()))  # area ∝ weight
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=est, y=y_study, mode="markers", name="studies",
-        marker=dict(symbol="square", size=size, color=pal.STUDY, line=dict(width=0)),
+        marker=dict(symbol="square", size=size, color=pal.STUDY, opacity=1, line=dict(width=0)),
         error_x=dict(type="data", symmetric=False, array=high - est, arrayminus=est - low,
                      color=pal.STUDY, thickness=1.5, width=0),
         customdata=np.column_stack([low, high, se, weight]),
@@ -119,16 +119,17 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
             notes.append(dict(xref="paper", yref="y", x=1, y=y, xanchor="right", xshift=240, text=weight_text,
                               showarrow=False, font=dict(size=12, color=pal.TEXT)))
     method = result.method.upper() + (" + Knapp–Hartung" if result.knapp_hartung else "")
-    notes.append(dict(xref="paper", yref="paper", x=0, y=0, xanchor="left", yanchor="top", yshift=-52,
+    # above the plot: below it, the axis title moves down when narrow screens tilt the tick labels
+    notes.append(dict(xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", yshift=6,
                       showarrow=False, align="left", font=dict(size=12, color=pal.MUTED_TEXT),
-                      text="Heterogeneity: τ² = {tau2}, I² = {i2}%; {method} random-effects model.".format(
+                      text="Heterogeneity: τ² = {tau2}, I² = {i2}% ({method}).".format(
                           tau2=f"{result.tau2:.4f}", i2=f"{result.i2:.1f}", method=method)))
     labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)"] + (["Prediction interval"] if has_pi else [])
     fig.update_yaxes(tickvals=list(y_study) + [y_pool] + ([0] if has_pi else []), ticktext=labels, showgrid=False,
                      range=[-0.8, k + 2.8], showline=False)
     fig.update_layout(
-        title=title or None, xaxis_title=effect_label, height=190 + 30 * k, showlegend=False,
-        margin=dict(l=10, r=250, t=50 if title else 20, b=80), annotations=notes,
+        title=title or None, xaxis_title=effect_label, height=200 + 30 * k, showlegend=False,
+        margin=dict(l=10, r=250, t=80 if title else 40, b=60), annotations=notes,
     )
     _style(fig)
     fig.update_yaxes(tickfont=dict(color=pal.TEXT))

@@ -228,7 +228,11 @@ def figure_contrast_problems(fig) -> list[str]:
                 and not (trace.get("fill") and line.get("width", 2) == 0):
             check(line.get("color"), f"{name} line", GRAPHIC_MINIMUM, opacity)
         marker = trace.get("marker") or {}
-        marker_opacity = marker.get("opacity", 1.0)
+        # Plotly draws markers sized by an array (a bubble chart) at 70% opacity unless told otherwise
+        # (Plotly 7 writes a NumPy array as {"dtype": …, "bdata": …})
+        sized_by_array = isinstance(marker.get("size"), (list, tuple)) or (
+            isinstance(marker.get("size"), dict) and "bdata" in marker["size"])
+        marker_opacity = marker.get("opacity", 0.7 if sized_by_array else 1.0)
         if ("markers" in mode or kind == "bar") and not (isinstance(marker_opacity, (int, float)) and marker_opacity == 0):
             check(marker.get("color"), f"{name} markers", GRAPHIC_MINIMUM,
                   opacity * float(marker_opacity) if not isinstance(marker_opacity, list) else opacity)
