@@ -31,6 +31,7 @@ from core.stats.models import (
     fit_ladder,
 )
 from ui.auth import download
+from ui.clinic import current_settings, measure_labels
 from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
@@ -239,7 +240,8 @@ with tabs[1]:
         est = time_model.fixed.set_index("term")["estimate"]
         line = pd.DataFrame({"session": sessions,
                              "expected": [est["intercept"] + est["time"] * (s - data["session"].min()) for s in sessions]})
-    st.plotly_chart(spaghetti(data, "symptoms", line), width="stretch", key="fig_spaghetti")
+    axis = measure_labels(ds, current_settings(ds)).get("symptoms", ("", None))[1]
+    st.plotly_chart(spaghetti(data, "symptoms", line, y_title=axis), width="stretch", key="fig_spaghetti")
     st.caption("Red: the time model's fixed-effect line (clinic average).")
 with tabs[2]:
     if diag is not None:

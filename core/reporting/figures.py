@@ -176,10 +176,11 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
     return fig
 
 
-def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int = 300):
+def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int = 300, y_title: str | None = None):
     """Each patient's trajectory as a thin line, with the fitted mean line (``mean_line``: a frame
     with ``session`` and ``expected``, e.g. the time model's fixed effects). Shows at most
-    ``max_patients`` patients (the first in ID order) so that large files stay readable."""
+    ``max_patients`` patients (the first in ID order) so that large files stay readable. ``y_title``:
+    the outcome with its scale (else its column name)."""
     patients = sorted(data["patient"].unique())
     shown = set(patients[:max_patients])
     fig = go.Figure()
@@ -196,7 +197,8 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
                                  line=dict(color=pal.FIT, width=3), name="fitted mean",
                                  hovertemplate="fitted mean %{y:.2f}<extra></extra>"))
     note = f" (first {max_patients} of {len(patients)} patients)" if len(patients) > max_patients else ""
-    fig.update_layout(height=380, xaxis_title="Session", yaxis_title=outcome, showlegend=True, xaxis=dict(dtick=1),
+    fig.update_layout(height=380, xaxis_title="Session", yaxis_title=_wrap(y_title or outcome), showlegend=True,
+                      xaxis=dict(dtick=1),
                       title=dict(text=f"Per-patient trajectories{note}", font=dict(size=14)),
                       margin=dict(t=50, b=40))
     return _style(fig)
