@@ -116,3 +116,22 @@ def test_model_explorer_likelihood_ratio_tests_show_chi_square_df_and_p():
     assert tests["df"].tolist() == [3, 2, 1, 1, 1]
     assert any("vs unconditional: The therapist variance is tested at its boundary" in c.value  # the note
                for c in at.caption)
+
+
+def test_an_upload_with_a_declared_alliance_range_gets_the_full_scale():
+    from app_support import ROOT
+
+    from core.intake.dataset import Dataset
+    from core.intake.mapping import ColumnMapping
+    from core.intake.reading import read_table
+    from core.intake.validation import validate_table
+
+    raw = read_table(ROOT / "tests" / "data" / "paperlike_public.csv")
+    mapping = ColumnMapping(patient="patient", therapist="therapist", session="session", alliance="alliance",
+                            symptoms="symptoms")
+    ds = Dataset(name="upload with ranges", validated=validate_table(raw, mapping, ranges={"alliance": (1.0, 7.0)}))
+    at = open_page("patient", ds, timeout=TIMEOUT)
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    low, high = chart["layout"]["yaxis2"]["range"]
+    assert low < 1 and 7 < high < 7.5
+    assert chart["layout"]["yaxis2"]["title"]["text"].replace("<br>", " ") == "Alliance score (1–7)"

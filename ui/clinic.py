@@ -294,10 +294,14 @@ def measure_labels(ds: Dataset, settings: ClinicalSettings) -> dict[str, tuple[s
 
 
 def measure_range(ds: Dataset, measure: str) -> tuple[float, float] | None:
-    """The full range of the scale that scores ``measure`` (the ANS: 1–7), from the instrument
-    that scored it; None when the data set does not say which instrument it is."""
+    """The full range of the scale that scores ``measure`` (the ANS: 1–7): from the instrument that
+    scored it, else the valid range given on the Upload page; None when neither is known."""
     instrument = ds.instrument_for(measure)
-    return _score_range(instrument) if instrument else None
+    scale = _score_range(instrument) if instrument else None
+    declared = (getattr(ds.validated, "ranges", None) or {}).get(measure)
+    if scale is None and declared is not None:
+        scale = (float(declared[0]), float(declared[1]))
+    return scale
 
 
 @functools.lru_cache(maxsize=32)
