@@ -197,8 +197,13 @@ def test_keyboard_walk_at_800_px(tmp_path):
         _shot(page, f"patient_{opened}_details_800")
 
         # back to the caseload, which stays put (the selection does not reopen the patient)
+        _idle(page)
         page.go_back()
-        page.get_by_text("Caseload, most in need of attention first").wait_for(timeout=60000)
+        try:
+            page.get_by_text("Caseload, most in need of attention first").wait_for(timeout=60000)
+        except Exception:
+            _shot(page, "failed_back_800")
+            raise AssertionError(f"Back did not show the caseload: {page.url}") from None
         _idle(page, 2500)
         assert page.url.split("?")[0].endswith("/overview")
 
