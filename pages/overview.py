@@ -148,8 +148,9 @@ if rows:
 clicked = c1.button("Open patient page", key="open_patient_button", disabled=not pick)
 if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
-    st.query_params["patient"] = pick
-    st.switch_page("pages/patient.py")
+    # one history entry (/patient?patient=ID), so that the browser's Back returns to the caseload: setting
+    # st.query_params first added /overview?patient=ID, and Back then took two or three presses
+    st.switch_page("pages/patient.py", query_params={"patient": pick})
 today = datetime.date.today().isoformat()
 with c2:
     download("Caseload (CSV)", csv_bytes(shown, get_language()), file_name="caseload.csv", mime="text/csv",

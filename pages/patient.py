@@ -49,7 +49,8 @@ options = patient_options(patients, st.session_state.get("patient_id"), key="pat
 if st.session_state.get("patient_id") not in options:
     st.session_state["patient_id"] = options[0]
 pid = st.selectbox("Patient ID (type to search)", options, key="patient_id")
-st.query_params["patient"] = pid
+if st.query_params.get("patient") != pid:  # each change of the URL is a step in the browser's history
+    st.query_params["patient"] = pid
 st.session_state["patient_in_url"] = pid
 log_patient_view(ds.name, pid)
 

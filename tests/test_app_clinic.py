@@ -124,10 +124,10 @@ def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):
     first = table["patient"].iloc[0]
     # AppTest stays on the page it was pointed at, so record the page switch instead.
     switched = []
-    monkeypatch.setattr(st, "switch_page", lambda page: switched.append(page))
+    monkeypatch.setattr(st, "switch_page", lambda page, **kwargs: switched.append((page, kwargs)))
     at.selectbox(key="overview_open").set_value(first).run()
     at.button(key="open_patient_button").click().run()
-    assert switched == ["pages/patient.py"]
+    assert switched == [("pages/patient.py", {"query_params": {"patient": first}})]
     assert at.session_state["open_patient"] == first
     # The patient page then opens the requested patient.
     at.switch_page(str(ROOT / "pages" / "patient.py"))
