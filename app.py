@@ -5,7 +5,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.store import AccessDenied, Role
-from ui import server
+from ui import look, server
 from ui.auth import current_user, restore_session, session_cookie_script, sign_out
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
@@ -13,6 +13,7 @@ from ui.warmup import start_warm_up
 ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no request to a font CDN
 
 st.set_page_config(page_title="Alliance dashboard", page_icon=ICON, layout="wide")
+look.apply()  # focus outlines, readable grey text, metrics that wrap, the sidebar folded below 1000 px
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 start_warm_up()
 restore_session()

@@ -1,6 +1,7 @@
 """Users and audit log (supervisors only)."""
 import streamlit as st
 
+from core.i18n import get_language
 from core.reporting.exports import csv_bytes
 from core.store import AccessDenied, Role
 from ui.auth import clinic_store, current_user, download
@@ -80,7 +81,7 @@ try:
     st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")
     audit = store.audit_log(user)
     st.dataframe(audit, hide_index=True, width="stretch", height=360)
-    download("Audit log (CSV)", csv_bytes(audit), file_name="audit_log.csv", mime="text/csv", key="audit_csv",
-             what="audit log (CSV)")
+    download("Audit log (CSV)", csv_bytes(audit, get_language()), file_name="audit_log.csv", mime="text/csv",
+             key="audit_csv", what="audit log (CSV)")
 except AccessDenied as err:
     st.error(str(err))

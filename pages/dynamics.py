@@ -15,8 +15,10 @@ from core.intake.validation import (
     validate_studies,
     validate_table,
 )
+from core.i18n import get_language
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import forest_plot
+from core.reporting.tables import pooled_summary_table
 from core.stats.meta import (
     lagged_within_effects,
     pool_effects,
@@ -25,6 +27,7 @@ from core.stats.meta import (
     stage1_table,
 )
 from ui.auth import download
+from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -67,17 +70,15 @@ def run_stage1(data: pd.DataFrame, fingerprint: str, interaction: bool) -> pd.Da
 
 
 def show_pooled(direction: str, result, effect_label: str) -> None:
-    st.markdown(f"#### {DIRECTION_TEXT.get(direction, direction)}")
-    m = st.columns(5)
-    m[0].metric("Pooled estimate", f"{result.estimate:.3f}", help="Random-effects estimate (standardized units).")
-    m[1].metric("95% CI", f"{result.ci_low:.3f} to {result.ci_high:.3f}")
-    m[2].metric("p", f"{result.p:.3g}")
-    m[3].metric("τ² / I²", f"{result.tau2:.4f} / {result.i2:.1f}%")
-    m[4].metric("95% prediction interval", f"{result.pi_low:.3f} to {result.pi_high:.3f}")
-    st.caption(f"Q = {result.q:.2f} (df = {result.k - 1}, p = {result.q_p:.3g}); k = {result.k} studies.")
+    st.markdown(f"#### {md(DIRECTION_TEXT.get(direction, direction))}")
+    # a small table, not st.metric: metrics cut "−0.139 to 0.052" short at 1400 px
+    summary = pooled_summary_table(result)
+    st.dataframe(summary, hide_index=True, width=620, key=f"pooled_{direction}",
+                 column_config={"quantity": st.column_config.TextColumn("Random-effects model", width="large"),
+                                "value": st.column_config.TextColumn("Value", width="medium")})
     st.plotly_chart(forest_plot(result, effect_label=effect_label), width="stretch", key=f"forest_{direction}")
     table = result.studies.rename(columns={"weight": "weight (%)"})
-    download(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}", csv_bytes(table),
+    download(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}", csv_bytes(table, get_language()),
              file_name=f"studies_{direction}.csv", mime="text/csv", key=f"csv_{direction}")
 
 
@@ -206,7 +207,7 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
             st.dataframe(result.excluded_patients, hide_index=True)
         st.code(f"python -m core riclpm DATA.csv --patient patient --session session --alliance alliance "
                 f"--symptoms symptoms --sessions {result.first}-{result.last}" + (" --free-lags" if free else ""),
-                language="bash")
+                language=None)  # plain: the highlighter's cyan and teal are 2.5–2.7:1 on the code background
     import json as _json
 
     from core.reporting.json_report import clean
@@ -301,13 +302,25 @@ try:
     wide = stage1.pivot_table(index=["study", "n_patients", "n_observations"], columns="direction",
                               values=["estimate", "se"]).reset_index()
     wide.columns = [" ".join(c for c in col if c).strip() for col in wide.columns]
-    st.dataframe(wide.round(4), hide_index=True, width="stretch")
+    # short headers, so that every column fits at 1400 px (the downloads keep the long names)
+    stage1_headers = {"study": "Study", "n_patients": "Patients", "n_observations": "Sessions"}
+    for col in wide.columns:
+        for stat, stat_label in (("estimate", "estimate"), ("se", "SE")):
+            for key, arrow in (("alliance_to_symptoms_interaction", "A×A → S"), ("symptoms_to_alliance_interaction", "S×S → A"),
+                               ("alliance_to_symptoms", "A → S"), ("symptoms_to_alliance", "S → A")):
+                if col == f"{stat} {key}":
+                    stage1_headers[col] = f"{arrow} {stat_label}"
+    st.dataframe(wide, hide_index=True, width="stretch",
+                 column_config=number_columns(wide, default=4, labels=stage1_headers))
+    st.caption("A → S: alliance → next-session symptoms; S → A: symptoms → next-session alliance (standardized "
+               "lagged within-patient coefficients and their SEs).")
     for (label, direction), row in stage1.set_index(["study", "direction"]).iterrows():
         if row["singular"] or not row["converged"]:
             what = "singular fit (a variance at zero)" if row["singular"] else "the fit did not converge cleanly"
             st.warning(f"Study {md(label)}, {DIRECTION_TEXT.get(direction, direction)}: {md(what)}. "
                        + md(" ".join(row["warnings"])))
-    download("Stage 1 table (CSV)", csv_bytes(stage1), file_name="stage1.csv", mime="text/csv", key="stage1_csv")
+    download("Stage 1 table (CSV)", csv_bytes(stage1, get_language()), file_name="stage1.csv", mime="text/csv",
+             key="stage1_csv")
     if n_studies < 2:
         st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "
                 "upload several studies to pool them.")

@@ -1,9 +1,10 @@
 """Clinic data: what the active data set holds, session by session."""
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
+from core.reporting.figures import session_means_figure
 from core.stats.decomposition import dropout, measure_correlations, session_summary
+from ui.clinic import alliance_scale, current_settings, measure_labels
+from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -25,32 +26,21 @@ cols[3].metric("Dropout before session 4", f"{drop['share']:.1%}", help="Patient
 cols[4].metric("Rows left out", f"{len(validated.excluded):,}", help="See the Upload page for each row and its reason.")
 
 summary = session_summary(data, measures)
-fig = make_subplots(rows=len(measures), cols=1, shared_xaxes=True,
-                    subplot_titles=[m.capitalize() for m in measures], vertical_spacing=0.12)
-for i, m in enumerate(measures, start=1):
-    s = summary[summary["measure"] == m]
-    fig.add_trace(go.Scatter(x=s["session"], y=s["mean"], mode="lines+markers", name=f"{m} mean",
-                             error_y=dict(type="data", array=s["sd"], visible=True),
-                             customdata=s[["n", "sd"]],
-                             hovertemplate="Session %{x}<br>mean %{y:.2f}<br>SD %{customdata[1]:.2f}"
-                                           "<br>N %{customdata[0]}<extra></extra>"), row=i, col=1)
-fig.update_layout(height=260 * len(measures), showlegend=False, hovermode="x unified",
-                  margin=dict(t=40, b=20))
-fig.update_xaxes(title_text="Session", row=len(measures), col=1, dtick=1)
+fig = session_means_figure(summary, measures, labels=measure_labels(ds, current_settings(ds)), ranges=alliance_scale(ds))
 st.subheader("Mean ± SD by session")
 st.plotly_chart(fig, width="stretch")
 
 left, right = st.columns(2)
 with left:
     st.subheader("Per session")
-    st.dataframe(summary.round(3), hide_index=True, width="stretch")
+    st.dataframe(summary, hide_index=True, width="stretch", column_config=number_columns(summary, default=3))
 with right:
     st.subheader("Correlations between measures")
     corr = measure_correlations(data, measures)
     if corr.empty:
         st.write("Only one measure in this data set.")
     else:
-        st.dataframe(corr.round(3), hide_index=True, width="stretch")
+        st.dataframe(corr, hide_index=True, width="stretch", column_config=number_columns(corr, default=3))
         st.caption("*observations*: all sessions pooled; *between*: patient means; "
                    "*within*: deviations from each patient's own mean.")
 

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ModelError
+from core.i18n import get_language
 from core.intake.mapping import ROLES
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import (
@@ -30,6 +31,8 @@ from core.stats.models import (
     fit_ladder,
 )
 from ui.auth import download
+from ui.clinic import current_settings, measure_labels
+from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
 
@@ -56,7 +59,21 @@ def formula_for(fingerprint: str, formula: str, predictor: str, _data: pd.DataFr
 
 
 def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
-    download(label, csv_bytes(frame), file_name=name, mime="text/csv", key=f"csv_{name}")
+    download(label, csv_bytes(frame, get_language()), file_name=name, mime="text/csv", key=f"csv_{name}")
+
+
+#: Headers of the model tables (the downloads keep the column names).
+HEADERS = {"model": "Model", "effect": "Effect", "estimate": "Estimate", "se": "SE", "df": "df", "t": "t",
+           "p": "p", "ci_low": "95% CI low", "ci_high": "95% CI high", "component": "Component", "value": "Value",
+           "fuller": "Fuller model", "simpler": "Simpler model", "chisq": "χ²"}
+
+
+def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
+    """Headers, number formats (whole numbers without decimals) and a wide effect column."""
+    config = number_columns(frame, default=decimals, labels=HEADERS)
+    if "effect" in frame:
+        config["effect"] = st.column_config.TextColumn(HEADERS["effect"], width=295)
+    return config
 
 
 def shown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -98,22 +115,27 @@ for key, reason in ladder.errors.items():
 # ---------------------------------------------------------------- ladder
 st.subheader("2. The model ladder (as Tables 2 and 3 of the ANS study)")
 fixed = fixed_effects_table(ladder.models)
-st.dataframe(shown(fixed.drop(columns=["term"])), hide_index=True, width="stretch", key="ladder_table")
+ladder_shown = shown(fixed.drop(columns=["term"]))
+st.dataframe(ladder_shown, hide_index=True, width="stretch", key="ladder_table", column_config=table_config(ladder_shown))
 with st.expander("In words", expanded=True):
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
             st.markdown(f"**{key}**")
             for sentence in describe_model(ladder.models[key])[1:]:
                 st.markdown(f"- {md(sentence)}")
-left, right = st.columns(2)
 variance = variance_table(ladder.models)
 comparisons = comparison_table(ladder)
-with left:
-    st.markdown("**Variance components (REML)**")
-    st.dataframe(variance.drop(columns=["key"]).round(5), hide_index=True, width="stretch")
-with right:
-    st.markdown("**Likelihood-ratio tests (ML refits)**")
-    st.dataframe(shown(comparisons.drop(columns=["note"])), hide_index=True, width="stretch")
+# one table per row: side by side, the tests' χ², df and p fell off the right edge at 1400 px
+st.markdown("**Likelihood-ratio tests (ML refits)**")
+tests_shown = shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]])
+st.dataframe(tests_shown, hide_index=True, width="stretch", key="comparison_table",
+             column_config=table_config(tests_shown, decimals=2))
+for row in comparisons[comparisons["note"].astype(str).str.strip() != ""].itertuples():
+    st.caption("{fuller} vs {simpler}: {note}".format(fuller=md(row.fuller), simpler=md(row.simpler), note=md(row.note)))
+st.markdown("**Variance components (REML)**")
+variance_shown = variance.drop(columns=["key"])
+st.dataframe(variance_shown, hide_index=True, width="stretch", key="variance_table",
+             column_config=table_config(variance_shown, decimals=5))
 fits = fit_table(ladder.models)
 with st.expander("Fit, convergence and singular fits"):
     st.dataframe(fits.round(3), hide_index=True, width="stretch")
@@ -186,12 +208,15 @@ elif result is not None:
         st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml:d} parameters, "
                    f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
-    st.dataframe(shown(table), hide_index=True, width="stretch", key="custom_table")
+    custom_shown = shown(table)
+    st.dataframe(custom_shown, hide_index=True, width="stretch", key="custom_table",
+                 column_config=table_config(custom_shown))
     if custom.spec.predictor:
         for sentence in describe_model(custom):
             st.markdown(f"- {md(sentence)}")
-    st.dataframe(variance_table({"custom": custom}).drop(columns=["model", "key"]).round(5), hide_index=True,
-                 width="stretch", key="custom_variance")
+    custom_variance = variance_table({"custom": custom}).drop(columns=["model", "key"])
+    st.dataframe(custom_variance, hide_index=True, width="stretch", key="custom_variance",
+                 column_config=table_config(custom_variance, decimals=5))
     model_messages(custom)
     if len(custom.excluded):
         with st.expander(f"{len(custom.excluded):,} rows left out of this model (a variable it needs is missing)"):
@@ -215,7 +240,8 @@ with tabs[1]:
         est = time_model.fixed.set_index("term")["estimate"]
         line = pd.DataFrame({"session": sessions,
                              "expected": [est["intercept"] + est["time"] * (s - data["session"].min()) for s in sessions]})
-    st.plotly_chart(spaghetti(data, "symptoms", line), width="stretch", key="fig_spaghetti")
+    axis = measure_labels(ds, current_settings(ds)).get("symptoms", ("", None))[1]
+    st.plotly_chart(spaghetti(data, "symptoms", line, y_title=axis), width="stretch", key="fig_spaghetti")
     st.caption("Red: the time model's fixed-effect line (clinic average).")
 with tabs[2]:
     if diag is not None:

@@ -1,18 +1,23 @@
 """Clinic overview (supervisor): key figures, the caseload by the early-warning signal, therapists,
 how well the signal has predicted outcomes here, and trajectories."""
+import datetime
 import math
 
 import streamlit as st
 
 from core.clinical.indices import caseload, therapist_icc_sentence, therapist_table, therapist_trajectories
-from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, validation_table
+from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, definition, validation_table
+from core.i18n import get_language
 from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
+from core.reporting.formatting import decimals_for
 from core.stats.decomposition import dropout
 from ui.auth import download
 from ui.clinic import (
+    alliance_scale,
     clinic_signal,
     clinical_settings,
+    measure_labels,
     patient_options,
     sees_whole_clinic,
     sessions_with_ruptures_so_far,
@@ -20,6 +25,7 @@ from ui.clinic import (
     signal_validation,
     therapist_icc,
 )
+from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -29,6 +35,48 @@ VALIDATE_AT_ONCE = 2000
 #: The signal in words, with the chart's marker shapes (▲ red, ◆ amber, ● green, ○ grey).
 SIGNAL_WORDS = {"not_on_track": "▲ not on track", "at_risk": "◆ at risk", "on_track": "● on track",
                 "unknown": "○ unknown"}
+#: The caseload's columns, the key ones first (who, the signal, why), with their headers on screen
+#: and in the Excel file.
+CASELOAD_COLUMNS = {
+    "patient": "Patient", "signal": "Signal now", "attention": "Why (reasons)", "therapist": "Therapist",
+    "status": "Jacobson–Truax status", "change": "Change (last − first)", "first": "First score",
+    "last": "Last score", "sessions": "Sessions", "first_session": "First session", "last_session": "Last session",
+    "ruptures": "Ruptures", "unrepaired": "Unrepaired ruptures",
+    "no_reliable_improvement": "No reliable improvement by session {n}", "above_cutoff": "Above the cut-off",
+}
+
+
+def caseload_definitions(ds, settings, model, threshold: float, improvement_by: int, therapists: list,
+                         date: str) -> list[tuple[str, str]]:
+    """The thresholds and definitions the caseload was computed with (the Excel file's second sheet)."""
+    def number(x) -> str:
+        return "—" if x is None else f"{x:g}"
+
+    return [
+        ("Data set", ds.name),
+        ("Exported on", date),
+        ("Therapists", ", ".join(map(str, therapists)) if therapists else "All therapists"),
+        ("Symptom measure", settings.instrument),
+        ("Higher scores mean", "more symptoms" if settings.higher_is_worse else "fewer symptoms"),
+        ("Clinical cut-off", number(settings.cutoff)),
+        ("Reliable change (points)", number(settings.reliable_change)),
+        ("Rupture threshold (own SDs below own mean so far)", number(threshold)),
+        ("Expect reliable improvement by session", str(improvement_by)),
+        ("Signal now", "The early-warning signal of the patient's latest session: not on track when the score is "
+                       "worse than {nt} of patients who started at the same level, at risk when worse than {ar}, "
+                       "on track otherwise.".format(nt=f"{LEVEL_NOT_ON_TRACK:.0%}", ar=f"{LEVEL_AT_RISK:.0%}")),
+        ("How the signal is computed", definition(model, signal_settings(settings))),
+        ("Jacobson–Truax status", "recovered: reliable improvement from the clinical into the non-clinical range; "
+                                  "improved / deteriorated: a change of at least the reliable change; else unchanged "
+                                  "(first and last sessions with a symptom score)."),
+        ("Change (last − first)", "The last symptom score minus the first."),
+        ("Unrepaired ruptures", "Sessions whose alliance lay more than the rupture threshold below the patient's own "
+                                "mean so far and did not recover in the next session (or have no session since)."),
+        ("No reliable improvement by session {n}".format(n=improvement_by),
+         "The patient has reached that session and has still not improved by the reliable change since the first."),
+        ("Order", "Not on track, then at risk, then a rupture not repaired, then reliable deterioration, no reliable "
+                  "improvement by the session above, last score above the cut-off."),
+    ]
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
@@ -78,11 +126,18 @@ st.caption(f"Order: the early-warning signal of each patient's latest session �
 if not model.local:
     st.info("**No local expected course**: " + model.reason + " The signal uses the published reliable-change rule "
             "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
-shown = table.drop(columns=["priority"])
-event = st.dataframe(shown.round(2), hide_index=True, width="stretch", height=360, key="caseload",
-                     on_select="rerun", selection_mode="single-row",
-                     column_config={"attention": st.column_config.TextColumn("why (reasons)", width="large"),
-                                    "signal": st.column_config.TextColumn("signal now", width="medium")})
+shown = table[[c for c in CASELOAD_COLUMNS if c in table.columns]]
+headers = {c: label.format(n=int(improvement_by)) for c, label in CASELOAD_COLUMNS.items()}
+score_decimals = decimals_for(shown["last"])
+config = number_columns(shown, decimals={"change": score_decimals, "first": score_decimals, "last": score_decimals},
+                        labels=headers)
+config["patient"] = st.column_config.TextColumn(headers["patient"], width="small")
+config["signal"] = st.column_config.TextColumn(headers["signal"], width="medium")
+config["attention"] = st.column_config.TextColumn(headers["attention"], width="large")
+event = st.dataframe(shown, hide_index=True, width="stretch", height=360, key="caseload",
+                     on_select="rerun", selection_mode="single-row", column_config=config)
+st.caption("Keyboard: Tab into the table, move to a patient with the arrow keys and press Shift+Space to open "
+           "them, or choose the patient under Open patient.")
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
@@ -93,14 +148,21 @@ if rows:
 clicked = c1.button("Open patient page", key="open_patient_button", disabled=not pick)
 if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
-    st.query_params["patient"] = pick
-    st.switch_page("pages/patient.py")
+    # one history entry (/patient?patient=ID), so that the browser's Back returns to the caseload: setting
+    # st.query_params first added /overview?patient=ID, and Back then took two or three presses
+    st.switch_page("pages/patient.py", query_params={"patient": pick})
+today = datetime.date.today().isoformat()
 with c2:
-    download("Caseload (CSV)", csv_bytes(shown), file_name="caseload.csv", mime="text/csv", key="caseload_csv",
-             what=f"{ds.name}: caseload (CSV)")
+    download("Caseload (CSV)", csv_bytes(shown, get_language()), file_name="caseload.csv", mime="text/csv",
+             key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
 with c3:
     # built when clicked: writing a 5,000-row workbook on every rerun would cost seconds
-    download("Caseload (Excel)", lambda: excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
+    download("Caseload (Excel)",
+             lambda: excel_bytes(shown, "Caseload", labels=headers,
+                                 title="Caseload of {dataset}, {date}".format(dataset=ds.name, date=today),
+                                 definitions=caseload_definitions(ds, settings, model, threshold, int(improvement_by),
+                                                                  chosen, today)),
+             file_name="caseload.xlsx", key="caseload_xlsx",
              mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", what=f"{ds.name}: caseload (Excel)")
 
 # ---------------------------------------------------------------- per therapist
@@ -142,7 +204,8 @@ else:
 
 # ---------------------------------------------------------------- trajectories
 st.subheader("Patient trajectories")
-measure = st.radio("Measure", measures, horizontal=True, key="overview_measure")
+measure = st.radio("Measure", sorted(measures, key=lambda m: m != "symptoms"), horizontal=True,
+                   key="overview_measure")
 subset = sessions if not chosen else sessions[sessions["therapist"].isin(chosen)]
 in_subset = set(subset["patient"])
 order = [p for p in table["patient"] if p in in_subset]
@@ -150,11 +213,19 @@ n_pages = max(1, math.ceil(len(order) / PANELS_PER_PAGE))
 page = st.number_input(f"Page (of {n_pages}, {PANELS_PER_PAGE} patients each, in caseload order)",
                        min_value=1, max_value=n_pages, value=1, key="overview_page")
 these = order[(page - 1) * PANELS_PER_PAGE: page * PANELS_PER_PAGE]
-fig = small_multiples(subset, these, measure, cutoff=settings.cutoff if measure == "symptoms" else None)
+axis_titles = {m: axis for m, (_, axis) in measure_labels(ds, settings).items()}
+scale = alliance_scale(ds).get(measure)
+now = dict(zip(table["patient"], table["signal"].map({v: k for k, v in SIGNAL_WORDS.items()})))
+fig = small_multiples(subset, these, measure, cutoff=settings.cutoff if measure == "symptoms" else None,
+                      status=now, y_title=axis_titles.get(measure, measure),
+                      y_range=scale)
 st.plotly_chart(fig, width="stretch")
+st.caption("Each panel's colour, symbol and words give the early-warning signal of the patient's latest "
+           "session: ▲ not on track (red), ◆ at risk (amber), ● on track (green), ○ unknown (grey).")
 
 if ds.validated.has_therapist:
     st.subheader("Mean trajectory per therapist (95% CI)")
     fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure),
-                                       measure, max_therapists=max(12, len(chosen)))
+                                       measure, max_therapists=max(12, len(chosen)),
+                                       y_title=axis_titles.get(measure), y_range=scale)
     st.plotly_chart(fig2, width="stretch")

@@ -4,10 +4,13 @@ import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
 from core.clinical.signal import STATUS_LABELS, definition, status_sentence
+from core.i18n import get_language
 from core.reporting.exports import csv_bytes
-from core.reporting.figures import patient_chart
+from core.reporting.figures import STATUS_GLYPH, patient_chart
+from core.reporting.formatting import decimals_for, format_number
 from ui.auth import download, log_patient_view
 from ui.clinic import (
+    alliance_scale,
     clinic_signal,
     clinical_settings,
     measure_labels,
@@ -16,6 +19,7 @@ from ui.clinic import (
     sessions_table,
     signal_settings,
 )
+from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -45,7 +49,8 @@ options = patient_options(patients, st.session_state.get("patient_id"), key="pat
 if st.session_state.get("patient_id") not in options:
     st.session_state["patient_id"] = options[0]
 pid = st.selectbox("Patient ID (type to search)", options, key="patient_id")
-st.query_params["patient"] = pid
+if st.query_params.get("patient") != pid:  # each change of the URL is a step in the browser's history
+    st.query_params["patient"] = pid
 st.session_state["patient_in_url"] = pid
 log_patient_view(ds.name, pid)
 
@@ -88,12 +93,15 @@ if therapist is not None:
     facts[1].metric("Therapist", md(therapist))
 status = None
 scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
+# whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"
+score_decimals = decimals_for(scores)
 if has_symptoms and settings.reliable_change and len(scores):
     first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
                                    settings.higher_is_worse) if len(scores) > 1 else "unknown"
-    facts[2].metric("Symptom change (first → last)", f"{last - first:+.2f}",
-                    help=f"Reliable change: {settings.reliable_change:.3g} points.")
+    facts[2].metric("Symptom change (first → last)", format_number(last - first, score_decimals, signed=True),
+                    help="Last minus first symptom score; reliable change: {rc} points.".format(
+                        rc=f"{settings.reliable_change:.3g}"))
     facts[3].metric("Jacobson–Truax status", status,
                     help="recovered: reliable improvement and from the clinical into the non-clinical range; "
                          "improved / deteriorated: change at least the reliable change; else unchanged.")
@@ -101,9 +109,19 @@ if has_symptoms and settings.reliable_change and len(scores):
 # ---------------------------------------------------------------- chart
 band = ("usual range: 8 in 10 patients who started at this level" if model is None or model.local
         else "no reliable change from the first session (± reliable change)")
+scale = alliance_scale(ds)
+options = st.columns(2)
+zoom = options[0].toggle("Zoom the alliance axis to this patient's scores", key="patient_zoom_alliance",
+                         disabled=not scale or "alliance" not in measures,
+                         help="By default the alliance axis shows the scale's full range ({range}), so that a "
+                              "small dip does not look like a fall.".format(
+                                  range="–".join(f"{v:g}" for v in scale["alliance"]) if scale else "—"))
+details = options[1].toggle("Show details", key="patient_details",
+                            help="Adds the at-risk bound, the alliance mean so far, the rupture limit so far and each "
+                                 "session's deviation from the mean so far.")
 fig = patient_chart(mine, measures, signal=signal, cutoff=settings.cutoff, labels=measure_labels(ds, settings),
-                    band_label=band)
-st.plotly_chart(fig, width="stretch")
+                    band_label=band, ranges={} if zoom else scale, details=details)
+st.plotly_chart(fig, width="stretch", key="patient_chart")
 with st.expander("How the expected course and the status are computed"):
     st.write(definition(model, signal_settings(settings)) if model is not None else
              "The early-warning signal needs a symptom measure.")
@@ -117,28 +135,38 @@ if "rupture" in mine:
         sentences.append(f"Possible rupture in session {r['session']:g}: alliance was "
                          f"{abs(r['alliance_within_so_far']):.2f} points below this patient's mean so far; {after}.")
 if status and status != "unknown":
-    sentences.append(f"From the first to the last session symptoms changed by "
-                     f"{scores.iloc[-1] - scores.iloc[0]:+.2f} points: {status} "
-                     f"(reliable change {settings.reliable_change:.3g} points).")
+    sentences.append("From the first to the last session the symptom score changed by {change} points: {status} "
+                     "(reliable change {rc} points).".format(
+                         change=format_number(scores.iloc[-1] - scores.iloc[0], score_decimals, signed=True),
+                         status=status, rc=f"{settings.reliable_change:.3g}"))
 for s in sentences:
     if s:
         st.markdown(f"- {md(s)}")
 
 # ---------------------------------------------------------------- table
 st.subheader("Sessions")
-table = mine[["session", *measures]].copy()
+# the key columns first: session, score, status and why; then alliance and the details
+table = mine[["session"]].copy()
+if has_symptoms:
+    table["symptoms"] = mine["symptoms"].to_numpy()
 if signal is not None and len(signal):
     sig = signal.set_index("session").reindex(table["session"])
+    table["status"] = sig["status"].map(lambda s: f"{STATUS_GLYPH.get(s, '')} {STATUS_LABELS.get(s, s)}".strip()
+                                        if isinstance(s, str) else s).to_numpy()
+    table["why"] = sig["reason"].to_numpy()
     table["expected"] = sig["expected"].to_numpy()
     table["bound (not on track)"] = (sig["upper"] if settings.higher_is_worse else sig["lower"]).to_numpy()
-    table["status"] = sig["status"].map(STATUS_LABELS).to_numpy()
-    table["why"] = sig["reason"].to_numpy()
+for m in measures:
+    if m not in table:
+        table[m] = mine[m].to_numpy()
 if "rupture" in mine:
     table["alliance mean so far"] = mine["alliance_mean_so_far"].to_numpy()
     table["alliance deviation (SDs so far)"] = mine["alliance_within_so_far_sd"].to_numpy()
     table["rupture"] = mine["rupture"].to_numpy()
     table["repaired"] = mine["repaired"].to_numpy()
-st.dataframe(table.round(3), hide_index=True, width="stretch",
-             column_config={"why": st.column_config.TextColumn("why", width="large")})
-download("Download this patient's sessions (CSV)", csv_bytes(table), file_name=f"patient_{pid}.csv",
+config = number_columns(table, decimals={"expected": max(score_decimals, 1),
+                                         "bound (not on track)": max(score_decimals, 1)})
+config["why"] = st.column_config.TextColumn("why", width="large")
+st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+download("Download this patient's sessions (CSV)", csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")

@@ -5,6 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 from core.errors import InputError, some_names
+from core.i18n import get_language
 from core.intake.dataset import Dataset
 from core.intake.instruments import (
     ItemScoring,
@@ -270,7 +271,7 @@ if len(problems):
     st.warning("; ".join(t for t in said if t).capitalize() + ". Each is listed with its spreadsheet row "
                "number (header = row 1) and the reason; fix them in the file and upload again, or go on.")
     st.dataframe(problems, hide_index=True, width="stretch", height=240)
-    download("Download the list of rows left out (CSV)", csv_bytes(problems),
+    download("Download the list of rows left out (CSV)", csv_bytes(problems, get_language()),
              file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
              what=f"{upload.name}: rows left out (CSV)")
 else:

@@ -41,7 +41,8 @@ def test_patient_page_demo_shows_status_sentences_and_table():
     assert "Possible rupture in session 6: alliance was 0.93 points below this patient's mean so far" in text
     table = at.dataframe[0].value
     assert list(table["session"]) == list(range(1, 9))
-    assert table["status"].tolist() == ["unknown", "on track", "on track"] + ["not on track"] * 5
+    # the status in a symbol (the chart's marker shape) and words
+    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track"] + ["▲ not on track"] * 5
     assert table["why"].iloc[0].startswith("first session")
     assert {"expected", "bound (not on track)", "alliance mean so far", "rupture", "repaired"} <= set(table.columns)
     assert any("REML" in md.value and "all 120 patients" in md.value for md in at.markdown)  # the definition
@@ -123,10 +124,10 @@ def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):
     first = table["patient"].iloc[0]
     # AppTest stays on the page it was pointed at, so record the page switch instead.
     switched = []
-    monkeypatch.setattr(st, "switch_page", lambda page: switched.append(page))
+    monkeypatch.setattr(st, "switch_page", lambda page, **kwargs: switched.append((page, kwargs)))
     at.selectbox(key="overview_open").set_value(first).run()
     at.button(key="open_patient_button").click().run()
-    assert switched == ["pages/patient.py"]
+    assert switched == [("pages/patient.py", {"query_params": {"patient": first}})]
     assert at.session_state["open_patient"] == first
     # The patient page then opens the requested patient.
     at.switch_page(str(ROOT / "pages" / "patient.py"))

@@ -19,7 +19,11 @@ def fresh_cache():
 
 
 def _metric(at, label, n=0):
-    return [m.value for m in at.metric if m.label == label][n]
+    """A quantity of the n-th pooled summary table (one quantity per row; a true minus sign)."""
+    tables = [d.value for d in at.dataframe if list(d.value.columns) == ["quantity", "value"]]
+    value = tables[n].set_index("quantity")["value"]
+    names = {"Pooled estimate": "Pooled estimate", "95% CI": "95% confidence interval"}
+    return value[names.get(label, label)].replace("\u2212", "-")
 
 
 def test_demo_is_one_study_with_lagged_effects():

@@ -23,7 +23,7 @@ def test_levels_and_ladder_on_uploaded_data():
     between = ladder[(ladder["model"] == "hybrid") & ladder["effect"].str.startswith("Between")].iloc[0]
     assert between["estimate"] == pytest.approx(-0.3629, abs=1e-4)
     text = " ".join(m.value for m in at.markdown)
-    assert "Patients whose average alliance was one point higher had 0.36 points lower symptoms" in text
+    assert "Patients whose average alliance score was one point higher had symptom scores 0.36 points lower" in text
     # the singular three-level fit is reported in words
     assert any("Singular fit" in w.value for w in at.warning)
 

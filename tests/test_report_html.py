@@ -45,10 +45,11 @@ def test_sentences_state_direction_and_size(fitted):
     hybrid = ladder.models["hybrid"]
     between = hybrid.term("between")
     text = describe_effect("between", between, hybrid)
-    assert text.startswith("Patients whose average alliance was one point higher had 0.36 points lower symptoms")
+    assert text.startswith("Patients whose average alliance score was one point higher had symptom scores "
+                           "0.36 points lower")
     within = describe_effect("within", hybrid.term("within"), hybrid)
-    assert within.startswith("In sessions where alliance was one point above the patient's own average, "
-                             "symptoms were 0.01 points lower")
+    assert within.startswith("In sessions where the alliance score was one point above the patient's own average, "
+                             "the symptom score was 0.01 points lower")
     assert "p = .837" in within
     assert len(describe_model(ladder.models["interaction"])) == 4
 
@@ -56,7 +57,11 @@ def test_sentences_state_direction_and_size(fitted):
 def test_reverse_direction_sentence(fitted):
     v, _ = fitted
     m = fit_custom_model(v.data, BuilderOptions(direction="symptoms_to_alliance"))
-    assert describe_model(m)[1].startswith("Patients whose average symptoms was one point higher")
+    sentences = describe_model(m)
+    assert sentences[1].startswith("Patients whose average symptom score was one point higher had alliance scores ")
+    assert sentences[2].startswith("In sessions where the symptom score was one point above the patient's own "
+                                   "average, the alliance score was ")
+    assert not any("symptoms was" in s or "0.00 points" in s for s in sentences)
 
 
 def test_report_numbers_equal_analyze_and_open_offline(tmp_path):

@@ -46,7 +46,7 @@ def test_diagram_labels_every_lag_with_estimate_and_stars(paperlike):
     assert any(t.startswith("covariance<br>−0.125***") and "r = −0.46" in t for t in texts)
     assert any("variance 0.325***" in t for t in texts)
     arrows = [a for a in riclpm_path_diagram(paperlike).layout.annotations if a.showarrow]
-    grey = [a for a in arrows if a.arrowcolor == "#a8a8a8"]
+    grey = [a for a in arrows if a.arrowcolor == "#8a8a8a"]  # 3:1 on white and on the boxes (issue 18)
     assert len(grey) == 3  # the three non-significant symptoms → alliance arrows
 
 

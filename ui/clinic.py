@@ -7,6 +7,7 @@ slider never refits a model that was already fitted for this data.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -203,11 +204,7 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
     if "symptoms" not in ds.validated.measures:
         return ClinicalSettings("none", None, None)
     names = list(_PRESETS)
-    if ds.instrument_for("symptoms") == "oq45":
-        guess = names[0]
-    else:
-        top = ds.data["symptoms"].max()
-        guess = names[1] if top <= 4 else names[0] if top <= 180 and top > 10 else names[2]
+    guess = _guess_instrument(ds)
     with st.sidebar.expander("Clinical thresholds", expanded=False):
         choice = st.selectbox("Symptom measure", names, index=names.index(guess),
                               key=f"clin_instrument_{ds.fingerprint[:8]}")
@@ -232,6 +229,25 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
     return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake)
 
 
+def _guess_instrument(ds: Dataset) -> str:
+    """The symptom measure's preset: from the instrument that scored it, else from its largest value."""
+    names = list(_PRESETS)
+    if ds.instrument_for("symptoms") == "oq45":
+        return names[0]
+    top = ds.data["symptoms"].max()
+    return names[1] if top <= 4 else names[0] if top <= 180 and top > 10 else names[2]
+
+
+def current_settings(ds: Dataset) -> ClinicalSettings:
+    """The clinical settings without drawing the sidebar inputs (pages that only label axes): the
+    choices made on the clinician pages in this session, else the guess from the data."""
+    if "symptoms" not in ds.validated.measures:
+        return ClinicalSettings("none", None, None)
+    choice = st.session_state.get(f"clin_instrument_{ds.fingerprint[:8]}", _guess_instrument(ds))
+    cutoff, rc = _PRESETS.get(choice, (None, None))
+    return ClinicalSettings(choice, cutoff, rc, bool(st.session_state.get("clin_higher_worse", True)))
+
+
 def intake_columns(ds: Dataset) -> list[str]:
     """Extra columns that could hold an intake score: numbers (or missing) in every row."""
     return _intake_columns(ds.fingerprint, ds.data)
@@ -253,14 +269,55 @@ def _intake_columns(fingerprint: str, _data: pd.DataFrame) -> list[str]:
 
 
 def measure_labels(ds: Dataset, settings: ClinicalSettings) -> dict[str, tuple[str, str]]:
-    """Per measure a panel title with the direction and the axis title with the scale, e.g.
-    ``("Symptoms (higher = worse)", "OQ-45.2 total")``."""
+    """Per measure a panel title with the direction and the axis title with the scale, its range
+    and what a higher score means, e.g. ``("Symptoms (lower is better)", "OQ-45.2 total (0–180,
+    higher = more symptoms)")`` and ``("Alliance (higher is better)", "Alliance, ANS mean item
+    score (1–7)")``."""
     labels = {}
     if "symptoms" in ds.validated.measures:
-        scale = {"OQ-45.2 total (0–180)": "OQ-45.2 total", "OQ-45.2 mean item score (0–4)": "OQ-45.2 mean item score"}
-        labels["symptoms"] = (f"Symptoms ({'higher' if settings.higher_is_worse else 'lower'} = worse)",
-                              scale.get(settings.instrument, "score"))
+        scales = {"OQ-45.2 total (0–180)": "OQ-45.2 total (0–180, {meaning})",
+                  "OQ-45.2 mean item score (0–4)": "OQ-45.2 mean item score (0–4, {meaning})"}
+        meaning = "higher = more symptoms" if settings.higher_is_worse else "higher = fewer symptoms"
+        axis = scales.get(settings.instrument, "Symptom score ({meaning})").format(meaning=meaning)
+        title = "Symptoms (lower is better)" if settings.higher_is_worse else "Symptoms (higher is better)"
+        labels["symptoms"] = (title, axis)
     if "alliance" in ds.validated.measures:
-        labels["alliance"] = ("Alliance (higher = better)",
-                              "ANS mean item score" if ds.instrument_for("alliance") == "ans" else "score")
+        scale = measure_range(ds, "alliance")
+        if ds.instrument_for("alliance") == "ans":
+            axis = "Alliance, ANS mean item score ({low}–{high})".format(low=f"{scale[0]:g}", high=f"{scale[1]:g}")
+        elif scale is not None:
+            axis = "Alliance score ({low}–{high})".format(low=f"{scale[0]:g}", high=f"{scale[1]:g}")
+        else:
+            axis = "Alliance score"
+        labels["alliance"] = ("Alliance (higher is better)", axis)
     return labels
+
+
+def measure_range(ds: Dataset, measure: str) -> tuple[float, float] | None:
+    """The full range of the scale that scores ``measure`` (the ANS: 1–7): from the instrument that
+    scored it, else the valid range given on the Upload page; None when neither is known."""
+    instrument = ds.instrument_for(measure)
+    scale = _score_range(instrument) if instrument else None
+    declared = (getattr(ds.validated, "ranges", None) or {}).get(measure)
+    if scale is None and declared is not None:
+        scale = (float(declared[0]), float(declared[1]))
+    return scale
+
+
+@functools.lru_cache(maxsize=32)
+def _score_range(instrument: str) -> tuple[float, float] | None:
+    from core.errors import InputError
+    from core.intake.instruments import load_instrument
+
+    try:
+        low, high = load_instrument(instrument).score_range
+    except (InputError, ValueError, OSError):  # a definition that cannot be read: fit the axis to the data
+        return None
+    return float(low), float(high)
+
+
+def alliance_scale(ds: Dataset) -> dict[str, tuple[float, float]]:
+    """``{"alliance": (low, high)}`` when the alliance scale's full range is known (the charts' default
+    range: a dip of 0.4 points on a 1–7 scale looks like one), else ``{}``."""
+    scale = measure_range(ds, "alliance") if "alliance" in ds.validated.measures else None
+    return {"alliance": scale} if scale is not None else {}

@@ -1,4 +1,9 @@
-"""Plotly figures that pages and reports share (no streamlit here)."""
+"""Plotly figures that pages and reports share (no streamlit here).
+
+Every figure sets its own background, text and mark colours from :mod:`core.reporting.palette`
+(WCAG AA contrast, checked by ``tests/test_palette.py``), so that neither Streamlit's theme nor
+Plotly's template chooses a colour; statuses are told apart by colour, marker shape and words.
+"""
 from __future__ import annotations
 
 import html
@@ -6,6 +11,8 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
+from core.reporting import palette as pal
+from core.reporting.formatting import decimals_for, format_number
 from core.stats.meta import PoolResult
 
 
@@ -15,12 +22,49 @@ def _text(value) -> str:
     return html.escape(str(value), quote=False)
 
 
-def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
-                null_value: float = 0.0) -> go.Figure:
-    """Forest plot: one row per study (square sized by weight, 95% CI), the pooled estimate as a
-    diamond (its 95% CI) and the 95% prediction interval as a line under it.
+def _wrap(text: str, width: int = 34) -> str:
+    """A long axis title on two lines (at the space or comma nearest the middle), so that a
+    vertical title fits a panel of 250 px."""
+    text = str(text)
+    if len(text) <= width or "<br>" in text:
+        return text
+    middle = len(text) // 2
+    cuts = [i for i, ch in enumerate(text) if ch == " "]
+    if not cuts:
+        return text
+    cut = min(cuts, key=lambda i: abs(i - middle))
+    return text[:cut] + "<br>" + text[cut + 1:]
 
-    Studies run top to bottom in the order given; hovering shows estimate, CI, SE and weight.
+
+def _style(fig: go.Figure) -> go.Figure:
+    """White background, dark text and tick labels, light grid lines, the accessible colourway.
+    Called last: Plotly replaces an axis title's font when the title is set as text afterwards, and
+    Streamlit's chart theme then draws it in its own grey (3.7:1)."""
+    fig.update_layout(paper_bgcolor=pal.BACKGROUND, plot_bgcolor=pal.BACKGROUND,
+                      font=dict(color=pal.TEXT, size=13), colorway=list(pal.CATEGORICAL),
+                      legend=dict(font=dict(color=pal.TEXT)), title_font_color=pal.TEXT)
+    axis = dict(gridcolor=pal.GRID, zeroline=False, linecolor=pal.REFERENCE, showline=True,
+                tickfont=dict(color=pal.MUTED_TEXT), title_font=dict(color=pal.TEXT))
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
+    return fig
+
+
+def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
+    """An axis range from ``low`` to ``high`` with a little room, so that markers at the ends show whole."""
+    pad = (high - low) * share
+    return [low - pad, high + pad]
+
+
+def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
+                null_value: float = 0.0, decimals: int = 2) -> go.Figure:
+    """Forest plot as metafor draws it: one row per study (a square whose *area* is proportional
+    to the study's weight, its 95% CI as a line), the pooled estimate as a diamond (its 95% CI)
+    and the 95% prediction interval as a dotted line under it; on the right of every row its
+    estimate [95% CI] and weight.
+
+    Studies run top to bottom in the order given; hovering shows estimate, CI, SE and weight. The
+    heterogeneity (τ², I²) and the method are written above the plot.
     """
     studies = result.studies.reset_index(drop=True)
     k = len(studies)
@@ -29,13 +73,13 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     se = studies["se"].to_numpy(float)
     low, high = est - 1.96 * se, est + 1.96 * se
     weight = studies["weight"].to_numpy(float)
-    size = 8 + 22 * np.sqrt(weight / weight.max())
+    size = np.maximum(6.0, 24.0 * np.sqrt(weight / weight.max()))  # area ∝ weight
     fig = go.Figure()
     fig.add_trace(go.Scatter(
         x=est, y=y_study, mode="markers", name="studies",
-        marker=dict(symbol="square", size=size, color="#34495e"),
+        marker=dict(symbol="square", size=size, color=pal.STUDY, opacity=1, line=dict(width=0)),
         error_x=dict(type="data", symmetric=False, array=high - est, arrayminus=est - low,
-                     color="#34495e", thickness=1.5, width=0),
+                     color=pal.STUDY, thickness=1.5, width=0),
         customdata=np.column_stack([low, high, se, weight]),
         text=[_text(v) for v in studies["label"]],
         hovertemplate="%{text}<br>estimate %{x:.3f} (95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f})"
@@ -45,27 +89,50 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     fig.add_trace(go.Scatter(
         x=[result.ci_low, result.estimate, result.ci_high, result.estimate, result.ci_low],
         y=[y_pool, y_pool + 0.35, y_pool, y_pool - 0.35, y_pool], fill="toself", mode="lines",
-        fillcolor="#c0392b", line=dict(color="#c0392b"), name="pooled (95% CI)",
+        fillcolor=pal.FIT, line=dict(color=pal.FIT), name="pooled (95% CI)",
         hovertemplate=f"pooled {result.estimate:.3f} (95% CI {result.ci_low:.3f} to {result.ci_high:.3f})<extra></extra>",
     ))
-    if result.pi_low is not None and np.isfinite(result.pi_low):
+    has_pi = result.pi_low is not None and np.isfinite(result.pi_low)
+    if has_pi:
         fig.add_trace(go.Scatter(
             x=[result.pi_low, result.pi_high], y=[0, 0], mode="lines+markers", name="95% prediction interval",
-            line=dict(color="#c0392b", dash="dot"), marker=dict(symbol="line-ns-open", size=12),
+            line=dict(color=pal.FIT, dash="dot"), marker=dict(symbol="line-ns-open", size=12, color=pal.FIT),
             hovertemplate=f"95% prediction interval {result.pi_low:.3f} to {result.pi_high:.3f}<extra></extra>",
         ))
-    fig.add_vline(x=null_value, line=dict(color="grey", width=1))
-    labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)", "Prediction interval"]
-    fig.update_yaxes(tickvals=list(y_study) + [y_pool, 0], ticktext=labels, showgrid=False,
-                     range=[-0.8, k + 2.2])
+    fig.add_vline(x=null_value, line=dict(color=pal.REFERENCE, width=1))
+
+    def num(x: float) -> str:
+        return format_number(x, decimals)
+
+    # the right-hand columns: estimate [95% CI] and weight, right-aligned in pixels beside the plot
+    rows = [(y, f"{num(e)} [{num(a)}, {num(b)}]", f"{w:.1f}%") for y, e, a, b, w in zip(y_study, est, low, high, weight)]
+    rows.append((y_pool, f"<b>{num(result.estimate)} [{num(result.ci_low)}, {num(result.ci_high)}]</b>", "<b>100%</b>"))
+    if has_pi:
+        rows.append((0, f"[{num(result.pi_low)}, {num(result.pi_high)}]", ""))
+    top = k + 2.35
+    rows.append((top, "<b>Estimate [95% CI]</b>", "<b>Weight</b>"))
+    notes = []
+    for y, ci_text, weight_text in rows:
+        notes.append(dict(xref="paper", yref="y", x=1, y=y, xanchor="right", xshift=175, text=ci_text,
+                          showarrow=False, font=dict(size=12, color=pal.TEXT)))
+        if weight_text:
+            notes.append(dict(xref="paper", yref="y", x=1, y=y, xanchor="right", xshift=240, text=weight_text,
+                              showarrow=False, font=dict(size=12, color=pal.TEXT)))
     method = result.method.upper() + (" + Knapp–Hartung" if result.knapp_hartung else "")
+    # above the plot: below it, the axis title moves down when narrow screens tilt the tick labels
+    notes.append(dict(xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", yshift=6,
+                      showarrow=False, align="left", font=dict(size=12, color=pal.MUTED_TEXT),
+                      text="Heterogeneity: τ² = {tau2}, I² = {i2}% ({method}).".format(
+                          tau2=f"{result.tau2:.4f}", i2=f"{result.i2:.1f}", method=method)))
+    labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)"] + (["Prediction interval"] if has_pi else [])
+    fig.update_yaxes(tickvals=list(y_study) + [y_pool] + ([0] if has_pi else []), ticktext=labels, showgrid=False,
+                     range=[-0.8, k + 2.8], showline=False)
     fig.update_layout(
-        title=title or None, xaxis_title=effect_label, height=160 + 28 * k, showlegend=False,
-        margin=dict(l=10, r=10, t=50 if title else 20, b=40),
-        annotations=[dict(xref="paper", yref="paper", x=1, y=-0.12, showarrow=False, xanchor="right",
-                          text=f"τ² = {result.tau2:.4f}, I² = {result.i2:.1f}%, {method}",
-                          font=dict(size=11, color="grey"))],
+        title=title or None, xaxis_title=effect_label, height=200 + 30 * k, showlegend=False,
+        margin=dict(l=10, r=250, t=80 if title else 40, b=60), annotations=notes,
     )
+    _style(fig)
+    fig.update_yaxes(tickfont=dict(color=pal.TEXT))
     return fig
 
 
@@ -83,31 +150,37 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
         x, y = frame[predictor].to_numpy(float), frame[outcome].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         text = [_text(v) for v in frame.index] if col == 1 else None
-        fig.add_trace(go.Scattergl(x=x[ok], y=y[ok], mode="markers", marker=dict(size=5, opacity=0.45),
+        fig.add_trace(go.Scattergl(x=x[ok], y=y[ok], mode="markers",
+                                   marker=dict(size=5, opacity=pal.POINTS_OPACITY, color=pal.POINTS),
                                    text=np.asarray(text)[ok] if text is not None else None,
                                    hovertemplate=hover + f"<br>{predictor} %{{x:.2f}}<br>{outcome} %{{y:.2f}}<extra></extra>",
                                    showlegend=False), row=1, col=col)
         if ok.sum() > 2 and np.ptp(x[ok]) > 0:
             slope, icept = np.polyfit(x[ok], y[ok], 1)
             xs = np.array([x[ok].min(), x[ok].max()])
-            fig.add_trace(go.Scatter(x=xs, y=icept + slope * xs, mode="lines", line=dict(color="#c0392b"),
+            fig.add_trace(go.Scatter(x=xs, y=icept + slope * xs, mode="lines", line=dict(color=pal.FIT, width=2.5),
                                      name=f"slope {slope:.2f}", hovertemplate=f"OLS slope {slope:.3f}<extra></extra>",
                                      showlegend=False), row=1, col=col)
             axis = "" if col == 1 else str(col)
             fig.add_annotation(text=f"OLS slope {slope:.2f}", xref=f"x{axis} domain", yref=f"y{axis} domain",
-                               x=0.98, y=0.98, showarrow=False, xanchor="right")
+                               x=0.98, y=0.98, showarrow=False, xanchor="right", font=dict(color=pal.FIT))
     fig.update_xaxes(title_text=f"{predictor} (patient mean)", row=1, col=1)
     fig.update_xaxes(title_text=f"{predictor} (deviation from own mean)", row=1, col=2)
     fig.update_yaxes(title_text=f"{outcome} (patient mean)", row=1, col=1)
     fig.update_yaxes(title_text=f"{outcome} (deviation)", row=1, col=2)
+    _style(fig)
+    for ann in fig.layout.annotations:
+        if ann.font.color is None:
+            ann.font.color = pal.TEXT
     fig.update_layout(height=420, margin=dict(t=50, b=40))
     return fig
 
 
-def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int = 300):
+def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int = 300, y_title: str | None = None):
     """Each patient's trajectory as a thin line, with the fitted mean line (``mean_line``: a frame
     with ``session`` and ``expected``, e.g. the time model's fixed effects). Shows at most
-    ``max_patients`` patients (the first in ID order) so that large files stay readable."""
+    ``max_patients`` patients (the first in ID order) so that large files stay readable. ``y_title``:
+    the outcome with its scale (else its column name)."""
     patients = sorted(data["patient"].unique())
     shown = set(patients[:max_patients])
     fig = go.Figure()
@@ -117,51 +190,59 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
     for _, g in sub.groupby("patient", sort=False):
         xs += list(g["session"]) + [None]
         ys += list(g[outcome]) + [None]
-    fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color="rgba(100,100,100,0.25)", width=1),
-                               name="patients", hoverinfo="skip"))
+    fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color=pal.POINTS, width=1),
+                               opacity=pal.POINTS_OPACITY, name="patients", hoverinfo="skip"))
     if mean_line is not None:
         fig.add_trace(go.Scatter(x=mean_line["session"], y=mean_line["expected"], mode="lines",
-                                 line=dict(color="#c0392b", width=3), name="fitted mean",
+                                 line=dict(color=pal.FIT, width=3), name="fitted mean",
                                  hovertemplate="fitted mean %{y:.2f}<extra></extra>"))
     note = f" (first {max_patients} of {len(patients)} patients)" if len(patients) > max_patients else ""
-    fig.update_layout(height=380, xaxis_title="Session", yaxis_title=outcome, showlegend=True, xaxis=dict(dtick=1),
+    fig.update_layout(height=380, xaxis_title="Session", yaxis_title=_wrap(y_title or outcome), showlegend=True,
+                      xaxis=dict(dtick=1),
                       title=dict(text=f"Per-patient trajectories{note}", font=dict(size=14)),
                       margin=dict(t=50, b=40))
-    return fig
+    return _style(fig)
 
 
-def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int = 12):
+def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int = 12, *,
+                                y_title: str | None = None, y_range: tuple[float, float] | None = None):
     """Each therapist's mean ``measure`` per session with its 95% CI band (``trajectories`` from
     :func:`core.clinical.indices.therapist_trajectories`). Draws at most ``max_therapists`` therapists — those
     with the most observations, ties by name — because more lines cannot be told apart; the title
-    says when some are left out. Two traces per therapist (band, line)."""
-    import plotly.express as px
-
+    says when some are left out. Two traces per therapist (band, line). ``y_title``: the axis title
+    with the unit; ``y_range``: the scale's full range (else fitted to the data)."""
     size = trajectories.groupby("therapist")["n"].sum()
     ranked = sorted(size.index, key=lambda t: (-size[t], str(t)))
     shown = sorted(ranked[:max_therapists], key=str)
-    palette = px.colors.qualitative.Plotly
+    palette = pal.CATEGORICAL
+    symbols = ("circle", "square", "diamond", "triangle-up", "x", "cross")
     traces = []
     for i, t in enumerate(shown):
-        g = trajectories[trajectories["therapist"] == t].sort_values("session")
+        # 4 decimals are more than a figure shows, and keep float noise (…78800111) out of the page
+        g = trajectories[trajectories["therapist"] == t].sort_values("session").round({"mean": 4, "low": 4, "high": 4})
         color = palette[i % len(palette)]
         ok = g.dropna(subset=["low", "high"])
         traces.append(go.Scatter(x=list(ok["session"]) + list(ok["session"])[::-1],
                                  y=list(ok["high"]) + list(ok["low"])[::-1], fill="toself", fillcolor=color,
-                                 opacity=0.12, line=dict(width=0), hoverinfo="skip", mode="lines",
+                                 opacity=0.10, line=dict(width=0), hoverinfo="skip", mode="lines",
                                  showlegend=False, legendgroup=str(t)))
         traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=_text(t), legendgroup=str(t),
-                                 line=dict(color=color), customdata=np.column_stack([g["n"], g["low"], g["high"]]),
+                                 line=dict(color=color, width=2),
+                                 marker=dict(color=color, size=7, symbol=symbols[(i // len(palette)) % len(symbols)]),
+                                 customdata=np.column_stack([g["n"], g["low"], g["high"]]),
                                  hovertemplate=f"{_text(t)}<br>session %{{x}}: mean %{{y:.2f}}<br>"
                                                "95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}<br>"
                                                "N %{customdata[0]}<extra></extra>"))
     note = (f" — the {len(shown)} therapists with the most sessions of {len(ranked)}; choose therapists to compare others"
             if len(ranked) > len(shown) else "")
     fig = go.Figure(data=traces)
-    fig.update_layout(height=420, xaxis_title="Session", yaxis_title=measure, hovermode="closest",
+    fig.update_layout(height=440, xaxis_title="Session", yaxis_title=_wrap(y_title or measure), hovermode="closest",
                       title=dict(text=f"Mean {measure} per therapist (95% CI){note}", font=dict(size=13)),
+                      legend=dict(title=dict(text="Therapist", font=dict(color=pal.TEXT))),
                       margin=dict(t=50, b=40))
-    return fig
+    if y_range is not None:
+        fig.update_yaxes(range=_padded(*y_range))
+    return _style(fig)
 
 
 def residual_diagnostics(model):
@@ -171,14 +252,15 @@ def residual_diagnostics(model):
 
     resid, fitted = np.asarray(model.residuals), np.asarray(model.fitted)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Residuals vs fitted", "Normal QQ plot of residuals"))
-    fig.add_trace(go.Scattergl(x=fitted, y=resid, mode="markers", marker=dict(size=4, opacity=0.4),
+    points = dict(size=4, opacity=pal.POINTS_OPACITY, color=pal.POINTS)
+    fig.add_trace(go.Scattergl(x=fitted, y=resid, mode="markers", marker=points,
                                hovertemplate="fitted %{x:.2f}<br>residual %{y:.2f}<extra></extra>",
                                showlegend=False), row=1, col=1)
-    fig.add_hline(y=0, line=dict(color="grey", width=1), row=1, col=1)
+    fig.add_hline(y=0, line=dict(color=pal.REFERENCE, width=1), row=1, col=1)
     order = np.sort(resid)
     n = len(order)
     theory = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
-    fig.add_trace(go.Scattergl(x=theory, y=order, mode="markers", marker=dict(size=4, opacity=0.4),
+    fig.add_trace(go.Scattergl(x=theory, y=order, mode="markers", marker=points,
                                hovertemplate="normal quantile %{x:.2f}<br>residual %{y:.2f}<extra></extra>",
                                showlegend=False), row=1, col=2)
     if n > 1:
@@ -186,11 +268,14 @@ def residual_diagnostics(model):
         t1, t3 = stats.norm.ppf([0.25, 0.75])
         slope = (q3 - q1) / (t3 - t1)
         fig.add_trace(go.Scatter(x=theory[[0, -1]], y=q1 + slope * (theory[[0, -1]] - t1), mode="lines",
-                                 line=dict(color="#c0392b"), showlegend=False, hoverinfo="skip"), row=1, col=2)
+                                 line=dict(color=pal.FIT, width=2), showlegend=False, hoverinfo="skip"), row=1, col=2)
     fig.update_xaxes(title_text="Fitted value", row=1, col=1)
     fig.update_yaxes(title_text="Residual", row=1, col=1)
     fig.update_xaxes(title_text="Normal quantile", row=1, col=2)
     fig.update_yaxes(title_text="Residual quantile", row=1, col=2)
+    _style(fig)
+    for ann in fig.layout.annotations:
+        ann.font.color = pal.TEXT
     fig.update_layout(height=380, margin=dict(t=50, b=40))
     return fig
 
@@ -202,29 +287,68 @@ def caterpillar(model, max_patients: int = 400):
     if len(re) > max_patients:
         re = re.iloc[np.linspace(0, len(re) - 1, max_patients).round().astype(int)]
     has_se = "intercept_se" in re
-    err = dict(type="data", array=1.96 * re["intercept_se"], color="rgba(52,73,94,0.5)", thickness=1,
+    err = dict(type="data", array=1.96 * re["intercept_se"], color=pal.REFERENCE, thickness=1,
                width=0) if has_se else None
     fig = go.Figure(go.Scattergl(
-        x=np.arange(len(re)), y=re["intercept"], mode="markers", marker=dict(size=5, color="#34495e"),
+        x=np.arange(len(re)), y=re["intercept"], mode="markers", marker=dict(size=5, color=pal.POINTS),
         error_y=err, text=[_text(v) for v in re["patient"]],
         hovertemplate="patient %{text}<br>random intercept %{y:.3f}<extra></extra>"))
-    fig.add_hline(y=0, line=dict(color="grey", width=1))
+    fig.add_hline(y=0, line=dict(color=pal.REFERENCE, width=1))
     fig.update_layout(height=360, xaxis_title="Patients, ranked", yaxis_title="Random intercept (BLUP)",
                       xaxis=dict(showticklabels=False), margin=dict(t=40, b=40),
                       title=dict(text="Patient random intercepts" + (" with 95% intervals" if has_se else ""),
                                  font=dict(size=14)))
-    return fig
+    return _style(fig)
 
 
-PATIENT_COLORS = {"alliance": "#1565c0", "symptoms": "#424242"}
-#: Early-warning statuses: label, colour (each ≥ 4.5:1 against white, WCAG AA), marker symbol.
+def session_means_figure(summary, measures, labels: dict | None = None, ranges: dict | None = None):
+    """Mean ± SD of every measure by session (``summary`` from
+    :func:`core.stats.decomposition.session_summary`), one panel per measure on a shared session
+    axis. ``labels``: per measure (panel title, axis title with the unit); ``ranges``: per measure
+    the scale's full range (else fitted to the data)."""
+    labels, ranges = labels or {}, ranges or {}
+    n = len(measures)
+    gap = 0.16 if n > 1 else 0.0
+    height_each = (1 - gap * (n - 1)) / n
+    traces, annotations, layout = [], [], {}
+    for i, m in enumerate(measures, start=1):
+        xa, ya = _axis("x", i), _axis("y", i)
+        top = 1 - (i - 1) * (height_each + gap)
+        domain = _domain(top - height_each, top)
+        title, unit = labels.get(m, (m.capitalize(), "score"))
+        s = summary[summary["measure"] == m]
+        colour = PATIENT_COLORS.get(m, pal.SYMPTOMS)
+        traces.append(go.Scatter(x=s["session"], y=s["mean"], mode="lines+markers", name=f"{m} mean",
+                                 line=dict(color=colour, width=2), marker=dict(color=colour, size=7),
+                                 error_y=dict(type="data", array=s["sd"], visible=True, color=colour, thickness=1.2),
+                                 customdata=s[["n", "sd"]], xaxis=xa, yaxis=ya,
+                                 hovertemplate="Session %{x}<br>mean %{y:.2f}<br>SD %{customdata[1]:.2f}"
+                                               "<br>N %{customdata[0]}<extra></extra>"))
+        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=_wrap(unit)),
+                                         **({"range": _padded(*ranges[m])} if m in ranges else {}))
+        layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, **({"matches": "x"} if i > 1 else {}),
+                                         **({"title": dict(text="Session")} if i == n else {}))
+        annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
+                                yanchor="bottom", showarrow=False, font=dict(size=14, color=pal.TEXT)))
+    fig = go.Figure(data=traces)
+    fig.update_layout(height=280 * n + 40, showlegend=False, hovermode="x unified", annotations=annotations,
+                      margin=dict(t=30, b=40, l=70, r=20), **layout)
+    return _style(fig)
+
+
+#: Line colours of the measures on the patient chart (the status markers carry the status colours).
+PATIENT_COLORS = {"alliance": pal.ALLIANCE, "symptoms": pal.SYMPTOMS}
+#: Early-warning statuses: label, colour, marker symbol. Worse = red ▲, a warning = amber ◆,
+#: better = green ●, no status = grey ○; each colour ≥ 4.5:1 against white and against the band.
 STATUS_STYLE = {
-    "not_on_track": ("not on track", "#c62828", "triangle-up"),
-    "at_risk": ("at risk", "#a15c00", "diamond"),
-    "on_track": ("on track", "#2e7d32", "circle"),
-    "unknown": ("no status", "#616161", "circle-open"),
+    "not_on_track": ("not on track", pal.WORSE, "triangle-up"),
+    "at_risk": ("at risk", pal.WARNING, "diamond"),
+    "on_track": ("on track", pal.BETTER, "circle"),
+    "unknown": ("no status", pal.NEUTRAL, "circle-open"),
 }
-EXPECTED_COLOR = "#1565c0"
+#: The same statuses as one character, for text (tables, panel titles).
+STATUS_GLYPH = {"not_on_track": "▲", "at_risk": "◆", "on_track": "●", "unknown": "○"}
+EXPECTED_COLOR = pal.EXPECTED
 
 
 def _axis(name: str, i: int) -> str:
@@ -237,33 +361,51 @@ def _domain(low: float, high: float) -> list[float]:
     return [max(0.0, round(low, 6)), min(1.0, round(high, 6))]
 
 
+def _segments(x, low, high):
+    """Vertical segments (x, low)–(x, high) as one line trace's coordinates, separated by gaps."""
+    xs, ys = [], []
+    for a, b, c in zip(x, low, high):
+        if np.isfinite(b) and np.isfinite(c):
+            xs += [a, a, None]
+            ys += [b, c, None]
+    return xs, ys
+
+
 def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = None, labels: dict | None = None,
                   band_label: str = "usual range: 8 in 10 patients who started at this level",
-                  symptom_measure: str = "symptoms", status_text: bool = True):
+                  symptom_measure: str = "symptoms", status_text: bool = True, ranges: dict | None = None,
+                  details: bool = False):
     """One patient's course: the symptom measure with its early-warning signal on top, alliance with
     its rupture flags below, on a shared session axis.
 
     ``sessions``: that patient's rows from :func:`core.clinical.indices.patient_sessions` and
     :func:`core.clinical.indices.flag_ruptures_so_far`, sorted by session. ``signal``: that patient's
     rows of :func:`core.clinical.signal.session_signal`. ``labels``: per measure a panel title and
-    the axis title with the unit, e.g. ``("Symptoms (higher = worse)", "OQ-45.2 total")``.
+    the axis title with the unit, e.g. ``("Symptoms: lower is better", "OQ-45.2 total (0–180,
+    higher = more symptoms)")``. ``ranges``: per measure the axis range, e.g. the alliance scale's
+    full range ``(1, 7)`` (a measure not named is fitted to its data).
+
+    By default each panel draws only what a glance needs:
 
     * Symptoms: the patient's expected course from where they started (dashed) with the band
-      ``lower``–``upper`` (``band_label``), the at-risk bound (dotted), the scores as a line, and each
-      session as a marker whose colour and shape say its status (not on track ▲ red, at risk ◆ amber,
-      on track ● green, no status ○ grey), written beside the marker where it changes and at the
-      latest session; the clinical ``cutoff`` as a line.
-    * Alliance: the scores, the patient's mean so far (dashed) and the rupture limit so far
-      (dotted); ruptures as ✕ with "rupture" written beside them.
+      ``lower``–``upper`` (``band_label``), the clinical ``cutoff`` as a line, the scores as a line,
+      and each session as a marker whose colour and shape say its status (not on track ▲ red, at
+      risk ◆ amber, on track ● green, no status ○ grey), written beside the marker where it changes
+      and at the latest session.
+    * Alliance: the scores and the ruptures as ✕ with "rupture" written beside them.
+
+    ``details=True`` adds the at-risk bound (dotted), the patient's alliance mean so far (dashed),
+    the rupture limit so far (dotted) and each session's deviation from the mean so far as a bar.
+    Scores that are all whole numbers (an OQ-45.2 total) are shown without decimals.
 
     The layout is written directly (no ``make_subplots``), which keeps a rerun cheap: the figure is
     rebuilt every time a therapist switches patients.
     """
-    labels = labels or {}
+    labels, ranges = labels or {}, ranges or {}
     order = [m for m in (symptom_measure, "alliance") if m in measures] + \
         [m for m in measures if m not in (symptom_measure, "alliance")]
     n = len(order)
-    gap = 0.14
+    gap = 0.16
     height_each = (1 - gap * (n - 1)) / n
     x = sessions["session"].to_numpy()
     traces, shapes, annotations = [], [], []
@@ -273,13 +415,17 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
         top = 1 - (i - 1) * (height_each + gap)
         domain = _domain(top - height_each, top)
         title, unit = labels.get(m, (m.capitalize(), "score"))
-        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=unit))
+        layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=_wrap(unit)),
+                                         **({"range": _padded(*ranges[m])} if m in ranges else {}))
         annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
-                                yanchor="bottom", showarrow=False, font=dict(size=14, color="#212121")))
+                                yanchor="bottom", showarrow=False, font=dict(size=14, color=pal.TEXT)))
         layout[_axis("xaxis", i)] = dict(anchor=ya, showticklabels=True, **({"dtick": 1} if len(x) <= 30 else {}),
                                          **({"matches": "x"} if i > 1 else {}),
                                          **({"title": dict(text="Session")} if i == n else {}))
         values = sessions[m].to_numpy(float)
+        d = decimals_for(values)
+        fmt = f"%{{y:.{d}f}}"
+        fmt_model = f"%{{y:.{max(d, 1)}f}}"  # model values (expected course) keep one decimal
         if m == symptom_measure:
             sig = None
             if signal is not None and len(signal):
@@ -289,21 +435,28 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                 xs = list(x[ok])
                 lo, hi = sig["lower"].to_numpy()[ok], sig["upper"].to_numpy()[ok]
                 traces.append(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
-                                         fillcolor="rgba(21,101,192,0.10)", line=dict(width=0), mode="lines",
+                                         fillcolor=pal.EXPECTED_BAND, line=dict(width=0), mode="lines",
                                          name=band_label, hoverinfo="skip", xaxis=xa, yaxis=ya))
                 # the expected course starts where the patient started
                 start = sig["observed"].to_numpy()[0] if not ok[0] else None
                 ex_x = ([x[0]] if start is not None and np.isfinite(start) else []) + xs
                 ex_y = ([start] if start is not None and np.isfinite(start) else []) + list(sig["expected"].to_numpy()[ok])
-                traces.append(go.Scatter(x=ex_x, y=ex_y, mode="lines", line=dict(color=EXPECTED_COLOR, dash="dash", width=2),
+                traces.append(go.Scatter(x=ex_x, y=ex_y, mode="lines", line=dict(color=pal.EXPECTED, dash="dash", width=2),
                                          name="expected course from this starting point",
-                                         hovertemplate="expected %{y:.1f}<extra></extra>", xaxis=xa, yaxis=ya))
-                traces.append(go.Scatter(x=xs, y=sig["at_risk_bound"].to_numpy()[ok], mode="lines",
-                                         line=dict(color=STATUS_STYLE["at_risk"][1], dash="dot", width=1.5),
-                                         name="at-risk bound", hovertemplate="at-risk bound %{y:.1f}<extra></extra>",
-                                         xaxis=xa, yaxis=ya))
+                                         hovertemplate=f"expected {fmt_model}<extra></extra>", xaxis=xa, yaxis=ya))
+                if details:
+                    traces.append(go.Scatter(x=xs, y=sig["at_risk_bound"].to_numpy()[ok], mode="lines",
+                                             line=dict(color=pal.WARNING, dash="dot", width=1.5),
+                                             name="at-risk bound", hovertemplate=f"at-risk bound {fmt_model}<extra></extra>",
+                                             xaxis=xa, yaxis=ya))
+            if cutoff is not None:  # a trace, not a shape, so that the axis range includes it
+                cut = f"{cutoff:.3g}"
+                traces.append(go.Scatter(x=[x.min(), x.max()], y=[cutoff, cutoff], mode="lines",
+                                         line=dict(color=pal.CUTOFF, width=1), name=f"clinical cut-off ({cut})",
+                                         hovertemplate=f"clinical cut-off {cut}<extra></extra>", xaxis=xa, yaxis=ya))
             traces.append(go.Scatter(x=x, y=values, mode="lines", line=dict(color=PATIENT_COLORS["symptoms"], width=2),
-                                     name=title, hoverinfo="skip", showlegend=False, xaxis=xa, yaxis=ya))
+                                     name=title, hoverinfo="skip", showlegend=False, connectgaps=True,
+                                     xaxis=xa, yaxis=ya))
             status = sig["status"].fillna("unknown").to_numpy() if sig is not None else np.full(len(x), "unknown")
             reason = sig["reason"].fillna("").to_numpy() if sig is not None else np.full(len(x), "")
             # the status is written where it changes and at the latest session (the legend, the
@@ -311,37 +464,41 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
             changes = np.r_[True, status[1:] != status[:-1]]
             changes[-1] = True
             for key, (text, color, symbol) in STATUS_STYLE.items():
-                sel = status == key
+                sel = (status == key) & np.isfinite(values)
                 if not sel.any():
                     continue
-                show_text = status_text
                 words = ["start" if (key == "unknown" and j == 0) else (text if changes[j] else "")
                          for j in np.flatnonzero(sel)]
                 traces.append(go.Scatter(
-                    x=x[sel], y=values[sel], mode="markers+text" if show_text else "markers",
+                    x=x[sel], y=values[sel], mode="markers+text" if status_text else "markers",
                     marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
-                    text=words if show_text else None, textposition="top center",
-                    textfont=dict(color=color, size=11), name=text, customdata=np.asarray(reason[sel], dtype=object),
-                    hovertemplate=f"Session %{{x}}: {m} %{{y:.1f}}<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
+                    text=words if status_text else None, textposition="top center",
+                    textfont=dict(color=color, size=12), name=text, customdata=np.asarray(reason[sel], dtype=object),
+                    hovertemplate=f"Session %{{x}}: score {fmt}<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
                     xaxis=xa, yaxis=ya))
-            if cutoff is not None:  # a trace, not a shape, so that the axis range includes it
-                traces.append(go.Scatter(x=[x.min(), x.max()], y=[cutoff, cutoff], mode="lines",
-                                         line=dict(color="#212121", width=1), name=f"clinical cut-off ({cutoff:.3g})",
-                                         hovertemplate=f"clinical cut-off {cutoff:.3g}<extra></extra>", xaxis=xa, yaxis=ya))
         else:
-            color = PATIENT_COLORS.get(m, "#424242")
-            traces.append(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=color, width=2),
-                                     marker=dict(size=7), name=title,
-                                     hovertemplate=f"Session %{{x}}: {m} %{{y:.2f}}<extra></extra>", xaxis=xa, yaxis=ya))
+            color = PATIENT_COLORS.get(m, pal.SYMPTOMS)
             mean_col = f"{m}_mean_so_far"
-            if mean_col in sessions:
-                traces.append(go.Scatter(x=x, y=sessions[mean_col].to_numpy(), mode="lines",
-                                         line=dict(color="#616161", dash="dash", width=1.5), name="own mean so far",
+            if details and mean_col in sessions:
+                mean = sessions[mean_col].to_numpy(float)
+                for below, name, bar_colour in ((True, "below own mean so far", pal.WORSE),
+                                                (False, "above own mean so far", pal.BETTER)):
+                    sel = (values < mean) if below else (values >= mean)
+                    bx, by = _segments(x[sel], mean[sel], values[sel])
+                    if bx:
+                        traces.append(go.Scatter(x=bx, y=by, mode="lines", line=dict(color=bar_colour, width=5),
+                                                 name=name, hoverinfo="skip", xaxis=xa, yaxis=ya))
+                traces.append(go.Scatter(x=x, y=mean, mode="lines",
+                                         line=dict(color=pal.NEUTRAL, dash="dash", width=1.5), name="own mean so far",
                                          hovertemplate="own mean so far %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
-            if m == "alliance" and "rupture_limit" in sessions:
-                traces.append(go.Scatter(x=x, y=sessions["rupture_limit"].to_numpy(), mode="lines",
-                                         line=dict(color="#616161", dash="dot", width=1), name="rupture limit so far",
-                                         hovertemplate="rupture limit %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+                if m == "alliance" and "rupture_limit" in sessions:
+                    traces.append(go.Scatter(x=x, y=sessions["rupture_limit"].to_numpy(), mode="lines",
+                                             line=dict(color=pal.NEUTRAL, dash="dot", width=1.5),
+                                             name="rupture limit so far",
+                                             hovertemplate="rupture limit %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+            traces.append(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=color, width=2),
+                                     marker=dict(size=7, color=color), name=m, connectgaps=True,
+                                     hovertemplate=f"Session %{{x}}: score {fmt}<extra></extra>", xaxis=xa, yaxis=ya))
             if m == "alliance" and "rupture" in sessions:
                 r = sessions[sessions["rupture"].astype(bool)]
                 if len(r):
@@ -349,36 +506,44 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                     label = label.astype(object).where(label.notna(), "no next session yet")
                     traces.append(go.Scatter(
                         x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name="rupture",
-                        marker=dict(symbol="x", size=13, color=STATUS_STYLE["not_on_track"][1]),
+                        marker=dict(symbol="x", size=13, color=pal.WORSE),
                         text=["rupture"] * len(r), textposition="middle right",
-                        textfont=dict(color=STATUS_STYLE["not_on_track"][1], size=11), customdata=list(label),
+                        textfont=dict(color=pal.WORSE, size=12), customdata=list(label),
                         hovertemplate="Rupture in session %{x}: %{customdata}<extra></extra>", xaxis=xa, yaxis=ya))
     fig = go.Figure(data=traces)
-    fig.update_layout(height=300 * n + 90, hovermode="closest", shapes=shapes, annotations=annotations,
-                      legend=dict(orientation="h", y=-0.12 if n > 1 else -0.25, x=0, font=dict(size=12)),
-                      margin=dict(t=30, b=40, l=60, r=20), plot_bgcolor="white",
-                      **layout)
-    fig.update_xaxes(gridcolor="#e0e0e0", zeroline=False)
-    fig.update_yaxes(gridcolor="#e0e0e0", zeroline=False)
+    height = 290 * n + 130
+    plot_px = height - 30 - 130
+    fig.update_layout(height=height, hovermode="closest", shapes=shapes, annotations=annotations,
+                      legend=dict(orientation="h", yanchor="top", y=-56 / plot_px, x=0, font=dict(size=12)),
+                      margin=dict(t=30, b=130, l=70, r=20), **layout)
+    _style(fig)
     return fig
 
 
 def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = None, columns: int = 6,
-                    panel_height: int = 140):
+                    panel_height: int = 140, status: dict | None = None, y_title: str | None = None,
+                    y_range: tuple[float, float] | None = None):
     """One small panel per patient (in the order of ``patients``): ``measure`` by session, all
     panels on the same axes ranges, the clinical ``cutoff`` as a dotted line where given.
+
+    ``status``: patient → early-warning status of the latest session; the panel's line takes the
+    status colour and its title says the status in a symbol and words (``D017 ▲ not on track``),
+    so colour is never the only cue. ``y_title``: the measure with its unit (written once, left of
+    the grid); ``y_range``: the scale's full range (else fitted to the data).
 
     Pass a page of patients (the overview shows 24): Plotly's facets become unreadable, and
     fail, beyond about a hundred panels. The grid is laid out directly rather than through
     Plotly Express facets, which cost about 0.3 s per redraw on the benchmark machine.
     """
     patients = list(patients)
+    status = status or {}
     n = len(patients)
     rows = max(1, -(-n // columns))
-    hgap, vgap = 0.02, 0.04 if rows > 1 else 0.0
+    hgap, vgap = 0.02, 0.07 if rows > 1 else 0.0
     width = (1 - hgap * (columns - 1)) / columns
     height = (1 - vgap * (rows - 1)) / rows
     by_patient = {p: g.sort_values("session") for p, g in sessions[sessions["patient"].isin(patients)].groupby("patient")}
+    d = decimals_for(sessions.loc[sessions["patient"].isin(patients), measure]) if n else 2
     traces, annotations, shapes, layout = [], [], [], {}
     for k, p in enumerate(patients):
         i = k + 1
@@ -391,20 +556,40 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
         y_domain = _domain(top - height, top)
         layout[_axis("yaxis", i)] = dict(domain=y_domain, anchor=xa, **({"matches": "y"} if i > 1 else {}),
                                          showticklabels=c == 0)
-        annotations.append(dict(text=str(p), x=x0 + width / 2, y=y_domain[1], xref="paper", yref="paper",
-                                xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
+        key = status.get(p)
+        word, colour, symbol = STATUS_STYLE.get(key, ("", pal.SYMPTOMS, "circle"))
+        label = _text(p) if key is None else f"{_text(p)} {STATUS_GLYPH[key]} {word}"
+        annotations.append(dict(text=label, x=x0 + width / 2, y=y_domain[1], xref="paper", yref="paper",
+                                xanchor="center", yanchor="bottom", showarrow=False,
+                                font=dict(size=11, color=colour if key is not None else pal.TEXT)))
         g = by_patient.get(p)
         if g is not None:
             traces.append(go.Scatter(x=g["session"].to_numpy(), y=g[measure].to_numpy(), mode="lines+markers",
-                                     name=str(p), line=dict(color="#636efa"), marker=dict(size=5),
-                                     hovertemplate=f"{p}<br>session %{{x}}: %{{y:.2f}}<extra></extra>",
+                                     name=str(p), line=dict(color=colour, width=1.8), marker=dict(size=5, color=colour),
+                                     connectgaps=True,
+                                     hovertemplate=f"{_text(p)}<br>session %{{x}}: %{{y:.{d}f}}<extra></extra>",
                                      xaxis=xa, yaxis=ya))
         if cutoff is not None:
             shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
-                               line=dict(color="grey", width=1, dash="dot")))
+                               line=dict(color=pal.REFERENCE, width=1, dash="dot")))
+    annotations.append(dict(text="Session", x=0.5, y=0, xref="paper", yref="paper", xanchor="center", yanchor="top",
+                            yshift=-22, showarrow=False, font=dict(size=12, color=pal.TEXT)))
+    if y_title:
+        annotations.append(dict(text=_wrap(y_title, 40), x=0, y=0.5, xref="paper", yref="paper", xanchor="right",
+                                yanchor="middle", xshift=-36, textangle=-90, showarrow=False,
+                                font=dict(size=12, color=pal.TEXT)))
+    if cutoff is not None:
+        annotations.append(dict(text=f"Dotted line: clinical cut-off ({cutoff:.3g}).", x=1, y=0, xref="paper",
+                                yref="paper", xanchor="right", yanchor="top", yshift=-22, showarrow=False,
+                                font=dict(size=12, color=pal.MUTED_TEXT)))
+    if y_range is not None:
+        layout["yaxis"]["range"] = _padded(*y_range, share=0.06)
     fig = go.Figure(data=traces)
-    fig.update_layout(height=panel_height * rows + 60, showlegend=False, annotations=annotations, shapes=shapes,
-                      margin=dict(t=30, b=10), **layout)
+    fig.update_layout(height=panel_height * rows + 90, showlegend=False, annotations=annotations, shapes=shapes,
+                      margin=dict(t=30, b=50, l=80 if y_title else 40, r=10), **layout)
+    _style(fig)
+    fig.update_xaxes(showline=False)
+    fig.update_yaxes(showline=False)
     return fig
 
 
@@ -442,7 +627,7 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
     T = len(sessions)
     w, h = 0.36, 0.2  # half width and half height of a session's box
     y_a, y_s, y_ria, y_ris = 2.0, 0.0, 3.3, -1.3
-    dark, grey, muted = "#1f3b73", "#a8a8a8", "#6b6b6b"
+    dark, grey, muted = "#1f3b73", "#8a8a8a", "#5f5f5f"  # grey: 3:1 on the boxes
     colours = {"alliance_to_symptoms": "#c0392b", "symptoms_to_alliance": "#1f6fb2"}
     compact = T >= 6  # boxes "A1", "S1" so that 6 to 12 sessions stay readable at 800 px
     size = 12 if T <= 5 else 11 if T <= 7 else 10
@@ -475,8 +660,8 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
             sub = f"<br><span style='font-size:{size - 2}px'>session {s}</span>"
             box(t - w, t + w, y_a, "Alliance" + sub, "#eef3fb")
             box(t - w, t + w, y_s, "Symptoms" + sub, "#fbeeee")
-        shapes.append(dict(type="line", x0=t, y0=y_ria - 0.2, x1=t, y1=y_a + h, line=dict(color="#c8c8c8", width=1)))
-        shapes.append(dict(type="line", x0=t, y0=y_ris + 0.2, x1=t, y1=y_s - h, line=dict(color="#c8c8c8", width=1)))
+        shapes.append(dict(type="line", x0=t, y0=y_ria - 0.2, x1=t, y1=y_a + h, line=dict(color=grey, width=1)))
+        shapes.append(dict(type="line", x0=t, y0=y_ris + 0.2, x1=t, y1=y_s - h, line=dict(color=grey, width=1)))
     for y, key, measure in ((y_ria, "alliance_variance", "alliance"), (y_ris, "symptoms_variance", "symptoms")):
         box(left, right, y, f"Random intercept, {measure} (each patient's usual level): variance "
                             f"{_signed(ri[key], 3)}{_stars(ri.get(key + '_p'))}", "#f4f4f4")
@@ -540,12 +725,13 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
             xref="paper", yref="paper", x=0, y=-0.02, xanchor="left", yanchor="top", showarrow=False, align="left",
             text=f"{what.capitalize()} estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant."
                  f"<br>{equal}{legend}",
-            font=dict(size=11, color="#555"))],
+            font=dict(size=11, color=pal.MUTED_TEXT))],
         title=dict(text=title or f"RI-CLPM, sessions {sessions[0]}–{sessions[-1]}: {what} lagged effects",
-                   font=dict(size=14)),
+                   font=dict(size=14, color=pal.TEXT)),
         xaxis=dict(visible=False, range=[left - 0.15, right + 1.75], fixedrange=True),
         yaxis=dict(visible=False, range=[y_ris - 0.3, y_ria + 0.3], fixedrange=True),
-        height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor="white", hovermode="closest",
+        height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor=pal.BACKGROUND, paper_bgcolor=pal.BACKGROUND,
+        font=dict(color=pal.TEXT), hovermode="closest",
     )
     return fig
 

@@ -5,8 +5,10 @@ downloads and the HTML report show the same numbers.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
+from core.reporting.formatting import format_number
 from core.stats.models import LadderResult, ModelResult
 
 TERM_LABELS = {
@@ -85,48 +87,133 @@ def _p_phrase(p: float) -> str:
 
 
 def _size(x: float) -> str:
-    return f"{abs(x):.2f}"
+    """The size of an effect without its sign: two decimals, or two significant digits when it
+    would round to 0.00 (never "0.00 points lower")."""
+    x = abs(float(x))
+    return f"{x:.2f}" if x >= 0.005 or x == 0 else f"{x:.2g}"
+
+
+#: A measure as the subject of a sentence ("the symptom score was …") and in the plural ("had
+#: symptom scores … lower"); other variables keep their own names.
+NOUNS = {"symptoms": ("symptom score", "symptom scores"), "alliance": ("alliance score", "alliance scores")}
+
+
+def _noun(name: str) -> str:
+    return NOUNS.get(name, (name, name))[0]
+
+
+def _plural(name: str) -> str:
+    return NOUNS.get(name, (name, name))[1]
+
+
+#: One whole sentence per effect and direction ("lower", "higher", "same": an estimate of exactly
+#: 0), with {placeholders}, so that each can be translated as it stands.
+SENTENCES = {
+    ("between", "lower"): "Patients whose average {predictor} was one point higher had {outcomes} {size} points "
+                          "lower{stats}.",
+    ("between", "higher"): "Patients whose average {predictor} was one point higher had {outcomes} {size} points "
+                           "higher{stats}.",
+    ("between", "same"): "Patients whose average {predictor} was one point higher had the same {outcomes}{stats}.",
+    ("within", "lower"): "In sessions where the {predictor} was one point above the patient's own average, the "
+                         "{outcome} was {size} points lower{stats}.",
+    ("within", "higher"): "In sessions where the {predictor} was one point above the patient's own average, the "
+                          "{outcome} was {size} points higher{stats}.",
+    ("within", "same"): "In sessions where the {predictor} was one point above the patient's own average, the "
+                        "{outcome} was the same{stats}.",
+    ("within_varies", "lower"): "In sessions where the {predictor} was one point above the patient's own average, "
+                                "the {outcome} was {size} points lower on average (the effect varies between "
+                                "patients){stats}.",
+    ("within_varies", "higher"): "In sessions where the {predictor} was one point above the patient's own "
+                                 "average, the {outcome} was {size} points higher on average (the effect varies "
+                                 "between patients){stats}.",
+    ("within_varies", "same"): "In sessions where the {predictor} was one point above the patient's own average, "
+                               "the {outcome} was the same on average (the effect varies between patients){stats}.",
+    ("between:within", "lower"): "For patients whose average {predictor} was one point higher, the within-patient "
+                                 "effect of the {predictor} on the {outcome} was {size} points more negative{stats}.",
+    ("between:within", "higher"): "For patients whose average {predictor} was one point higher, the within-patient "
+                                  "effect of the {predictor} on the {outcome} was {size} points more positive{stats}.",
+    ("between:within", "same"): "For patients whose average {predictor} was one point higher, the within-patient "
+                                "effect of the {predictor} on the {outcome} was the same{stats}.",
+    ("intercept", "hybrid_time"): "For a patient with an average {predictor}, in a session at their own average "
+                                  "and at the first session, the expected {outcome} was {estimate}{stats}.",
+    ("intercept", "hybrid"): "For a patient with an average {predictor}, in a session at their own average, the "
+                             "expected {outcome} was {estimate}{stats}.",
+    ("intercept", "time"): "At the first session, the average {outcome} was {estimate}{stats}.",
+    ("intercept", "plain"): "The average {outcome} was {estimate}{stats}.",
+    ("time", "controlled"): "Controlling for the {predictor}, with each further session the {outcome} changed by "
+                            "{signed} points on average{stats}.",
+    ("time", "plain"): "With each further session the {outcome} changed by {signed} points on average{stats}.",
+    ("other", "any"): "{label}: a difference of {signed} points in the {outcome}{stats}.",
+}
 
 
 def describe_effect(term: str, row: dict, model: ModelResult) -> str:
     """One plain-language sentence for a fixed effect, with its 95% CI and p.
 
-    e.g. "Patients whose average alliance was one point higher had 0.23 points lower symptoms";
-    "In sessions where alliance was one point above the patient's own average, symptoms were 0.10
-    points lower".
+    e.g. "Patients whose average alliance score was one point higher had symptom scores 0.23 points
+    lower (95% CI …)"; "In sessions where the alliance score was one point above the patient's own
+    average, the symptom score was 0.10 points lower (…)". An effect that would round to 0.00 is
+    given to two significant digits ("0.0031 points lower"); an estimate of exactly 0 is "the same".
     """
-    est = row["estimate"]
-    out = model.spec.outcome
-    pred = model.spec.predictor or "the predictor"
-    direction = "lower" if est < 0 else "higher"
-    stats_text = f" (95% CI {row['ci_low']:.2f} to {row['ci_high']:.2f}; {_p_phrase(row['p'])})"
+    est = float(row["estimate"])
+    direction = "lower" if est < 0 else "higher" if est > 0 else "same"
+    names = dict(predictor=_noun(model.spec.predictor or "the predictor"), outcome=_noun(model.spec.outcome),
+                 outcomes=_plural(model.spec.outcome), size=_size(est), estimate=format_number(est, 2),
+                 signed=format_number(est, 2, signed=True) if abs(est) >= 0.005 or est == 0
+                 else ("+" if est > 0 else "−") + _size(est),
+                 stats=" (95% CI {low} to {high}; {p})".format(low=format_number(row["ci_low"], 2),
+                                                              high=format_number(row["ci_high"], 2),
+                                                              p=_p_phrase(row["p"])))
+    fixed = model.spec.fixed
     if term == "intercept":
-        if "between" in model.spec.fixed:
-            where = "a patient with average " + pred + ", in a session at their own average"
-            where += ", at the first session" if "time" in model.spec.fixed else ""
-            return f"For {where}, the expected {out} score was {est:.2f}{stats_text}."
-        if "time" in model.spec.fixed:
-            return f"At the first session, the average {out} score was {est:.2f}{stats_text}."
-        return f"The average {out} score was {est:.2f}{stats_text}."
+        kind = ("hybrid_time" if "time" in fixed else "hybrid") if "between" in fixed else \
+            "time" if "time" in fixed else "plain"
+        return SENTENCES[("intercept", kind)].format(**names)
     if term == "between":
-        return (f"Patients whose average {pred} was one point higher had {_size(est)} points {direction} "
-                f"{out}{stats_text}.")
+        return SENTENCES[("between", direction)].format(**names)
     if term == "within":
-        verb = "were" if out.endswith("s") else "was"
-        extra = " on average (the effect varies between patients)" if model.spec.random_slope == "within" else ""
-        return (f"In sessions where {pred} was one point above the patient's own average, {out} {verb} "
-                f"{_size(est)} points {direction}{extra}{stats_text}.")
+        kind = "within_varies" if model.spec.random_slope == "within" else "within"
+        return SENTENCES[(kind, direction)].format(**names)
     if term == "time":
-        control = f"Controlling for {pred}, with" if "between" in model.spec.fixed else "With"
-        return f"{control} each further session, {out} changed by {est:+.2f} points on average{stats_text}."
+        return SENTENCES[("time", "controlled" if "between" in fixed else "plain")].format(**names)
     if term == "between:within":
-        stronger = "more negative" if est < 0 else "more positive"
-        return (f"For patients whose average {pred} was one point higher, the within-patient effect of {pred} "
-                f"on {out} was {_size(est)} points {stronger}{stats_text}.")
-    label = term_label(term, model)
-    return f"{label}: {out} {direction} by {_size(est)} points{stats_text}."
+        return SENTENCES[("between:within", direction)].format(**names)
+    return SENTENCES[("other", "any")].format(label=term_label(term, model), **names)
 
 
 def describe_model(model: ModelResult) -> list[str]:
     """Sentences for every fixed effect of a model, in table order."""
     return [describe_effect(r["term"], r, model) for r in model.fixed.to_dict("records")]
+
+
+def pooled_summary_table(result, decimals: int = 3) -> pd.DataFrame:
+    """A pooled random-effects estimate (:class:`core.stats.meta.PoolResult`) as a two-column table,
+    one quantity per row, so that no interval is cut short on a narrow screen: the estimate, its
+    95% CI and p, τ² and I², the 95% prediction interval, Cochran's Q and the number of studies."""
+    def num(x, d=decimals) -> str:
+        return format_number(x, d)
+
+    def interval(low, high) -> str:
+        return "{low} to {high}".format(low=num(low), high=num(high))
+
+    rows = [
+        ("Pooled estimate", num(result.estimate)),
+        ("95% confidence interval", interval(result.ci_low, result.ci_high)),
+        ("p", _p_value(result.p)),
+        ("τ² (between-study variance)", num(result.tau2, 4)),
+        ("I² (share of variation between studies)", "{i2}%".format(i2=num(result.i2, 1))),
+        ("95% prediction interval (a new study's true effect)", interval(result.pi_low, result.pi_high)),
+        ("Cochran's Q", "{q} (df = {df}; {p})".format(
+            q=num(result.q, 2), df=result.k - 1,
+            p="p < 0.0001" if _p_value(result.q_p).startswith("<") else "p = " + _p_value(result.q_p))),
+        ("Studies", str(result.k)),
+        ("Method", result.method.upper() + (" + Knapp–Hartung" if result.knapp_hartung else "")),
+    ]
+    return pd.DataFrame(rows, columns=["quantity", "value"])
+
+
+def _p_value(p) -> str:
+    """``"< 0.0001"`` or the p value with 4 decimals (the model tables' convention)."""
+    if p is None or not np.isfinite(p):
+        return "—"
+    return "< 0.0001" if p < 1e-4 else f"{p:.4f}"
