@@ -118,9 +118,24 @@ class _Reasons:
     """
 
     def __init__(self, n: int) -> None:
-        self.text = np.full(n, "", dtype=object)
+        self.n = n
+        self._text: np.ndarray | None = None  # made at the first reason: a clean file needs none
         self.bad = np.zeros(n, dtype=bool)
         self.kinds: dict[str, int] = {}
+
+    @property
+    def text(self) -> np.ndarray:
+        if self._text is None:
+            self._text = np.full(self.n, "", dtype=object)
+        return self._text
+
+    @text.setter
+    def text(self, value: np.ndarray) -> None:
+        self._text = value
+
+    def text_at(self, pos: np.ndarray) -> np.ndarray:
+        """The reasons at the positions ``pos`` ("" where none)."""
+        return self._text[pos] if self._text is not None else np.full(len(pos), "", dtype=object)
 
     def add(self, mask, message, kind: str | None = None) -> None:
         """Add ``message`` where ``mask`` holds: a string, or a Series indexed by the rows concerned."""
@@ -134,7 +149,7 @@ class _Reasons:
             kind = kind or message
         else:
             msg = message.reindex(pos).to_numpy(dtype=object)
-        old = self.text[pos]
+        old = self.text_at(pos)
         self.text[pos] = np.where(self.bad[pos], old + "; " + msg, msg)
         self.bad[pos] = True
         key = kind or "other problems"
@@ -204,9 +219,16 @@ def _short(text: pd.Series, width: int = 40) -> pd.Series:
     return text
 
 
-def _beyond_float(text: pd.Series) -> pd.Series:
-    """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``)."""
+def _beyond_float(text: pd.Series, where: pd.Series | None = None) -> pd.Series:
+    """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``);
+    only the cells marked in ``where`` are looked at (the others are False)."""
     out = pd.Series(False, index=text.index)
+    if where is not None:
+        mask = where.to_numpy(dtype=bool, na_value=False)
+        if not mask.any():
+            return out
+        out[mask] = _beyond_float(text[mask]).to_numpy()
+        return out
     if len(text):
         numbers = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
         out = pd.Series(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)), index=text.index)
@@ -278,7 +300,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     session_missing = raw_session.str.lower().isin(MISSING_TEXTS)
     reasons.add(session_missing, "session missing")
     bad_session = session.isna() & ~session_missing
-    huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
+    huge_session = (bad_session & _beyond_float(raw_session, bad_session)) | (session.abs() > LARGEST_VALUE)
     bad_session &= ~huge_session
     reasons.add(bad_session, "session '" + _short(raw_session[bad_session]) + "' is not a session number",
                 kind="session is not a session number")
@@ -301,7 +323,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                         kind=f"{measure} missing")
             missing = missing & ~explained
         reasons.add(missing, f"{measure} missing")
-        huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
+        huge = (non_numeric & _beyond_float(raw, non_numeric)) | (values.abs() > LARGEST_VALUE)
         non_numeric = non_numeric & ~huge
         reasons.add(non_numeric, f"{measure} '" + _short(raw[non_numeric]) + "' is not a number",
                     kind=f"{measure} is not a number")
@@ -337,7 +359,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 reasons.kinds[kind] = reasons.kinds.get(kind, 0) + count
             pos = np.flatnonzero(none_usable & r.bad)
             if len(pos):
-                old = reasons.text[pos]
+                old = reasons.text_at(pos)
                 reasons.text[pos] = np.where(old != "", old + "; " + r.text[pos], r.text[pos])
         reasons.bad = reasons.bad | none_usable
         # A session with a measure missing that repeats the patient and session of a complete
@@ -370,18 +392,29 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
 
     _duplicate_reasons(out, reasons, notes)
     bad = reasons.bad
-    reason_text = reasons.text[bad]
+    reason_text = reasons.text_at(np.flatnonzero(bad))
     if name_sessions:
         reason_text = ("session " + frame.loc[bad, mapping.session].astype(str).str.strip()
                        + ": " + reason_text).to_numpy(dtype=object)
     excluded = pd.DataFrame({"row": out.loc[bad, ROW].astype(int).values,
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
-    data = out.loc[~bad].copy()
-    prefix = ("session " + frame[mapping.session].astype(str).str.strip() + ": ").to_numpy(dtype=object) \
-        if name_sessions else np.full(n, "", dtype=object)
-    cells = pd.DataFrame({m: np.where(r.bad, prefix + r.text, "")[~bad] for m, r in measure_reasons.items()},
-                         index=data.index)
+    data = out.loc[~bad].copy() if bad.any() else out
+    kept_pos = np.flatnonzero(~bad)
+
+    def cell_texts(r: _Reasons) -> np.ndarray:
+        """Why each kept row's measure is missing ("" where it is not), built only where it is."""
+        texts = np.full(len(kept_pos), "", dtype=object)
+        hit = np.flatnonzero(r.bad[kept_pos])
+        if len(hit):
+            pos = kept_pos[hit]
+            why = r.text_at(pos)
+            if name_sessions:
+                why = ("session " + frame[mapping.session].iloc[pos].astype(str).str.strip() + ": ").to_numpy(
+                    dtype=object) + why
+            texts[hit] = why
+        return texts
+    cells = pd.DataFrame({m: cell_texts(r) for m, r in measure_reasons.items()}, index=data.index)
     if data.empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
         raise InputError(f"None of the {n} rows of {source} can be used. Most common problem: "
@@ -397,8 +430,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
             who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
             notes.append(f"{who} seen by more than one therapist ({shown}); "
                          "their rows are kept, each under the therapist named in that row.")
-    data = data.sort_values(["patient", "session"], kind="stable")
-    cells = cells.loc[data.index].reset_index(drop=True)
+    if not _sorted_by_patient_and_session(data):
+        data = data.sort_values(["patient", "session"], kind="stable")
+        cells = cells.loc[data.index]
+    cells = cells.reset_index(drop=True)
     data = data.reset_index(drop=True)
     lead = ["patient", "therapist", "session", "alliance", "symptoms", ROW]
     data = data[[c for c in lead if c in data.columns] + [c for c in data.columns if c not in lead]]
@@ -410,6 +445,19 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                      "have every variable it needs and lists the others; the figures use every score.")
     return ValidatedData(data=data, excluded=excluded.reset_index(drop=True), notes=tuple(notes),
                          mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells)
+
+
+def _sorted_by_patient_and_session(data: pd.DataFrame) -> bool:
+    """True when the rows are already in patient order and, within a patient, in session order
+    (as an export usually is): then sorting them would change nothing."""
+    patient = data["patient"]
+    if len(patient) < 2:
+        return True
+    if not patient.is_monotonic_increasing:
+        return False
+    same = patient.eq(patient.shift(1)).to_numpy(dtype=bool, na_value=False)[1:]
+    session = data["session"].to_numpy(dtype=float)
+    return bool(np.all(session[1:][same] >= session[:-1][same]))
 
 
 def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -> None:
