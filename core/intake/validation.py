@@ -424,7 +424,8 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         data["session"] = data["session"].astype(np.int64)
     if "therapist" in data:
         per_patient = data.groupby("patient", sort=False)["therapist"].nunique()
-        several = per_patient[per_patient > 1].index.tolist()
+        mask = per_patient.to_numpy() > 1
+        several = per_patient.index[mask].tolist() if mask.any() else []
         if several:
             shown = ", ".join(several[:10]) + (" …" if len(several) > 10 else "")
             who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
@@ -453,9 +454,13 @@ def _sorted_by_patient_and_session(data: pd.DataFrame) -> bool:
     patient = data["patient"]
     if len(patient) < 2:
         return True
-    if not patient.is_monotonic_increasing:
+    # element-wise comparisons of neighbours (done by pyarrow for text columns; pandas'
+    # is_monotonic_increasing would first make a Python string of every cell)
+    after = patient.iloc[1:].reset_index(drop=True)
+    before = patient.iloc[:-1].reset_index(drop=True)
+    if not after.ge(before).to_numpy(dtype=bool, na_value=False).all():
         return False
-    same = patient.eq(patient.shift(1)).to_numpy(dtype=bool, na_value=False)[1:]
+    same = after.eq(before).to_numpy(dtype=bool, na_value=False)
     session = data["session"].to_numpy(dtype=float)
     return bool(np.all(session[1:][same] >= session[:-1][same]))
 

@@ -720,13 +720,13 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
     categorical = set(frame.levels)
     columns, names = ([np.ones(len(data))], ["(Intercept)"]) if intercept else ([], [])
     for term, codes in zip(terms, _coding(list(terms), intercept, categorical)):
-        cols, labels = [np.ones(len(data))], [""]
+        cols, labels = [None], [""]  # None: a column of ones, not multiplied out
         for v in term:  # the first variable varies fastest, as in R
             if v in categorical:
                 levels = frame.levels[v]
                 if len(levels) < 2:
-                    raise ModelError(f"'{v}' has only one value ('{levels[0] if levels else ''}') in the rows this "
-                                     "model uses, so it cannot be a predictor.")
+                    raise ModelError(f"'{v}' has only one value ('{levels[0] if len(levels) else ''}') in the rows "
+                                     "this model uses, so it cannot be a predictor.")
                 use = levels[1:] if codes[v] == "contrasts" else levels
                 values = data[v].to_numpy()
                 v_cols = [(values == lev).astype(float) for lev in use]
@@ -734,9 +734,9 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
             else:
                 v_cols = [data[v].to_numpy(float)]
                 v_labels = [v]
-            cols = [c * vc for vc in v_cols for c in cols]
+            cols = [vc if c is None else c * vc for vc in v_cols for c in cols]
             labels = [f"{a}:{b}" if a else b for b in v_labels for a in labels]
-        columns += cols
+        columns += [np.ones(len(data)) if c is None else c for c in cols]
         names += labels
     return columns, names
 
@@ -745,19 +745,22 @@ def drop_collinear(X: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
     """Indices of columns to keep: a column is dropped when, after removing its projection on the
     columns kept before it, less than ``tol`` of its norm remains (R's LINPACK ``dqrdc2`` limited
     pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go)."""
+    n, p = X.shape
     keep: list[int] = []
-    Q = np.zeros((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        col = X[:, j].astype(float)
+    Q = np.empty((n, p))  # orthonormal basis of the kept columns, filled column by column
+    for j in range(p):
+        col = np.asarray(X[:, j], float)
         norm = np.linalg.norm(col)
         if norm == 0:
             continue
-        resid = col - Q @ (Q.T @ col)
-        resid = resid - Q @ (Q.T @ resid)  # re-orthogonalise once for accuracy
-        if np.linalg.norm(resid) < tol * norm:
+        basis = Q[:, :len(keep)]
+        resid = col - basis @ (basis.T @ col)
+        resid -= basis @ (basis.T @ resid)  # re-orthogonalise once for accuracy
+        rest = np.linalg.norm(resid)
+        if rest < tol * norm:
             continue
+        Q[:, len(keep)] = resid / rest
         keep.append(j)
-        Q = np.column_stack([Q, resid / np.linalg.norm(resid)])
     return keep
 
 
@@ -800,7 +803,8 @@ def build_design(frame: ModelFrame) -> Design:
     X = np.column_stack(cols) if cols else np.empty((len(frame.data), 0))
     keep = drop_collinear(X) if X.shape[1] else []
     dropped = [n for i, n in enumerate(names) if i not in keep]
-    X = X[:, keep]
+    if len(keep) < X.shape[1]:
+        X = X[:, keep]
     names = [names[i] for i in keep]
     blocks = []
     for r in f.random:
