@@ -29,6 +29,7 @@ pages = [
     st.Page("pages/patient.py", title="Patient", icon=":material/person:"),
     st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
+    st.Page("pages/power.py", title="Plan a study (power)", icon=":material/science:"),
 ]
 if role is None or role is Role.SUPERVISOR:  # signed out: this session's uploads; supervisors: the store
     pages.append(st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"))

@@ -324,5 +324,5 @@ except MemoryError:
 except Exception as err:  # a bug: logged for the maintainers, one sentence for the user (no traceback)
     logging.getLogger(__name__).error("Unexpected error on the Reciprocal dynamics page", exc_info=err)
     st.error(f"The files could not be analysed because of an unexpected error in the dashboard "
-             f"({type(err).__name__}). This is a bug: please report it on the project's issue tracker, "
+             f"({md(type(err).__name__)}). This is a bug: please report it on the project's issue tracker, "
              "with the files' layout but not their data.")

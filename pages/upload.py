@@ -38,14 +38,14 @@ LOG = logging.getLogger(__name__)
 def refuse(err: BaseException, name: str) -> None:
     """Say in one plain sentence why the file cannot be used (never a traceback), and stop."""
     if isinstance(err, InputError):
-        st.error(str(err))
+        st.error(md(err))
     elif isinstance(err, MemoryError):
-        st.error(f"{name} could not be read: the dashboard ran out of memory. Try a smaller file "
+        st.error(f"{md(name)} could not be read: the dashboard ran out of memory. Try a smaller file "
                  "(for example one year or one study at a time).")
     else:  # a bug: logged for the maintainers, one sentence for the user
         LOG.error("Unexpected error while reading %s", name, exc_info=err)
-        st.error(f"{name} could not be read because of an unexpected error in the dashboard "
-                 f"({type(err).__name__}). This is a bug: please report it on the project's issue "
+        st.error(f"{md(name)} could not be read because of an unexpected error in the dashboard "
+                 f"({md(type(err).__name__)}). This is a bug: please report it on the project's issue "
                  "tracker, with the file's layout but not its data.")
     st.stop()
 
@@ -205,7 +205,7 @@ wide = None
 if layout is not None:
     stems = list(layout.columns)
     st.info(f"This looks like a **wide** file: repeated columns for {md(some_names(stems))} over sessions "
-            f"{sessions_text({s for v in layout.columns.values() for s in v})}. "
+            f"{md(sessions_text({s for v in layout.columns.values() for s in v}))}. "
             "The session number is taken from each column name.")
     measures = {}
     wcols = st.columns(2)
@@ -260,7 +260,7 @@ missing = validated.rows_missing()
 m[3].metric("Scores missing", f"{len(missing):,}")
 m[4].metric("Patients", f"{data['patient'].nunique():,}")
 for note in validated.notes:
-    st.info(note)
+    st.info(md(note))
 problems = validated.excluded_for()
 if len(problems):
     problems = problems.assign(kept=problems["row"].isin(missing["row"]))

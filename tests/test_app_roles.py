@@ -12,7 +12,7 @@ from core.store import ClinicStore, dashboard_url
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ["home", "overview", "patient", "models", "dynamics", "upload", "admin"]
+PAGES = ["home", "overview", "patient", "models", "dynamics", "power", "upload", "admin"]
 DEMO = demo_clinic()
 ANA = set(DEMO.loc[DEMO["therapist"] == "T01 Ana", "patient"])
 OTHERS = set(DEMO["patient"]) - ANA

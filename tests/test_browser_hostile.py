@@ -30,6 +30,6 @@ def test_hostile_uploads_get_one_sentence_and_the_dashboard_goes_on(tmp_path):
 
             upload.set_input_files(str(huge))
             page.get_by_text("Validation report").wait_for(timeout=60000)
-            page.get_by_text("2 rows cannot be used").wait_for(timeout=30000)
+            page.get_by_text("2 sessions are kept with a score missing").wait_for(timeout=30000)
             assert "Traceback" not in page.locator("body").inner_text()
             screenshot(page, f"upload_huge_scores_{width}")

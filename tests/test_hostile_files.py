@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -169,11 +170,17 @@ def test_a_score_of_1e308_is_left_out_with_its_reason_and_the_rest_analysed(fold
     run = analyze(data, *ROLES, "--alliance", "alliance", "--out", folder / "huge.json")
     assert run.returncode == 0, run.stderr
     report = json.loads((folder / "huge.json").read_text())
-    assert report["excluded_rows"] == [
-        {"row": 4, "reason": "symptoms 1e308 is beyond ±1,000,000, larger than any score can be"},
-        {"row": 8, "reason": "symptoms 1e309 is beyond ±1,000,000, larger than any score can be"}]
+    huge = [{"row": 4, "reason": "symptoms 1e308 is beyond ±1,000,000, larger than any score can be"},
+            {"row": 8, "reason": "symptoms 1e309 is beyond ±1,000,000, larger than any score can be"}]
+    # Those sessions keep their alliance score (sessions are kept with any usable measure), and every
+    # model of symptoms leaves them out with the reason (lme4's na.omit per model).
+    assert report["excluded_rows"] == []
+    assert all(model["excluded_rows"] == huge for model in report["models"].values())
     assert analyze(clean, *ROLES, "--alliance", "alliance", "--out", folder / "clean.json").returncode == 0
-    assert report["models"] == json.loads((folder / "clean.json").read_text())["models"]
+    clean_models = json.loads((folder / "clean.json").read_text())["models"]
+    for key in ("unconditional", "time"):  # models without alliance: the same as without those lines
+        assert report["models"][key]["fixed"] == clean_models[key]["fixed"]
+        assert report["models"][key]["variance"] == clean_models[key]["variance"]
 
 
 def test_a_wide_file_with_ten_thousand_sessions_is_refused_in_one_short_sentence(folder):
@@ -281,7 +288,7 @@ def test_upload_page_says_the_same_sentence(folder, fresh_cache, make, words):
     path = make(folder)
     at = upload(path)
     assert len(at.error) == 1
-    message = at.error[0].value
+    message = re.sub(r"\\(.)", r"\1", at.error[0].value)  # as the page shows it (markdown escapes removed)
     for word in words:
         assert word.lower() in message.lower(), message
     # The command line says the same sentence (after the file's path, when it does not name it).
@@ -298,9 +305,10 @@ def test_upload_page_leaves_out_huge_scores_with_their_reason(folder, fresh_cach
     at = upload(hostile.csv_huge_scores(folder))
     assert not at.error
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Rows left out"] == "2"
+    # the two sessions keep their alliance score; their symptom scores are listed as missing, with why
+    assert metrics["Rows left out"] == "0" and metrics["Scores missing"] == "2"
     reasons = at.dataframe[0].value["reason"].tolist()
-    assert all("beyond ±1,000,000" in r for r in reasons), reasons
+    assert len(reasons) == 2 and all("beyond ±1,000,000" in r for r in reasons), reasons
 
 
 @pytest.mark.slow

@@ -57,3 +57,16 @@ def test_caseload_uses_the_same_ties_and_skips_blank_scores():
                                               (0.0, 0.0, True, False), (np.nan, 1.0, False, False)])
 def test_comparison_helpers(x, limit, ge, lt):
     assert bool(at_least(x, limit)) is ge and bool(below(x, limit)) is lt
+
+
+def test_ruptures_so_far_treat_ties_as_the_full_course_does():
+    """[5, 5, 3, 1, 1]: at session 5 the SD so far is 1.9999999999999998; 1 is exactly one SD below
+    the mean so far (3), so not a rupture, as with the full-course decomposition."""
+    import pandas as pd
+
+    from core.clinical.indices import flag_ruptures_so_far
+
+    d = pd.DataFrame({"patient": "A", "session": [1, 2, 3, 4, 5], "alliance": [5.0, 5.0, 3.0, 1.0, 1.0]})
+    flags = flag_ruptures_so_far(d)
+    assert flags["alliance_sd_so_far"].iloc[4] == 1.9999999999999998   # the rounding this guards against
+    assert not flags.loc[flags["session"] == 5, "rupture"].item()

@@ -18,11 +18,11 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import analyze, fit, ipd_meta, pool, report, riclpm, signal, store
+from core.cli import analyze, fit, ipd_meta, pool, power, report, riclpm, signal, store
 from core.cli.common import check_arguments, write_report
 from core.errors import InputError, ModelError
 
-SUBCOMMANDS = (analyze, report, pool, ipd_meta, fit, signal, riclpm, store)
+SUBCOMMANDS = (analyze, report, pool, ipd_meta, fit, signal, riclpm, power, store)
 
 BUG_REPORT = ("This is a bug: please report it on the project's issue tracker with the command you ran "
               "(run it again with ALLIANCE_DEBUG=1 to see the details).")

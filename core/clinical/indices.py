@@ -118,8 +118,14 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
     """
     out = sessions.copy()
     limit = out[f"{alliance}_mean"] - threshold_sd * out[f"{alliance}_sd"]
+    return _mark_ruptures(out, limit, out[f"{alliance}_sd"], patient, alliance)
+
+
+def _mark_ruptures(out: pd.DataFrame, limit: pd.Series, sd: pd.Series, patient: str, alliance: str) -> pd.DataFrame:
+    """``rupture_limit``, ``rupture`` (alliance below the limit, with the tie tolerance, and an SD
+    above 0) and ``repaired`` (the next session, session + 1, at or above the limit; NA without one)."""
     out["rupture_limit"] = limit
-    out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & out[f"{alliance}_sd"].gt(0)
+    out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & sd.gt(0)
     nxt = out[[patient, "session", alliance]].copy()
     nxt["session"] = nxt["session"] - 1
     nxt = nxt.rename(columns={alliance: "_next"})
@@ -160,18 +166,7 @@ def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, pati
     sdv = out[f"{alliance}_sd_so_far"]
     out[f"{alliance}_within_so_far_sd"] = dev / sdv.where(sdv > 0)
     limit = out[f"{alliance}_mean_so_far"] - threshold_sd * sdv
-    out["rupture_limit"] = limit
-    out["rupture"] = (out[alliance] < limit) & sdv.gt(0)
-    nxt = out[[patient, "session", alliance]].copy()
-    nxt["session"] = nxt["session"] - 1
-    nxt = nxt.rename(columns={alliance: "_next"})
-    merged = out[[patient, "session"]].merge(nxt, on=[patient, "session"], how="left")
-    next_value = pd.Series(merged["_next"].to_numpy(), index=out.index)
-    repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
-    has_next = out["rupture"] & next_value.notna()
-    repaired[has_next] = (next_value[has_next] >= limit[has_next]).to_numpy()
-    out["repaired"] = repaired
-    return out
+    return _mark_ruptures(out, limit, sdv, patient, alliance)
 
 
 def expected_line(time_fixed: pd.DataFrame, fixed_cov: np.ndarray, times) -> pd.DataFrame:

@@ -548,3 +548,36 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
         height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor="white", hovermode="closest",
     )
     return fig
+
+
+def power_curve(result, target: float = 0.8, title: str = "") -> go.Figure:
+    """Power by number of patients (:class:`core.stats.power.PowerAnalysis`): the estimate with
+    its Clopper–Pearson 95% interval (a band and error bars), a dashed line at ``target`` and the
+    observed number of patients marked. Hovering shows power, interval, simulations and failed fits."""
+    table = result.table().dropna(subset=["power"])
+    n = table["n_patients"].to_numpy(int)
+    power = table["power"].to_numpy(float)
+    low, high = table["ci_low"].to_numpy(float), table["ci_high"].to_numpy(float)
+    fig = go.Figure()
+    if len(n) > 1:
+        fig.add_trace(go.Scatter(x=np.concatenate([n, n[::-1]]), y=np.concatenate([high, low[::-1]]),
+                                 fill="toself", fillcolor="rgba(41, 128, 185, 0.15)", line=dict(width=0),
+                                 hoverinfo="skip", name="95% interval"))
+    fig.add_trace(go.Scatter(
+        x=n, y=power, mode="lines+markers", name="power", line=dict(color="#2980b9", width=2),
+        marker=dict(size=9),
+        error_y=dict(type="data", symmetric=False, array=high - power, arrayminus=power - low,
+                     color="#2980b9", thickness=1.2, width=4),
+        customdata=np.column_stack([low, high, table["nsim"].to_numpy(int), table["n_failed"].to_numpy(int)]),
+        hovertemplate="%{x} patients: power %{y:.1%} (95% CI %{customdata[0]:.1%} to %{customdata[1]:.1%})"
+                      "<br>%{customdata[2]} simulations, %{customdata[3]} failed fits<extra></extra>",
+    ))
+    fig.add_hline(y=target, line=dict(color="#c0392b", dash="dash", width=1),
+                  annotation_text=f"{target:.0%} power", annotation_position="bottom right")
+    fig.add_vline(x=result.n_patients_observed, line=dict(color="grey", dash="dot", width=1),
+                  annotation_text=f"observed: {result.n_patients_observed}", annotation_position="top left")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title="Power")
+    fig.update_xaxes(title="Patients", tickvals=list(n), rangemode="tozero")
+    fig.update_layout(title=title or None, height=380, showlegend=False,
+                      margin=dict(l=10, r=10, t=50 if title else 20, b=40))
+    return fig
