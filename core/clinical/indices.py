@@ -358,11 +358,11 @@ def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[li
 
 def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
     """Mean of ``measure`` per therapist and session with a 95% CI (mean ± t(n−1) · SD/√n)."""
-    from scipy import stats
+    from scipy.special import stdtrit  # scipy.stats.t.ppf's function, without loading scipy.stats
 
     g = data.groupby(["therapist", "session"])[measure]
     out = g.agg(n="count", mean="mean", sd="std").reset_index()
-    q = stats.t.ppf(0.975, (out["n"] - 1).clip(lower=1))
+    q = stdtrit((out["n"] - 1).clip(lower=1), 0.975)
     half = q * out["sd"] / np.sqrt(out["n"])
     out["low"] = out["mean"] - half.where(out["n"] > 1)
     out["high"] = out["mean"] + half.where(out["n"] > 1)

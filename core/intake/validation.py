@@ -423,9 +423,15 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     if (data["session"] % 1 == 0).all():
         data["session"] = data["session"].astype(np.int64)
     if "therapist" in data:
-        per_patient = data.groupby("patient", sort=False)["therapist"].nunique()
-        mask = per_patient.to_numpy() > 1
-        several = per_patient.index[mask].tolist() if mask.any() else []
+        # patients whose rows name more than one therapist: by codes (a two-key group-by of text
+        # on millions of rows costs a gigabyte)
+        p_codes, p_labels = pd.factorize(data["patient"], sort=False)
+        t_codes = pd.factorize(data["therapist"], sort=False)[0]
+        first = np.full(len(p_labels), -1, dtype=np.int64)
+        first[p_codes[::-1]] = t_codes[::-1]  # each patient's therapist in its first row
+        differs = np.zeros(len(p_labels), dtype=bool)
+        differs[p_codes[t_codes != first[p_codes]]] = True
+        several = [str(p) for p in p_labels[differs]] if differs.any() else []
         if several:
             shown = ", ".join(several[:10]) + (" …" if len(several) > 10 else "")
             who = f"{len(several)} patients were" if len(several) > 1 else "1 patient was"
@@ -467,7 +473,7 @@ def _sorted_by_patient_and_session(data: pd.DataFrame) -> bool:
 
 def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -> None:
     """Add reasons for rows that repeat a patient and session among the otherwise valid rows."""
-    valid = out.loc[~reasons.bad]
+    valid = out.loc[~reasons.bad] if reasons.bad.any() else out
     dup = valid.duplicated(["patient", "session"], keep=False)
     if not dup.any():
         return

@@ -744,8 +744,21 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
 def drop_collinear(X: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
     """Indices of columns to keep: a column is dropped when, after removing its projection on the
     columns kept before it, less than ``tol`` of its norm remains (R's LINPACK ``dqrdc2`` limited
-    pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go)."""
+    pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go).
+
+    First a screen on X'X (p × p, no copy of X): when every column keeps more than 1e-3 of its norm
+    after the columns before it (the Cholesky factor of the scaled X'X), every column is kept;
+    only a design near that edge is checked column by column on X itself (Gram–Schmidt)."""
     n, p = X.shape
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if np.all(norms > 0):
+        gram = (X.T @ X) / np.outer(norms, norms)
+        try:
+            rest = np.diag(np.linalg.cholesky(gram))  # each column's residual norm / its norm
+            if np.all(rest > 1e-3):
+                return list(range(p))
+        except np.linalg.LinAlgError:
+            pass
     keep: list[int] = []
     Q = np.empty((n, p))  # orthonormal basis of the kept columns, filled column by column
     for j in range(p):
@@ -801,6 +814,7 @@ def build_design(frame: ModelFrame) -> Design:
                          "cannot use it.")
     cols, names = _term_columns(frame, f.fixed, f.intercept)
     X = np.column_stack(cols) if cols else np.empty((len(frame.data), 0))
+    del cols
     keep = drop_collinear(X) if X.shape[1] else []
     dropped = [n for i, n in enumerate(names) if i not in keep]
     if len(keep) < X.shape[1]:
@@ -1123,10 +1137,14 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         return None, None
     eta = design.X @ beta
     var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
+    del eta
     X = design.X
     names = list(design.names)
+    # mean_i z_i' S z_i = Σ_jk S_jk (Z'Z)_jk / n: from the cross-products of X (no copy of its columns)
+    gram = X.T @ X
     if "(Intercept)" not in names:
-        X = np.column_stack([np.ones(len(design.y)), X])
+        sums = X.sum(axis=0)
+        gram = np.block([[np.array([[float(len(design.y))]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)"] + names
     var_r = 0.0
     seen = set()
@@ -1145,9 +1163,9 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         valid = [k for k, n in enumerate(block.names) if n in names]
         if not valid:
             continue
-        Z = X[:, [names.index(block.names[k]) for k in valid]]
+        cols = [names.index(block.names[k]) for k in valid]
         S = sigma[np.ix_(valid, valid)]
-        var_r += float(np.einsum("ij,jk,ik->", Z, S, Z)) / len(design.y)
+        var_r += float(np.sum(S * gram[np.ix_(cols, cols)])) / len(design.y)
     var_e = next(r["vcov"] for r in variance if r["group"] == "Residual")
     total = var_f + var_r + var_e
     if not (math.isfinite(total) and total > 0):

@@ -122,8 +122,9 @@ class ModelResult:
     variance_rows: tuple = field(repr=False, default=())
     #: The formula fit underneath (engine fits, model frame, design); None with ``keep_data=False``.
     formula_fit: object = field(repr=False, default=None, compare=False)
-    #: The spreadsheet rows the model uses (``row`` of its model frame).
-    rows_used: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0, dtype=np.int64), compare=False)
+    #: The spreadsheet rows the model uses (``row`` of its model frame); None: every row of the table
+    #: it was fitted on (no copy of millions of row numbers per model).
+    rows_used: np.ndarray | None = field(repr=False, default=None, compare=False)
     #: The formula fitted (lme4 notation, as the formula fit writes it).
     formula_text: str = ""
 
@@ -364,7 +365,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
         n_therapists=int(used[THERAPIST].nunique()) if spec.therapist_level else None,
         fixed_cov=fit.fixed_cov, aic=fit.aic, bic=fit.bic, r2_marginal=fit.r2_marginal,
         r2_conditional=fit.r2_conditional, excluded=fit.excluded, variance_rows=tuple(fit.variance),
-        rows_used=used[ROW].to_numpy(np.int64), formula_text=fit.formula)
+        rows_used=None if len(used) == len(data) else used[ROW].to_numpy(np.int64).copy(), formula_text=fit.formula)
     if not keep_data:
         return ModelResult(**common)
     reml = fit.reml
@@ -513,9 +514,11 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
         if a in models and b in models:
             note = _BOUNDARY_NOTE if name.startswith("unconditional_3level") else ""
             simpler, fuller = models[a], models[b]
-            rows_a, rows_b = np.sort(simpler.rows_used), np.sort(fuller.rows_used)
-            if len(rows_a) and len(rows_b) and not np.array_equal(rows_a, rows_b) \
-                    and ROW in data.columns and np.isin(rows_b, rows_a).all():
+            every = data[ROW].to_numpy() if ROW in data.columns else None
+            rows_a = np.sort(every if simpler.rows_used is None else simpler.rows_used) if every is not None else None
+            rows_b = np.sort(every if fuller.rows_used is None else fuller.rows_used) if every is not None else None
+            if rows_a is not None and not (simpler.rows_used is None and fuller.rows_used is None) \
+                    and not np.array_equal(rows_a, rows_b) and np.isin(rows_b, rows_a).all():
                 try:
                     simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=rows_b,
                                         keep_data=keep_data)
