@@ -4,16 +4,20 @@ import math
 
 import streamlit as st
 
-from core.clinical.indices import caseload, therapist_icc_sentence, therapist_table, therapist_trajectories
+from core.clinical.indices import therapist_icc_sentence, therapist_table, therapist_trajectories
 from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, validation_table
 from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
 from core.stats.decomposition import dropout
 from ui.auth import download
 from ui.clinic import (
+    caseload_table,
     clinic_signal,
     clinical_settings,
+    filter_caseload,
+    page_of,
     patient_options,
+    signal_key,
     sees_whole_clinic,
     sessions_with_ruptures_so_far,
     signal_settings,
@@ -24,6 +28,10 @@ from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
 PANELS_PER_PAGE = 24
+#: Caseload rows and therapists per page: the table is filtered and paged on the server, so the
+#: browser never receives a clinic's whole caseload (130,000 patients in bench/bench_pages.py).
+ROWS_PER_PAGE = 200
+THERAPISTS_PER_PAGE = 25
 #: Above this many patients the cross-validation (5 refits of every expected course) waits for a click.
 VALIDATE_AT_ONCE = 2000
 #: The signal in words, with the chart's marker shapes (▲ red, ◆ amber, ● green, ○ grey).
@@ -59,16 +67,18 @@ if "symptoms" not in measures:
     st.warning("The caseload needs a symptom measure; this data set has none.")
     st.stop()
 model, _, current = clinic_signal(ds, settings)
-table = caseload(sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
-                 higher_is_worse=settings.higher_is_worse, improvement_by=int(improvement_by), signal=current)
-table["signal"] = table["signal"].map(SIGNAL_WORDS)
-therapists = sorted(data["therapist"].unique()) if ds.validated.has_therapist else []
-chosen = st.multiselect("Therapists", therapists, key="overview_therapists",
+# every visible patient, ordered once per setting (cached, read-only); filtered and paged below
+everyone = caseload_table(ds.fingerprint, threshold, signal_settings(settings), int(improvement_by),
+                          signal_key(model), sessions, current)
+therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist else []
+f1, f2 = st.columns(2)
+chosen = f1.multiselect("Therapists", therapists, key="overview_therapists",
                         placeholder="All therapists") if therapists else []
-if chosen:
-    table = table[table["therapist"].isin(chosen)]
-counts = table["signal"].value_counts()
-st.markdown(" · ".join(f"**{counts.get(SIGNAL_WORDS[s], 0):,}** {md(SIGNAL_WORDS[s])}"
+wanted = f2.multiselect("Signal now", list(SIGNAL_WORDS), format_func=SIGNAL_WORDS.get, key="overview_statuses",
+                        placeholder="Every status")
+by_therapist = filter_caseload(everyone, therapists=chosen)
+counts = by_therapist["signal"].value_counts()
+st.markdown(" · ".join(f"**{counts.get(s, 0):,}** {md(SIGNAL_WORDS[s])}"
                        for s in ("not_on_track", "at_risk", "on_track", "unknown")))
 st.caption(f"Order: the early-warning signal of each patient's latest session — not on track (worse than "
            f"{LEVEL_NOT_ON_TRACK:.0%} of patients who started at the same level), then at risk (worse than "
@@ -78,7 +88,15 @@ st.caption(f"Order: the early-warning signal of each patient's latest session �
 if not model.local:
     st.info("**No local expected course**: " + model.reason + " The signal uses the published reliable-change rule "
             "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
-shown = table.drop(columns=["priority"])
+# the *Find patient by ID* box below narrows the caseload too (its value from the last rerun)
+search = str(st.session_state.get("overview_search", "") or "")
+table = filter_caseload(by_therapist, statuses=wanted, query=search)
+first_row, _ = page_of(len(table), ROWS_PER_PAGE, "caseload_page",
+                       "Caseload: page number (1–{pages}, " + f"{ROWS_PER_PAGE} patients each)")
+page_rows = table.iloc[first_row: first_row + ROWS_PER_PAGE]
+st.caption(f"Patients {first_row + 1:,}–{first_row + len(page_rows):,} of {len(table):,}"
+           + (f" (of {len(everyone):,} in all)" if len(table) < len(everyone) else "") + ".")
+shown = page_rows.drop(columns=["priority"]).assign(signal=page_rows["signal"].map(SIGNAL_WORDS))
 event = st.dataframe(shown.round(2), hide_index=True, width="stretch", height=360, key="caseload",
                      on_select="rerun", selection_mode="single-row",
                      column_config={"attention": st.column_config.TextColumn("why (reasons)", width="large"),
@@ -86,7 +104,7 @@ event = st.dataframe(shown.round(2), hide_index=True, width="stretch", height=36
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    openable = patient_options(shown["patient"].tolist(), st.session_state.get("overview_open"), key="overview_search")
+    openable = patient_options(table["patient"].tolist(), st.session_state.get("overview_open"), key="overview_search")
 pick = c1.selectbox("Open patient", openable, key="overview_open", index=None, placeholder="Choose a patient …")
 if rows:
     pick = shown["patient"].iloc[rows[0]]
@@ -95,18 +113,22 @@ if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
     st.query_params["patient"] = pick
     st.switch_page("pages/patient.py")
+# every page of the filtered caseload, built when clicked (writing 130,000 rows on every rerun costs seconds)
+export = table.drop(columns=["priority"]).assign(signal=table["signal"].map(SIGNAL_WORDS))
 with c2:
-    download("Caseload (CSV)", csv_bytes(shown), file_name="caseload.csv", mime="text/csv", key="caseload_csv",
+    download("Caseload (CSV)", lambda: csv_bytes(export), file_name="caseload.csv", mime="text/csv", key="caseload_csv",
              what=f"{ds.name}: caseload (CSV)")
 with c3:
-    # built when clicked: writing a 5,000-row workbook on every rerun would cost seconds
-    download("Caseload (Excel)", lambda: excel_bytes(shown, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
+    download("Caseload (Excel)", lambda: excel_bytes(export, "caseload"), file_name="caseload.xlsx", key="caseload_xlsx",
              mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", what=f"{ds.name}: caseload (Excel)")
 
 # ---------------------------------------------------------------- per therapist
 if ds.validated.has_therapist:
     st.subheader("Therapists: not on track now, deteriorated, unrepaired ruptures")
-    per = therapist_table(table.assign(signal=table["signal"].map({v: k for k, v in SIGNAL_WORDS.items()})))
+    per = therapist_table(by_therapist)
+    first_therapist, _ = page_of(len(per), THERAPISTS_PER_PAGE, "therapist_page",
+                                 "Therapists: page number (1–{pages}, " + f"{THERAPISTS_PER_PAGE} each)")
+    per = per.iloc[first_therapist: first_therapist + THERAPISTS_PER_PAGE]
     display = per[["therapist", "patients"]].copy()
     for name in ("not on track now", "deteriorated", "unrepaired rupture"):
         display[name] = [f"{n} of {p} ({pct:.0f}%)" for n, p, pct in zip(per[name], per["patients"], per[f"{name} (%)"])]
@@ -144,9 +166,10 @@ else:
 st.subheader("Patient trajectories")
 measure = st.radio("Measure", measures, horizontal=True, key="overview_measure")
 subset = sessions if not chosen else sessions[sessions["therapist"].isin(chosen)]
-in_subset = set(subset["patient"])
-order = [p for p in table["patient"] if p in in_subset]
+order = table["patient"].tolist()  # the filtered caseload's order
 n_pages = max(1, math.ceil(len(order) / PANELS_PER_PAGE))
+if st.session_state.get("overview_page", 1) > n_pages:  # a filter above left fewer pages
+    del st.session_state["overview_page"]
 page = st.number_input(f"Page (of {n_pages}, {PANELS_PER_PAGE} patients each, in caseload order)",
                        min_value=1, max_value=n_pages, value=1, key="overview_page")
 these = order[(page - 1) * PANELS_PER_PAGE: page * PANELS_PER_PAGE]
