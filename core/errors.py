@@ -10,6 +10,11 @@ class InputError(ValueError):
     """
 
 
+class TooLarge(InputError):
+    """A file over a reading limit (:mod:`core.intake.limits`); the command line adds how to raise
+    the limit for a CSV file (``--max-rows``)."""
+
+
 class ModelError(RuntimeError):
     """A model cannot be fitted on this data (e.g. one session per patient); message is plain words."""
 

@@ -5,7 +5,7 @@ import math
 
 import streamlit as st
 
-from core.clinical.indices import caseload, therapist_icc_sentence, therapist_table, therapist_trajectories
+from core.clinical.indices import therapist_icc_sentence, therapist_table, therapist_trajectories
 from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, definition, validation_table
 from core.i18n import get_language
 from core.reporting.exports import csv_bytes, excel_bytes
@@ -15,10 +15,14 @@ from core.stats.decomposition import dropout
 from ui.auth import download
 from ui.clinic import (
     alliance_scale,
+    caseload_table,
     clinic_signal,
     clinical_settings,
+    filter_caseload,
     measure_labels,
+    page_of,
     patient_options,
+    signal_key,
     sees_whole_clinic,
     sessions_with_ruptures_so_far,
     signal_settings,
@@ -30,6 +34,10 @@ from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
 PANELS_PER_PAGE = 24
+#: Caseload rows and therapists per page: the table is filtered and paged on the server, so the
+#: browser never receives a clinic's whole caseload (130,000 patients in bench/bench_pages.py).
+ROWS_PER_PAGE = 200
+THERAPISTS_PER_PAGE = 25
 #: Above this many patients the cross-validation (5 refits of every expected course) waits for a click.
 VALIDATE_AT_ONCE = 2000
 #: The signal in words, with the chart's marker shapes (▲ red, ◆ amber, ● green, ○ grey).
@@ -107,16 +115,18 @@ if "symptoms" not in measures:
     st.warning("The caseload needs a symptom measure; this data set has none.")
     st.stop()
 model, _, current = clinic_signal(ds, settings)
-table = caseload(sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
-                 higher_is_worse=settings.higher_is_worse, improvement_by=int(improvement_by), signal=current)
-table["signal"] = table["signal"].map(SIGNAL_WORDS)
-therapists = sorted(data["therapist"].unique()) if ds.validated.has_therapist else []
-chosen = st.multiselect("Therapists", therapists, key="overview_therapists",
+# every visible patient, ordered once per setting (cached, read-only); filtered and paged below
+everyone = caseload_table(ds.fingerprint, threshold, signal_settings(settings), int(improvement_by),
+                          signal_key(model), sessions, current)
+therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist else []
+f1, f2 = st.columns(2)
+chosen = f1.multiselect("Therapists", therapists, key="overview_therapists",
                         placeholder="All therapists") if therapists else []
-if chosen:
-    table = table[table["therapist"].isin(chosen)]
-counts = table["signal"].value_counts()
-st.markdown(" · ".join(f"**{counts.get(SIGNAL_WORDS[s], 0):,}** {md(SIGNAL_WORDS[s])}"
+wanted = f2.multiselect("Signal now", list(SIGNAL_WORDS), format_func=SIGNAL_WORDS.get, key="overview_statuses",
+                        placeholder="Every status")
+by_therapist = filter_caseload(everyone, therapists=chosen)
+counts = by_therapist["signal"].value_counts()
+st.markdown(" · ".join(f"**{counts.get(s, 0):,}** {md(SIGNAL_WORDS[s])}"
                        for s in ("not_on_track", "at_risk", "on_track", "unknown")))
 st.caption(f"Order: the early-warning signal of each patient's latest session — not on track (worse than "
            f"{LEVEL_NOT_ON_TRACK:.0%} of patients who started at the same level), then at risk (worse than "
@@ -126,9 +136,25 @@ st.caption(f"Order: the early-warning signal of each patient's latest session �
 if not model.local:
     st.info("**No local expected course**: " + model.reason + " The signal uses the published reliable-change rule "
             "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
-shown = table[[c for c in CASELOAD_COLUMNS if c in table.columns]]
+# the *Find patient by ID* box below narrows the caseload too (its value from the last rerun)
+search = str(st.session_state.get("overview_search", "") or "")
+table = filter_caseload(by_therapist, statuses=wanted, query=search)
+first_row, _ = page_of(len(table), ROWS_PER_PAGE, "caseload_page",
+                       "Caseload: page number (1–{pages}, " + f"{ROWS_PER_PAGE} patients each)")
+page_rows = table.iloc[first_row: first_row + ROWS_PER_PAGE]
+st.caption(f"Patients {first_row + 1:,}–{first_row + len(page_rows):,} of {len(table):,}"
+           + (f" (of {len(everyone):,} in all)" if len(table) < len(everyone) else "") + ".")
+
+
+def for_people(rows):
+    """The caseload rows with the key columns first and the signal in words."""
+    rows = rows.assign(signal=rows["signal"].map(SIGNAL_WORDS))
+    return rows[[c for c in CASELOAD_COLUMNS if c in rows.columns]]
+
+
+shown = for_people(page_rows)
 headers = {c: label.format(n=int(improvement_by)) for c, label in CASELOAD_COLUMNS.items()}
-score_decimals = decimals_for(shown["last"])
+score_decimals = decimals_for(everyone["last"])
 config = number_columns(shown, decimals={"change": score_decimals, "first": score_decimals, "last": score_decimals},
                         labels=headers)
 config["patient"] = st.column_config.TextColumn(headers["patient"], width="small")
@@ -141,7 +167,7 @@ st.caption("Keyboard: Tab into the table, move to a patient with the arrow keys 
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
-    openable = patient_options(shown["patient"].tolist(), st.session_state.get("overview_open"), key="overview_search")
+    openable = patient_options(table["patient"].tolist(), st.session_state.get("overview_open"), key="overview_search")
 pick = c1.selectbox("Open patient", openable, key="overview_open", index=None, placeholder="Choose a patient …")
 if rows:
     pick = shown["patient"].iloc[rows[0]]
@@ -152,13 +178,14 @@ if pick and (rows or clicked):
     # st.query_params first added /overview?patient=ID, and Back then took two or three presses
     st.switch_page("pages/patient.py", query_params={"patient": pick})
 today = datetime.date.today().isoformat()
+language = get_language()
+# every page of the filtered caseload, built when clicked (writing 130,000 rows on every rerun costs seconds)
 with c2:
-    download("Caseload (CSV)", csv_bytes(shown, get_language()), file_name="caseload.csv", mime="text/csv",
-             key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
+    download("Caseload (CSV)", lambda: csv_bytes(for_people(table), language), file_name="caseload.csv",
+             mime="text/csv", key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
 with c3:
-    # built when clicked: writing a 5,000-row workbook on every rerun would cost seconds
     download("Caseload (Excel)",
-             lambda: excel_bytes(shown, "Caseload", labels=headers,
+             lambda: excel_bytes(for_people(table), "Caseload", labels=headers,
                                  title="Caseload of {dataset}, {date}".format(dataset=ds.name, date=today),
                                  definitions=caseload_definitions(ds, settings, model, threshold, int(improvement_by),
                                                                   chosen, today)),
@@ -168,7 +195,10 @@ with c3:
 # ---------------------------------------------------------------- per therapist
 if ds.validated.has_therapist:
     st.subheader("Therapists: not on track now, deteriorated, unrepaired ruptures")
-    per = therapist_table(table.assign(signal=table["signal"].map({v: k for k, v in SIGNAL_WORDS.items()})))
+    per = therapist_table(by_therapist)
+    first_therapist, _ = page_of(len(per), THERAPISTS_PER_PAGE, "therapist_page",
+                                 "Therapists: page number (1–{pages}, " + f"{THERAPISTS_PER_PAGE} each)")
+    per = per.iloc[first_therapist: first_therapist + THERAPISTS_PER_PAGE]
     display = per[["therapist", "patients"]].copy()
     for name in ("not on track now", "deteriorated", "unrepaired rupture"):
         display[name] = [f"{n} of {p} ({pct:.0f}%)" for n, p, pct in zip(per[name], per["patients"], per[f"{name} (%)"])]
@@ -207,15 +237,17 @@ st.subheader("Patient trajectories")
 measure = st.radio("Measure", sorted(measures, key=lambda m: m != "symptoms"), horizontal=True,
                    key="overview_measure")
 subset = sessions if not chosen else sessions[sessions["therapist"].isin(chosen)]
-in_subset = set(subset["patient"])
-order = [p for p in table["patient"] if p in in_subset]
+order = table["patient"].tolist()  # the filtered caseload's order
 n_pages = max(1, math.ceil(len(order) / PANELS_PER_PAGE))
+if st.session_state.get("overview_page", 1) > n_pages:  # a filter above left fewer pages
+    del st.session_state["overview_page"]
 page = st.number_input(f"Page (of {n_pages}, {PANELS_PER_PAGE} patients each, in caseload order)",
                        min_value=1, max_value=n_pages, value=1, key="overview_page")
 these = order[(page - 1) * PANELS_PER_PAGE: page * PANELS_PER_PAGE]
 axis_titles = {m: axis for m, (_, axis) in measure_labels(ds, settings).items()}
 scale = alliance_scale(ds).get(measure)
-now = dict(zip(table["patient"], table["signal"].map({v: k for k, v in SIGNAL_WORDS.items()})))
+on_page = table[table["patient"].isin(these)]
+now = dict(zip(on_page["patient"], on_page["signal"]))
 fig = small_multiples(subset, these, measure, cutoff=settings.cutoff if measure == "symptoms" else None,
                       status=now, y_title=axis_titles.get(measure, measure),
                       y_range=scale)

@@ -60,13 +60,14 @@ def test_comparison_helpers(x, limit, ge, lt):
 
 
 def test_ruptures_so_far_treat_ties_as_the_full_course_does():
-    """[5, 5, 3, 1, 1]: at session 5 the SD so far is 1.9999999999999998; 1 is exactly one SD below
-    the mean so far (3), so not a rupture, as with the full-course decomposition."""
+    """[5, 5, 3, 1, 1]: at session 5 the SD so far is 2 (a grouped SD gives 1.9999999999999998, running
+    sums exactly 2.0); 1 is exactly one SD below the mean so far (3), so not a rupture, as with the
+    full-course decomposition. ``below`` treats a limit one ulp off as a tie (test_comparison_helpers)."""
     import pandas as pd
 
     from core.clinical.indices import flag_ruptures_so_far
 
     d = pd.DataFrame({"patient": "A", "session": [1, 2, 3, 4, 5], "alliance": [5.0, 5.0, 3.0, 1.0, 1.0]})
     flags = flag_ruptures_so_far(d)
-    assert flags["alliance_sd_so_far"].iloc[4] == 1.9999999999999998   # the rounding this guards against
+    assert flags["alliance_sd_so_far"].iloc[4] == pytest.approx(2.0, abs=1e-12)
     assert not flags.loc[flags["session"] == 5, "rupture"].item()

@@ -1,8 +1,7 @@
 """Import the heavy analysis modules in the background once the server starts.
 
-The first page that needs SciPy, mixedlm or Plotly Express would otherwise pay their import
-(about 1.5–2 s on the benchmark machine) while the user waits; ``bench/bench_pages.py`` measures
-the overview's first render with and without it.
+The first clinician page would otherwise pay these imports while the user waits;
+``bench/bench_pages.py`` measures the overview's first render.
 """
 from __future__ import annotations
 
@@ -11,8 +10,11 @@ import threading
 
 import streamlit as st
 
-MODULES = ("scipy.stats", "scipy.optimize", "plotly.express", "mixedlm.models", "core.stats.models",
-           "core.stats.meta", "core.reporting.figures", "core.clinical.indices", "core.reporting.tables")
+#: What the clinician pages (overview, patient) need: no scipy.stats, scipy.optimize or mixedlm (the
+#: profiled engine fits their models; the research pages load those when they are opened). Importing
+#: SciPy's stats module here (0.5 s of Python) held the interpreter while the first page was drawn.
+MODULES = ("scipy.special", "core.stats.profiled", "core.stats.models", "core.clinical.signal",
+           "core.clinical.indices", "core.reporting.figures", "core.reporting.tables", "core.reporting.exports")
 
 
 def _import_all() -> None:

@@ -12,12 +12,13 @@ def add_parser(sub) -> None:
     parser.set_defaults(func=run)
 
 
-def fitted_ladder(args):
-    """The validated data and the ladder fitted on it; exit 2 when no model can be fitted."""
+def fitted_ladder(args, keep_data: bool = True):
+    """The validated data and the ladder fitted on it; exit 2 when no model can be fitted.
+    ``keep_data=False``: the models keep their estimates only (what the JSON report needs)."""
     from core.stats.models import fit_ladder
 
     validated = validated_from_args(args)
-    ladder = fit_ladder(validated.data, cell_reasons=validated.cell_reasons)
+    ladder = fit_ladder(validated.data, cell_reasons=validated.cell_reasons, keep_data=keep_data)
     if not ladder.models:
         raise InputError(_("{file}: no model can be fitted. {reason}").format(
             file=args.data, reason=next(iter(ladder.errors.values()))))
@@ -27,5 +28,5 @@ def fitted_ladder(args):
 def run(args) -> dict:
     from core.reporting.json_report import analysis_report
 
-    validated, ladder = fitted_ladder(args)
+    validated, ladder = fitted_ladder(args, keep_data=False)
     return analysis_report(validated, ladder)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from core.errors import InputError
-from core.i18n import LANGUAGES, _, normalise_language
+from core.i18n import LANGUAGES, N_, _, normalise_language
 
 #: Environment variable with the language of the command line's sentences (``--lang`` wins).
 LANG_ENV = "ALLIANCE_LANG"
@@ -54,6 +54,9 @@ def add_role_flags(parser: argparse.ArgumentParser, *, optional=("alliance", "th
         parser.add_argument("--symptoms-range", help=_("valid range MIN,MAX (finite, MIN below MAX); values "
                                                        "outside are left out"))
     parser.add_argument("--sheet", help=_("Excel sheet (default: the first)"))
+    parser.add_argument("--max-rows", type=int, metavar="N",
+                        help=_("read a CSV file of up to N rows (default: 1,048,576, a spreadsheet's limit); "
+                               "the cells and file-size limits grow in proportion (README: Reading files: limits)"))
     if out:
         parser.add_argument("--out", help=_("where to write the report (default: standard output)"))
 
@@ -82,13 +85,33 @@ def measure_ranges(args) -> dict[str, tuple[float, float]]:
                               ("symptoms", parse_range(args.symptoms_range))) if v}
 
 
+#: Added to a refusal for a CSV over a reading limit on the command line.
+MAX_ROWS_HINT = N_("On the command line, --max-rows N reads a CSV file of up to N rows (for example "
+                 "--max-rows 20000000 for a programme's export).")
+
+
+def read_data(args):
+    """Read ``args.data`` (``--sheet``) within the reading limits, raised by ``--max-rows`` for a CSV."""
+    from core.errors import TooLarge
+    from core.intake.limits import Limits
+    from core.intake.reading import read_table
+
+    max_rows = getattr(args, "max_rows", None)
+    limits = Limits.for_rows(max_rows) if max_rows else None
+    try:
+        return read_table(args.data, sheet=args.sheet, limits=limits)
+    except TooLarge as err:
+        if limits is not None or str(args.data).lower().endswith((".xlsx", ".xlsm")):
+            raise
+        raise InputError(f"{err} {_(MAX_ROWS_HINT)}") from None
+
+
 def validated_from_args(args):
     """Read ``args.data`` and validate it with the role flags and ranges."""
     from core.intake.mapping import ColumnMapping
-    from core.intake.reading import read_table
     from core.intake.validation import validate_table
 
-    raw = read_table(args.data, sheet=args.sheet)
+    raw = read_data(args)
     if args.patient in raw.columns and args.session not in raw.columns:
         from core.errors import some_names
         from core.intake.mapping import detect_wide_layout
@@ -113,6 +136,10 @@ def check_arguments(args) -> None:
     if hasattr(args, "alliance_range") or hasattr(args, "symptoms_range"):
         for name in ("alliance_range", "symptoms_range"):
             parse_range(getattr(args, name, None))
+    max_rows = getattr(args, "max_rows", None)
+    if max_rows is not None and max_rows < 1:
+        raise InputError(_("--max-rows {value} is not a number of rows; give a whole number of 1 or more.").format(
+            value=max_rows))
     check_out_path(getattr(args, "out", None))
 
 

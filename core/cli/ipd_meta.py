@@ -1,7 +1,7 @@
 """``python -m core ipd-meta``: two-stage individual-participant-data meta-analysis."""
 from __future__ import annotations
 
-from core.cli.common import add_role_flags, measure_ranges
+from core.cli.common import add_role_flags, measure_ranges, read_data
 from core.i18n import _
 
 
@@ -22,12 +22,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> dict:
     from core.intake.mapping import ColumnMapping
-    from core.intake.reading import read_table
     from core.intake.validation import validate_studies
     from core.reporting.json_report import clean
     from core.stats.meta import ipd_meta_analysis
 
-    raw = read_table(args.data, sheet=args.sheet)
+    raw = read_data(args)
     mapping = ColumnMapping(patient=args.patient, session=args.session, alliance=args.alliance,
                             symptoms=args.symptoms)
     validated = validate_studies(raw, mapping, args.study, ranges=measure_ranges(args))

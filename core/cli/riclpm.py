@@ -8,7 +8,7 @@ with one score usable are listed in ``partially_used_rows`` with the reason for 
 """
 from __future__ import annotations
 
-from core.cli.common import add_role_flags, measure_ranges
+from core.cli.common import add_role_flags, measure_ranges, read_data
 from core.i18n import N_, _, ngettext
 from core.intake.mapping import role_name
 
@@ -104,12 +104,11 @@ DEFINITIONS = {
 
 def run(args) -> dict:
     from core.intake.mapping import ColumnMapping
-    from core.intake.reading import read_table
     from core.reporting.json_report import clean, software_versions
     from core.stats.riclpm import fit_riclpm, parse_session_range
 
     first, last = parse_session_range(args.sessions) if args.sessions else (None, None)
-    raw = read_table(args.data, sheet=args.sheet)
+    raw = read_data(args)
     mapping = ColumnMapping(patient=args.patient, session=args.session, alliance=args.alliance,
                             symptoms=args.symptoms)
     data, excluded, partial, notes = validated_by_measure(raw, mapping, measure_ranges(args))

@@ -128,16 +128,49 @@ def _mark_ruptures(out: pd.DataFrame, limit: pd.Series, sd: pd.Series, patient: 
     above 0) and ``repaired`` (the next session, session + 1, at or above the limit; NA without one)."""
     out["rupture_limit"] = limit
     out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & sd.gt(0)
-    nxt = out[[patient, "session", alliance]].copy()
-    nxt["session"] = nxt["session"] - 1
-    nxt = nxt.rename(columns={alliance: "_next"})
-    merged = out[[patient, "session"]].merge(nxt, on=[patient, "session"], how="left")
-    next_value = pd.Series(merged["_next"].to_numpy(), index=out.index)
+    next_value = pd.Series(_next_session_values(out, patient, alliance), index=out.index)
     repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
     has_next = out["rupture"] & next_value.notna()
     repaired[has_next] = at_least(next_value[has_next], limit[has_next])
     out["repaired"] = repaired
     return out
+
+
+def _next_session_values(out: pd.DataFrame, patient: str, value: str) -> np.ndarray:
+    """``value`` at the same patient's session + 1 (NaN where there is none), for every row."""
+    order = np.lexsort((out["session"].to_numpy(float), pd.factorize(out[patient])[0]))
+    codes = pd.factorize(out[patient])[0][order]
+    session = out["session"].to_numpy(float)[order]
+    values = out[value].to_numpy(float)[order]
+    nxt = np.full(len(out), np.nan)
+    if len(out) > 1:
+        follows = (codes[1:] == codes[:-1]) & (session[1:] == session[:-1] + 1)
+        nxt[:-1][follows] = values[1:][follows]
+    result = np.empty(len(out))
+    result[order] = nxt
+    return result
+
+
+def _expanding_mean_sd(values: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the mean and SD (ddof = 1) of the group's non-missing values up to that row, rows
+    grouped by ``codes`` and in order within each group (pandas' ``groupby().expanding()``, from
+    running sums of the values less each group's first value, which keeps them well conditioned)."""
+    n = len(values)
+    valid = ~np.isnan(values)
+    starts = np.r_[True, codes[1:] != codes[:-1]] if n else np.zeros(0, bool)
+    group = np.cumsum(starts) - 1
+    first = pd.Series(values).groupby(group).transform("first").to_numpy(float)  # first non-missing
+    shifted = np.where(valid, values - first, 0.0)
+
+    def running(x):  # cumulative sum within each group
+        return pd.Series(x).groupby(group).cumsum().to_numpy(float)
+
+    count = running(valid.astype(float))
+    s1, s2 = running(shifted), running(shifted * shifted)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(count > 0, first + s1 / count, np.nan)
+        var = np.where(count > 1, np.maximum(s2 - s1 * s1 / count, 0.0) / (count - 1), np.nan)
+    return mean, np.sqrt(var)
 
 
 def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: str = "patient",
@@ -158,11 +191,9 @@ def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, pati
     [[False, <NA>], [False, <NA>], [True, True], [False, <NA>]]
     """
     out = sessions.sort_values([patient, "session"], kind="stable").copy()
-    g = out.groupby(patient, sort=False)[alliance]
-    mean = g.expanding().mean().reset_index(level=0, drop=True)
-    sd = g.expanding().std(ddof=1).reset_index(level=0, drop=True)
-    out[f"{alliance}_mean_so_far"] = mean.reindex(out.index)
-    out[f"{alliance}_sd_so_far"] = sd.reindex(out.index)
+    mean, sd = _expanding_mean_sd(out[alliance].to_numpy(float), pd.factorize(out[patient])[0])
+    out[f"{alliance}_mean_so_far"] = mean
+    out[f"{alliance}_sd_so_far"] = sd
     dev = out[alliance] - out[f"{alliance}_mean_so_far"]
     out[f"{alliance}_within_so_far"] = dev
     sdv = out[f"{alliance}_sd_so_far"]
@@ -385,11 +416,11 @@ def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[li
 
 def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
     """Mean of ``measure`` per therapist and session with a 95% CI (mean ± t(n−1) · SD/√n)."""
-    from scipy import stats
+    from scipy.special import stdtrit  # scipy.stats.t.ppf's function, without loading scipy.stats
 
     g = data.groupby(["therapist", "session"])[measure]
     out = g.agg(n="count", mean="mean", sd="std").reset_index()
-    q = stats.t.ppf(0.975, (out["n"] - 1).clip(lower=1))
+    q = stdtrit((out["n"] - 1).clip(lower=1), 0.975)
     half = q * out["sd"] / np.sqrt(out["n"])
     out["low"] = out["mean"] - half.where(out["n"] > 1)
     out["high"] = out["mean"] + half.where(out["n"] > 1)

@@ -5,7 +5,8 @@ Lambert et al., 2018): their therapist sees that the patient's scores have left 
 patients starting at the same level usually take. This module computes that signal for every
 patient and session.
 
-**Expected course.** A linear mixed model fitted by REML (lme4's, through ``mixedlm``) to the
+**Expected course.** A linear mixed model fitted by REML (lme4's criterion: from the patients'
+sums by :mod:`core.stats.profiled`, else through ``mixedlm``) to the
 *whole clinic's* sessions after the intake::
 
     y_ij ~ intake_c + log_session + intake_c:log_session + (1 + log_session | patient)
@@ -75,7 +76,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import ndtri  # what scipy.stats.norm.ppf computes, without loading scipy.stats
 
 from core.errors import ModelError
 from core.i18n import N_, _, ngettext, number
@@ -93,8 +94,8 @@ def status_label(status: str) -> str:
 #: One-sided prediction levels: beyond LEVEL_AT_RISK → at risk, beyond LEVEL_NOT_ON_TRACK → not on track.
 LEVEL_AT_RISK = 0.80
 LEVEL_NOT_ON_TRACK = 0.90
-Z_AT_RISK = float(stats.norm.ppf(LEVEL_AT_RISK))
-Z_NOT_ON_TRACK = float(stats.norm.ppf(LEVEL_NOT_ON_TRACK))
+Z_AT_RISK = float(ndtri(LEVEL_AT_RISK))
+Z_NOT_ON_TRACK = float(ndtri(LEVEL_NOT_ON_TRACK))
 #: A local model needs this many completed courses (patients with COURSE_SESSIONS sessions or more).
 MIN_COURSES = 30
 COURSE_SESSIONS = 4
@@ -314,6 +315,7 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
     intake_mean = float(scored.groupby("patient")["intake"].first().mean())
     frame = pd.DataFrame({
         "patient": rows["patient"].astype(str).to_numpy(),
+        "code": pd.factorize(rows["patient"].astype(str), sort=True)[0],  # for the profiled engine's sums
         "y": rows["observed"].to_numpy(float),
         "intake_c": rows["intake"].to_numpy(float) - intake_mean,
         "log_session": np.log(rows["course_session"].to_numpy(float)),
@@ -397,6 +399,54 @@ def _regression(frame: pd.DataFrame, up_to: float) -> CourseFit:
 
 def _lmer(frame: pd.DataFrame, up_to: float, random_slope: bool,
           start: np.ndarray | None = None) -> tuple[CourseFit, list[str], np.ndarray]:
+    """REML fit of the signal model (lme4's criterion): by :mod:`core.stats.profiled` from the
+    patients' sums (seconds for 100,000 patients), else — a fit that does not end at a clean
+    optimum, or collinear predictors — by mixedlm; ``start``: theta to start from."""
+    profiled = _lmer_profiled(frame, up_to, random_slope, start)
+    if profiled is not None:
+        return profiled
+    return _lmer_mixedlm(frame, up_to, random_slope, start)
+
+
+def _lmer_profiled(frame: pd.DataFrame, up_to: float, random_slope: bool,
+                   start: np.ndarray | None = None) -> tuple[CourseFit, list[str], np.ndarray] | None:
+    from core.stats.profiled import block_covariances, fit_profiled, grouped_sums
+
+    if "code" not in frame.columns:
+        return None
+    x = frame["intake_c"].to_numpy(float)
+    t = frame["log_session"].to_numpy(float)
+    one = np.ones(len(frame))
+    X = np.column_stack([one, x, t, x * t])
+    sums = grouped_sums(frame["y"].to_numpy(float), X,
+                        [(frame["code"].to_numpy(np.int64), [one, t] if random_slope else [one])])
+    if sums is None:
+        return None
+    width = 3 if random_slope else 1
+    try:
+        with np.errstate(all="ignore"):
+            fit = fit_profiled(sums, reml=True, start=start if start is not None and len(start) == width else None)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        return None
+    if not fit.clean:
+        return None
+    fixed = np.asarray(fit.beta, float)
+    fixed_cov = fit.vcov()
+    cov = block_covariances(fit)[0]
+    g = np.zeros((2, 2))
+    g[: cov.shape[0], : cov.shape[1]] = cov
+    residual = float(fit.sigma ** 2)
+    if not (np.all(np.isfinite(fixed)) and np.all(np.isfinite(fixed_cov)) and math.isfinite(residual)):
+        return None
+    course = CourseFit(up_to=up_to, kind="random_slope" if random_slope else "random_intercept", fixed=fixed,
+                       fixed_cov=fixed_cov, patient_cov=g, residual=residual,
+                       n_patients=int(frame["patient"].nunique()), n_observations=len(frame), converged=True,
+                       singular=fit.isSingular())
+    return course, [], np.asarray(fit.theta, float)
+
+
+def _lmer_mixedlm(frame: pd.DataFrame, up_to: float, random_slope: bool,
+                  start: np.ndarray | None = None) -> tuple[CourseFit, list[str], np.ndarray]:
     """REML fit of the signal model with mixedlm (lme4's algorithm); ``start``: theta to start from."""
     import mixedlm
 
@@ -552,7 +602,6 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     if sessions.empty:
         return pd.DataFrame(columns=cols)
     last = sessions.groupby("patient", sort=False).tail(1).set_index("patient")
-    counts = pd.crosstab(sessions["patient"], sessions["status"])
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
     summary = []
     worse, better = _("score {observed}, expected {expected} ({gap} points worse)"), \
@@ -563,8 +612,9 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
             continue
         summary.append((worse if d > 0 else better).format(observed=_fmt(o), expected=_fmt(e), gap=_fmt(abs(d))))
     out["summary"] = summary
-    for s in ("not_on_track", "at_risk"):
-        out[f"n_{s}"] = counts[s].reindex(out.index).fillna(0).astype(int) if s in counts else 0
+    for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
+        hits = sessions["status"].eq(s).groupby(sessions["patient"], sort=False).sum()
+        out[f"n_{s}"] = hits.reindex(out.index).fillna(0).astype(int)
     return out.reset_index()[cols]
 
 

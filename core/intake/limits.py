@@ -18,8 +18,14 @@ unbounded time or memory. They are stated in the README (section "Reading files:
   unpacks to more than it declares is refused as damaged while it is read.
 - :data:`MAX_ZIP_DIRECTORY_BYTES`: the size of an .xlsx file's ZIP directory (a workbook has a
   few dozen parts; a directory of millions of entries would cost memory before any check).
+
+The rows, cells and file-size limits of a CSV file can be raised for one read (:class:`Limits`):
+the command line's ``--max-rows N`` does so for a file given by path by someone who can run
+commands on the machine (a records system's export of a whole programme), never the Upload page.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from core.i18n import _
 
@@ -32,6 +38,33 @@ MAX_UNPACKED_BYTES = 128 * 2 ** 20
 MAX_ZIP_DIRECTORY_BYTES = 4 * 2 ** 20
 
 
+@dataclass(frozen=True)
+class Limits:
+    """The rows, cells and file-size limits of one read of a CSV file (the defaults: the module's)."""
+
+    rows: int = MAX_ROWS
+    cells: int = MAX_CELLS
+    file_bytes: int = MAX_FILE_BYTES
+    #: Raised for this read (``--max-rows``): messages then name that flag.
+    raised: bool = False
+
+    @classmethod
+    def for_rows(cls, rows: int) -> "Limits":
+        """Limits for a CSV of up to ``rows`` rows (``--max-rows``): cells and file size grow in
+        proportion, the same per row as the defaults (about 9.5 cells and 200 bytes a row); never
+        below the defaults.
+
+        >>> Limits.for_rows(20_000_000).rows, Limits.for_rows(100).rows
+        (20000000, 1048576)
+        """
+        scale = max(1.0, rows / MAX_ROWS)
+        return cls(rows=max(int(rows), MAX_ROWS), cells=int(MAX_CELLS * scale),
+                   file_bytes=int(MAX_FILE_BYTES * scale), raised=True)
+
+
+DEFAULT = Limits()
+
+
 def column_letters(n: int) -> str:
     """Excel's name of the ``n``-th column (1-based): 1 → ``A``, 28 → ``AB``, 16384 → ``XFD``."""
     s = ""
@@ -41,15 +74,21 @@ def column_letters(n: int) -> str:
     return s
 
 
-def too_large(source: str, n_rows: int, n_columns: int, where: str = "", *, at_least: bool = False) -> str:
+def too_large(source: str, n_rows: int, n_columns: int, where: str = "", *, at_least: bool = False,
+              limits: Limits | None = None) -> str:
     """The sentence for a table over :data:`MAX_CELLS` or over Excel's rows or columns
-    (``at_least``: reading stopped there, the file has more rows)."""
+    (``at_least``: reading stopped there, the file has more rows); ``limits``: raised limits of
+    this read (``--max-rows``)."""
     if at_least:
         size = _("{rows:,} rows or more × {columns:,} columns").format(rows=n_rows, columns=n_columns)
         cells = _("{cells:,} cells or more").format(cells=n_rows * n_columns)
     else:
         size = _("{rows:,} rows × {columns:,} columns").format(rows=n_rows, columns=n_columns)
         cells = _("{cells:,} cells").format(cells=n_rows * n_columns)
+    if limits is not None and limits.raised and n_columns <= MAX_COLUMNS:
+        return _("{source} is too large to read: {size}{where} is {cells}, and --max-rows {rows:,} reads at "
+                 "most {rows:,} rows and {max_cells:,} cells. Give a larger --max-rows, or split the file.").format(
+            source=source, size=size, where=where, cells=cells, rows=limits.rows, max_cells=limits.cells)
     if n_rows > MAX_ROWS or n_columns > MAX_COLUMNS:
         return _("{source} is larger than a spreadsheet can be: {size}{where}, and Excel's limit is "
                  "{max_rows:,} rows × {max_columns:,} columns. Split the file, or remove what lies "

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError
+from core.errors import InputError, TooLarge
 from core.i18n import _, ngettext
 from core.intake import limits, xlsx
-from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_FILE_BYTES, MAX_ROWS
+from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_FILE_BYTES, MAX_ROWS, Limits
 
 #: Column holding the spreadsheet row number of each data row (header = row 1).
 ROW = "row"
@@ -309,9 +309,16 @@ def _check_cell_sizes(cells: pd.DataFrame, source: str, data: bytes, delimiter: 
                 int(longest)))
 
 
-def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding: str) -> pd.DataFrame:
+def _limits(given: Limits | None) -> Limits:
+    """``given``, or this module's limits (read at call time)."""
+    return given if given is not None else Limits(rows=MAX_ROWS, cells=MAX_CELLS, file_bytes=MAX_FILE_BYTES)
+
+
+def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding: str,
+               lim: Limits | None = None) -> pd.DataFrame:
     """Every line as text cells in ``n_fields`` numbered columns (widened when a later line has
     more fields), read in pieces so that a file over the rows or cells limit stops early."""
+    lim = _limits(lim)
     for attempt in range(6):
         if n_fields > MAX_COLUMNS:
             raise _too_wide(source, n_fields)
@@ -332,8 +339,8 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
                 warnings.simplefilter("ignore", pd.errors.ParserWarning)
                 for piece in reader:
                     n_rows += len(piece)
-                    if n_rows > MAX_ROWS or n_rows * n_fields > MAX_CELLS:
-                        raise InputError(limits.too_large(source, n_rows, n_fields, at_least=True))
+                    if n_rows > lim.rows or n_rows * n_fields > lim.cells:
+                        raise TooLarge(limits.too_large(source, n_rows, n_fields, at_least=True, limits=lim))
                     pieces.append(piece)
         except (pd.errors.ParserError, ValueError) as err:
             if isinstance(err, InputError):
@@ -355,15 +362,16 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
-def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
+def read_csv_bytes(data: bytes, source: str = "upload", limits: Limits | None = None) -> RawTable:
     """Read CSV/text bytes with detected encoding, delimiter and decimal separator.
 
     The header is the first non-blank line. Rows may end with extra empty fields (a trailing
     delimiter); a row with more non-empty fields than the header is an :class:`InputError`.
-    The limits of :mod:`core.intake.limits` are checked while the file is parsed.
+    The limits of :mod:`core.intake.limits` (or raised ``limits``) are checked while the file is parsed.
     """
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(_file_too_large(source, len(data)))
+    lim = _limits(limits)
+    if len(data) > lim.file_bytes:
+        raise TooLarge(_file_too_large(source, len(data), lim))
     encoding = _detect_encoding(data)
     text = _sample(data, encoding)
     if not text.strip():
@@ -378,7 +386,7 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
         n_fields = max(len(r) for r in csv.reader(lines, delimiter=delimiter))
     except csv.Error:  # a field over csv's own size limit; the parser below has none
         n_fields = max(ln.count(delimiter) + 1 for ln in lines)
-    cells = _parse_csv(data, source, delimiter, n_fields, encoding)
+    cells = _parse_csv(data, source, delimiter, n_fields, encoding, lim)
     _check_cell_sizes(cells, source, data, delimiter, encoding)
     frame, n_empty = _header_and_body(cells, source, "csv")
     decimal = detect_decimal(frame.drop(columns=ROW), delimiter)
@@ -387,7 +395,11 @@ def read_csv_bytes(data: bytes, source: str = "upload") -> RawTable:
                     decimal=decimal, encoding=encoding, notes=notes)
 
 
-def _file_too_large(source: str, n_bytes: int) -> str:
+def _file_too_large(source: str, n_bytes: int, lim: Limits | None = None) -> str:
+    if lim is not None and lim.raised:
+        return _("{source} is {mb:,.0f} MB; --max-rows {rows:,} reads at most {max:,} MB. "
+                 "Give a larger --max-rows, or split the file.").format(
+            source=source, mb=n_bytes / 2 ** 20, rows=lim.rows, max=lim.file_bytes // 2 ** 20)
     return _("{source} is {mb:,.0f} MB; at most {max} MB are read. "
              "Split the file (for example by year or by study) and upload the parts.").format(
         source=source, mb=n_bytes / 2 ** 20, max=MAX_FILE_BYTES // 2 ** 20)
@@ -402,7 +414,7 @@ def excel_sheet_names(data: bytes, source: str | None = None) -> list[str]:
     """Names of the worksheets in an .xlsx workbook, in order."""
     source = _("The file") if source is None else source
     if len(data) > MAX_FILE_BYTES:
-        raise InputError(_file_too_large(source, len(data)))
+        raise TooLarge(_file_too_large(source, len(data)))
     return xlsx.sheet_names(data, source)
 
 
@@ -420,9 +432,10 @@ def read_excel_bytes(data: bytes, source: str = "upload", sheet: str | None = No
                     sheets=got.sheets, notes=notes)
 
 
-def _read_path(path: Path) -> bytes:
+def _read_path(path: Path, lim: Limits | None = None) -> bytes:
     """The bytes of a file given by path; a folder, a missing or unreadable file, a device or a
-    file over :data:`~core.intake.limits.MAX_FILE_BYTES` is an :class:`InputError`."""
+    file over :data:`~core.intake.limits.MAX_FILE_BYTES` (or ``lim``) is an :class:`InputError`."""
+    lim = _limits(lim)
     try:
         if not path.exists():
             raise InputError(_("The file {path} does not exist.").format(path=path))
@@ -431,29 +444,30 @@ def _read_path(path: Path) -> bytes:
         if not path.is_file():
             raise InputError(_("{path} is not a regular file. Give the path of a CSV or .xlsx file.").format(path=path))
         with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            data = handle.read(lim.file_bytes + 1)
     except PermissionError:
         raise InputError(_("{path} cannot be read: permission denied. Check the file's permissions "
                            "or copy it somewhere you can read it.").format(path=path)) from None
     except OSError as err:
         raise InputError(_("{path} could not be read ({error}). Check the path and try again.").format(
             path=path, error=err.strerror or type(err).__name__)) from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(_file_too_large(str(path), path.stat().st_size))
+    if len(data) > lim.file_bytes:
+        raise TooLarge(_file_too_large(str(path), path.stat().st_size, lim))
     return data
 
 
 def read_table(source: str | Path | bytes, filename: str | None = None,
-               sheet: str | None = None) -> RawTable:
+               sheet: str | None = None, *, limits: Limits | None = None) -> RawTable:
     """Read a CSV or Excel file (path or bytes) into a :class:`RawTable` of text cells.
 
     ``filename`` tells the format when ``source`` is bytes (by its suffix); Excel files are
     recognised by suffix or by their ZIP signature. Files over the limits of
-    :mod:`core.intake.limits` are refused with an :class:`InputError`.
+    :mod:`core.intake.limits` are refused with an :class:`InputError` (:class:`~core.errors.TooLarge`);
+    ``limits`` raises the rows, cells and file-size limits of a CSV (the command line's ``--max-rows``).
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
-        data = _read_path(path)
+        data = _read_path(path, limits)
         filename = filename or path.name
     else:
         data = source
@@ -465,4 +479,4 @@ def read_table(source: str | Path | bytes, filename: str | None = None,
         return read_excel_bytes(data, source=name, sheet=sheet)
     if b"\x00" in data[:4096] and data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         raise InputError(_("{name} is not a text (CSV) file or an .xlsx workbook. Save it as CSV or .xlsx.").format(name=name))
-    return read_csv_bytes(data, source=name)
+    return read_csv_bytes(data, source=name, limits=limits)

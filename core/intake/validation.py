@@ -120,9 +120,24 @@ class _Reasons:
     """
 
     def __init__(self, n: int) -> None:
-        self.text = np.full(n, "", dtype=object)
+        self.n = n
+        self._text: np.ndarray | None = None  # made at the first reason: a clean file needs none
         self.bad = np.zeros(n, dtype=bool)
         self.kinds: dict[str, int] = {}
+
+    @property
+    def text(self) -> np.ndarray:
+        if self._text is None:
+            self._text = np.full(self.n, "", dtype=object)
+        return self._text
+
+    @text.setter
+    def text(self, value: np.ndarray) -> None:
+        self._text = value
+
+    def text_at(self, pos: np.ndarray) -> np.ndarray:
+        """The reasons at the positions ``pos`` ("" where none)."""
+        return self._text[pos] if self._text is not None else np.full(len(pos), "", dtype=object)
 
     def add(self, mask, message, kind: str | None = None) -> None:
         """Add ``message`` where ``mask`` holds: a string, or a Series indexed by the rows concerned."""
@@ -136,7 +151,7 @@ class _Reasons:
             kind = kind or message
         else:
             msg = message.reindex(pos).to_numpy(dtype=object)
-        old = self.text[pos]
+        old = self.text_at(pos)
         self.text[pos] = np.where(self.bad[pos], old + "; " + msg, msg)
         self.bad[pos] = True
         key = kind or _("other problems")
@@ -227,9 +242,16 @@ def _short(text: pd.Series, width: int = 40) -> pd.Series:
     return text
 
 
-def _beyond_float(text: pd.Series) -> pd.Series:
-    """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``)."""
+def _beyond_float(text: pd.Series, where: pd.Series | None = None) -> pd.Series:
+    """Where a text cell is a number too large for a float (``1e309``) or infinite (``inf``);
+    only the cells marked in ``where`` are looked at (the others are False)."""
     out = pd.Series(False, index=text.index)
+    if where is not None:
+        mask = where.to_numpy(dtype=bool, na_value=False)
+        if not mask.any():
+            return out
+        out[mask] = _beyond_float(text[mask]).to_numpy()
+        return out
     if len(text):
         numbers = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
         out = pd.Series(np.isinf(numbers.to_numpy(dtype=float, na_value=np.nan)), index=text.index)
@@ -303,7 +325,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     session_missing = raw_session.str.lower().isin(MISSING_TEXTS)
     reasons.add(session_missing, _("session missing"))
     bad_session = session.isna() & ~session_missing
-    huge_session = (bad_session & _beyond_float(raw_session.where(bad_session, ""))) | (session.abs() > LARGEST_VALUE)
+    huge_session = (bad_session & _beyond_float(raw_session, bad_session)) | (session.abs() > LARGEST_VALUE)
     bad_session &= ~huge_session
     reasons.add(bad_session, format_rows(_("session '{value}' is not a session number"), value=_short(raw_session[bad_session])),
                 kind=_("session is not a session number"))
@@ -328,7 +350,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                         kind=_("{measure} missing").format(measure=name))
             missing = missing & ~explained
         reasons.add(missing, _("{measure} missing").format(measure=name))
-        huge = (non_numeric & _beyond_float(raw.where(non_numeric, ""))) | (values.abs() > LARGEST_VALUE)
+        huge = (non_numeric & _beyond_float(raw, non_numeric)) | (values.abs() > LARGEST_VALUE)
         non_numeric = non_numeric & ~huge
         reasons.add(non_numeric, format_rows(_("{measure} '{value}' is not a number"), measure=name,
                                        value=_short(raw[non_numeric])),
@@ -367,7 +389,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 reasons.kinds[kind] = reasons.kinds.get(kind, 0) + count
             pos = np.flatnonzero(none_usable & r.bad)
             if len(pos):
-                old = reasons.text[pos]
+                old = reasons.text_at(pos)
                 reasons.text[pos] = np.where(old != "", old + "; " + r.text[pos], r.text[pos])
         reasons.bad = reasons.bad | none_usable
         # A session with a measure missing that repeats the patient and session of a complete
@@ -401,19 +423,30 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
 
     _duplicate_reasons(out, reasons, notes)
     bad = reasons.bad
-    reason_text = reasons.text[bad]
+    reason_text = reasons.text_at(np.flatnonzero(bad))
     if name_sessions:
         reason_text = format_rows(_("session {session}: {reason}"), session=frame.loc[bad, mapping.session].astype(str).str.strip(),
                             reason=pd.Series(reason_text, index=frame.index[bad])).to_numpy(dtype=object)
     excluded = pd.DataFrame({"row": out.loc[bad, ROW].astype(int).values,
                              "reason": pd.array(reason_text, dtype=object)}
                             ).sort_values("row", kind="stable")
-    data = out.loc[~bad].copy()
-    session_text = frame[mapping.session].astype(str).str.strip()
-    cells = pd.DataFrame({m: np.where(r.bad, format_rows(_("session {session}: {reason}"), session=session_text,
-                                                   reason=pd.Series(r.text, index=frame.index)).to_numpy(dtype=object)
-                                      if name_sessions else r.text, "")[~bad] for m, r in measure_reasons.items()},
-                         index=data.index)
+    data = out.loc[~bad].copy() if bad.any() else out
+    kept_pos = np.flatnonzero(~bad)
+
+    def cell_texts(r: _Reasons) -> np.ndarray:
+        """Why each kept row's measure is missing ("" where it is not), built only where it is."""
+        texts = np.full(len(kept_pos), "", dtype=object)
+        hit = np.flatnonzero(r.bad[kept_pos])
+        if len(hit):
+            pos = kept_pos[hit]
+            why = r.text_at(pos)
+            if name_sessions:
+                session_text = frame[mapping.session].iloc[pos].astype(str).str.strip().reset_index(drop=True)
+                why = format_rows(_("session {session}: {reason}"), session=session_text,
+                                  reason=pd.Series(why, dtype=object)).to_numpy(dtype=object)
+            texts[hit] = why
+        return texts
+    cells = pd.DataFrame({m: cell_texts(r) for m, r in measure_reasons.items()}, index=data.index)
     if data.empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
         raise InputError(ngettext("None of the {n} rows of {source} can be used. Most common problem: {kind} "
@@ -424,8 +457,15 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     if (data["session"] % 1 == 0).all():
         data["session"] = data["session"].astype(np.int64)
     if "therapist" in data:
-        per_patient = data.groupby("patient", sort=False)["therapist"].nunique()
-        several = per_patient[per_patient > 1].index.tolist()
+        # patients whose rows name more than one therapist: by codes (a two-key group-by of text
+        # on millions of rows costs a gigabyte)
+        p_codes, p_labels = pd.factorize(data["patient"], sort=False)
+        t_codes = pd.factorize(data["therapist"], sort=False)[0]
+        first = np.full(len(p_labels), -1, dtype=np.int64)
+        first[p_codes[::-1]] = t_codes[::-1]  # each patient's therapist in its first row
+        differs = np.zeros(len(p_labels), dtype=bool)
+        differs[p_codes[t_codes != first[p_codes]]] = True
+        several = [str(p) for p in p_labels[differs]] if differs.any() else []
         if several:
             shown = ", ".join(several[:10]) + (" …" if len(several) > 10 else "")
             notes.append(ngettext("{n} patient was seen by more than one therapist ({patients}); their rows are "
@@ -433,8 +473,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                                   "{n} patients were seen by more than one therapist ({patients}); their rows "
                                   "are kept, each under the therapist named in that row.",
                                   len(several)).format(n=len(several), patients=shown))
-    data = data.sort_values(["patient", "session"], kind="stable")
-    cells = cells.loc[data.index].reset_index(drop=True)
+    if not _sorted_by_patient_and_session(data):
+        data = data.sort_values(["patient", "session"], kind="stable")
+        cells = cells.loc[data.index]
+    cells = cells.reset_index(drop=True)
     data = data.reset_index(drop=True)
     lead = ["patient", "therapist", "session", "alliance", "symptoms", ROW]
     data = data[[c for c in lead if c in data.columns] + [c for c in data.columns if c not in lead]]
@@ -449,9 +491,26 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                          mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells)
 
 
+def _sorted_by_patient_and_session(data: pd.DataFrame) -> bool:
+    """True when the rows are already in patient order and, within a patient, in session order
+    (as an export usually is): then sorting them would change nothing."""
+    patient = data["patient"]
+    if len(patient) < 2:
+        return True
+    # element-wise comparisons of neighbours (done by pyarrow for text columns; pandas'
+    # is_monotonic_increasing would first make a Python string of every cell)
+    after = patient.iloc[1:].reset_index(drop=True)
+    before = patient.iloc[:-1].reset_index(drop=True)
+    if not after.ge(before).to_numpy(dtype=bool, na_value=False).all():
+        return False
+    same = after.eq(before).to_numpy(dtype=bool, na_value=False)
+    session = data["session"].to_numpy(dtype=float)
+    return bool(np.all(session[1:][same] >= session[:-1][same]))
+
+
 def _duplicate_reasons(out: pd.DataFrame, reasons: _Reasons, notes: list[str]) -> None:
     """Add reasons for rows that repeat a patient and session among the otherwise valid rows."""
-    valid = out.loc[~reasons.bad]
+    valid = out.loc[~reasons.bad] if reasons.bad.any() else out
     dup = valid.duplicated(["patient", "session"], keep=False)
     if not dup.any():
         return

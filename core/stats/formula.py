@@ -48,7 +48,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from core.errors import ModelError
 from core.i18n import _
@@ -428,12 +427,46 @@ def _evaluate(node, values: dict[str, np.ndarray]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Column:
-    """A variable of the model frame: values aligned with the table, numeric or categorical."""
+    """A variable of the model frame: values aligned with the table, numeric or categorical.
+
+    ``missing_reason`` says why a value is missing: a Series of texts aligned with the table, a
+    function of row positions returning the texts (computed only for the rows left out), or None
+    (``"<name> missing"``). A grouping role (patient, therapist) is a pandas ``category`` column
+    with its levels sorted, so that a model on millions of rows handles codes, not strings.
+    """
 
     name: str
     values: pd.Series
     categorical: bool
-    missing_reason: pd.Series | None = None  # text per row where the value is missing
+    missing_reason: object = None
+
+    def reasons(self, pos: np.ndarray) -> np.ndarray:
+        """Why the value is missing, at the row positions ``pos``."""
+        why = self.missing_reason
+        if why is None:
+            return np.full(len(pos), _("{measure} missing").format(measure=self.name), dtype=object)
+        if callable(why):
+            return np.asarray(why(pos), dtype=object)
+        return why.iloc[pos].astype(str).to_numpy(dtype=object)
+
+
+def group_codes(values: pd.Series) -> pd.Series:
+    """A grouping column as a ``category`` column of text labels with its levels sorted (code-point
+    order) and only the levels that occur: done once, it turns every later grouping into codes.
+
+    >>> list(group_codes(pd.Series(["b", "a", "b"])).cat.categories)
+    ['a', 'b']
+    """
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        cats = values.cat.categories
+        if cats.dtype == object or pd.api.types.is_string_dtype(cats.dtype):
+            values = values.cat.remove_unused_categories()
+            if values.cat.categories.is_monotonic_increasing:
+                return values
+        values = values.astype(str)
+    codes, labels = pd.factorize(values.astype(str), sort=True)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object)),
+                     index=values.index, name=values.name)
 
 
 @dataclass(frozen=True)
@@ -484,13 +517,15 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
 
     def reason_for(measure):
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
-            r = cell_reasons[measure].reindex(data.index).fillna("").astype(str)
-            return r.where(r.ne(""), _("{measure} missing").format(measure=measure))
-        return pd.Series(_("{measure} missing").format(measure=measure), index=data.index)
+            def at(pos, measure=measure):
+                r = cell_reasons[measure].reindex(data.index).iloc[pos].fillna("").astype(str).to_numpy(dtype=object)
+                return np.where(r != "", r, _("{measure} missing").format(measure=measure))
+            return at
+        return None
 
     for role in present_roles:
         if role in GROUP_ROLES:
-            makers[role] = (lambda role=role: Column(role, data[role].astype(str), True))
+            makers[role] = (lambda role=role: Column(role, group_codes(data[role]), True))
         else:
             def make(role=role):
                 values = pd.to_numeric(data[role], errors="coerce").astype(float)
@@ -505,16 +540,18 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
         if m not in data.columns or "patient" not in data.columns:
             continue
 
-        def parts(m=m):
-            values = pd.to_numeric(data[m], errors="coerce").astype(float)
-            mean = values.groupby(data["patient"], sort=False).transform("mean")
-            grand = values.groupby(data["patient"], sort=False).mean().mean()
-            return values, mean, grand
+        def parts(m=m, memo={}):
+            if m not in memo:  # between and within share the patients' means
+                values = pd.to_numeric(data[m], errors="coerce").astype(float)
+                by = values.groupby(data["patient"], sort=False, observed=True)
+                mean = by.transform("mean")
+                memo[m] = values, mean, by.mean().mean()
+            return memo[m]
 
         def make_between(m=m):
             values, mean, grand = parts(m)
-            why = pd.Series(_("{name} missing: this patient has no {measure} score").format(name=f"{m}_between", measure=m),
-                            index=data.index)
+            why = (lambda pos, m=m: np.full(len(pos), _("{name} missing: this patient has no {measure} score").format(
+                name=f"{m}_between", measure=m), dtype=object))
             return Column(f"{m}_between", mean - grand, False, why)
 
         def make_within(m=m):
@@ -529,7 +566,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
 
         def make_other(col=col):
             values, categorical = _typed_other_column(data[col])
-            return Column(col, values, categorical, pd.Series(_("{measure} missing").format(measure=col), index=data.index))
+            return Column(col, values, categorical)
         makers[col] = make_other
     extra: dict[str, str] = {}
     for role, header in (role_headers or {}).items():
@@ -573,49 +610,68 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
                 raise ModelError(_("{term} needs numbers, but '{name}' is a text column.").format(term=label, name=name))
         if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
             col = base[names[0]]
-            vals = col.values if col.categorical else col.values.map(
+            vals = col.values.astype(object) if col.categorical else col.values.map(
                 lambda x: None if pd.isna(x) else _number_text(float(x)))
             why = col.missing_reason if col.missing_reason is not None else \
-                pd.Series(_("{measure} missing").format(measure=names[0]), index=data.index)
+                (lambda pos, n=names[0]: np.full(len(pos), _("{measure} missing").format(measure=n), dtype=object))
             makers[label] = (lambda label=label, vals=vals, why=why: Column(label, vals, True, why))
             continue
         values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
         values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
         values[~np.isfinite(values)] = np.nan
-        reasons = pd.Series(_("{measure} missing").format(measure=label), index=data.index, dtype=object)
-        for name in reversed(names):
-            c = base[name]
-            if c.missing_reason is not None:
-                reasons = reasons.where(c.values.notna(), c.missing_reason)
-        makers[label] = (lambda label=label, values=values, reasons=reasons:
-                         Column(label, pd.Series(values, index=data.index), False, reasons))
+
+        def why(pos, label=label, names=tuple(names)):
+            out = np.full(len(pos), _("{measure} missing").format(measure=label), dtype=object)
+            for name in reversed(names):  # the first variable that is missing names the reason
+                c = base[name]
+                if c.missing_reason is not None:
+                    absent = c.values.isna().to_numpy()[pos]
+                    if absent.any():
+                        out[absent] = c.reasons(pos[absent])
+            return out
+        makers[label] = (lambda label=label, values=values, why=why:
+                         Column(label, pd.Series(values, index=data.index), False, why))
     for name in formula.variables:
         if name not in makers:
             usable = [k for k in makers if k not in ("row",)]
             raise ModelError(_("The formula names '{name}', which is not a role, a derived variable or a column of "
                                "this file. Usable names: {names}.").format(name=name, names=", ".join(usable)))
         columns[name] = base[name] if name in base else makers[name]()
-    missing = pd.DataFrame({name: (c.values.isna() if not c.categorical else c.values.isna())
-                            for name, c in columns.items()}, index=data.index)
-    bad = missing.any(axis=1).to_numpy()
+    missing = {name: c.values.isna().to_numpy() for name, c in columns.items()}
+    bad = np.logical_or.reduce(list(missing.values())) if missing else np.zeros(len(data), bool)
     rows = data[ROW].to_numpy() if ROW in data.columns else np.arange(len(data)) + 2
-    reasons = []
-    for pos in np.flatnonzero(bad):
-        texts = []
-        for name, c in columns.items():
-            if missing.iat[pos, list(columns).index(name)]:
-                why = c.missing_reason.iat[pos] if c.missing_reason is not None else _("{measure} missing").format(measure=name)
-                texts.append(str(why))
-        reasons.append("; ".join(dict.fromkeys(texts)))
-    excluded = pd.DataFrame({"row": rows[bad].astype(int), "reason": pd.array(reasons, dtype=object)})
-    used = pd.DataFrame({name: c.values.to_numpy()[~bad] for name, c in columns.items()})
+    bad_pos = np.flatnonzero(bad)
+    # the reasons of the rows left out: each variable's reason where it is missing, joined with
+    # "; " in the formula's order, a text given twice said once
+    texts = np.full(len(bad_pos), "", dtype=object)
+    for name, c in columns.items():
+        hit = np.flatnonzero(missing[name][bad_pos])
+        if not len(hit):
+            continue
+        why = c.reasons(bad_pos[hit]).astype(str).astype(object)
+        first = texts[hit] == ""
+        texts[hit[first]] = why[first]
+        for k, text in zip(hit[~first], why[~first]):  # a second missing variable in the same row
+            if text not in texts[k].split("; "):
+                texts[k] = f"{texts[k]}; {text}"
+    excluded = pd.DataFrame({"row": rows[bad].astype(int), "reason": pd.array(texts, dtype=object)})
+    keep = None if not len(bad_pos) else np.flatnonzero(~bad)
+
+    def kept(series: pd.Series) -> pd.Series:
+        values = series.reset_index(drop=True)
+        return values if keep is None else values.iloc[keep].reset_index(drop=True)
+
+    used = pd.DataFrame({name: kept(c.values) for name, c in columns.items()})
     for role in GROUP_ROLES:  # carried along for counts (not a variable of na.omit unless named)
         if role not in used and role in data.columns:
-            used[role] = data[role].astype(str).to_numpy()[~bad]
-    used[ROW] = rows[~bad].astype(int)
+            used[role] = kept(group_codes(data[role]))
+    used[ROW] = (rows if keep is None else rows[keep]).astype(int)
     levels = {}
     for name, c in columns.items():
-        if c.categorical:
+        if c.categorical and isinstance(used[name].dtype, pd.CategoricalDtype):
+            used[name] = used[name].cat.remove_unused_categories()
+            levels[name] = used[name].cat.categories
+        elif c.categorical:
             used[name] = used[name].astype(str)
             found = pd.unique(used[name].to_numpy(dtype=object))
             numeric_factor = name.startswith("factor(") and name in computed and \
@@ -627,7 +683,7 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         first = excluded["reason"].iloc[0] if len(excluded) else _("no rows")
         raise ModelError(_("No row has a value for every variable of this model (first row left out: {reason}).").format(
             reason=first))
-    return ModelFrame(formula=formula, data=used.reset_index(drop=True), excluded=excluded, levels=levels)
+    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels)
 
 
 # ======================================================================================= design
@@ -666,13 +722,13 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
     categorical = set(frame.levels)
     columns, names = ([np.ones(len(data))], ["(Intercept)"]) if intercept else ([], [])
     for term, codes in zip(terms, _coding(list(terms), intercept, categorical)):
-        cols, labels = [np.ones(len(data))], [""]
+        cols, labels = [None], [""]  # None: a column of ones, not multiplied out
         for v in term:  # the first variable varies fastest, as in R
             if v in categorical:
                 levels = frame.levels[v]
                 if len(levels) < 2:
                     raise ModelError(_("'{name}' has only one value ('{value}') in the rows this model uses, so it "
-                                       "cannot be a predictor.").format(name=v, value=levels[0] if levels else ""))
+                                       "cannot be a predictor.").format(name=v, value=levels[0] if len(levels) else ""))
                 use = levels[1:] if codes[v] == "contrasts" else levels
                 values = data[v].to_numpy()
                 v_cols = [(values == lev).astype(float) for lev in use]
@@ -680,9 +736,9 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
             else:
                 v_cols = [data[v].to_numpy(float)]
                 v_labels = [v]
-            cols = [c * vc for vc in v_cols for c in cols]
+            cols = [vc if c is None else c * vc for vc in v_cols for c in cols]
             labels = [f"{a}:{b}" if a else b for b in v_labels for a in labels]
-        columns += cols
+        columns += [np.ones(len(data)) if c is None else c for c in cols]
         names += labels
     return columns, names
 
@@ -690,32 +746,55 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
 def drop_collinear(X: np.ndarray, tol: float = RANK_TOLERANCE) -> list[int]:
     """Indices of columns to keep: a column is dropped when, after removing its projection on the
     columns kept before it, less than ``tol`` of its norm remains (R's LINPACK ``dqrdc2`` limited
-    pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go)."""
+    pivoting, used by lme4's ``chkRank.drop.cols``: later columns of a linear combination go).
+
+    First a screen on X'X (p × p, no copy of X): when every column keeps more than 1e-3 of its norm
+    after the columns before it (the Cholesky factor of the scaled X'X), every column is kept;
+    only a design near that edge is checked column by column on X itself (Gram–Schmidt)."""
+    n, p = X.shape
+    norms = np.sqrt(np.einsum("ij,ij->j", X, X))
+    if np.all(norms > 0):
+        gram = (X.T @ X) / np.outer(norms, norms)
+        try:
+            rest = np.diag(np.linalg.cholesky(gram))  # each column's residual norm / its norm
+            if np.all(rest > 1e-3):
+                return list(range(p))
+        except np.linalg.LinAlgError:
+            pass
     keep: list[int] = []
-    Q = np.zeros((X.shape[0], 0))
-    for j in range(X.shape[1]):
-        col = X[:, j].astype(float)
+    Q = np.empty((n, p))  # orthonormal basis of the kept columns, filled column by column
+    for j in range(p):
+        col = np.asarray(X[:, j], float)
         norm = np.linalg.norm(col)
         if norm == 0:
             continue
-        resid = col - Q @ (Q.T @ col)
-        resid = resid - Q @ (Q.T @ resid)  # re-orthogonalise once for accuracy
-        if np.linalg.norm(resid) < tol * norm:
+        basis = Q[:, :len(keep)]
+        resid = col - basis @ (basis.T @ col)
+        resid -= basis @ (basis.T @ resid)  # re-orthogonalise once for accuracy
+        rest = np.linalg.norm(resid)
+        if rest < tol * norm:
             continue
+        Q[:, len(keep)] = resid / rest
         keep.append(j)
-        Q = np.column_stack([Q, resid / np.linalg.norm(resid)])
     return keep
 
 
 @dataclass(frozen=True)
 class RandomBlock:
-    """The columns of one random-effect term and its grouping factor."""
+    """The columns of one random-effect term and its grouping factor: ``codes`` (the group of each
+    row, 0 … n_levels − 1) index ``labels`` (the group labels, sorted as R sorts a factor's levels)."""
 
     group: str
     columns: list[np.ndarray]
     names: list[str]
-    levels: np.ndarray
+    codes: np.ndarray
+    labels: pd.Index
     n_levels: int
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The group label of each row (text)."""
+        return np.asarray(self.labels, dtype=object)[self.codes]
 
 
 @dataclass(frozen=True)
@@ -737,9 +816,11 @@ def build_design(frame: ModelFrame) -> Design:
                            "use it.").format(name=f.outcome))
     cols, names = _term_columns(frame, f.fixed, f.intercept)
     X = np.column_stack(cols) if cols else np.empty((len(frame.data), 0))
+    del cols
     keep = drop_collinear(X) if X.shape[1] else []
     dropped = [n for i, n in enumerate(names) if i not in keep]
-    X = X[:, keep]
+    if len(keep) < X.shape[1]:
+        X = X[:, keep]
     names = [names[i] for i in keep]
     blocks = []
     for r in f.random:
@@ -747,8 +828,10 @@ def build_design(frame: ModelFrame) -> Design:
         if not rcols:
             raise ModelError(_("The random term ({term}) has no effect in it.").format(term=r.text))
         g = frame.data[r.group.split(":")].astype(str).agg(":".join, axis=1) if ":" in r.group \
-            else frame.data[r.group].astype(str)
-        blocks.append(RandomBlock(r.group, rcols, rnames, g.to_numpy(), int(g.nunique())))
+            else frame.data[r.group]
+        g = group_codes(g)
+        blocks.append(RandomBlock(r.group, rcols, rnames, g.cat.codes.to_numpy(np.int64), g.cat.categories,
+                                  len(g.cat.categories)))
     nl = [b.n_levels for b in blocks]
     if any(b > a for a, b in zip(nl, nl[1:])):  # lme4: rev(order(nl)) when any(diff(nl) > 0)
         order = list(reversed(sorted(range(len(nl)), key=lambda i: nl[i])))
@@ -787,7 +870,9 @@ class FormulaFit:
     ``variance``: rows ``group, term1, term2, vcov`` as lme4's ``as.data.frame(VarCorr())``;
     ``reml`` / ``ml``: the engine's fitted objects (``mixedlm`` results, on the engine data
     ``engine_data`` with the engine formula ``engine_formula``; the engine's column ``x<i>`` is the
-    fixed effect ``names[i]``), for reuse (e.g. simulation from the fitted model).
+    fixed effect ``names[i]``; or :class:`core.stats.profiled.ProfiledFit`, which offers the same
+    ``theta``, ``beta``, ``sigma``, ``logLik()``, ``vcov()``, ``ranef()``, ``fitted()``,
+    ``residuals()`` and ``formula``), for reuse (e.g. simulation from the fitted model).
     """
 
     formula: str
@@ -808,8 +893,14 @@ class FormulaFit:
     reml: object = field(repr=False, default=None)
     ml: object = field(repr=False, default=None)
     engine_formula: str = ""
-    engine_data: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
+    #: ``"profiled"`` (:mod:`core.stats.profiled`, one grouping factor or two nested ones) or ``"mixedlm"``.
+    engine: str = "mixedlm"
+
+    @property
+    def engine_data(self) -> pd.DataFrame:
+        """The design as the plain table the mixedlm engine reads (see :func:`engine_inputs`)."""
+        return engine_inputs(self.design)[0]
 
     @property
     def n_observations(self) -> int:
@@ -838,6 +929,18 @@ class FormulaFit:
             "r2_conditional": self.r2_conditional, "converged": self.converged, "singular": self.singular,
             "warnings": list(self.warnings), "dropped_terms": list(self.design.dropped),
         }
+
+
+def engine_formula_of(design: Design) -> str:
+    """The engine formula of :func:`engine_inputs` (without building its table)."""
+    intercept = bool(design.names) and design.names[0] == "(Intercept)"
+    rhs = ["1" if intercept else "0"] + [f"x{i}" for i in range(len(design.names)) if not (i == 0 and intercept)]
+    for b, block in enumerate(design.blocks):
+        has_int = block.names[0] == "(Intercept)"
+        inner = (["1"] if has_int else ["0"]) + [f"z{b}_{j}" for j in range(len(block.names))
+                                                 if not (j == 0 and has_int)]
+        rhs.append(f"({' + '.join(inner)} | g{b})")
+    return "y ~ " + " + ".join(rhs)
 
 
 def engine_inputs(design: Design) -> tuple[pd.DataFrame, str]:
@@ -886,35 +989,53 @@ def _engine_fit(data: pd.DataFrame, formula: str, reml: bool):
     return result, messages
 
 
+def t_tests(est: np.ndarray, se: np.ndarray, df: np.ndarray, names: list[str]) -> pd.DataFrame:
+    """The fixed-effects table: t = estimate / SE, two-sided p and 95% CI from the t distribution
+    with ``df`` (``scipy.special.stdtr``/``stdtrit``, the functions behind ``scipy.stats.t``)."""
+    from scipy.special import stdtr, stdtrit
+
+    est, se, df = (np.asarray(a, float) for a in (est, se, df))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = est / se
+        q = stdtrit(df, 0.975)
+        return pd.DataFrame({"term": ["intercept" if n == "(Intercept)" else n for n in names],
+                             "estimate": est, "se": se, "df": df, "t": t,
+                             "p": 2 * stdtr(df, -np.abs(t)),
+                             "ci_low": est - q * se, "ci_high": est + q * se})
+
+
 def _fixed_table(result, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
     out = io.StringIO()
     with _warnings.catch_warnings(), contextlib.redirect_stdout(out):
         _warnings.simplefilter("ignore")
         tidy = result.tidy(conf_int=False, ddf_method="Satterthwaite")
     tidy = tidy[tidy["effect"] == "fixed"]
-    est = tidy["estimate"].to_numpy(float)
-    se = tidy["std.error"].to_numpy(float)
-    df = tidy["df"].to_numpy(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = est / se
-        q = stats.t.ppf(0.975, df)
-        table = pd.DataFrame({"term": ["intercept" if n == "(Intercept)" else n for n in names],
-                              "estimate": est, "se": se, "df": df, "t": t,
-                              "p": 2 * stats.t.sf(np.abs(t), df),
-                              "ci_low": est - q * se, "ci_high": est + q * se})
+    table = t_tests(tidy["estimate"].to_numpy(float), tidy["std.error"].to_numpy(float),
+                    tidy["df"].to_numpy(float), names)
     return table, np.asarray(result.vcov(), float)
+
+
+def _profiled_fixed_table(result, names: list[str]) -> tuple[pd.DataFrame, np.ndarray]:
+    from core.stats.profiled import satterthwaite_df
+
+    cov = result.vcov()
+    return t_tests(result.beta, np.sqrt(np.diag(cov)), satterthwaite_df(result), names), cov
 
 
 def _variance_rows(result, design: Design) -> list[dict]:
     """lme4's ``as.data.frame(VarCorr())``: per block the variances, then the covariances (lower
     triangle by columns), group names made unique as lme4 does (``patient``, ``patient.1``)."""
     rows, seen = [], {}
-    groups = list(result.VarCorr().groups.values())
-    for block, group in zip(design.blocks, groups):
+    if hasattr(result, "sums"):  # profiled: σ² ΛΛ' per block, from θ
+        from core.stats.profiled import block_covariances
+
+        covs = block_covariances(result)
+    else:
+        covs = [np.atleast_2d(group.cov) for group in result.VarCorr().groups.values()]
+    for block, cov in zip(design.blocks, covs):
         k = seen.get(block.group, 0)
         seen[block.group] = k + 1
         name = block.group if k == 0 else f"{block.group}.{k}"
-        cov = np.atleast_2d(group.cov)
         for i, term in enumerate(block.names):
             rows.append({"group": name, "term1": term, "term2": None, "vcov": float(cov[i, i])})
         for j in range(len(block.names)):
@@ -926,6 +1047,10 @@ def _variance_rows(result, design: Design) -> list[dict]:
 
 
 def _deviance_function(result):
+    if hasattr(result, "sums"):  # profiled
+        from core.stats.profiled import deviance_function
+
+        return deviance_function(result.sums, result.REML)
     from mixedlm.estimation.reml import LMMOptimizer
 
     optimizer = LMMOptimizer(result.matrices, REML=result.REML)
@@ -1014,10 +1139,14 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         return None, None
     eta = design.X @ beta
     var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
+    del eta
     X = design.X
     names = list(design.names)
+    # mean_i z_i' S z_i = Σ_jk S_jk (Z'Z)_jk / n: from the cross-products of X (no copy of its columns)
+    gram = X.T @ X
     if "(Intercept)" not in names:
-        X = np.column_stack([np.ones(len(design.y)), X])
+        sums = X.sum(axis=0)
+        gram = np.block([[np.array([[float(len(design.y))]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)"] + names
     var_r = 0.0
     seen = set()
@@ -1036,9 +1165,9 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         valid = [k for k, n in enumerate(block.names) if n in names]
         if not valid:
             continue
-        Z = X[:, [names.index(block.names[k]) for k in valid]]
+        cols = [names.index(block.names[k]) for k in valid]
         S = sigma[np.ix_(valid, valid)]
-        var_r += float(np.einsum("ij,jk,ik->", Z, S, Z)) / len(design.y)
+        var_r += float(np.sum(S * gram[np.ix_(cols, cols)])) / len(design.y)
     var_e = next(r["vcov"] for r in variance if r["group"] == "Residual")
     total = var_f + var_r + var_e
     if not (math.isfinite(total) and total > 0):
@@ -1050,15 +1179,52 @@ def _plain(message: str) -> str:
     return " ".join(message.replace("\n", " ").split())
 
 
+#: Which engine fits: ``auto`` (the profiled one where it covers the design and ends at a clean
+#: optimum, else mixedlm), ``mixedlm`` or ``profiled``; the environment variable
+#: ``ALLIANCE_MODEL_ENGINE`` sets the default (the benchmarks compare the two with it).
+ENGINES = ("auto", "profiled", "mixedlm")
+
+
+def _profiled_fits(design: Design, ml: bool, engine_formula: str):
+    """REML and ML fits by :mod:`core.stats.profiled`, or (None, None) when it does not cover the
+    design or a fit does not end at a clean optimum."""
+    from core.stats.profiled import fit_profiled, grouped_sums
+
+    blocks = [(b.codes, b.columns) for b in design.blocks]
+    sums = grouped_sums(design.y, design.X, blocks)
+    if sums is None:
+        return None, None
+    rows = (design.y, design.X, blocks)
+    reml = fit_profiled(sums, True, design_rows=rows, engine_formula=engine_formula)
+    if not reml.clean:
+        return None, None
+    ml_fit = fit_profiled(sums, False, start=reml.theta, design_rows=rows, engine_formula=engine_formula) \
+        if ml else None
+    if ml_fit is not None and not ml_fit.clean:
+        return None, None
+    return reml, ml_fit
+
+
 def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
                 aliases: dict[str, str] | None = None, role_headers: dict[str, str] | None = None,
-                cell_reasons: pd.DataFrame | None = None, frame: ModelFrame | None = None) -> FormulaFit:
+                cell_reasons: pd.DataFrame | None = None, frame: ModelFrame | None = None,
+                engine: str | None = None) -> FormulaFit:
     """Fit an lme4 formula to a validated table (see the module docstring for every rule).
 
     Returns a :class:`FormulaFit` with the contract's values and the engine's REML (and, with
     ``ml``, ML) fits. Raises :class:`ModelError` with one plain sentence when the model cannot be
     fitted (a name that does not exist, no usable row, unidentifiable random effects).
+
+    ``engine`` (default ``ALLIANCE_MODEL_ENGINE`` or ``auto``): models with one grouping factor, or
+    two nested ones, are fitted by :mod:`core.stats.profiled` from per-group sums (the same
+    criterion, lme4's numbers; Satterthwaite df as lmerTest computes them); every other model, and
+    any such fit that does not end at a clean optimum, by mixedlm.
     """
+    import os
+
+    engine = engine or os.environ.get("ALLIANCE_MODEL_ENGINE") or "auto"
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     if frame is None:
         frame = build_model_frame(data, formula, aliases=aliases, role_headers=role_headers,
                                   cell_reasons=cell_reasons)
@@ -1074,13 +1240,26 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     sds = [s for s in sds if s > 0]
     if len(sds) > 1 and max(sds) / min(sds) > 1000:
         notes.append("Some predictor variables are on very different scales: consider rescaling")
-    engine_data, engine_formula = engine_inputs(design)
-    reml, reml_msgs = _engine_fit(engine_data, engine_formula, reml=True)
-    ml_fit, ml_msgs = _engine_fit(engine_data, engine_formula, reml=False) if ml else (None, [])
+    engine_formula = engine_formula_of(design)
+    reml = ml_fit = None
+    reml_msgs: list[str] = []
+    ml_msgs: list[str] = []
+    if engine != "mixedlm":
+        reml, ml_fit = _profiled_fits(design, ml, engine_formula)
+        if reml is None and engine == "profiled":
+            raise ModelError("This model is not one the profiled engine fits (one grouping factor, or two "
+                             "nested ones), or its fit did not converge there.")
+    used_engine = "profiled" if reml is not None else "mixedlm"
+    if reml is None:
+        engine_data, engine_formula = engine_inputs(design)
+        reml, reml_msgs = _engine_fit(engine_data, engine_formula, reml=True)
+        ml_fit, ml_msgs = _engine_fit(engine_data, engine_formula, reml=False) if ml else (None, [])
+        del engine_data
     for m in reml_msgs:
         if "singular" not in m.lower():
             notes.append(_plain(m))
-    fixed, cov = _fixed_table(reml, design.names)
+    fixed, cov = _profiled_fixed_table(reml, design.names) if used_engine == "profiled" \
+        else _fixed_table(reml, design.names)
     variance = _variance_rows(reml, design)
     singular = _is_singular(reml)
     conv = convergence_messages(reml)
@@ -1112,4 +1291,4 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         bic=-2 * ll_ml + k * math.log(n) if ml_fit is not None else None,
         r2_marginal=r2m, r2_conditional=r2c, converged=converged, singular=singular,
         warnings=tuple(dict.fromkeys(notes)), reml=reml, ml=ml_fit, engine_formula=engine_formula,
-        engine_data=engine_data, fixed_cov=cov)
+        fixed_cov=cov, engine=used_engine)

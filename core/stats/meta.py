@@ -36,7 +36,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from core.errors import InputError, ModelError
 from core.i18n import _
@@ -175,6 +174,8 @@ def pool_effects(estimates: Sequence[float], ses: Sequence[float],
         raise InputError(_("The standard error must be a positive number; it is missing, zero "
                            "or negative for: {studies}.").format(studies=", ".join(bad)))
 
+    from scipy import stats  # loaded when pooling, not by every page that imports this module
+
     v = se ** 2
     with np.errstate(all="ignore"):
         w_fixed = 1.0 / v
@@ -258,6 +259,8 @@ def _tau2_reml(y: np.ndarray, v: np.ndarray) -> float:
             converged = True
             break
     if not converged or not np.isfinite(tau2):
+        from scipy import optimize
+
         upper = 10.0 * (float(np.var(y, ddof=1)) + float(np.max(v)))
         found = optimize.minimize_scalar(lambda t: -_reml_loglik(t, y, v), bounds=(0.0, upper),
                                          method="bounded", options={"xatol": 1e-12})

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from core.errors import ModelError
 from core.i18n import N_, _, ngettext
@@ -94,6 +93,9 @@ class ModelResult:
     effects (BLUPs), with their conditional SD ``intercept_se`` in two-level random-intercept models; ``fitted`` and ``residuals`` the REML fit's conditional values; ``fixed_cov``
     the covariance matrix of the fixed effects (rows and columns in the order of ``fixed``).
     ``loglik_ml`` and ``n_params_ml`` are None when the model was fitted with ``ml=False``.
+    Fitted with ``keep_data=False`` (the command line on large files), a result keeps its estimates
+    and ``rows_used`` but not its per-row arrays (``fitted``, ``residuals``, ``random_effects`` are
+    empty and ``formula_fit`` is None).
     """
 
     spec: ModelSpec
@@ -120,8 +122,13 @@ class ModelResult:
     excluded: pd.DataFrame = field(repr=False, default_factory=lambda: pd.DataFrame(columns=["row", "reason"]))
     #: lme4's ``as.data.frame(VarCorr())``: ``group, term1, term2, vcov``.
     variance_rows: tuple = field(repr=False, default=())
-    #: The formula fit underneath (engine fits, model frame, design).
+    #: The formula fit underneath (engine fits, model frame, design); None with ``keep_data=False``.
     formula_fit: object = field(repr=False, default=None, compare=False)
+    #: The spreadsheet rows the model uses (``row`` of its model frame); None: every row of the table
+    #: it was fitted on (no copy of millions of row numbers per model).
+    rows_used: np.ndarray | None = field(repr=False, default=None, compare=False)
+    #: The formula fitted (lme4 notation, as the formula fit writes it).
+    formula_text: str = ""
 
     @property
     def key(self) -> str:
@@ -130,7 +137,9 @@ class ModelResult:
     @property
     def formula(self) -> str:
         """The formula fitted (lme4 notation)."""
-        return self.formula_fit.formula if self.formula_fit is not None else self.spec.formula
+        if self.formula_fit is not None:
+            return self.formula_fit.formula
+        return self.formula_text or self.spec.formula
 
     def term(self, name: str) -> dict:
         """One row of the fixed-effects table as a dict."""
@@ -246,18 +255,24 @@ def check_model_data(data: pd.DataFrame, spec: ModelSpec) -> None:
     """
     n = len(data)
     n_pat = data[PATIENT].nunique()
+
+    def constant(values: pd.Series) -> bool:  # fewer than two distinct values (NaN aside)
+        v = values.to_numpy()
+        v = v[pd.notna(v)]
+        return len(v) == 0 or bool(np.all(v == v[0]))
+
     if n_pat < 2:
         raise ModelError(_("A multilevel model needs at least two patients; this data has one."))
     if n_pat >= n:
         raise ModelError(_("Each patient has only one session, so differences between patients cannot be "
                            "told apart from differences between sessions. A multilevel model needs "
                            "patients with two or more sessions."))
-    if data[spec.outcome].nunique() < 2:
+    if constant(data[spec.outcome]):
         raise ModelError(_("{outcome} has the same value in every row: there is nothing to model.").format(
             outcome=role_name(spec.outcome).capitalize()))
     for term in spec.fixed:
         for var in term_parts(term):
-            if var in ("between", "within", "time") and data[var].nunique() < 2:
+            if var in ("between", "within", "time") and constant(data[var]):
                 raise ModelError((_("'{term}' has the same value in every row, so its effect cannot be estimated "
                                     "(every patient has a single session).") if var in ("within", "time") else
                                   _("'{term}' has the same value in every row, so its effect cannot be estimated."))
@@ -305,7 +320,7 @@ def term_aliases(predictor: str | None) -> dict[str, str]:
 
 
 def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
-              cell_reasons: pd.DataFrame | None = None, rows=None) -> ModelResult:
+              cell_reasons: pd.DataFrame | None = None, rows=None, keep_data: bool = True) -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
     ``data`` is a validated table; ``time``, ``between`` and ``within`` (of ``spec.predictor``)
@@ -315,6 +330,8 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     skips the ML refit (about half the time) where no likelihood-ratio test will use it.
     ``rows`` (spreadsheet row numbers) restricts the model to those rows, with the derived
     variables still computed on the whole table (for a likelihood-ratio test on the same rows).
+    ``keep_data=False`` keeps the estimates only (see :class:`ModelResult`), so that a ladder on
+    millions of rows does not hold every model's frame, design and per-row arrays at once.
     Every model of the project goes through :func:`core.stats.formula.fit_formula`.
     """
     from dataclasses import replace as _replace
@@ -325,7 +342,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     frame = build_model_frame(data, spec.formula, aliases=term_aliases(spec.predictor or "alliance"),
                               cell_reasons=cell_reasons)
     if rows is not None:
-        keep = frame.data[ROW].isin(set(rows))
+        keep = frame.data[ROW].isin(np.asarray(list(rows) if isinstance(rows, (set, frozenset)) else rows))
         left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),
                              "reason": _("left out to compare with a model fitted on fewer rows")})
         frame = _replace(frame, data=frame.data[keep].reset_index(drop=True),
@@ -346,33 +363,35 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
         notes.append(_("Singular fit: a variance component (or a correlation of random effects) is estimated "
                        "at its boundary (zero variance or correlation ±1). The model is more complex than "
                        "the data supports; consider removing that random effect."))
-    reml = fit.reml
-    # mixedlm returns the BLUPs as arrays in the sorted order of the group labels (as R's factor).
-    b = next(i for i, blk in enumerate(fit.design.blocks) if blk.group == PATIENT)
-    block = fit.design.blocks[b]
-    blups = reml.ranef()[f"g{b}"]
-    ranef = pd.DataFrame({PATIENT: sorted(used[PATIENT].unique())})
-    for j, values in enumerate(blups.values()):
-        name = block.names[j]
-        ranef["intercept" if name == "(Intercept)" else name] = np.asarray(values, float)
     variance = _variance_components(fit.variance)
-    if not spec.random_slope and not spec.therapist_level:
-        # Conditional SD of a random intercept (as lme4's condVar): 1 / (1/tau^2 + n_i/sigma^2)
-        n_i = used.groupby(PATIENT).size().reindex(ranef[PATIENT]).to_numpy(float)
-        tau2, sigma2 = variance["patient_intercept"], variance["residual"]
-        with np.errstate(divide="ignore"):
-            ranef["intercept_se"] = np.sqrt(1.0 / (1.0 / tau2 + n_i / sigma2)) if tau2 > 0 else 0.0
-    return ModelResult(
+    common = dict(
         spec=spec, fixed=fit.fixed, variance=variance, loglik_reml=fit.loglik_reml,
         loglik_ml=fit.loglik_ml, n_params_ml=fit.n_params_ml, converged=fit.converged,
         singular=fit.singular, warnings=tuple(dict.fromkeys(notes)), n_observations=len(used),
         n_patients=n_pat,
         n_therapists=int(used[THERAPIST].nunique()) if spec.therapist_level else None,
-        random_effects=ranef, fitted=np.asarray(reml.fitted(), float),
-        residuals=np.asarray(reml.residuals(), float), fixed_cov=fit.fixed_cov,
-        aic=fit.aic, bic=fit.bic, r2_marginal=fit.r2_marginal, r2_conditional=fit.r2_conditional,
-        excluded=fit.excluded, variance_rows=tuple(fit.variance), formula_fit=fit,
-    )
+        fixed_cov=fit.fixed_cov, aic=fit.aic, bic=fit.bic, r2_marginal=fit.r2_marginal,
+        r2_conditional=fit.r2_conditional, excluded=fit.excluded, variance_rows=tuple(fit.variance),
+        rows_used=None if len(used) == len(data) else used[ROW].to_numpy(np.int64).copy(), formula_text=fit.formula)
+    if not keep_data:
+        return ModelResult(**common)
+    reml = fit.reml
+    # The BLUPs come as arrays in the sorted order of the group labels (as R's factor).
+    b = next(i for i, blk in enumerate(fit.design.blocks) if blk.group == PATIENT)
+    block = fit.design.blocks[b]
+    blups = reml.ranef()[f"g{b}"]
+    ranef = pd.DataFrame({PATIENT: np.asarray(block.labels, dtype=object)})
+    for j, values in enumerate(blups.values()):
+        name = block.names[j]
+        ranef["intercept" if name == "(Intercept)" else name] = np.asarray(values, float)
+    if not spec.random_slope and not spec.therapist_level:
+        # Conditional SD of a random intercept (as lme4's condVar): 1 / (1/tau^2 + n_i/sigma^2)
+        n_i = np.bincount(block.codes, minlength=block.n_levels).astype(float)
+        tau2, sigma2 = variance["patient_intercept"], variance["residual"]
+        with np.errstate(divide="ignore"):
+            ranef["intercept_se"] = np.sqrt(1.0 / (1.0 / tau2 + n_i / sigma2)) if tau2 > 0 else 0.0
+    return ModelResult(**common, random_effects=ranef, fitted=np.asarray(reml.fitted(), float),
+                       residuals=np.asarray(reml.residuals(), float), formula_fit=fit)
 
 
 # --------------------------------------------------------------------------------- ladder
@@ -395,7 +414,12 @@ def likelihood_ratio_test(simpler: ModelResult, fuller: ModelResult, note: str =
         raise ValueError("Both models need their ML fit (fit_model(..., ml=True)) for a likelihood-ratio test.")
     chisq = 2.0 * (fuller.loglik_ml - simpler.loglik_ml)
     df = fuller.n_params_ml - simpler.n_params_ml
-    p = float(stats.chi2.sf(max(chisq, 0.0), df)) if df > 0 else float("nan")
+    if df > 0:
+        from scipy.special import chdtrc  # what scipy.stats.chi2.sf computes
+
+        p = float(chdtrc(df, max(chisq, 0.0)))
+    else:
+        p = float("nan")
     return Comparison(simpler.key, fuller.key, float(chisq), int(df), p, note)
 
 
@@ -465,7 +489,7 @@ def level_advice(icc: dict[str, float | None], n_therapists: int | None) -> tupl
 
 
 def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "alliance",
-               progress=None, cell_reasons: pd.DataFrame | None = None) -> LadderResult:
+               progress=None, cell_reasons: pd.DataFrame | None = None, keep_data: bool = True) -> LadderResult:
     """Fit the ANS study's model ladder to validated long data.
 
     ``data`` needs ``patient``, ``session`` and the outcome; ``predictor`` and ``therapist`` are
@@ -475,9 +499,13 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
     uses fewer rows (a measure missing), the simpler one is refitted on the fuller one's rows for
     the test (said in the comparison's note). A model the data cannot support is listed in
     ``errors`` with the reason. ``progress(i, n, key)`` is called before each model.
+    ``keep_data=False``: each model keeps its estimates only (see :class:`ModelResult`).
     """
     from core.intake.reading import ROW
+    from core.stats.formula import group_codes
 
+    # patients and therapists as codes once, not as text in every model's frame
+    data = data.assign(**{role: group_codes(data[role]) for role in (PATIENT, THERAPIST) if role in data.columns})
     has_predictor = predictor in data.columns and data[predictor].notna().any()
     has_therapist = THERAPIST in data.columns
     specs = ladder_specs(has_predictor, has_therapist, outcome, predictor)
@@ -487,7 +515,7 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
         if progress:
             progress(i, len(specs), spec.key)
         try:
-            models[spec.key] = fit_model(data, spec, cell_reasons=cell_reasons)
+            models[spec.key] = fit_model(data, spec, cell_reasons=cell_reasons, keep_data=keep_data)
         except ModelError as err:
             errors[spec.key] = str(err)
     comparisons = {}
@@ -495,12 +523,14 @@ def fit_ladder(data: pd.DataFrame, outcome: str = "symptoms", predictor: str = "
         if a in models and b in models:
             note = _(_BOUNDARY_NOTE) if name.startswith("unconditional_3level") else ""
             simpler, fuller = models[a], models[b]
-            rows_a = simpler.formula_fit.frame.data[ROW] if simpler.formula_fit is not None else None
-            rows_b = fuller.formula_fit.frame.data[ROW] if fuller.formula_fit is not None else None
-            if rows_a is not None and rows_b is not None and set(rows_a) != set(rows_b) \
-                    and ROW in data.columns and set(rows_b) <= set(rows_a):
+            every = data[ROW].to_numpy() if ROW in data.columns else None
+            rows_a = np.sort(every if simpler.rows_used is None else simpler.rows_used) if every is not None else None
+            rows_b = np.sort(every if fuller.rows_used is None else fuller.rows_used) if every is not None else None
+            if rows_a is not None and not (simpler.rows_used is None and fuller.rows_used is None) \
+                    and not np.array_equal(rows_a, rows_b) and np.isin(rows_b, rows_a).all():
                 try:
-                    simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=set(rows_b))
+                    simpler = fit_model(data, simpler.spec, cell_reasons=cell_reasons, rows=rows_b,
+                                        keep_data=keep_data)
                 except ModelError:
                     continue
                 note = (note + " " if note else "") + _(
