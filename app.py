@@ -7,11 +7,13 @@ import streamlit as st
 from core.store import AccessDenied, Role
 from ui import look, server
 from ui.auth import current_user, restore_session, session_cookie_script, sign_out
+from ui.language import apply_language, language_picker
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
 
 ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no request to a font CDN
 
+apply_language()  # before any text: the browser's language, the URL's ?lang= or the choice made
 st.set_page_config(page_title="Alliance dashboard", page_icon=ICON, layout="wide")
 look.apply()  # focus outlines, readable grey text, metrics that wrap, the sidebar folded below 1000 px
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
@@ -23,6 +25,7 @@ if not server.installed and st.context.headers.get("Host"):
                "not survive a reload. Start the dashboard with `streamlit run serve.py` (scripts/start.sh).")
 
 user = current_user()
+language_picker()
 role = user.role if user is not None else None
 pages = [
     st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),

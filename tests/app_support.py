@@ -16,10 +16,13 @@ APP = str(ROOT / "app.py")
 
 
 def open_page(page: str, dataset: Dataset | None = None, query: dict | None = None,
-              timeout: float = 120) -> AppTest:
+              timeout: float = 120, language: str | None = None) -> AppTest:
     """Run the app, then switch to ``pages/<page>.py``; ``dataset`` becomes the active data set of
-    this (signed-out) session, ``query`` the URL's query parameters. Fails on an exception."""
+    this (signed-out) session, ``query`` the URL's query parameters, ``language`` the interface
+    language chosen ("es", "en"; default: the browser's, English in AppTest). Fails on an exception."""
     at = AppTest.from_file(APP, default_timeout=timeout)
+    if language is not None:
+        at.session_state["language"] = language
     if dataset is not None:
         store = MemoryStore()
         store.put(dataset)

@@ -62,7 +62,9 @@ def use_app_navigation() -> None:
         PagesManager.uses_pages_directory = False
         st.rerun()
     from ui.auth import restore_session
+    from ui.language import apply_language
 
+    apply_language()  # AppTest runs a page without app.py after a switch_page
     restore_session()  # also here: Streamlit's AppTest runs a page without app.py after a switch_page
 
 
