@@ -100,9 +100,10 @@ def excluded_table(model: ModelResult) -> pd.DataFrame:
 
 
 def comparison_table(ladder: LadderResult) -> pd.DataFrame:
-    """Likelihood-ratio tests (ML fits): χ², df, p."""
+    """Likelihood-ratio tests (ML fits): χ², df, p. The note is given in the current language even
+    when the ladder was fitted (and cached) in another: it is a fixed sentence of the catalogue."""
     return pd.DataFrame([{"comparison": name, "simpler": c.simpler, "fuller": c.fuller,
-                          "chisq": c.chisq, "df": c.df, "p": c.p, "note": c.note}
+                          "chisq": c.chisq, "df": c.df, "p": c.p, "note": _(c.note) if c.note else c.note}
                          for name, c in ladder.comparisons.items()])
 
 
