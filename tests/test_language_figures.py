@@ -289,3 +289,36 @@ def test_cli_power_in_spanish_keeps_the_json_keys(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no es una lista de números enteros" in err and "Traceback" not in err
     assert get_language() == "en"
+
+
+# ------------------------------------------------------------------------------------- HTML report
+
+def _report_figures(text: str) -> list[str]:
+    """The texts of every Plotly figure embedded in an HTML report (``Plotly.newPlot(id, data, layout)``)."""
+    import re
+
+    decoder, texts = json.JSONDecoder(), []
+    for match in re.finditer(r'Plotly\.newPlot\(\s*"[^"]+",\s*', text):
+        data, end = decoder.raw_decode(text, match.end())
+        layout, _ = decoder.raw_decode(text[end:].lstrip().lstrip(",").lstrip())
+        texts.append(_figure_texts(json.dumps({"data": data, "layout": layout})))
+    return texts
+
+
+def test_html_report_in_spanish_has_no_english_figure_text_or_header(tmp_path):
+    import re
+
+    from core.demo import demo_clinic
+
+    csv = tmp_path / "demo.csv"
+    demo_clinic()[["patient", "therapist", "session", "alliance", "symptoms"]].to_csv(csv, index=False)
+    out = tmp_path / "informe.html"
+    assert main(["report", str(csv), "--patient", "patient", "--session", "session", "--symptoms", "symptoms",
+                 "--alliance", "alliance", "--therapist", "therapist", "--lang", "es", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    figures = _report_figures(text)
+    assert len(figures) == 5  # between/within, trajectories, residuals, random intercepts, RI-CLPM diagram
+    assert all(english_left(texts) == {} for texts in figures), [english_left(t) for t in figures]
+    headers = re.findall(r"<th>([^<]*)</th>", text)
+    assert english_left(headers) == {} and {"estimación", "componente", "log-verosimilitud (REML)"} <= set(headers)
+    assert "<td>sí</td>" in text and "<td>True</td>" not in text
