@@ -118,10 +118,14 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str | None = 
         return format_number(x, decimals)
 
     # the right-hand columns: estimate [95% CI] and weight, right-aligned in pixels beside the plot
-    rows = [(y, f"{num(e)} [{num(a)}, {num(b)}]", number(w, ".1f") + "%") for y, e, a, b, w in zip(y_study, est, low, high, weight)]
-    rows.append((y_pool, f"<b>{num(result.estimate)} [{num(result.ci_low)}, {num(result.ci_high)}]</b>", "<b>100%</b>"))
+    # "[low, high]"; a language with a decimal comma separates the two with a semicolon
+    with_ci, interval = _("{estimate} [{low}, {high}]"), _("[{low}, {high}]")
+    rows = [(y, with_ci.format(estimate=num(e), low=num(a), high=num(b)), number(w, ".1f") + "%")
+            for y, e, a, b, w in zip(y_study, est, low, high, weight)]
+    rows.append((y_pool, "<b>{}</b>".format(with_ci.format(estimate=num(result.estimate), low=num(result.ci_low),
+                                                           high=num(result.ci_high))), "<b>100%</b>"))
     if has_pi:
-        rows.append((0, f"[{num(result.pi_low)}, {num(result.pi_high)}]", ""))
+        rows.append((0, interval.format(low=num(result.pi_low), high=num(result.pi_high)), ""))
     top = k + 2.35
     rows.append((top, "<b>{}</b>".format(_("Estimate [95% CI]")), "<b>{}</b>".format(_("Weight"))))
     notes = []
