@@ -10,25 +10,28 @@ import time
 
 from core.cli.common import add_role_flags, validated_from_args
 from core.errors import InputError
+from core.i18n import _
 
 
 def add_parser(sub) -> None:
-    parser = sub.add_parser("power", help="simulation-based power for one fixed effect (simr's method)")
+    parser = sub.add_parser("power", help=_("simulation-based power for one fixed effect (simr's method)"))
     add_role_flags(parser)
     parser.add_argument("--formula", required=True,
-                        help='the model in lme4 notation, e.g. "symptoms ~ alliance_between + alliance_within + (1 | patient)"')
-    parser.add_argument("--term", required=True, help="the fixed effect tested, e.g. alliance_within")
+                        help=_('the model in lme4 notation, e.g. "symptoms ~ alliance_between + alliance_within + '
+                               '(1 | patient)"'))
+    parser.add_argument("--term", required=True, help=_("the fixed effect tested, e.g. alliance_within"))
     parser.add_argument("--effect", type=float,
-                        help="its value in the simulations (default: the estimate, i.e. observed power; "
-                             "prefer the smallest effect of interest)")
-    parser.add_argument("--patients", help="numbers of patients, e.g. 48,96,192 (default: half, observed, double)")
-    parser.add_argument("--nsim", type=int, default=1000, help="simulations per number of patients (1000)")
-    parser.add_argument("--seed", type=int, default=1, help="seed; the same seed gives the same result anywhere (1)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
-    parser.add_argument("--scheduler", help="address of a Dask scheduler, e.g. tcp://10.0.0.5:8786 "
-                                            "(default: this machine's cores)")
-    parser.add_argument("--workers", type=int, help="processes on this machine (default: every core)")
-    parser.add_argument("--quiet", action="store_true", help="no progress on standard error")
+                        help=_("its value in the simulations (default: the estimate, i.e. observed power; "
+                               "prefer the smallest effect of interest)"))
+    parser.add_argument("--patients", help=_("numbers of patients, e.g. 48,96,192 (default: half, observed, double)"))
+    parser.add_argument("--nsim", type=int, default=1000, help=_("simulations per number of patients (1000)"))
+    parser.add_argument("--seed", type=int, default=1,
+                        help=_("seed; the same seed gives the same result anywhere (1)"))
+    parser.add_argument("--alpha", type=float, default=0.05, help=_("significance level (0.05)"))
+    parser.add_argument("--scheduler", help=_("address of a Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                              "(default: this machine's cores)"))
+    parser.add_argument("--workers", type=int, help=_("processes on this machine (default: every core)"))
+    parser.add_argument("--quiet", action="store_true", help=_("no progress on standard error"))
     parser.set_defaults(func=run)
 
 
@@ -39,9 +42,10 @@ def parse_patients(text: str | None) -> list[int] | None:
     try:
         values = [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
     except ValueError:
-        raise InputError(f"--patients '{text}' is not a list of whole numbers such as 48,96,192.") from None
+        raise InputError(_("--patients '{text}' is not a list of whole numbers such as 48,96,192.").format(
+            text=text)) from None
     if not values:
-        raise InputError("--patients needs at least one number of patients, such as 48,96,192.")
+        raise InputError(_("--patients needs at least one number of patients, such as 48,96,192."))
     return values
 
 
@@ -59,7 +63,7 @@ class _Printer:
         if done not in (0, total) and now - self.last < 2.0:
             return
         self.last = now
-        text = f"power: {progress_text(done, total, seconds_left)}"
+        text = _("power: {progress}").format(progress=progress_text(done, total, seconds_left))
         if self.tty:
             sys.stderr.write("\r" + text.ljust(70) + ("\n" if done == total else ""))
         else:
@@ -73,9 +77,9 @@ def run(args) -> dict:
     from core.stats.power_run import DaskRunner, LocalRunner
 
     if args.nsim < 1:
-        raise InputError("--nsim must be at least 1.")
+        raise InputError(_("--nsim must be at least 1."))
     if args.workers is not None and args.workers < 1:
-        raise InputError("--workers must be at least 1.")
+        raise InputError(_("--workers must be at least 1."))
     patients = parse_patients(args.patients)
     validated = validated_from_args(args)
     runner = DaskRunner(args.scheduler) if args.scheduler else LocalRunner(args.workers)

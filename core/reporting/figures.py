@@ -11,6 +11,8 @@ import html
 import numpy as np
 import plotly.graph_objects as go
 
+from core.i18n import DECIMAL_COMMA, N_, _, get_language, number
+from core.intake.mapping import role_name
 from core.reporting import palette as pal
 from core.reporting.formatting import decimals_for, format_number
 from core.stats.meta import PoolResult
@@ -36,6 +38,14 @@ def _wrap(text: str, width: int = 34) -> str:
     return text[:cut] + "<br>" + text[cut + 1:]
 
 
+def _local_numbers(fig: go.Figure) -> go.Figure:
+    """Tick labels and hover numbers with the language's separators (Plotly's ``separators``:
+    decimal then thousands; Spanish writes 0,5 and 1.000). English keeps Plotly's default."""
+    if get_language() in DECIMAL_COMMA:
+        fig.update_layout(separators=",.")
+    return fig
+
+
 def _style(fig: go.Figure) -> go.Figure:
     """White background, dark text and tick labels, light grid lines, the accessible colourway.
     Called last: Plotly replaces an axis title's font when the title is set as text afterwards, and
@@ -47,7 +57,7 @@ def _style(fig: go.Figure) -> go.Figure:
                 tickfont=dict(color=pal.MUTED_TEXT), title_font=dict(color=pal.TEXT))
     fig.update_xaxes(**axis)
     fig.update_yaxes(**axis)
-    return fig
+    return _local_numbers(fig)
 
 
 def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
@@ -56,7 +66,7 @@ def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
     return [low - pad, high + pad]
 
 
-def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect",
+def forest_plot(result: PoolResult, title: str = "", effect_label: str | None = None,
                 null_value: float = 0.0, decimals: int = 2) -> go.Figure:
     """Forest plot as metafor draws it: one row per study (a square whose *area* is proportional
     to the study's weight, its 95% CI as a line), the pooled estimate as a diamond (its 95% CI)
@@ -64,7 +74,8 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     estimate [95% CI] and weight.
 
     Studies run top to bottom in the order given; hovering shows estimate, CI, SE and weight. The
-    heterogeneity (τ², I²) and the method are written above the plot.
+    heterogeneity (τ², I²) and the method are written above the plot. ``effect_label``: the
+    axis title (default "Effect" in the current language).
     """
     studies = result.studies.reset_index(drop=True)
     k = len(studies)
@@ -76,28 +87,30 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     size = np.maximum(6.0, 24.0 * np.sqrt(weight / weight.max()))  # area ∝ weight
     fig = go.Figure()
     fig.add_trace(go.Scatter(
-        x=est, y=y_study, mode="markers", name="studies",
+        x=est, y=y_study, mode="markers", name=_("studies"),
         marker=dict(symbol="square", size=size, color=pal.STUDY, opacity=1, line=dict(width=0)),
         error_x=dict(type="data", symmetric=False, array=high - est, arrayminus=est - low,
                      color=pal.STUDY, thickness=1.5, width=0),
         customdata=np.column_stack([low, high, se, weight]),
         text=[_text(v) for v in studies["label"]],
-        hovertemplate="%{text}<br>estimate %{x:.3f} (95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f})"
-                      "<br>SE %{customdata[2]:.3f}, weight %{customdata[3]:.1f}%<extra></extra>",
+        hovertemplate=_("%{text}<br>estimate %{x:.3f} (95% CI %{customdata[0]:.3f} to %{customdata[1]:.3f})"
+                        "<br>SE %{customdata[2]:.3f}, weight %{customdata[3]:.1f}%") + "<extra></extra>",
     ))
     y_pool = 0.9
     fig.add_trace(go.Scatter(
         x=[result.ci_low, result.estimate, result.ci_high, result.estimate, result.ci_low],
         y=[y_pool, y_pool + 0.35, y_pool, y_pool - 0.35, y_pool], fill="toself", mode="lines",
-        fillcolor=pal.FIT, line=dict(color=pal.FIT), name="pooled (95% CI)",
-        hovertemplate=f"pooled {result.estimate:.3f} (95% CI {result.ci_low:.3f} to {result.ci_high:.3f})<extra></extra>",
+        fillcolor=pal.FIT, line=dict(color=pal.FIT), name=_("pooled (95% CI)"),
+        hovertemplate=_("pooled {estimate:.3f} (95% CI {low:.3f} to {high:.3f})").format(
+            estimate=result.estimate, low=result.ci_low, high=result.ci_high) + "<extra></extra>",
     ))
     has_pi = result.pi_low is not None and np.isfinite(result.pi_low)
     if has_pi:
         fig.add_trace(go.Scatter(
-            x=[result.pi_low, result.pi_high], y=[0, 0], mode="lines+markers", name="95% prediction interval",
+            x=[result.pi_low, result.pi_high], y=[0, 0], mode="lines+markers", name=_("95% prediction interval"),
             line=dict(color=pal.FIT, dash="dot"), marker=dict(symbol="line-ns-open", size=12, color=pal.FIT),
-            hovertemplate=f"95% prediction interval {result.pi_low:.3f} to {result.pi_high:.3f}<extra></extra>",
+            hovertemplate=_("95% prediction interval {low:.3f} to {high:.3f}").format(
+                low=result.pi_low, high=result.pi_high) + "<extra></extra>",
         ))
     fig.add_vline(x=null_value, line=dict(color=pal.REFERENCE, width=1))
 
@@ -105,12 +118,16 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
         return format_number(x, decimals)
 
     # the right-hand columns: estimate [95% CI] and weight, right-aligned in pixels beside the plot
-    rows = [(y, f"{num(e)} [{num(a)}, {num(b)}]", f"{w:.1f}%") for y, e, a, b, w in zip(y_study, est, low, high, weight)]
-    rows.append((y_pool, f"<b>{num(result.estimate)} [{num(result.ci_low)}, {num(result.ci_high)}]</b>", "<b>100%</b>"))
+    # "[low, high]"; a language with a decimal comma separates the two with a semicolon
+    with_ci, interval = _("{estimate} [{low}, {high}]"), _("[{low}, {high}]")
+    rows = [(y, with_ci.format(estimate=num(e), low=num(a), high=num(b)), number(w, ".1f") + "%")
+            for y, e, a, b, w in zip(y_study, est, low, high, weight)]
+    rows.append((y_pool, "<b>{}</b>".format(with_ci.format(estimate=num(result.estimate), low=num(result.ci_low),
+                                                           high=num(result.ci_high))), "<b>100%</b>"))
     if has_pi:
-        rows.append((0, f"[{num(result.pi_low)}, {num(result.pi_high)}]", ""))
+        rows.append((0, interval.format(low=num(result.pi_low), high=num(result.pi_high)), ""))
     top = k + 2.35
-    rows.append((top, "<b>Estimate [95% CI]</b>", "<b>Weight</b>"))
+    rows.append((top, "<b>{}</b>".format(_("Estimate [95% CI]")), "<b>{}</b>".format(_("Weight"))))
     notes = []
     for y, ci_text, weight_text in rows:
         notes.append(dict(xref="paper", yref="y", x=1, y=y, xanchor="right", xshift=175, text=ci_text,
@@ -122,13 +139,15 @@ def forest_plot(result: PoolResult, title: str = "", effect_label: str = "Effect
     # above the plot: below it, the axis title moves down when narrow screens tilt the tick labels
     notes.append(dict(xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", yshift=6,
                       showarrow=False, align="left", font=dict(size=12, color=pal.MUTED_TEXT),
-                      text="Heterogeneity: τ² = {tau2}, I² = {i2}% ({method}).".format(
-                          tau2=f"{result.tau2:.4f}", i2=f"{result.i2:.1f}", method=method)))
-    labels = [_text(v) for v in studies["label"]] + ["Pooled (random effects)"] + (["Prediction interval"] if has_pi else [])
+                      text=_("Heterogeneity: τ² = {tau2:.4f}, I² = {i2:.1f}% ({method}).").format(
+                          tau2=float(result.tau2), i2=float(result.i2), method=method)))
+    labels = [_text(v) for v in studies["label"]] + [_("Pooled (random effects)")] + \
+        ([_("Prediction interval")] if has_pi else [])
     fig.update_yaxes(tickvals=list(y_study) + [y_pool] + ([0] if has_pi else []), ticktext=labels, showgrid=False,
                      range=[-0.8, k + 2.8], showline=False)
     fig.update_layout(
-        title=title or None, xaxis_title=effect_label, height=200 + 30 * k, showlegend=False,
+        title=title or None, xaxis_title=_("Effect") if effect_label is None else effect_label,
+        height=200 + 30 * k, showlegend=False,
         margin=dict(l=10, r=250, t=80 if title else 40, b=60), annotations=notes,
     )
     _style(fig)
@@ -145,29 +164,31 @@ def between_within_scatter(data, predictor: str = "alliance", outcome: str = "sy
     means = data.groupby("patient")[[predictor, outcome]].mean()
     dev = data[[predictor, outcome]] - data.groupby("patient")[[predictor, outcome]].transform("mean")
     fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        "Between patients: patient means", "Within patients: deviations from own means"))
-    for col, frame, hover in ((1, means, "patient %{text}"), (2, dev, "session deviation")):
+        _("Between patients: patient means"), _("Within patients: deviations from own means")))
+    x_name, y_name = _text(role_name(predictor)), _text(role_name(outcome))
+    for col, frame, hover in ((1, means, _("patient %{text}")), (2, dev, _("session deviation"))):
         x, y = frame[predictor].to_numpy(float), frame[outcome].to_numpy(float)
         ok = np.isfinite(x) & np.isfinite(y)
         text = [_text(v) for v in frame.index] if col == 1 else None
         fig.add_trace(go.Scattergl(x=x[ok], y=y[ok], mode="markers",
                                    marker=dict(size=5, opacity=pal.POINTS_OPACITY, color=pal.POINTS),
                                    text=np.asarray(text)[ok] if text is not None else None,
-                                   hovertemplate=hover + f"<br>{predictor} %{{x:.2f}}<br>{outcome} %{{y:.2f}}<extra></extra>",
+                                   hovertemplate=hover + f"<br>{x_name} %{{x:.2f}}<br>{y_name} %{{y:.2f}}<extra></extra>",
                                    showlegend=False), row=1, col=col)
         if ok.sum() > 2 and np.ptp(x[ok]) > 0:
             slope, icept = np.polyfit(x[ok], y[ok], 1)
             xs = np.array([x[ok].min(), x[ok].max()])
             fig.add_trace(go.Scatter(x=xs, y=icept + slope * xs, mode="lines", line=dict(color=pal.FIT, width=2.5),
-                                     name=f"slope {slope:.2f}", hovertemplate=f"OLS slope {slope:.3f}<extra></extra>",
+                                     name=_("slope {slope:.2f}").format(slope=float(slope)),
+                                     hovertemplate=_("OLS slope {slope:.3f}").format(slope=float(slope)) + "<extra></extra>",
                                      showlegend=False), row=1, col=col)
             axis = "" if col == 1 else str(col)
-            fig.add_annotation(text=f"OLS slope {slope:.2f}", xref=f"x{axis} domain", yref=f"y{axis} domain",
+            fig.add_annotation(text=_("OLS slope {slope:.2f}").format(slope=float(slope)), xref=f"x{axis} domain", yref=f"y{axis} domain",
                                x=0.98, y=0.98, showarrow=False, xanchor="right", font=dict(color=pal.FIT))
-    fig.update_xaxes(title_text=f"{predictor} (patient mean)", row=1, col=1)
-    fig.update_xaxes(title_text=f"{predictor} (deviation from own mean)", row=1, col=2)
-    fig.update_yaxes(title_text=f"{outcome} (patient mean)", row=1, col=1)
-    fig.update_yaxes(title_text=f"{outcome} (deviation)", row=1, col=2)
+    fig.update_xaxes(title_text=_("{measure} (patient mean)").format(measure=x_name), row=1, col=1)
+    fig.update_xaxes(title_text=_("{measure} (deviation from own mean)").format(measure=x_name), row=1, col=2)
+    fig.update_yaxes(title_text=_("{measure} (patient mean)").format(measure=y_name), row=1, col=1)
+    fig.update_yaxes(title_text=_("{measure} (deviation)").format(measure=y_name), row=1, col=2)
     _style(fig)
     for ann in fig.layout.annotations:
         if ann.font.color is None:
@@ -187,19 +208,20 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
     sub = data[data["patient"].isin(shown)].sort_values(["patient", "session"])
     # one trace with gaps between patients draws thousands of lines fast
     xs, ys = [], []
-    for _, g in sub.groupby("patient", sort=False):
+    for _patient, g in sub.groupby("patient", sort=False):
         xs += list(g["session"]) + [None]
         ys += list(g[outcome]) + [None]
     fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines", line=dict(color=pal.POINTS, width=1),
-                               opacity=pal.POINTS_OPACITY, name="patients", hoverinfo="skip"))
+                               opacity=pal.POINTS_OPACITY, name=_("patients"), hoverinfo="skip"))
     if mean_line is not None:
         fig.add_trace(go.Scatter(x=mean_line["session"], y=mean_line["expected"], mode="lines",
-                                 line=dict(color=pal.FIT, width=3), name="fitted mean",
-                                 hovertemplate="fitted mean %{y:.2f}<extra></extra>"))
-    note = f" (first {max_patients} of {len(patients)} patients)" if len(patients) > max_patients else ""
-    fig.update_layout(height=380, xaxis_title="Session", yaxis_title=_wrap(y_title or outcome), showlegend=True,
-                      xaxis=dict(dtick=1),
-                      title=dict(text=f"Per-patient trajectories{note}", font=dict(size=14)),
+                                 line=dict(color=pal.FIT, width=3), name=_("fitted mean"),
+                                 hovertemplate=_("fitted mean %{y:.2f}") + "<extra></extra>"))
+    title = (_("Per-patient trajectories (first {shown:,} of {n:,} patients)").format(shown=max_patients, n=len(patients))
+             if len(patients) > max_patients else _("Per-patient trajectories"))
+    fig.update_layout(height=380, xaxis_title=_("Session"), yaxis_title=_wrap(y_title or role_name(outcome)),
+                      showlegend=True, xaxis=dict(dtick=1),
+                      title=dict(text=title, font=dict(size=14)),
                       margin=dict(t=50, b=40))
     return _style(fig)
 
@@ -230,15 +252,17 @@ def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int 
                                  line=dict(color=color, width=2),
                                  marker=dict(color=color, size=7, symbol=symbols[(i // len(palette)) % len(symbols)]),
                                  customdata=np.column_stack([g["n"], g["low"], g["high"]]),
-                                 hovertemplate=f"{_text(t)}<br>session %{{x}}: mean %{{y:.2f}}<br>"
-                                               "95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}<br>"
-                                               "N %{customdata[0]}<extra></extra>"))
-    note = (f" — the {len(shown)} therapists with the most sessions of {len(ranked)}; choose therapists to compare others"
-            if len(ranked) > len(shown) else "")
+                                 hovertemplate=_text(t) + "<br>" + _(
+                                     "session %{x}: mean %{y:.2f}<br>95% CI %{customdata[1]:.2f} to "
+                                     "%{customdata[2]:.2f}<br>N %{customdata[0]}") + "<extra></extra>"))
+    name = _text(role_name(measure))
+    title = (_("Mean {measure} per therapist (95% CI) — the {shown} therapists with the most sessions of {n}; "
+               "choose therapists to compare others").format(measure=name, shown=len(shown), n=len(ranked))
+             if len(ranked) > len(shown) else _("Mean {measure} per therapist (95% CI)").format(measure=name))
     fig = go.Figure(data=traces)
-    fig.update_layout(height=440, xaxis_title="Session", yaxis_title=_wrap(y_title or measure), hovermode="closest",
-                      title=dict(text=f"Mean {measure} per therapist (95% CI){note}", font=dict(size=13)),
-                      legend=dict(title=dict(text="Therapist", font=dict(color=pal.TEXT))),
+    fig.update_layout(height=440, xaxis_title=_("Session"), yaxis_title=_wrap(y_title or role_name(measure)),
+                      hovermode="closest", title=dict(text=title, font=dict(size=13)),
+                      legend=dict(title=dict(text=_("Therapist"), font=dict(color=pal.TEXT))),
                       margin=dict(t=50, b=40))
     if y_range is not None:
         fig.update_yaxes(range=_padded(*y_range))
@@ -251,17 +275,17 @@ def residual_diagnostics(model):
     from scipy import stats
 
     resid, fitted = np.asarray(model.residuals), np.asarray(model.fitted)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Residuals vs fitted", "Normal QQ plot of residuals"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(_("Residuals vs fitted"), _("Normal QQ plot of residuals")))
     points = dict(size=4, opacity=pal.POINTS_OPACITY, color=pal.POINTS)
     fig.add_trace(go.Scattergl(x=fitted, y=resid, mode="markers", marker=points,
-                               hovertemplate="fitted %{x:.2f}<br>residual %{y:.2f}<extra></extra>",
+                               hovertemplate=_("fitted %{x:.2f}<br>residual %{y:.2f}") + "<extra></extra>",
                                showlegend=False), row=1, col=1)
     fig.add_hline(y=0, line=dict(color=pal.REFERENCE, width=1), row=1, col=1)
     order = np.sort(resid)
     n = len(order)
     theory = stats.norm.ppf((np.arange(1, n + 1) - 0.5) / n)
     fig.add_trace(go.Scattergl(x=theory, y=order, mode="markers", marker=points,
-                               hovertemplate="normal quantile %{x:.2f}<br>residual %{y:.2f}<extra></extra>",
+                               hovertemplate=_("normal quantile %{x:.2f}<br>residual %{y:.2f}") + "<extra></extra>",
                                showlegend=False), row=1, col=2)
     if n > 1:
         q1, q3 = np.percentile(order, [25, 75])
@@ -269,10 +293,10 @@ def residual_diagnostics(model):
         slope = (q3 - q1) / (t3 - t1)
         fig.add_trace(go.Scatter(x=theory[[0, -1]], y=q1 + slope * (theory[[0, -1]] - t1), mode="lines",
                                  line=dict(color=pal.FIT, width=2), showlegend=False, hoverinfo="skip"), row=1, col=2)
-    fig.update_xaxes(title_text="Fitted value", row=1, col=1)
-    fig.update_yaxes(title_text="Residual", row=1, col=1)
-    fig.update_xaxes(title_text="Normal quantile", row=1, col=2)
-    fig.update_yaxes(title_text="Residual quantile", row=1, col=2)
+    fig.update_xaxes(title_text=_("Fitted value"), row=1, col=1)
+    fig.update_yaxes(title_text=_("Residual"), row=1, col=1)
+    fig.update_xaxes(title_text=_("Normal quantile"), row=1, col=2)
+    fig.update_yaxes(title_text=_("Residual quantile"), row=1, col=2)
     _style(fig)
     for ann in fig.layout.annotations:
         ann.font.color = pal.TEXT
@@ -292,11 +316,12 @@ def caterpillar(model, max_patients: int = 400):
     fig = go.Figure(go.Scattergl(
         x=np.arange(len(re)), y=re["intercept"], mode="markers", marker=dict(size=5, color=pal.POINTS),
         error_y=err, text=[_text(v) for v in re["patient"]],
-        hovertemplate="patient %{text}<br>random intercept %{y:.3f}<extra></extra>"))
+        hovertemplate=_("patient %{text}<br>random intercept %{y:.3f}") + "<extra></extra>"))
     fig.add_hline(y=0, line=dict(color=pal.REFERENCE, width=1))
-    fig.update_layout(height=360, xaxis_title="Patients, ranked", yaxis_title="Random intercept (BLUP)",
+    fig.update_layout(height=360, xaxis_title=_("Patients, ranked"), yaxis_title=_("Random intercept (BLUP)"),
                       xaxis=dict(showticklabels=False), margin=dict(t=40, b=40),
-                      title=dict(text="Patient random intercepts" + (" with 95% intervals" if has_se else ""),
+                      title=dict(text=_("Patient random intercepts with 95% intervals") if has_se
+                                 else _("Patient random intercepts"),
                                  font=dict(size=14)))
     return _style(fig)
 
@@ -315,19 +340,20 @@ def session_means_figure(summary, measures, labels: dict | None = None, ranges: 
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
         domain = _domain(top - height_each, top)
-        title, unit = labels.get(m, (m.capitalize(), "score"))
+        title, unit = labels.get(m, (role_name(m).capitalize(), _("score")))
         s = summary[summary["measure"] == m]
         colour = PATIENT_COLORS.get(m, pal.SYMPTOMS)
-        traces.append(go.Scatter(x=s["session"], y=s["mean"], mode="lines+markers", name=f"{m} mean",
+        traces.append(go.Scatter(x=s["session"], y=s["mean"], mode="lines+markers",
+                                 name=_("{measure} mean").format(measure=role_name(m)),
                                  line=dict(color=colour, width=2), marker=dict(color=colour, size=7),
                                  error_y=dict(type="data", array=s["sd"], visible=True, color=colour, thickness=1.2),
                                  customdata=s[["n", "sd"]], xaxis=xa, yaxis=ya,
-                                 hovertemplate="Session %{x}<br>mean %{y:.2f}<br>SD %{customdata[1]:.2f}"
-                                               "<br>N %{customdata[0]}<extra></extra>"))
+                                 hovertemplate=_("Session %{x}<br>mean %{y:.2f}<br>SD %{customdata[1]:.2f}"
+                                                 "<br>N %{customdata[0]}") + "<extra></extra>"))
         layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=_wrap(unit)),
                                          **({"range": _padded(*ranges[m])} if m in ranges else {}))
         layout[_axis("xaxis", i)] = dict(anchor=ya, dtick=1, **({"matches": "x"} if i > 1 else {}),
-                                         **({"title": dict(text="Session")} if i == n else {}))
+                                         **({"title": dict(text=_("Session"))} if i == n else {}))
         annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
                                 yanchor="bottom", showarrow=False, font=dict(size=14, color=pal.TEXT)))
     fig = go.Figure(data=traces)
@@ -338,14 +364,17 @@ def session_means_figure(summary, measures, labels: dict | None = None, ranges: 
 
 #: Line colours of the measures on the patient chart (the status markers carry the status colours).
 PATIENT_COLORS = {"alliance": pal.ALLIANCE, "symptoms": pal.SYMPTOMS}
-#: Early-warning statuses: label, colour, marker symbol. Worse = red ▲, a warning = amber ◆,
-#: better = green ●, no status = grey ○; each colour ≥ 4.5:1 against white and against the band.
+#: Early-warning statuses: label (English; translate with ``_()`` where shown), colour, marker
+#: symbol. Worse = red ▲, a warning = amber ◆, better = green ●, no status = grey ○; each colour
+#: ≥ 4.5:1 against white and against the band.
 STATUS_STYLE = {
-    "not_on_track": ("not on track", pal.WORSE, "triangle-up"),
-    "at_risk": ("at risk", pal.WARNING, "diamond"),
-    "on_track": ("on track", pal.BETTER, "circle"),
-    "unknown": ("no status", pal.NEUTRAL, "circle-open"),
+    "not_on_track": (N_("not on track"), pal.WORSE, "triangle-up"),
+    "at_risk": (N_("at risk"), pal.WARNING, "diamond"),
+    "on_track": (N_("on track"), pal.BETTER, "circle"),
+    "unknown": (N_("no status"), pal.NEUTRAL, "circle-open"),
 }
+#: The default legend entry of the expected course's band (:func:`patient_chart`).
+BAND_LABEL = N_("usual range: 8 in 10 patients who started at this level")
 #: The same statuses as one character, for text (tables, panel titles).
 STATUS_GLYPH = {"not_on_track": "▲", "at_risk": "◆", "on_track": "●", "unknown": "○"}
 EXPECTED_COLOR = pal.EXPECTED
@@ -372,7 +401,7 @@ def _segments(x, low, high):
 
 
 def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = None, labels: dict | None = None,
-                  band_label: str = "usual range: 8 in 10 patients who started at this level",
+                  band_label: str | None = None,
                   symptom_measure: str = "symptoms", status_text: bool = True, ranges: dict | None = None,
                   details: bool = False):
     """One patient's course: the symptom measure with its early-warning signal on top, alliance with
@@ -388,7 +417,7 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
     By default each panel draws only what a glance needs:
 
     * Symptoms: the patient's expected course from where they started (dashed) with the band
-      ``lower``–``upper`` (``band_label``), the clinical ``cutoff`` as a line, the scores as a line,
+      ``lower``–``upper`` (``band_label``, default :data:`BAND_LABEL`), the clinical ``cutoff`` as a line, the scores as a line,
       and each session as a marker whose colour and shape say its status (not on track ▲ red, at
       risk ◆ amber, on track ● green, no status ○ grey), written beside the marker where it changes
       and at the latest session.
@@ -402,6 +431,7 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
     rebuilt every time a therapist switches patients.
     """
     labels, ranges = labels or {}, ranges or {}
+    band_label = _(BAND_LABEL) if band_label is None else band_label
     order = [m for m in (symptom_measure, "alliance") if m in measures] + \
         [m for m in measures if m not in (symptom_measure, "alliance")]
     n = len(order)
@@ -414,14 +444,14 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
         xa, ya = _axis("x", i), _axis("y", i)
         top = 1 - (i - 1) * (height_each + gap)
         domain = _domain(top - height_each, top)
-        title, unit = labels.get(m, (m.capitalize(), "score"))
+        title, unit = labels.get(m, (role_name(m).capitalize(), _("score")))
         layout[_axis("yaxis", i)] = dict(domain=domain, anchor=xa, title=dict(text=_wrap(unit)),
                                          **({"range": _padded(*ranges[m])} if m in ranges else {}))
         annotations.append(dict(text=f"<b>{title}</b>", x=0, y=domain[1], xref="paper", yref="paper", xanchor="left",
                                 yanchor="bottom", showarrow=False, font=dict(size=14, color=pal.TEXT)))
         layout[_axis("xaxis", i)] = dict(anchor=ya, showticklabels=True, **({"dtick": 1} if len(x) <= 30 else {}),
                                          **({"matches": "x"} if i > 1 else {}),
-                                         **({"title": dict(text="Session")} if i == n else {}))
+                                         **({"title": dict(text=_("Session"))} if i == n else {}))
         values = sessions[m].to_numpy(float)
         d = decimals_for(values)
         fmt = f"%{{y:.{d}f}}"
@@ -442,18 +472,23 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                 ex_x = ([x[0]] if start is not None and np.isfinite(start) else []) + xs
                 ex_y = ([start] if start is not None and np.isfinite(start) else []) + list(sig["expected"].to_numpy()[ok])
                 traces.append(go.Scatter(x=ex_x, y=ex_y, mode="lines", line=dict(color=pal.EXPECTED, dash="dash", width=2),
-                                         name="expected course from this starting point",
-                                         hovertemplate=f"expected {fmt_model}<extra></extra>", xaxis=xa, yaxis=ya))
+                                         name=_("expected course from this starting point"),
+                                         hovertemplate=_("expected {value}").format(value=fmt_model) + "<extra></extra>",
+                                         xaxis=xa, yaxis=ya))
                 if details:
                     traces.append(go.Scatter(x=xs, y=sig["at_risk_bound"].to_numpy()[ok], mode="lines",
                                              line=dict(color=pal.WARNING, dash="dot", width=1.5),
-                                             name="at-risk bound", hovertemplate=f"at-risk bound {fmt_model}<extra></extra>",
+                                             name=_("at-risk bound"),
+                                             hovertemplate=_("at-risk bound {value}").format(value=fmt_model)
+                                             + "<extra></extra>",
                                              xaxis=xa, yaxis=ya))
             if cutoff is not None:  # a trace, not a shape, so that the axis range includes it
-                cut = f"{cutoff:.3g}"
+                cut = float(cutoff)
                 traces.append(go.Scatter(x=[x.min(), x.max()], y=[cutoff, cutoff], mode="lines",
-                                         line=dict(color=pal.CUTOFF, width=1), name=f"clinical cut-off ({cut})",
-                                         hovertemplate=f"clinical cut-off {cut}<extra></extra>", xaxis=xa, yaxis=ya))
+                                         line=dict(color=pal.CUTOFF, width=1),
+                                         name=_("clinical cut-off ({cutoff:.3g})").format(cutoff=cut),
+                                         hovertemplate=_("clinical cut-off {cutoff:.3g}").format(cutoff=cut)
+                                         + "<extra></extra>", xaxis=xa, yaxis=ya))
             traces.append(go.Scatter(x=x, y=values, mode="lines", line=dict(color=PATIENT_COLORS["symptoms"], width=2),
                                      name=title, hoverinfo="skip", showlegend=False, connectgaps=True,
                                      xaxis=xa, yaxis=ya))
@@ -463,53 +498,61 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
             # marker shapes and the hover say it for every session), so labels do not pile up
             changes = np.r_[True, status[1:] != status[:-1]]
             changes[-1] = True
-            for key, (text, color, symbol) in STATUS_STYLE.items():
+            for key, (word, color, symbol) in STATUS_STYLE.items():
                 sel = (status == key) & np.isfinite(values)
                 if not sel.any():
                     continue
-                words = ["start" if (key == "unknown" and j == 0) else (text if changes[j] else "")
+                text = _(word)
+                words = [_("start") if (key == "unknown" and j == 0) else (text if changes[j] else "")
                          for j in np.flatnonzero(sel)]
                 traces.append(go.Scatter(
                     x=x[sel], y=values[sel], mode="markers+text" if status_text else "markers",
                     marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
                     text=words if status_text else None, textposition="top center",
                     textfont=dict(color=color, size=12), name=text, customdata=np.asarray(reason[sel], dtype=object),
-                    hovertemplate=f"Session %{{x}}: score {fmt}<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
+                    hovertemplate=_("Session %{{x}}: score {value}").format(value=fmt)
+                    + f"<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
                     xaxis=xa, yaxis=ya))
         else:
             color = PATIENT_COLORS.get(m, pal.SYMPTOMS)
             mean_col = f"{m}_mean_so_far"
             if details and mean_col in sessions:
                 mean = sessions[mean_col].to_numpy(float)
-                for below, name, bar_colour in ((True, "below own mean so far", pal.WORSE),
-                                                (False, "above own mean so far", pal.BETTER)):
+                for below, name, bar_colour in ((True, _("below own mean so far"), pal.WORSE),
+                                                (False, _("above own mean so far"), pal.BETTER)):
                     sel = (values < mean) if below else (values >= mean)
                     bx, by = _segments(x[sel], mean[sel], values[sel])
                     if bx:
                         traces.append(go.Scatter(x=bx, y=by, mode="lines", line=dict(color=bar_colour, width=5),
                                                  name=name, hoverinfo="skip", xaxis=xa, yaxis=ya))
                 traces.append(go.Scatter(x=x, y=mean, mode="lines",
-                                         line=dict(color=pal.NEUTRAL, dash="dash", width=1.5), name="own mean so far",
-                                         hovertemplate="own mean so far %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+                                         line=dict(color=pal.NEUTRAL, dash="dash", width=1.5),
+                                         name=_("own mean so far"),
+                                         hovertemplate=_("own mean so far %{y:.2f}") + "<extra></extra>",
+                                         xaxis=xa, yaxis=ya))
                 if m == "alliance" and "rupture_limit" in sessions:
                     traces.append(go.Scatter(x=x, y=sessions["rupture_limit"].to_numpy(), mode="lines",
                                              line=dict(color=pal.NEUTRAL, dash="dot", width=1.5),
-                                             name="rupture limit so far",
-                                             hovertemplate="rupture limit %{y:.2f}<extra></extra>", xaxis=xa, yaxis=ya))
+                                             name=_("rupture limit so far"),
+                                             hovertemplate=_("rupture limit %{y:.2f}") + "<extra></extra>",
+                                             xaxis=xa, yaxis=ya))
             traces.append(go.Scatter(x=x, y=values, mode="lines+markers", line=dict(color=color, width=2),
-                                     marker=dict(size=7, color=color), name=m, connectgaps=True,
-                                     hovertemplate=f"Session %{{x}}: score {fmt}<extra></extra>", xaxis=xa, yaxis=ya))
+                                     marker=dict(size=7, color=color), name=role_name(m), connectgaps=True,
+                                     hovertemplate=_("Session %{{x}}: score {value}").format(value=fmt)
+                                     + "<extra></extra>", xaxis=xa, yaxis=ya))
             if m == "alliance" and "rupture" in sessions:
                 r = sessions[sessions["rupture"].astype(bool)]
                 if len(r):
-                    label = r["repaired"].map({True: "repaired in the next session", False: "not repaired in the next session"})
-                    label = label.astype(object).where(label.notna(), "no next session yet")
+                    label = r["repaired"].map({True: _("repaired in the next session"),
+                                               False: _("not repaired in the next session")})
+                    label = label.astype(object).where(label.notna(), _("no next session yet"))
                     traces.append(go.Scatter(
-                        x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name="rupture",
+                        x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name=_("rupture"),
                         marker=dict(symbol="x", size=13, color=pal.WORSE),
-                        text=["rupture"] * len(r), textposition="middle right",
+                        text=[_("rupture")] * len(r), textposition="middle right",
                         textfont=dict(color=pal.WORSE, size=12), customdata=list(label),
-                        hovertemplate="Rupture in session %{x}: %{customdata}<extra></extra>", xaxis=xa, yaxis=ya))
+                        hovertemplate=_("Rupture in session %{x}: %{customdata}") + "<extra></extra>",
+                        xaxis=xa, yaxis=ya))
     fig = go.Figure(data=traces)
     height = 290 * n + 130
     plot_px = height - 30 - 130
@@ -558,7 +601,7 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
                                          showticklabels=c == 0)
         key = status.get(p)
         word, colour, symbol = STATUS_STYLE.get(key, ("", pal.SYMPTOMS, "circle"))
-        label = _text(p) if key is None else f"{_text(p)} {STATUS_GLYPH[key]} {word}"
+        label = _text(p) if key is None else f"{_text(p)} {STATUS_GLYPH[key]} {_(word) if word else ''}".rstrip()
         annotations.append(dict(text=label, x=x0 + width / 2, y=y_domain[1], xref="paper", yref="paper",
                                 xanchor="center", yanchor="bottom", showarrow=False,
                                 font=dict(size=11, color=colour if key is not None else pal.TEXT)))
@@ -567,19 +610,21 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
             traces.append(go.Scatter(x=g["session"].to_numpy(), y=g[measure].to_numpy(), mode="lines+markers",
                                      name=str(p), line=dict(color=colour, width=1.8), marker=dict(size=5, color=colour),
                                      connectgaps=True,
-                                     hovertemplate=f"{_text(p)}<br>session %{{x}}: %{{y:.{d}f}}<extra></extra>",
+                                     hovertemplate=_text(p) + "<br>" + _("session %{{x}}: {value}").format(
+                                         value=f"%{{y:.{d}f}}") + "<extra></extra>",
                                      xaxis=xa, yaxis=ya))
         if cutoff is not None:
             shapes.append(dict(type="line", xref=f"{xa} domain", yref=ya, x0=0, x1=1, y0=cutoff, y1=cutoff,
                                line=dict(color=pal.REFERENCE, width=1, dash="dot")))
-    annotations.append(dict(text="Session", x=0.5, y=0, xref="paper", yref="paper", xanchor="center", yanchor="top",
+    annotations.append(dict(text=_("Session"), x=0.5, y=0, xref="paper", yref="paper", xanchor="center", yanchor="top",
                             yshift=-22, showarrow=False, font=dict(size=12, color=pal.TEXT)))
     if y_title:
         annotations.append(dict(text=_wrap(y_title, 40), x=0, y=0.5, xref="paper", yref="paper", xanchor="right",
                                 yanchor="middle", xshift=-36, textangle=-90, showarrow=False,
                                 font=dict(size=12, color=pal.TEXT)))
     if cutoff is not None:
-        annotations.append(dict(text=f"Dotted line: clinical cut-off ({cutoff:.3g}).", x=1, y=0, xref="paper",
+        annotations.append(dict(text=_("Dotted line: clinical cut-off ({cutoff:.3g}).").format(cutoff=float(cutoff)),
+                                x=1, y=0, xref="paper",
                                 yref="paper", xanchor="right", yanchor="top", yshift=-22, showarrow=False,
                                 font=dict(size=12, color=pal.MUTED_TEXT)))
     if y_range is not None:
@@ -606,10 +651,10 @@ def _stars(p) -> str:
 def _signed(x: float, digits: int = 2) -> str:
     """``x`` with a typographic minus: ``digits`` decimals, more for small values (−0.0031, not −0.00)."""
     if x != 0 and abs(x) < 0.5 * 10 ** -digits:
-        return f"{x:.2g}".replace("-", "−")
+        return number(x, ".2g").replace("-", "−")
     if x != 0 and abs(x) < 0.095 and digits == 2:
-        return f"{x:.3f}".replace("-", "−")
-    return f"{x:.{digits}f}".replace("-", "−")
+        return number(x, ".3f").replace("-", "−")
+    return number(x, f".{digits}f").replace("-", "−")
 
 
 def riclpm_path_diagram(result, standardized: bool = False, title: str | None = None) -> go.Figure:
@@ -657,14 +702,19 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
             box(t - w, t + w, y_a, f"<b>A{s}</b>", "#eef3fb")
             box(t - w, t + w, y_s, f"<b>S{s}</b>", "#fbeeee")
         else:
-            sub = f"<br><span style='font-size:{size - 2}px'>session {s}</span>"
-            box(t - w, t + w, y_a, "Alliance" + sub, "#eef3fb")
-            box(t - w, t + w, y_s, "Symptoms" + sub, "#fbeeee")
+            session_text = _text(_("session {session}").format(session=s))
+            sub = f"<br><span style='font-size:{size - 2}px'>{session_text}</span>"
+            box(t - w, t + w, y_a, _("Alliance") + sub, "#eef3fb")
+            box(t - w, t + w, y_s, _("Symptoms") + sub, "#fbeeee")
         shapes.append(dict(type="line", x0=t, y0=y_ria - 0.2, x1=t, y1=y_a + h, line=dict(color=grey, width=1)))
         shapes.append(dict(type="line", x0=t, y0=y_ris + 0.2, x1=t, y1=y_s - h, line=dict(color=grey, width=1)))
-    for y, key, measure in ((y_ria, "alliance_variance", "alliance"), (y_ris, "symptoms_variance", "symptoms")):
-        box(left, right, y, f"Random intercept, {measure} (each patient's usual level): variance "
-                            f"{_signed(ri[key], 3)}{_stars(ri.get(key + '_p'))}", "#f4f4f4")
+    intercept_texts = {
+        "alliance_variance": N_("Random intercept, alliance (each patient's usual level): variance {variance}"),
+        "symptoms_variance": N_("Random intercept, symptoms (each patient's usual level): variance {variance}"),
+    }
+    for y, key in ((y_ria, "alliance_variance"), (y_ris, "symptoms_variance")):
+        box(left, right, y, _(intercept_texts[key]).format(
+            variance=_signed(ri[key], 3) + _stars(ri.get(key + '_p'))), "#f4f4f4")
 
     entries = {}
     for key, entry in result.lagged.items():
@@ -674,9 +724,10 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
             common = {k: v for k, v in entry.items() if k not in ("std_all", "from_session")}
             entries[key] = [{**common, "std_all": std, "from_session": s}
                             for std, s in zip(entry["std_all"], entry["from_session"])]
-    names = {"alliance_autoregressive": "alliance → next alliance",
-             "symptoms_autoregressive": "symptoms → next symptoms",
-             "alliance_to_symptoms": "alliance → next symptoms", "symptoms_to_alliance": "symptoms → next alliance"}
+    names = {"alliance_autoregressive": N_("alliance → next alliance"),
+             "symptoms_autoregressive": N_("symptoms → next symptoms"),
+             "alliance_to_symptoms": N_("alliance → next symptoms"),
+             "symptoms_to_alliance": N_("symptoms → next alliance")}
     for key, items in entries.items():
         for e in items:
             t = sessions.index(int(e["from_session"]))
@@ -684,8 +735,10 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
             value = e["std_all"] if standardized else e["estimate"]
             text = _signed(value) + _stars(e["p"])
             width = 2.4 if sig else 1.2
-            hover = (f"{names[key]}, session {e['from_session']} → {sessions[t + 1]}<br>"
-                     f"estimate {e['estimate']:.3f} (SE {e['se']:.3f}), p = {e['p']:.3g}<br>std.all {e['std_all']:.3f}")
+            hover = _("{effect}, session {start} → {end}<br>estimate {estimate:.3f} (SE {se:.3f}), p = {p:.3g}"
+                      "<br>std.all {std_all:.3f}").format(
+                effect=_(names[key]), start=e["from_session"], end=sessions[t + 1], estimate=e["estimate"],
+                se=e["se"], p=e["p"], std_all=e["std_all"])
             if key in ("alliance_autoregressive", "symptoms_autoregressive"):
                 y, y_label = (y_a, y_a + h + 0.14) if key == "alliance_autoregressive" else (y_s, y_s - h - 0.14)
                 arrow(t + w, y, t + 1 - w, y, dark if sig else grey, width)
@@ -709,31 +762,37 @@ def riclpm_path_diagram(result, standardized: bool = False, title: str | None = 
                           xref="x", yref="y", axref="x",
                           ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=2 if cov_sig else 1.2,
                           arrowcolor=cov_colour))
-    cov_text = (f"covariance<br>{_signed(ri['covariance'], 3)}{_stars(p_cov)}"
+    cov_text = (_("covariance") + f"<br>{_signed(ri['covariance'], 3)}{_stars(p_cov)}"
                 + (f"<br>r = {_signed(corr)}" if corr is not None else ""))
     label(right + 0.62, (y_ria + y_ris) / 2, cov_text, dark if cov_sig else muted,
-          (f"random-intercept covariance {ri['covariance']:.4f} (SE {ri.get('covariance_se', float('nan')):.4f}), "
-           f"p = {p_cov:.3g}") if p_cov is not None else "random-intercept covariance", anchor="left")
+          _("random-intercept covariance {covariance:.4f} (SE {se:.4f}), p = {p:.3g}").format(
+              covariance=float(ri["covariance"]), se=float(ri.get("covariance_se", float("nan"))), p=float(p_cov))
+          if p_cov is not None else _("random-intercept covariance"), anchor="left")
     fig = go.Figure(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker=dict(size=18, opacity=0),
                                hovertext=hover_text, hoverinfo="text", showlegend=False))
-    what = "standardized (std.all)" if standardized else "unstandardized"
-    equal = "" if result.free_lags else "Lagged effects equal over sessions" + (
-        " (std.all differs by session pair). " if standardized else ". ")
-    legend = "A3 = alliance at session 3, S3 = symptoms at session 3." if compact else ""
+    if standardized:
+        key_text = _("Standardized (std.all) estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant.")
+        equal = _("Lagged effects equal over sessions (std.all differs by session pair).")
+        default_title = _("RI-CLPM, sessions {first}–{last}: standardized (std.all) lagged effects")
+    else:
+        key_text = _("Unstandardized estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant.")
+        equal = _("Lagged effects equal over sessions.")
+        default_title = _("RI-CLPM, sessions {first}–{last}: unstandardized lagged effects")
+    second = ([] if result.free_lags else [equal]) + \
+        ([_("A3 = alliance at session 3, S3 = symptoms at session 3.")] if compact else [])
     fig.update_layout(
         shapes=shapes, annotations=notes + [dict(
             xref="paper", yref="paper", x=0, y=-0.02, xanchor="left", yanchor="top", showarrow=False, align="left",
-            text=f"{what.capitalize()} estimates; * p < .05, ** p < .01, *** p < .001; grey: not significant."
-                 f"<br>{equal}{legend}",
+            text=key_text + "<br>" + " ".join(second),
             font=dict(size=11, color=pal.MUTED_TEXT))],
-        title=dict(text=title or f"RI-CLPM, sessions {sessions[0]}–{sessions[-1]}: {what} lagged effects",
+        title=dict(text=title or default_title.format(first=str(sessions[0]), last=str(sessions[-1])),
                    font=dict(size=14, color=pal.TEXT)),
         xaxis=dict(visible=False, range=[left - 0.15, right + 1.75], fixedrange=True),
         yaxis=dict(visible=False, range=[y_ris - 0.3, y_ria + 0.3], fixedrange=True),
         height=490, margin=dict(l=5, r=5, t=45, b=50), plot_bgcolor=pal.BACKGROUND, paper_bgcolor=pal.BACKGROUND,
         font=dict(color=pal.TEXT), hovermode="closest",
     )
-    return fig
+    return _local_numbers(fig)
 
 
 def power_curve(result, target: float = 0.8, title: str = "") -> go.Figure:
@@ -748,22 +807,24 @@ def power_curve(result, target: float = 0.8, title: str = "") -> go.Figure:
     if len(n) > 1:
         fig.add_trace(go.Scatter(x=np.concatenate([n, n[::-1]]), y=np.concatenate([high, low[::-1]]),
                                  fill="toself", fillcolor="rgba(41, 128, 185, 0.15)", line=dict(width=0),
-                                 hoverinfo="skip", name="95% interval"))
+                                 hoverinfo="skip", name=_("95% interval")))
     fig.add_trace(go.Scatter(
-        x=n, y=power, mode="lines+markers", name="power", line=dict(color="#2980b9", width=2),
+        x=n, y=power, mode="lines+markers", name=_("power"), line=dict(color="#2980b9", width=2),
         marker=dict(size=9),
         error_y=dict(type="data", symmetric=False, array=high - power, arrayminus=power - low,
                      color="#2980b9", thickness=1.2, width=4),
         customdata=np.column_stack([low, high, table["nsim"].to_numpy(int), table["n_failed"].to_numpy(int)]),
-        hovertemplate="%{x} patients: power %{y:.1%} (95% CI %{customdata[0]:.1%} to %{customdata[1]:.1%})"
-                      "<br>%{customdata[2]} simulations, %{customdata[3]} failed fits<extra></extra>",
+        hovertemplate=_("%{x} patients: power %{y:.1%} (95% CI %{customdata[0]:.1%} to %{customdata[1]:.1%})"
+                        "<br>%{customdata[2]} simulations, %{customdata[3]} failed fits") + "<extra></extra>",
     ))
     fig.add_hline(y=target, line=dict(color="#c0392b", dash="dash", width=1),
-                  annotation_text=f"{target:.0%} power", annotation_position="bottom right")
+                  annotation_text=_("{target:.0%} power").format(target=float(target)),
+                  annotation_position="bottom right")
     fig.add_vline(x=result.n_patients_observed, line=dict(color="grey", dash="dot", width=1),
-                  annotation_text=f"observed: {result.n_patients_observed}", annotation_position="top left")
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title="Power")
-    fig.update_xaxes(title="Patients", tickvals=list(n), rangemode="tozero")
+                  annotation_text=_("observed: {n}").format(n=int(result.n_patients_observed)),
+                  annotation_position="top left")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title=_("Power"))
+    fig.update_xaxes(title=_("Patients"), tickvals=list(n), rangemode="tozero")
     fig.update_layout(title=title or None, height=380, showlegend=False,
                       margin=dict(l=10, r=10, t=50 if title else 20, b=40))
-    return fig
+    return _local_numbers(fig)

@@ -3,7 +3,7 @@
 A measure whose values are all whole numbers (an OQ-45.2 total, a session number, a count) is
 shown without decimals everywhere: in tables, hover labels and sentences ("−36", not "−36.00");
 other values keep ``default`` decimals. Negative numbers take the minus sign U+2212, as Plotly
-writes its tick labels.
+writes its tick labels; the decimal separator is the current language's (Spanish: a comma).
 
 >>> decimals_for([47, 61, 76.0])
 0
@@ -11,12 +11,18 @@ writes its tick labels.
 2
 >>> format_number(-36.0, 0), format_number(14.6, 1, signed=True), format_number(float("nan"))
 ('−36', '+14.6', '—')
+>>> from core.i18n import language
+>>> with language("es"):
+...     format_number(-0.235, 2)
+'−0,23'
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from core.i18n import number
 
 MINUS = "\u2212"
 
@@ -38,7 +44,8 @@ def decimals_for(values, default: int = 2) -> int:
 
 def format_number(x, decimals: int = 2, signed: bool = False) -> str:
     """``x`` with ``decimals`` decimals, U+2212 for minus, ``+`` in front when ``signed``; "—" when missing.
-    A value that rounds to zero is written without a sign ("0", "0.00")."""
+    A value that rounds to zero is written without a sign ("0", "0.00"). Decimal separator: the
+    current language's (:func:`core.i18n.number`)."""
     try:
         value = float(x)
     except (TypeError, ValueError):
@@ -47,7 +54,8 @@ def format_number(x, decimals: int = 2, signed: bool = False) -> str:
         return "—"
     text = f"{value:.{decimals}f}"
     if float(text) == 0:
-        return f"{0:.{decimals}f}"
+        return number(0.0, f".{decimals}f")
+    text = number(value, f".{decimals}f")
     if signed and value > 0:
         text = "+" + text
     return text.replace("-", MINUS)

@@ -43,6 +43,7 @@ from core.reporting.tables import (
     describe_model,
     fit_table,
     fixed_effects_table,
+    table_headers,
     variance_table,
 )
 from core.stats.decomposition import dropout, measure_correlations, session_summary
@@ -51,7 +52,7 @@ from core.stats.models import LadderResult, ModelResult
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.7em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+.wide{overflow-x:auto}table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}th,td{border:1px solid #ddd;padding:.25em .6em;text-align:right}
 th{background:#f4f4f4}td:first-child,td:nth-child(2){text-align:left}.note{color:#555;font-size:.9em}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}ul.sentences li{margin:.3em 0}
 """
@@ -92,11 +93,14 @@ def _tag(tag: str, text: str) -> str:
 def _table(frame: pd.DataFrame, digits: int = 4) -> str:
     shown = frame.copy()
     for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
+        if pd.api.types.is_bool_dtype(shown[col]):  # converged, singular: words, not Python's True/False
+            shown[col] = shown[col].map(lambda v: _("yes") if v else _("no"))
+        elif pd.api.types.is_float_dtype(shown[col]):
             is_p = col == "p"
             shown[col] = shown[col].map(lambda v, is_p=is_p: "" if pd.isna(v) else
                                         (number(v, ".3g") if is_p and abs(v) < 1e-3 else number(v, f".{digits}f")))
-    return shown.to_html(index=False, escape=True, border=0)
+    # a wide table (the fit table has 14 columns) scrolls sideways on a narrow screen instead of being cut off
+    return "<div class='wide'>" + shown.to_html(index=False, escape=True, border=0) + "</div>"
 
 
 def _figure(fig, first: bool) -> str:
@@ -107,11 +111,11 @@ def _figure(fig, first: bool) -> str:
 def _model_section(model: ModelResult, title: str) -> str:
     parts = [f"<h3>{html.escape(title)}</h3>", f"<p><code>{html.escape(model.formula)}</code></p>"]
     fixed = fixed_effects_table({model.key: model}).drop(columns=["model", "term"])
-    parts.append(_table(fixed))
+    parts.append(_table(table_headers(fixed)))
     parts.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(s)}</li>" for s in describe_model(model))
                  + "</ul>")
-    parts.append(_table(variance_table({model.key: model}).drop(columns=["model", "key"])))
-    parts.append(_table(fit_table({model.key: model}).drop(columns=["model", "formula", "warnings"]), 3))
+    parts.append(_table(table_headers(variance_table({model.key: model}).drop(columns=["model", "key"]))))
+    parts.append(_table(table_headers(fit_table({model.key: model}).drop(columns=["model", "formula", "warnings"])), 3))
     for w in model.warnings:
         parts.append(f"<p class='warn'>{html.escape(w)}</p>")
     if len(model.excluded):
@@ -218,7 +222,7 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     for a in ladder.advice:
         out.append(f"<p>{html.escape(a)}</p>")
     out.append(_tag("h2", _("Model ladder (fixed effects, REML; Satterthwaite df)")))
-    out.append(_table(fixed_effects_table(ladder.models).drop(columns=["term"])))
+    out.append(_table(table_headers(fixed_effects_table(ladder.models).drop(columns=["term"]))))
     out.append(_tag("h3", _("In words")))
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
@@ -226,9 +230,10 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
             out.append(f"<p><b>{key}</b></p><ul class='sentences'>" +
                        "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
     out.append(_tag("h3", _("Variance components"))
-               + _table(variance_table(ladder.models).drop(columns=["key"]), 5))
-    out.append(_tag("h3", _("Fit")) + _table(fit_table(ladder.models), 3))
-    out.append(_tag("h3", _("Likelihood-ratio tests (ML fits)")) + _table(comparison_table(ladder), 3))
+               + _table(table_headers(variance_table(ladder.models).drop(columns=["key"])), 5))
+    out.append(_tag("h3", _("Fit")) + _table(table_headers(fit_table(ladder.models)), 3))
+    out.append(_tag("h3", _("Likelihood-ratio tests (ML fits)"))
+               + _table(table_headers(comparison_table(ladder)), 3))
     for key, reason in ladder.errors.items():
         out.append(f"<p class='warn'>{html.escape(key)}: {html.escape(reason)}</p>")
 

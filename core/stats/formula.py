@@ -1247,8 +1247,8 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     if engine != "mixedlm":
         reml, ml_fit = _profiled_fits(design, ml, engine_formula)
         if reml is None and engine == "profiled":
-            raise ModelError("This model is not one the profiled engine fits (one grouping factor, or two "
-                             "nested ones), or its fit did not converge there.")
+            raise ModelError(_("This model is not one the profiled engine fits (one grouping factor, or two "
+                               "nested ones), or its fit did not converge there."))
     used_engine = "profiled" if reml is not None else "mixedlm"
     if reml is None:
         engine_data, engine_formula = engine_inputs(design)

@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ModelError
+from core.i18n import N_, _, ngettext
 from core.stats.power_run import LocalRunner, Progress, Runner
 from core.stats.power_sim import SimulationDesign, template_model
 
@@ -52,9 +53,10 @@ DEFAULT_NSIM = 1000
 DEFAULT_ALPHA = 0.05
 DEFAULT_SEED = 1
 
-HOENIG_HEISEY = ("Power computed at the observed effect is a restatement of the p-value and says nothing "
-                 "beyond it (Hoenig & Heisey, 2001). Plan with the smallest effect that would matter "
-                 "clinically instead.")
+#: The warning on observed power (English; translate where shown: ``_(HOENIG_HEISEY)``).
+HOENIG_HEISEY = N_("Power computed at the observed effect is a restatement of the p-value and says nothing "
+                   "beyond it (Hoenig & Heisey, 2001). Plan with the smallest effect that would matter "
+                   "clinically instead.")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,17 +106,19 @@ def design_matrices(data: pd.DataFrame, fit, n_patients: int, *, role_headers: d
         design = build_design(frame)
         check_design(design)
     except ModelError as err:
-        raise ModelError(f"With {n_patients} patients the model cannot be fitted: {err}") from None
+        raise ModelError(_("With {n} patients the model cannot be fitted: {reason}").format(
+            n=n_patients, reason=str(err))) from None
     if design.names != fit.design.names:
         lost = [_label(n) for n in fit.design.names if n not in design.names] or \
             [_label(n) for n in design.names if n not in fit.design.names]
-        raise ModelError(f"With {n_patients} patients the model's fixed effects differ from those of the data "
-                         f"({', '.join(lost)}: a level missing from the first {n_patients} patients, or a column "
-                         "that becomes collinear); choose more patients.")
+        raise ModelError(_("With {n} patients the model's fixed effects differ from those of the data "
+                           "({terms}: a level missing from the first {n} patients, or a column that becomes "
+                           "collinear); choose more patients.").format(n=n_patients, terms=", ".join(lost)))
     engine_data, engine_formula = engine_inputs(design)
     if engine_formula != fit.engine_formula:
-        raise ModelError(f"With {n_patients} patients the random effects are ordered differently from the "
-                         "data's (a grouping factor with more levels than patients); choose more patients.")
+        raise ModelError(_("With {n} patients the random effects are ordered differently from the data's (a "
+                           "grouping factor with more levels than patients); choose more patients.").format(
+            n=n_patients))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         parsed = mixedlm.lFormula(engine_formula, engine_data, REML=True)
@@ -141,7 +145,7 @@ def design_data(data: pd.DataFrame, n_patients: int, order: list[str]) -> pd.Dat
     ['a', 'a', 'b', 'a#2', 'a#2']
     """
     if n_patients < 1:
-        raise ModelError("The number of patients must be at least 1.")
+        raise ModelError(_("The number of patients must be at least 1."))
     rows = data.groupby(data[PATIENT].astype(str), sort=False).indices
     positions, labels = [], []
     for i in range(n_patients):
@@ -167,7 +171,8 @@ def resolve_term(names: list[str], term: str) -> str:
     if len(matches) == 1:
         return matches[0]
     shown = ", ".join("intercept" if n == "(Intercept)" else n for n in names)
-    raise ModelError(f"The model has no fixed effect '{term}'; its fixed effects are: {shown}.")
+    raise ModelError(_("The model has no fixed effect '{term}'; its fixed effects are: {shown}.").format(
+        term=term, shown=shown))
 
 
 @dataclass(frozen=True)
@@ -233,20 +238,21 @@ class PowerAnalysis:
                                           "n_significant": p.n_significant,
                                           "n_observations": p.n_observations}
                       for p in self.points},
-            "method": METHOD_TEXT,
+            "method": _(METHOD_TEXT),
             "methods_sentence": methods_sentence(self),
-            "warnings": [HOENIG_HEISEY] if self.at_observed_effect else [],
+            "warnings": [_(HOENIG_HEISEY)] if self.at_observed_effect else [],
             "engine": self.engine, "seconds": self.seconds,
         }
 
 
-METHOD_TEXT = ("simr's method (Green & MacLeod, 2016): the outcome simulated from the REML fit (fixed effects "
-               "with the tested one set to the effect, new random effects and residuals with the estimated "
-               "variances) on the design for N patients (the first N patients in file order, recycled as new "
-               "patients beyond the observed number, derived variables recomputed); each simulated data set "
-               "refitted by REML and the term tested with the Satterthwaite t-test; power = significant / "
-               "(simulations - failed fits), exact Clopper-Pearson 95% interval; simulation i for N patients "
-               "seeded with numpy.random.default_rng([seed, N, i]).")
+#: The method in one paragraph (English; the report gives it in the current language).
+METHOD_TEXT = N_("simr's method (Green & MacLeod, 2016): the outcome simulated from the REML fit (fixed effects "
+                 "with the tested one set to the effect, new random effects and residuals with the estimated "
+                 "variances) on the design for N patients (the first N patients in file order, recycled as new "
+                 "patients beyond the observed number, derived variables recomputed); each simulated data set "
+                 "refitted by REML and the term tested with the Satterthwaite t-test; power = significant / "
+                 "(simulations - failed fits), exact Clopper-Pearson 95% interval; simulation i for N patients "
+                 "seeded with numpy.random.default_rng([seed, N, i]).")
 
 
 def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
@@ -266,23 +272,29 @@ def _label(term: str) -> str:
 
 
 def methods_sentence(result: PowerAnalysis) -> str:
-    """The sentence a methods section needs."""
+    """The sentence a methods section needs (in the current language; numbers as it writes them)."""
     sizes = ", ".join(str(p.n_patients) for p in result.points)
     parts = []
     for p in result.points:
         if p.power is None:
-            parts.append(f"N = {p.n_patients}: no simulation could be fitted")
+            parts.append(_("N = {n}: no simulation could be fitted").format(n=str(p.n_patients)))
         else:
-            parts.append(f"N = {p.n_patients}: {100 * p.power:.1f}% (95% CI {100 * p.ci_low:.1f}–{100 * p.ci_high:.1f}%)")
-    effect = ("its estimate in the data" if result.at_observed_effect else "the smallest effect of interest")
+            parts.append(_("N = {n}: {power:.1f}% (95% CI {low:.1f}–{high:.1f}%)").format(
+                n=str(p.n_patients), power=100 * p.power, low=100 * p.ci_low, high=100 * p.ci_high))
+    effect = _("its estimate in the data") if result.at_observed_effect else _("the smallest effect of interest")
     failed = sum(p.n_failed for p in result.points)
-    return (f"Power to detect an effect of {_label(result.term)} of {result.effect:.4g} ({effect}; estimate in the "
-            f"data {result.observed:.4g}, SE {result.observed_se:.3g}) at α = {result.alpha:g} was estimated by "
-            f"simulation, as in simr (Green & MacLeod, 2016): {result.nsim} data sets were simulated from the "
-            f"fitted model {result.formula} for {sizes} patients, refitted by REML, and the effect tested with "
-            f"Satterthwaite's t-test (lmerTest); power with exact 95% confidence intervals: {'; '.join(parts)}"
-            + (f" ({failed} simulations could not be fitted and were left out)" if failed else "")
-            + f". Seed {result.seed}.")
+    left_out = (" (" + ngettext("{n} simulation could not be fitted and was left out",
+                                "{n} simulations could not be fitted and were left out", failed).format(n=str(failed))
+                + ")") if failed else ""
+    term = _("intercept") if result.term == "(Intercept)" else result.term
+    return _("Power to detect an effect of {term} of {effect:.4g} ({kind}; estimate in the data {observed:.4g}, "
+             "SE {se:.3g}) at α = {alpha:g} was estimated by simulation, as in simr (Green & MacLeod, 2016): "
+             "{nsim} data sets were simulated from the fitted model {formula} for {sizes} patients, refitted by "
+             "REML, and the effect tested with Satterthwaite's t-test (lmerTest); power with exact 95% confidence "
+             "intervals: {results}{left_out}. Seed {seed}.").format(
+        term=term, effect=float(result.effect), kind=effect, observed=float(result.observed),
+        se=float(result.observed_se), alpha=float(result.alpha), nsim=str(result.nsim), formula=result.formula,
+        sizes=sizes, results="; ".join(parts), left_out=left_out, seed=str(result.seed))
 
 
 def _design_key(formula: str, term: str, beta: np.ndarray, theta: np.ndarray, sigma: float, alpha: float,
@@ -306,9 +318,9 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
     n_patients_observed, n_observations, excluded`` (the rows the model leaves out, with reasons).
     """
     if not 0 < alpha < 1:
-        raise ModelError("The significance level must lie between 0 and 1 (for example 0.05).")
+        raise ModelError(_("The significance level must lie between 0 and 1 (for example 0.05)."))
     if seed < 0:
-        raise ModelError("The seed must be a whole number of 0 or more.")
+        raise ModelError(_("The seed must be a whole number of 0 or more."))
     fit = fit_model(data, formula, role_headers=role_headers, cell_reasons=cell_reasons)
     names = list(fit.design.names)
     column = resolve_term(names, term)
@@ -318,7 +330,7 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
     observed_se = float(fit.fixed["se"].iloc[index])
     if effect is not None:
         if not np.isfinite(effect):
-            raise ModelError("The effect must be a number.")
+            raise ModelError(_("The effect must be a number."))
         beta[index] = float(effect)
     theta = np.asarray(fit.reml.theta, float)
     sigma = float(fit.reml.sigma)
@@ -326,7 +338,7 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
     source = data.loc[data[PATIENT].astype(str).isin(set(order))]
     sizes = sorted(set(patients or default_sizes(len(order))))
     if sizes[0] < 2:
-        raise ModelError("A multilevel model needs at least 2 patients; choose numbers of patients of 2 or more.")
+        raise ModelError(_("A multilevel model needs at least 2 patients; choose numbers of patients of 2 or more."))
     designs = []
     for n in sizes:
         matrices, frame = design_matrices(design_data(source, n, order), fit, n, role_headers=role_headers)
@@ -357,7 +369,7 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
     See the module docstring for the method and the seeds.
     """
     if nsim < 1:
-        raise ModelError("The number of simulations must be at least 1.")
+        raise ModelError(_("The number of simulations must be at least 1."))
     started = time.perf_counter()
     designs, info = prepare(data, formula, term, effect=effect, patients=patients, seed=seed, alpha=alpha,
                             role_headers=role_headers, cell_reasons=cell_reasons)

@@ -33,6 +33,7 @@ from typing import Protocol
 import numpy as np
 
 from core.errors import InputError, ModelError
+from core.i18n import _
 from core.stats import power_sim
 from core.stats.power_sim import SimulationDesign, exit_with_parent, simulate_chunk
 
@@ -72,18 +73,22 @@ def time_left(seconds: float | None) -> str:
     if seconds is None:
         return ""
     if seconds < 1:
-        return "less than a second left"
+        return _("less than a second left")
     minutes, secs = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     if hours:
-        return f"about {hours} h {minutes} min left"
-    return f"about {minutes} min {secs} s left" if minutes else f"about {secs} s left"
+        return _("about {hours} h {minutes} min left").format(hours=hours, minutes=minutes)
+    if minutes:
+        return _("about {minutes} min {seconds} s left").format(minutes=minutes, seconds=secs)
+    return _("about {seconds} s left").format(seconds=secs)
 
 
 def progress_text(done: int, total: int, seconds_left: float | None) -> str:
     """``"250 of 1,000 simulations, about 1 min 30 s left"``."""
     left = time_left(seconds_left) if 0 < done < total else ""
-    return f"{done:,} of {total:,} simulations" + (f", {left}" if left else "")
+    if left:
+        return _("{done:,} of {total:,} simulations, {left}").format(done=done, total=total, left=left)
+    return _("{done:,} of {total:,} simulations").format(done=done, total=total)
 
 
 class _Collector:
@@ -182,7 +187,8 @@ class LocalRunner:
         self.workers = max(1, int(workers or os.cpu_count() or 1))
 
     def describe(self) -> str:
-        return "1 process" if self.workers == 1 else f"{self.workers} processes on this machine"
+        return _("1 process") if self.workers == 1 else \
+            _("{n} processes on this machine").format(n=self.workers)
 
     def run(self, designs, nsim, progress=None):
         collector = _Collector(designs, nsim, progress)
@@ -203,8 +209,8 @@ class LocalRunner:
                 collector.add(future.result())
         except BrokenProcessPool:
             _drop_pool(self.workers)
-            raise ModelError("A simulation process stopped unexpectedly (out of memory?). Try fewer "
-                             "simulations, fewer patients, or fewer worker processes.") from None
+            raise ModelError(_("A simulation process stopped unexpectedly (out of memory?). Try fewer "
+                               "simulations, fewer patients, or fewer worker processes.")) from None
         finally:
             for future in futures:
                 future.cancel()
@@ -222,32 +228,36 @@ class DaskRunner:
         self._slots = None
 
     def describe(self) -> str:
-        where = f"the Dask cluster at {self.address}"
-        return f"{where} ({self._slots} worker threads)" if self._slots else where
+        if self._slots:
+            return _("the Dask cluster at {address} ({n} worker threads)").format(address=self.address, n=self._slots)
+        return _("the Dask cluster at {address}").format(address=self.address)
 
     def _client(self):
         try:
             from distributed import Client
         except ImportError:
-            raise InputError("--scheduler needs Dask: pip install 'dask[distributed]'.") from None
+            raise InputError(_("--scheduler needs Dask: pip install 'dask[distributed]'.")) from None
         try:
             return Client(self.address, timeout=self.timeout, set_as_default=False)
         except (OSError, TimeoutError) as err:
-            raise InputError(f"Cannot reach the Dask scheduler at {self.address} ({err}). Start it with "
-                             "'dask scheduler' and pass the address it prints.") from None
+            raise InputError(_("Cannot reach the Dask scheduler at {address} ({error}). Start it with "
+                               "'dask scheduler' and pass the address it prints.").format(
+                address=self.address, error=str(err))) from None
 
     def _check_code(self, client) -> None:
         """Refuse in plain words when the scheduler or a worker cannot import the simulation code
         (checked with the built-in ``eval``, which needs nothing of this project to unpickle)."""
         find = "__import__('importlib.util').util.find_spec"
         probe = f"{find}('core') is not None and {find}({power_sim.__name__!r}) is not None"
-        where = {"the scheduler": client.run_on_scheduler(eval, probe)}
-        where.update({f"the worker at {w}": ok for w, ok in client.run(eval, probe).items()})
-        lacking = [name for name, ok in where.items() if not ok]
+        if not client.run_on_scheduler(eval, probe):
+            raise InputError(_("The scheduler cannot import this project's code ({module}). Start the scheduler "
+                               "and the workers from the project's folder with its virtual environment (see the "
+                               "README, Power).").format(module=power_sim.__name__))
+        lacking = [w for w, ok in client.run(eval, probe).items() if not ok]
         if lacking:
-            raise InputError(f"{lacking[0].capitalize()} cannot import this project's code ({power_sim.__name__}). "
-                             "Start the scheduler and the workers from the project's folder with its virtual "
-                             "environment (see the README, Power).")
+            raise InputError(_("The worker at {address} cannot import this project's code ({module}). Start the "
+                               "scheduler and the workers from the project's folder with its virtual environment "
+                               "(see the README, Power).").format(address=lacking[0], module=power_sim.__name__))
 
     def run(self, designs, nsim, progress=None):
         from distributed import as_completed
@@ -267,12 +277,13 @@ class DaskRunner:
                 collector.add(future.result())
             return collector.out
         except (TimeoutError, OSError) as err:
-            raise InputError(f"The Dask cluster at {self.address} has no worker or stopped answering ({err}). "
-                             "Start workers with 'dask worker ADDRESS --nthreads 1'.") from None
+            raise InputError(_("The Dask cluster at {address} has no worker or stopped answering ({error}). "
+                               "Start workers with 'dask worker ADDRESS --nthreads 1'.").format(
+                address=self.address, error=str(err))) from None
         except (ImportError, RuntimeError) as err:
-            raise ModelError(f"The Dask cluster at {self.address} could not run the simulations ({err}). Start "
-                             "the scheduler and the workers from the project's folder with its virtual "
-                             "environment.") from None
+            raise ModelError(_("The Dask cluster at {address} could not run the simulations ({error}). Start "
+                               "the scheduler and the workers from the project's folder with its virtual "
+                               "environment.").format(address=self.address, error=str(err))) from None
         finally:
             for future in futures:
                 future.cancel()
