@@ -4,7 +4,7 @@ import streamlit as st
 from core.i18n import LANGUAGES, _, get_language
 from core.store.users import role_label
 from ui.auth import clinic_store, current_user, session_ended_note, sign_in, sign_out, stored_language
-from ui.language import after_sign_in
+from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
 from ui.text import md
 
@@ -27,8 +27,14 @@ def language_note(signed_in: bool) -> str:
                  "for this browser session).").format(language=name)
     stored = stored_language()
     if stored is None:
-        return _("Interface language: **{language}**, from your browser (choose one under *Language* in the "
-                 "sidebar to keep it with your account).").format(language=name)
+        source = st.session_state.get(SOURCE_KEY)
+        template = (_("Interface language: **{language}**, asked for by the link (choose one under *Language* in "
+                      "the sidebar to keep it with your account).") if source == "url" else
+                    _("Interface language: **{language}**, from your browser (choose one under *Language* in the "
+                      "sidebar to keep it with your account).") if source == "browser" else
+                    _("Interface language: **{language}** (choose one under *Language* in the sidebar to keep it "
+                      "with your account)."))
+        return template.format(language=name)
     return _("Interface language: **{language}** (kept with your account: {stored}; change it under *Language* "
              "in the sidebar).").format(language=name, stored=LANGUAGES[stored])
 

@@ -6,7 +6,7 @@ from core.intake.mapping import role_name
 from core.reporting.figures import session_means_figure
 from core.stats.decomposition import dropout, measure_correlations, session_summary
 from ui.clinic import alliance_scale, current_settings, measure_labels
-from ui.look import number_columns
+from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, dataset_title, demo_badge
 from ui.text import md
 
@@ -40,9 +40,10 @@ left, right = st.columns(2)
 with left:
     st.subheader(_("Per session"))
     shown = summary.assign(measure=summary["measure"].map(role_name))
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config=number_columns(shown, default=3, labels={
-                     "session": _("session"), "measure": _("measure"), "n": "n", "mean": _("mean"), "sd": _("SD")}))
+    config = number_columns(shown, default=3, labels={
+        "session": _("session"), "measure": _("measure"), "n": "n", "mean": _("mean"), "sd": _("SD")})
+    written, config = local_numbers(shown, config)  # Spanish: 5,47
+    st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 with right:
     st.subheader(_("Correlations between measures"))
     corr = measure_correlations(data, measures)
@@ -51,8 +52,10 @@ with right:
     else:
         shown = corr.assign(level=corr["level"].map(lambda v: LEVELS.get(v, v)),
                             measure_1=corr["measure_1"].map(role_name), measure_2=corr["measure_2"].map(role_name))
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=number_columns(shown, default=3, labels={
-            "level": _("level"), "measure_1": _("measure 1"), "measure_2": _("measure 2"), "r": "r", "n": "n"}))
+        config = number_columns(shown, default=3, labels={
+            "level": _("level"), "measure_1": _("measure 1"), "measure_2": _("measure 2"), "r": "r", "n": "n"})
+        written, config = local_numbers(shown, config)  # Spanish: 5,47
+        st.dataframe(written, hide_index=True, width="stretch", column_config=config)
         st.caption(_("*observations*: all sessions pooled; *between*: patient means; "
                      "*within*: deviations from each patient's own mean."))
 

@@ -20,7 +20,7 @@ from ui.clinic import (
     sessions_table,
     signal_settings,
 )
-from ui.look import number_columns
+from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -187,6 +187,7 @@ headers = {"session": _("session"), "symptoms": _("symptoms"), "alliance": _("al
 config = number_columns(table, decimals={"expected": max(score_decimals, 1),
                                          "bound (not on track)": max(score_decimals, 1)}, labels=headers)
 config["why"] = st.column_config.TextColumn(_("why"), width="large")
-st.dataframe(table, hide_index=True, width="stretch", column_config=config)
+written, config = local_numbers(table, config)  # Spanish: 5,47
+st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 download(_("Download this patient's sessions (CSV)"), csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")
