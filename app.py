@@ -4,6 +4,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core.i18n import _
 from core.store import AccessDenied, Role
 from ui import look, server
 from ui.auth import current_user, restore_session, session_cookie_script, sign_out
@@ -13,37 +14,37 @@ from ui.warmup import start_warm_up
 
 ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no request to a font CDN
 
-apply_language()  # before any text: the browser's language, the URL's ?lang= or the choice made
-st.set_page_config(page_title="Alliance dashboard", page_icon=ICON, layout="wide")
+restore_session()  # first: a reload's sign-in (its stored language counts when the session has none yet)
+apply_language()  # before any text: the choice made, the URL's ?lang=, the user's stored one, the browser's
+st.set_page_config(page_title=_("Alliance dashboard"), page_icon=ICON, layout="wide")
 look.apply()  # focus outlines, readable grey text, metrics that wrap, the sidebar folded below 1000 px
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 start_warm_up()
-restore_session()
 session_cookie_script()
 if not server.installed and st.context.headers.get("Host"):
-    st.warning("Started without serve.py: there is no Host check for every request and a sign-in does "
-               "not survive a reload. Start the dashboard with `streamlit run serve.py` (scripts/start.sh).")
+    st.warning(_("Started without serve.py: there is no Host check for every request and a sign-in does "
+                 "not survive a reload. Start the dashboard with `streamlit run serve.py` (scripts/start.sh)."))
 
 user = current_user()
 language_picker()
 role = user.role if user is not None else None
 pages = [
-    st.Page("pages/home.py", title="Clinic data", icon=":material/home:", default=True),
-    st.Page("pages/overview.py", title="Clinic overview", icon=":material/groups:"),
-    st.Page("pages/patient.py", title="Patient", icon=":material/person:"),
-    st.Page("pages/models.py", title="Model explorer", icon=":material/query_stats:"),
-    st.Page("pages/dynamics.py", title="Reciprocal dynamics", icon=":material/sync_alt:"),
-    st.Page("pages/power.py", title="Plan a study (power)", icon=":material/science:"),
+    st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=True),
+    st.Page("pages/overview.py", title=_("Clinic overview"), icon=":material/groups:"),
+    st.Page("pages/patient.py", title=_("Patient"), icon=":material/person:"),
+    st.Page("pages/models.py", title=_("Model explorer"), icon=":material/query_stats:"),
+    st.Page("pages/dynamics.py", title=_("Reciprocal dynamics"), icon=":material/sync_alt:"),
+    st.Page("pages/power.py", title=_("Plan a study (power)"), icon=":material/science:"),
 ]
 if role is None or role is Role.SUPERVISOR:  # signed out: this session's uploads; supervisors: the store
-    pages.append(st.Page("pages/upload.py", title="Upload data", icon=":material/upload_file:"))
-pages.append(st.Page("pages/account.py", title="Sign in" if user is None else "Account",
+    pages.append(st.Page("pages/upload.py", title=_("Upload data"), icon=":material/upload_file:"))
+pages.append(st.Page("pages/account.py", title=_("Sign in") if user is None else _("Account"),
                      icon=":material/login:" if user is None else ":material/account_circle:"))
 if role is Role.SUPERVISOR:
-    pages.append(st.Page("pages/admin.py", title="Users and audit log", icon=":material/admin_panel_settings:"))
+    pages.append(st.Page("pages/admin.py", title=_("Users and audit log"), icon=":material/admin_panel_settings:"))
 
 try:
     st.navigation(pages).run()
 except AccessDenied:  # the account was deactivated (or its role changed) while this page ran
     sign_out()
-    st.warning("Your account is no longer active, or its session ended; sign in again.")
+    st.warning(_("Your account is no longer active, or its session ended; sign in again."))

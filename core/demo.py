@@ -13,7 +13,10 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-DEMO_LABEL = "Demo clinic (simulated data, not real patients)"
+from core.i18n import N_
+
+#: The demo data set's name (its key in every store; shown translated, ui.state.dataset_title).
+DEMO_LABEL = N_("Demo clinic (simulated data, not real patients)")
 DEMO_SOURCE = "demo_clinic.csv"
 THERAPISTS = ("T01 Ana", "T02 Bruno", "T03 Carla", "T04 Diego", "T05 Elena", "T06 Franco")
 

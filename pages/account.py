@@ -1,7 +1,10 @@
 """Sign in / sign out: local accounts (bcrypt) or the clinic's OpenID Connect provider (st.login)."""
 import streamlit as st
 
-from ui.auth import clinic_store, current_user, session_ended_note, sign_in, sign_out
+from core.i18n import LANGUAGES, _, get_language
+from core.store.users import role_label
+from ui.auth import clinic_store, current_user, session_ended_note, sign_in, sign_out, stored_language
+from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
 from ui.text import md
 
@@ -16,32 +19,56 @@ def oidc_configured() -> bool:
         return False
 
 
+def language_note(signed_in: bool) -> str:
+    """Which language the interface speaks and where that choice is kept."""
+    name = LANGUAGES[get_language()]
+    if not signed_in:
+        return _("Interface language: **{language}** (change it under *Language* in the sidebar; it is kept "
+                 "for this browser session).").format(language=name)
+    stored = stored_language()
+    if stored is None:
+        source = st.session_state.get(SOURCE_KEY)
+        template = (_("Interface language: **{language}**, asked for by the link (choose one under *Language* in "
+                      "the sidebar to keep it with your account).") if source == "url" else
+                    _("Interface language: **{language}**, from your browser (choose one under *Language* in the "
+                      "sidebar to keep it with your account).") if source == "browser" else
+                    _("Interface language: **{language}** (choose one under *Language* in the sidebar to keep it "
+                      "with your account)."))
+        return template.format(language=name)
+    return _("Interface language: **{language}** (kept with your account: {stored}; change it under *Language* "
+             "in the sidebar).").format(language=name, stored=LANGUAGES[stored])
+
+
 user = current_user()
 store = clinic_store()
-st.title("Sign in" if user is None else "Account")
+st.title(_("Sign in") if user is None else _("Account"))
 if session_ended_note():
-    st.info("You were signed out: you signed out in another tab, the session expired, or a supervisor "
-            "deactivated the account or set a new password.")
+    st.info(_("You were signed out: you signed out in another tab, the session expired, or a supervisor "
+              "deactivated the account or set a new password."))
 
 if user is None and oidc_configured() and getattr(st.user, "is_logged_in", False):
     identity = st.user.get("email") or st.user.get("preferred_username")
     known = store.user_for_identity(identity) if identity else None
     if known is None:
-        st.error(f"The account {md(identity)} is not registered with this clinic. Ask a supervisor to add it.")
+        st.error(_("The account {identity} is not registered with this clinic. Ask a supervisor to add it.").format(
+            identity=md(identity)))
     else:
         sign_in(known)
+        after_sign_in(known)
         st.switch_page("pages/home.py")
 
 if user is not None:
-    demo = " This is a demo account." if user.is_demo else ""
-    st.success(f"Signed in as **{md(user.display_name)}** ({md(user.username)}), role **{user.role.value}**.{demo}")
-    st.write({"supervisor": "You see the whole clinic, can upload data and manage users.",
-              "therapist": "You see only the patients assigned to you.",
-              "researcher": "You see pseudonymised patient, therapist and study labels, the measures, and only "
-                            "the other columns a supervisor marked as shareable; no free text, no row numbers."}
+    template = (_("Signed in as **{name}** ({username}), role **{role}**. This is a demo account.") if user.is_demo
+                else _("Signed in as **{name}** ({username}), role **{role}**."))
+    st.success(template.format(name=md(user.display_name), username=md(user.username), role=role_label(user.role)))
+    st.write({"supervisor": _("You see the whole clinic, can upload data and manage users."),
+              "therapist": _("You see only the patients assigned to you."),
+              "researcher": _("You see pseudonymised patient, therapist and study labels, the measures, and only "
+                              "the other columns a supervisor marked as shareable; no free text, no row numbers.")}
              [user.role.value])
-    st.caption("The sign-in lasts 12 hours, in every tab of this browser, until you sign out.")
-    if st.button("Sign out", key="sign_out"):
+    st.markdown(language_note(True))
+    st.caption(_("The sign-in lasts 12 hours, in every tab of this browser, until you sign out."))
+    if st.button(_("Sign out"), key="sign_out"):
         was_oidc = getattr(st.user, "is_logged_in", False)
         sign_out()
         if was_oidc:
@@ -50,30 +77,32 @@ if user is not None:
     st.stop()
 
 if oidc_configured():
-    st.button("Sign in with the clinic's account", key="oidc_login", on_click=st.login, type="primary")
+    st.button(_("Sign in with the clinic's account"), key="oidc_login", on_click=st.login, type="primary")
     st.divider()
 
 with st.form("sign_in_form"):
-    username = st.text_input("User name", key="sign_in_username")
-    password = st.text_input("Password", type="password", key="sign_in_password")
-    submitted = st.form_submit_button("Sign in", type="primary")
+    username = st.text_input(_("User name"), key="sign_in_username")
+    password = st.text_input(_("Password"), type="password", key="sign_in_password")
+    submitted = st.form_submit_button(_("Sign in"), type="primary")
 if submitted:
     found = store.authenticate(username.strip(), password)
     if found is None:
-        st.error("User name or password is not right, the account is deactivated, or it is locked for "
-                 "15 minutes after 10 failed attempts.")
+        st.error(_("User name or password is not right, the account is deactivated, or it is locked for "
+                   "15 minutes after 10 failed attempts."))
     else:
         sign_in(found)
+        after_sign_in(found)
         st.switch_page("pages/home.py")
 
 demo_users = store.demo_users()  # only the demo database has them
 if demo_users:
-    with st.expander("Demo accounts (simulated data, not real patients)", expanded=True):
-        st.write("This is the **demo database**. Each demo account's password is **demo**. They see the stored "
-                 "*Demo clinic*: the supervisor all of it, each therapist only their own patients, the researcher "
-                 "pseudonymised IDs. A clinic's own database, made with `python -m core store init`, has no demo "
-                 "accounts.")
-        st.table([{"user name": u.username, "role": u.role.value, "therapist": u.therapist_code or ""}
+    with st.expander(_("Demo accounts (simulated data, not real patients)"), expanded=True):
+        st.write(_("This is the **demo database**. Each demo account's password is **demo**. They see the stored "
+                   "*Demo clinic*: the supervisor all of it, each therapist only their own patients, the researcher "
+                   "pseudonymised IDs. A clinic's own database, made with `python -m core store init`, has no demo "
+                   "accounts."))
+        st.table([{_("user name"): u.username, _("role"): role_label(u.role), _("therapist"): u.therapist_code or ""}
                   for u in demo_users])
-st.caption("Without signing in, the dashboard shows the built-in demo clinic and keeps uploads only in this "
-           "browser session.")
+st.markdown(language_note(False))
+st.caption(_("Without signing in, the dashboard shows the built-in demo clinic and keeps uploads only in this "
+             "browser session."))

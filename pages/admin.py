@@ -1,40 +1,45 @@
 """Users and audit log (supervisors only)."""
 import streamlit as st
 
-from core.i18n import get_language
+from core.i18n import _, get_language
 from core.reporting.exports import csv_bytes
 from core.store import AccessDenied, Role
+from core.store.users import role_label
 from ui.auth import clinic_store, current_user, download
+from ui.language import localised
 from ui.state import use_app_navigation
 from ui.text import md
 
 use_app_navigation()
-st.title("Users and audit log")
+st.title(_("Users and audit log"))
 user = current_user()
 if user is None or user.role != Role.SUPERVISOR:
-    st.warning("Only a signed-in supervisor can manage users and read the audit log.")
+    st.warning(_("Only a signed-in supervisor can manage users and read the audit log."))
     st.stop()
 store = clinic_store()
 
 try:
     if "admin_flash" in st.session_state:  # the outcome of the last change, shown after its rerun
         st.success(st.session_state.pop("admin_flash"))
-    st.subheader("Users")
+    st.subheader(_("Users"))
     users = store.users(user)
-    st.dataframe([{"user name": u.username, "name": u.display_name, "role": u.role.value,
+    st.dataframe([{"user name": u.username, "name": u.display_name, "role": role_label(u.role),
                    "therapist code": u.therapist_code or "", "active": u.is_active, "demo": u.is_demo}
                   for u in users],
-                 hide_index=True, width="stretch")
+                 hide_index=True, width="stretch",
+                 column_config={"user name": _("user name"), "name": _("name"), "role": _("role"),
+                                "therapist code": _("therapist code"), "active": _("active"), "demo": _("demo")})
     with st.form("new_user"):
-        st.markdown("**Add a user**")
+        st.markdown(_("**Add a user**"))
         c = st.columns(4)
-        username = c[0].text_input("User name (or e-mail for single sign-on)", key="new_username")
-        name = c[1].text_input("Display name", key="new_display_name")
+        username = c[0].text_input(_("User name (or e-mail for single sign-on)"), key="new_username")
+        name = c[1].text_input(_("Display name"), key="new_display_name")
         roles = [r.value for r in Role]
-        role = c[2].selectbox("Role", roles, index=roles.index(Role.THERAPIST.value), key="new_role")
-        code = c[3].text_input("Therapist code (as in the data's therapist column)", key="new_therapist_code")
-        password = st.text_input("Initial password", type="password", key="new_password")
-        if st.form_submit_button("Add user"):
+        role = c[2].selectbox(_("Role"), roles, index=roles.index(Role.THERAPIST.value), key="new_role",
+                              format_func=localised(role_label))
+        code = c[3].text_input(_("Therapist code (as in the data's therapist column)"), key="new_therapist_code")
+        password = st.text_input(_("Initial password"), type="password", key="new_password")
+        if st.form_submit_button(_("Add user")):
             try:
                 created = store.create_user(user, username.strip(), password, Role(role),
                                             display_name=name.strip() or None,
@@ -42,46 +47,52 @@ try:
             except ValueError as err:
                 st.error(str(err))
             else:
-                st.session_state["admin_flash"] = f"Added {md(created.username)} ({created.role.value})."
+                st.session_state["admin_flash"] = _("Added {username} ({role}).").format(
+                    username=md(created.username), role=role_label(created.role))
                 st.rerun()
     active = [u.username for u in users if u.username != user.username and u.is_active]
     inactive = [u.username for u in users if not u.is_active]
     c = st.columns([3, 1])
     if active:
-        who = c[0].selectbox("Deactivate a user", active, key="deactivate_who")
-        if c[1].button("Deactivate", key="deactivate_button"):
+        who = c[0].selectbox(_("Deactivate a user"), active, key="deactivate_who")
+        if c[1].button(_("Deactivate"), key="deactivate_button"):
             try:
                 store.deactivate(user, who)
             except ValueError as err:
                 st.error(str(err))
             else:
-                st.session_state["admin_flash"] = f"{md(who)} can no longer sign in; their open sessions have ended."
+                st.session_state["admin_flash"] = _("{username} can no longer sign in; their open sessions have "
+                                                    "ended.").format(username=md(who))
                 st.rerun()
     if inactive:
-        who = c[0].selectbox("Reactivate a user", inactive, key="reactivate_who")
-        if c[1].button("Reactivate", key="reactivate_button"):
+        who = c[0].selectbox(_("Reactivate a user"), inactive, key="reactivate_who")
+        if c[1].button(_("Reactivate"), key="reactivate_button"):
             store.reactivate(user, who)
-            st.session_state["admin_flash"] = f"{md(who)} can sign in again."
+            st.session_state["admin_flash"] = _("{username} can sign in again.").format(username=md(who))
             st.rerun()
     with st.form("set_password"):
-        st.markdown("**Set a new password**")
+        st.markdown(_("**Set a new password**"))
         c = st.columns(2)
-        who = c[0].selectbox("User", [u.username for u in users], key="password_who")
-        new_password = c[1].text_input("New password", type="password", key="password_new")
-        if st.form_submit_button("Set password"):
+        who = c[0].selectbox(_("User"), [u.username for u in users], key="password_who")
+        new_password = c[1].text_input(_("New password"), type="password", key="password_new")
+        if st.form_submit_button(_("Set password")):
             try:
                 store.set_password(user, who, new_password)
             except ValueError as err:
                 st.error(str(err))
             else:
-                ended = "; their open sessions have ended" if who != user.username else ""
-                st.success(f"New password set for {md(who)}{ended}.")
+                done = _("New password set for {username}.") if who == user.username else \
+                    _("New password set for {username}; their open sessions have ended.")
+                st.success(done.format(username=md(who)))
 
-    st.subheader("Audit log")
-    st.caption("Sign-ins, uploads, patient-page views and exports, newest first.")
+    st.subheader(_("Audit log"))
+    st.caption(_("Sign-ins, uploads, patient-page views and exports, newest first. The entries are kept as "
+                 "recorded (in English), so that the log reads the same for everyone."))
     audit = store.audit_log(user)
-    st.dataframe(audit, hide_index=True, width="stretch", height=360)
-    download("Audit log (CSV)", csv_bytes(audit, get_language()), file_name="audit_log.csv", mime="text/csv",
+    st.dataframe(audit, hide_index=True, width="stretch", height=360,
+                 column_config={"at": _("at (UTC)"), "username": _("user name"),
+                                "role": _("role"), "action": _("action"), "detail": _("detail")})
+    download(_("Audit log (CSV)"), csv_bytes(audit, get_language()), file_name="audit_log.csv", mime="text/csv",
              key="audit_csv", what="audit log (CSV)")
 except AccessDenied as err:
     st.error(str(err))

@@ -7,7 +7,8 @@ import streamlit as st
 
 from core.clinical.indices import therapist_icc_sentence, therapist_table, therapist_trajectories
 from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, definition, validation_table
-from core.i18n import get_language
+from core.i18n import N_, _, get_language, number
+from core.intake.mapping import role_name
 from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
 from core.reporting.formatting import decimals_for
@@ -22,6 +23,8 @@ from ui.clinic import (
     measure_labels,
     page_of,
     patient_options,
+    instrument_title,
+    jt_word,
     signal_key,
     sees_whole_clinic,
     sessions_with_ruptures_so_far,
@@ -29,8 +32,9 @@ from ui.clinic import (
     signal_validation,
     therapist_icc,
 )
+from ui.language import localised
 from ui.look import number_columns
-from ui.state import dataset_picker, demo_badge
+from ui.state import dataset_picker, dataset_title, demo_badge
 from ui.text import md
 
 PANELS_PER_PAGE = 24
@@ -41,119 +45,133 @@ THERAPISTS_PER_PAGE = 25
 #: Above this many patients the cross-validation (5 refits of every expected course) waits for a click.
 VALIDATE_AT_ONCE = 2000
 #: The signal in words, with the chart's marker shapes (▲ red, ◆ amber, ● green, ○ grey).
-SIGNAL_WORDS = {"not_on_track": "▲ not on track", "at_risk": "◆ at risk", "on_track": "● on track",
-                "unknown": "○ unknown"}
+SIGNAL_WORDS = {"not_on_track": N_("▲ not on track"), "at_risk": N_("◆ at risk"), "on_track": N_("● on track"),
+                "unknown": N_("○ unknown")}
 #: The caseload's columns, the key ones first (who, the signal, why), with their headers on screen
-#: and in the Excel file.
+#: and in the Excel file (translated where shown; the CSV keeps these keys as its header).
 CASELOAD_COLUMNS = {
-    "patient": "Patient", "signal": "Signal now", "attention": "Why (reasons)", "therapist": "Therapist",
-    "status": "Jacobson–Truax status", "change": "Change (last − first)", "first": "First score",
-    "last": "Last score", "sessions": "Sessions", "first_session": "First session", "last_session": "Last session",
-    "ruptures": "Ruptures", "unrepaired": "Unrepaired ruptures",
-    "no_reliable_improvement": "No reliable improvement by session {n}", "above_cutoff": "Above the cut-off",
+    "patient": N_("Patient"), "signal": N_("Signal now"), "attention": N_("Why (reasons)"),
+    "therapist": N_("Therapist"), "status": N_("Jacobson–Truax status"), "change": N_("Change (last − first)"),
+    "first": N_("First score"), "last": N_("Last score"), "sessions": N_("Sessions"),
+    "first_session": N_("First session"), "last_session": N_("Last session"), "ruptures": N_("Ruptures"),
+    "unrepaired": N_("Unrepaired ruptures"),
+    "no_reliable_improvement": N_("No reliable improvement by session {n}"), "above_cutoff": N_("Above the cut-off"),
 }
+
+
+def signal_word(status) -> str:
+    """The signal in words with its marker (``▲ not on track``), in the interface language."""
+    return _(SIGNAL_WORDS[status]) if status in SIGNAL_WORDS else status
 
 
 def caseload_definitions(ds, settings, model, threshold: float, improvement_by: int, therapists: list,
                          date: str) -> list[tuple[str, str]]:
     """The thresholds and definitions the caseload was computed with (the Excel file's second sheet)."""
-    def number(x) -> str:
-        return "—" if x is None else f"{x:g}"
+    def value(x) -> str:
+        return "—" if x is None else number(x, "g")
 
     return [
-        ("Data set", ds.name),
-        ("Exported on", date),
-        ("Therapists", ", ".join(map(str, therapists)) if therapists else "All therapists"),
-        ("Symptom measure", settings.instrument),
-        ("Higher scores mean", "more symptoms" if settings.higher_is_worse else "fewer symptoms"),
-        ("Clinical cut-off", number(settings.cutoff)),
-        ("Reliable change (points)", number(settings.reliable_change)),
-        ("Rupture threshold (own SDs below own mean so far)", number(threshold)),
-        ("Expect reliable improvement by session", str(improvement_by)),
-        ("Signal now", "The early-warning signal of the patient's latest session: not on track when the score is "
-                       "worse than {nt} of patients who started at the same level, at risk when worse than {ar}, "
-                       "on track otherwise.".format(nt=f"{LEVEL_NOT_ON_TRACK:.0%}", ar=f"{LEVEL_AT_RISK:.0%}")),
-        ("How the signal is computed", definition(model, signal_settings(settings))),
-        ("Jacobson–Truax status", "recovered: reliable improvement from the clinical into the non-clinical range; "
-                                  "improved / deteriorated: a change of at least the reliable change; else unchanged "
-                                  "(first and last sessions with a symptom score)."),
-        ("Change (last − first)", "The last symptom score minus the first."),
-        ("Unrepaired ruptures", "Sessions whose alliance lay more than the rupture threshold below the patient's own "
-                                "mean so far and did not recover in the next session (or have no session since)."),
-        ("No reliable improvement by session {n}".format(n=improvement_by),
-         "The patient has reached that session and has still not improved by the reliable change since the first."),
-        ("Order", "Not on track, then at risk, then a rupture not repaired, then reliable deterioration, no reliable "
-                  "improvement by the session above, last score above the cut-off."),
+        (_("Data set"), dataset_title(ds.name)),
+        (_("Exported on"), date),
+        (_("Therapists"), ", ".join(map(str, therapists)) if therapists else _("All therapists")),
+        (_("Symptom measure"), instrument_title(settings.instrument)),
+        (_("Higher scores mean"), _("more symptoms") if settings.higher_is_worse else _("fewer symptoms")),
+        (_("Clinical cut-off"), value(settings.cutoff)),
+        (_("Reliable change (points)"), value(settings.reliable_change)),
+        (_("Rupture threshold (own SDs below own mean so far)"), value(threshold)),
+        (_("Expect reliable improvement by session"), str(improvement_by)),
+        (_("Signal now"), _("The early-warning signal of the patient's latest session: not on track when the score "
+                            "is worse than {nt:.0%} of patients who started at the same level, at risk when worse "
+                            "than {ar:.0%}, on track otherwise.").format(nt=LEVEL_NOT_ON_TRACK, ar=LEVEL_AT_RISK)),
+        (_("How the signal is computed"), definition(model, signal_settings(settings))),
+        (_("Jacobson–Truax status"), _("recovered: reliable improvement from the clinical into the non-clinical "
+                                       "range; improved / deteriorated: a change of at least the reliable change; "
+                                       "else unchanged (first and last sessions with a symptom score).")),
+        (_("Change (last − first)"), _("The last symptom score minus the first.")),
+        (_("Unrepaired ruptures"), _("Sessions whose alliance lay more than the rupture threshold below the "
+                                     "patient's own mean so far and did not recover in the next session (or have no "
+                                     "session since).")),
+        (_("No reliable improvement by session {n}").format(n=improvement_by),
+         _("The patient has reached that session and has still not improved by the reliable change since the "
+           "first.")),
+        (_("Order"), _("Not on track, then at risk, then a rupture not repaired, then reliable deterioration, no "
+                       "reliable improvement by the session above, last score above the cut-off.")),
     ]
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
 data = ds.data
-threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean so far)", 0.25, 3.0, 1.0, 0.25,
+threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so far)"), 0.25, 3.0, 1.0, 0.25,
                               key="rupture_threshold")
-improvement_by = st.sidebar.number_input("Expect reliable improvement by session", min_value=2, value=4,
+improvement_by = st.sidebar.number_input(_("Expect reliable improvement by session"), min_value=2, value=4,
                                          step=1, key="improvement_by")
 
-st.title("Clinic overview")
+st.title(_("Clinic overview"))
 demo_badge(ds)
 drop = dropout(data, k=4)
 k = st.columns(4)
-k[0].metric("Patients", f"{data['patient'].nunique():,}")
-k[1].metric("Therapists", f"{data['therapist'].nunique():,}" if ds.validated.has_therapist else "—")
-k[2].metric("Sessions", f"{len(data):,}")
-k[3].metric("Dropout before session 4", f"{drop['share']:.1%}", help=f"{drop['n_dropout']} patients with fewer than 4 sessions.")
+k[0].metric(_("Patients"), number(data["patient"].nunique(), ","))
+k[1].metric(_("Therapists"), number(data["therapist"].nunique(), ",") if ds.validated.has_therapist else "—")
+k[2].metric(_("Sessions"), number(len(data), ","))
+k[3].metric(_("Dropout before session 4"), number(drop["share"], ".1%"),
+            help=_("{n} patients with fewer than 4 sessions.").format(n=int(drop["n_dropout"])))
 
 outcome = "symptoms" if "symptoms" in measures else measures[0]
 if ds.validated.has_therapist:
-    st.info("**Therapists.** " + therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome))
+    st.info(_("**Therapists.** {sentence}").format(
+        sentence=therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome)))
 
 # ---------------------------------------------------------------- caseload
 sessions = sessions_with_ruptures_so_far(ds, threshold)
-st.subheader("Caseload, most in need of attention first")
+st.subheader(_("Caseload, most in need of attention first"))
 if "symptoms" not in measures:
-    st.warning("The caseload needs a symptom measure; this data set has none.")
+    st.warning(_("The caseload needs a symptom measure; this data set has none."))
     st.stop()
-model, _, current = clinic_signal(ds, settings)
+model, _sessions, current = clinic_signal(ds, settings)
 # every visible patient, ordered once per setting (cached, read-only); filtered and paged below
 everyone = caseload_table(ds.fingerprint, threshold, signal_settings(settings), int(improvement_by),
                           signal_key(model), sessions, current)
 therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist else []
 f1, f2 = st.columns(2)
-chosen = f1.multiselect("Therapists", therapists, key="overview_therapists",
-                        placeholder="All therapists") if therapists else []
-wanted = f2.multiselect("Signal now", list(SIGNAL_WORDS), format_func=SIGNAL_WORDS.get, key="overview_statuses",
-                        placeholder="Every status")
+chosen = f1.multiselect(_("Therapists"), therapists, key="overview_therapists",
+                        placeholder=_("All therapists")) if therapists else []
+wanted = f2.multiselect(_("Signal now"), list(SIGNAL_WORDS), format_func=localised(signal_word), key="overview_statuses",
+                        placeholder=_("Every status"))
 by_therapist = filter_caseload(everyone, therapists=chosen)
 counts = by_therapist["signal"].value_counts()
-st.markdown(" · ".join(f"**{counts.get(s, 0):,}** {md(SIGNAL_WORDS[s])}"
+st.markdown(" · ".join(_("**{n:,}** {signal}").format(n=int(counts.get(s, 0)), signal=md(signal_word(s)))
                        for s in ("not_on_track", "at_risk", "on_track", "unknown")))
-st.caption(f"Order: the early-warning signal of each patient's latest session — not on track (worse than "
-           f"{LEVEL_NOT_ON_TRACK:.0%} of patients who started at the same level), then at risk (worse than "
-           f"{LEVEL_AT_RISK:.0%}) — then a rupture not repaired, then reliable deterioration, no reliable improvement by "
-           "the session set in the sidebar (cleared once the patient improved), last score above the cut-off. "
-           "Select a row to open that patient.")
+st.caption(_("Order: the early-warning signal of each patient's latest session — not on track (worse than "
+             "{nt:.0%} of patients who started at the same level), then at risk (worse than {ar:.0%}) — then a rupture "
+             "not repaired, then reliable deterioration, no reliable improvement by the session set in the sidebar "
+             "(cleared once the patient improved), last score above the cut-off. Select a row to open that "
+             "patient.").format(nt=LEVEL_NOT_ON_TRACK, ar=LEVEL_AT_RISK))
 if not model.local:
-    st.info("**No local expected course**: " + model.reason + " The signal uses the published reliable-change rule "
-            "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
+    st.info(_("**No local expected course**: {reason} The signal uses the published reliable-change rule relative to "
+              "the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
+        reason=model.reason))
 # the *Find patient by ID* box below narrows the caseload too (its value from the last rerun)
 search = str(st.session_state.get("overview_search", "") or "")
 table = filter_caseload(by_therapist, statuses=wanted, query=search)
-first_row, _ = page_of(len(table), ROWS_PER_PAGE, "caseload_page",
-                       "Caseload: page number (1–{pages}, " + f"{ROWS_PER_PAGE} patients each)")
+first_row, _pages = page_of(len(table), ROWS_PER_PAGE, "caseload_page",
+                            _("Caseload: page number (1–{pages}, {per} patients each)"))
 page_rows = table.iloc[first_row: first_row + ROWS_PER_PAGE]
-st.caption(f"Patients {first_row + 1:,}–{first_row + len(page_rows):,} of {len(table):,}"
-           + (f" (of {len(everyone):,} in all)" if len(table) < len(everyone) else "") + ".")
+shown_of = (_("Patients {first:,}–{last:,} of {n:,} (of {total:,} in all).") if len(table) < len(everyone)
+            else _("Patients {first:,}–{last:,} of {n:,}."))
+st.caption(shown_of.format(first=first_row + 1, last=first_row + len(page_rows), n=len(table), total=len(everyone)))
 
 
 def for_people(rows):
-    """The caseload rows with the key columns first and the signal in words."""
-    rows = rows.assign(signal=rows["signal"].map(SIGNAL_WORDS))
+    """The caseload rows with the key columns first, the signal and the Jacobson–Truax status in words."""
+    rows = rows.assign(signal=rows["signal"].map(signal_word))
+    if "status" in rows.columns:
+        rows = rows.assign(status=rows["status"].map(jt_word))
     return rows[[c for c in CASELOAD_COLUMNS if c in rows.columns]]
 
 
 shown = for_people(page_rows)
-headers = {c: label.format(n=int(improvement_by)) for c, label in CASELOAD_COLUMNS.items()}
+headers = {c: _(label).format(n=int(improvement_by)) for c, label in CASELOAD_COLUMNS.items()}
 score_decimals = decimals_for(everyone["last"])
 config = number_columns(shown, decimals={"change": score_decimals, "first": score_decimals, "last": score_decimals},
                         labels=headers)
@@ -162,16 +180,17 @@ config["signal"] = st.column_config.TextColumn(headers["signal"], width="medium"
 config["attention"] = st.column_config.TextColumn(headers["attention"], width="large")
 event = st.dataframe(shown, hide_index=True, width="stretch", height=360, key="caseload",
                      on_select="rerun", selection_mode="single-row", column_config=config)
-st.caption("Keyboard: Tab into the table, move to a patient with the arrow keys and press Shift+Space to open "
-           "them, or choose the patient under Open patient.")
+st.caption(_("Keyboard: Tab into the table, move to a patient with the arrow keys and press Shift+Space to open "
+             "them, or choose the patient under Open patient."))
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
     openable = patient_options(table["patient"].tolist(), st.session_state.get("overview_open"), key="overview_search")
-pick = c1.selectbox("Open patient", openable, key="overview_open", index=None, placeholder="Choose a patient …")
+pick = c1.selectbox(_("Open patient"), openable, key="overview_open", index=None,
+                    placeholder=_("Choose a patient …"))
 if rows:
     pick = shown["patient"].iloc[rows[0]]
-clicked = c1.button("Open patient page", key="open_patient_button", disabled=not pick)
+clicked = c1.button(_("Open patient page"), key="open_patient_button", disabled=not pick)
 if pick and (rows or clicked):
     st.session_state["open_patient"] = pick
     # one history entry (/patient?patient=ID), so that the browser's Back returns to the caseload: setting
@@ -181,12 +200,12 @@ today = datetime.date.today().isoformat()
 language = get_language()
 # every page of the filtered caseload, built when clicked (writing 130,000 rows on every rerun costs seconds)
 with c2:
-    download("Caseload (CSV)", lambda: csv_bytes(for_people(table), language), file_name="caseload.csv",
+    download(_("Caseload (CSV)"), lambda: csv_bytes(for_people(table), language), file_name="caseload.csv",
              mime="text/csv", key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
 with c3:
-    download("Caseload (Excel)",
-             lambda: excel_bytes(for_people(table), "Caseload", labels=headers,
-                                 title="Caseload of {dataset}, {date}".format(dataset=ds.name, date=today),
+    sheet, title = _("Caseload"), _("Caseload of {dataset}, {date}").format(dataset=dataset_title(ds.name), date=today)
+    download(_("Caseload (Excel)"),
+             lambda: excel_bytes(for_people(table), sheet, labels=headers, title=title,
                                  definitions=caseload_definitions(ds, settings, model, threshold, int(improvement_by),
                                                                   chosen, today)),
              file_name="caseload.xlsx", key="caseload_xlsx",
@@ -194,57 +213,62 @@ with c3:
 
 # ---------------------------------------------------------------- per therapist
 if ds.validated.has_therapist:
-    st.subheader("Therapists: not on track now, deteriorated, unrepaired ruptures")
+    st.subheader(_("Therapists: not on track now, deteriorated, unrepaired ruptures"))
     per = therapist_table(by_therapist)
-    first_therapist, _ = page_of(len(per), THERAPISTS_PER_PAGE, "therapist_page",
-                                 "Therapists: page number (1–{pages}, " + f"{THERAPISTS_PER_PAGE} each)")
+    first_therapist, _pages = page_of(len(per), THERAPISTS_PER_PAGE, "therapist_page",
+                                      _("Therapists: page number (1–{pages}, {per} each)"))
     per = per.iloc[first_therapist: first_therapist + THERAPISTS_PER_PAGE]
     display = per[["therapist", "patients"]].copy()
+    share = _("{n} of {total} ({percent:.0f}%)")
     for name in ("not on track now", "deteriorated", "unrepaired rupture"):
-        display[name] = [f"{n} of {p} ({pct:.0f}%)" for n, p, pct in zip(per[name], per["patients"], per[f"{name} (%)"])]
-    st.dataframe(display, hide_index=True, width="stretch", height=min(36 * (len(display) + 1) + 4, 360))
-    st.caption("Case mix differs between therapists: how ill their patients were at intake, how long they have been "
-               "seen, how many patients they have. Small counts swing percentages; compare with care — this is not "
-               "a ranking of therapists.")
+        display[name] = [share.format(n=int(n), total=int(p), percent=pct)
+                         for n, p, pct in zip(per[name], per["patients"], per[f"{name} (%)"])]
+    st.dataframe(display, hide_index=True, width="stretch", height=min(36 * (len(display) + 1) + 4, 360),
+                 column_config={"therapist": _("therapist"), "patients": _("patients"),
+                                "not on track now": _("not on track now"), "deteriorated": _("deteriorated"),
+                                "unrepaired rupture": _("unrepaired rupture")})
+    st.caption(_("Case mix differs between therapists: how ill their patients were at intake, how long they have "
+                 "been seen, how many patients they have. Small counts swing percentages; compare with care — this "
+                 "is not a ranking of therapists."))
 
 # ---------------------------------------------------------------- how good is the alarm here
-st.subheader("How well has the signal predicted outcomes in this clinic?")
+st.subheader(_("How well has the signal predicted outcomes in this clinic?"))
 if not sees_whole_clinic():
-    st.caption("The check against the clinic's outcomes uses every patient of the clinic; supervisors see it.")
+    st.caption(_("The check against the clinic's outcomes uses every patient of the clinic; supervisors see it."))
 elif not settings.reliable_change:
-    st.caption("Set a reliable-change value under *Clinical thresholds* to tell good from poor outcomes.")
+    st.caption(_("Set a reliable-change value under *Clinical thresholds* to tell good from poor outcomes."))
 else:
     sig = signal_settings(settings)
     n_patients = data["patient"].nunique()
     go = n_patients <= VALIDATE_AT_ONCE or st.session_state.get("signal_validated_for") == ds.fingerprint
-    if not go and st.button(f"Check it on all {n_patients:,} patients (refits every expected course 5 times)",
-                            key="validate_signal"):
+    if not go and st.button(_("Check it on all {n:,} patients (refits every expected course 5 times)").format(
+            n=n_patients), key="validate_signal"):
         st.session_state["signal_validated_for"] = ds.fingerprint
         go = True
     if go:
         validation = signal_validation(ds.fingerprint, sig, data)
-        st.caption(validation["method"] + " " + validation["outcome"] + " " + validation["flag"])
+        st.caption(" ".join((validation["method"], validation["outcome"], validation["flag"])))
         vt = validation_table(validation)
         if vt.empty:
-            st.caption("Too few patients with sessions beyond session 3 to check the signal.")
+            st.caption(_("Too few patients with sessions beyond session 3 to check the signal."))
         else:
             st.dataframe(vt, hide_index=True, width="stretch")
             for sentence in validation["sentences"]:
                 st.markdown(f"- {md(sentence)}")
 
 # ---------------------------------------------------------------- trajectories
-st.subheader("Patient trajectories")
-measure = st.radio("Measure", sorted(measures, key=lambda m: m != "symptoms"), horizontal=True,
-                   key="overview_measure")
+st.subheader(_("Patient trajectories"))
+measure = st.radio(_("Measure"), sorted(measures, key=lambda m: m != "symptoms"), horizontal=True,
+                   key="overview_measure", format_func=localised(role_name))
 subset = sessions if not chosen else sessions[sessions["therapist"].isin(chosen)]
 order = table["patient"].tolist()  # the filtered caseload's order
 n_pages = max(1, math.ceil(len(order) / PANELS_PER_PAGE))
 if st.session_state.get("overview_page", 1) > n_pages:  # a filter above left fewer pages
     del st.session_state["overview_page"]
-page = st.number_input(f"Page (of {n_pages}, {PANELS_PER_PAGE} patients each, in caseload order)",
-                       min_value=1, max_value=n_pages, value=1, key="overview_page")
+page = st.number_input(_("Page (of {pages}, {per} patients each, in caseload order)").format(
+    pages=n_pages, per=PANELS_PER_PAGE), min_value=1, max_value=n_pages, value=1, key="overview_page")
 these = order[(page - 1) * PANELS_PER_PAGE: page * PANELS_PER_PAGE]
-axis_titles = {m: axis for m, (_, axis) in measure_labels(ds, settings).items()}
+axis_titles = {m: axis for m, (_title, axis) in measure_labels(ds, settings).items()}
 scale = alliance_scale(ds).get(measure)
 on_page = table[table["patient"].isin(these)]
 now = dict(zip(on_page["patient"], on_page["signal"]))
@@ -252,11 +276,11 @@ fig = small_multiples(subset, these, measure, cutoff=settings.cutoff if measure 
                       status=now, y_title=axis_titles.get(measure, measure),
                       y_range=scale)
 st.plotly_chart(fig, width="stretch")
-st.caption("Each panel's colour, symbol and words give the early-warning signal of the patient's latest "
-           "session: ▲ not on track (red), ◆ at risk (amber), ● on track (green), ○ unknown (grey).")
+st.caption(_("Each panel's colour, symbol and words give the early-warning signal of the patient's latest "
+             "session: ▲ not on track (red), ◆ at risk (amber), ● on track (green), ○ unknown (grey)."))
 
 if ds.validated.has_therapist:
-    st.subheader("Mean trajectory per therapist (95% CI)")
+    st.subheader(_("Mean trajectory per therapist (95% CI)"))
     fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure),
                                        measure, max_therapists=max(12, len(chosen)),
                                        y_title=axis_titles.get(measure), y_range=scale)

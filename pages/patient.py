@@ -3,8 +3,8 @@ import pandas as pd
 import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
-from core.clinical.signal import STATUS_LABELS, definition, status_sentence
-from core.i18n import get_language
+from core.clinical.signal import definition, status_label, status_sentence
+from core.i18n import DECIMAL_COMMA, _, get_language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
 from core.reporting.formatting import decimals_for, format_number
@@ -13,25 +13,32 @@ from ui.clinic import (
     alliance_scale,
     clinic_signal,
     clinical_settings,
+    jt_word,
     measure_labels,
     patient_list,
     patient_options,
     sessions_table,
     signal_settings,
 )
-from ui.look import number_columns
+from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
+
+
+def local_number(value, decimals: int) -> str:
+    """A signed score change (``−29``, ``+3.5``) with the language's decimal mark."""
+    text = format_number(value, decimals, signed=True)
+    return text.translate(str.maketrans(",.", ".,")) if get_language() in DECIMAL_COMMA else text
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
-threshold = st.sidebar.slider("Rupture threshold (own SDs below own mean so far)", 0.25, 3.0, 1.0, 0.25,
+threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so far)"), 0.25, 3.0, 1.0, 0.25,
                               key="rupture_threshold",
-                              help="A session is flagged when alliance lies more than this many of the "
-                                   "patient's own SDs below the patient's own mean so far (that session included).")
+                              help=_("A session is flagged when alliance lies more than this many of the "
+                                     "patient's own SDs below the patient's own mean so far (that session included)."))
 
-st.title("Patient")
+st.title(_("Patient"))
 demo_badge(ds)
 sessions = sessions_table(ds.fingerprint, tuple(measures), ds.data)
 patients = patient_list(ds.fingerprint, sessions)
@@ -48,7 +55,7 @@ if requested in patients:
 options = patient_options(patients, st.session_state.get("patient_id"), key="patient_search")
 if st.session_state.get("patient_id") not in options:
     st.session_state["patient_id"] = options[0]
-pid = st.selectbox("Patient ID (type to search)", options, key="patient_id")
+pid = st.selectbox(_("Patient ID (type to search)"), options, key="patient_id")
 if st.query_params.get("patient") != pid:  # each change of the URL is a step in the browser's history
     st.query_params["patient"] = pid
 st.session_state["patient_in_url"] = pid
@@ -64,33 +71,35 @@ has_symptoms = "symptoms" in measures
 signal = None
 model = None
 if has_symptoms:
-    model, all_signal, _ = clinic_signal(ds, settings)
+    model, all_signal, _current = clinic_signal(ds, settings)
     signal = all_signal[all_signal["patient"] == pid]
 unrepaired = mine[mine["rupture"].astype(bool) & ~mine["repaired"].fillna(False).astype(bool)] \
     if "rupture" in mine else mine.iloc[:0]
-also = []
+rupture_note = None
 if len(unrepaired):
     when = unrepaired["session"].iloc[-1]
-    also.append(f"a rupture in session {when:g} (no session since to see it repaired)" if when == mine["session"].iloc[-1]
-                else f"a rupture in session {when:g} not repaired in the next session")
+    rupture_note = (_("a rupture in session {session:g} (no session since to see it repaired)")
+                    if when == mine["session"].iloc[-1]
+                    else _("a rupture in session {session:g} not repaired in the next session")).format(session=when)
 if signal is not None and len(signal):
     now = signal.iloc[-1]
     line = f"**{status_sentence(now['status'], now['session'], now['reason']).replace(':', '**:', 1)}"
-    if also:
-        line += " Also: " + "; ".join(also) + "."
+    if rupture_note:
+        line = _("{status} Also: {rupture}.").format(status=line, rupture=rupture_note)
     box = {"not_on_track": st.error, "at_risk": st.warning, "on_track": st.success}.get(now["status"], st.info)
     box(line, icon={"not_on_track": ":material/error:", "at_risk": ":material/warning:",
                     "on_track": ":material/check_circle:"}.get(now["status"], ":material/help:"))
-elif also:
-    st.warning("Needs attention: " + "; ".join(also) + ".", icon=":material/warning:")
+elif rupture_note:
+    st.warning(_("Needs attention: {rupture}.").format(rupture=rupture_note), icon=":material/warning:")
 if model is not None and not model.local:
-    st.info("**No local expected course**: " + model.reason + " The status uses the published reliable-change rule "
-            "relative to the first session instead (reliable deterioration: not on track; half of it: at risk).")
+    st.info(_("**No local expected course**: {reason} The status uses the published reliable-change rule relative "
+              "to the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
+        reason=model.reason))
 
 facts = st.columns(4)
-facts[0].metric("Sessions", len(mine))
+facts[0].metric(_("Sessions"), len(mine))
 if therapist is not None:
-    facts[1].metric("Therapist", md(therapist))
+    facts[1].metric(_("Therapist"), md(therapist))
 status = None
 scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
 # whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"
@@ -99,59 +108,65 @@ if has_symptoms and settings.reliable_change and len(scores):
     first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
                                    settings.higher_is_worse) if len(scores) > 1 else "unknown"
-    facts[2].metric("Symptom change (first → last)", format_number(last - first, score_decimals, signed=True),
-                    help="Last minus first symptom score; reliable change: {rc} points.".format(
-                        rc=f"{settings.reliable_change:.3g}"))
-    facts[3].metric("Jacobson–Truax status", status,
-                    help="recovered: reliable improvement and from the clinical into the non-clinical range; "
-                         "improved / deteriorated: change at least the reliable change; else unchanged.")
+    facts[2].metric(_("Symptom change (first → last)"), local_number(last - first, score_decimals),
+                    help=_("Last minus first symptom score; reliable change: {rc:.3g} points.").format(
+                        rc=settings.reliable_change))
+    facts[3].metric(_("Jacobson–Truax status"), jt_word(status),
+                    help=_("recovered: reliable improvement and from the clinical into the non-clinical range; "
+                           "improved / deteriorated: change at least the reliable change; else unchanged."))
 
 # ---------------------------------------------------------------- chart
-band = ("usual range: 8 in 10 patients who started at this level" if model is None or model.local
-        else "no reliable change from the first session (± reliable change)")
+band = (_("usual range: 8 in 10 patients who started at this level") if model is None or model.local
+        else _("no reliable change from the first session (± reliable change)"))
 scale = alliance_scale(ds)
 options = st.columns(2)
-zoom = options[0].toggle("Zoom the alliance axis to this patient's scores", key="patient_zoom_alliance",
+zoom = options[0].toggle(_("Zoom the alliance axis to this patient's scores"), key="patient_zoom_alliance",
                          disabled=not scale or "alliance" not in measures,
-                         help="By default the alliance axis shows the scale's full range ({range}), so that a "
-                              "small dip does not look like a fall.".format(
-                                  range="–".join(f"{v:g}" for v in scale["alliance"]) if scale else "—"))
-details = options[1].toggle("Show details", key="patient_details",
-                            help="Adds the at-risk bound, the alliance mean so far, the rupture limit so far and each "
-                                 "session's deviation from the mean so far.")
+                         help=_("By default the alliance axis shows the scale's full range ({range}), so that a "
+                                "small dip does not look like a fall.").format(
+                                  range="–".join(number(v, "g") for v in scale["alliance"]) if scale else "—"))
+details = options[1].toggle(_("Show details"), key="patient_details",
+                            help=_("Adds the at-risk bound, the alliance mean so far, the rupture limit so far and "
+                                   "each session's deviation from the mean so far."))
 fig = patient_chart(mine, measures, signal=signal, cutoff=settings.cutoff, labels=measure_labels(ds, settings),
                     band_label=band, ranges={} if zoom else scale, details=details)
 st.plotly_chart(fig, width="stretch", key="patient_chart")
-with st.expander("How the expected course and the status are computed"):
+with st.expander(_("How the expected course and the status are computed")):
     st.write(definition(model, signal_settings(settings)) if model is not None else
-             "The early-warning signal needs a symptom measure.")
+             _("The early-warning signal needs a symptom measure."))
 
 # ---------------------------------------------------------------- sentences
 sentences = []
 if "rupture" in mine:
-    for _, r in mine[mine["rupture"]].iterrows():
-        how = {True: "alliance recovered in the next session", False: "alliance stayed low in the next session"}
-        after = how.get(r["repaired"], "there is no next session yet") if not pd.isna(r["repaired"]) else "there is no next session yet"
-        sentences.append(f"Possible rupture in session {r['session']:g}: alliance was "
-                         f"{abs(r['alliance_within_so_far']):.2f} points below this patient's mean so far; {after}.")
+    for _row, r in mine[mine["rupture"]].iterrows():
+        if pd.isna(r["repaired"]):
+            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
+                         "patient's mean so far; there is no next session yet.")
+        elif r["repaired"]:
+            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
+                         "patient's mean so far; alliance recovered in the next session.")
+        else:
+            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
+                         "patient's mean so far; alliance stayed low in the next session.")
+        sentences.append(template.format(session=r["session"], gap=abs(r["alliance_within_so_far"])))
 if status and status != "unknown":
-    sentences.append("From the first to the last session the symptom score changed by {change} points: {status} "
-                     "(reliable change {rc} points).".format(
-                         change=format_number(scores.iloc[-1] - scores.iloc[0], score_decimals, signed=True),
-                         status=status, rc=f"{settings.reliable_change:.3g}"))
+    sentences.append(_("From the first to the last session the symptom score changed by {change} points: {status} "
+                       "(reliable change {rc:.3g} points).").format(
+                         change=local_number(scores.iloc[-1] - scores.iloc[0], score_decimals),
+                         status=jt_word(status), rc=settings.reliable_change))
 for s in sentences:
     if s:
         st.markdown(f"- {md(s)}")
 
 # ---------------------------------------------------------------- table
-st.subheader("Sessions")
+st.subheader(_("Sessions"))
 # the key columns first: session, score, status and why; then alliance and the details
 table = mine[["session"]].copy()
 if has_symptoms:
     table["symptoms"] = mine["symptoms"].to_numpy()
 if signal is not None and len(signal):
     sig = signal.set_index("session").reindex(table["session"])
-    table["status"] = sig["status"].map(lambda s: f"{STATUS_GLYPH.get(s, '')} {STATUS_LABELS.get(s, s)}".strip()
+    table["status"] = sig["status"].map(lambda s: f"{STATUS_GLYPH.get(s, '')} {status_label(s)}".strip()
                                         if isinstance(s, str) else s).to_numpy()
     table["why"] = sig["reason"].to_numpy()
     table["expected"] = sig["expected"].to_numpy()
@@ -164,9 +179,15 @@ if "rupture" in mine:
     table["alliance deviation (SDs so far)"] = mine["alliance_within_so_far_sd"].to_numpy()
     table["rupture"] = mine["rupture"].to_numpy()
     table["repaired"] = mine["repaired"].to_numpy()
+headers = {"session": _("session"), "symptoms": _("symptoms"), "alliance": _("alliance"), "status": _("status"),
+           "expected": _("expected"), "bound (not on track)": _("bound (not on track)"),
+           "alliance mean so far": _("alliance mean so far"),
+           "alliance deviation (SDs so far)": _("alliance deviation (SDs so far)"), "rupture": _("rupture"),
+           "repaired": _("repaired")}
 config = number_columns(table, decimals={"expected": max(score_decimals, 1),
-                                         "bound (not on track)": max(score_decimals, 1)})
-config["why"] = st.column_config.TextColumn("why", width="large")
-st.dataframe(table, hide_index=True, width="stretch", column_config=config)
-download("Download this patient's sessions (CSV)", csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
+                                         "bound (not on track)": max(score_decimals, 1)}, labels=headers)
+config["why"] = st.column_config.TextColumn(_("why"), width="large")
+written, config = local_numbers(table, config)  # Spanish: 5,47
+st.dataframe(written, hide_index=True, width="stretch", column_config=config)
+download(_("Download this patient's sessions (CSV)"), csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")

@@ -16,7 +16,10 @@ import json
 
 import streamlit as st
 
-from core.store import ClinicStore, Role, User, dashboard_url
+from core.errors import InputError
+from core.i18n import _
+from core.store import AccessDenied, ClinicStore, Role, User, dashboard_url
+from core.store.users import role_label
 from ui.server import COOKIE, SESSION_ROUTE, SIGN_OUT_ROUTE, open_store
 
 USER_KEY = "signed_in_user"
@@ -24,6 +27,9 @@ SESSION_KEY = "signed_in_session"
 TICKET_KEY = "_session_ticket"
 CLEAR_COOKIE_KEY = "_clear_session_cookie"
 ENDED_KEY = "_session_ended"
+#: Per-session keys kept at sign-out: the interface language (ui.language.KEY; not where it came from,
+#: so that the next person's sign-in applies her own stored language).
+PREFERENCE_KEYS = ("language",)
 #: Per-session keys that belong to what the previous user could see.
 DATA_KEYS = ("active_dataset", "dataset_store", "patient_id", "patient_in_url", "dataset_choice",
              "_last_logged_view")
@@ -109,6 +115,29 @@ def sign_in(user: User) -> None:
         st.session_state["active_dataset"] = mine
 
 
+def stored_language() -> str | None:
+    """The signed-in user's stored interface language (``"es"``, ``"en"``), else ``None`` (signed
+    out, never chosen, or the database cannot say)."""
+    user = current_user()
+    if user is None:
+        return None
+    try:
+        return clinic_store().language_of(user)
+    except Exception:  # noqa: BLE001 - the language is a preference: never stop a page for it
+        return None
+
+
+def remember_language(code: str) -> None:
+    """Store the language the signed-in user picked with her account (nothing when signed out)."""
+    user = current_user()
+    if user is None:
+        return
+    try:
+        clinic_store().set_language(user, code)
+    except (AccessDenied, InputError):  # deactivated meanwhile (the next run signs her out), or no such code
+        pass
+
+
 def sign_out() -> None:
     """End the session on the server (every tab, every reload) and forget it in this tab."""
     store = clinic_store()
@@ -119,9 +148,11 @@ def sign_out() -> None:
         user = current_user()
         if user is not None:
             store.log(user, "sign-out")
+    kept = {k: st.session_state[k] for k in PREFERENCE_KEYS if k in st.session_state}
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[CLEAR_COOKIE_KEY] = True
+    st.session_state.update(kept)  # the page stays in the language it was in
 
 
 def session_cookie_script() -> None:
@@ -165,10 +196,11 @@ def user_badge() -> None:
 
     user = current_user()
     if user is None:
-        st.sidebar.caption("Not signed in: demo clinic and this session's uploads only.")
+        st.sidebar.caption(_("Not signed in: demo clinic and this session's uploads only."))
         return
-    demo = " (demo account)" if user.is_demo else ""
-    st.sidebar.caption(f"Signed in as **{md(user.display_name)}**{demo} · {user.role.value}")
+    template = _("Signed in as **{name}** (demo account) · {role}") if user.is_demo else \
+        _("Signed in as **{name}** · {role}")
+    st.sidebar.caption(template.format(name=md(user.display_name), role=role_label(user.role)))
 
 
 def download(label: str, data, file_name: str, mime: str, key: str, what: str | None = None, **kwargs) -> None:

@@ -29,16 +29,26 @@ from core.clinical.signal import (
     validate_signal,
 )
 from core.errors import ModelError
+from core.i18n import N_, _, get_language, number
 from core.intake.dataset import Dataset
 from core.store.errors import NoSuchDataset
 from core.stats.decomposition import add_model_terms
 from core.stats.models import build_model, compute_iccs, fit_model
+from ui.language import localised
 from ui.text import md
 
 
-@st.cache_data(show_spinner="Estimating the therapist share …", max_entries=16)
 def therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float | None:
-    """Therapist share of the outcome variance (REML three-level unconditional model)."""
+    """Therapist share of the outcome variance (REML three-level unconditional model); cached.
+
+    The spinners' texts are translated where they are shown (Streamlit shows a spinner only after
+    half a second, so a cached result never flashes one)."""
+    with st.spinner(_("Estimating the therapist share …")):
+        return _therapist_icc(fingerprint, outcome, _data)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float | None:
     if "therapist" not in _data.columns:
         return None
     spec = build_model(outcome, None, therapist_level=True, key="unconditional_3level")
@@ -72,14 +82,15 @@ def patient_options(patients: list[str], current: str | None, key: str,
     the box is empty."""
     if len(patients) <= limit:
         return patients
-    query = st.text_input("Find patient by ID", key=key,
-                          placeholder=f"{len(patients):,} patients: type an ID or part of it, then Enter")
+    query = st.text_input(_("Find patient by ID"), key=key,
+                          placeholder=_("{n:,} patients: type an ID or part of it, then Enter").format(n=len(patients)))
     matches, n = find_patients(patients, query, limit)
     if query.strip() and not matches:
-        st.warning(f"No patient ID contains “{md(query.strip())}”.")
+        st.warning(_("No patient ID contains “{query}”.").format(query=md(query.strip())))
     if n > len(matches):
-        st.caption(f"The list shows {len(matches):,} of {n:,} {'matching ' if query.strip() else ''}IDs; "
-                   "type more of an ID to narrow it.")
+        template = (_("The list shows {shown:,} of {n:,} matching IDs; type more of an ID to narrow it.")
+                    if query.strip() else _("The list shows {shown:,} of {n:,} IDs; type more of an ID to narrow it."))
+        st.caption(template.format(shown=len(matches), n=n))
     if current in patients and current not in matches and (not query.strip() or not matches):
         matches = [current, *matches]
     return matches or patients[:limit]
@@ -110,13 +121,17 @@ def sessions_with_ruptures_so_far(ds: Dataset, threshold: float) -> pd.DataFrame
 
 # ---------------------------------------------------------------- early-warning signal
 
-@st.cache_data(show_spinner="Fitting the clinic's expected courses …", max_entries=16)
-def _signal_model(fingerprint: str, intake: str | None, _data: pd.DataFrame) -> SignalModel:
+# Every cached result that holds text (reasons, notes, sentences) takes the interface language in its
+# key (``language``), so that a Spanish and an English session never share a cached sentence.
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _signal_model(fingerprint: str, intake: str | None, language: str, _data: pd.DataFrame) -> SignalModel:
     return fit_signal_model(_data, SignalSettings(intake=intake))
 
 
-@st.cache_data(show_spinner="Fitting the clinic's expected courses …", max_entries=16)
-def _clinic_signal_model(database: str, dataset: str, version: int, intake: str | None, _user) -> SignalModel:
+@st.cache_data(show_spinner=False, max_entries=16)
+def _clinic_signal_model(database: str, dataset: str, version: int, intake: str | None, language: str,
+                         _user) -> SignalModel:
     from ui.auth import clinic_store
 
     return clinic_store().clinic_signal_model(_user, dataset, intake)
@@ -142,21 +157,23 @@ def signal_model(ds: Dataset, intake: str | None = None) -> SignalModel:
     only the model; otherwise it is fitted here on the data set. Cached by data fingerprint (or data
     set version), so a slider or a patient switch never refits it."""
     user = _scoped_user()
-    if user is not None:
-        from ui.auth import clinic_store
+    language = get_language()
+    with st.spinner(_("Fitting the clinic's expected courses …")):
+        if user is not None:
+            from ui.auth import clinic_store
 
-        store = clinic_store()
-        try:
-            version = store.dataset_version(user, ds.name)
-            return _clinic_signal_model(str(store.engine.url), ds.name, version, intake, user)
-        except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
-            pass
-    return _signal_model(ds.fingerprint, intake, ds.data)
+            store = clinic_store()
+            try:
+                version = store.dataset_version(user, ds.name)
+                return _clinic_signal_model(str(store.engine.url), ds.name, version, intake, language, user)
+            except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
+                pass
+        return _signal_model(ds.fingerprint, intake, language, ds.data)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, _data: pd.DataFrame,
-                    _model: SignalModel) -> pd.DataFrame:
+def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
+                    _data: pd.DataFrame, _model: SignalModel) -> pd.DataFrame:
     return session_signal(_data, _model, settings)
 
 
@@ -170,12 +187,14 @@ def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalMode
     sig = signal_settings(settings)
     model = signal_model(ds, sig.intake)
     key = signal_key(model)
-    sessions = _session_signal(ds.fingerprint, key, sig, ds.data, model)
-    return model, sessions, _patient_signal(ds.fingerprint, key, sig, sessions)
+    language = get_language()
+    sessions = _session_signal(ds.fingerprint, key, sig, language, ds.data, model)
+    return model, sessions, _patient_signal(ds.fingerprint, key, sig, language, sessions)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, _sessions: pd.DataFrame) -> pd.DataFrame:
+def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
+                    _sessions: pd.DataFrame) -> pd.DataFrame:
     return patient_signal(_sessions)
 
 
@@ -185,11 +204,19 @@ def signal_key(model: SignalModel) -> tuple:
             tuple(f.up_to for f in model.fits), tuple(float(f.residual) for f in model.fits))
 
 
-@st.cache_resource(show_spinner="Ordering the caseload …", max_entries=16)
 def caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
                    model_key: tuple, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
     """:func:`core.clinical.indices.caseload` of every visible patient (shared, read-only: the
-    overview filters and pages it, 0.4 s for 130,000 patients is paid once per setting)."""
+    overview filters and pages it, 0.4 s for 130,000 patients is paid once per setting and language:
+    its reasons are sentences)."""
+    with st.spinner(_("Ordering the caseload …")):
+        return _caseload_table(fingerprint, threshold, settings, improvement_by, model_key, get_language(),
+                               _sessions, _current)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
+                    model_key: tuple, language: str, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
     return caseload(_sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
                     higher_is_worse=settings.higher_is_worse, improvement_by=improvement_by, signal=_current)
 
@@ -211,20 +238,36 @@ def filter_caseload(table: pd.DataFrame, *, therapists=(), statuses=(), query: s
 
 def page_of(n_rows: int, per_page: int, key: str, label: str) -> tuple[int, int]:
     """A page-number input for ``n_rows`` rows (``key`` in session state, kept within the pages when
-    a filter shrinks them); returns ``(first row, number of pages)``."""
+    a filter shrinks them); ``label`` is a translated template with ``{pages}`` (the number of pages)
+    and ``{per}`` (``per_page``); returns ``(first row, number of pages)``."""
     n_pages = max(1, -(-n_rows // per_page))
     if st.session_state.get(key, 1) > n_pages:
         st.session_state[key] = n_pages
-    page = st.number_input(label.format(pages=f"{n_pages:,}"), min_value=1, max_value=n_pages, key=key) \
+    page = st.number_input(label.format(pages=n_pages, per=per_page), min_value=1, max_value=n_pages, key=key) \
         if n_pages > 1 else 1
     return (int(page) - 1) * per_page, n_pages
 
 
-@st.cache_data(show_spinner="Checking the signal against this clinic's outcomes (5-fold cross-validation) …",
-               max_entries=8)
 def signal_validation(fingerprint: str, settings: SignalSettings, _data: pd.DataFrame) -> dict:
-    """How well the signal predicted outcomes in this data set (cross-validated; expensive)."""
+    """How well the signal predicted outcomes in this data set (cross-validated; expensive; cached
+    per language: its method, outcome and sentences are text)."""
+    with st.spinner(_("Checking the signal against this clinic's outcomes (5-fold cross-validation) …")):
+        return _signal_validation(fingerprint, settings, get_language(), _data)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _signal_validation(fingerprint: str, settings: SignalSettings, language: str, _data: pd.DataFrame) -> dict:
     return validate_signal(_data, settings)
+
+
+#: Jacobson–Truax statuses (``core.clinical.indices.jacobson_truax_status``) in words.
+JT_WORDS = {"recovered": N_("recovered"), "improved": N_("improved"), "unchanged": N_("unchanged"),
+            "deteriorated": N_("deteriorated"), "unknown": N_("unknown")}
+
+
+def jt_word(status) -> str:
+    """A Jacobson–Truax status in the interface language (anything else as it is)."""
+    return _(JT_WORDS[status]) if isinstance(status, str) and status in JT_WORDS else status
 
 
 @dataclass(frozen=True)
@@ -238,11 +281,19 @@ class ClinicalSettings:
     intake: str | None = None
 
 
+#: The symptom measure's presets (the names are session-state values and keys: translated where shown).
 _PRESETS = {
-    "OQ-45.2 total (0–180)": (63.5, 14.0),
-    "OQ-45.2 mean item score (0–4)": (63.5 / 45, 14.0 / 45),
-    "Other measure (enter values)": (None, None),
+    N_("OQ-45.2 total (0–180)"): (63.5, 14.0),
+    N_("OQ-45.2 mean item score (0–4)"): (63.5 / 45, 14.0 / 45),
+    N_("Other measure (enter values)"): (None, None),
 }
+#: The intake menu's first option: no intake column, the score at the first session.
+_FIRST_SCORE = "\0first session"
+
+
+def instrument_title(name: str) -> str:
+    """A symptom-measure preset's name in the interface language (``"none"`` when there is none)."""
+    return _(name) if name in _PRESETS else (_("none") if name == "none" else name)
 
 
 def clinical_settings(ds: Dataset) -> ClinicalSettings:
@@ -251,27 +302,27 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
         return ClinicalSettings("none", None, None)
     names = list(_PRESETS)
     guess = _guess_instrument(ds)
-    with st.sidebar.expander("Clinical thresholds", expanded=False):
-        choice = st.selectbox("Symptom measure", names, index=names.index(guess),
-                              key=f"clin_instrument_{ds.fingerprint[:8]}")
+    with st.sidebar.expander(_("Clinical thresholds"), expanded=False):
+        choice = st.selectbox(_("Symptom measure"), names, index=names.index(guess),
+                              key=f"clin_instrument_{ds.fingerprint[:8]}", format_func=localised(instrument_title))
         cutoff0, rc0 = _PRESETS[choice]
         if choice != names[2]:
-            st.caption("OQ-45.2: clinical cut-off 63/64 and reliable change 14 points on the total "
-                       "(Lambert et al., 2004; Lambert, Hansen & Finch, 2001); divided by 45 for mean item scores.")
-        cutoff = st.number_input("Clinical cut-off (scores above are in the clinical range)",
+            st.caption(_("OQ-45.2: clinical cut-off 63/64 and reliable change 14 points on the total "
+                         "(Lambert et al., 2004; Lambert, Hansen & Finch, 2001); divided by 45 for mean item scores."))
+        cutoff = st.number_input(_("Clinical cut-off (scores above are in the clinical range)"),
                                  value=cutoff0, key=f"clin_cutoff_{choice}")
-        rc = st.number_input("Reliable change (points)", value=rc0, min_value=0.0,
+        rc = st.number_input(_("Reliable change (points)"), value=rc0, min_value=0.0,
                              key=f"clin_rc_{choice}")
-        worse = st.checkbox("Higher scores mean more symptoms", value=True, key="clin_higher_worse",
-                            help="Untick for a measure where a higher score is better (e.g. well-being): the "
-                                 "early-warning signal then counts lower scores as worse.")
+        worse = st.checkbox(_("Higher scores mean more symptoms"), value=True, key="clin_higher_worse",
+                            help=_("Untick for a measure where a higher score is better (e.g. well-being): the "
+                                   "early-warning signal then counts lower scores as worse."))
         candidates = intake_columns(ds)
         intake = None
         if candidates:
-            first = "Score at the first session"
-            pick = st.selectbox("Intake score (starting point of the expected course)", [first, *candidates],
-                                key=f"clin_intake_{ds.fingerprint[:8]}")
-            intake = None if pick == first else pick
+            pick = st.selectbox(_("Intake score (starting point of the expected course)"), [_FIRST_SCORE, *candidates],
+                                key=f"clin_intake_{ds.fingerprint[:8]}",
+                                format_func=localised(lambda c: _("Score at the first session") if c == _FIRST_SCORE else c))
+            intake = None if pick == _FIRST_SCORE else pick
     return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake)
 
 
@@ -321,21 +372,22 @@ def measure_labels(ds: Dataset, settings: ClinicalSettings) -> dict[str, tuple[s
     score (1–7)")``."""
     labels = {}
     if "symptoms" in ds.validated.measures:
-        scales = {"OQ-45.2 total (0–180)": "OQ-45.2 total (0–180, {meaning})",
-                  "OQ-45.2 mean item score (0–4)": "OQ-45.2 mean item score (0–4, {meaning})"}
-        meaning = "higher = more symptoms" if settings.higher_is_worse else "higher = fewer symptoms"
-        axis = scales.get(settings.instrument, "Symptom score ({meaning})").format(meaning=meaning)
-        title = "Symptoms (lower is better)" if settings.higher_is_worse else "Symptoms (higher is better)"
+        scales = {"OQ-45.2 total (0–180)": _("OQ-45.2 total (0–180, {meaning})"),
+                  "OQ-45.2 mean item score (0–4)": _("OQ-45.2 mean item score (0–4, {meaning})")}
+        meaning = _("higher = more symptoms") if settings.higher_is_worse else _("higher = fewer symptoms")
+        axis = scales.get(settings.instrument, _("Symptom score ({meaning})")).format(meaning=meaning)
+        title = _("Symptoms (lower is better)") if settings.higher_is_worse else _("Symptoms (higher is better)")
         labels["symptoms"] = (title, axis)
     if "alliance" in ds.validated.measures:
         scale = measure_range(ds, "alliance")
-        if ds.instrument_for("alliance") == "ans":
-            axis = "Alliance, ANS mean item score ({low}–{high})".format(low=f"{scale[0]:g}", high=f"{scale[1]:g}")
+        if ds.instrument_for("alliance") == "ans" and scale is not None:
+            axis = _("Alliance, ANS mean item score ({low}–{high})").format(low=number(scale[0], "g"),
+                                                                            high=number(scale[1], "g"))
         elif scale is not None:
-            axis = "Alliance score ({low}–{high})".format(low=f"{scale[0]:g}", high=f"{scale[1]:g}")
+            axis = _("Alliance score ({low}–{high})").format(low=number(scale[0], "g"), high=number(scale[1], "g"))
         else:
-            axis = "Alliance score"
-        labels["alliance"] = ("Alliance (higher is better)", axis)
+            axis = _("Alliance score")
+        labels["alliance"] = (_("Alliance (higher is better)"), axis)
     return labels
 
 

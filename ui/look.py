@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.i18n import DECIMAL_COMMA, get_language, number
 from core.reporting.formatting import decimals_for
 
 FOCUS = "#1565c0"
@@ -119,3 +120,26 @@ def number_columns(frame: pd.DataFrame, default: int = 2, decimals: dict | None 
         d = decimals.get(col, decimals_for(values, default))
         config[col] = st.column_config.NumberColumn(label, format=f"%.{d}f")
     return config
+
+
+def local_numbers(frame: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, dict]:
+    """For a language that writes a decimal comma (Spanish), the numeric columns of a small table as
+    right-aligned text written the language's way (``5,47``, missing: ``—``): Streamlit writes a
+    NumberColumn's ``%.2f`` with a decimal point, and an empty cell as "None". Other languages get
+    ``frame`` and ``config`` unchanged. Text columns do not sort by value: use it for short tables
+    (a patient's sessions, the session means), not for the caseload."""
+    if get_language() not in DECIMAL_COMMA:
+        return frame, config
+    frame, config = frame.copy(), dict(config)
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            continue
+        entry = config.get(col)
+        spec = (entry or {}).get("type_config", {}).get("format") if isinstance(entry, dict) else None
+        d = int(spec[2:-1]) if isinstance(spec, str) and spec.startswith("%.") and spec.endswith("f") \
+            else decimals_for(values, 2)
+        label = entry.get("label") if isinstance(entry, dict) else None
+        frame[col] = [number(float(v), f",.{d}f") if pd.notna(v) else "—" for v in values]
+        config[col] = st.column_config.TextColumn(label, alignment="right")
+    return frame, config

@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.demo import DEMO_LABEL
+from core.i18n import _
 from core.intake.dataset import Dataset
 from core.store.datasets import ClinicDatasetStore, DatasetStore, MemoryStore
 
@@ -26,6 +27,14 @@ def store() -> DatasetStore:
     if key not in st.session_state:
         st.session_state[key] = ClinicDatasetStore(clinic_store(), user)
     return st.session_state[key]
+
+
+def dataset_title(name: str) -> str:
+    """A data set's name as shown: the demo data sets' names in the interface language (their
+    stored names, the keys, stay English); any other name exactly as the user gave it."""
+    from core.store.demo_accounts import DEMO_DATASET
+
+    return _(name) if name in (DEMO_LABEL, DEMO_DATASET) else name
 
 
 def active_dataset(names: list[str] | None = None) -> Dataset:
@@ -64,30 +73,32 @@ def use_app_navigation() -> None:
     from ui.auth import restore_session
     from ui.language import apply_language
 
-    apply_language()  # AppTest runs a page without app.py after a switch_page
     restore_session()  # also here: Streamlit's AppTest runs a page without app.py after a switch_page
+    apply_language()  # AppTest runs a page without app.py after a switch_page
 
 
 def dataset_picker() -> Dataset:
     """Sidebar choice of the data set; returns the active one and labels demo data."""
     use_app_navigation()
     from ui.auth import user_badge
+    from ui.language import localised
 
     user_badge()
     names = store().names()
     ds = active_dataset(names)
     options = names if ds.name in names else [ds.name, *names]
-    choice = st.sidebar.selectbox("Data set", options, index=options.index(ds.name), key="dataset_choice")
+    choice = st.sidebar.selectbox(_("Data set"), options, index=options.index(ds.name), key="dataset_choice",
+                                  format_func=localised(dataset_title))
     if choice != ds.name:
         st.session_state["active_dataset"] = choice
         ds = active_dataset(names)
     if ds.is_demo:
-        st.sidebar.info("**Demo data.** Simulated patients, not real people. Upload your clinic's "
-                        "spreadsheet on the *Upload data* page.")
+        st.sidebar.info(_("**Demo data.** Simulated patients, not real people. Upload your clinic's "
+                          "spreadsheet on the *Upload data* page."))
     return ds
 
 
 def demo_badge(ds: Dataset) -> None:
     """A visible label on every page that shows demo data."""
     if ds.is_demo:
-        st.caption(":orange-badge[DEMO DATA] Simulated clinic, not real patients.")
+        st.caption(_(":orange-badge[DEMO DATA] Simulated clinic, not real patients."))

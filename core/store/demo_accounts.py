@@ -10,13 +10,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from core.demo import demo_dataset
-from core.i18n import _
+from core.i18n import N_, _
 from core.store.schema import datasets, settings, users
 from core.store.uploads import _upload_frame
 from core.store.users import Role
 
 #: Name of the stored demo clinic (seeded by :meth:`DemoSeed.seed_demo`).
-DEMO_DATASET = "Demo clinic"
+DEMO_DATASET = N_("Demo clinic")
 DEMO_PASSWORD = "demo"
 
 

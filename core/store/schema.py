@@ -19,6 +19,7 @@ users = sa.Table(
     sa.Column("is_active", sa.Boolean, nullable=False),
     sa.Column("is_demo", sa.Boolean, nullable=False),
     sa.Column("created_at", _tz, nullable=False),
+    sa.Column("language", sa.String(16), nullable=True),  # interface language code; NULL: the browser's
     sa.CheckConstraint("role IN ('supervisor', 'therapist', 'researcher')", name="ck_users_role"),
     sa.UniqueConstraint("username", name="uq_users_username"),
     sa.UniqueConstraint("email", name="uq_users_email"),

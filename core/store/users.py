@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from core.errors import InputError
-from core.i18n import N_, _
+from core.i18n import LANGUAGES, N_, _
 from core.store.engine import _now
 from core.store.errors import AccessDenied
 from core.store.schema import sessions, sign_in_throttle, users
@@ -340,3 +340,20 @@ class UserAccounts:
             conn.execute(users.update().where(users.c.id == target.id).values(is_active=True))
             self._audit(conn, user, "user reactivated", target.username)
 
+
+    def language_of(self, user: User) -> str | None:
+        """The interface language ``user`` chose (a code of :data:`core.i18n.LANGUAGES`, e.g. ``"es"``),
+        or ``None`` when she never chose one (or the account is gone)."""
+        with self._read() as conn:
+            code = conn.execute(sa.select(users.c.language).where(users.c.id == user.id)).scalar()
+        return code if code in LANGUAGES else None
+
+    def set_language(self, actor: User, language: str | None) -> None:
+        """Store the interface language ``actor`` chose for herself (``None`` forgets it: the
+        dashboard then follows the browser's language). Not an audited action."""
+        if language is not None and language not in LANGUAGES:
+            raise InputError(_("The interface language must be one of {codes}.").format(
+                codes=", ".join(LANGUAGES)))
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            conn.execute(users.update().where(users.c.id == user.id).values(language=language))
