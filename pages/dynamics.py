@@ -43,6 +43,17 @@ SOURCES = (N_("Active data set"), N_("Upload studies"), N_("Pool given effects")
 DIAGRAM_LABELS = {"unstandardized": N_("unstandardized"), "standardized": N_("standardized")}
 
 
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
+
+
 def direction_text(direction: str) -> str:
     return _(DIRECTION_TEXT[direction]) if direction in DIRECTION_TEXT else direction
 
@@ -106,6 +117,7 @@ def show_pooled(direction: str, result, effect_label: str) -> None:
 # --- RI-CLPM (issue 17): the random-intercept cross-lagged panel model beside the lagged models ---
 from core.reporting.figures import riclpm_path_diagram  # noqa: E402
 from core.reporting.riclpm_report import (  # noqa: E402
+    COLUMN_LABELS,
     CROSS_LAGGED_MEANING,
     describe_riclpm,
     fit_indices_table,
@@ -165,7 +177,8 @@ RICLPM_HEADERS = {"effect": N_("Effect"), "sessions": N_("Sessions"), "estimate"
 
 def riclpm_headers(frame: pd.DataFrame) -> dict:
     """``st.column_config`` with translated headers for the columns of ``frame`` this page knows."""
-    return {col: st.column_config.Column(_(RICLPM_HEADERS[col])) for col in frame.columns if col in RICLPM_HEADERS}
+    labels = {**COLUMN_LABELS, **RICLPM_HEADERS}
+    return {col: st.column_config.Column(_(labels[col])) for col in frame.columns if col in labels}
 
 
 def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excluded: pd.DataFrame) -> None:
@@ -199,7 +212,7 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
                          help=_("Default: each lagged effect is equal over sessions (--free-lags on the command "
                                 "line)."))
     standardized = c[2].radio(_("Diagram labels"), list(DIAGRAM_LABELS), horizontal=True, key="ri_diagram",
-                              format_func=lambda k: _(DIAGRAM_LABELS[k])) == "standardized"
+                              format_func=in_language(lambda k: _(DIAGRAM_LABELS[k]))) == "standardized"
     with st.spinner(_("Fitting the RI-CLPM …")):
         result = riclpm_fit(f"{fingerprint}:{study}", study, int(first), int(last), bool(free), get_language(),
                             sub[["patient", "session", "alliance", "symptoms"]])
@@ -282,7 +295,7 @@ st.write(_("Within each patient, does a session with better alliance than usual 
          "deviations, lag only to the session exactly one earlier); stage 2 pools them with a "
          "random-effects meta-analysis (Flückiger et al., 2020)."))
 
-source = st.radio(_("Data"), SOURCES, horizontal=True, key="dyn_source", format_func=_)
+source = st.radio(_("Data"), SOURCES, horizontal=True, key="dyn_source", format_func=in_language(_))
 c = st.columns(3)
 method = c[0].radio(_("τ² estimator"), ["reml", "dl"],
                     format_func=lambda m: {"reml": "REML", "dl": "DerSimonian–Laird"}[m], horizontal=True,
@@ -348,7 +361,7 @@ try:
         default = propose_study_column(extra)
         choices = [NONE, *extra]
         study_col = st.selectbox(_("Study column"), choices, index=choices.index(default) if default else 0,
-                                 key="dyn_study_column", format_func=lambda o: _(NONE) if o == NONE else o)
+                                 key="dyn_study_column", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
         if not {"alliance", "symptoms"} <= set(validated.measures):
             st.warning(_("The lagged models need both alliance and symptoms."))
             st.stop()

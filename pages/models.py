@@ -43,6 +43,17 @@ def ladder_for(fingerprint: str, language: str, _data: pd.DataFrame, _cells=None
     return fit_ladder(_data, cell_reasons=_cells)
 
 
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def custom_for(fingerprint: str, options: BuilderOptions, language: str, _data: pd.DataFrame,
                _cells=None) -> ModelResult | str:
@@ -174,7 +185,7 @@ with d[3]:
 st.subheader(_("3. Model builder"))
 b = st.columns(3)
 DIRECTIONS = {"alliance_to_symptoms": N_("alliance → symptoms"), "symptoms_to_alliance": N_("symptoms → alliance")}
-direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", format_func=lambda d: _(DIRECTIONS[d]),
+direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", format_func=in_language(lambda d: _(DIRECTIONS[d])),
                        disabled="alliance" not in ds.validated.measures)
 detrend = b[1].checkbox(_("Control for time (detrending)"), key="mb_detrend")
 interaction = b[1].checkbox(_("Between × within interaction"), key="mb_interaction")
@@ -193,11 +204,11 @@ if st.session_state.get("mb_formula_built") != built:
     st.session_state["mb_formula"] = built
 typed = st.text_input(
     _("Formula (lme4 notation)"), key="mb_formula",
-    help=_("Names: patient, therapist, session, alliance, symptoms, time, alliance_between, alliance_within, "
-           "symptoms_between, symptoms_within (between and within are the builder's predictor), and every "
-           "other column of the file (in `backticks` if the name has spaces). Operators: + * : 0 + "
-           "(x | patient) (1 | patient) + (0 + x | patient); I(time^2), log(x). Each model uses the sessions with every "
-           "variable it names; the others are listed below it."))
+    help=_("Names: `patient`, `therapist`, `session`, `alliance`, `symptoms`, `time`, `alliance_between`, "
+           "`alliance_within`, `symptoms_between`, `symptoms_within` (`between` and `within` are the builder's "
+           "predictor), and every other column of the file (in backticks if the name has spaces). Operators: "
+           "`+ * : 0 +`, `(x | patient)`, `(1 | patient) + (0 + x | patient)`; `I(time^2)`, `log(x)`. Each model "
+           "uses the sessions with every variable it names; the others are listed below it."))
 custom = None
 own_formula = None
 if typed.strip() and " ".join(typed.split()) != " ".join(built.split()):

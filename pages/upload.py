@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 from core.errors import InputError, some_names
-from core.i18n import N_, _, get_language, ngettext, number
+from core.i18n import N_, _, get_language, language, ngettext, number
 from core.intake.dataset import Dataset
 from core.intake.instruments import (
     ItemScoring,
@@ -46,6 +46,17 @@ WIDE_LABELS = {"alliance": N_("Alliance score columns"), "symptoms": N_("Symptom
 #: Headers of the tables of rows (the CSV downloads keep the column names).
 ROW_HEADERS = {"row": N_("row"), "reason": N_("reason"), "kept": N_("kept (a score missing)"),
                "column": N_("column"), "old": N_("old value"), "new": N_("new value")}
+
+
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
 
 
 def headers(frame) -> dict:
@@ -115,7 +126,7 @@ def validate_upload(data: bytes, name: str, sheet, mapping: ColumnMapping, range
 
 
 INSTRUMENTS = {d.id: d for d in available_instruments()}
-language = get_language()
+lang = get_language()
 
 dataset_picker()
 st.title(_("Upload data"))
@@ -133,7 +144,7 @@ try:
     if upload.name.lower().endswith((".xlsx", ".xlsm")):
         names = sheets_of(payload, upload.name)
         sheet = st.selectbox(_("Sheet"), names, key="upload_sheet") if len(names) > 1 else names[0]
-    raw = read_upload(payload, upload.name, sheet, language)
+    raw = read_upload(payload, upload.name, sheet, lang)
 except Exception as err:  # InputError: a plain sentence; anything else: see refuse()
     refuse(err, upload.name)
 
@@ -184,7 +195,7 @@ if layout is None:
             lo = c[1].number_input(_("Lowest item code"), value=float(d.item_min), key=f"items_lo_{measure}")
             hi = c[2].number_input(_("Highest item code"), value=float(d.item_max), key=f"items_hi_{measure}")
             scoring = c[3].radio(_("Score"), ["sum", "mean"], index=["sum", "mean"].index(d.scoring),
-                                 key=f"items_scoring_{measure}", horizontal=True, format_func=lambda k: _(SCORINGS[k]))
+                                 key=f"items_scoring_{measure}", horizontal=True, format_func=in_language(lambda k: _(SCORINGS[k])))
             item_cols = st.multiselect(_("Item columns, in item order"), raw.columns, default=guesses[inst],
                                        key=f"items_cols_{measure}")
             reverse = None
@@ -199,7 +210,7 @@ if layout is None:
                                coding_min=lo, coding_max=hi, scoring=scoring, reverse_keyed=reverse)
             try:
                 with st.spinner(_("Scoring items …")):
-                    results = score_upload(payload, upload.name, sheet, (spec,), language)[1]
+                    results = score_upload(payload, upload.name, sheet, (spec,), lang)[1]
             except InputError as err:
                 st.error(md(err))
                 continue
@@ -234,7 +245,7 @@ for col, role in zip(cols, ROLES):
         continue
     default = getattr(proposed, role)
     pick = col.selectbox(_(ROLE_LABELS[role]), options, index=options.index(default) if default in options else 0,
-                         key=f"map_{role}", format_func=lambda o: _(NONE) if o == NONE else o)
+                         key=f"map_{role}", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
     chosen[role] = None if pick == NONE else pick
 
 wide = None
@@ -249,7 +260,7 @@ if layout is not None:
         opts = [NONE, *stems]
         default = (match.wide_measures or {}).get(role) if match else layout.measures.get(role)
         pick = wc.selectbox(_(WIDE_LABELS[role]), opts, index=opts.index(default) if default in opts else 0,
-                            key=f"wide_{role}", format_func=lambda o: _(NONE) if o == NONE else o)
+                            key=f"wide_{role}", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
         if pick != NONE:
             measures[role] = pick
     wide = WideLayout(columns={s: layout.columns[s] for s in measures.values()}, measures=measures)
@@ -283,7 +294,7 @@ for measure, spec in scored.items():
 mapping = ColumnMapping(**chosen)
 try:
     with st.spinner(_("Checking every row …")):
-        validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide, tuple(specs), language)
+        validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide, tuple(specs), lang)
 except Exception as err:
     refuse(err, upload.name)
 
@@ -314,7 +325,7 @@ if len(problems):
               "file and upload again, or go on.")]
     st.warning(" ".join(t for t in said if t))
     st.dataframe(problems, hide_index=True, width="stretch", height=240, column_config=headers(problems))
-    download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, language),
+    download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, lang),
              file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
              what=f"{upload.name}: rows left out (CSV)")
 else:

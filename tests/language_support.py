@@ -35,7 +35,8 @@ table tables figure report power sample size simulations patients' mean range va
 _SKIP_KEYS = {"id", "formId", "key", "type", "format", "icon", "color", "data", "arrowData", "styler",
               "width", "height", "useContainerWidth", "default", "disabled", "labelVisibility", "spec",
               "theme", "args", "scriptHash", "pageScriptHash", "url", "elementType", "selectionMode",
-              "columns", "columnOrder", "editingMode", "language", "showLineNumbers", "codeText"}
+              "columns", "columnOrder", "editingMode", "language", "showLineNumbers", "codeText",
+              "direction"}  # direction: a metric delta's arrow (an enum, "NONE")
 _WORD = re.compile(r"[A-Za-z]+(?:'[a-z]+)?")
 _CODE = re.compile(r"`[^`]*`|\b\w*_\w*\b|\([^()|]*\|[^()]*\)|%\{[^}]*\}|<[^>]+>|https?://\S+")
 
@@ -112,13 +113,15 @@ def visible_texts(at) -> list[str]:
             if isinstance(spec, str) and spec.startswith("{"):
                 texts += _figure_texts(spec)
             if kind == "Dataframe":
+                # a column's header is its st.column_config label when it has one, else its name
+                columns = getattr(proto, "columns", "")
+                config = json.loads(columns) if isinstance(columns, str) and columns.startswith("{") else {}
+                labelled = {name for name, c in config.items() if isinstance(c, dict) and c.get("label")}
                 try:
-                    texts += [str(c) for c in el.value.columns]
+                    texts += [str(c) for c in el.value.columns if str(c) not in labelled]
                 except Exception:
                     pass
-                columns = getattr(proto, "columns", "")
-                if isinstance(columns, str) and columns.startswith("{"):
-                    texts += [c.get("label", "") for c in json.loads(columns).values() if isinstance(c, dict)]
+                texts += [c.get("label", "") for c in config.values() if isinstance(c, dict)]
     return [t for t in texts if t and t.strip()]
 
 
