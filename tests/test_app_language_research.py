@@ -35,12 +35,14 @@ NOT_YET = [
     (r"Demo data\.|DEMO DATA", "Simulated clinic, not real patients", "ui/state.py"),
     (r"processes on this machine|^Ejecutado en 1 process ", "processes on this machine", "core/stats/power_run.py"),
     (r"OQ-45\.2 mean item score|ANS mean item score|higher = more", "higher = more", "ui/clinic.py"),
-    (r"^- .*(points (lower|higher|more positive)|changed by|expected symptom score|expected alliance score)",
+    (r"^- .*(points (lower|higher|more positive|more negative)|changed by|expected symptom score|expected alliance score)",
      "points lower", "core/reporting/tables.py"),
-    (r"^(Between patients|Within patients|Per-patient trajectories|Fitted value|Normal QQ plot|"
-     r"Patient random intercepts|Patients, ranked|Session|fitted mean|patients|studies|power|Power|Patients|"
-     r"80% power|Pooled \(random effects\)|<b>Estimate \[95% CI\]</b>|alliance \(|symptoms \(|"
-     r"RI-CLPM, sessions|Random intercept, |Unstandardized estimates)",
+    (r"^(Between patients: patient means|Within patients: deviations from own means|Per-patient trajectories|"
+     r"Fitted value|Normal QQ plot of residuals|Patient random intercepts( with 95% intervals)?|Patients, ranked|"
+     r"Session|fitted mean|patients|studies|power|Power|Patients|80% power|Pooled \(random effects\)|"
+     r"<b>Estimate \[95% CI\]</b>|(alliance|symptoms) \((patient mean|deviation from own mean)\))$"
+     r"|^(RI-CLPM, sessions \d+–\d+: (unstandardized|standardized \(std\.all\)) lagged effects|Random intercept, (alliance|symptoms) "
+     r"\(each patient's usual level\): variance|Unstandardized estimates; |Standardized \(std\.all\) estimates; )",
      "Per-patient trajectories", "core/reporting/figures.py"),
     (r"^(%\{|patient %\{|session deviation|fitted mean %|pooled -?\d|95% prediction interval -?\d)", "%{x}",
      "core/reporting/figures.py"),
