@@ -302,7 +302,9 @@ method = c[0].radio(_("τ² estimator"), ["reml", "dl"],
                     key="dyn_method")
 kh = c[1].checkbox(_("Knapp–Hartung adjustment"), key="dyn_kh",
                    help=_("t distribution with k − 1 df and a rescaled SE (as metafor's test = 'knha')."))
-interaction = c[2].checkbox(_("Cross-level interaction (patient mean × lagged deviation)"), key="dyn_interaction")
+interaction = c[2].checkbox(_("Cross-level interaction"), key="dyn_interaction",
+                            help=_("Patient mean × lagged deviation: does the lagged effect depend on the patient's "
+                                   "usual level?"))
 
 try:
     if source == "Pool given effects":

@@ -87,6 +87,31 @@ HEADERS = {"model": N_("Model"), "effect": N_("Effect"), "estimate": N_("Estimat
            "singular": N_("Singular"), "warnings": N_("Warnings"), "row": N_("row"), "reason": N_("reason")}
 
 
+#: The ladder's models as shown in tables (the CSV downloads, the report's JSON and the command line
+#: keep the keys).
+MODEL_LABELS = {"unconditional": N_("unconditional"), "unconditional_3level": N_("unconditional, 3 levels"),
+                "time": N_("time"), "hybrid": N_("hybrid"), "hybrid_detrended": N_("hybrid, detrended"),
+                "interaction": N_("interaction"), "custom": N_("builder")}
+
+
+def model_name(key: str) -> str:
+    return _(MODEL_LABELS[key]) if key in MODEL_LABELS else key
+
+
+def with_model_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the model keys of its model / fuller / simpler columns as translated names."""
+    out = frame.copy()
+    for col in ("model", "fuller", "simpler"):
+        if col in out:
+            out[col] = out[col].map(lambda k: model_name(str(k)))
+    return out
+
+
+def choose(options) -> str:
+    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
+    return _("Choose one or more") if len(options) else _("No options to select")
+
+
 def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
     """Headers, number formats (whole numbers without decimals) and a wide effect column."""
     labels = {col: _(label) for col, label in HEADERS.items()}
@@ -138,12 +163,12 @@ c[2].metric(_("Patients / sessions"), " / ".join(number(n, ",") for n in (ladder
 for advice in ladder.advice:
     st.info(md(advice))
 for key, reason in ladder.errors.items():
-    st.warning(_("**{model}** could not be fitted: {reason}").format(model=md(key), reason=md(reason)))
+    st.warning(_("**{model}** could not be fitted: {reason}").format(model=md(model_name(key)), reason=md(reason)))
 
 # ---------------------------------------------------------------- ladder
 st.subheader(_("2. The model ladder (as Tables 2 and 3 of the ANS study)"))
 fixed = fixed_effects_table(ladder.models)
-ladder_shown = shown(fixed.drop(columns=["term"]))
+ladder_shown = with_model_names(shown(fixed.drop(columns=["term"])))
 st.dataframe(ladder_shown, hide_index=True, width="stretch", key="ladder_table", column_config=table_config(ladder_shown))
 with st.expander(_("In words"), expanded=True):
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
@@ -155,30 +180,27 @@ variance = variance_table(ladder.models)
 comparisons = comparison_table(ladder)
 # one table per row: side by side, the tests' χ², df and p fell off the right edge at 1400 px
 st.markdown(_("**Likelihood-ratio tests (ML refits)**"))
-tests_shown = shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]])
+tests_shown = with_model_names(shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]]))
 st.dataframe(tests_shown, hide_index=True, width="stretch", key="comparison_table",
              column_config=table_config(tests_shown, decimals=2))
 for row in comparisons[comparisons["note"].astype(str).str.strip() != ""].itertuples():
-    st.caption(_("{fuller} vs {simpler}: {note}").format(fuller=md(row.fuller), simpler=md(row.simpler), note=md(row.note)))
+    st.caption(_("{fuller} vs {simpler}: {note}").format(fuller=md(model_name(row.fuller)),
+                                                         simpler=md(model_name(row.simpler)), note=md(row.note)))
 st.markdown(_("**Variance components (REML)**"))
-variance_shown = variance.drop(columns=["key"])
+variance_shown = with_model_names(variance.drop(columns=["key"]))
 st.dataframe(variance_shown, hide_index=True, width="stretch", key="variance_table",
              column_config=table_config(variance_shown, decimals=5))
 fits = fit_table(ladder.models)
 with st.expander(_("Fit, convergence and singular fits")):
-    fits_shown = fits.round(3)
+    fits_shown = with_model_names(fits.round(3))
     st.dataframe(fits_shown, hide_index=True, width="stretch", column_config=table_config(fits_shown, decimals=3))
     for m in ladder.models.values():
         for w in m.warnings:
             st.warning(f"**{md(m.spec.title or m.key)}**: {md(w)}")
-d = st.columns(4)
-with d[0]:
+with st.container(horizontal=True):  # flows onto a second line on a narrow screen instead of cutting labels
     csv_button(fixed, _("Fixed effects (CSV)"), "fixed_effects.csv")
-with d[1]:
     csv_button(variance, _("Variance components (CSV)"), "variance_components.csv")
-with d[2]:
     csv_button(comparisons, _("Comparisons (CSV)"), "comparisons.csv")
-with d[3]:
     csv_button(fits, _("Fit (CSV)"), "fit.csv")
 
 # ---------------------------------------------------------------- builder
@@ -189,12 +211,13 @@ direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", for
                        disabled="alliance" not in ds.validated.measures)
 detrend = b[1].checkbox(_("Control for time (detrending)"), key="mb_detrend")
 interaction = b[1].checkbox(_("Between × within interaction"), key="mb_interaction")
-slope = b[2].checkbox(_("Random slope for within (varies by patient)"), key="mb_slope")
+slope = b[2].checkbox(_("Random slope for within"), key="mb_slope",
+                      help=_("The within effect varies by patient: `(within | patient)`."))
 therapist = b[2].checkbox(_("Therapist level"), key="mb_therapist", disabled=not ds.validated.has_therapist)
 extra = [col for col in data.columns if col not in (*ROLES, "row")]
 covariates = st.multiselect(_("Covariates (patient- or session-level columns; a column is a number when every "
                               "filled cell is a number, otherwise its sorted first value is the reference)"),
-                            extra, key="mb_covariates")
+                            extra, key="mb_covariates", placeholder=choose(extra))
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
 # The builder's choices write the formula; a researcher may type another one (lme4 notation).

@@ -59,6 +59,11 @@ def in_language(show):
     return run
 
 
+def choose(options) -> str:
+    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
+    return _("Choose one or more") if len(options) else _("No options to select")
+
+
 def headers(frame) -> dict:
     """``st.column_config`` giving a table's known columns (roles, row, reason, …) translated headers;
     the file's own columns keep their names."""
@@ -197,12 +202,12 @@ if layout is None:
             scoring = c[3].radio(_("Score"), ["sum", "mean"], index=["sum", "mean"].index(d.scoring),
                                  key=f"items_scoring_{measure}", horizontal=True, format_func=in_language(lambda k: _(SCORINGS[k])))
             item_cols = st.multiselect(_("Item columns, in item order"), raw.columns, default=guesses[inst],
-                                       key=f"items_cols_{measure}")
+                                       key=f"items_cols_{measure}", placeholder=choose(raw.columns))
             reverse = None
             if d.reverse_keyed is None:
                 st.warning(" ".join(d.unsourced[:1]))
                 reverse = tuple(st.multiselect(_("Reverse-keyed items"), list(range(1, d.n_items + 1)),
-                                               key=f"items_rev_{measure}"))
+                                               key=f"items_rev_{measure}", placeholder=choose([1])))
                 if not reverse and not st.checkbox(_("No item needs reversing (data already keyed)"),
                                                    key=f"items_none_{measure}"):
                     continue
@@ -358,7 +363,7 @@ else:
         before = ()
     shareable = c1.multiselect(
         _("Other columns researchers may see"), others, default=[c for c in before if c in others],
-        key="shareable_columns",
+        key="shareable_columns", placeholder=choose(others),
         help=_("Researchers see pseudonymised patient, therapist and study labels, the session and the measures, "
                "and only the columns chosen here (numbers, or categories shared by at least 5 patients; never "
                "free text). Default: none."))

@@ -85,6 +85,7 @@ def test_model_explorer_in_spanish_ladder_formula_and_report(monkeypatch):
     assert untranslated(at) == []
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["CCI de pacientes"] == "0,868"  # decimal comma
+    assert "híbrido" in set(at.dataframe[0].value["model"])  # the ladder's models named in Spanish
     at.checkbox(key="mb_detrend").check().run()
     at.text_input(key="mb_formula").set_value("symptoms ~ time + alliance_within + (1 | patient)").run()
     assert not at.exception
@@ -132,6 +133,11 @@ def test_power_in_spanish_curve_table_and_methods_sentence():
     headers = [config[c]["label"] for c in ("patients", "power")]
     assert headers == ["pacientes", "potencia"]
     assert untranslated(at) == []
+    # the methods sentence is a code block (to copy), which visible_texts leaves out: checked here,
+    # once core/stats/power.py's sentence is in the catalogue (another branch of issue 18)
+    sentence = at.code[-1].value
+    if _translated_somewhere("Power to detect an effect of"):
+        assert "Power to detect an effect of" not in sentence and "patients" not in sentence
 
 
 def test_upload_in_spanish_report_and_rows_left_out():
