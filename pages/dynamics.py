@@ -145,18 +145,18 @@ def _riclpm_comparison(result, stage1: pd.DataFrame, study: str) -> pd.DataFrame
     for direction in ("alliance_to_symptoms", "symptoms_to_alliance"):
         ml = stage1[(stage1["study"].astype(str) == study) & (stage1["direction"] == direction)]
         entry = result.lagged[direction]
-        if isinstance(entry, list):
-            est = ", ".join(f"{e['estimate']:.3f}" for e in entry)
-            se = ", ".join(f"{e['se']:.3f}" for e in entry)
-            p = ", ".join(f"{e['p']:.3g}" for e in entry)
-            std = ", ".join(f"{e['std_all']:.3f}" for e in entry)
+        if isinstance(entry, list):  # free lags: one value per session pair ("; ": the decimal may be a comma)
+            est = "; ".join(number(e["estimate"], ".3f") for e in entry)
+            se = "; ".join(number(e["se"], ".3f") for e in entry)
+            p = "; ".join(number(e["p"], ".3g") for e in entry)
+            std = "; ".join(number(e["std_all"], ".3f") for e in entry)
         else:
-            est, se, p = f"{entry['estimate']:.3f}", f"{entry['se']:.3f}", f"{entry['p']:.3g}"
-            std = f"{sum(entry['std_all']) / len(entry['std_all']):.3f}"
+            est, se, p = number(entry["estimate"], ".3f"), number(entry["se"], ".3f"), number(entry["p"], ".3g")
+            std = number(sum(entry["std_all"]) / len(entry["std_all"]), ".3f")
         rows.append({
             "direction": direction_text(direction),
-            "lagged multilevel (z-scores)": f"{ml['estimate'].iloc[0]:.3f}" if len(ml) else "—",
-            "SE (multilevel)": f"{ml['se'].iloc[0]:.3f}" if len(ml) else "—",
+            "lagged multilevel (z-scores)": number(ml["estimate"].iloc[0], ".3f") if len(ml) else "—",
+            "SE (multilevel)": number(ml["se"].iloc[0], ".3f") if len(ml) else "—",
             "RI-CLPM estimate": est, "SE (RI-CLPM)": se, "p (RI-CLPM)": p, "RI-CLPM std.all": std,
         })
     return pd.DataFrame(rows)
