@@ -111,7 +111,7 @@ def show_pooled(direction: str, result, effect_label: str) -> None:
     table = result.studies.rename(columns={"weight": "weight (%)"})
     download(_("Per-study table (CSV): {direction}").format(direction=direction_text(direction)),
              csv_bytes(table, get_language()),
-             file_name=f"studies_{direction}.csv", mime="text/csv", key=f"csv_{direction}")
+             file_name=_("studies_{direction}.csv").format(direction=direction), mime="text/csv", key=f"csv_{direction}")
 
 
 # --- RI-CLPM (issue 17): the random-intercept cross-lagged panel model beside the lagged models ---
@@ -396,7 +396,7 @@ try:
             # lme4's own warning texts stay as lme4 writes them (English)
             st.warning(what.format(study=md(label), direction=md(direction_text(direction))) + " "
                        + md(" ".join(row["warnings"])))
-    download(_("Stage 1 table (CSV)"), csv_bytes(stage1, get_language()), file_name="stage1.csv", mime="text/csv",
+    download(_("Stage 1 table (CSV)"), csv_bytes(stage1, get_language()), file_name=_("stage1.csv"), mime="text/csv",
              key="stage1_csv")
     if n_studies < 2:
         st.info(_("One study: these are its lagged within-patient effects (standardized). Add a study column or "

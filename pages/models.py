@@ -73,7 +73,8 @@ def formula_for(fingerprint: str, formula: str, predictor: str, language: str, _
 
 
 def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
-    download(label, csv_bytes(frame, get_language()), file_name=name, mime="text/csv", key=f"csv_{name}")
+    """A CSV download; ``name`` (an ``N_`` file name) keys the button and is translated as the file's name."""
+    download(label, csv_bytes(frame, get_language()), file_name=_(name), mime="text/csv", key=f"csv_{name}")
 
 
 #: Headers of the model tables (the downloads keep the column names), translated where shown.
@@ -198,10 +199,10 @@ with st.expander(_("Fit, convergence and singular fits")):
         for w in m.warnings:
             st.warning(f"**{md(m.spec.title or m.key)}**: {md(w)}")
 with st.container(horizontal=True):  # flows onto a second line on a narrow screen instead of cutting labels
-    csv_button(fixed, _("Fixed effects (CSV)"), "fixed_effects.csv")
-    csv_button(variance, _("Variance components (CSV)"), "variance_components.csv")
-    csv_button(comparisons, _("Comparisons (CSV)"), "comparisons.csv")
-    csv_button(fits, _("Fit (CSV)"), "fit.csv")
+    csv_button(fixed, _("Fixed effects (CSV)"), N_("fixed_effects.csv"))
+    csv_button(variance, _("Variance components (CSV)"), N_("variance_components.csv"))
+    csv_button(comparisons, _("Comparisons (CSV)"), N_("comparisons.csv"))
+    csv_button(fits, _("Fit (CSV)"), N_("fit.csv"))
 
 # ---------------------------------------------------------------- builder
 st.subheader(_("3. Model builder"))
@@ -279,7 +280,7 @@ elif result is not None:
                                   n_left).format(n=n_left)):
             st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded",
                          column_config=table_config(custom.excluded, decimals=0))
-    csv_button(table, _("This model's fixed effects (CSV)"), "builder_fixed_effects.csv")
+    csv_button(table, _("This model's fixed effects (CSV)"), N_("builder_fixed_effects.csv"))
 
 # ---------------------------------------------------------------- figures
 st.subheader(_("4. Figures"))
@@ -326,6 +327,6 @@ if own_formula:
     fit_cli = f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""
     st.caption(_("Your formula on the command line: {command}").format(command=code(fit_cli)))
 download(_("Download the report (HTML)"), key="report_html", mime="text/html",
-         file_name="alliance_report.html", what=f"{ds.name}: HTML report",
+         file_name=_("alliance_report.html"), what=f"{ds.name}: HTML report",
          data=lambda: report_html(ds.validated, ladder, [custom] if custom else [],
                                   2023 if ds.is_demo else None, ds.name, lang))

@@ -191,7 +191,7 @@ st.dataframe(shown[["n_patients", "n_observations", "power", "interval", "nsim",
                    "95% interval (Clopper–Pearson)": st.column_config.TextColumn(_("95% interval (Clopper–Pearson)")),
                    "simulations": st.column_config.NumberColumn(_("simulations")),
                    "failed fits": st.column_config.NumberColumn(_("failed fits"))})
-download(_("Power table (CSV)"), csv_bytes(table, get_language()), file_name="power.csv", mime="text/csv",
+download(_("Power table (CSV)"), csv_bytes(table, get_language()), file_name=_("power.csv"), mime="text/csv",
          key="pw_csv")
 
 st.subheader(_("3. For the methods section"))

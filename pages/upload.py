@@ -331,7 +331,7 @@ if len(problems):
     st.warning(" ".join(t for t in said if t))
     st.dataframe(problems, hide_index=True, width="stretch", height=240, column_config=headers(problems))
     download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, lang),
-             file_name="rows_left_out.csv", mime="text/csv", key="excluded_csv",
+             file_name=_("rows_left_out.csv"), mime="text/csv", key="excluded_csv",
              what=f"{upload.name}: rows left out (CSV)")
 else:
     st.success(_("Every row can be used."))
