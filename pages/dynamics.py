@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.errors import InputError, ModelError, some_names
 from core.intake.dataset import data_fingerprint
-from core.intake.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column
+from core.intake.mapping import ROLES, ColumnMapping, propose_mapping, propose_study_column, role_name
 from core.intake.reading import read_table
 from core.intake.validation import (
     combine_studies,
@@ -15,7 +15,7 @@ from core.intake.validation import (
     validate_studies,
     validate_table,
 )
-from core.i18n import get_language
+from core.i18n import N_, _, get_language, language, ngettext, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import forest_plot
 from core.reporting.tables import pooled_summary_table
@@ -32,12 +32,40 @@ from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
 DIRECTION_TEXT = {
-    "alliance_to_symptoms": "Alliance → next-session symptoms",
-    "symptoms_to_alliance": "Symptoms → next-session alliance",
-    "alliance_to_symptoms_interaction": "Patient mean alliance × lagged alliance deviation",
-    "symptoms_to_alliance_interaction": "Patient mean symptoms × lagged symptom deviation",
+    "alliance_to_symptoms": N_("Alliance → next-session symptoms"),
+    "symptoms_to_alliance": N_("Symptoms → next-session alliance"),
+    "alliance_to_symptoms_interaction": N_("Patient mean alliance × lagged alliance deviation"),
+    "symptoms_to_alliance_interaction": N_("Patient mean symptoms × lagged symptom deviation"),
 }
-NONE = "— one study (no study column) —"
+NONE = N_("— one study (no study column) —")
+#: The data menu: the English text is the option's stable value, shown translated.
+SOURCES = (N_("Active data set"), N_("Upload studies"), N_("Pool given effects"))
+DIAGRAM_LABELS = {"unstandardized": N_("unstandardized"), "standardized": N_("standardized")}
+
+
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
+
+
+def direction_text(direction: str) -> str:
+    return _(DIRECTION_TEXT[direction]) if direction in DIRECTION_TEXT else direction
+
+
+def one_measure_missing(reasons: pd.Series) -> int:
+    """Rows left out only because alliance or symptoms is missing (the reason's text in English or
+    in this session's language: a data set validated in another language keeps its reasons)."""
+    texts = set()
+    for code in {"en", get_language()}:
+        with language(code):
+            texts |= {_("{measure} missing").format(measure=role_name(m)) for m in ("alliance", "symptoms")}
+    return int(reasons.astype(str).isin(texts).sum())
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
@@ -46,8 +74,10 @@ def study_effects(fingerprint: str, label: str, interaction: bool, _frame: pd.Da
     return lagged_within_effects(_frame, interaction=interaction, study_label=label)
 
 
-@st.cache_data(show_spinner="Reading the files …", max_entries=8)
-def read_studies(files: tuple[tuple[str, bytes], ...], study_column: str | None, mapping: ColumnMapping):
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_studies(files: tuple[tuple[str, bytes], ...], study_column: str | None, mapping: ColumnMapping,
+                 language: str):
+    """The studies validated (notes and reasons in ``language``: part of the cache key)."""
     if len(files) == 1:
         raw = read_table(files[0][1], filename=files[0][0])
         return validate_studies(raw, mapping, study_column)
@@ -57,34 +87,37 @@ def read_studies(files: tuple[tuple[str, bytes], ...], study_column: str | None,
 
 def run_stage1(data: pd.DataFrame, fingerprint: str, interaction: bool) -> pd.DataFrame:
     labels = [str(x) for x in sorted_study_labels(data["study"].unique())]
-    bar = st.progress(0.0, text="Stage 1 …")
+    bar = st.progress(0.0, text=_("Stage 1 …"))
     effects = {}
     for i, label in enumerate(labels):
-        bar.progress(i / len(labels), text=f"Stage 1: study {md(label)} ({i + 1} of {len(labels)})")
+        bar.progress(i / len(labels), text=_("Stage 1: study {study} ({i} of {n})").format(
+            study=md(label), i=i + 1, n=len(labels)))
         try:
             effects[label] = study_effects(fingerprint, label, interaction, data[data["study"] == label])
         except (InputError, ModelError) as err:  # left out of the pooling, with its reason
-            st.warning(f"Study {md(label)} is left out: {md(str(err))}")
+            st.warning(_("Study {study} is left out: {reason}").format(study=md(label), reason=md(str(err))))
     bar.empty()
     return stage1_table(effects)
 
 
 def show_pooled(direction: str, result, effect_label: str) -> None:
-    st.markdown(f"#### {md(DIRECTION_TEXT.get(direction, direction))}")
+    st.markdown(f"#### {md(direction_text(direction))}")
     # a small table, not st.metric: metrics cut "−0.139 to 0.052" short at 1400 px
     summary = pooled_summary_table(result)
     st.dataframe(summary, hide_index=True, width=620, key=f"pooled_{direction}",
-                 column_config={"quantity": st.column_config.TextColumn("Random-effects model", width="large"),
-                                "value": st.column_config.TextColumn("Value", width="medium")})
+                 column_config={"quantity": st.column_config.TextColumn(_("Random-effects model"), width="large"),
+                                "value": st.column_config.TextColumn(_("Value"), width="medium")})
     st.plotly_chart(forest_plot(result, effect_label=effect_label), width="stretch", key=f"forest_{direction}")
     table = result.studies.rename(columns={"weight": "weight (%)"})
-    download(f"Per-study table (CSV): {DIRECTION_TEXT.get(direction, direction)}", csv_bytes(table, get_language()),
-             file_name=f"studies_{direction}.csv", mime="text/csv", key=f"csv_{direction}")
+    download(_("Per-study table (CSV): {direction}").format(direction=direction_text(direction)),
+             csv_bytes(table, get_language()),
+             file_name=_("studies_{direction}.csv").format(direction=direction), mime="text/csv", key=f"csv_{direction}")
 
 
 # --- RI-CLPM (issue 17): the random-intercept cross-lagged panel model beside the lagged models ---
 from core.reporting.figures import riclpm_path_diagram  # noqa: E402
 from core.reporting.riclpm_report import (  # noqa: E402
+    COLUMN_LABELS,
     CROSS_LAGGED_MEANING,
     describe_riclpm,
     fit_indices_table,
@@ -95,9 +128,11 @@ from core.reporting.riclpm_report import (  # noqa: E402
 from core.stats.riclpm import MIN_WAVES, fit_riclpm, suggested_sessions  # noqa: E402
 
 
-@st.cache_data(show_spinner="Fitting the RI-CLPM …", max_entries=64)
-def riclpm_fit(fingerprint: str, study: str, first: int, last: int, free_lags: bool, _data: pd.DataFrame):
-    """The fitted RI-CLPM, or the sentence saying why it cannot be fitted (cached per data and options)."""
+@st.cache_data(show_spinner=False, max_entries=64)
+def riclpm_fit(fingerprint: str, study: str, first: int, last: int, free_lags: bool, language: str,
+               _data: pd.DataFrame):
+    """The fitted RI-CLPM, or the sentence saying why it cannot be fitted (cached per data, options and
+    language: the result holds warnings and reasons)."""
     try:
         return fit_riclpm(_data, first, last, free_lags=free_lags)
     except (InputError, ModelError) as err:
@@ -110,101 +145,135 @@ def _riclpm_comparison(result, stage1: pd.DataFrame, study: str) -> pd.DataFrame
     for direction in ("alliance_to_symptoms", "symptoms_to_alliance"):
         ml = stage1[(stage1["study"].astype(str) == study) & (stage1["direction"] == direction)]
         entry = result.lagged[direction]
-        if isinstance(entry, list):
-            est = ", ".join(f"{e['estimate']:.3f}" for e in entry)
-            se = ", ".join(f"{e['se']:.3f}" for e in entry)
-            p = ", ".join(f"{e['p']:.3g}" for e in entry)
-            std = ", ".join(f"{e['std_all']:.3f}" for e in entry)
+        if isinstance(entry, list):  # free lags: one value per session pair ("; ": the decimal may be a comma)
+            est = "; ".join(number(e["estimate"], ".3f") for e in entry)
+            se = "; ".join(number(e["se"], ".3f") for e in entry)
+            p = "; ".join(number(e["p"], ".3g") for e in entry)
+            std = "; ".join(number(e["std_all"], ".3f") for e in entry)
         else:
-            est, se, p = f"{entry['estimate']:.3f}", f"{entry['se']:.3f}", f"{entry['p']:.3g}"
-            std = f"{sum(entry['std_all']) / len(entry['std_all']):.3f}"
+            est, se, p = number(entry["estimate"], ".3f"), number(entry["se"], ".3f"), number(entry["p"], ".3g")
+            std = number(sum(entry["std_all"]) / len(entry["std_all"]), ".3f")
         rows.append({
-            "direction": DIRECTION_TEXT[direction],
-            "lagged multilevel (z-scores)": f"{ml['estimate'].iloc[0]:.3f}" if len(ml) else "—",
-            "SE (multilevel)": f"{ml['se'].iloc[0]:.3f}" if len(ml) else "—",
+            "direction": direction_text(direction),
+            "lagged multilevel (z-scores)": number(ml["estimate"].iloc[0], ".3f") if len(ml) else "—",
+            "SE (multilevel)": number(ml["se"].iloc[0], ".3f") if len(ml) else "—",
             "RI-CLPM estimate": est, "SE (RI-CLPM)": se, "p (RI-CLPM)": p, "RI-CLPM std.all": std,
         })
     return pd.DataFrame(rows)
 
 
+#: Headers of the RI-CLPM and row tables (the frames and the JSON keep their English keys).
+RICLPM_HEADERS = {"effect": N_("Effect"), "sessions": N_("Sessions"), "estimate": N_("Estimate"), "se": N_("SE"),
+                  "z": "z", "p": "p", "ci_low": N_("95% CI low"), "ci_high": N_("95% CI high"), "std.all": "std.all",
+                  "component": N_("Component"), "index": N_("Index"), "value": N_("Value"),
+                  "direction": N_("Direction"), "lagged multilevel (z-scores)": N_("lagged multilevel (z-scores)"),
+                  "SE (multilevel)": N_("SE (multilevel)"), "RI-CLPM estimate": N_("RI-CLPM estimate"),
+                  "SE (RI-CLPM)": N_("SE (RI-CLPM)"), "p (RI-CLPM)": N_("p (RI-CLPM)"),
+                  "RI-CLPM std.all": N_("RI-CLPM std.all"), "session": N_("Session"),
+                  "patients with alliance": N_("patients with alliance"),
+                  "patients with symptoms": N_("patients with symptoms"), "patient": N_("Patient"),
+                  "reason": N_("reason"), "row": N_("row"), "study": N_("Study")}
+
+
+def riclpm_headers(frame: pd.DataFrame) -> dict:
+    """``st.column_config`` with translated headers for the columns of ``frame`` this page knows."""
+    labels = {**COLUMN_LABELS, **RICLPM_HEADERS}
+    return {col: st.column_config.Column(_(labels[col])) for col in frame.columns if col in labels}
+
+
 def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excluded: pd.DataFrame) -> None:
     """The RI-CLPM section: options, estimates, path diagram, sentences, fit, comparison, downloads."""
-    st.subheader("Random-intercept cross-lagged panel model (RI-CLPM)")
-    st.write("The lagged multilevel model above works with each patient's deviations from their own mean. The "
+    st.subheader(_("Random-intercept cross-lagged panel model (RI-CLPM)"))
+    st.write(_("The lagged multilevel model above works with each patient's deviations from their own mean. The "
              "RI-CLPM (Hamaker et al., 2015), which Falkenström et al. (2022) recommend for reciprocal effects, "
              "models the sessions as waves: a random intercept holds each patient's stable level of alliance and "
              "symptoms, and the session-to-session deviations from it carry over to the next session. Missed "
              "sessions are handled by full-information maximum likelihood, so patients who drop out keep their "
-             "early sessions. The numbers equal R's lavaan (missing = \"ml\").")
+             "early sessions. The numbers equal R's lavaan (missing = \"ml\")."))
     labels = [str(x) for x in sorted_study_labels(data["study"].unique())]
     study = labels[0]
     if len(labels) > 1:  # the study with the most patients first: the one most likely to identify the model
         sizes = data.groupby(data["study"].astype(str))["patient"].nunique()
         largest = max(labels, key=lambda label: sizes.get(label, 0))
-        study = st.selectbox("Study for the RI-CLPM (one study at a time)", labels, index=labels.index(largest),
+        study = st.selectbox(_("Study for the RI-CLPM (one study at a time)"), labels, index=labels.index(largest),
                              key="ri_study")
     sub = data[data["study"].astype(str) == study]
     sessions = sorted(int(s) for s in pd.to_numeric(sub["session"], errors="coerce").dropna().unique() if s % 1 == 0)
     if len(sessions) < MIN_WAVES:
-        st.info(f"The RI-CLPM needs at least {MIN_WAVES:d} sessions; this data set has {len(sessions):d}.")
+        st.info(_("The RI-CLPM needs at least {needed:d} sessions; this data set has {n:d}.").format(
+            needed=MIN_WAVES, n=len(sessions)))
         return
     default = suggested_sessions(sub)
     c = st.columns([3, 2, 2])
-    first, last = c[0].select_slider("Sessions (waves)", options=sessions, value=default, key="ri_sessions",
-                                     help="Sessions FIRST–LAST are the waves; a session a patient missed is a "
-                                          "missing wave. At most 12 sessions.")
-    free = c[1].checkbox("Free lagged effects per session pair", key="ri_free",
-                         help="Default: each lagged effect is equal over sessions (--free-lags on the command line).")
-    standardized = c[2].radio("Diagram labels", ["unstandardized", "standardized"], horizontal=True,
-                              key="ri_diagram") == "standardized"
-    result = riclpm_fit(f"{fingerprint}:{study}", study, int(first), int(last), bool(free),
-                        sub[["patient", "session", "alliance", "symptoms"]])
+    first, last = c[0].select_slider(_("Sessions (waves)"), options=sessions, value=default, key="ri_sessions",
+                                     help=_("Sessions FIRST–LAST are the waves; a session a patient missed is a "
+                                            "missing wave. At most 12 sessions."))
+    free = c[1].checkbox(_("Free lagged effects per session pair"), key="ri_free",
+                         help=_("Default: each lagged effect is equal over sessions (--free-lags on the command "
+                                "line)."))
+    standardized = c[2].radio(_("Diagram labels"), list(DIAGRAM_LABELS), horizontal=True, key="ri_diagram",
+                              format_func=in_language(lambda k: _(DIAGRAM_LABELS[k]))) == "standardized"
+    with st.spinner(_("Fitting the RI-CLPM …")):
+        result = riclpm_fit(f"{fingerprint}:{study}", study, int(first), int(last), bool(free), get_language(),
+                            sub[["patient", "session", "alliance", "symptoms"]])
     if isinstance(result, str):  # not identified with these options: say why, the user may change them
         st.warning(md(result))
         return
     f = result.fit
     m = st.columns(3)
-    m[0].metric("Patients", result.n_patients, help="Patients with a score in these sessions.")
-    m[1].metric("Sessions", f"{result.first:g}–{result.last:g}")
-    m[2].metric("Free parameters", f["npar"], help="Including the observed means, as lavaan counts them.")
+    m[0].metric(_("Patients"), result.n_patients, help=_("Patients with a score in these sessions."))
+    m[1].metric(_("Sessions"), f"{result.first:g}–{result.last:g}")
+    m[2].metric(_("Free parameters"), f["npar"], help=_("Including the observed means, as lavaan counts them."))
     m = st.columns(3)
-    m[0].metric(f"χ² (df = {f['df']:g})", f"{f['chisq']:.2f}",
-                help=f"p = {f['pvalue']:.3g}" if f["pvalue"] is not None else None)
-    m[1].metric("CFI", f"{f['cfi']:.3f}")
-    m[2].metric("RMSEA", f"{f['rmsea']:.3f}", help=f"90% CI {f['rmsea_ci_low']:.3f} to {f['rmsea_ci_high']:.3f}")
+    m[0].metric(_("χ² (df = {df:g})").format(df=f["df"]), number(f["chisq"], ".2f"),
+                help=_("p = {p:.3g}").format(p=f["pvalue"]) if f["pvalue"] is not None else None)
+    m[1].metric("CFI", number(f["cfi"], ".3f"))
+    m[2].metric("RMSEA", number(f["rmsea"], ".3f"), help=_("90% CI {low:.3f} to {high:.3f}").format(
+        low=f["rmsea_ci_low"], high=f["rmsea_ci_high"]))
     for warning in result.warnings:
-        st.warning(warning)
-    st.markdown("**What a cross-lagged effect means here.** " + CROSS_LAGGED_MEANING)
+        st.warning(md(warning))
+    st.markdown(_("**What a cross-lagged effect means here.** {meaning}").format(meaning=_(CROSS_LAGGED_MEANING)))
     st.plotly_chart(riclpm_path_diagram(result, standardized=standardized), width="stretch", key="ri_diagram_fig")
     st.markdown("\n".join(f"- {md(s)}" for s in describe_riclpm(result)))
-    st.markdown("**Lagged effects** (unstandardized, with lavaan's std.all beside them)")
-    st.dataframe(shown(lagged_effects_table(result)), hide_index=True, width="stretch")
-    st.markdown("**Beside the lagged multilevel model** (stage 1 above: z-scored, patient-mean-centred, lag to "
-                "the session exactly one earlier)")
-    st.dataframe(_riclpm_comparison(result, stage1, study), hide_index=True, width="stretch")
-    st.caption("The two models answer related questions with different units: the multilevel coefficients are "
-               "in standard deviations of all sessions' scores; the RI-CLPM's std.all standardizes by the "
-               "within-person variation the model implies at each session.")
-    st.markdown("**Random intercepts** (each patient's usual level)")
-    st.dataframe(shown(random_intercepts_table(result)), hide_index=True)
-    st.markdown("**Fit** (as lavaan's fitMeasures)")
-    st.dataframe(fit_indices_table(result), hide_index=True)
-    partial = excluded["reason"].astype(str).str.fullmatch(r"(alliance|symptoms) missing").sum() if len(excluded) else 0
+    st.markdown(_("**Lagged effects** (unstandardized, with lavaan's std.all beside them)"))
+    lagged = shown(lagged_effects_table(result))
+    st.dataframe(lagged, hide_index=True, width="stretch", column_config=riclpm_headers(lagged))
+    st.markdown(_("**Beside the lagged multilevel model** (stage 1 above: z-scored, patient-mean-centred, lag to "
+                  "the session exactly one earlier)"))
+    comparison = _riclpm_comparison(result, stage1, study)
+    st.dataframe(comparison, hide_index=True, width="stretch", column_config=riclpm_headers(comparison))
+    st.caption(_("The two models answer related questions with different units: the multilevel coefficients are "
+                 "in standard deviations of all sessions' scores; the RI-CLPM's std.all standardizes by the "
+                 "within-person variation the model implies at each session."))
+    st.markdown(_("**Random intercepts** (each patient's usual level)"))
+    intercepts = shown(random_intercepts_table(result))
+    st.dataframe(intercepts, hide_index=True, column_config=riclpm_headers(intercepts))
+    st.markdown(_("**Fit** (as lavaan's fitMeasures)"))
+    fit_indices = fit_indices_table(result)
+    st.dataframe(fit_indices, hide_index=True, column_config=riclpm_headers(fit_indices))
+    partial = one_measure_missing(excluded["reason"]) if len(excluded) else 0
     notes = []
     if partial:
-        notes.append(f"{partial} sessions with only one of the two measures are not in this data set (rows left "
-                     "out); `python -m core riclpm` on the file uses them, as lavaan does.")
+        notes.append(ngettext("{n} session with only one of the two measures is not in this data set (rows left "
+                              "out); `python -m core riclpm` on the file uses it, as lavaan does.",
+                              "{n} sessions with only one of the two measures are not in this data set (rows left "
+                              "out); `python -m core riclpm` on the file uses them, as lavaan does.",
+                              partial).format(n=partial))
     if result.n_rows_outside:
-        notes.append(f"{result.n_rows_outside} patient-sessions lie outside sessions {result.first}–{result.last} "
-                     "and are not part of this model.")
+        notes.append(ngettext("{n} patient-session lies outside sessions {first}–{last} and is not part of this "
+                              "model.",
+                              "{n} patient-sessions lie outside sessions {first}–{last} and are not part of this "
+                              "model.", result.n_rows_outside).format(
+            n=result.n_rows_outside, first=str(result.first), last=str(result.last)))
     if notes:
         st.caption(" ".join(notes))
-    with st.expander("Patients per session, patients left out, and the command line"):
-        st.dataframe(result.coverage.rename(columns={"alliance": "patients with alliance",
-                                                     "symptoms": "patients with symptoms"}),
-                     hide_index=True)
+    with st.expander(_("Patients per session, patients left out, and the command line")):
+        coverage = result.coverage.rename(columns={"alliance": "patients with alliance",
+                                                   "symptoms": "patients with symptoms"})
+        st.dataframe(coverage, hide_index=True, column_config=riclpm_headers(coverage))
         if len(result.excluded_patients):
-            st.dataframe(result.excluded_patients, hide_index=True)
+            st.dataframe(result.excluded_patients, hide_index=True,
+                         column_config=riclpm_headers(result.excluded_patients))
         st.code(f"python -m core riclpm DATA.csv --patient patient --session session --alliance alliance "
                 f"--symptoms symptoms --sessions {result.first}-{result.last}" + (" --free-lags" if free else ""),
                 language=None)  # plain: the highlighter's cyan and teal are 2.5–2.7:1 on the code background
@@ -212,54 +281,56 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
 
     from core.reporting.json_report import clean
 
-    download("RI-CLPM report (JSON, the command line's keys)",
+    download(_("RI-CLPM report (JSON, the command line's keys)"),
              _json.dumps(clean(result.to_dict()), indent=2, allow_nan=False).encode(),
              file_name=f"riclpm_{result.first}-{result.last}.json", mime="application/json", key="ri_json")
 # --- end RI-CLPM ---
 
 
 ds = dataset_picker()
-st.title("Reciprocal dynamics")
-st.write("Within each patient, does a session with better alliance than usual come before lower symptoms "
+st.title(_("Reciprocal dynamics"))
+st.write(_("Within each patient, does a session with better alliance than usual come before lower symptoms "
          "next session, and do higher symptoms than usual come before lower alliance next session? "
          "Stage 1 fits these lagged within-patient models per study (z-scores, patient means and "
          "deviations, lag only to the session exactly one earlier); stage 2 pools them with a "
-         "random-effects meta-analysis (Flückiger et al., 2020).")
+         "random-effects meta-analysis (Flückiger et al., 2020)."))
 
-source = st.radio("Data", ["Active data set", "Upload studies", "Pool given effects"], horizontal=True,
-                  key="dyn_source")
+source = st.radio(_("Data"), SOURCES, horizontal=True, key="dyn_source", format_func=in_language(_))
 c = st.columns(3)
-method = c[0].radio("τ² estimator", ["reml", "dl"], format_func=lambda m: {"reml": "REML", "dl": "DerSimonian–Laird"}[m],
-                    horizontal=True, key="dyn_method")
-kh = c[1].checkbox("Knapp–Hartung adjustment", key="dyn_kh",
-                   help="t distribution with k − 1 df and a rescaled SE (as metafor's test = 'knha').")
-interaction = c[2].checkbox("Cross-level interaction (patient mean × lagged deviation)", key="dyn_interaction")
+method = c[0].radio(_("τ² estimator"), ["reml", "dl"],
+                    format_func=lambda m: {"reml": "REML", "dl": "DerSimonian–Laird"}[m], horizontal=True,
+                    key="dyn_method")
+kh = c[1].checkbox(_("Knapp–Hartung adjustment"), key="dyn_kh",
+                   help=_("t distribution with k − 1 df and a rescaled SE (as metafor's test = 'knha')."))
+interaction = c[2].checkbox(_("Cross-level interaction"), key="dyn_interaction",
+                            help=_("Patient mean × lagged deviation: does the lagged effect depend on the patient's "
+                                   "usual level?"))
 
 try:
     if source == "Pool given effects":
-        upload = st.file_uploader("Effects file (one row per study: label, estimate, SE)", type=["csv", "txt", "xlsx"],
-                                  key="pool_file")
+        upload = st.file_uploader(_("Effects file (one row per study: label, estimate, SE)"),
+                                  type=["csv", "txt", "xlsx"], key="pool_file")
         if upload is None:
             st.stop()
         raw = read_table(upload.getvalue(), filename=upload.name)
         cols = raw.columns
         p = st.columns(3)
-        label = p[0].selectbox("Label column", cols, key="pool_label")
-        est = p[1].selectbox("Estimate column", cols, index=min(1, len(cols) - 1), key="pool_estimate")
-        se = p[2].selectbox("SE column", cols, index=min(2, len(cols) - 1), key="pool_se")
-        e, _, _ = parse_numbers(raw.frame[est], raw.decimal)
-        s, _, _ = parse_numbers(raw.frame[se], raw.decimal)
+        label = p[0].selectbox(_("Label column"), cols, key="pool_label")
+        est = p[1].selectbox(_("Estimate column"), cols, index=min(1, len(cols) - 1), key="pool_estimate")
+        se = p[2].selectbox(_("SE column"), cols, index=min(2, len(cols) - 1), key="pool_se")
+        e = parse_numbers(raw.frame[est], raw.decimal)[0]
+        s = parse_numbers(raw.frame[se], raw.decimal)[0]
         ok = e.notna() & s.gt(0)
         if (~ok).any():
-            st.warning("Rows left out (estimate not a number or SE not positive): " +
-                       some_names(raw.frame.loc[~ok, "row"], limit=20))
+            st.warning(_("Rows left out (estimate not a number or SE not positive): {rows}").format(
+                rows=md(some_names(raw.frame.loc[~ok, "row"], limit=20))))
         result = pool_effects(e[ok].to_numpy(), s[ok].to_numpy(), labels=raw.frame.loc[ok, label].tolist(),
                               method=method, knapp_hartung=kh)
         show_pooled("pooled", result, est)
         st.stop()
 
     if source == "Upload studies":
-        files = st.file_uploader("One file with a study column, or several files (one per study)",
+        files = st.file_uploader(_("One file with a study column, or several files (one per study)"),
                                  type=["csv", "txt", "xlsx"], accept_multiple_files=True, key="dyn_files")
         if not files:
             st.stop()
@@ -271,71 +342,77 @@ try:
         pick = {}
         for col, role in zip(m, ("patient", "session", "alliance", "symptoms")):
             default = getattr(proposed, role)
-            pick[role] = col.selectbox(role.capitalize(), opts, index=opts.index(default) if default in opts else 0,
+            pick[role] = col.selectbox(role_name(role).capitalize(), opts, index=opts.index(default) if default in opts else 0,
                                        key=f"dyn_map_{role}")
         if len(files) == 1:
-            study_col = m[4].selectbox("Study", opts, index=opts.index(study_col) if study_col in opts else 0,
+            study_col = m[4].selectbox(role_name("study").capitalize(), opts, index=opts.index(study_col) if study_col in opts else 0,
                                        key="dyn_map_study")
-        validated = read_studies(tuple((f.name, f.getvalue()) for f in files), study_col, ColumnMapping(**pick))
+        with st.spinner(_("Reading the files …")):
+            validated = read_studies(tuple((f.name, f.getvalue()) for f in files), study_col, ColumnMapping(**pick),
+                                     get_language())
         data = validated.data
         if len(validated.excluded):
-            with st.expander(f"{len(validated.excluded)} rows left out"):
-                st.dataframe(validated.excluded, hide_index=True, width="stretch")
+            n_out = len(validated.excluded)
+            with st.expander(ngettext("{n:,} row left out", "{n:,} rows left out", n_out).format(n=n_out)):
+                st.dataframe(validated.excluded, hide_index=True, width="stretch",
+                             column_config=riclpm_headers(validated.excluded))
     else:
         demo_badge(ds)
         validated = ds.validated
         extra = [c for c in ds.data.columns if c not in (*ROLES, "row")]
         default = propose_study_column(extra)
         choices = [NONE, *extra]
-        study_col = st.selectbox("Study column", choices, index=choices.index(default) if default else 0,
-                                 key="dyn_study_column")
+        study_col = st.selectbox(_("Study column"), choices, index=choices.index(default) if default else 0,
+                                 key="dyn_study_column", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
         if not {"alliance", "symptoms"} <= set(validated.measures):
-            st.warning("The lagged models need both alliance and symptoms.")
+            st.warning(_("The lagged models need both alliance and symptoms."))
             st.stop()
         data = ds.data.copy()
-        data["study"] = "this data set" if study_col == NONE else data[study_col].astype(str)
+        data["study"] = _("this data set") if study_col == NONE else data[study_col].astype(str)
 
     fingerprint = data_fingerprint(data[["study", "patient", "session", "alliance", "symptoms"]])
     n_studies = data["study"].nunique()
     stage1 = run_stage1(data, fingerprint, interaction)
-    st.subheader("Stage 1: per study")
+    st.subheader(_("Stage 1: per study"))
     wide = stage1.pivot_table(index=["study", "n_patients", "n_observations"], columns="direction",
                               values=["estimate", "se"]).reset_index()
     wide.columns = [" ".join(c for c in col if c).strip() for col in wide.columns]
     # short headers, so that every column fits at 1400 px (the downloads keep the long names)
-    stage1_headers = {"study": "Study", "n_patients": "Patients", "n_observations": "Sessions"}
+    stage1_headers = {"study": _("Study"), "n_patients": _("Patients"), "n_observations": _("Sessions")}
     for col in wide.columns:
-        for stat, stat_label in (("estimate", "estimate"), ("se", "SE")):
+        for stat, stat_label in (("estimate", N_("{arrow} estimate")), ("se", N_("{arrow} SE"))):
             for key, arrow in (("alliance_to_symptoms_interaction", "A×A → S"), ("symptoms_to_alliance_interaction", "S×S → A"),
                                ("alliance_to_symptoms", "A → S"), ("symptoms_to_alliance", "S → A")):
                 if col == f"{stat} {key}":
-                    stage1_headers[col] = f"{arrow} {stat_label}"
+                    stage1_headers[col] = _(stat_label).format(arrow=arrow)
     st.dataframe(wide, hide_index=True, width="stretch",
                  column_config=number_columns(wide, default=4, labels=stage1_headers))
-    st.caption("A → S: alliance → next-session symptoms; S → A: symptoms → next-session alliance (standardized "
-               "lagged within-patient coefficients and their SEs).")
+    st.caption(_("A → S: alliance → next-session symptoms; S → A: symptoms → next-session alliance (standardized "
+                 "lagged within-patient coefficients and their SEs)."))
     for (label, direction), row in stage1.set_index(["study", "direction"]).iterrows():
         if row["singular"] or not row["converged"]:
-            what = "singular fit (a variance at zero)" if row["singular"] else "the fit did not converge cleanly"
-            st.warning(f"Study {md(label)}, {DIRECTION_TEXT.get(direction, direction)}: {md(what)}. "
+            what = (_("Study {study}, {direction}: singular fit (a variance at zero).") if row["singular"] else
+                    _("Study {study}, {direction}: the fit did not converge cleanly."))
+            # lme4's own warning texts stay as lme4 writes them (English)
+            st.warning(what.format(study=md(label), direction=md(direction_text(direction))) + " "
                        + md(" ".join(row["warnings"])))
-    download("Stage 1 table (CSV)", csv_bytes(stage1, get_language()), file_name="stage1.csv", mime="text/csv",
+    download(_("Stage 1 table (CSV)"), csv_bytes(stage1, get_language()), file_name=_("stage1.csv"), mime="text/csv",
              key="stage1_csv")
     if n_studies < 2:
-        st.info("One study: these are its lagged within-patient effects (standardized). Add a study column or "
-                "upload several studies to pool them.")
+        st.info(_("One study: these are its lagged within-patient effects (standardized). Add a study column or "
+                  "upload several studies to pool them."))
     else:
-        st.subheader("Stage 2: pooled over studies")
+        st.subheader(_("Stage 2: pooled over studies"))
         for direction, result in pool_stage1(stage1, method, kh).items():
-            show_pooled(direction, result, "standardized lagged coefficient")
+            show_pooled(direction, result, _("standardized lagged coefficient"))
     show_riclpm(data, fingerprint, stage1, validated.excluded)
 except (InputError, ModelError) as err:
     st.error(md(err))
 except MemoryError:
-    st.error("The dashboard ran out of memory with these files. Try smaller files (for example one study "
-             "at a time).")
+    st.error(_("The dashboard ran out of memory with these files. Try smaller files (for example one study "
+               "at a time)."))
 except Exception as err:  # a bug: logged for the maintainers, one sentence for the user (no traceback)
     logging.getLogger(__name__).error("Unexpected error on the Reciprocal dynamics page", exc_info=err)
-    st.error(f"The files could not be analysed because of an unexpected error in the dashboard "
-             f"({md(type(err).__name__)}). This is a bug: please report it on the project's issue tracker, "
-             "with the files' layout but not their data.")
+    st.error(_("The files could not be analysed because of an unexpected error in the dashboard ({error}). This is "
+               "a bug: please report it on the project's issue tracker, with the files' layout but not their "
+               "data.").format(error=md(type(err).__name__)))

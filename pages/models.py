@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import ModelError
-from core.i18n import get_language
+from core.i18n import N_, _, get_language, language, ngettext, number
 from core.intake.mapping import ROLES
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import (
@@ -37,21 +37,35 @@ from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
 
 
-@st.cache_data(show_spinner="Fitting the model ladder (REML and ML) …", max_entries=8)
-def ladder_for(fingerprint: str, _data: pd.DataFrame, _cells=None) -> LadderResult:
+# The fitted models hold sentences (titles, advice, notes, reasons): cached per language too.
+@st.cache_data(show_spinner=False, max_entries=8)
+def ladder_for(fingerprint: str, language: str, _data: pd.DataFrame, _cells=None) -> LadderResult:
     return fit_ladder(_data, cell_reasons=_cells)
 
 
-@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def custom_for(fingerprint: str, options: BuilderOptions, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def custom_for(fingerprint: str, options: BuilderOptions, language: str, _data: pd.DataFrame,
+               _cells=None) -> ModelResult | str:
     try:
         return fit_custom_model(_data, options, cell_reasons=_cells)
     except ModelError as err:
         return str(err)
 
 
-@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def formula_for(fingerprint: str, formula: str, predictor: str, _data: pd.DataFrame, _cells=None) -> ModelResult | str:
+@st.cache_data(show_spinner=False, max_entries=32)
+def formula_for(fingerprint: str, formula: str, predictor: str, language: str, _data: pd.DataFrame,
+                _cells=None) -> ModelResult | str:
     try:
         return fit_formula_model(_data, formula, key="custom", cell_reasons=_cells, predictor=predictor)
     except ModelError as err:
@@ -59,20 +73,52 @@ def formula_for(fingerprint: str, formula: str, predictor: str, _data: pd.DataFr
 
 
 def csv_button(frame: pd.DataFrame, label: str, name: str) -> None:
-    download(label, csv_bytes(frame, get_language()), file_name=name, mime="text/csv", key=f"csv_{name}")
+    """A CSV download; ``name`` (an ``N_`` file name) keys the button and is translated as the file's name."""
+    download(label, csv_bytes(frame, get_language()), file_name=_(name), mime="text/csv", key=f"csv_{name}")
 
 
-#: Headers of the model tables (the downloads keep the column names).
-HEADERS = {"model": "Model", "effect": "Effect", "estimate": "Estimate", "se": "SE", "df": "df", "t": "t",
-           "p": "p", "ci_low": "95% CI low", "ci_high": "95% CI high", "component": "Component", "value": "Value",
-           "fuller": "Fuller model", "simpler": "Simpler model", "chisq": "χ²"}
+#: Headers of the model tables (the downloads keep the column names), translated where shown.
+HEADERS = {"model": N_("Model"), "effect": N_("Effect"), "estimate": N_("Estimate"), "se": N_("SE"), "df": N_("df"),
+           "t": "t", "p": "p", "ci_low": N_("95% CI low"), "ci_high": N_("95% CI high"), "component": N_("Component"),
+           "value": N_("Value"), "fuller": N_("Fuller model"), "simpler": N_("Simpler model"), "chisq": "χ²",
+           "formula": N_("Formula"), "observations": N_("Sessions"), "patients": N_("Patients"),
+           "rows_left_out": N_("Rows left out"), "loglik_reml": N_("Log-likelihood (REML)"),
+           "loglik_ml": N_("Log-likelihood (ML)"), "parameters_ml": N_("Parameters (ML)"), "aic": "AIC", "bic": "BIC",
+           "r2_marginal": N_("Marginal R²"), "r2_conditional": N_("Conditional R²"), "converged": N_("Converged"),
+           "singular": N_("Singular"), "warnings": N_("Warnings"), "row": N_("row"), "reason": N_("reason")}
+
+
+#: The ladder's models as shown in tables (the CSV downloads, the report's JSON and the command line
+#: keep the keys).
+MODEL_LABELS = {"unconditional": N_("unconditional"), "unconditional_3level": N_("unconditional, 3 levels"),
+                "time": N_("time"), "hybrid": N_("hybrid"), "hybrid_detrended": N_("hybrid, detrended"),
+                "interaction": N_("interaction"), "custom": N_("builder")}
+
+
+def model_name(key: str) -> str:
+    return _(MODEL_LABELS[key]) if key in MODEL_LABELS else key
+
+
+def with_model_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the model keys of its model / fuller / simpler columns as translated names."""
+    out = frame.copy()
+    for col in ("model", "fuller", "simpler"):
+        if col in out:
+            out[col] = out[col].map(lambda k: model_name(str(k)))
+    return out
+
+
+def choose(options) -> str:
+    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
+    return _("Choose one or more") if len(options) else _("No options to select")
 
 
 def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
     """Headers, number formats (whole numbers without decimals) and a wide effect column."""
-    config = number_columns(frame, default=decimals, labels=HEADERS)
+    labels = {col: _(label) for col, label in HEADERS.items()}
+    config = number_columns(frame, default=decimals, labels=labels)
     if "effect" in frame:
-        config["effect"] = st.column_config.TextColumn(HEADERS["effect"], width=295)
+        config["effect"] = st.column_config.TextColumn(labels["effect"], width=295)
     return config
 
 
@@ -89,84 +135,90 @@ def model_messages(model: ModelResult) -> None:
         st.warning(md(w))
 
 
+def report_html(validated, ladder: LadderResult, models: list, seed, dataset_name: str, language_code: str) -> bytes:
+    """The HTML report in the page's language (Streamlit may build a download's data outside this run)."""
+    with language(language_code):
+        return build_html_report(validated, ladder, models, seed=seed, dataset_name=dataset_name)
+
+
 ds = dataset_picker()
 data = ds.data
-st.title("Model explorer")
+lang = get_language()
+st.title(_("Model explorer"))
 demo_badge(ds)
 if "symptoms" not in ds.validated.measures:
-    st.warning("The models need a symptom score; this data set has none.")
+    st.warning(_("The models need a symptom score; this data set has none."))
     st.stop()
 cells = ds.validated.cell_reasons
-ladder = ladder_for(ds.fingerprint, data, cells)
+with st.spinner(_("Fitting the model ladder (REML and ML) …")):
+    ladder = ladder_for(ds.fingerprint, lang, data, cells)
 
 # ---------------------------------------------------------------- levels
-st.subheader("1. Levels: how much of the variation lies where?")
+st.subheader(_("1. Levels: how much of the variation lies where?"))
 c = st.columns(3)
-c[0].metric("Patient ICC", f"{ladder.icc['patient']:.3f}" if ladder.icc["patient"] is not None else "—",
-            help="Patient variance / (patient + residual variance), two-level unconditional model (REML).")
-c[1].metric("Therapist share", f"{ladder.icc['therapist']:.3f}" if ladder.icc["therapist"] is not None else "—",
-            help="Therapist variance / total variance, three-level unconditional model (REML).")
-c[2].metric("Patients / sessions", f"{ladder.n_patients:,} / {ladder.n_observations:,}")
+c[0].metric(_("Patient ICC"), number(ladder.icc["patient"], ".3f") if ladder.icc["patient"] is not None else "—",
+            help=_("Patient variance / (patient + residual variance), two-level unconditional model (REML)."))
+c[1].metric(_("Therapist share"), number(ladder.icc["therapist"], ".3f") if ladder.icc["therapist"] is not None else "—",
+            help=_("Therapist variance / total variance, three-level unconditional model (REML)."))
+c[2].metric(_("Patients / sessions"), " / ".join(number(n, ",") for n in (ladder.n_patients, ladder.n_observations)))
 for advice in ladder.advice:
-    st.info(advice)
+    st.info(md(advice))
 for key, reason in ladder.errors.items():
-    st.warning(f"**{key}** could not be fitted: {md(reason)}")
+    st.warning(_("**{model}** could not be fitted: {reason}").format(model=md(model_name(key)), reason=md(reason)))
 
 # ---------------------------------------------------------------- ladder
-st.subheader("2. The model ladder (as Tables 2 and 3 of the ANS study)")
+st.subheader(_("2. The model ladder (as Tables 2 and 3 of the ANS study)"))
 fixed = fixed_effects_table(ladder.models)
-ladder_shown = shown(fixed.drop(columns=["term"]))
+ladder_shown = with_model_names(shown(fixed.drop(columns=["term"])))
 st.dataframe(ladder_shown, hide_index=True, width="stretch", key="ladder_table", column_config=table_config(ladder_shown))
-with st.expander("In words", expanded=True):
+with st.expander(_("In words"), expanded=True):
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
-            st.markdown(f"**{key}**")
+            st.markdown(f"**{md(ladder.models[key].spec.title or key)}** ({code(key)})")
             for sentence in describe_model(ladder.models[key])[1:]:
                 st.markdown(f"- {md(sentence)}")
 variance = variance_table(ladder.models)
 comparisons = comparison_table(ladder)
 # one table per row: side by side, the tests' χ², df and p fell off the right edge at 1400 px
-st.markdown("**Likelihood-ratio tests (ML refits)**")
-tests_shown = shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]])
+st.markdown(_("**Likelihood-ratio tests (ML refits)**"))
+tests_shown = with_model_names(shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]]))
 st.dataframe(tests_shown, hide_index=True, width="stretch", key="comparison_table",
              column_config=table_config(tests_shown, decimals=2))
 for row in comparisons[comparisons["note"].astype(str).str.strip() != ""].itertuples():
-    st.caption("{fuller} vs {simpler}: {note}".format(fuller=md(row.fuller), simpler=md(row.simpler), note=md(row.note)))
-st.markdown("**Variance components (REML)**")
-variance_shown = variance.drop(columns=["key"])
+    st.caption(_("{fuller} vs {simpler}: {note}").format(fuller=md(model_name(row.fuller)),
+                                                         simpler=md(model_name(row.simpler)), note=md(row.note)))
+st.markdown(_("**Variance components (REML)**"))
+variance_shown = with_model_names(variance.drop(columns=["key"]))
 st.dataframe(variance_shown, hide_index=True, width="stretch", key="variance_table",
              column_config=table_config(variance_shown, decimals=5))
 fits = fit_table(ladder.models)
-with st.expander("Fit, convergence and singular fits"):
-    st.dataframe(fits.round(3), hide_index=True, width="stretch")
+with st.expander(_("Fit, convergence and singular fits")):
+    fits_shown = with_model_names(fits.round(3))
+    st.dataframe(fits_shown, hide_index=True, width="stretch", column_config=table_config(fits_shown, decimals=3))
     for m in ladder.models.values():
         for w in m.warnings:
-            st.warning(f"**{m.key}**: {md(w)}")
-d = st.columns(4)
-with d[0]:
-    csv_button(fixed, "Fixed effects (CSV)", "fixed_effects.csv")
-with d[1]:
-    csv_button(variance, "Variance components (CSV)", "variance_components.csv")
-with d[2]:
-    csv_button(comparisons, "Comparisons (CSV)", "comparisons.csv")
-with d[3]:
-    csv_button(fits, "Fit (CSV)", "fit.csv")
+            st.warning(f"**{md(m.spec.title or m.key)}**: {md(w)}")
+with st.container(horizontal=True):  # flows onto a second line on a narrow screen instead of cutting labels
+    csv_button(fixed, _("Fixed effects (CSV)"), N_("fixed_effects.csv"))
+    csv_button(variance, _("Variance components (CSV)"), N_("variance_components.csv"))
+    csv_button(comparisons, _("Comparisons (CSV)"), N_("comparisons.csv"))
+    csv_button(fits, _("Fit (CSV)"), N_("fit.csv"))
 
 # ---------------------------------------------------------------- builder
-st.subheader("3. Model builder")
+st.subheader(_("3. Model builder"))
 b = st.columns(3)
-direction = b[0].radio("Direction", ["alliance_to_symptoms", "symptoms_to_alliance"], key="mb_direction",
-                       format_func=lambda d: {"alliance_to_symptoms": "alliance → symptoms",
-                                              "symptoms_to_alliance": "symptoms → alliance"}[d],
+DIRECTIONS = {"alliance_to_symptoms": N_("alliance → symptoms"), "symptoms_to_alliance": N_("symptoms → alliance")}
+direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", format_func=in_language(lambda d: _(DIRECTIONS[d])),
                        disabled="alliance" not in ds.validated.measures)
-detrend = b[1].checkbox("Control for time (detrending)", key="mb_detrend")
-interaction = b[1].checkbox("Between × within interaction", key="mb_interaction")
-slope = b[2].checkbox("Random slope for within (varies by patient)", key="mb_slope")
-therapist = b[2].checkbox("Therapist level", key="mb_therapist", disabled=not ds.validated.has_therapist)
+detrend = b[1].checkbox(_("Control for time (detrending)"), key="mb_detrend")
+interaction = b[1].checkbox(_("Between × within interaction"), key="mb_interaction")
+slope = b[2].checkbox(_("Random slope for within"), key="mb_slope",
+                      help=_("The within effect varies by patient: `(within | patient)`."))
+therapist = b[2].checkbox(_("Therapist level"), key="mb_therapist", disabled=not ds.validated.has_therapist)
 extra = [col for col in data.columns if col not in (*ROLES, "row")]
-covariates = st.multiselect("Covariates (patient- or session-level columns; a column is a number when every "
-                            "filled cell is a number, otherwise its sorted first value is the reference)",
-                            extra, key="mb_covariates")
+covariates = st.multiselect(_("Covariates (patient- or session-level columns; a column is a number when every "
+                              "filled cell is a number, otherwise its sorted first value is the reference)"),
+                            extra, key="mb_covariates", placeholder=choose(extra))
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
 # The builder's choices write the formula; a researcher may type another one (lme4 notation).
@@ -175,38 +227,41 @@ if st.session_state.get("mb_formula_built") != built:
     st.session_state["mb_formula_built"] = built
     st.session_state["mb_formula"] = built
 typed = st.text_input(
-    "Formula (lme4 notation)", key="mb_formula",
-    help="Names: patient, therapist, session, alliance, symptoms, time, alliance_between, alliance_within, "
-         "symptoms_between, symptoms_within (between and within are the builder's predictor), and every "
-         "other column of the file (in `backticks` if the name has spaces). Operators: + * : 0 + "
-         "(x | patient) (1 | patient) + (0 + x | patient); I(time^2), log(x). Each model uses the sessions with every "
-         "variable it names; the others are listed below it.")
+    _("Formula (lme4 notation)"), key="mb_formula",
+    help=_("Names: `patient`, `therapist`, `session`, `alliance`, `symptoms`, `time`, `alliance_between`, "
+           "`alliance_within`, `symptoms_between`, `symptoms_within` (`between` and `within` are the builder's "
+           "predictor), and every other column of the file (in backticks if the name has spaces). Operators: "
+           "`+ * : 0 +`, `(x | patient)`, `(1 | patient) + (0 + x | patient)`; `I(time^2)`, `log(x)`. Each model "
+           "uses the sessions with every variable it names; the others are listed below it."))
 custom = None
 own_formula = None
 if typed.strip() and " ".join(typed.split()) != " ".join(built.split()):
     own_formula = typed.strip()
-    result = formula_for(ds.fingerprint, own_formula, "symptoms" if direction == "symptoms_to_alliance" else "alliance",
-                         data, cells)
+    with st.spinner(_("Fitting the model …")):
+        result = formula_for(ds.fingerprint, own_formula,
+                             "symptoms" if direction == "symptoms_to_alliance" else "alliance", lang, data, cells)
 elif "alliance" in ds.validated.measures:
-    result = custom_for(ds.fingerprint, options, data, cells)
+    with st.spinner(_("Fitting the model …")):
+        result = custom_for(ds.fingerprint, options, lang, data, cells)
 else:
     result = None
-    st.info("The builder's between/within models need an alliance score; type a formula to fit another model.")
+    st.info(_("The builder's between/within models need an alliance score; type a formula to fit another model."))
 if isinstance(result, str):
     st.error(md(result))
 elif result is not None:
     custom = result
-    st.markdown("**Fitted:**")
+    st.markdown(_("**Fitted:**"))
     st.code(custom.formula, language=None)
     m = st.columns(3)
-    m[0].metric("Sessions used", f"{custom.n_observations:,}", help="Rows with every variable of the formula.")
-    m[1].metric("Marginal R²", f"{custom.r2_marginal:.3f}" if custom.r2_marginal is not None else "—",
-                help="Nakagawa: variance explained by the fixed effects (performance::r2_nakagawa).")
-    m[2].metric("Conditional R²", f"{custom.r2_conditional:.3f}" if custom.r2_conditional is not None else "—",
-                help="Nakagawa: variance explained by fixed and random effects. None for a singular fit.")
+    m[0].metric(_("Sessions used"), number(custom.n_observations, ","),
+                help=_("Rows with every variable of the formula."))
+    m[1].metric(_("Marginal R²"), number(custom.r2_marginal, ".3f") if custom.r2_marginal is not None else "—",
+                help=_("Nakagawa: variance explained by the fixed effects (performance::r2_nakagawa)."))
+    m[2].metric(_("Conditional R²"), number(custom.r2_conditional, ".3f") if custom.r2_conditional is not None else "—",
+                help=_("Nakagawa: variance explained by fixed and random effects. None for a singular fit."))
     if custom.aic is not None:
-        st.caption(f"ML fit: log-likelihood {custom.loglik_ml:.2f}, {custom.n_params_ml:d} parameters, "
-                   f"AIC {custom.aic:.1f}, BIC {custom.bic:.1f}.")
+        st.caption(_("ML fit: log-likelihood {loglik:.2f}, {n:d} parameters, AIC {aic:.1f}, BIC {bic:.1f}.").format(
+            loglik=custom.loglik_ml, n=custom.n_params_ml, aic=custom.aic, bic=custom.bic))
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
     custom_shown = shown(table)
     st.dataframe(custom_shown, hide_index=True, width="stretch", key="custom_table",
@@ -219,13 +274,17 @@ elif result is not None:
                  column_config=table_config(custom_variance, decimals=5))
     model_messages(custom)
     if len(custom.excluded):
-        with st.expander(f"{len(custom.excluded):,} rows left out of this model (a variable it needs is missing)"):
-            st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded")
-    csv_button(table, "This model's fixed effects (CSV)", "builder_fixed_effects.csv")
+        n_left = len(custom.excluded)
+        with st.expander(ngettext("{n:,} row left out of this model (a variable it needs is missing)",
+                                  "{n:,} rows left out of this model (a variable it needs is missing)",
+                                  n_left).format(n=n_left)):
+            st.dataframe(custom.excluded, hide_index=True, width="stretch", key="custom_excluded",
+                         column_config=table_config(custom.excluded, decimals=0))
+    csv_button(table, _("This model's fixed effects (CSV)"), N_("builder_fixed_effects.csv"))
 
 # ---------------------------------------------------------------- figures
-st.subheader("4. Figures")
-tabs = st.tabs(["Between and within", "Trajectories", "Residuals", "Random effects"])
+st.subheader(_("4. Figures"))
+tabs = st.tabs([_("Between and within"), _("Trajectories"), _("Residuals"), _("Random effects")])
 outcome, predictor = ("alliance", "symptoms") if direction == "symptoms_to_alliance" else ("symptoms", "alliance")
 usable_custom = custom if custom is not None and "intercept" in custom.random_effects else None
 diag = usable_custom or ladder.models.get("hybrid") or ladder.models.get("unconditional")
@@ -242,32 +301,32 @@ with tabs[1]:
                              "expected": [est["intercept"] + est["time"] * (s - data["session"].min()) for s in sessions]})
     axis = measure_labels(ds, current_settings(ds)).get("symptoms", ("", None))[1]
     st.plotly_chart(spaghetti(data, "symptoms", line, y_title=axis), width="stretch", key="fig_spaghetti")
-    st.caption("Red: the time model's fixed-effect line (clinic average).")
+    st.caption(_("Red: the time model's fixed-effect line (clinic average)."))
 with tabs[2]:
     if diag is not None:
         st.plotly_chart(residual_diagnostics(diag), width="stretch", key="fig_resid")
-        st.caption(f"Model: {code(diag.formula)}")
+        st.caption(_("Model: {formula}").format(formula=code(diag.formula)))
 with tabs[3]:
     if diag is not None:
         st.plotly_chart(caterpillar(diag), width="stretch", key="fig_caterpillar")
-        st.caption(f"Model: {code(diag.formula)}")
+        st.caption(_("Model: {formula}").format(formula=code(diag.formula)))
 
 # ---------------------------------------------------------------- report
-st.subheader("5. Report")
-st.write("One self-contained HTML file (opens with no network): data summary, the ladder and the builder's "
-         "model with sentences, figures, rows left out, definitions, software versions. The same numbers as "
-         "`python -m core report` / `analyze` on the same file.")
+st.subheader(_("5. Report"))
+st.write(_("One self-contained HTML file (opens with no network): data summary, the ladder and the builder's "
+           "model with sentences, figures, rows left out, definitions, software versions. The same numbers as "
+           "`python -m core report` / `analyze` on the same file."))
 cli = (f"python -m core report {ds.validated.source} --patient … --session … --symptoms … --alliance …"
        + (" --therapist …" if ds.validated.has_therapist else "")
        + (" --builder" if custom else "") + (" --reverse" if direction == "symptoms_to_alliance" else "")
        + (" --detrend" if detrend else "") + (" --interaction" if interaction else "")
        + "".join(f" --covariate {c}" for c in covariates) + (" --random-slope-within" if slope else "")
        + (" --therapist-level" if therapist else ""))
-st.caption(f"Command line: {code(cli)}")
+st.caption(_("Command line: {command}").format(command=code(cli)))
 if own_formula:
     fit_cli = f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""
-    st.caption("Your formula on the command line: " + code(fit_cli))
-download("Download the report (HTML)", key="report_html", mime="text/html",
-         file_name="alliance_report.html", what=f"{ds.name}: HTML report",
-         data=lambda: build_html_report(ds.validated, ladder, [custom] if custom else [],
-                                                  seed=2023 if ds.is_demo else None, dataset_name=ds.name))
+    st.caption(_("Your formula on the command line: {command}").format(command=code(fit_cli)))
+download(_("Download the report (HTML)"), key="report_html", mime="text/html",
+         file_name=_("alliance_report.html"), what=f"{ds.name}: HTML report",
+         data=lambda: report_html(ds.validated, ladder, [custom] if custom else [],
+                                  2023 if ds.is_demo else None, ds.name, lang))

@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError, ModelError
+from core.i18n import N_, _, get_language, language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import power_curve
 from core.stats.power import HOENIG_HEISEY, PowerAnalysis, default_sizes, fixed_effects, power_analysis
@@ -12,19 +13,32 @@ from ui.auth import download
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
 
+#: Model menu: the English name is the option's stable value, shown translated (format_func).
 PRESETS = {
-    "Alliance → symptoms: between and within": "symptoms ~ alliance_between + alliance_within + (1 | patient)",
-    "… controlling for time": "symptoms ~ alliance_between + alliance_within + time + (1 | patient)",
-    "… with the between × within interaction": "symptoms ~ alliance_between * alliance_within + (1 | patient)",
-    "… with a random slope for within": "symptoms ~ alliance_between + alliance_within + (alliance_within | patient)",
-    "Symptoms over time (random slope)": "symptoms ~ time + (time | patient)",
+    N_("Alliance → symptoms: between and within"): "symptoms ~ alliance_between + alliance_within + (1 | patient)",
+    N_("… controlling for time"): "symptoms ~ alliance_between + alliance_within + time + (1 | patient)",
+    N_("… with the between × within interaction"): "symptoms ~ alliance_between * alliance_within + (1 | patient)",
+    N_("… with a random slope for within"): "symptoms ~ alliance_between + alliance_within + (alliance_within | patient)",
+    N_("Symptoms over time (random slope)"): "symptoms ~ time + (time | patient)",
 }
-OWN = "Your own formula (lme4 notation)"
-ESTIMATE, CHOSEN = "the estimate in this data (observed power)", "the smallest effect of interest (recommended)"
+OWN = N_("Your own formula (lme4 notation)")
+ESTIMATE, CHOSEN = N_("the estimate in this data (observed power)"), N_("the smallest effect of interest (recommended)")
 
 
-@st.cache_data(show_spinner="Fitting the model …", max_entries=32)
-def fixed_for(fingerprint: str, formula: str, _validated) -> pd.DataFrame | str:
+def in_language(show):
+    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
+    outside the script run (AppTest formats a widget's value in the test's own thread)."""
+    code = get_language()
+
+    def run(value):
+        with language(code):
+            return show(value)
+    return run
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def fixed_for(fingerprint: str, formula: str, language: str, _validated) -> pd.DataFrame | str:
+    """The fixed effects, or the sentence (in ``language``) saying why the model cannot be fitted."""
     try:
         return fixed_effects(_validated.data, formula, role_headers=_validated.mapping.used(),
                              cell_reasons=_validated.cell_reasons)
@@ -34,10 +48,10 @@ def fixed_for(fingerprint: str, formula: str, _validated) -> pd.DataFrame | str:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def power_for(fingerprint: str, formula: str, term: str, effect: float | None, patients: tuple[int, ...],
-              nsim: int, seed: int, alpha: float, _validated) -> PowerAnalysis | str:
-    """The power curve (cached on the data's fingerprint and every option); a progress bar with
-    simulations done and time left while it runs."""
-    bar = st.progress(0.0, text="Fitting the model and building the designs …")
+              nsim: int, seed: int, alpha: float, language: str, _validated) -> PowerAnalysis | str:
+    """The power curve (cached on the data's fingerprint, every option and the language of a refusal);
+    a progress bar with simulations done and time left while it runs."""
+    bar = st.progress(0.0, text=_("Fitting the model and building the designs …"))
 
     def show(done: int, total: int, seconds_left: float | None) -> None:
         bar.progress(done / total if total else 1.0, text=progress_text(done, total, seconds_left))
@@ -56,57 +70,59 @@ def parse_sizes(text: str) -> list[int] | str:
     try:
         sizes = sorted({int(part) for part in text.replace(";", ",").split(",") if part.strip()})
     except ValueError:
-        return "Write the numbers of patients as whole numbers separated by commas, such as 48, 96, 192."
+        return _("Write the numbers of patients as whole numbers separated by commas, such as 48, 96, 192.")
     if not sizes:
-        return "Give at least one number of patients."
+        return _("Give at least one number of patients.")
     if sizes[0] < 2:
-        return "A multilevel model needs at least 2 patients."
+        return _("A multilevel model needs at least 2 patients.")
     if len(sizes) > 12:
-        return "Choose at most 12 numbers of patients (each runs every simulation again)."
+        return _("Choose at most 12 numbers of patients (each runs every simulation again).")
     return sizes
 
 
 ds = dataset_picker()
 data = ds.data
-st.title("Plan a study: power")
+st.title(_("Plan a study: power"))
 demo_badge(ds)
-st.markdown(
+st.markdown(_(
     "How many patients does a study need to detect an effect? As R's **simr** computes it: outcomes are "
     "simulated from the model fitted to this data (with the effect set to the value you choose), on a design "
     "with *N* patients (the first *N* patients of the file, recycled as new patients beyond the observed "
     "number); each simulated study is refitted by REML and the effect tested with Satterthwaite's t-test. "
     "Power is the share of significant tests, with its exact 95% interval. The same seed gives the same "
-    "result on any machine; `python -m core power` runs the same computation, also on a Dask cluster.")
+    "result on any machine; `python -m core power` runs the same computation, also on a Dask cluster."))
 if "symptoms" not in ds.validated.measures:
-    st.warning("Power analysis needs a symptom score (the outcome); this data set has none.")
+    st.warning(_("Power analysis needs a symptom score (the outcome); this data set has none."))
     st.stop()
 
 # ---------------------------------------------------------------- the model and the term
-st.subheader("1. The model and the effect to detect")
+st.subheader(_("1. The model and the effect to detect"))
 has_alliance = "alliance" in ds.validated.measures
 presets = {k: v for k, v in PRESETS.items() if has_alliance or "alliance" not in v}
-choice = st.selectbox("Model", [*presets, OWN], key="pw_model")
+choice = st.selectbox(_("Model"), [*presets, OWN], key="pw_model", format_func=in_language(_))
 if choice == OWN:
-    formula = st.text_input("Formula", value=next(iter(presets.values())), key="pw_formula",
-                            help="Names: the roles (patient, therapist, session, alliance, symptoms), time, "
-                                 "alliance_between, alliance_within, symptoms_between, symptoms_within, and "
-                                 "other columns of the file by their header.").strip()
+    formula = st.text_input(_("Formula"), value=next(iter(presets.values())), key="pw_formula",
+                            help=_("Names: the roles (`patient`, `therapist`, `session`, `alliance`, `symptoms`), "
+                                   "`time`, `alliance_between`, `alliance_within`, `symptoms_between`, "
+                                   "`symptoms_within`, and other columns of the file by their header.")).strip()
 else:
     formula = presets[choice]
 st.code(formula, language=None)
-fixed = fixed_for(ds.fingerprint, formula, ds.validated)
+with st.spinner(_("Fitting the model …")):
+    fixed = fixed_for(ds.fingerprint, formula, get_language(), ds.validated)
 if isinstance(fixed, str):
     st.error(fixed)
     st.stop()
 terms = [t for t in fixed["term"] if t != "intercept"] or list(fixed["term"])
 default_term = "alliance_within" if "alliance_within" in terms else terms[0]
-term = st.selectbox("Effect to detect (fixed effect)", terms, index=terms.index(default_term), key="pw_term")
+term = st.selectbox(_("Effect to detect (fixed effect)"), terms, index=terms.index(default_term), key="pw_term")
 row = fixed.set_index("term").loc[term]
-st.caption(f"In this data: estimate {row['estimate']:.4g} (SE {row['se']:.3g}, df {row['df']:.1f}, "
-           f"p = {row['p']:.3g}), {ds.validated.data['patient'].nunique():,} patients.")
-mode = st.radio("Value of the effect in the simulations", [CHOSEN, ESTIMATE], key="pw_mode", horizontal=True)
+st.caption(_("In this data: estimate {estimate:.4g} (SE {se:.3g}, df {df:.1f}, p = {p:.3g}), {n:,} patients.").format(
+    estimate=row["estimate"], se=row["se"], df=row["df"], p=row["p"], n=ds.validated.data["patient"].nunique()))
+mode = st.radio(_("Value of the effect in the simulations"), [CHOSEN, ESTIMATE], key="pw_mode", horizontal=True,
+                format_func=in_language(_))
 if mode == ESTIMATE:
-    st.warning(HOENIG_HEISEY)
+    st.warning(_(HOENIG_HEISEY))
 
 # ---------------------------------------------------------------- the plan
 n_observed = int(data["patient"].nunique())
@@ -114,64 +130,76 @@ with st.form("pw_form"):
     c = st.columns(4)
     effect = None
     if mode == CHOSEN:
-        effect = c[0].number_input("Smallest effect of interest", value=None, format="%.4f", key="pw_effect",
-                                   placeholder="e.g. -0.05",
-                                   help="In the outcome's units per unit of the predictor: the smallest effect "
-                                        "that would matter clinically (for the ANS study's within effect, "
-                                        "e.g. -0.05 OQ points per alliance point).")
-    sizes_text = c[1].text_input("Numbers of patients", key="pw_sizes",
+        effect = c[0].number_input(_("Smallest effect of interest"), value=None, format="%.4f", key="pw_effect",
+                                   placeholder=_("e.g. -0.05"),
+                                   help=_("In the outcome's units per unit of the predictor: the smallest effect "
+                                          "that would matter clinically (for the ANS study's within effect, "
+                                          "e.g. -0.05 OQ points per alliance point)."))
+    sizes_text = c[1].text_input(_("Numbers of patients"), key="pw_sizes",
                                  value=", ".join(str(n) for n in default_sizes(n_observed)))
-    nsim = c[2].number_input("Simulations per number", min_value=10, max_value=100_000, value=1000, step=100,
-                             key="pw_nsim", help="1,000 (simr's default) gives power to about ±3 points.")
-    seed = c[3].number_input("Seed", min_value=0, value=1, step=1, key="pw_seed")
-    alpha = c[0].selectbox("Significance level α", [0.05, 0.01, 0.10], key="pw_alpha")
-    submitted = st.form_submit_button("Compute power", type="primary")
+    nsim = c[2].number_input(_("Simulations per number"), min_value=10, max_value=100_000, value=1000, step=100,
+                             key="pw_nsim", help=_("1,000 (simr's default) gives power to about ±3 points."))
+    seed = c[3].number_input(_("Seed"), min_value=0, value=1, step=1, key="pw_seed")
+    alpha = c[0].selectbox(_("Significance level α"), [0.05, 0.01, 0.10], key="pw_alpha",
+                           format_func=in_language(lambda a: number(a, "g")))
+    submitted = st.form_submit_button(_("Compute power"), type="primary", key="pw_compute")
 
 if submitted:
     sizes = parse_sizes(sizes_text)
     if isinstance(sizes, str):
         st.error(sizes)
     elif mode == CHOSEN and effect is None:
-        st.error("Enter the smallest effect of interest (or choose the estimate in this data, observed power).")
+        st.error(_("Enter the smallest effect of interest (or choose the estimate in this data, observed power)."))
     else:
         st.session_state["pw_request"] = (formula, term, effect, tuple(sizes), int(nsim), int(seed), float(alpha))
 
 request = st.session_state.get("pw_request")
 if request is None or request[:2] != (formula, term):
-    st.info("Choose the effect and the numbers of patients, then *Compute power*.")
+    st.info(_("Choose the effect and the numbers of patients, then *Compute power*."))
     st.stop()
 
 # ---------------------------------------------------------------- the result
-st.subheader("2. Power by number of patients")
-result = power_for(ds.fingerprint, *request, _validated=ds.validated)
+st.subheader(_("2. Power by number of patients"))
+result = power_for(ds.fingerprint, *request, language=get_language(), _validated=ds.validated)
 if isinstance(result, str):
     st.error(result)
     st.stop()
 if result.at_observed_effect:
-    st.warning(HOENIG_HEISEY)
+    st.warning(_(HOENIG_HEISEY))
 smallest = result.smallest_n(0.8)
 m = st.columns(3)
-m[0].metric("Effect simulated", f"{result.effect:.4g}", help=f"Estimate in this data: {result.observed:.4g}")
+m[0].metric(_("Effect simulated"), number(result.effect, ".4g"),
+            help=_("Estimate in this data: {estimate:.4g}").format(estimate=result.observed))
 largest = max(p.n_patients for p in result.points)
-m[1].metric("N for 80% power", f"{smallest:d}" if smallest else f"> {largest:d}",
-            help="The smallest number of patients computed whose power reaches 80% (the interval matters too); "
-                 f"'> {largest:d}': none of those computed does, try larger numbers.")
-m[2].metric("Simulations", f"{result.nsim:,} per N", help=f"Ran on {md(result.engine)} in {result.seconds:.1f} s.")
+m[1].metric(_("N for 80% power"), f"{smallest:d}" if smallest else f"> {largest:d}",
+            help=_("The smallest number of patients computed whose power reaches 80% (the interval matters too); "
+                   "'> {largest:d}': none of those computed does, try larger numbers.").format(largest=largest))
+m[2].metric(_("Simulations"), _("{nsim:,} per N").format(nsim=result.nsim),
+            help=_("Ran on {engine} in {seconds:.1f} s.").format(engine=md(result.engine), seconds=result.seconds))
 st.plotly_chart(power_curve(result), width="stretch", key="pw_curve")
 table = result.table()
-shown = table.assign(power=table["power"].map(lambda p: "—" if pd.isna(p) else f"{p:.1%}"),
-                     interval=[("—" if pd.isna(lo) else f"{lo:.1%} – {hi:.1%}")
+shown = table.assign(power=table["power"].map(lambda p: "—" if pd.isna(p) else number(p, ".1%")),
+                     interval=[("—" if pd.isna(lo) else f"{number(lo, '.1%')} – {number(hi, '.1%')}")
                                for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)])
+# the columns keep their names (tests and code read them); the headers are translated
 st.dataframe(shown[["n_patients", "n_observations", "power", "interval", "nsim", "n_failed"]].rename(columns={
     "n_patients": "patients", "n_observations": "sessions", "interval": "95% interval (Clopper–Pearson)",
-    "nsim": "simulations", "n_failed": "failed fits"}), hide_index=True, width="stretch", key="pw_table")
-download("Power table (CSV)", csv_bytes(table), file_name="power.csv", mime="text/csv", key="pw_csv")
+    "nsim": "simulations", "n_failed": "failed fits"}), hide_index=True, width="stretch", key="pw_table",
+    column_config={"patients": st.column_config.NumberColumn(_("patients")),
+                   "sessions": st.column_config.NumberColumn(_("sessions")),
+                   "power": st.column_config.TextColumn(_("power")),
+                   "95% interval (Clopper–Pearson)": st.column_config.TextColumn(_("95% interval (Clopper–Pearson)")),
+                   "simulations": st.column_config.NumberColumn(_("simulations")),
+                   "failed fits": st.column_config.NumberColumn(_("failed fits"))})
+download(_("Power table (CSV)"), csv_bytes(table, get_language()), file_name=_("power.csv"), mime="text/csv",
+         key="pw_csv")
 
-st.subheader("3. For the methods section")
+st.subheader(_("3. For the methods section"))
 st.code(result.report()["methods_sentence"], language=None, wrap_lines=True)
 sizes_arg = ",".join(str(p.n_patients) for p in result.points)
 effect_arg = "" if result.at_observed_effect else f" --effect {result.effect:g}"
 cli = (f"python -m core power {ds.validated.source} --patient … --session … --symptoms … --alliance … "
        f"--formula \"{result.formula}\" --term {result.term}{effect_arg} --patients {sizes_arg} "
        f"--nsim {result.nsim} --seed {result.seed} --alpha {result.alpha:g}")
-st.caption(f"Command line: {code(cli)} (add {code('--scheduler ADDRESS')} to run on a Dask cluster).")
+st.caption(_("Command line: {command} (add {option} to run on a Dask cluster).").format(
+    command=code(cli), option=code("--scheduler ADDRESS")))

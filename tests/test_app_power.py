@@ -13,7 +13,7 @@ def compute(at, effect=None, sizes="48, 96", nsim=20):
         at.number_input(key="pw_effect").set_value(effect)
     at.text_input(key="pw_sizes").set_value(sizes)
     at.number_input(key="pw_nsim").set_value(nsim)
-    at.button(key="FormSubmitter:pw_form-Compute power").click()
+    at.button(key="pw_compute").click()
     at.run(timeout=300)
     assert not at.exception, at.exception
     return at
@@ -30,7 +30,7 @@ def test_power_page_curve_sentence_and_cache(monkeypatch):
     assert at.radio(key="pw_mode").value.startswith("the smallest effect of interest")
     assert [i.value for i in at.info] == ["Choose the effect and the numbers of patients, then *Compute power*."]
     # the effect is asked for, not defaulted to the estimate
-    at.button(key="FormSubmitter:pw_form-Compute power").click()
+    at.button(key="pw_compute").click()
     at.run()
     assert any("Enter the smallest effect of interest" in e.value for e in at.error)
 
