@@ -142,7 +142,7 @@ def test_power_in_spanish_curve_table_and_methods_sentence():
 
 def test_upload_in_spanish_report_and_rows_left_out():
     at = open_page("upload", language="es")
-    assert at.title[0].value == "Cargar datos"
+    assert at.title[0].value == "Subir datos"
     data = (ROOT / "examples" / "visits.csv").read_bytes()
     # a row left out (no patient) and a session kept with a score missing, beside the example file
     data += "\n;T02 Bruno;3;4,0;70\nD001;T02 Bruno;9;n/a;71\n".encode()
