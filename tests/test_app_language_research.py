@@ -4,16 +4,13 @@ the states that show each page's sections (the ladder and a fitted formula; pool
 RI-CLPM; a power curve; an uploaded file with its validation report and rows left out). The HTML
 report downloaded from the model explorer in Spanish is in Spanish."""
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import streamlit as st
 from app_support import open_page, paperlike_dataset
-from language_support import english_in, visible_texts
-
-from core.i18n import translations
+from language_support import english_in, english_words, visible_texts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,44 +19,10 @@ ALLOW = [
     r"~",  # an lme4 formula (the builder's formula box): variable names stay English
 ]
 
-#: Texts made by files another helper of issue 18 translates (shared sidebar, the demo badge, chart
-#: labels in core/reporting/figures.py, sentences and tables of core/reporting/tables.py, the power
-#: run's engine name). Each is tolerated only while the Spanish catalogue has no translation of a
-#: message holding its English words (``fragment``): once that branch is merged, the text must be
-#: Spanish on these pages too, and this list can go.
-NOT_YET = [
-    # (regex on the visible text, English words of its message, file that makes it)
-    (r"^Data set$", "Data set", "ui/state.py"),
-    (r"Demo clinic \(simulated data", "Demo clinic (simulated data", "core/demo.py"),
-    (r"^Not signed in", "Not signed in", "ui/auth.py"),
-    (r"Demo data\.|DEMO DATA", "Simulated clinic, not real patients", "ui/state.py"),
-    (r"processes on this machine|^Ejecutado en 1 process ", "processes on this machine", "core/stats/power_run.py"),
-    (r"OQ-45\.2 mean item score|ANS mean item score|higher = more", "higher = more", "ui/clinic.py"),
-    (r"^- .*(points (lower|higher|more positive|more negative)|changed by|expected symptom score|expected alliance score)",
-     "points lower", "core/reporting/tables.py"),
-    (r"^(Between patients: patient means|Within patients: deviations from own means|Per-patient trajectories|"
-     r"Fitted value|Normal QQ plot of residuals|Patient random intercepts( with 95% intervals)?|Patients, ranked|"
-     r"Session|fitted mean|patients|studies|power|Power|Patients|80% power|Pooled \(random effects\)|"
-     r"<b>Estimate \[95% CI\]</b>|(alliance|symptoms) \((patient mean|deviation from own mean)\))$"
-     r"|^(RI-CLPM, sessions \d+–\d+: (unstandardized|standardized \(std\.all\)) lagged effects|Random intercept, (alliance|symptoms) "
-     r"\(each patient's usual level\): variance|Unstandardized estimates; |Standardized \(std\.all\) estimates; )",
-     "Per-patient trajectories", "core/reporting/figures.py"),
-    (r"^(%\{|patient %\{|session deviation|fitted mean %|pooled -?\d|95% prediction interval -?\d)", "%{x}",
-     "core/reporting/figures.py"),
-]
-
-
-def _translated_somewhere(fragment: str) -> bool:
-    catalog = translations("es")._catalog  # the compiled Spanish catalogue: msgid -> msgstr
-    return any(isinstance(k, str) and fragment in k and v and v != k for k, v in catalog.items())
-
 
 def untranslated(at) -> list[str]:
-    """English left on the page, beyond ALLOW and the other files' texts not yet translated."""
-    found = english_in(visible_texts(at), allow=ALLOW)
-    waiting = [(re.compile(rx), fragment) for rx, fragment, _owner in NOT_YET]
-    return [t for t in found if not any(rx.search(t) and not _translated_somewhere(fragment)
-                                        for rx, fragment in waiting)]
+    """English left on the page, beyond ALLOW."""
+    return english_in(visible_texts(at), allow=ALLOW)
 
 
 @pytest.fixture(autouse=True)
@@ -133,11 +96,10 @@ def test_power_in_spanish_curve_table_and_methods_sentence():
     headers = [config[c]["label"] for c in ("patients", "power")]
     assert headers == ["pacientes", "potencia"]
     assert untranslated(at) == []
-    # the methods sentence is a code block (to copy), which visible_texts leaves out: checked here,
-    # once core/stats/power.py's sentence is in the catalogue (another branch of issue 18)
+    # the methods sentence is a code block (to copy), which visible_texts leaves out: checked here
     sentence = at.code[-1].value
-    if _translated_somewhere("Power to detect an effect of"):
-        assert "Power to detect an effect of" not in sentence and "patients" not in sentence
+    assert "Power to detect an effect of" not in sentence and "patients" not in sentence
+    assert english_words(sentence) == [], sentence
 
 
 def test_upload_in_spanish_report_and_rows_left_out():
