@@ -137,6 +137,11 @@ def test_lang_from_the_environment_and_help_in_spanish():
     help_text = subprocess.run([sys.executable, "-m", "core", "analyze", "--lang", "es", "--help"], cwd=ROOT,
                                capture_output=True, text=True, timeout=120).stdout
     assert "columna con el identificador del paciente" in help_text and "--lang {en,es}" in help_text
+    # argparse's own words too (usage, section titles, -h, its refusals)
+    assert help_text.startswith("uso: ") and "opciones:" in help_text and "mostrar esta ayuda y salir" in help_text
+    missing = subprocess.run([sys.executable, "-m", "core", "analyze", "data.csv", "--lang", "es"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "faltan estos argumentos obligatorios: --patient" in missing.stderr
     english = subprocess.run([sys.executable, "-m", "core", "fit", str(DATA / "paperlike_messy.csv"), *ROLES,
                               "--formula", "symptoms ~ time"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "The formula has no random effect" in english.stderr  # English by default

@@ -18,19 +18,9 @@ from core.errors import InputError
 from core.store import ClinicStore, Role
 from core.store import sessions as sessions_module
 from core.store.users import FAILED_SIGN_IN_LIMIT, GLOBAL_SIGN_IN_LIMIT
-from tests.pg_support import fresh_database, postgres_admin_url
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'clinic.db'}"
-    else:
-        with fresh_database(postgres_admin_url()) as url:
-            yield url
 
 
 @pytest.fixture

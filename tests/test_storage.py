@@ -38,22 +38,12 @@ from core.store import (
     metadata,
 )
 from core.store.errors import CONFLICT_MESSAGE
-from tests.pg_support import fresh_database, postgres_admin_url
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "correct horse battery"
 
 
 # ------------------------------------------------------------------------------ fixtures
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'clinic.db'}"
-    else:
-        with fresh_database(postgres_admin_url()) as url:
-            yield url
-
-
 @pytest.fixture
 def store(db_url):
     s = ClinicStore(db_url, bcrypt_rounds=4)

@@ -6,22 +6,15 @@ import sqlalchemy as sa
 
 from core.errors import InputError
 from core.store import AccessDenied, ClinicStore, Role
-from tests.pg_support import fresh_database, postgres_admin_url
 
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = ClinicStore(f"sqlite:///{tmp_path / 'clinic.db'}", bcrypt_rounds=4)
-        yield s
-        s.close()
-    else:
-        with fresh_database(postgres_admin_url()) as url:
-            s = ClinicStore(url, bcrypt_rounds=4)
-            yield s
-            s.close()
+@pytest.fixture
+def store(db_url):
+    s = ClinicStore(db_url, bcrypt_rounds=4)
+    yield s
+    s.close()
 
 
 def test_a_user_s_language_is_stored_changed_and_forgotten(store):

@@ -37,6 +37,19 @@ OUT_OF_MEMORY = N_("the computer ran out of memory while analysing this file. Tr
                    "other programs, and run it again.")
 
 
+#: argparse's own texts that a user sees (usage, section titles, --help, its refusals), marked here so
+#: that the catalogue has them; :func:`build_parser` has argparse translate through ours.
+ARGPARSE_TEXTS = (
+    N_("usage: "), N_("options"), N_("positional arguments"), N_("show this help message and exit"),
+    N_("the following arguments are required: %s"), N_("unrecognized arguments: %s"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"), N_("expected one argument"),
+    N_("argument %(argument_name)s: %(message)s"), N_("invalid %(type)s value: %(value)r"),
+    N_("ambiguous option: %(option)s could match %(matches)s"), N_("not allowed with argument %s"),
+    N_("one of the arguments %s is required"), N_("expected at least one argument"),
+    N_("expected at most one argument"),
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors as one line (the full usage stays in ``--help``)."""
 
@@ -66,6 +79,7 @@ def _leaf_parsers(parser: argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The command line's parser; help texts in the current language. ``--lang`` is accepted
     before the subcommand and by every subcommand (one flag builder, :func:`add_lang_flag`)."""
+    argparse._ = _  # argparse looks up its module-level gettext alias on every call
     parser = _Parser(prog="python -m core", description=_("Command line: python -m core <subcommand> DATA ... "
                                                           "--out REPORT.json"))
     add_lang_flag(parser)
