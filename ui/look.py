@@ -127,14 +127,17 @@ def local_numbers(frame: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, dict
     right-aligned text written the language's way (``5,47``, missing: ``—``): Streamlit writes a
     NumberColumn's ``%.2f`` with a decimal point, and an empty cell as "None". Other languages get
     ``frame`` and ``config`` unchanged. Text columns do not sort by value: use it for short tables
-    (a patient's sessions, the session means), not for the caseload."""
-    if get_language() not in DECIMAL_COMMA:
+    (a patient's sessions, the session means), not for the caseload. In English too when a numeric
+    column has a missing value (that column only), so that the cell reads "—" rather than "None"."""
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])
+               and not pd.api.types.is_bool_dtype(frame[c])]
+    if get_language() not in DECIMAL_COMMA:  # English: only the columns with a missing value
+        numeric = [c for c in numeric if frame[c].isna().any()]
+    if not numeric:
         return frame, config
     frame, config = frame.copy(), dict(config)
-    for col in frame.columns:
+    for col in numeric:
         values = frame[col]
-        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
-            continue
         entry = config.get(col)
         spec = (entry or {}).get("type_config", {}).get("format") if isinstance(entry, dict) else None
         d = int(spec[2:-1]) if isinstance(spec, str) and spec.startswith("%.") and spec.endswith("f") \
