@@ -43,16 +43,6 @@ SOURCES = (N_("Active data set"), N_("Upload studies"), N_("Pool given effects")
 DIAGRAM_LABELS = {"unstandardized": N_("unstandardized"), "standardized": N_("standardized")}
 
 
-def in_language(show):
-    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
-    outside the script run (AppTest formats a widget's value in the test's own thread)."""
-    code = get_language()
-
-    def run(value):
-        with language(code):
-            return show(value)
-    return run
-
 
 def direction_text(direction: str) -> str:
     return _(DIRECTION_TEXT[direction]) if direction in DIRECTION_TEXT else direction
@@ -126,6 +116,7 @@ from core.reporting.riclpm_report import (  # noqa: E402
     shown,
 )
 from core.stats.riclpm import MIN_WAVES, fit_riclpm, suggested_sessions  # noqa: E402
+from ui.language import localised
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -212,7 +203,7 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
                          help=_("Default: each lagged effect is equal over sessions (--free-lags on the command "
                                 "line)."))
     standardized = c[2].radio(_("Diagram labels"), list(DIAGRAM_LABELS), horizontal=True, key="ri_diagram",
-                              format_func=in_language(lambda k: _(DIAGRAM_LABELS[k]))) == "standardized"
+                              format_func=localised(lambda k: _(DIAGRAM_LABELS[k]))) == "standardized"
     with st.spinner(_("Fitting the RI-CLPM …")):
         result = riclpm_fit(f"{fingerprint}:{study}", study, int(first), int(last), bool(free), get_language(),
                             sub[["patient", "session", "alliance", "symptoms"]])
@@ -295,7 +286,7 @@ st.write(_("Within each patient, does a session with better alliance than usual 
          "deviations, lag only to the session exactly one earlier); stage 2 pools them with a "
          "random-effects meta-analysis (Flückiger et al., 2020)."))
 
-source = st.radio(_("Data"), SOURCES, horizontal=True, key="dyn_source", format_func=in_language(_))
+source = st.radio(_("Data"), SOURCES, horizontal=True, key="dyn_source", format_func=localised(_))
 c = st.columns(3)
 method = c[0].radio(_("τ² estimator"), ["reml", "dl"],
                     format_func=lambda m: {"reml": "REML", "dl": "DerSimonian–Laird"}[m], horizontal=True,
@@ -363,7 +354,7 @@ try:
         default = propose_study_column(extra)
         choices = [NONE, *extra]
         study_col = st.selectbox(_("Study column"), choices, index=choices.index(default) if default else 0,
-                                 key="dyn_study_column", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
+                                 key="dyn_study_column", format_func=localised(lambda o: _(NONE) if o == NONE else o))
         if not {"alliance", "symptoms"} <= set(validated.measures):
             st.warning(_("The lagged models need both alliance and symptoms."))
             st.stop()

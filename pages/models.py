@@ -35,6 +35,7 @@ from ui.clinic import current_settings, measure_labels
 from ui.look import number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
+from ui.language import localised, multiselect_placeholder
 
 
 # The fitted models hold sentences (titles, advice, notes, reasons): cached per language too.
@@ -42,16 +43,6 @@ from ui.text import code, md
 def ladder_for(fingerprint: str, language: str, _data: pd.DataFrame, _cells=None) -> LadderResult:
     return fit_ladder(_data, cell_reasons=_cells)
 
-
-def in_language(show):
-    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
-    outside the script run (AppTest formats a widget's value in the test's own thread)."""
-    code = get_language()
-
-    def run(value):
-        with language(code):
-            return show(value)
-    return run
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -107,10 +98,6 @@ def with_model_names(frame: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].map(lambda k: model_name(str(k)))
     return out
 
-
-def choose(options) -> str:
-    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
-    return _("Choose one or more") if len(options) else _("No options to select")
 
 
 def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
@@ -208,7 +195,7 @@ with st.container(horizontal=True):  # flows onto a second line on a narrow scre
 st.subheader(_("3. Model builder"))
 b = st.columns(3)
 DIRECTIONS = {"alliance_to_symptoms": N_("alliance → symptoms"), "symptoms_to_alliance": N_("symptoms → alliance")}
-direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", format_func=in_language(lambda d: _(DIRECTIONS[d])),
+direction = b[0].radio(_("Direction"), list(DIRECTIONS), key="mb_direction", format_func=localised(lambda d: _(DIRECTIONS[d])),
                        disabled="alliance" not in ds.validated.measures)
 detrend = b[1].checkbox(_("Control for time (detrending)"), key="mb_detrend")
 interaction = b[1].checkbox(_("Between × within interaction"), key="mb_interaction")
@@ -218,7 +205,7 @@ therapist = b[2].checkbox(_("Therapist level"), key="mb_therapist", disabled=not
 extra = [col for col in data.columns if col not in (*ROLES, "row")]
 covariates = st.multiselect(_("Covariates (patient- or session-level columns; a column is a number when every "
                               "filled cell is a number, otherwise its sorted first value is the reference)"),
-                            extra, key="mb_covariates", placeholder=choose(extra))
+                            extra, key="mb_covariates", placeholder=multiselect_placeholder(extra))
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
 # The builder's choices write the formula; a researcher may type another one (lme4 notation).

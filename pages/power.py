@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import InputError, ModelError
-from core.i18n import N_, _, get_language, language, number
+from core.i18n import N_, _, get_language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import power_curve
 from core.stats.power import HOENIG_HEISEY, PowerAnalysis, default_sizes, fixed_effects, power_analysis
@@ -12,6 +12,7 @@ from core.stats.power_run import LocalRunner, progress_text
 from ui.auth import download
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
+from ui.language import localised
 
 #: Model menu: the English name is the option's stable value, shown translated (format_func).
 PRESETS = {
@@ -24,16 +25,6 @@ PRESETS = {
 OWN = N_("Your own formula (lme4 notation)")
 ESTIMATE, CHOSEN = N_("the estimate in this data (observed power)"), N_("the smallest effect of interest (recommended)")
 
-
-def in_language(show):
-    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
-    outside the script run (AppTest formats a widget's value in the test's own thread)."""
-    code = get_language()
-
-    def run(value):
-        with language(code):
-            return show(value)
-    return run
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -99,7 +90,7 @@ if "symptoms" not in ds.validated.measures:
 st.subheader(_("1. The model and the effect to detect"))
 has_alliance = "alliance" in ds.validated.measures
 presets = {k: v for k, v in PRESETS.items() if has_alliance or "alliance" not in v}
-choice = st.selectbox(_("Model"), [*presets, OWN], key="pw_model", format_func=in_language(_))
+choice = st.selectbox(_("Model"), [*presets, OWN], key="pw_model", format_func=localised(_))
 if choice == OWN:
     formula = st.text_input(_("Formula"), value=next(iter(presets.values())), key="pw_formula",
                             help=_("Names: the roles (`patient`, `therapist`, `session`, `alliance`, `symptoms`), "
@@ -120,7 +111,7 @@ row = fixed.set_index("term").loc[term]
 st.caption(_("In this data: estimate {estimate:.4g} (SE {se:.3g}, df {df:.1f}, p = {p:.3g}), {n:,} patients.").format(
     estimate=row["estimate"], se=row["se"], df=row["df"], p=row["p"], n=ds.validated.data["patient"].nunique()))
 mode = st.radio(_("Value of the effect in the simulations"), [CHOSEN, ESTIMATE], key="pw_mode", horizontal=True,
-                format_func=in_language(_))
+                format_func=localised(_))
 if mode == ESTIMATE:
     st.warning(_(HOENIG_HEISEY))
 
@@ -141,7 +132,7 @@ with st.form("pw_form"):
                              key="pw_nsim", help=_("1,000 (simr's default) gives power to about ±3 points."))
     seed = c[3].number_input(_("Seed"), min_value=0, value=1, step=1, key="pw_seed")
     alpha = c[0].selectbox(_("Significance level α"), [0.05, 0.01, 0.10], key="pw_alpha",
-                           format_func=in_language(lambda a: number(a, "g")))
+                           format_func=localised(lambda a: number(a, "g")))
     submitted = st.form_submit_button(_("Compute power"), type="primary", key="pw_compute")
 
 if submitted:

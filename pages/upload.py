@@ -5,7 +5,7 @@ from dataclasses import replace
 import streamlit as st
 
 from core.errors import InputError, some_names
-from core.i18n import N_, _, get_language, language, ngettext, number
+from core.i18n import N_, _, get_language, ngettext, number
 from core.intake.dataset import Dataset
 from core.intake.instruments import (
     ItemScoring,
@@ -32,6 +32,7 @@ from core.store import Role, UploadConflict
 from ui.auth import clinic_store, current_user, download
 from ui.state import dataset_picker, set_active
 from ui.text import md
+from ui.language import localised, multiselect_placeholder
 
 NONE = N_("— not in the file —")
 LOG = logging.getLogger(__name__)
@@ -48,20 +49,6 @@ ROW_HEADERS = {"row": N_("row"), "reason": N_("reason"), "kept": N_("kept (a sco
                "column": N_("column"), "old": N_("old value"), "new": N_("new value")}
 
 
-def in_language(show):
-    """``show`` (a widget's format_func) run in this run's language, also when Streamlit calls it
-    outside the script run (AppTest formats a widget's value in the test's own thread)."""
-    code = get_language()
-
-    def run(value):
-        with language(code):
-            return show(value)
-    return run
-
-
-def choose(options) -> str:
-    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
-    return _("Choose one or more") if len(options) else _("No options to select")
 
 
 def headers(frame) -> dict:
@@ -200,14 +187,14 @@ if layout is None:
             lo = c[1].number_input(_("Lowest item code"), value=float(d.item_min), key=f"items_lo_{measure}")
             hi = c[2].number_input(_("Highest item code"), value=float(d.item_max), key=f"items_hi_{measure}")
             scoring = c[3].radio(_("Score"), ["sum", "mean"], index=["sum", "mean"].index(d.scoring),
-                                 key=f"items_scoring_{measure}", horizontal=True, format_func=in_language(lambda k: _(SCORINGS[k])))
+                                 key=f"items_scoring_{measure}", horizontal=True, format_func=localised(lambda k: _(SCORINGS[k])))
             item_cols = st.multiselect(_("Item columns, in item order"), raw.columns, default=guesses[inst],
-                                       key=f"items_cols_{measure}", placeholder=choose(raw.columns))
+                                       key=f"items_cols_{measure}", placeholder=multiselect_placeholder(raw.columns))
             reverse = None
             if d.reverse_keyed is None:
                 st.warning(" ".join(d.unsourced[:1]))
                 reverse = tuple(st.multiselect(_("Reverse-keyed items"), list(range(1, d.n_items + 1)),
-                                               key=f"items_rev_{measure}", placeholder=choose([1])))
+                                               key=f"items_rev_{measure}", placeholder=multiselect_placeholder([1])))
                 if not reverse and not st.checkbox(_("No item needs reversing (data already keyed)"),
                                                    key=f"items_none_{measure}"):
                     continue
@@ -250,7 +237,7 @@ for col, role in zip(cols, ROLES):
         continue
     default = getattr(proposed, role)
     pick = col.selectbox(_(ROLE_LABELS[role]), options, index=options.index(default) if default in options else 0,
-                         key=f"map_{role}", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
+                         key=f"map_{role}", format_func=localised(lambda o: _(NONE) if o == NONE else o))
     chosen[role] = None if pick == NONE else pick
 
 wide = None
@@ -265,7 +252,7 @@ if layout is not None:
         opts = [NONE, *stems]
         default = (match.wide_measures or {}).get(role) if match else layout.measures.get(role)
         pick = wc.selectbox(_(WIDE_LABELS[role]), opts, index=opts.index(default) if default in opts else 0,
-                            key=f"wide_{role}", format_func=in_language(lambda o: _(NONE) if o == NONE else o))
+                            key=f"wide_{role}", format_func=localised(lambda o: _(NONE) if o == NONE else o))
         if pick != NONE:
             measures[role] = pick
     wide = WideLayout(columns={s: layout.columns[s] for s in measures.values()}, measures=measures)
@@ -363,7 +350,7 @@ else:
         before = ()
     shareable = c1.multiselect(
         _("Other columns researchers may see"), others, default=[c for c in before if c in others],
-        key="shareable_columns", placeholder=choose(others),
+        key="shareable_columns", placeholder=multiselect_placeholder(others),
         help=_("Researchers see pseudonymised patient, therapist and study labels, the session and the measures, "
                "and only the columns chosen here (numbers, or categories shared by at least 5 patients; never "
                "free text). Default: none."))

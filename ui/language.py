@@ -49,6 +49,11 @@ def localised(format_func):
     return formatted
 
 
+def multiselect_placeholder(options) -> str:
+    """A multiselect's placeholder in the page's language (Streamlit's own is English)."""
+    return _("Choose one or more") if len(options) else _("No options to select")
+
+
 def _browser_language() -> str | None:
     try:
         locale = st.context.locale
