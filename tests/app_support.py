@@ -43,3 +43,31 @@ def paperlike_dataset(name: str = "paperlike") -> Dataset:
     mapping = ColumnMapping(patient="patient", therapist="therapist", session="session",
                             alliance="alliance", symptoms="symptoms")
     return Dataset(name=name, validated=validate_table(raw, mapping))
+
+
+def signed_in(username: str, password: str = "demo", *, language: str | None = None,
+              timeout: float = 120) -> AppTest:
+    """Run the app and sign in on the Account page (``language``: the interface language chosen
+    before signing in). Fails on an exception or when the sign-in did not take."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    if language is not None:
+        at.session_state["language"] = language
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "account.py"))
+    at.run()
+    at.text_input(key="sign_in_username").set_value(username)
+    at.text_input(key="sign_in_password").set_value(password)
+    submit = [b for b in at.button if b.key and b.key.startswith("FormSubmitter:sign_in_form-")]
+    submit[0].click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def go(at: AppTest, page: str, query: dict | None = None) -> AppTest:
+    """Switch a running app to ``pages/<page>.py`` (``query``: the URL's query parameters)."""
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
+    at.run()
+    assert not at.exception, (page, at.exception)
+    return at

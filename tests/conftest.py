@@ -15,3 +15,35 @@ def db_url(request, tmp_path):
     else:
         with fresh_database(postgres_admin_url()) as url:
             yield url
+
+
+@pytest.fixture
+def fresh_clinic(tmp_path, monkeypatch):
+    """A dashboard test's own world: a fresh data folder (so a fresh demo database), no clinic database
+    URL from the environment, and Streamlit's caches empty before and after. Test modules that render
+    pages use it for every test (``pytestmark = pytest.mark.usefixtures("fresh_clinic")``)."""
+    import streamlit as st
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield tmp_path
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def downloads(monkeypatch):
+    """Every download button's label, file name and bytes, by key (a deferred file is built)."""
+    import ui.auth
+
+    seen = {}
+    original = ui.auth.download
+
+    def record(label, data, file_name, mime, key, what=None, **kwargs):
+        seen[key] = (label, file_name, data() if callable(data) else data)
+        return original(label, data, file_name, mime, key, what, **kwargs)
+
+    monkeypatch.setattr(ui.auth, "download", record)
+    return seen

@@ -10,17 +10,11 @@ from core.intake.dataset import Dataset
 from core.intake.mapping import ColumnMapping
 from core.intake.validation import validate_table
 
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 TIMEOUT = 60
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(tmp_path, monkeypatch):
-    st.cache_data.clear()
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    yield
-    st.cache_data.clear()
 
 
 def _metrics(at):

@@ -7,34 +7,12 @@ import json
 import openpyxl
 import pandas as pd
 import pytest
-import streamlit as st
 from app_support import open_page
 
-import ui.auth
+
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 TIMEOUT = 90
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(tmp_path, monkeypatch):
-    st.cache_data.clear()
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    yield
-    st.cache_data.clear()
-
-
-@pytest.fixture
-def downloads(monkeypatch):
-    """Every download button's label and the bytes it would hand out (a deferred file is built)."""
-    seen = {}
-    original = ui.auth.download
-
-    def record(label, data, file_name, mime, key, what=None, **kwargs):
-        seen[key] = (label, file_name, data() if callable(data) else data)
-        return original(label, data, file_name, mime, key, what, **kwargs)
-
-    monkeypatch.setattr(ui.auth, "download", record)
-    return seen
 
 
 def _spanish(monkeypatch):

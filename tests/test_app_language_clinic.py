@@ -18,14 +18,15 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-import ui.auth
 from core.store import dashboard_url
 from ui.server import open_store
-from tests.app_support import open_page
+from tests.app_support import go, open_page
+from tests.app_support import signed_in as app_signed_in
 from tests.language_support import _figure_texts, _walk, english_in, visible_texts
+
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -36,17 +37,6 @@ FIGURES_TRANSLATED = "core.i18n" in (ROOT / "core" / "reporting" / "figures.py")
 #: stored in the database as typed ("Demo supervisor").
 ALLOW = [r"^D\d{3}\b", r"^T0\d [A-Z][a-z]+\b", r"\bDemo (supervisor|therapist|researcher)\b",
          r"^demo-(supervisor|therapist|researcher)[a-z-]*$"]  # and their user names
-
-
-@pytest.fixture(autouse=True)
-def fresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))  # a fresh demo database per test
-    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def figures(at) -> list[dict]:
@@ -74,27 +64,8 @@ def english_on(at) -> list[str]:
 
 
 def signed_in(username: str, *, language: str | None = "es", password: str = "demo") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    if language is not None:
-        at.session_state["language"] = language
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "account.py"))
-    at.run()
-    at.text_input(key="sign_in_username").set_value(username)
-    at.text_input(key="sign_in_password").set_value(password)
-    submit = [b for b in at.button if b.key and b.key.startswith("FormSubmitter:sign_in_form-")]
-    submit[0].click().run()
-    assert not at.exception, at.exception
+    at = app_signed_in(username, password, language=language, timeout=TIMEOUT)
     assert at.session_state["signed_in_user"].username == username
-    return at
-
-
-def go(at: AppTest, page: str, query: dict | None = None) -> AppTest:
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
-    at.run()
-    assert not at.exception, (page, at.exception)
     return at
 
 
@@ -291,20 +262,6 @@ def test_after_a_sign_out_the_next_user_gets_her_own_stored_language():
 
 
 # ------------------------------------------------------------------ downloads
-@pytest.fixture
-def downloads(monkeypatch):
-    """Every download button's bytes (a deferred file is built)."""
-    seen = {}
-    original = ui.auth.download
-
-    def record(label, data, file_name, mime, key, what=None, **kwargs):
-        seen[key] = (label, file_name, data() if callable(data) else data)
-        return original(label, data, file_name, mime, key, what, **kwargs)
-
-    monkeypatch.setattr(ui.auth, "download", record)
-    return seen
-
-
 def test_caseload_downloads_in_spanish(downloads):
     at = open_page("overview", language="es", timeout=TIMEOUT)
     table = at.dataframe[0].value

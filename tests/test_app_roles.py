@@ -9,6 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_clinic
 from core.store import ClinicStore, dashboard_url
+from tests.app_support import go, signed_in
+
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -16,38 +19,6 @@ PAGES = ["home", "overview", "patient", "models", "dynamics", "power", "upload",
 DEMO = demo_clinic()
 ANA = set(DEMO.loc[DEMO["therapist"] == "T01 Ana", "patient"])
 OTHERS = set(DEMO["patient"]) - ANA
-
-
-@pytest.fixture(autouse=True)
-def fresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def signed_in(username: str, password: str = "demo", query: dict | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "account.py"))
-    at.run()
-    at.text_input(key="sign_in_username").set_value(username)
-    at.text_input(key="sign_in_password").set_value(password)
-    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def open_page(at: AppTest, page: str, query: dict | None = None) -> AppTest:
-    for k, v in (query or {}).items():
-        at.query_params[k] = v
-    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
-    at.run()
-    assert not at.exception, (page, at.exception)
-    return at
 
 
 def visible_text(at: AppTest) -> str:
@@ -77,7 +48,7 @@ def test_wrong_password_and_deactivated_user_cannot_sign_in():
 def test_control_supervisor_pages_do_show_every_patient():
     """The leak checks below can fail: the same text capture finds other patients for a supervisor."""
     at = signed_in("demo-supervisor")
-    open_page(at, "overview")
+    go(at, "overview")
     text = visible_text(at)
     assert OTHERS & {p for p in OTHERS if p in text}
     assert len(at.dataframe[0].value) == 120
@@ -86,18 +57,18 @@ def test_control_supervisor_pages_do_show_every_patient():
 def test_therapist_sees_only_own_patients_on_every_page():
     at = signed_in("demo-therapist-ana")
     for page in PAGES:
-        open_page(at, page)
+        go(at, page)
         text = visible_text(at)
         leaked = [p for p in OTHERS if p in text]
         assert not leaked, (page, leaked[:5])
-    open_page(at, "overview")
+    go(at, "overview")
     assert set(at.dataframe[0].value["patient"]) == ANA
 
 
 def test_therapist_cannot_open_other_patient_by_url_or_widget():
     other = sorted(OTHERS)[0]
     at = signed_in("demo-therapist-ana")
-    open_page(at, "patient", {"patient": other})
+    go(at, "patient", {"patient": other})
     assert at.selectbox(key="patient_id").value in ANA
     assert other not in visible_text(at)
     with pytest.raises(ValueError, match="not in list"):
@@ -105,23 +76,23 @@ def test_therapist_cannot_open_other_patient_by_url_or_widget():
     # forging the session state the overview uses to open a patient does not work either
     at2 = signed_in("demo-therapist-ana")
     at2.session_state["open_patient"] = other
-    open_page(at2, "patient")
+    go(at2, "patient")
     assert at2.selectbox(key="patient_id").value in ANA
 
 
 def test_therapist_cannot_pick_a_data_set_or_store_data():
     at = signed_in("demo-therapist-ana")
-    open_page(at, "home")
+    go(at, "home")
     assert at.selectbox(key="dataset_choice").options == ["Demo clinic"]
     at.session_state["active_dataset"] = "Some other clinic"
-    open_page(at, "overview")
+    go(at, "overview")
     assert set(at.dataframe[0].value["patient"]) == ANA
 
 
 def test_therapist_exports_hold_only_own_patients():
     """Every export is built from the page's data set, which the store scoped to the therapist."""
     at = signed_in("demo-therapist-ana")
-    open_page(at, "overview")
+    go(at, "overview")
     caseload = at.dataframe[0].value  # the caseload CSV/Excel downloads are this table
     assert set(caseload["patient"]) <= ANA
     labels = [b.label for b in at.get("download_button")]
@@ -132,17 +103,17 @@ def test_researcher_never_sees_a_real_id():
     at = signed_in("demo-researcher")
     real_ids = set(DEMO["patient"]) | set(DEMO["therapist"])
     for page in ("home", "overview", "patient", "models", "dynamics"):
-        open_page(at, page)
+        go(at, page)
         text = visible_text(at)
         leaked = [x for x in real_ids if x in text]
         assert not leaked, (page, leaked[:5])
-    open_page(at, "overview")
+    go(at, "overview")
     assert all(p.startswith("P-") for p in at.dataframe[0].value["patient"])
 
 
 def test_supervisor_previews_and_stores_an_upload_and_sees_audit_log(tmp_path):
     at = signed_in("demo-supervisor")
-    open_page(at, "upload")
+    go(at, "upload")
     csv = ("patient,therapist,session,alliance,symptoms\n"
            "N1,T01 Ana,1,5,80\nN1,T01 Ana,2,6,70\nN2,T02 Bruno,1,4,90\nN2,T02 Bruno,2,4.5,85\n").encode()
     at.file_uploader(key="upload_file").set_value(("april.csv", csv, "text/csv")).run()
@@ -154,14 +125,14 @@ def test_supervisor_previews_and_stores_an_upload_and_sees_audit_log(tmp_path):
     assert any("Stored: 4 added" in s.value for s in at.success)
     # the therapist now sees her new patient N1 but not Bruno's N2
     ana = signed_in("demo-therapist-ana")
-    open_page(ana, "home")
+    go(ana, "home")
     assert "April" in ana.selectbox(key="dataset_choice").options
     ana.selectbox(key="dataset_choice").set_value("April").run()
-    open_page(ana, "patient")
+    go(ana, "patient")
     assert ana.selectbox(key="patient_id").options == ["N1"]
     # audit log: sign-ins, the upload, the patient view
     sup = signed_in("demo-supervisor")
-    open_page(sup, "admin")
+    go(sup, "admin")
     log = sup.dataframe[1].value
     actions = set(log["action"])
     assert {"sign-in", "upload", "patient view"} <= actions, actions
@@ -169,14 +140,14 @@ def test_supervisor_previews_and_stores_an_upload_and_sees_audit_log(tmp_path):
 
 def test_non_supervisor_cannot_read_audit_log():
     at = signed_in("demo-researcher")
-    open_page(at, "admin")
+    go(at, "admin")
     assert any("Only a signed-in supervisor" in w.value for w in at.warning)
     assert not at.dataframe
 
 
 def test_supervisor_manages_users_on_the_admin_page():
     sup = signed_in("demo-supervisor")
-    open_page(sup, "admin")
+    go(sup, "admin")
     assert sup.selectbox(key="new_role").value == "therapist"  # least privilege by default
     sup.text_input(key="new_username").set_value("carla")
     sup.text_input(key="new_display_name").set_value("Carla")
@@ -188,7 +159,7 @@ def test_supervisor_manages_users_on_the_admin_page():
     sup.button(key="FormSubmitter:new_user-Add user").click().run()
     assert any("Added carla (therapist)" in s.value for s in sup.success)
     carla = signed_in("carla", "a long enough one")
-    open_page(carla, "overview")
+    go(carla, "overview")
     assert set(carla.dataframe[0].value["therapist"]) == {"T03 Carla"}
 
     sup.selectbox(key="deactivate_who").set_value("carla")
@@ -202,6 +173,6 @@ def test_supervisor_manages_users_on_the_admin_page():
     sup.button(key="FormSubmitter:set_password-Set password").click().run()
     assert any("New password set for carla" in s.value for s in sup.success)
     assert signed_in("carla", "another long one").session_state["signed_in_user"].username == "carla"
-    open_page(sup, "admin")
+    go(sup, "admin")
     actions = set(sup.dataframe[1].value["action"])
     assert {"user created", "user deactivated", "user reactivated", "password changed"} <= actions, actions

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from core.demo import demo_clinic
@@ -20,7 +19,9 @@ from core.intake.mapping import ColumnMapping
 from core.intake.reading import read_csv_bytes
 from core.intake.validation import validate_table
 from core.store import ClinicStore, dashboard_url
-from tests.app_support import open_page as open_signed_out
+from tests.app_support import go, open_page as open_signed_out, signed_in
+
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
@@ -29,17 +30,6 @@ HOSTILE_DATASET = f"![d]({HOST}/d.png) **bold** :red[red]"
 HOSTILE_THERAPIST = f"![t]({HOST}/t.png)"
 HOSTILE_PATIENT = f"![p]({HOST}/p.png)"
 HOSTILE_COLUMN = f"![c]({HOST}/c.png)"
-
-
-@pytest.fixture(autouse=True)
-def fresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 def validated_from(frame: pd.DataFrame, **roles):
@@ -129,25 +119,6 @@ def test_a_page_scan_finds_no_unescaped_data_in_markdown():
     assert not found, "data-derived text reaches markdown unescaped; wrap it in ui.text.md():\n" + "\n".join(found)
 
 
-def signed_in(username: str, password: str = "demo") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "account.py"))
-    at.run()
-    at.text_input(key="sign_in_username").set_value(username)
-    at.text_input(key="sign_in_password").set_value(password)
-    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
-    assert not at.exception, at.exception
-    return at
-
-
-def goto(at: AppTest, page: str) -> AppTest:
-    at.switch_page(str(ROOT / "pages" / f"{page}.py"))
-    at.run()
-    assert not at.exception, (page, at.exception)
-    return at
-
-
 NAMES = [f"Paciente Nombre{i} Apellido{i}" for i in range(30)]
 ADDRESSES = [f"Avenida Libertad {i}, Sevilla" for i in range(30)]
 
@@ -175,7 +146,7 @@ def test_researcher_pages_show_only_the_allow_list():
     forbidden = [*NAMES, *ADDRESSES, "Nombre", "Avenida", "Sevilla", "Alvarez", "Benitez", "8800", "6990",
                  "nombre", "direccion", "nhc", "phone"]
     for page in ("home", "overview", "patient", "models", "dynamics"):
-        goto(at, page)
+        go(at, page)
         parts = markdown_sources(at) + [df.value.to_csv() for df in at.dataframe]
         for w in list(at.selectbox) + list(at.multiselect):
             parts += [str(o) for o in w.options]
@@ -192,13 +163,13 @@ def test_researcher_pages_show_only_the_allow_list():
 
 def test_a_deactivated_users_open_page_signs_out_without_a_traceback():
     at = signed_in("demo-therapist-ana")
-    goto(at, "overview")
+    go(at, "overview")
     store = ClinicStore(dashboard_url(), bcrypt_rounds=4)
     store.deactivate(store.authenticate("demo-supervisor", "demo"), "demo-therapist-ana")
     at.run()
     assert not at.exception, at.exception
     assert "signed_in_user" not in at.session_state
-    goto(at, "account")
+    go(at, "account")
     assert any("signed out" in i.value for i in at.info)
 
 
@@ -207,7 +178,7 @@ def test_sign_out_ends_the_session_on_the_server():
     session_id = at.session_state["signed_in_session"]
     store = ClinicStore(dashboard_url(), bcrypt_rounds=4)
     assert store.session_user(session_id=session_id).username == "demo-supervisor"
-    goto(at, "account")
+    go(at, "account")
     at.button(key="sign_out").click().run()
     assert store.session_user(session_id=session_id) is None
     assert "signed_in_user" not in at.session_state
@@ -215,11 +186,11 @@ def test_sign_out_ends_the_session_on_the_server():
 
 def test_sign_out_in_another_tab_signs_this_tab_out():
     first, second = signed_in("demo-supervisor"), signed_in("demo-supervisor")
-    goto(second, "account")
+    go(second, "account")
     second.button(key="sign_out").click().run()
     store = ClinicStore(dashboard_url(), bcrypt_rounds=4)
     store.end_session(first.session_state["signed_in_session"])       # what the cookie route does
-    goto(first, "overview")
+    go(first, "overview")
     assert "signed_in_user" not in first.session_state
 
 
@@ -227,7 +198,7 @@ def test_no_demo_accounts_in_a_configured_database(tmp_path, monkeypatch):
     monkeypatch.setenv("ALLIANCE_DATABASE_URL", f"sqlite:///{tmp_path / 'server.db'}")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    goto(at, "account")
+    go(at, "account")
     assert not any("Demo accounts" in e.label for e in at.expander)
     assert "demo" not in " ".join(str(t.value) for t in at.get("table")).lower()
     at.text_input(key="sign_in_username").set_value("demo-supervisor")
@@ -239,7 +210,7 @@ def test_no_demo_accounts_in_a_configured_database(tmp_path, monkeypatch):
 def test_the_demo_database_lists_its_demo_accounts():
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    goto(at, "account")
+    go(at, "account")
     assert any("Demo accounts" in e.label for e in at.expander)
 
 

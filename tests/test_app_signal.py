@@ -6,43 +6,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import streamlit as st
-from streamlit.testing.v1 import AppTest
 
 from core.clinical.signal import SignalSettings, compute_signal
 from core.demo import demo_clinic
 from core.store import ClinicStore
 from core.store.demo_accounts import DEMO_DATASET
 from core.store.errors import NoSuchDataset
+from tests.app_support import signed_in
+
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 DEMO = demo_clinic()
 ANA = sorted(set(DEMO.loc[DEMO["therapist"] == "T01 Ana", "patient"]))
 LONG = [p for p in ANA if (DEMO["patient"] == p).sum() == 8]
-
-
-@pytest.fixture(autouse=True)
-def fresh(tmp_path, monkeypatch):
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def signed_in(username: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(str(ROOT / "pages" / "account.py"))
-    at.run()
-    at.text_input(key="sign_in_username").set_value(username)
-    at.text_input(key="sign_in_password").set_value("demo")
-    at.button(key="FormSubmitter:sign_in_form-Sign in").click().run()
-    assert not at.exception, at.exception
-    return at
 
 
 def test_a_therapist_sees_the_clinics_expected_course_for_her_patients():

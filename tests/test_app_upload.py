@@ -10,19 +10,12 @@ from streamlit.testing.v1 import AppTest
 
 from core.demo import DEMO_LABEL
 
+pytestmark = pytest.mark.usefixtures("fresh_clinic")
+
 TIMEOUT = 60
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
 UPLOAD = str(ROOT / "pages" / "upload.py")
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(tmp_path, monkeypatch):
-    """Each test starts with an empty cache and its own folder for saved mappings."""
-    st.cache_data.clear()
-    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
-    yield
-    st.cache_data.clear()
 
 
 def _csv(text: str, encoding="utf-8") -> bytes:
