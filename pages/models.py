@@ -32,7 +32,7 @@ from core.stats.models import (
 )
 from ui.auth import download
 from ui.clinic import current_settings, measure_labels
-from ui.look import number_columns
+from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
 from ui.language import localised, multiselect_placeholder
@@ -109,11 +109,18 @@ def table_config(frame: pd.DataFrame, decimals: int = 4) -> dict:
     return config
 
 
+def show_table(frame: pd.DataFrame, decimals: int = 4, **kwargs) -> None:
+    """``st.dataframe`` with :func:`table_config`; in Spanish the numbers written with a decimal comma
+    (ui.look.local_numbers), an empty cell as "—" in either language."""
+    written, config = local_numbers(frame, table_config(frame, decimals))
+    st.dataframe(written, hide_index=True, width="stretch", column_config=config, **kwargs)
+
+
 def shown(frame: pd.DataFrame) -> pd.DataFrame:
     """Rounded for the screen; p below 0.0001 written as '< 0.0001' (downloads keep every digit)."""
     out = frame.round(4)
     if "p" in out:
-        out["p"] = frame["p"].map(lambda p: "< 0.0001" if p < 1e-4 else f"{p:.4f}")
+        out["p"] = frame["p"].map(lambda p: "< " + number(0.0001, ".4f") if p < 1e-4 else number(p, ".4f"))
     return out
 
 
@@ -157,7 +164,7 @@ for key, reason in ladder.errors.items():
 st.subheader(_("2. The model ladder (as Tables 2 and 3 of the ANS study)"))
 fixed = fixed_effects_table(ladder.models)
 ladder_shown = with_model_names(shown(fixed.drop(columns=["term"])))
-st.dataframe(ladder_shown, hide_index=True, width="stretch", key="ladder_table", column_config=table_config(ladder_shown))
+show_table(ladder_shown, key="ladder_table")
 with st.expander(_("In words"), expanded=True):
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
@@ -169,19 +176,17 @@ comparisons = comparison_table(ladder)
 # one table per row: side by side, the tests' χ², df and p fell off the right edge at 1400 px
 st.markdown(_("**Likelihood-ratio tests (ML refits)**"))
 tests_shown = with_model_names(shown(comparisons[["fuller", "simpler", "chisq", "df", "p"]]))
-st.dataframe(tests_shown, hide_index=True, width="stretch", key="comparison_table",
-             column_config=table_config(tests_shown, decimals=2))
+show_table(tests_shown, decimals=2, key="comparison_table")
 for row in comparisons[comparisons["note"].astype(str).str.strip() != ""].itertuples():
     st.caption(_("{fuller} vs {simpler}: {note}").format(fuller=md(model_name(row.fuller)),
                                                          simpler=md(model_name(row.simpler)), note=md(row.note)))
 st.markdown(_("**Variance components (REML)**"))
 variance_shown = with_model_names(variance.drop(columns=["key"]))
-st.dataframe(variance_shown, hide_index=True, width="stretch", key="variance_table",
-             column_config=table_config(variance_shown, decimals=5))
+show_table(variance_shown, decimals=5, key="variance_table")
 fits = fit_table(ladder.models)
 with st.expander(_("Fit, convergence and singular fits")):
     fits_shown = with_model_names(fits.round(3))
-    st.dataframe(fits_shown, hide_index=True, width="stretch", column_config=table_config(fits_shown, decimals=3))
+    show_table(fits_shown, decimals=3)
     for m in ladder.models.values():
         for w in m.warnings:
             st.warning(f"**{md(m.spec.title or m.key)}**: {md(w)}")
@@ -251,14 +256,12 @@ elif result is not None:
             loglik=custom.loglik_ml, n=custom.n_params_ml, aic=custom.aic, bic=custom.bic))
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
     custom_shown = shown(table)
-    st.dataframe(custom_shown, hide_index=True, width="stretch", key="custom_table",
-                 column_config=table_config(custom_shown))
+    show_table(custom_shown, key="custom_table")
     if custom.spec.predictor:
         for sentence in describe_model(custom):
             st.markdown(f"- {md(sentence)}")
     custom_variance = variance_table({"custom": custom}).drop(columns=["model", "key"])
-    st.dataframe(custom_variance, hide_index=True, width="stretch", key="custom_variance",
-                 column_config=table_config(custom_variance, decimals=5))
+    show_table(custom_variance, decimals=5, key="custom_variance")
     model_messages(custom)
     if len(custom.excluded):
         n_left = len(custom.excluded)
