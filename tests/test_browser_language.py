@@ -62,6 +62,16 @@ def test_language_menu_account_and_browser_language(tmp_path):
             page = spanish.new_page()
             page.goto(url)
             title(page, "Datos de la clínica")
+            # the file uploader's own English ("Upload", "200MB per file") is replaced by the stylesheet
+            page.goto(url + "/upload")
+            title(page, "Subir datos")
+            drawn = page.evaluate("""() => {
+                const p = document.querySelector('[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p');
+                const s = document.querySelector('[data-testid="stFileUploaderDropzoneInstructions"] span');
+                return [getComputedStyle(p, '::after').content, getComputedStyle(p).fontSize,
+                        getComputedStyle(s, '::after').content, getComputedStyle(s).fontSize];
+            }""")
+            assert drawn == ['"Subir archivo"', "0px", '"Hasta 200 MB por archivo"', "0px"], drawn
             page.goto(url + "/?lang=en")
             title(page, "Clinic data")
             spanish.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.i18n import DECIMAL_COMMA, get_language, number
+from core.i18n import DECIMAL_COMMA, DEFAULT_LANGUAGE, N_, _, get_language, number
 from core.reporting.formatting import decimals_for
 
 FOCUS = "#1565c0"
@@ -96,9 +96,37 @@ FOLD_SCRIPT = f"""
 """
 
 
+#: Streamlit draws the file uploader's button ("Upload") and its size line ("200MB per file • CSV, …")
+#: in English and offers no parameter for them (streamlit/streamlit#13500, open): in another language
+#: the stylesheet hides those two texts and writes these in their place.
+UPLOAD_BUTTON = N_("Upload")
+UPLOAD_LIMIT = N_("Up to {mb} MB per file")
+UPLOAD_MB = 200  # .streamlit/config.toml server.maxUploadSize
+
+
+def _css_text(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def uploader_css() -> str:
+    """The file uploader's own texts in the interface language (empty in English)."""
+    if get_language() == DEFAULT_LANGUAGE:
+        return ""
+    button = _css_text(_(UPLOAD_BUTTON))
+    limit = _css_text(_(UPLOAD_LIMIT).format(mb=UPLOAD_MB))
+    return f"""<style>
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p {{ font-size: 0 !important; }}
+[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p::after {{
+  content: {button}; font-size: 0.875rem;
+}}
+[data-testid="stFileUploaderDropzoneInstructions"] span {{ font-size: 0 !important; }}
+[data-testid="stFileUploaderDropzoneInstructions"] span::after {{ content: {limit}; font-size: 0.75rem; }}
+</style>"""
+
+
 def apply() -> None:
     """The stylesheet (no space on the page) and, on narrow windows, the sidebar fold."""
-    st.html(CSS)
+    st.html(CSS + uploader_css())
     st.sidebar.html(FOLD_SCRIPT, unsafe_allow_javascript=True)
 
 
