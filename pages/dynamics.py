@@ -27,7 +27,7 @@ from core.stats.meta import (
     stage1_table,
 )
 from ui.auth import download
-from ui.look import number_columns
+from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -376,8 +376,8 @@ try:
                                ("alliance_to_symptoms", "A → S"), ("symptoms_to_alliance", "S → A")):
                 if col == f"{stat} {key}":
                     stage1_headers[col] = _(stat_label).format(arrow=arrow)
-    st.dataframe(wide, hide_index=True, width="stretch",
-                 column_config=number_columns(wide, default=4, labels=stage1_headers))
+    written, config = local_numbers(wide, number_columns(wide, default=4, labels=stage1_headers))  # Spanish: 0,0264
+    st.dataframe(written, hide_index=True, width="stretch", column_config=config)
     st.caption(_("A → S: alliance → next-session symptoms; S → A: symptoms → next-session alliance (standardized "
                  "lagged within-patient coefficients and their SEs)."))
     for (label, direction), row in stage1.set_index(["study", "direction"]).iterrows():
