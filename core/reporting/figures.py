@@ -508,7 +508,9 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                 traces.append(go.Scatter(
                     x=x[sel], y=values[sel], mode="markers+text" if status_text else "markers",
                     marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
-                    text=words if status_text else None, textposition="top center",
+                    text=words if status_text else None,
+                    # the latest session's label leans left, so that it stays inside the plot at 800 px
+                    textposition=["top left" if j == len(x) - 1 else "top center" for j in np.flatnonzero(sel)],
                     textfont=dict(color=color, size=12), name=text, customdata=np.asarray(reason[sel], dtype=object),
                     hovertemplate=_("Session %{{x}}: score {value}").format(value=fmt)
                     + f"<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
