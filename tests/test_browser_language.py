@@ -65,6 +65,9 @@ def test_language_menu_account_and_browser_language(tmp_path):
             # the file uploader's own English ("Upload", "200MB per file") is replaced by the stylesheet
             page.goto(url + "/upload")
             title(page, "Subir datos")
+            page.wait_for_selector('[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p',
+                                   timeout=60000)
+            page.wait_for_selector('[data-testid="stFileUploaderDropzoneInstructions"] span', timeout=60000)
             drawn = page.evaluate("""() => {
                 const p = document.querySelector('[data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p');
                 const s = document.querySelector('[data-testid="stFileUploaderDropzoneInstructions"] span');
