@@ -66,11 +66,9 @@ def _browser_language() -> str | None:
 
 
 def _stored_language() -> str | None:
-    """The signed-in user's stored choice, if the store keeps one (ui.auth.stored_language)."""
-    try:
-        from ui.auth import stored_language
-    except ImportError:
-        return None
+    """The signed-in user's stored choice (ui.auth.stored_language; imported here, at use)."""
+    from ui.auth import stored_language
+
     return stored_language()
 
 
@@ -99,10 +97,8 @@ def _picked() -> None:
     st.session_state[KEY] = choice
     st.session_state[SOURCE_KEY] = "menu"
     set_language(choice)
-    try:
-        from ui.auth import remember_language
-    except ImportError:
-        return
+    from ui.auth import remember_language
+
     remember_language(choice)
 
 
