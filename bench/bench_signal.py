@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from signal_simulator import simulate_clinic  # noqa: E402
+from signal_simulator import flag_rates, simulate_clinic  # noqa: E402
 
 from core.clinical import signal as S  # noqa: E402
 
@@ -58,19 +58,6 @@ SCENARIOS = {
 }
 
 
-def rates(data, sessions) -> dict:
-    s = sessions.merge(data[["patient", "session", "kind"]], on=["patient", "session"])
-    length = s.groupby("patient")["course_session"].max()
-    kind = s.groupby("patient")["kind"].first()
-    red = set(s.loc[s["course_session"].le(6) & s["status"].eq("not_on_track"), "patient"])
-    det = kind.index[(kind == "deteriorating") & (length >= 6)]
-    typical = kind.index[kind == "typical"]
-    intake = s.groupby("patient")["intake"].first()[typical]
-    hi, lo = typical[intake > intake.median()], typical[intake <= intake.median()]
-    share = lambda ids: float(np.mean([p in red for p in ids])) if len(ids) else float("nan")  # noqa: E731
-    return {"det": share(det), "typical": share(typical), "gap": share(hi) - share(lo)}
-
-
 def calibration(seeds: int) -> bool:
     print("1. Calibration on simulated clinics (400 patients unless said; worst over "
           f"{seeds} seeds, mean in brackets)")
@@ -82,7 +69,7 @@ def calibration(seeds: int) -> bool:
             data = simulate_clinic(seed=100 + seed, **{"n_patients": 400, **kw})
             settings = S.SignalSettings(higher_is_worse=kw.get("scale") != "wellbeing")
             full = S.compute_signal(data, settings).sessions
-            r = rates(data, full)
+            r = flag_rates(data, full)
             rng = np.random.default_rng(seed)
             keep = data["patient"].map({p: int(rng.integers(2, 11)) for p in data["patient"].unique()})
             cut = S.compute_signal(data[data["session"] <= keep], settings).sessions

@@ -79,3 +79,13 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def open_patient_from_caseload(page, patient: str) -> None:
+    """On the clinic overview: choose ``patient`` under *Open patient* (typed, Enter), press *Open
+    patient page* and wait for the patient page's key figures."""
+    page.get_by_role("combobox", name="Open patient").click()
+    page.keyboard.type(patient)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Open patient page").click()
+    page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)

@@ -18,6 +18,16 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
+def store(db_url):
+    """An empty clinic database on ``db_url`` (fast password hashing); a module may define its own."""
+    from core.store import ClinicStore
+
+    s = ClinicStore(db_url, bcrypt_rounds=4)
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def fresh_clinic(tmp_path, monkeypatch):
     """A dashboard test's own world: a fresh data folder (so a fresh demo database), no clinic database
     URL from the environment, and Streamlit's caches empty before and after. Test modules that render

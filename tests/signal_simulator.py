@@ -64,3 +64,26 @@ def simulate_clinic(n_patients: int = 400, n_therapists: int = 12, n_sessions: i
     else:
         out["symptoms"] = out["symptoms"].round()
     return out
+
+
+def flag_rates(data: pd.DataFrame, sessions: pd.DataFrame) -> dict:
+    """The issue's figures on a simulated clinic (``kind`` says who was planted), from the signal's
+    ``sessions``: ``det`` share of deteriorating patients with 6 sessions flagged not on track by
+    session 6 (``n_det`` of them); ``typical`` share of typical patients ever flagged by session 6
+    (``typical_6``: those with 6 sessions); ``high`` / ``low`` the same for typical patients who
+    started above / at or below the median intake, ``gap`` = high − low. An empty group gives NaN."""
+    s = sessions.merge(data[["patient", "session", "kind"]], on=["patient", "session"])
+    length = s.groupby("patient")["course_session"].max()
+    kind = s.groupby("patient")["kind"].first()
+    red_by_6 = set(s.loc[s["course_session"].le(6) & s["status"].eq("not_on_track"), "patient"])
+    det = kind.index[(kind == "deteriorating") & (length >= 6)]
+    typical = kind.index[kind == "typical"]
+    intake = s.groupby("patient")["intake"].first()[typical]
+    high, low = typical[intake > intake.median()], typical[intake <= intake.median()]
+
+    def rate(ids) -> float:
+        return float(np.mean([p in red_by_6 for p in ids])) if len(ids) else float("nan")
+
+    return {"det": rate(det), "n_det": len(det), "typical": rate(typical),
+            "typical_6": rate(typical[length[typical] >= 6]), "high": rate(high), "low": rate(low),
+            "gap": rate(high) - rate(low)}

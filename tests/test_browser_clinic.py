@@ -1,6 +1,6 @@
 """Browser test: open the clinic overview, open a patient from it, change the rupture threshold."""
 import pytest
-from browser_support import browser_page, require_chromium, running_app, screenshot
+from browser_support import browser_page, open_patient_from_caseload, require_chromium, running_app, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,12 +18,7 @@ def test_overview_to_patient_and_threshold(tmp_path):
         page.get_by_text("Mean trajectory per therapist").wait_for(timeout=60000)
         screenshot(page, "overview")
 
-        combo = page.get_by_role("combobox", name="Open patient")
-        combo.click()
-        page.keyboard.type("D017")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Open patient page").click()
-        page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)
+        open_patient_from_caseload(page, "D017")
         assert "patient=D017" in page.url
         page.get_by_text("Possible rupture in session").first.wait_for(timeout=30000)
         before = _rupture_count(page)

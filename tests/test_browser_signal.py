@@ -2,7 +2,7 @@
 then a red patient's page (the summary line first, the chart with statuses in words) at 1400 and
 800 px, with screenshots in test-artifacts/."""
 import pytest
-from browser_support import browser_page, require_chromium, running_app, screenshot
+from browser_support import browser_page, open_patient_from_caseload, require_chromium, running_app, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -27,12 +27,7 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         assert "By session 6: of 21 patients flagged not on track" in body
         screenshot(page, "signal_overview_1400")
 
-        combo = page.get_by_role("combobox", name="Open patient")
-        combo.click()
-        page.keyboard.type("D017")
-        page.keyboard.press("Enter")
-        page.get_by_role("button", name="Open patient page").click()
-        page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)
+        open_patient_from_caseload(page, "D017")
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60000)
         _idle(page)
         alert = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.inner_text()

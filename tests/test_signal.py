@@ -7,28 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from signal_simulator import simulate_clinic
+from signal_simulator import flag_rates, simulate_clinic
 
 from core.clinical import signal as S
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 EXPECTED = ROOT / "tests" / "expected"
-
-
-def _flag_rates(data: pd.DataFrame, sessions: pd.DataFrame) -> dict:
-    """The issue's four figures on a simulated clinic (``kind`` says who was planted)."""
-    s = sessions.merge(data[["patient", "session", "kind"]], on=["patient", "session"])
-    length = s.groupby("patient")["course_session"].max()
-    kind = s.groupby("patient")["kind"].first()
-    red_by_6 = set(s.loc[s["course_session"].le(6) & s["status"].eq("not_on_track"), "patient"])
-    det = kind.index[(kind == "deteriorating") & (length >= 6)]
-    typical = kind.index[kind == "typical"]
-    intake = s.groupby("patient")["intake"].first()[typical]
-    high, low = typical[intake > intake.median()], typical[intake <= intake.median()]
-    rate = lambda ids: float(np.mean([p in red_by_6 for p in ids]))  # noqa: E731
-    return {"det": rate(det), "n_det": len(det), "typical": rate(typical), "typical_6": rate(typical[length[typical] >= 6]),
-            "high": rate(high), "low": rate(low)}
 
 
 # ------------------------------------------------------------------ same numbers as lme4
@@ -74,7 +59,7 @@ def test_planted_deteriorating_patients_are_flagged_and_typical_ones_rarely(kwar
     data = simulate_clinic(n_patients=400, **kwargs)
     result = S.compute_signal(data, S.SignalSettings(higher_is_worse=higher_is_worse))
     assert result.model.local
-    r = _flag_rates(data, result.sessions)
+    r = flag_rates(data, result.sessions)
     assert r["n_det"] >= 30
     assert r["det"] >= 0.80, r           # at least 80% of deteriorating patients with 6 sessions, by session 6
     assert r["typical"] <= 0.20 and r["typical_6"] <= 0.20, r  # at most 20% of typical patients ever

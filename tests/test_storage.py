@@ -45,13 +45,6 @@ PASSWORD = "correct horse battery"
 
 # ------------------------------------------------------------------------------ fixtures
 @pytest.fixture
-def store(db_url):
-    s = ClinicStore(db_url, bcrypt_rounds=4)
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def clinic(store):
     """The store seeded with the demo, the demo users signed in, and the data set 'Clinic'."""
     store.seed_demo()

@@ -10,13 +10,6 @@ from core.store import AccessDenied, ClinicStore, Role
 PASSWORD = "correct horse battery"
 
 
-@pytest.fixture
-def store(db_url):
-    s = ClinicStore(db_url, bcrypt_rounds=4)
-    yield s
-    s.close()
-
-
 def test_a_user_s_language_is_stored_changed_and_forgotten(store):
     sup = store.create_user(None, "ana", PASSWORD, Role.SUPERVISOR)
     ther = store.create_user(sup, "t01", PASSWORD, Role.THERAPIST, therapist_code="T01")
