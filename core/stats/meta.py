@@ -1046,17 +1046,23 @@ def stage1_table(effects: dict[str, dict]) -> pd.DataFrame:
                                        "n_observations", "converged", "singular", "warnings"])
 
 
-def pool_stage1(stage1: pd.DataFrame, method: str = "reml",
-                knapp_hartung: bool = False) -> dict[str, PoolResult]:
-    """Stage 2: :func:`pool_effects` over studies for each direction of a stage-1 table.
+def pool_stage1(stage1: pd.DataFrame, method: str = "reml", knapp_hartung: bool = False,
+                moderators: pd.DataFrame | None = None) -> dict[str, "PoolResult | MetaRegressionResult"]:
+    """Stage 2: :func:`pool_effects` over studies for each direction of a stage-1 table, or with
+    ``moderators`` (a table indexed by study label, one column per moderator) :func:`meta_regression`.
 
     Lets the method be changed without refitting stage 1.
     """
     pooled = {}
     for direction, part in stage1.groupby("direction", sort=False):
-        pooled[str(direction)] = pool_effects(part["estimate"].to_numpy(), part["se"].to_numpy(),
-                                              labels=part["study"].tolist(), method=method,
-                                              knapp_hartung=knapp_hartung)
+        labels = part["study"].tolist()
+        if moderators is not None and len(moderators.columns):
+            rows = moderators.loc[[str(s) for s in labels]]
+            pooled[str(direction)] = meta_regression(part["estimate"].to_numpy(), part["se"].to_numpy(), rows,
+                                                     labels=labels, method=method, knapp_hartung=knapp_hartung)
+        else:
+            pooled[str(direction)] = pool_effects(part["estimate"].to_numpy(), part["se"].to_numpy(),
+                                                  labels=labels, method=method, knapp_hartung=knapp_hartung)
     return pooled
 
 
@@ -1065,7 +1071,7 @@ def ipd_meta_analysis(df: pd.DataFrame, study: str = "study", patient: str = "pa
                       symptoms: str = "symptoms", method: str = "reml",
                       knapp_hartung: bool = False, interaction: bool = False,
                       progress: Callable[[int, int, str], None] | None = None,
-                      exclude: Sequence[str] = ()) -> IPDMetaResult:
+                      exclude: Sequence[str] = (), moderators: Sequence[str] = ()) -> IPDMetaResult:
     """Two-stage IPD meta-analysis of lagged alliance/symptom effects (Flückiger et al. 2020).
 
     Stage 1 (:func:`stage1_effects`): in each study separately, z-score, split into patient
@@ -1075,19 +1081,24 @@ def ipd_meta_analysis(df: pd.DataFrame, study: str = "study", patient: str = "pa
     :func:`pool_effects` (``method``, ``knapp_hartung``). A study that cannot be fitted, or is
     named in ``exclude``, is left out of the pooling and listed in ``excluded_studies`` with the
     reason; at least two fitted studies are needed. ``progress(i, n, study_label)`` is called once
-    per study, e.g. for a progress bar.
+    per study, e.g. for a progress bar. ``moderators``: columns with one value per study
+    (:func:`study_moderators`); stage 2 is then a meta-regression on them (:func:`meta_regression`),
+    and a study without a value is left out with that reason.
     """
     if str(method).lower() not in METHODS:
         raise InputError(_("Unknown pooling method '{method}'; use 'reml' or 'dl'.").format(method=method))
-    stage1 = stage1_effects(df, study, patient, session, alliance, symptoms,
-                            interaction=interaction, progress=progress, exclude=exclude)
+    table, lacking = (study_moderators(df, list(moderators), study) if moderators and study in df.columns
+                      else (None, {}))
+    stage1 = stage1_effects(df, study, patient, session, alliance, symptoms, interaction=interaction,
+                            progress=progress, exclude=[*exclude, *(s for s in lacking if s not in map(str, exclude))])
     skipped = dict(stage1.attrs.get("excluded_studies", {}))
+    skipped.update({label: reason for label, reason in lacking.items() if label in skipped})
     fitted = stage1["study"].nunique()
     if fitted < 2:
         why = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise InputError(_("Pooling needs at least 2 studies that can be fitted; {n} can be. Left out: {why}").format(
             n=fitted, why=why))
-    return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung),
+    return IPDMetaResult(stage1=stage1, pooled=pool_stage1(stage1, method, knapp_hartung, table),
                          excluded_studies=skipped)
 
 
@@ -1098,3 +1109,51 @@ def sorted_study_labels(labels: Sequence[Any]) -> list[Any]:
         return sorted(labels)
     except TypeError:
         return sorted(labels, key=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Diagnostics in reports, and study-level moderators of individual-participant data
+# ---------------------------------------------------------------------------------------------
+
+def diagnostics_dict(result: "PoolResult | MetaRegressionResult") -> dict[str, Any]:
+    """``leave_one_out`` (metafor's ``leave1out``; for a meta-regression, of the model without
+    moderators, since metafor's ``leave1out`` is for models without moderators, said in
+    ``leave_one_out_model``) and ``influence`` (metafor's ``influence``, of the model itself)."""
+    plain = result.without_moderators if isinstance(result, MetaRegressionResult) else result
+    out: dict[str, Any] = {}
+    if plain is not None:
+        out["leave_one_out"] = leave_one_out_records(leave_one_out(plain), plain.knapp_hartung)
+        out["leave_one_out_model"] = "without_moderators" if plain is not result else "pooled"
+    out["influence"] = influence_records(influence(result))
+    return out
+
+
+def study_moderators(data: pd.DataFrame, columns: Sequence[str], study: str = "study"
+                     ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Study-level moderators from individual-participant data: for each study the one value each of
+    ``columns`` takes in its rows (blank cells ignored). Returns ``(table indexed by study label as
+    text, {study: reason})`` for the studies without a value. A column that takes two values in one
+    study is not a study-level moderator: :class:`InputError` names the column and the study."""
+    missing_cols = [c for c in columns if c not in data.columns]
+    if missing_cols:
+        raise InputError(_("The data have no column '{column}' for a moderator; a moderator is a column with one "
+                           "value per study.").format(column=missing_cols[0]))
+    from core.intake.validation import MISSING_TEXTS
+
+    labels = data[study].astype(str)
+    table = pd.DataFrame(index=pd.Index(sorted_study_labels(labels.unique()), name=study))
+    lacking: dict[str, str] = {}
+    for col in columns:
+        text = data[col].astype(str).str.strip()
+        present = ~text.str.lower().isin(MISSING_TEXTS) & data[col].notna()
+        values = text[present].groupby(labels[present]).unique()
+        several = [(s, v) for s, v in values.items() if len(v) > 1]
+        if several:
+            s, v = several[0]
+            raise InputError(_("The moderator '{column}' takes {n} values in study {study} ({values}); a moderator "
+                               "must have one value per study.").format(column=col, n=len(v), study=s,
+                                                                         values=", ".join(map(str, v[:5]))))
+        table[col] = [values[s][0] if s in values.index else None for s in table.index]
+        for s in table.index[table[col].isna()]:
+            lacking.setdefault(str(s), _("no value of the moderator '{column}'").format(column=col))
+    return table, lacking
