@@ -110,12 +110,15 @@ def clinic_sentence(result: AllianceOutcomeResult) -> str:
     return text
 
 
-def for_clinic(data: pd.DataFrame, early=(1, 4)) -> AllianceOutcomeResult | str:
-    """The clinic's result (its post-treatment column when it has one, else the last symptom score after
-    the window), or the sentence saying why there is none."""
-    post = "post" if "post" in data.columns and pd.to_numeric(data["post"], errors="coerce").notna().any() else None
+def for_clinic(data: pd.DataFrame, early=(1, 4), post: str | None = None,
+               post_label: str | None = None) -> AllianceOutcomeResult | str:
+    """The clinic's result, or the sentence saying why there is none. ``post``: the post-treatment column;
+    default: the *post-treatment score* role when the data have one with a value, else the last symptom
+    score after the window."""
+    if post is None and "post" in data.columns and pd.to_numeric(data["post"], errors="coerce").notna().any():
+        post = "post"
     try:
-        return alliance_outcome(data, early=early, post=post)
+        return alliance_outcome(data, early=early, post=post, post_label=post_label)
     except InputError as err:
         return str(err)
 

@@ -73,6 +73,33 @@ def parse_window(text: str | Sequence[int] | None) -> tuple[int, int]:
     return first, last
 
 
+def outcome_columns(data: pd.DataFrame, exclude: Sequence[str] = ()) -> list[str]:
+    """Columns that can be a post-treatment outcome: the *post-treatment score* role (``post``) when it has a
+    value, then every other column whose values are numbers and the same in all of a patient's rows
+    (blank cells aside), in the table's order; never a role, ``row`` or a column of ``exclude``."""
+    from core.intake.mapping import ROLES
+    from core.intake.validation import MISSING_TEXTS
+
+    blank = MISSING_TEXTS | {"nan", "<na>"}
+    out = []
+    patient = data["patient"].astype(str)
+    for col in data.columns:
+        if col in exclude or (col in ROLES and col != "post") or col in ("row", "study"):
+            continue
+        values = _numbers(data[col])
+        if not values.notna().any():
+            continue
+        if col != "post":
+            text = data[col].astype("string").fillna("").str.strip()
+            present = values.notna()
+            if (~text[~present].str.lower().isin(blank)).any():
+                continue  # text that is not a number: not a score
+            if (values[present].groupby(patient[present]).nunique() > 1).any():
+                continue
+        out.append(col)
+    return sorted(out, key=lambda c: c != "post")
+
+
 def _numbers(values: pd.Series) -> pd.Series:
     """Floats from a column that may hold text (a post column stored as text): blank and missing texts are NaN."""
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
@@ -109,58 +136,78 @@ def patient_outcomes(data: pd.DataFrame, early: Sequence[int] = DEFAULT_EARLY, p
             raise InputError(_("The data have no {column} column; map it first.").format(column=col))
     if post is not None and post not in data.columns:
         raise InputError(_("The data have no column '{column}' for the post-treatment score.").format(column=post))
-    frame = pd.DataFrame({
-        "patient": data["patient"].astype(str).to_numpy(),
-        "session": pd.to_numeric(data["session"], errors="coerce").to_numpy(dtype=float),
-        "alliance": _numbers(data["alliance"]).to_numpy(dtype=float),
-        "symptoms": _numbers(data["symptoms"]).to_numpy(dtype=float),
-        "row": data["row"].to_numpy() if "row" in data.columns else np.full(len(data), np.nan),
-        "study": data[study].astype(str).to_numpy() if study else ONE_STUDY,
-    })
-    if post is not None:
+    n = len(data)
+    # one integer code per (study, patient): grouping by codes, not by two text keys (a national
+    # clinic's million rows in well under a second)
+    patients = data["patient"].astype(str).to_numpy()
+    studies = data[study].astype(str).to_numpy() if study else np.full(n, ONE_STUDY, dtype=object)
+    s_codes, s_labels = pd.factorize(studies)
+    p_codes, p_labels = pd.factorize(patients)
+    g, combined = pd.factorize(s_codes.astype(np.int64) * max(len(p_labels), 1) + p_codes)
+    m = len(combined)
+    session = pd.to_numeric(data["session"], errors="coerce").to_numpy(dtype=float)
+    alliance = _numbers(data["alliance"]).to_numpy(dtype=float)
+    symptoms = _numbers(data["symptoms"]).to_numpy(dtype=float)
+    row = pd.to_numeric(data["row"], errors="coerce").to_numpy(dtype=float) if "row" in data.columns \
+        else np.full(n, np.nan)
+    in_window = (session >= first) & (session <= last) & np.isfinite(alliance)
+    n_early = np.bincount(g[in_window], minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        early_mean = np.bincount(g[in_window], weights=alliance[in_window], minlength=m) / n_early
+    scored = pd.DataFrame({"g": g, "session": session, "symptoms": symptoms})
+    scored = scored[np.isfinite(symptoms)].sort_values(["g", "session"], kind="stable")
+    intake = np.full(m, np.nan)
+    firsts = scored.drop_duplicates("g", keep="first")
+    intake[firsts["g"].to_numpy()] = firsts["symptoms"].to_numpy()
+    post_value = np.full(m, np.nan)
+    conflicting: dict[int, np.ndarray] = {}
+    if post is None:
+        lasts = scored[scored["session"] > last].drop_duplicates("g", keep="last")
+        post_value[lasts["g"].to_numpy()] = lasts["symptoms"].to_numpy()
+    else:
         values = _numbers(data[post]).to_numpy(dtype=float)
         if symptoms_range is not None:
             lo, hi = symptoms_range
             values = np.where((values < lo) | (values > hi), np.nan, values)
-        frame["post_value"] = values
-    by_patient = frame.groupby(["study", "patient"], sort=False)
-    in_window = frame["session"].between(first, last) & frame["alliance"].notna()
-    early_mean = frame["alliance"].where(in_window).groupby([frame["study"], frame["patient"]], sort=False).mean()
-    n_early = in_window.groupby([frame["study"], frame["patient"]], sort=False).sum()
-    with_symptoms = frame[frame["symptoms"].notna()].sort_values("session", kind="stable")
-    intake = with_symptoms.groupby(["study", "patient"], sort=False)["symptoms"].first()
+        known = pd.DataFrame({"g": g, "value": values}).dropna().drop_duplicates()
+        counts = np.bincount(known["g"].to_numpy(), minlength=m)
+        single = known[counts[known["g"].to_numpy()] == 1]
+        post_value[single["g"].to_numpy()] = single["value"].to_numpy()
+        several = known[counts[known["g"].to_numpy()] > 1]
+        conflicting = {int(k): v["value"].to_numpy() for k, v in several.groupby("g", sort=False)}
+    first_row = pd.Series(row).groupby(g).min().reindex(range(m)).to_numpy()
+    # one row per patient, vectorised
+    per = pd.DataFrame({"study": s_labels[combined // max(len(p_labels), 1)],
+                        "patient": p_labels[combined % max(len(p_labels), 1)], "row": first_row,
+                        "early_alliance": early_mean, "n_early": n_early.astype(int), "intake": intake,
+                        "post": post_value})
+    reasons = pd.Series("", index=per.index, dtype=object)
+
+    def add(mask: pd.Series, text: pd.Series | str) -> None:
+        mask = mask.to_numpy(dtype=bool)
+        old = reasons[mask]
+        new = text[mask] if isinstance(text, pd.Series) else text
+        reasons[mask] = np.where(old.eq(""), new, old + "; " + new)
+
+    add(per["early_alliance"].isna(), _("no alliance score in sessions {first}–{last}").format(first=first, last=last))
+    add(per["intake"].isna(), _("no symptom score (no intake)"))
     if post is None:
-        after = with_symptoms[with_symptoms["session"] > last]
-        post_value = after.groupby(["study", "patient"], sort=False)["symptoms"].last()
-        conflicting = pd.Series(dtype=object)
+        add(per["post"].isna(), _("no symptom score after session {last}").format(last=last))
     else:
-        known = frame[frame["post_value"].notna()]
-        distinct = known.groupby(["study", "patient"], sort=False)["post_value"].unique()
-        post_value = distinct[distinct.map(len) == 1].map(lambda v: float(v[0]))
-        conflicting = distinct[distinct.map(len) > 1]
-    first_row = by_patient["row"].min()
-    rows, excluded = [], []
-    for key in first_row.index:
-        reasons = []
-        if key not in early_mean.index or not np.isfinite(early_mean.get(key, np.nan)):
-            reasons.append(_("no alliance score in sessions {first}–{last}").format(first=first, last=last))
-        if key not in intake.index:
-            reasons.append(_("no symptom score (no intake)"))
-        if post is None and key not in post_value.index:
-            reasons.append(_("no symptom score after session {last}").format(last=last))
-        elif post is not None and key in conflicting.index:
-            reasons.append(_("the post-treatment scores in its rows differ ({values})").format(
-                values=", ".join(f"{v:g}" for v in conflicting[key][:4])))
-        elif post is not None and key not in post_value.index:
-            reasons.append(_("no post-treatment score"))
-        if reasons:
-            excluded.append({"row": _spreadsheet_row(first_row[key]), "patient": key[1], "study": key[0],
-                             "reason": "; ".join(reasons)})
-            continue
-        rows.append({"study": key[0], "patient": key[1], "early_alliance": float(early_mean[key]),
-                     "n_early": int(n_early[key]), "intake": float(intake[key]), "post": float(post_value[key]),
-                     "row": _spreadsheet_row(first_row[key])})
-    table = pd.DataFrame(rows, columns=["study", "patient", "early_alliance", "n_early", "intake", "post", "row"])
+        differ = pd.Series(per.index.isin(list(conflicting)), index=per.index)
+        if differ.any():
+            texts = pd.Series("", index=per.index, dtype=object)
+            texts[differ] = [_("the post-treatment scores in its rows differ ({values})").format(
+                values=", ".join(f"{v:g}" for v in conflicting[key][:4])) for key in per.index[differ]]
+            add(differ, texts)
+        add(per["post"].isna() & ~differ, _("no post-treatment score"))
+    keep = reasons.eq("").to_numpy()
+    table = per[keep].reset_index(drop=True)
+    table["row"] = [_spreadsheet_row(r) for r in table["row"]]
+    table = table[["study", "patient", "early_alliance", "n_early", "intake", "post", "row"]]
+    left = per[~keep].reset_index(drop=True)
+    excluded = [{"row": _spreadsheet_row(r), "patient": p, "study": st, "reason": why}
+                for r, p, st, why in zip(left["row"], left["patient"], left["study"], reasons[~keep])]
     excluded.sort(key=lambda e: (e["row"] is None, e["row"] if e["row"] is not None else 0, e["patient"]))
     return table, excluded
 
