@@ -130,7 +130,8 @@ def alliance_outcome_section_html(result: AllianceOutcomeResult | str, table_htm
     heading = _("Early alliance and post-treatment outcome")
     parts = [f"<h2 id='alliance-outcome'>{html.escape(heading, quote=False)}</h2>"]
     if isinstance(result, str):
-        parts.append(f"<p class='warn'>{html.escape(_('Not computed: {reason}').format(reason=result))}</p>")
+        text = _("Not computed: {reason}").format(reason=result)
+        parts.append(f"<p class='warn'>{html.escape(text)}</p>")
         return "\n".join(parts)
     parts.append(f"<p>{html.escape(methods_sentence(result))}</p>")
     if len(result.stage1) == 1:
