@@ -866,7 +866,10 @@ def early_alliance_scatter(result, alliance_title: str | None = None, outcome_ti
     fig.update_layout(
         xaxis_title=alliance_title or _("Early alliance (mean of sessions {first}–{last})").format(first=first,
                                                                                                   last=last),
-        yaxis_title=outcome_title or _("Post-treatment outcome"), height=420, showlegend=True,
+        yaxis_title=outcome_title or (_("Post-treatment score ({column})").format(column=result.post_column)
+                                      if result.outcome == "post" else
+                                      _("Last symptom score after session {last}").format(last=last)),
+        height=420, showlegend=True,
         legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(l=10, r=10, t=50, b=90))
     return _style(fig)
 
