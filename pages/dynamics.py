@@ -407,7 +407,8 @@ def show_alliance_outcome(data: pd.DataFrame, post_label: str | None) -> None:
                                 value=(first, last), key="ao_window")
     columns = outcome_columns(data)
     options = [*columns, LAST_AFTER]
-    chosen = c[1].selectbox(_("Outcome"), options, key="ao_outcome", format_func=localised(
+    # keyed by the choices: a data set with a post-treatment score opens on it, not on the last choice elsewhere
+    chosen = c[1].selectbox(_("Outcome"), options, key="ao_outcome:" + "|".join(columns), format_func=localised(
         lambda o: _("Last symptom score after the early sessions") if o == LAST_AFTER else
         _("Post-treatment score (mapped)") if o == "post" else o))
     post = None if chosen == LAST_AFTER else chosen
