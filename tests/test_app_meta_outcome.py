@@ -142,3 +142,25 @@ def test_upload_offers_the_post_treatment_role_and_names_who_lacks_it():
     assert not at.exception
     assert at.selectbox(key="map_post").value == "oq_post"
     assert any("1 patient has no usable post-treatment score (P2)" in i.value for i in at.info)
+
+
+def test_new_sections_in_spanish_leave_no_english():
+    """The meta-regression, sensitivity and early alliance → outcome sections in Spanish (issue 18's rule)."""
+    from language_support import english_in, visible_texts
+    from test_app_language_research import ALLOW
+
+    import pandas as pd
+
+    frame = pd.read_csv(DATA / "alliance_outcome_multistudy.csv").rename(columns={
+        "study": "estudio", "patient": "paciente", "session": "sesion", "alliance": "alianza", "symptoms": "oq",
+        "post": "oq_post", "setting": "ambito", "year": "anio"}).replace({"outpatient": "ambulatorio",
+                                                                         "inpatient": "internacion"})
+    at = open_page("dynamics", language="es")
+    at.radio(key="dyn_source").set_value("Upload studies").run()
+    at.file_uploader(key="dyn_files").set_value([("ao.csv", frame.to_csv(index=False).encode(), "text/csv")]).run()
+    assert at.selectbox(key="dyn_map_post").value == "oq_post"
+    at.multiselect(key="dyn_mods").set_value(["ambito"]).run()
+    assert not at.exception and not at.error
+    assert any("Alianza temprana y resultado postratamiento" == s.value for s in at.subheader)
+    assert any("Metarregresión sobre ambito" in m.value for m in at.markdown)
+    assert english_in(visible_texts(at), allow=ALLOW) == []
