@@ -185,3 +185,25 @@ def test_validation_reads_the_post_role_and_names_the_patients_without_it(tmp_pa
     v = validate_table(raw, propose_mapping(raw.columns), wide=detect_wide_layout(raw.columns))
     assert v.data.groupby("patient")["post"].first()["A"] == 55 and v.post_missing["patient"].tolist() == ["B"]
     assert sorted(v.data["session"].unique()) == [1, 2]
+
+
+def test_html_report_has_the_section_and_its_json(tmp_path):
+    """The HTML report (Model explorer's download, ``python -m core report``) carries the section and the
+    same numbers as ``alliance-outcome`` in its embedded analysis JSON."""
+    import html as _html
+    import re
+
+    out = tmp_path / "report.html"
+    cmd = [sys.executable, "-m", "core", "report", str(BTHEB), "--patient", "patient", "--session", "session",
+           "--alliance", "early_bdi", "--symptoms", "bdi", "--post", "bdi_8m", "--early-sessions", "2-2",
+           "--no-signal", "--out", str(out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    page = out.read_text()
+    assert "id='alliance-outcome'" in page and "In this clinic, patients whose alliance in sessions 2–2" in page
+    analysis = json.loads(_html.unescape(re.search(r"<script type='application/json' id='analysis-json'>(.*?)</script>",
+                                                   page, re.S).group(1)))
+    got = analysis["alliance_outcome"]
+    want = EXPECTED["btheb_one_study"]["stage1"]["all"]
+    assert got["outcome_column"] == "bdi_8m" and got["stage1"]["all"]["n_patients"] == want["n_patients"]
+    near(got["stage1"]["all"]["estimate"], want["estimate"], 1e-6, "report estimate")
