@@ -27,6 +27,16 @@ def table(at, first_column, n=0):
     return found[n]
 
 
+def studies_uploaded(payload: bytes | None = None, language: str | None = None):
+    """The dynamics page with the six simulated studies (tests/data/alliance_outcome_multistudy.csv) uploaded."""
+    at = open_page("dynamics", language=language)
+    at.radio(key="dyn_source").set_value("Upload studies").run()
+    data = payload if payload is not None else (DATA / "alliance_outcome_multistudy.csv").read_bytes()
+    at.file_uploader(key="dyn_files").set_value([("ao.csv", data, "text/csv")]).run()
+    assert not at.exception and not at.error
+    return at
+
+
 def outcome_box(at):
     return next(b for b in at.selectbox if b.key and b.key.startswith("ao_outcome"))
 
@@ -81,11 +91,7 @@ def test_pool_given_effects_with_se_zero_warns_and_dl_refuses():
 
 
 def test_ipd_stage2_meta_regression_on_a_study_level_column():
-    at = open_page("dynamics")
-    at.radio(key="dyn_source").set_value("Upload studies").run()
-    data = (DATA / "alliance_outcome_multistudy.csv").read_bytes()
-    at.file_uploader(key="dyn_files").set_value([("ao.csv", data, "text/csv")]).run()
-    assert not at.exception and not at.error
+    at = studies_uploaded()
     assert at.multiselect(key="dyn_mods").options == ["setting", "year"]
     at.multiselect(key="dyn_mods").set_value(["setting"]).run()
     assert not at.exception and not at.error
@@ -93,11 +99,7 @@ def test_ipd_stage2_meta_regression_on_a_study_level_column():
 
 
 def test_alliance_outcome_section_matches_lm_and_metafor():
-    at = open_page("dynamics")
-    at.radio(key="dyn_source").set_value("Upload studies").run()
-    data = (DATA / "alliance_outcome_multistudy.csv").read_bytes()
-    at.file_uploader(key="dyn_files").set_value([("ao.csv", data, "text/csv")]).run()
-    assert not at.exception and not at.error
+    at = studies_uploaded()
     assert at.selectbox(key="dyn_map_post").value == "post"
     assert outcome_box(at).value == "post"
 
@@ -155,9 +157,7 @@ def test_new_sections_in_spanish_leave_no_english():
         "study": "estudio", "patient": "paciente", "session": "sesion", "alliance": "alianza", "symptoms": "oq",
         "post": "oq_post", "setting": "ambito", "year": "anio"}).replace({"outpatient": "ambulatorio",
                                                                          "inpatient": "internacion"})
-    at = open_page("dynamics", language="es")
-    at.radio(key="dyn_source").set_value("Upload studies").run()
-    at.file_uploader(key="dyn_files").set_value([("ao.csv", frame.to_csv(index=False).encode(), "text/csv")]).run()
+    at = studies_uploaded(frame.to_csv(index=False).encode(), language="es")
     assert at.selectbox(key="dyn_map_post").value == "oq_post"
     at.multiselect(key="dyn_mods").set_value(["ambito"]).run()
     assert not at.exception and not at.error
