@@ -158,8 +158,13 @@ def show_sensitivity(direction: str, result, effect_label: str) -> None:
 
 
 def show_meta_regression(direction: str, estimates, ses, labels, moderators: pd.DataFrame) -> None:
-    """The meta-regression of one direction (or of the given effects) on the chosen moderators."""
-    result = meta_regression(estimates, ses, moderators, labels=labels, method=method, knapp_hartung=kh)
+    """The meta-regression of one direction (or of the given effects) on the chosen moderators; a moderator
+    choice that cannot be fitted is said in one sentence, and the rest of the page goes on."""
+    try:
+        result = meta_regression(estimates, ses, moderators, labels=labels, method=method, knapp_hartung=kh)
+    except (InputError, ModelError) as err:
+        st.warning(md(err))
+        return
     st.markdown(_("**Meta-regression on {moderators}** ({direction})").format(
         moderators=md(", ".join(map(str, moderators.columns))), direction=md(direction_text(direction))))
     frame = meta_regression_frame(result)
@@ -573,7 +578,7 @@ try:
                   "upload several studies to pool them."))
     else:
         st.subheader(_("Stage 2: pooled over studies"))
-        candidates = study_level_columns(data)
+        candidates = study_level_columns(data, skip=[study_col] if study_col else [])
         mods = st.multiselect(_("Study-level moderators (meta-regression)"), candidates, key="dyn_mods",
                               placeholder=multiselect_placeholder(candidates),
                               help=_("Columns with one value per study; as metafor's rma(mods = ~ ...)."))

@@ -4,7 +4,10 @@ Two public layers, both pure functions on numbers and DataFrames:
 
 - :func:`pool_effects` pools study estimates with their standard errors in a random-effects
   model, reproducing ``metafor::rma(yi, sei=..., method="REML"|"DL", test="z"|"knha")`` and
-  ``predict()`` (Viechtbauer 2010, metafor 3.8-1).
+  ``predict()`` (Viechtbauer 2010, metafor 3.8-1); :func:`meta_regression` adds study-level
+  moderators (``rma(mods = ~ ...)``); :func:`egger_test`, :func:`leave_one_out` and
+  :func:`influence` are metafor's ``regtest``, ``leave1out`` and ``influence``. A study whose
+  standard error is 0 is handled as metafor handles it (REML keeps it, DL refuses it).
 - :func:`lagged_within_effects` (stage 1, one study) and :func:`ipd_meta_analysis` (stage 1 in
   every study, then stage 2 per direction) implement the two-stage individual-participant-data
   meta-analysis of lagged alliance/symptom effects of Flückiger et al. (2020).
@@ -21,6 +24,10 @@ References
   random-effects model. *Journal of Educational and Behavioral Statistics, 30*, 261-293.
 - Viechtbauer, W. (2010). Conducting meta-analyses in R with the metafor package. *Journal of
   Statistical Software, 36*(3), 1-48.
+- Egger, M., Davey Smith, G., Schneider, M., & Minder, C. (1997). Bias in meta-analysis detected by
+  a simple, graphical test. *BMJ, 315*, 629-634.
+- Viechtbauer, W., & Cheung, M. W.-L. (2010). Outlier and influence diagnostics for meta-analysis.
+  *Research Synthesis Methods, 1*, 112-125.
 - Flückiger, C., Rubel, J., Del Re, A. C., Horvath, A. O., Wampold, B. E., Crits-Christoph, P.,
   Atzil-Slonim, D., Compare, A., Falkenström, F., Ekeblad, A., Errázuriz, P., Fisher, H.,
   Hoffart, A., Huppert, J. D., Kivity, Y., Kumar, M., Lutz, W., Muran, J. C., Strunk, D. R.,
