@@ -1,5 +1,6 @@
 """Reciprocal dynamics: lagged within-patient effects and the two-stage IPD meta-analysis."""
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,7 @@ from core.stats.meta import (
     stage1_table,
 )
 from ui.auth import download
+from ui.language import multiselect_placeholder
 from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
@@ -38,6 +40,7 @@ DIRECTION_TEXT = {
     "symptoms_to_alliance_interaction": N_("Patient mean symptoms × lagged symptom deviation"),
 }
 NONE = N_("— one study (no study column) —")
+NO_POST = N_("— none —")
 #: The data menu: the English text is the option's stable value, shown translated.
 SOURCES = (N_("Active data set"), N_("Upload studies"), N_("Pool given effects"))
 DIAGRAM_LABELS = {"unstandardized": N_("unstandardized"), "standardized": N_("standardized")}
@@ -98,10 +101,95 @@ def show_pooled(direction: str, result, effect_label: str) -> None:
                  column_config={"quantity": st.column_config.TextColumn(_("Random-effects model"), width="large"),
                                 "value": st.column_config.TextColumn(_("Value"), width="medium")})
     st.plotly_chart(forest_plot(result, effect_label=effect_label), width="stretch", key=f"forest_{direction}")
+    for warning in result.warnings:  # e.g. a study whose SE is 0, kept by REML as metafor keeps it
+        st.warning(md(warning))
     table = result.studies.rename(columns={"weight": "weight (%)"})
     download(_("Per-study table (CSV): {direction}").format(direction=direction_text(direction)),
              csv_bytes(table, get_language()),
              file_name=_("studies_{direction}.csv").format(direction=direction), mime="text/csv", key=f"csv_{direction}")
+    show_sensitivity(direction, result, effect_label)
+
+
+# --- Meta-analysis diagnostics (issue 27): meta-regression, funnel plot and Egger's test, leave-one-out,
+# influence. metafor's numbers (core.stats.meta); words in core.reporting.meta_report. ---
+from core.reporting.figures import funnel_plot  # noqa: E402
+from core.reporting.meta_report import (  # noqa: E402
+    egger_sentence,
+    influence_frame,
+    leave_one_out_frame,
+    meta_regression_frame,
+    meta_regression_sentences,
+    sensitivity_sentences,
+)
+from core.reporting.meta_report import headers as meta_headers  # noqa: E402
+from core.stats.meta import influence, leave_one_out, meta_regression  # noqa: E402
+
+
+def shown_table(frame: pd.DataFrame, labels: dict, key: str) -> None:
+    """A small table with translated headers and the language's decimal separator."""
+    written, config = local_numbers(frame, number_columns(frame, default=3, labels=labels))
+    st.dataframe(written, hide_index=True, width="stretch", column_config=config, key=key)
+
+
+def show_sensitivity(direction: str, result, effect_label: str) -> None:
+    """Funnel plot with Egger's test, leave-one-out and influence, in an expander under the forest plot."""
+    with st.expander(_("Sensitivity: funnel plot and Egger's test, leave-one-out, influence"),
+                     expanded=st.session_state.get("dyn_open_sensitivity", False)):
+        st.plotly_chart(funnel_plot(result, effect_label=effect_label), width="stretch", key=f"funnel_{direction}")
+        st.write(egger_sentence(result.regtest))
+        loo, infl = leave_one_out(result), influence(result)
+        for sentence in sensitivity_sentences(result, loo, infl):
+            st.markdown(f"- {md(sentence)}")
+        st.markdown(_("**Each study left out in turn** (metafor's leave1out)"))
+        shown = leave_one_out_frame(loo)
+        shown_table(shown, meta_headers(shown), f"loo_{direction}")
+        st.markdown(_("**Influence diagnostics** (metafor's influence)"))
+        shown = influence_frame(infl)
+        shown_table(shown, meta_headers(shown), f"influence_{direction}")
+        c = st.columns(2)
+        with c[0]:
+            download(_("Leave-one-out (CSV)"), csv_bytes(loo, get_language()),
+                     file_name=_("leave_one_out_{direction}.csv").format(direction=direction), mime="text/csv",
+                     key=f"loo_csv_{direction}")
+        with c[1]:
+            download(_("Influence (CSV)"), csv_bytes(infl, get_language()),
+                     file_name=_("influence_{direction}.csv").format(direction=direction), mime="text/csv",
+                     key=f"influence_csv_{direction}")
+
+
+def show_meta_regression(direction: str, estimates, ses, labels, moderators: pd.DataFrame) -> None:
+    """The meta-regression of one direction (or of the given effects) on the chosen moderators; a moderator
+    choice that cannot be fitted is said in one sentence, and the rest of the page goes on."""
+    try:
+        result = meta_regression(estimates, ses, moderators, labels=labels, method=method, knapp_hartung=kh)
+    except (InputError, ModelError) as err:
+        st.warning(md(err))
+        return
+    st.markdown(_("**Meta-regression on {moderators}** ({direction})").format(
+        moderators=md(", ".join(map(str, moderators.columns))), direction=md(direction_text(direction))))
+    frame = meta_regression_frame(result)
+    shown_table(frame, meta_headers(frame), f"mods_{direction}")
+    for sentence in meta_regression_sentences(result):
+        st.markdown(f"- {md(sentence)}")
+    for warning in result.warnings:
+        st.warning(md(warning))
+    download(_("Meta-regression (CSV): {direction}").format(direction=direction_text(direction)),
+             csv_bytes(result.coefficients, get_language()),
+             file_name=_("meta_regression_{direction}.csv").format(direction=direction), mime="text/csv",
+             key=f"mods_csv_{direction}")
+
+
+def study_level_columns(frame: pd.DataFrame, skip=()) -> list[str]:
+    """Columns with one value per study (candidates for moderators), in the table's order."""
+    out = []
+    for col in frame.columns:
+        if col in (*ROLES, "row", "study", *skip):
+            continue
+        values = frame[[col, "study"]].dropna()
+        if len(values) and values.groupby("study")[col].nunique().le(1).all() and values[col].nunique() > 1:
+            out.append(col)
+    return out
+# --- end meta-analysis diagnostics ---
 
 
 # --- RI-CLPM (issue 17): the random-intercept cross-lagged panel model beside the lagged models ---
@@ -278,6 +366,89 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
 # --- end RI-CLPM ---
 
 
+# --- Early alliance → post-treatment outcome (issue 30): per study, pooled, and for one clinic ---
+from core.reporting.alliance_outcome_report import (  # noqa: E402
+    clinic_sentence,
+    methods_sentence,
+    stage1_frame,
+)
+from core.reporting.alliance_outcome_report import headers as outcome_headers  # noqa: E402
+from core.reporting.figures import early_alliance_scatter  # noqa: E402
+from core.stats.alliance_outcome import alliance_outcome, outcome_columns  # noqa: E402
+
+LAST_AFTER = "__last_after_window__"
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def outcome_result(fingerprint: str, first: int, last: int, post: str | None, pool_method: str, knha: bool,
+                   language: str, _data: pd.DataFrame):
+    """The early alliance → outcome analysis, or the sentence saying why it cannot be made (cached per data,
+    options and language: the result holds reasons)."""
+    try:
+        return alliance_outcome(_data, early=(first, last), post=post, study="study", method=pool_method,
+                                knapp_hartung=knha)
+    except (InputError, ModelError) as err:
+        return str(err)
+
+
+def show_alliance_outcome(data: pd.DataFrame, post_label: str | None) -> None:
+    """The section: the early window and the outcome to choose, the per-study table, the forest plot (pooled)
+    or the scatter (one clinic), a sentence for a methods section, the patients left out, CSV.
+    ``post_label``: the file's header of the post-treatment score role, if mapped."""
+    st.subheader(_("Early alliance and post-treatment outcome"))
+    st.write(_("Do patients whose alliance was better early in treatment end treatment with fewer symptoms, at the "
+               "same intake? Per study, the post-treatment score (z-scored) is regressed on the mean alliance of the "
+               "early sessions and the intake symptom score (both z-scored; ordinary least squares); with several "
+               "studies the coefficients, and Pearson's r through Fisher's z, are pooled with the model above "
+               "(Flückiger et al., 2018, 2020)."))
+    sessions = sorted(int(x) for x in pd.to_numeric(data["session"], errors="coerce").dropna().unique() if x % 1 == 0)
+    if len(sessions) < 2:
+        st.info(_("The analysis needs at least two session numbers."))
+        return
+    first = 1 if 1 in sessions else sessions[0]
+    last = max([x for x in sessions if x <= first + 3] or [first])
+    c = st.columns([3, 2])
+    window = c[0].select_slider(_("Early sessions (their alliance scores are averaged)"), options=sessions,
+                                value=(first, last), key="ao_window")
+    columns = outcome_columns(data)
+    options = [*columns, LAST_AFTER]
+    # keyed by the choices: a data set with a post-treatment score opens on it, not on the last choice elsewhere
+    chosen = c[1].selectbox(_("Outcome"), options, key="ao_outcome:" + "|".join(columns), format_func=localised(
+        lambda o: _("Last symptom score after the early sessions") if o == LAST_AFTER else
+        _("Post-treatment score (mapped)") if o == "post" else o))
+    post = None if chosen == LAST_AFTER else chosen
+    used = data[["study", "patient", "session", "alliance", "symptoms", *([post] if post else [])]]
+    with st.spinner(_("Fitting …")):
+        result = outcome_result(data_fingerprint(used), int(window[0]), int(window[1]), post, method, kh,
+                                get_language(), used)
+    if isinstance(result, str):
+        st.info(md(result))
+        return
+    if post is not None:
+        result = replace(result, post_column=(post_label or post) if post == "post" else post)
+    st.markdown(_("**For a methods section:** {sentence}").format(sentence=md(methods_sentence(result))))
+    table = stage1_frame(result)
+    shown_table(table, outcome_headers(table), "ao_stage1")
+    if result.pooled is not None:
+        st.plotly_chart(forest_plot(result.pooled, effect_label=_("standardized coefficient of early alliance")),
+                        width="stretch", key="ao_forest")
+    else:
+        st.info(md(clinic_sentence(result)))
+        st.plotly_chart(early_alliance_scatter(result), width="stretch", key="ao_scatter")
+    for label, reason in result.excluded_studies.items():
+        st.warning(_("Study {study} is left out: {reason}").format(study=md(label), reason=md(reason)))
+    if result.excluded:
+        left = pd.DataFrame(result.excluded)[["patient", "row", "reason"]]
+        with st.expander(ngettext("{n:,} patient left out (an early alliance, intake or outcome score missing)",
+                                  "{n:,} patients left out (an early alliance, intake or outcome score missing)",
+                                  len(left)).format(n=len(left))):
+            st.dataframe(left, hide_index=True, width="stretch",
+                         column_config={c: st.column_config.Column(h) for c, h in outcome_headers(left).items()})
+    download(_("Early alliance and outcome, per study (CSV)"), csv_bytes(table, get_language()),
+             file_name=_("early_alliance_outcome.csv"), mime="text/csv", key="ao_csv")
+# --- end early alliance → outcome ---
+
+
 ds = dataset_picker()
 st.title(_("Reciprocal dynamics"))
 st.write(_("Within each patient, does a session with better alliance than usual come before lower symptoms "
@@ -311,13 +482,21 @@ try:
         se = p[2].selectbox(_("SE column"), cols, index=min(2, len(cols) - 1), key="pool_se")
         e = parse_numbers(raw.frame[est], raw.decimal)[0]
         s = parse_numbers(raw.frame[se], raw.decimal)[0]
-        ok = e.notna() & s.gt(0)
+        ok = e.notna() & s.ge(0)  # an SE of 0 is kept by REML (with a warning) and refused by DL, as metafor
         if (~ok).any():
-            st.warning(_("Rows left out (estimate not a number or SE not positive): {rows}").format(
+            st.warning(_("Rows left out (estimate not a number, or SE not a number or negative): {rows}").format(
                 rows=md(some_names(raw.frame.loc[~ok, "row"], limit=20))))
         result = pool_effects(e[ok].to_numpy(), s[ok].to_numpy(), labels=raw.frame.loc[ok, label].tolist(),
                               method=method, knapp_hartung=kh)
         show_pooled("pooled", result, est)
+        others = [c for c in cols if c not in (label, est, se)]
+        mods = st.multiselect(_("Study-level moderators (meta-regression)"), others, key="pool_mods",
+                              placeholder=multiselect_placeholder(others),
+                              help=_("As metafor's rma(mods = ~ ...): numbers as they are, text as categories."))
+        if mods:
+            frame = raw.frame.loc[ok, mods]
+            show_meta_regression("pooled", e[ok].to_numpy(), s[ok].to_numpy(), raw.frame.loc[ok, label].tolist(),
+                                 frame)
         st.stop()
 
     if source == "Upload studies":
@@ -328,7 +507,7 @@ try:
         first = read_table(files[0].getvalue(), filename=files[0].name)
         proposed = propose_mapping(first.columns)
         study_col = propose_study_column(first.columns) if len(files) == 1 else None
-        m = st.columns(5)
+        m = st.columns(6)
         opts = first.columns
         pick = {}
         for col, role in zip(m, ("patient", "session", "alliance", "symptoms")):
@@ -338,6 +517,11 @@ try:
         if len(files) == 1:
             study_col = m[4].selectbox(role_name("study").capitalize(), opts, index=opts.index(study_col) if study_col in opts else 0,
                                        key="dyn_map_study")
+        post_opts = [NO_POST, *opts]  # the post-treatment score (issue 30), optional
+        post_col = m[5].selectbox(role_name("post").capitalize(), post_opts,
+                                  index=post_opts.index(proposed.post) if proposed.post in post_opts else 0,
+                                  key="dyn_map_post", format_func=localised(lambda o: _(NO_POST) if o == NO_POST else o))
+        pick["post"] = None if post_col == NO_POST else post_col
         with st.spinner(_("Reading the files …")):
             validated = read_studies(tuple((f.name, f.getvalue()) for f in files), study_col, ColumnMapping(**pick),
                                      get_language())
@@ -394,8 +578,18 @@ try:
                   "upload several studies to pool them."))
     else:
         st.subheader(_("Stage 2: pooled over studies"))
+        candidates = study_level_columns(data, skip=[study_col] if study_col else [])
+        mods = st.multiselect(_("Study-level moderators (meta-regression)"), candidates, key="dyn_mods",
+                              placeholder=multiselect_placeholder(candidates),
+                              help=_("Columns with one value per study; as metafor's rma(mods = ~ ...)."))
         for direction, result in pool_stage1(stage1, method, kh).items():
             show_pooled(direction, result, _("standardized lagged coefficient"))
+            if mods:
+                part = stage1[stage1["direction"] == direction]
+                by_study = data.groupby(data["study"].astype(str))[mods].first()
+                show_meta_regression(direction, part["estimate"].to_numpy(), part["se"].to_numpy(),
+                                     part["study"].tolist(), by_study.loc[part["study"].astype(str)])
+    show_alliance_outcome(data, validated.mapping.post)
     show_riclpm(data, fingerprint, stage1, validated.excluded)
 except (InputError, ModelError) as err:
     st.error(md(err))

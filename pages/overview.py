@@ -122,6 +122,20 @@ if ds.validated.has_therapist:
     st.info(_("**Therapists.** {sentence}").format(
         sentence=therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome)))
 
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def early_alliance_sentence(fingerprint: str, language: str, _data) -> str | None:
+    """Issue 30: early alliance → outcome in one plain sentence (None when it cannot be computed)."""
+    from core.reporting.alliance_outcome_report import clinic_sentence, for_clinic
+
+    result = for_clinic(_data)
+    return None if isinstance(result, str) else clinic_sentence(result)
+
+
+if {"alliance", "symptoms"} <= set(measures) and (sentence := early_alliance_sentence(ds.fingerprint, get_language(),
+                                                                                       data)):
+    st.info(_("**Early alliance and outcome.** {sentence}").format(sentence=md(sentence)))
+
 # ---------------------------------------------------------------- caseload
 sessions = sessions_with_ruptures_so_far(ds, threshold)
 st.subheader(_("Caseload, most in need of attention first"))

@@ -42,7 +42,8 @@ SEPARATORS = {"\t": N_("tab-separated"), ",": N_("comma-separated"), ";": N_("se
 DECIMALS = {",": N_("decimal comma"), ".": N_("decimal point")}
 SCORINGS = {"sum": N_("sum"), "mean": N_("mean")}
 ROLE_LABELS = {"patient": N_("Patient ID"), "therapist": N_("Therapist"), "session": N_("Session number"),
-               "alliance": N_("Alliance score"), "symptoms": N_("Symptom score")}
+               "alliance": N_("Alliance score"), "symptoms": N_("Symptom score"),
+               "post": N_("Post-treatment score (one per patient)")}
 WIDE_LABELS = {"alliance": N_("Alliance score columns"), "symptoms": N_("Symptom score columns")}
 #: Headers of the tables of rows (the CSV downloads keep the column names).
 ROW_HEADERS = {"row": N_("row"), "reason": N_("reason"), "kept": N_("kept (a score missing)"),
@@ -302,6 +303,10 @@ m[3].metric(_("Scores missing"), number(len(missing), ","))
 m[4].metric(_("Patients"), number(data["patient"].nunique(), ","))
 for note in validated.notes:
     st.info(md(note))
+if validated.post_missing is not None and len(validated.post_missing):  # issue 30: who lacks a post-treatment score
+    with st.expander(_("Patients without a post-treatment score ({n:,})").format(n=len(validated.post_missing))):
+        st.dataframe(validated.post_missing, hide_index=True, width="stretch",
+                     column_config=headers(validated.post_missing))
 problems = validated.excluded_for()
 if len(problems):
     problems = problems.assign(kept=problems["row"].isin(missing["row"]))

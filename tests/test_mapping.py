@@ -118,9 +118,31 @@ def test_detect_wide_pre_and_months():
     assert layout.measures == {"symptoms": "bdi"}
 
 
-def test_detect_wide_post_goes_last():
+def test_detect_wide_post_is_the_post_treatment_score_not_a_session():
+    """Issue 30: a wide file's ``bdi.post`` / ``oq_post`` is the patient's post-treatment score (one value per
+    patient), not one more session."""
     layout = detect_wide_layout(["id", "bdi.pre", "bdi.2m", "bdi.post"])
-    assert layout.columns == {"bdi": {0: "bdi.pre", 2: "bdi.2m", 3: "bdi.post"}}
+    assert layout.columns == {"bdi": {0: "bdi.pre", 2: "bdi.2m"}}
+    assert layout.post == {"bdi": "bdi.post"}
+    assert propose_mapping(["id", "bdi.pre", "bdi.2m", "bdi.post"]).post == "bdi.post"
+    cols = ["paciente", *[f"ans_s{i}" for i in range(1, 5)], *[f"oq_s{i}" for i in range(1, 5)], "oq_post"]
+    assert detect_wide_layout(cols).post == {"oq": "oq_post"}
+    assert propose_mapping(cols).post == "oq_post"
+
+
+@pytest.mark.parametrize("columns, post", [
+    (["patient", "session", "oq", "oq_post"], "oq_post"),
+    (["paciente", "sesion", "bdi", "BDI post"], "BDI post"),
+    (["id", "session", "symptoms", "post_tratamiento"], "post_tratamiento"),
+    (["id", "session", "oq", "OQ final"], "OQ final"),
+    (["id", "session", "oq", "ans", "ans_post"], None),       # an alliance score after treatment is not it
+    (["id", "session", "oq", "postcode"], None),
+    (["id", "session", "oq"], None),
+])
+def test_post_treatment_role_is_proposed_from_its_header(columns, post):
+    mapping = propose_mapping(columns)
+    assert mapping.post == post
+    assert mapping.symptoms in ("oq", "bdi", "symptoms")
 
 
 def test_detect_wide_without_separator():

@@ -106,12 +106,14 @@ def test_pool_to_dict_is_plain_json(bcg):
     text = json.dumps(got, allow_nan=False)
     assert set(json.loads(text)) == {"k", "estimate", "se", "ci_low", "ci_high", "p", "tau2", "i2",
                                      "q", "q_p", "pi_low", "pi_high", "method", "knapp_hartung",
-                                     "studies"}
+                                     "studies", "regtest", "warnings"}
+    assert set(got["regtest"]) >= {"z", "p"} and got["warnings"] == []
     first = got["studies"][0]
     assert set(first) == {"label", "estimate", "se", "weight"}
     assert first["label"] == "Aronson 1948"
     assert first["estimate"] == pytest.approx(-0.8893113) and first["se"] == pytest.approx(0.5706004)
-    assert all(type(v) in (float, int) for k, v in got.items() if k not in ("method", "knapp_hartung", "studies"))
+    assert all(type(v) in (float, int) for k, v in got.items()
+               if k not in ("method", "knapp_hartung", "studies", "regtest", "warnings"))
 
 
 @pytest.mark.filterwarnings("error")
@@ -176,7 +178,7 @@ def test_reml_tau2_maximises_restricted_likelihood(seed):
 @pytest.mark.parametrize("estimates, ses, message", [
     ([0.2], [0.1], "at least 2 studies"),
     ([], [], "at least 2 studies"),
-    ([0.2, 0.3], [0.1, 0.0], "positive"),
+    ([0.2, 0.3], [0.1, 0.0], "infinite weight"),  # SE 0 and tau2 = 0: metafor stops too
     ([0.2, 0.3], [0.1, -0.2], "positive"),
     ([0.2, 0.3], [0.1, None], "positive"),
     ([0.2, 0.3], [0.1, float("nan")], "positive"),

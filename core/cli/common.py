@@ -126,7 +126,7 @@ def validated_from_args(args):
                 file=args.data, measures=some_names(layout.columns, 3), n=len(sessions), column=args.session))
     mapping = ColumnMapping(patient=args.patient, session=args.session, symptoms=args.symptoms,
                             alliance=getattr(args, "alliance", None),
-                            therapist=getattr(args, "therapist", None))
+                            therapist=getattr(args, "therapist", None), post=getattr(args, "post", None))
     return validate_table(raw, mapping, ranges=measure_ranges(args))
 
 

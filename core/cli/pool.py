@@ -1,4 +1,5 @@
-"""``python -m core pool``: random-effects meta-analysis of given effects (stage 2 alone)."""
+"""``python -m core pool``: random-effects meta-analysis of given effects (stage 2 alone), with optional
+study-level moderators (meta-regression), leave-one-out and influence diagnostics."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +7,21 @@ import pandas as pd
 
 from core.errors import InputError, some_names
 from core.i18n import _
+
+
+def add_meta_flags(parser) -> None:
+    """``--mods COL[,COL]`` and ``--leave-one-out``, shared by ``pool`` and ``ipd-meta``."""
+    parser.add_argument("--mods", metavar="COL[,COL]",
+                        help=_("study-level moderators: a meta-regression on these columns (one value per study), "
+                               "as metafor's rma(mods = ~ ...)"))
+    parser.add_argument("--leave-one-out", action="store_true",
+                        help=_("add each study left out in turn (metafor's leave1out) and influence diagnostics "
+                               "(metafor's influence)"))
+
+
+def moderator_columns(text: str | None) -> list[str]:
+    """``"a,b"`` → ``["a", "b"]`` (blank: none)."""
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
 
 
 def add_parser(sub) -> None:
@@ -17,6 +33,7 @@ def add_parser(sub) -> None:
     parser.add_argument("--method", choices=["reml", "dl"], default="reml",
                         help=_("between-study variance: REML or DerSimonian-Laird"))
     parser.add_argument("--knapp-hartung", action="store_true", help=_("Knapp-Hartung adjustment (t distribution)"))
+    add_meta_flags(parser)
     parser.add_argument("--sheet", help=_("Excel sheet (default: the first)"))
     parser.add_argument("--out", help=_("where to write the report (default: standard output)"))
     parser.set_defaults(func=run)
@@ -26,10 +43,11 @@ def run(args) -> dict:
     from core.intake.reading import read_table
     from core.intake.validation import LARGEST_VALUE, MISSING_TEXTS, format_rows, parse_numbers
     from core.reporting.json_report import clean
-    from core.stats.meta import pool_effects
+    from core.stats.meta import diagnostics_dict, meta_regression, pool_effects
 
     raw = read_table(args.data, sheet=args.sheet)
-    for col in (args.label, args.estimate, args.se):
+    mods = moderator_columns(args.mods)
+    for col in (args.label, args.estimate, args.se, *mods):
         if col not in raw.columns:
             raise InputError(_("The file has no column '{column}'; its columns are: {columns}.").format(
                 column=col, columns=some_names(raw.columns)))
@@ -46,10 +64,14 @@ def run(args) -> dict:
         (est.abs() > LARGEST_VALUE, format_rows(_("estimate {value} is beyond ±{limit:,.0f}"), value=est_text,
                                                 limit=LARGEST_VALUE)),
         (se_missing | se_bad, format_rows(_("standard error '{value}' is not a number"), value=se_text)),
-        (~(se_missing | se_bad) & ~(se > 0), format_rows(_("standard error {value} is not positive"), value=se_text)),
+        # 0 is kept (metafor's REML keeps it, DL refuses it: core.stats.meta says so); a negative SE is an error
+        (~(se_missing | se_bad) & (se < 0), format_rows(_("standard error {value} is negative"), value=se_text)),
         (se > LARGEST_VALUE, format_rows(_("standard error {value} is beyond ±{limit:,.0f}"), value=se_text,
                                          limit=LARGEST_VALUE)),
     ]
+    for col in mods:  # metafor leaves out a study without a moderator value ("Studies with NAs omitted")
+        checks.append((frame[col].astype(str).str.strip().str.lower().isin(MISSING_TEXTS),
+                       pd.Series(_("moderator '{column}' missing").format(column=col), index=frame.index)))
     reasons = pd.Series("", index=frame.index, dtype=object)
     for mask, text in checks:
         mask = mask.to_numpy(dtype=bool, na_value=False)
@@ -58,8 +80,14 @@ def run(args) -> dict:
     ok = reasons.eq("").to_numpy()
     excluded = [{"row": int(r), "reason": str(t)} for r, t in zip(frame["row"][~ok], reasons[~ok])]
     est = est.where(est.abs() <= LARGEST_VALUE)
-    result = pool_effects(est[ok].to_numpy(), se[ok].to_numpy(), labels=label[ok].tolist(),
-                          method=args.method, knapp_hartung=args.knapp_hartung)
+    if mods:
+        result = meta_regression(est[ok].to_numpy(), se[ok].to_numpy(), frame.loc[ok, mods],
+                                 labels=label[ok].tolist(), method=args.method, knapp_hartung=args.knapp_hartung)
+    else:
+        result = pool_effects(est[ok].to_numpy(), se[ok].to_numpy(), labels=label[ok].tolist(),
+                              method=args.method, knapp_hartung=args.knapp_hartung)
     report = result.to_dict()
+    if args.leave_one_out:
+        report.update(diagnostics_dict(result))
     report["excluded_rows"] = excluded
     return clean(report)

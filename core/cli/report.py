@@ -24,6 +24,11 @@ def add_parser(sub) -> None:
     parser.add_argument("--lower-is-worse", action="store_true", help=_("signal: a lower symptom score is worse"))
     parser.add_argument("--reliable-change", type=float, help=_("signal: reliable change (default: OQ-45.2's)"))
     parser.add_argument("--intake", help=_("signal: column with each patient's intake score"))
+    parser.add_argument("--post", help=_("early alliance and outcome section: column with a post-treatment symptom "
+                                         "score, one value per patient (default: the last symptom score after the "
+                                         "early sessions)"))
+    parser.add_argument("--early-sessions", default="1-4", metavar="FIRST-LAST",
+                        help=_("early alliance and outcome section: sessions whose alliance is averaged (default 1-4)"))
     parser.set_defaults(func=run)
 
 
@@ -53,5 +58,12 @@ def run(args) -> str:
 
         signal, _assumed = published_settings(validated.data["symptoms"], not args.lower_is_worse, args.reliable_change,
                                        None, args.intake)
+    outcome = "auto"
+    if args.post or args.early_sessions != "1-4":
+        from core.reporting.alliance_outcome_report import for_clinic
+        from core.stats.alliance_outcome import parse_window
+
+        outcome = for_clinic(validated.data, early=parse_window(args.early_sessions),
+                             post="post" if args.post else None, post_label=args.post)
     return build_html_report(validated, ladder, custom, seed=args.seed, riclpm=riclpm,
-                             signal=signal)
+                             signal=signal, alliance_outcome=outcome)

@@ -18,11 +18,14 @@ from core.errors import InputError, some_names
 from core.i18n import N_, _
 
 #: The roles a column can play. ``patient`` and ``session`` are required, and at least one measure.
-ROLES = ("patient", "therapist", "session", "alliance", "symptoms")
+#: ``post``: a post-treatment symptom score, one value per patient (repeated in the patient's rows,
+#: or in one of them), for the early alliance → outcome analysis (:mod:`core.stats.alliance_outcome`).
+ROLES = ("patient", "therapist", "session", "alliance", "symptoms", "post")
 MEASURES = ("alliance", "symptoms")
 #: The roles' names in sentences (translated where shown: :func:`role_name`).
 ROLE_NAMES = {"patient": N_("patient"), "therapist": N_("therapist"), "session": N_("session"),
-              "alliance": N_("alliance"), "symptoms": N_("symptoms"), "study": N_("study")}
+              "alliance": N_("alliance"), "symptoms": N_("symptoms"), "study": N_("study"),
+              "post": N_("post-treatment score")}
 
 
 def role_name(role: str) -> str:
@@ -56,6 +59,16 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
                  "malestar", "bdi", "bdiii", "phq9", "phq", "gad7", "core", "coreom", "core10",
                  "sclr90", "scl90", "outcome", "resultado", "ors"),
 }
+#: Words that mark a post-treatment score (``oq_post``, ``bdi.post``, ``post_tratamiento``, ``oq_final``).
+POST_WORDS = ("post", "posttreatment", "postratamiento", "posttratamiento", "posttest", "postest", "final",
+              "end", "egreso", "alta")
+#: The post-treatment role is proposed only for a header that is exactly one of these: a post word
+#: alone or after (or before) a symptom measure's name, so that ``ans_post`` (an alliance score) or
+#: ``postcode`` is not taken for it.
+SYNONYMS["post"] = tuple(dict.fromkeys(
+    ("post", "posttreatment", "postratamiento", "posttratamiento", "postscore", "puntajepost", "posttest", "postest")
+    + tuple(f"{m}{w}" for m in SYNONYMS["symptoms"] for w in POST_WORDS)
+    + tuple(f"{w}{m}" for m in SYNONYMS["symptoms"] for w in POST_WORDS)))
 
 
 def normalise_header(name: str) -> str:
@@ -74,6 +87,7 @@ class ColumnMapping:
     therapist: str | None = None
     alliance: str | None = None
     symptoms: str | None = None
+    post: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return {role: getattr(self, role) for role in ROLES}
@@ -123,6 +137,18 @@ def _match(header: str, role: str) -> tuple[int, int]:
     return best, best_rank
 
 
+_POST_RANK = {syn: rank for rank, syn in enumerate(SYNONYMS["post"])}
+
+
+def _proposal(header: str, role: str) -> tuple[int, int]:
+    """:func:`_match`, but the post-treatment role only on an exact match (a set look-up: its
+    synonyms are many)."""
+    if role == "post":
+        rank = _POST_RANK.get(header)
+        return (3, rank) if rank is not None else (0, len(_POST_RANK))
+    return _match(header, role)
+
+
 def _score(header: str, role: str) -> int:
     """How well a normalised header fits a role: 3 exact, 2 starts with, 1 contains, 0 no."""
     return _match(header, role)[0]
@@ -133,7 +159,11 @@ def propose_mapping(columns: list[str]) -> ColumnMapping:
 
     Exact matches of a synonym win over prefixes, prefixes over substrings; among equals the
     more specific synonym wins (``paciente`` over ``id``), then the leftmost column. Roles are
-    assigned in the order of :data:`ROLES`.
+    assigned in the order of :data:`ROLES`. The post-treatment score is proposed only for an exact
+    match (``post``, ``oq_post``, ``bdi.post``, ``oq_final``).
+
+    >>> propose_mapping(["paciente", "sesion", "oq", "oq_post"]).post
+    'oq_post'
     """
     # Only a header's start is compared (synonyms are short): 16,384 headers of 32,767 characters
     # would otherwise take minutes on every rerun of the Upload page.
@@ -143,7 +173,7 @@ def propose_mapping(columns: list[str]) -> ColumnMapping:
     candidates = []
     for role in ROLES:
         for pos, col in enumerate(columns):
-            s, rank = _match(normalised[col], role)
+            s, rank = _proposal(normalised[col], role)
             if s:
                 candidates.append((-s, rank, ROLES.index(role), pos, role, col))
     for *_rank, role, col in sorted(candidates):
@@ -224,19 +254,23 @@ def session_from_token(token: str) -> int | None:
 class WideLayout:
     """A wide file: one row per patient, ``columns[stem][session] = column name``.
 
-    ``measures`` says which stem holds which measure, e.g. ``{"alliance": "ans", "symptoms": "oq"}``.
+    ``measures`` says which stem holds which measure, e.g. ``{"alliance": "ans", "symptoms": "oq"}``;
+    ``post`` names each stem's post-treatment column (``{"oq": "oq_post"}``): one value per patient, not
+    a session (the *post-treatment score* role).
     """
 
     columns: dict[str, dict[int, str]]
     measures: dict[str, str] = field(default_factory=dict)
+    post: dict[str, str] = field(default_factory=dict)
 
 
 def detect_wide_layout(columns: list[str]) -> WideLayout | None:
     """Find measure stems repeated over sessions (``ans_s1``, ``ans_s2`` … or ``ans1``, ``ans2`` …);
     None if the file is long.
 
-    A stem counts when it appears with at least two different session tokens. ``post``/``end``
-    columns are placed after the highest numbered session of that stem.
+    A stem counts when it appears with at least two different session tokens. A ``post``/``end``
+    column is not a session: it is the stem's post-treatment score (``WideLayout.post``), one value
+    per patient, kept as a column of its own (the *post-treatment score* role).
     """
     groups: dict[str, dict[str, str]] = {}
     for col in columns:
@@ -248,6 +282,7 @@ def detect_wide_layout(columns: list[str]) -> WideLayout | None:
             continue
         groups.setdefault(stem, {})[token] = col
     layout: dict[str, dict[int, str]] = {}
+    posts: dict[str, str] = {}
     for stem, tokens in groups.items():
         numbered: dict[int, str] = {}
         post = []
@@ -261,10 +296,10 @@ def detect_wide_layout(columns: list[str]) -> WideLayout | None:
                 numbered = {}
                 break
             numbered[n] = col
-        if numbered and post:
-            numbered[max(numbered) + 1] = post[0]
         if len(numbered) >= 2:
             layout[stem] = dict(sorted(numbered.items()))
+            if post:
+                posts[stem] = post[0]
     if not layout:
         return None
     measures: dict[str, str] = {}
@@ -274,7 +309,7 @@ def detect_wide_layout(columns: list[str]) -> WideLayout | None:
             if role not in measures and _score(norm, role):
                 measures[role] = stem
                 break
-    return WideLayout(columns=layout, measures=measures)
+    return WideLayout(columns=layout, measures=measures, post=posts)
 
 
 # ---------------------------------------------------------------------------- saved mappings

@@ -73,6 +73,9 @@ class ValidatedData:
     #: Why a kept row's measure is missing (aligned with ``data``; one text column per measure,
     #: ``""`` where the value is present), e.g. ``"alliance 9 is outside the allowed range 1 to 7"``.
     cell_reasons: pd.DataFrame | None = field(default=None, compare=False)
+    #: With a post-treatment score mapped: the patients without a usable one, as ``patient, row, reason``
+    #: (``row``: the patient's first spreadsheet row); None when no post-treatment column is mapped.
+    post_missing: pd.DataFrame | None = field(default=None, compare=False)
 
     @property
     def measures(self) -> list[str]:
@@ -408,6 +411,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
                 reasons.add(pd.Series(shadowed, index=out.index), msg.reindex(out.index),
                             kind=_("incomplete duplicate of a complete row"))
 
+    post_missing = None
+    if mapping.post:
+        post_missing = _post_scores(frame, mapping, out, reasons.bad, decimal, ranges.get("symptoms"), missing_codes,
+                                    notes)
     # Everything else in the file comes along as text, renamed when it is called like a role:
     # an unmapped "alliance" column of text must not pass for the alliance measure.
     # All at once: adding columns one by one costs time quadratic in their number.
@@ -488,7 +495,72 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
         notes.append(_("Sessions kept with one measure missing: {counts}. Each model uses the sessions that have "
                        "every variable it needs and lists the others; the figures use every score.").format(counts=said))
     return ValidatedData(data=data, excluded=excluded.reset_index(drop=True), notes=tuple(notes),
-                         mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells)
+                         mapping=mapping, source=source, n_rows_read=n, ranges=ranges, cell_reasons=cells,
+                         post_missing=post_missing)
+
+
+def _post_scores(frame: pd.DataFrame, mapping: ColumnMapping, out: pd.DataFrame, bad: np.ndarray, decimal: str,
+                 symptoms_range: tuple[float, float] | None, missing_codes, notes: list[str]) -> pd.DataFrame:
+    """The post-treatment score (one value per patient) into ``out["post"]``, and the patients without one.
+
+    Every row with a readable patient ID counts (also a row left out for another reason, so that a
+    post-treatment score written on a row of its own is not lost); a cell that is not a number, beyond
+    ±:data:`LARGEST_VALUE`, a missing-value code or outside the symptoms' range is not used. A patient
+    whose rows give two different scores gets none (both are listed). Returns ``patient, row, reason``
+    for the patients without a usable score, and adds a note naming them.
+    """
+    raw = frame[mapping.post].astype(str).str.strip()
+    values, missing, non_numeric = parse_numbers(raw, decimal)
+    problem = pd.Series("", index=frame.index, dtype=object)
+    huge = (non_numeric & _beyond_float(raw, non_numeric)) | (values.abs() > LARGEST_VALUE)
+    problem[non_numeric & ~huge] = format_rows(_("post-treatment score '{value}' is not a number"),
+                                               value=_short(raw[non_numeric & ~huge]))
+    problem[huge] = format_rows(_("post-treatment score {value} is beyond ±{limit:,.0f}"), value=_short(raw[huge]),
+                                limit=LARGEST_VALUE)
+    values = values.where(~huge)
+    if symptoms_range is not None:
+        lo, hi = symptoms_range
+        outside = values.notna() & ((values < lo) | (values > hi))
+        coded = outside & values.isin(missing_codes)
+        problem[outside & ~coded] = format_rows(
+            _("post-treatment score {value} is outside the allowed range {lo:g} to {hi:g}"),
+            value=raw[outside & ~coded], lo=lo, hi=hi)
+        values = values.where(~outside)
+    else:
+        ordinary = values[values.notna() & ~values.isin(missing_codes)]
+        if len(ordinary):
+            coded = values.isin(missing_codes) & ((values < ordinary.min()) | (values > ordinary.max()))
+            values = values.where(~coded)
+    patient = out["patient"].astype(str)
+    readable = ~patient.str.lower().isin(ID_MISSING_TEXTS)
+    known = pd.DataFrame({"patient": patient[readable], "value": values[readable], "row": out.loc[readable, ROW]})
+    distinct = known.dropna(subset=["value"]).groupby("patient", sort=False)["value"].unique()
+    single = distinct[distinct.map(len) == 1].map(lambda v: float(v[0]))
+    conflicting = distinct[distinct.map(len) > 1]
+    out["post"] = patient.map(single).astype(float).to_numpy()
+    kept = ~pd.Series(bad, index=out.index)
+    first_rows = known.groupby("patient", sort=False)["row"].min()
+    lacking = [p for p in dict.fromkeys(patient[kept & readable]) if p not in single.index]
+    problems = pd.DataFrame({"patient": patient, "problem": problem})
+    problems = problems[problems["problem"].ne("")].groupby("patient", sort=False)["problem"].first()
+    rows = []
+    for p in lacking:
+        if p in conflicting.index:
+            why = _("different post-treatment scores in its rows ({values})").format(
+                values=", ".join(f"{v:g}" for v in conflicting[p][:4]))
+        elif p in problems.index:
+            why = problems[p]
+        else:
+            why = _("no post-treatment score")
+        rows.append({"patient": p, "row": int(first_rows[p]), "reason": why})
+    table = pd.DataFrame(rows, columns=["patient", "row", "reason"])
+    if len(table):
+        shown = ", ".join(table["patient"].head(10)) + (" …" if len(table) > 10 else "")
+        notes.append(ngettext("{n} patient has no usable post-treatment score ({patients}); the early alliance → "
+                              "outcome analysis leaves them out.",
+                              "{n} patients have no usable post-treatment score ({patients}); the early alliance → "
+                              "outcome analysis leaves them out.", len(table)).format(n=len(table), patients=shown))
+    return table
 
 
 def _sorted_by_patient_and_session(data: pd.DataFrame) -> bool:
@@ -564,7 +636,7 @@ def validate_table(raw: RawTable, mapping: ColumnMapping, *,
                 source=raw.source, columns=some_names(c for s in wide.columns.values() for c in s.values())))
         long_mapping = ColumnMapping(patient=mapping.patient, therapist=mapping.therapist,
                                      session="session", alliance=wide.measures.get("alliance"),
-                                     symptoms=wide.measures.get("symptoms"))
+                                     symptoms=wide.measures.get("symptoms"), post=mapping.post)
         long_why = None
         if explanations:  # from the patient's row to each of its sessions, by row number
             long_why = {m: long[ROW].map(pd.Series(t.reindex(raw.frame.index).to_numpy(),
@@ -623,12 +695,14 @@ def combine_studies(parts: dict[str, ValidatedData], *, extra_excluded: pd.DataF
     Excluded rows keep their own file's row numbers, with the study named in the reason when the
     studies come from different files.
     """
-    frames, excluded, all_notes = [], [], list(notes)
+    frames, excluded, all_notes, post_missing = [], [], list(notes), []
     several_files = len({p.source for p in parts.values()}) > 1
     for label, part in parts.items():
         data = part.data.copy()
         data.insert(0, STUDY, label)
         frames.append(data)
+        if part.post_missing is not None:
+            post_missing.append(part.post_missing.assign(**{STUDY: label}))
         ex = part.excluded.copy()
         if several_files:
             ex["reason"] = f"{part.source}: " + ex["reason"]
@@ -636,8 +710,11 @@ def combine_studies(parts: dict[str, ValidatedData], *, extra_excluded: pd.DataF
         all_notes += [_("Study {study}: {note}").format(study=label, note=n) for n in part.notes]
     data = pd.concat(frames, ignore_index=True)
     per_patient = data.groupby("patient")[STUDY].nunique()
+    post_table = pd.concat(post_missing, ignore_index=True) if post_missing else None
     if (per_patient > 1).any():
         data["patient"] = data[STUDY] + " / " + data["patient"]
+        if post_table is not None:
+            post_table["patient"] = post_table[STUDY] + " / " + post_table["patient"]
         all_notes.append(_("Some patient IDs occur in more than one study; they are written "
                            "'study / patient' so that they stay distinct."))
     if extra_excluded is not None and len(extra_excluded):
@@ -647,4 +724,4 @@ def combine_studies(parts: dict[str, ValidatedData], *, extra_excluded: pd.DataF
     return ValidatedData(data=data, excluded=excluded, notes=tuple(all_notes), mapping=first.mapping,
                          source=source, n_rows_read=n_rows_read if n_rows_read is not None
                          else sum(p.n_rows_read for p in parts.values()),
-                         ranges=first.ranges)
+                         ranges=first.ranges, post_missing=post_table)

@@ -830,3 +830,88 @@ def power_curve(result, target: float = 0.8, title: str = "") -> go.Figure:
     fig.update_layout(title=title or None, height=380, showlegend=False,
                       margin=dict(l=10, r=10, t=50 if title else 20, b=40))
     return _local_numbers(fig)
+
+
+def early_alliance_scatter(result, alliance_title: str | None = None, outcome_title: str | None = None) -> go.Figure:
+    """Early alliance (x) against the post-treatment outcome (y), one point per patient of a single clinic
+    (:class:`core.stats.alliance_outcome.AllianceOutcomeResult`), with the coefficient adjusted for intake
+    drawn as a line through the means: slope ``β · SD(outcome) / SD(early alliance)`` in the scores' own
+    units (the expected outcome of a patient at the mean intake). The adjusted β, its 95% CI and r are
+    written above the plot."""
+    patients = result.patients
+    stage = next(iter(result.stage1.values()))
+    x = patients["early_alliance"].to_numpy(float)
+    y = patients["post"].to_numpy(float)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=x, y=y, mode="markers", name=_("patients"),
+        marker=dict(size=7, color=pal.POINTS, opacity=pal.POINTS_OPACITY),
+        text=[_text(p) for p in patients["patient"]], customdata=patients["intake"].to_numpy(float),
+        hovertemplate=_("patient %{text}<br>early alliance %{x:.2f}<br>outcome %{y:.1f}<br>intake %{customdata:.1f}")
+        + "<extra></extra>"))
+    slope = stage["estimate"] * np.std(y, ddof=1) / np.std(x, ddof=1)
+    xs = np.array([x.min(), x.max()])
+    fig.add_trace(go.Scatter(
+        x=xs, y=y.mean() + slope * (xs - x.mean()), mode="lines", line=dict(color=pal.FIT, width=2.5),
+        name=_("adjusted for intake"),
+        hovertemplate=_("adjusted for intake: {slope:.2f} per point of early alliance").format(slope=float(slope))
+        + "<extra></extra>"))
+    first, last = result.early
+    fig.add_annotation(
+        xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", yshift=6, showarrow=False,
+        align="left", font=dict(size=12, color=pal.MUTED_TEXT),
+        text=_("β = {b} (95% CI {low} to {high}), adjusted for intake; r = {r}; {n} patients").format(
+            b=format_number(stage["estimate"], 2), low=format_number(stage["ci_low"], 2),
+            high=format_number(stage["ci_high"], 2), r=format_number(stage["r"], 2), n=stage["n_patients"]))
+    fig.update_layout(
+        xaxis_title=alliance_title or _("Early alliance (mean of sessions {first}–{last})").format(first=first,
+                                                                                                  last=last),
+        yaxis_title=outcome_title or (_("Post-treatment score ({column})").format(column=result.post_column)
+                                      if result.outcome == "post" else
+                                      _("Last symptom score after session {last}").format(last=last)),
+        height=420, showlegend=True,
+        legend=dict(orientation="h", yanchor="top", y=-0.18, x=0), margin=dict(l=10, r=10, t=50, b=90))
+    return _style(fig)
+
+
+def funnel_plot(result, effect_label: str | None = None) -> go.Figure:
+    """Funnel plot as metafor's ``funnel(res)`` draws it for a model without moderators: each study's
+    estimate (x) against its standard error (y, 0 at the top), a vertical line at the pooled estimate and
+    the pseudo 95% confidence region ``estimate ± 1.96 SE`` (a triangle); with Egger's test
+    (:func:`core.stats.meta.egger_test`) its regression line (the estimate expected at each SE) dashed and
+    its z and p above the plot."""
+    studies = result.studies
+    se = studies["se"].to_numpy(float)
+    est = studies["estimate"].to_numpy(float)
+    top = float(se.max()) * 1.05 if len(se) and se.max() > 0 else 1.0
+    mu = float(result.estimate)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=[mu - 1.96 * top, mu, mu + 1.96 * top], y=[top, 0, top], mode="lines", fill="toself",
+        fillcolor=pal.EXPECTED_BAND, line=dict(color=pal.REFERENCE, width=1, dash="dot"),
+        name=_("pseudo 95% confidence region"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(x=[mu, mu], y=[0, top], mode="lines", line=dict(color=pal.FIT, width=2),
+                             name=_("pooled estimate"), hoverinfo="skip"))
+    egger = result.regtest or {}
+    if egger.get("limit_estimate") is not None and egger.get("slope") is not None:
+        ys = np.array([0.0, top])
+        fig.add_trace(go.Scatter(x=egger["limit_estimate"] + egger["slope"] * ys, y=ys, mode="lines",
+                                 line=dict(color=pal.EXPECTED, width=2, dash="dash"),
+                                 name=_("Egger's regression line"), hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        x=est, y=se, mode="markers", name=_("studies"), marker=dict(size=9, color=pal.STUDY, symbol="circle"),
+        text=[_text(v) for v in studies["label"]],
+        hovertemplate=_("%{text}<br>estimate %{x:.3f}<br>SE %{y:.3f}") + "<extra></extra>"))
+    if egger.get("z") is not None:
+        stat = "t" if egger.get("test") == "t" else "z"
+        note = _("Egger's test for funnel-plot asymmetry: {stat} = {value}, p = {p}").format(
+            stat=stat, value=format_number(egger["z"], 2), p=number(float(egger["p"]), ".3f"))
+    else:
+        note = _("Egger's test needs at least 3 studies with different standard errors.")
+    fig.add_annotation(xref="paper", yref="paper", x=0, y=1, xanchor="left", yanchor="bottom", yshift=6,
+                       showarrow=False, align="left", font=dict(size=12, color=pal.MUTED_TEXT), text=note)
+    fig.update_yaxes(autorange=False, range=[top, 0], title_text=_("Standard error"))
+    fig.update_layout(xaxis_title=effect_label or _("Effect"), height=420, showlegend=True,
+                      legend=dict(orientation="h", yanchor="top", y=-0.18, x=0),
+                      margin=dict(l=10, r=10, t=50, b=90))
+    return _style(fig)

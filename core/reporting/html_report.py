@@ -166,13 +166,16 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
 def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: list[ModelResult] = (),
                       title: str | None = None,
                       seed: int | None = None, dataset_name: str | None = None, riclpm="auto",
-                      signal: SignalSettings | bool | None = None) -> str:
+                      signal: SignalSettings | bool | None = None, alliance_outcome="auto") -> str:
     """The report as an HTML string (see module docstring).
 
     ``riclpm``: a fitted :class:`core.stats.riclpm.RiclpmResult`, a sentence saying why it could
     not be fitted, ``None`` (no RI-CLPM section) or ``"auto"`` (fitted here over the suggested
     sessions when the data have both measures). ``signal``: the early-warning signal's settings
     (default: higher is worse, the published OQ-45.2 values), or False to leave it out.
+    ``alliance_outcome``: a :class:`core.stats.alliance_outcome.AllianceOutcomeResult`, a sentence saying
+    why there is none, ``None`` (no section) or ``"auto"`` (sessions 1–4; the post-treatment score when
+    the data have one, else the last symptom score after session 4).
     """
     data = validated.data
     measures = validated.measures
@@ -185,6 +188,13 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         riclpm = fit_for_report(data) if {"alliance", "symptoms"} <= set(measures) else None
     if riclpm is not None:
         analysis["riclpm"] = clean(riclpm.to_dict() if not isinstance(riclpm, str) else {"error": riclpm})
+    if isinstance(alliance_outcome, str) and alliance_outcome == "auto":  # early alliance → outcome (issue 30)
+        from core.reporting.alliance_outcome_report import for_clinic
+
+        alliance_outcome = for_clinic(data) if {"alliance", "symptoms"} <= set(measures) else None
+    if alliance_outcome is not None:
+        analysis["alliance_outcome"] = clean(alliance_outcome.to_dict() if not isinstance(alliance_outcome, str)
+                                             else {"error": alliance_outcome})
     if custom:
         analysis["custom_models"] = clean({m.key: {**model_to_dict(m), "title": m.spec.title} for m in custom})
     out = [f"<!DOCTYPE html><html lang='{get_language()}'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
@@ -272,6 +282,11 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
         from core.reporting.riclpm_report import riclpm_section_html
 
         out.append(riclpm_section_html(riclpm, lambda fig: _figure(fig, first=not figures)))
+    if alliance_outcome is not None:
+        from core.reporting.alliance_outcome_report import alliance_outcome_section_html
+
+        out.append(alliance_outcome_section_html(alliance_outcome, lambda frame: _table(frame, 3),
+                                                 lambda fig: _figure(fig, first=not figures)))
 
     # excluded rows, definitions, software
     out.append(_tag("h2", _("Rows left out")))
