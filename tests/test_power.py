@@ -123,9 +123,14 @@ def test_simulated_outcomes_have_the_model_covariance(data):
 
 
 def test_one_refit_equals_lme4_and_lmertest(data):
-    """The project's simulation reproduces the committed outcomes bit for bit, and its REML refit and
+    """The project's simulation reproduces the committed outcomes, and its REML refit and
     Satterthwaite test of each equal lme4 + lmerTest on the same numbers
-    (tests/r/reference_power_refit.R)."""
+    (tests/r/reference_power_refit.R).
+
+    The outcomes agree to 1e-6 relative, not bit for bit: they are drawn from the fitted θ, β and σ,
+    which an optimiser determines only to its stopping tolerance (about 1e-8 relative; on an AMD
+    EPYC the random-slope case's θ differs from the committed one's machine in the 8th digit, and
+    its outcomes by 4e-8). The refit is then done on the committed outcomes, the numbers R used."""
     ref = json.loads((ROOT / "tests" / "expected" / "power_refit.json").read_text())
     for name, case in REFIT_CASES.items():
         designs, info = prepare(data, case["formula"], case["term"], effect=case["effect"],
@@ -136,8 +141,9 @@ def test_one_refit_equals_lme4_and_lmertest(data):
         assert ref[name]["n_observations"] == design.matrices.n_obs == len(stored)
         for i, expected in enumerate(ref[name]["fits"]):
             y = model.simulate(seed=simulation_rng(design.seed, design.n_patients, i))
-            assert np.array_equal(y, stored[f"y{i}"].to_numpy()), (name, i)
-            fit = model.refit(y, start=np.asarray(design.theta))
+            committed = stored[f"y{i}"].to_numpy()
+            assert y == pytest.approx(committed, rel=1e-6, abs=1e-9), (name, i)
+            fit = model.refit(committed, start=np.asarray(design.theta))
             estimate, p = satterthwaite_test(fit, design.term)
             assert estimate == pytest.approx(expected["estimate"], rel=1e-5, abs=1e-8), (name, i)
             assert p == pytest.approx(expected["p"], rel=2e-4, abs=1e-7), (name, i)

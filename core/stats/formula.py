@@ -61,6 +61,9 @@ RANK_TOLERANCE = 1e-7
 GRADIENT_TOLERANCE = 2e-3
 HESSIAN_TOLERANCE = 1e-6
 SINGULAR_TOLERANCE = 1e-4
+#: A residual SD below this fraction of the outcome's SD: the model reproduces the outcome exactly (to
+#: the rounding of its sums of squares, √ε ≈ 1.5e-8, with a margin): a perfectly linear course.
+EXACT_FIT_RATIO = 1e-6
 #: Cell texts read as missing in the file's other columns: the R reference's ``na.strings``
 #: (``"" NA n/a N/A . -``) and spreadsheet error/NaN texts. Words such as "none" or "missing" stay
 #: categories (a medication "None" is a level, as in R).
@@ -1057,66 +1060,135 @@ def _deviance_function(result):
     return optimizer.objective
 
 
-def convergence_messages(result) -> list[str]:
-    """lme4's ``checkConv`` on a fit: for a non-singular fit, the gradient and Hessian of the
-    deviance in θ by central differences (δ = 1e-4, ``lme4:::deriv12``); the messages lme4 gives
-    (an empty list when the fit passes)."""
-    theta = np.asarray(result.theta, float)
-    if len(theta) == 0 or _is_singular(result):
-        return []
-    fun = _deviance_function(result)
-    try:
-        fx = float(fun(theta))
-        n, d = len(theta), 1e-4
-        H = np.empty((n, n))
-        g = np.empty(n)
-        for j in range(n):
-            e_j = np.zeros(n)
-            e_j[j] = d
-            fadd, fsub = float(fun(theta + e_j)), float(fun(theta - e_j))
-            H[j, j] = (fadd - 2 * fx + fsub) / d ** 2
-            g[j] = (fadd - fsub) / (2 * d)
-            for i in range(j):
-                e_i = np.zeros(n)
-                e_i[i] = d
-                H[i, j] = H[j, i] = (float(fun(theta + e_i + e_j)) - float(fun(theta + e_i - e_j))
-                                     - float(fun(theta - e_i + e_j)) + float(fun(theta - e_i - e_j))) / (4 * d * d)
-    except Exception:  # noqa: BLE001 - the engine refuses a point: lme4 says the same
-        return ["Problem with Hessian check (infinite or missing values?)"]
-    messages = []
-    if not np.all(np.isfinite(g)):
-        return ["Gradient contains NAs"]
-    try:
-        L = np.linalg.cholesky(H)
-        scaled = np.linalg.solve(L.T, g)  # R's chol() is the upper factor: solve(R, g)
-        maxmin = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
-        if maxmin > GRADIENT_TOLERANCE:
-            comp = int(np.argmax(np.minimum(np.abs(scaled), np.abs(g)))) + 1
-            messages.append(f"Model failed to converge with max|grad| = {maxmin:.6g} "
-                            f"(tol = {GRADIENT_TOLERANCE:g}, component {comp})")
-    except np.linalg.LinAlgError:
-        messages.append("unable to evaluate scaled gradient")
-    if not np.all(np.isfinite(H)):
-        return messages + ["Problem with Hessian check (infinite or missing values?)"]
+#: lme4's notes that say nothing against the optimum (``checkHess`` codes 2 and 3): kept in
+#: ``warnings``, but a fit with only these is converged.
+NOTE_ONLY = ("very large eigenvalue", "large eigenvalue ratio")
+#: The smallest Hessian eigenvalue (in absolute value) below which the central-difference Hessian is
+#: recomputed by Richardson extrapolation before lme4's rules judge it. With lme4's step 1e-4 a
+#: second difference of a deviance f carries a rounding error of about 4·ε·|f|/1e-8 (≈ 1e-6 for
+#: f ≈ 10): an eigenvalue of a flat direction comes out anywhere in ±1e-5 depending on the CPU's and
+#: BLAS's rounding, on both sides of lme4's tolerance 1e-6. Richardson's estimate is accurate to
+#: about 1e-9 there, so the verdict no longer depends on the machine. Ordinary fits have
+#: eigenvalues of 0.1 or more and are never recomputed.
+REFINE_BELOW = 1e-2
+
+
+def _central_derivatives(fun, theta: np.ndarray, d: float = 1e-4) -> tuple[float, np.ndarray, np.ndarray]:
+    """f, gradient and Hessian by central differences with step ``d`` (``lme4:::deriv12``)."""
+    fx = float(fun(theta))
+    n = len(theta)
+    H = np.empty((n, n))
+    g = np.empty(n)
+    for j in range(n):
+        e_j = np.zeros(n)
+        e_j[j] = d
+        fadd, fsub = float(fun(theta + e_j)), float(fun(theta - e_j))
+        H[j, j] = (fadd - 2 * fx + fsub) / d ** 2
+        g[j] = (fadd - fsub) / (2 * d)
+        for i in range(j):
+            e_i = np.zeros(n)
+            e_i[i] = d
+            H[i, j] = H[j, i] = (float(fun(theta + e_i + e_j)) - float(fun(theta + e_i - e_j))
+                                 - float(fun(theta - e_i + e_j)) + float(fun(theta - e_i - e_j))) / (4 * d * d)
+    return fx, g, H
+
+
+def _hessian_verdict(H: np.ndarray) -> list[str]:
+    """lme4's ``checkHess`` messages for a finite Hessian (``HESSIAN_TOLERANCE``)."""
     ev = np.linalg.eigvalsh((H + H.T) / 2)
     negative = int(np.sum(ev < -HESSIAN_TOLERANCE))
     if negative:
-        messages.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
-    else:
-        zero = int(np.sum(np.abs(ev) < HESSIAN_TOLERANCE))
+        return [f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues"]
+    zero = int(np.sum(np.abs(ev) < HESSIAN_TOLERANCE))
+    try:
+        np.linalg.cholesky(H)
+        pd_ok = True
+    except np.linalg.LinAlgError:
+        pd_ok = False
+    if zero or not pd_ok:
+        return [" Hessian is numerically singular: parameters are not uniquely determined"]
+    out = []
+    if ev.max() * HESSIAN_TOLERANCE > 1:
+        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    if ev.min() / ev.max() < HESSIAN_TOLERANCE:
+        out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return out
+
+
+def convergence_check(result) -> tuple[list[str], bool]:
+    """lme4's ``checkConv`` on a fit, judged so that the verdict holds on any machine and size.
+
+    Returns ``(messages, failed)``. For a non-singular fit: the gradient g and Hessian H of the
+    deviance in θ by central differences (δ = 1e-4, ``lme4:::deriv12``), then lme4's rules:
+
+    - **gradient** (``check.conv.grad``): max(min(|solve(chol(H), g)|, |g|)) > 2e-3 gives lme4's
+      "Model failed to converge with max|grad| = …". lme4's help (``?convergence``) notes that this
+      scaled gradient grows with the sample size, so that it warns on well-behaved fits of large data;
+      the check its maintainers use there is the relative gradient ``solve(H, g)`` (the Newton step
+      to the optimum, in θ's units). When that step is below 2e-3 in every component the fit has
+      reached its optimum: lme4's message is kept, and the fit is not failed.
+    - **Hessian** (``check.conv.hess``, ``lme4:::checkHess``, tolerance 1e-6): a negative eigenvalue
+      ("degenerate Hessian") or a zero one ("numerically singular") fails the fit; "very large
+      eigenvalue" (> 1e6, which any fit of about 10⁵ rows or more has, since the deviance's
+      curvature grows with the number of groups) and "large eigenvalue ratio" are lme4's notes
+      (codes 2 and 3), kept in the messages without failing the fit. Before judging, a Hessian with
+      an eigenvalue within :data:`REFINE_BELOW` of zero is recomputed at the optimum (a trust-region
+      Newton polish from the fit's θ, to a gradient of about 1e-10) by Richardson extrapolation
+      (numDeriv's ``hessian``), so that neither rounding nor where an optimiser stopped near a flat
+      ridge decides the verdict (see :data:`REFINE_BELOW`).
+    """
+    theta = np.asarray(result.theta, float)
+    if len(theta) == 0 or _is_singular(result):
+        return [], False
+    fun = _deviance_function(result)
+    try:
+        fx, g, H = _central_derivatives(fun, theta)
+    except Exception:  # noqa: BLE001 - the engine refuses a point: lme4 says the same
+        return ["Problem with Hessian check (infinite or missing values?)"], True
+    if not np.all(np.isfinite(g)):
+        return ["Gradient contains NAs"], True
+    if not np.all(np.isfinite(H)):
+        return ["Problem with Hessian check (infinite or missing values?)"], True
+    ev = np.linalg.eigvalsh((H + H.T) / 2)
+    if float(np.min(np.abs(ev))) < REFINE_BELOW or ev[0] < 0:
+        from core.stats.profiled import _hessian, minimize_trust
+
         try:
-            np.linalg.cholesky(H)
-            pd_ok = True
-        except np.linalg.LinAlgError:
-            pd_ok = False
-        if zero or not pd_ok:
-            messages.append(" Hessian is numerically singular: parameters are not uniquely determined")
-        else:
-            if ev.max() * HESSIAN_TOLERANCE > 1:
-                messages.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
-            if ev.min() / ev.max() < HESSIAN_TOLERANCE:
-                messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
-    return messages
+            # the optimum first (a Newton polish from the fit's θ: an optimiser's stop a little off
+            # a flat ridge leaves an eigenvalue of ±1e-4 there), then its Hessian by Richardson
+            x, fx2, ok = minimize_trust(lambda z: float(fun(z)), theta)[:3]
+            at = x if ok and np.isfinite(fx2) and fx2 <= fx + 1e-8 * max(1.0, abs(fx)) else theta
+            refined = _hessian(lambda z: float(fun(z)), at)
+            if np.all(np.isfinite(refined)):
+                H = (refined + refined.T) / 2
+        except Exception:  # noqa: BLE001 - keep the central-difference Hessian
+            pass
+    messages: list[str] = []
+    failed = False
+    try:
+        L = np.linalg.cholesky(H)
+        scaled = np.linalg.solve(L.T, g)  # R's chol() is the upper factor: solve(R, g)
+        mingrad = np.minimum(np.abs(scaled), np.abs(g))
+        maxmin = float(np.max(mingrad))
+        if maxmin > GRADIENT_TOLERANCE:
+            comp = int(np.argmax(mingrad)) + 1
+            messages.append(f"Model failed to converge with max|grad| = {maxmin:.6g} "
+                            f"(tol = {GRADIENT_TOLERANCE:g}, component {comp})")
+            relative = np.linalg.solve(H, g)
+            if not float(np.max(np.abs(relative))) < GRADIENT_TOLERANCE:
+                failed = True
+    except np.linalg.LinAlgError:
+        messages.append("unable to evaluate scaled gradient")
+        failed = True
+    hess = _hessian_verdict(H)
+    messages += hess
+    failed = failed or any(not any(k in m for k in NOTE_ONLY) for m in hess)
+    return messages, failed
+
+
+def convergence_messages(result) -> list[str]:
+    """lme4's convergence messages on a fit (:func:`convergence_check`; empty when it passes)."""
+    return convergence_check(result)[0]
 
 
 def _is_singular(result) -> bool:
@@ -1255,6 +1327,16 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         reml, reml_msgs = _engine_fit(engine_data, engine_formula, reml=True)
         ml_fit, ml_msgs = _engine_fit(engine_data, engine_formula, reml=False) if ml else (None, [])
         del engine_data
+    y_sd = float(np.std(design.y))
+    if not float(reml.sigma) > EXACT_FIT_RATIO * y_sd:
+        # lme4 ends such a fit with a residual SD near zero, convergence warnings and no standard
+        # errors ("Computed variance-covariance matrix problem"); the deviance has no minimum
+        terms = ", ".join(n for n in design.names if n != "(Intercept)") or _("the intercept")
+        raise ModelError(_("The outcome {outcome} follows the model's terms ({terms}) and random effects exactly in every row, "
+                           "with no residual variation: the residual variance would be zero and the likelihood "
+                           "has no maximum, so the model cannot be fitted (lme4 ends such a fit with a residual "
+                           "SD near zero and convergence warnings). Check the data: are these real "
+                           "measurements?").format(outcome=frame.formula.outcome, terms=terms))
     for m in reml_msgs:
         if "singular" not in m.lower():
             notes.append(_plain(m))
@@ -1262,8 +1344,8 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         else _fixed_table(reml, design.names)
     variance = _variance_rows(reml, design)
     singular = _is_singular(reml)
-    conv = convergence_messages(reml)
-    converged = bool(reml.converged) and not conv
+    conv, conv_failed = convergence_check(reml)
+    converged = bool(reml.converged) and not conv_failed
     if singular:
         notes.append("boundary (singular) fit: a variance is estimated as zero or a correlation as ±1; "
                      "the random effects are more complex than the data support (see lme4's help('isSingular')).")
@@ -1271,7 +1353,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         notes.append(_plain(m))
     if not reml.converged:
         notes.append(_("The optimizer did not converge: {message}").format(message=reml.message))
-    if conv and any("Hessian" in m or "scaled gradient" in m for m in conv):
+    if conv_failed and any("Hessian" in m or "scaled gradient" in m for m in conv):
         notes.append(_("Degenerate fit: the likelihood is flat or curved the wrong way in some variance "
                        "parameter, so variances, standard errors, df and p-values are not trustworthy."))
     if ml_fit is not None:
