@@ -232,7 +232,7 @@ def test_agrees_with_simr_method_in_r(data):
         chosen = None if case["effect"] == case["observed"] else case["effect"]
         result = power_analysis(data, case["formula"], case["term"], effect=chosen,
                                 patients=[int(n) for n in case["power"]], nsim=NSIM_CHECK, seed=2026,
-                                runner=LocalRunner())
+                                runner=LocalRunner(), test=case.get("test", "satterthwaite"))
         assert result.observed == pytest.approx(case["observed"], rel=1e-5, abs=1e-8)
         assert result.effect == pytest.approx(case["effect"], rel=1e-5, abs=1e-8)
         for point in result.points:

@@ -28,7 +28,8 @@ One place builds a model frame for every model of the project (the ladder, the m
 - **Collinearity**: a fixed-effect column that is a linear combination of earlier ones (pivoted QR
   with rank tolerance 1e-7, as lme4's ``chkRank.drop.cols``) is dropped and said in ``warnings``
   (``"fixed-effect model matrix is rank deficient so dropping 1 column / coefficient"``).
-- **Fit**: REML (fixed effects, variances; Satterthwaite df, t-based p and 95% CI, as lmerTest) and
+- **Fit**: REML (fixed effects, variances; Satterthwaite df, t-based p and 95% CI, as lmerTest, or
+  with ``df_method="kr"`` Kenward–Roger's adjusted SEs and df as pbkrtest) and
   ML (log-likelihood, AIC, BIC) by the ``mixedlm`` engine; lme4's convergence checks on the REML fit
   (gradient and Hessian of the deviance by central differences, ``lme4:::checkConv``); Nakagawa's
   R² (Nakagawa, Johnson & Schielzeth, 2017) as ``performance::r2_nakagawa`` computes it. Nothing is
@@ -899,6 +900,9 @@ class FormulaFit:
     fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
     #: ``"profiled"`` (:mod:`core.stats.profiled`, one grouping factor or two nested ones) or ``"mixedlm"``.
     engine: str = "mixedlm"
+    #: How ``fixed`` got its df, SEs and p: ``"satterthwaite"`` (lmerTest) or ``"kr"`` (pbkrtest's
+    #: Kenward–Roger; SEs from the adjusted covariance, which is then ``fixed_cov``).
+    df_method: str = "satterthwaite"
 
     @property
     def engine_data(self) -> pd.DataFrame:
@@ -931,6 +935,7 @@ class FormulaFit:
             "aic": self.aic, "bic": self.bic, "r2_marginal": self.r2_marginal,
             "r2_conditional": self.r2_conditional, "converged": self.converged, "singular": self.singular,
             "warnings": list(self.warnings), "dropped_terms": list(self.design.dropped),
+            "df_method": self.df_method,
         }
 
 
@@ -1023,6 +1028,43 @@ def _profiled_fixed_table(result, names: list[str]) -> tuple[pd.DataFrame, np.nd
 
     cov = result.vcov()
     return t_tests(result.beta, np.sqrt(np.diag(cov)), satterthwaite_df(result), names), cov
+
+
+def random_effects_matrix(design: Design):
+    """Z of a design as a scipy sparse matrix in lme4's column order (term by term, group by group,
+    the term's effects within a group) and the (q, groups) of each term."""
+    import scipy.sparse as sp
+
+    n = len(design.y)
+    parts, structure = [], []
+    for b in design.blocks:
+        q = len(b.columns)
+        rows = np.repeat(np.arange(n), q)
+        cols = (b.codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        values = np.column_stack([np.asarray(c, float) for c in b.columns]).ravel()
+        parts.append(sp.csc_matrix((values, (rows, cols)), shape=(n, q * b.n_levels)))
+        structure.append((q, b.n_levels))
+    return sp.hstack(parts).tocsc(), structure
+
+
+#: Methods for the fixed effects' df: lmerTest's Satterthwaite, or Kenward–Roger as pbkrtest.
+DF_METHODS = ("satterthwaite", "kr")
+
+
+def kenward_roger_table(result, design: Design) -> tuple[pd.DataFrame, np.ndarray]:
+    """The fixed-effects table with Kenward–Roger's adjusted SEs and df (lmerTest's
+    ``summary(ddf = "Kenward-Roger")``, pbkrtest's ``vcovAdj`` and ``Lb_ddf``) and the adjusted
+    covariance, for a REML fit (:mod:`core.stats.kenward_roger`)."""
+    from core.stats.kenward_roger import KenwardRogerError, kenward_roger
+
+    Z, structure = random_effects_matrix(design)
+    try:
+        kr = kenward_roger(Z, design.X, structure, np.asarray(result.theta, float), float(result.sigma))
+    except KenwardRogerError:
+        raise ModelError(_("Kenward–Roger degrees of freedom need a dense computation over the {n} random "
+                           "effects of this model, too large here; use Satterthwaite's (--df satterthwaite).").format(
+            n=Z.shape[1])) from None
+    return t_tests(np.asarray(result.beta, float), kr.se, kr.df, design.names), kr.vcov_adjusted
 
 
 def _variance_rows(result, design: Design) -> list[dict]:
@@ -1280,7 +1322,7 @@ def _profiled_fits(design: Design, ml: bool, engine_formula: str):
 def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
                 aliases: dict[str, str] | None = None, role_headers: dict[str, str] | None = None,
                 cell_reasons: pd.DataFrame | None = None, frame: ModelFrame | None = None,
-                engine: str | None = None) -> FormulaFit:
+                engine: str | None = None, df_method: str = "satterthwaite") -> FormulaFit:
     """Fit an lme4 formula to a validated table (see the module docstring for every rule).
 
     Returns a :class:`FormulaFit` with the contract's values and the engine's REML (and, with
@@ -1295,6 +1337,8 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     import os
 
     engine = engine or os.environ.get("ALLIANCE_MODEL_ENGINE") or "auto"
+    if df_method not in DF_METHODS:
+        raise ValueError(f"df_method must be one of {DF_METHODS}, not {df_method!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     if frame is None:
@@ -1340,8 +1384,11 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     for m in reml_msgs:
         if "singular" not in m.lower():
             notes.append(_plain(m))
-    fixed, cov = _profiled_fixed_table(reml, design.names) if used_engine == "profiled" \
-        else _fixed_table(reml, design.names)
+    if df_method == "kr":
+        fixed, cov = kenward_roger_table(reml, design)
+    else:
+        fixed, cov = _profiled_fixed_table(reml, design.names) if used_engine == "profiled" \
+            else _fixed_table(reml, design.names)
     variance = _variance_rows(reml, design)
     singular = _is_singular(reml)
     conv, conv_failed = convergence_check(reml)
@@ -1373,4 +1420,4 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         bic=-2 * ll_ml + k * math.log(n) if ml_fit is not None else None,
         r2_marginal=r2m, r2_conditional=r2c, converged=converged, singular=singular,
         warnings=tuple(dict.fromkeys(notes)), reml=reml, ml=ml_fit, engine_formula=engine_formula,
-        fixed_cov=cov, engine=used_engine)
+        fixed_cov=cov, engine=used_engine, df_method=df_method)

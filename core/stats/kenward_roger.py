@@ -16,7 +16,7 @@ and covariances, lower triangle by columns, then σ²): ``Σ = Σ_k γ_k G_k`` w
   information), ``W = 2 IE2⁻¹`` (the asymptotic covariance of γ̂; a generalised inverse when
   IE2 is singular, as pbkrtest),
 - ``U = Σ_kl W_kl (Q_kl − P_k Φ P_l)`` and the adjusted covariance ``Φ_A = Φ + 2 Φ U Φ``;
-- for a contrast ``L`` (q rows) the denominator df of the scaled F test, Kenward & Roger's eq. (?):
+- for a contrast ``L`` (q rows) the denominator df of the scaled F test (Kenward & Roger, 1997, §4):
   ``Θ = L'(LΦL')⁻¹L``, ``A1 = Σ_kl W_kl tr(ΘΦP_kΦ) tr(ΘΦP_lΦ)``, ``A2 = Σ_kl W_kl tr(ΘΦP_kΦΘΦP_lΦ)``,
   ``B = (A1 + 6A2)/(2q)``, ``g = ((q+1)A1 − (q+4)A2)/((q+2)A2)``, c₁, c₂, c₃, ρ and
   ``df = 4 + (q+2)/(qρ − 1)`` (pbkrtest's ``Lb_ddf``). For one coefficient (q = 1) this is
@@ -37,9 +37,9 @@ This module needs numpy and scipy only (it is shipped by value to Dask workers w
 >>> g = np.repeat(np.arange(6), 4); t = np.tile(np.arange(4.0), 6)
 >>> Z = sp.csc_matrix((np.ones(24), (np.arange(24), g)), shape=(24, 6))
 >>> X = np.column_stack([np.ones(24), t])
->>> kr = kenward_roger(Z, X, [(1, 6)], np.array([1.0]), 1.0)
->>> [round(float(v), 4) for v in kr.df]   # lmerTest/pbkrtest: balanced, so the within df are exact
-[5.0, 17.0]
+>>> kr = kenward_roger(Z, X, [(1, 6)], np.array([1.0]), 1.0)  # at θ = 1, σ = 1; balanced: the slope has 24 − 6 − 1 = 17 df
+>>> [round(float(v), 4) for v in kr.df], [round(float(v), 4) for v in kr.se]
+([8.9084, 17.0], [0.5323, 0.1826])
 """
 from __future__ import annotations
 
