@@ -74,6 +74,8 @@ def test_likelihoods_information_criteria_and_r2(fitted):
     assert rep["n_params_ml"] == exp["n_params_ml"]
     assert rep["aic"] == pytest.approx(exp["aic"], abs=0.01)
     assert rep["bic"] == pytest.approx(exp["bic"], abs=0.01)
+    if exp["singular"]:  # fit_cases.R writes no R² for a singular fit: see test_r2_on_singular_fits_as_performance
+        return
     for key in ("r2_marginal", "r2_conditional"):
         if exp.get(key) is None:
             assert rep[key] is None, (name, key)
@@ -318,3 +320,24 @@ def test_factor_of_a_number_orders_levels_numerically():
     fit = fit_formula(pd.DataFrame(rows), "symptoms ~ factor(session) + (1 | patient)", ml=False)
     assert list(fit.fixed["term"])[1:3] == ["factor(session)2", "factor(session)3"]
     assert list(fit.fixed["term"])[-1] == "factor(session)12"
+
+
+R2_SINGULAR = json.loads((HERE / "expected" / "r2_singular.json").read_text())
+R2_CASES = json.loads((HERE / "r" / "r2_singular_cases.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(R2_SINGULAR))
+def test_r2_on_singular_fits_as_performance(name):
+    """performance::r2_nakagawa on singular fits (tests/r/r2_singular.R): with a relative SD below
+    1e-5 (insight's tolerance) the marginal R² without the random variance and no conditional R²;
+    singular by lme4's 1e-4 only, both as usual. Within 0.005, as the other R² comparisons."""
+    case = R2_CASES[name]
+    v = validated(case)
+    fit = fit_formula(v.data, case["formula"], cell_reasons=v.cell_reasons)
+    exp = R2_SINGULAR[name]
+    assert fit.singular == exp["singular"]
+    assert fit.r2_marginal == pytest.approx(exp["r2_marginal"], abs=0.005)
+    if exp["r2_conditional"] is None:
+        assert fit.r2_conditional is None
+    else:
+        assert fit.r2_conditional == pytest.approx(exp["r2_conditional"], abs=0.005)

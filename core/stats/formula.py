@@ -1233,24 +1233,29 @@ def convergence_messages(result) -> list[str]:
     return convergence_check(result)[0]
 
 
-def _is_singular(result) -> bool:
-    """lme4's ``isSingular``: a θ with lower bound 0 (a relative SD) below 1e-4."""
+def _is_singular(result, tol: float = SINGULAR_TOLERANCE) -> bool:
+    """lme4's ``isSingular``: a θ with lower bound 0 (a relative SD) below ``tol`` (lme4's 1e-4)."""
     theta = np.asarray(result.theta, float)
     try:
         lower = np.asarray(result._theta_lower_bounds(), float)
     except Exception:  # noqa: BLE001
-        return bool(result.isSingular(SINGULAR_TOLERANCE))
-    return bool(np.any(theta[lower == 0] < SINGULAR_TOLERANCE))
+        return bool(result.isSingular(tol))
+    return bool(np.any(np.abs(theta[lower == 0]) < tol))
 
 
-def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular: bool) -> tuple[float | None, float | None]:
-    """Nakagawa's marginal and conditional R² as ``performance::r2_nakagawa`` (insight 0.19) computes
-    them for a linear mixed model: σ²_f = var(Xβ) (n − 1 denominator); σ²_r = Σ over the random-effect
-    blocks of the first term of each grouping factor of mean_i z_iᵀ Σ z_i, with z_i the fixed-effect
-    columns named like the block's terms; σ²_ε = residual variance. R²m = σ²_f / (σ²_f + σ²_r + σ²_ε),
-    R²c = (σ²_f + σ²_r) / (…). None for a singular fit (insight returns no random variance)."""
-    if singular:
-        return None, None
+#: performance's (insight's) tolerance for "some variance components equal zero" (``check_singularity``).
+R2_SINGULAR_TOLERANCE = 1e-5
+
+
+def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict],
+                no_random_variance: bool) -> tuple[float | None, float | None]:
+    """Nakagawa's marginal and conditional R² as ``performance::r2_nakagawa`` (performance 0.10.2,
+    insight 0.19) computes them for a linear mixed model: σ²_f = var(Xβ) (n − 1 denominator); σ²_r =
+    Σ over the random-effect blocks of the first term of each grouping factor of mean_i z_iᵀ Σ z_i,
+    with z_i the fixed-effect columns named like the block's terms; σ²_ε = residual variance.
+    R²m = σ²_f / (σ²_f + σ²_r + σ²_ε), R²c = (σ²_f + σ²_r) / (…). ``no_random_variance`` (a relative
+    SD θ below :data:`R2_SINGULAR_TOLERANCE`, insight's ``.is_singular``): insight gives no random
+    variance, and performance returns R²m = σ²_f / (σ²_f + σ²_ε) and no R²c."""
     eta = design.X @ beta
     var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
     del eta
@@ -1262,6 +1267,10 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         sums = X.sum(axis=0)
         gram = np.block([[np.array([[float(len(design.y))]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)"] + names
+    if no_random_variance:
+        var_e = next(r["vcov"] for r in variance if r["group"] == "Residual")
+        total = var_f + var_e
+        return (var_f / total, None) if math.isfinite(total) and total > 0 else (None, None)
     var_r = 0.0
     seen = set()
     rows = [r for r in variance if r["group"] != "Residual"]
@@ -1409,7 +1418,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         for m in ml_msgs:
             if "singular" not in m.lower():
                 notes.append("ML refit: " + _plain(m))
-    r2m, r2c = nakagawa_r2(design, np.asarray(reml.beta, float), variance, singular)
+    r2m, r2c = nakagawa_r2(design, np.asarray(reml.beta, float), variance, _is_singular(reml, R2_SINGULAR_TOLERANCE))
     ll_ml = float(ml_fit.logLik().value) if ml_fit is not None else None
     k = int(ml_fit.logLik().df) if ml_fit is not None else None
     n = len(design.y)

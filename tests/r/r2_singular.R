@@ -1,0 +1,45 @@
+# performance::r2_nakagawa on singular fits (issue 27): which R² performance 0.10.2 gives when a
+# variance component is at zero. Same data preparation as fit_cases.R.
+# usage: Rscript tests/r/r2_singular.R tests/r/r2_singular_cases.json tests/expected/r2_singular.json
+suppressPackageStartupMessages({library(lme4); library(jsonlite); library(performance)})
+a <- commandArgs(TRUE); cases <- fromJSON(a[1], simplifyVector = FALSE)
+base <- dirname(a[1])
+na_strings <- c("", "NA", "n/a", "N/A", ".", "-")
+res <- list()
+for (name in names(cases)) {
+  cs <- cases[[name]]
+  d <- read.csv(file.path(base, cs$data), colClasses = "character", na.strings = na_strings, check.names = FALSE)
+  roles <- cs$roles
+  for (r in names(roles)) { col <- roles[[r]]; v <- d[[col]]; d[[col]] <- NULL; d[[r]] <- v }
+  for (col in names(d)) {
+    if (col %in% c("patient", "therapist")) next
+    txt <- sub("^([-+]?[0-9]*),([0-9]+)$", "\\1.\\2", trimws(d[[col]]))
+    num <- suppressWarnings(as.numeric(txt))
+    if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num
+    else d[[col]] <- factor(d[[col]], levels = sort(unique(d[[col]][!is.na(d[[col]])]), method = "radix"))
+  }
+  d$time <- d$session - min(d$session, na.rm = TRUE)
+  for (m in intersect(c("alliance", "symptoms"), names(d))) {
+    pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
+    gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
+    d[[paste0(m, "_between")]] <- pm - gm
+    d[[paste0(m, "_within")]] <- d[[m]] - pm
+  }
+  f <- as.formula(cs$formula)
+  used <- d[complete.cases(d[, all.vars(f)]), ]
+  # BOBYQA to rhoend = 1e-12: default lme4 stops with a relative SD of ~1e-5 where the optimum is 0, and
+  # insight's 1e-5 tolerance would then judge where the optimiser stopped (measured.md, 2026-12-07)
+  # (messy_five_patients: the deviance is flat to 1e-9 towards a therapist SD of 0, where BOBYQA stops at a
+  # relative SD of 4e-5 even so; Nelder-Mead reaches the boundary, as this project's optimiser does)
+  ctl <- if (is.null(cs$optimizer)) lmerControl(optCtrl = list(rhoend = 1e-12)) else lmerControl(optimizer = cs$optimizer)
+  m <- suppressMessages(suppressWarnings(lmer(f, data = used, REML = TRUE, control = ctl)))
+  msgs <- character(0)
+  r2 <- withCallingHandlers(r2_nakagawa(m),
+          warning = function(w) { msgs <<- c(msgs, conditionMessage(w)); invokeRestart("muffleWarning") })
+  res[[name]] <- list(formula = cs$formula, singular = isSingular(m),
+                      r2_marginal = if (is.null(r2$R2_marginal)) NA else unname(r2$R2_marginal),
+                      r2_conditional = if (is.null(r2$R2_conditional)) NA else unname(r2$R2_conditional),
+                      messages = msgs)
+  cat(name, isSingular(m), unlist(r2), "\n")
+}
+write(toJSON(res, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE), a[2])
