@@ -40,7 +40,7 @@ def fitted(request):
     name = request.param
     case = CASES[name]
     v = validated(case)
-    fit = fit_formula(v.data, case["formula"], cell_reasons=v.cell_reasons)
+    fit = fit_formula(v.data, case["formula"], cell_reasons=v.cell_reasons, role_headers=v.mapping.used())
     expected = json.loads((HERE / "expected" / "fit" / f"{name}.json").read_text())
     return name, fit, expected
 
@@ -341,3 +341,21 @@ def test_r2_on_singular_fits_as_performance(name):
         assert fit.r2_conditional is None
     else:
         assert fit.r2_conditional == pytest.approx(exp["r2_conditional"], abs=0.005)
+
+
+def test_a_column_named_time_is_the_files_and_the_derived_time_is_renamed():
+    """BtheB with its own column ``time`` (months since baseline) and the session as the visit number:
+    ``time`` in the formula is the months (R's −0.70 per month, not −1.43 per visit), the derived time
+    is ``time_derived``, and ``warnings`` says so. With the session column itself named ``time`` the
+    intercept is R's (time as the file has it, not shifted to start at 0)."""
+    own = fit_formula(validated(CASES["btheb_own_time"]).data, CASES["btheb_own_time"]["formula"])
+    exp = json.loads((HERE / "expected" / "fit" / "btheb_own_time.json").read_text())
+    assert own.to_dict()["fixed"]["time"]["estimate"] == pytest.approx(exp["fixed"]["time"]["estimate"], rel=1e-4)
+    assert exp["fixed"]["time"]["estimate"] == pytest.approx(-0.70, abs=0.01)
+    assert any("own column 'time'" in w and "'time_derived'" in w for w in own.warnings)
+    case = CASES["btheb_session_named_time"]
+    v = validated(case)
+    named = fit_formula(v.data, case["formula"], role_headers=v.mapping.used())
+    exp = json.loads((HERE / "expected" / "fit" / "btheb_session_named_time.json").read_text())
+    for term in ("intercept", "time"):
+        assert named.to_dict()["fixed"][term]["estimate"] == pytest.approx(exp["fixed"][term]["estimate"], rel=1e-4)

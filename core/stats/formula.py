@@ -486,6 +486,9 @@ class ModelFrame:
     data: pd.DataFrame
     excluded: pd.DataFrame
     levels: dict[str, list[str]]
+    #: Sentences for ``warnings``: a derived name the file uses for its own column (see
+    #: :func:`derived_renames`).
+    notes: tuple[str, ...] = ()
 
 
 def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
@@ -518,6 +521,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     """
     makers: dict[str, callable] = {}
     present_roles = [r for r in ROLE_NAMES if r in data.columns]
+    renamed = derived_renames(data, role_headers)
 
     def reason_for(measure):
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
@@ -539,7 +543,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
         def make_time():
             s = pd.to_numeric(data["session"], errors="coerce").astype(float)
             return Column("time", s - s.min(), False)
-        makers["time"] = make_time
+        makers[renamed.get("time", "time")] = make_time
     for m in MEASURE_NAMES:
         if m not in data.columns or "patient" not in data.columns:
             continue
@@ -556,13 +560,13 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
             values, mean, grand = parts(m)
             why = (lambda pos, m=m: np.full(len(pos), _("{name} missing: this patient has no {measure} score").format(
                 name=f"{m}_between", measure=m), dtype=object))
-            return Column(f"{m}_between", mean - grand, False, why)
+            return Column(renamed.get(f"{m}_between", f"{m}_between"), mean - grand, False, why)
 
         def make_within(m=m):
             values, mean, _grand = parts(m)
-            return Column(f"{m}_within", values - mean, False, reason_for(m))
-        makers[f"{m}_between"] = make_between
-        makers[f"{m}_within"] = make_within
+            return Column(renamed.get(f"{m}_within", f"{m}_within"), values - mean, False, reason_for(m))
+        makers[renamed.get(f"{m}_between", f"{m}_between")] = make_between
+        makers[renamed.get(f"{m}_within", f"{m}_within")] = make_within
     from core.intake.reading import ROW
     for col in data.columns:
         if col in ROLE_NAMES or col == ROW or col in makers:
@@ -584,6 +588,51 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     for name, target in extra.items():
         makers[name] = (lambda name=name, target=target: _renamed(makers[target](), name))
     return makers
+
+
+def derived_renames(data: pd.DataFrame, role_headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Derived names (``time``, ``<measure>_between``, ``<measure>_within``) that the file itself uses
+    for a column (one of its other columns, or the header of a role's column such as a session column
+    named ``time``), each with the name the derived variable takes instead: ``<name>_derived``
+    (``_derived2``, … if that is taken too). In a formula the name is then the file's column, as in R.
+
+    >>> derived_renames(pd.DataFrame({"patient": [], "session": [], "time": []}))
+    {'time': 'time_derived'}
+    >>> derived_renames(pd.DataFrame({"patient": [], "session": []}), {"session": "time"})
+    {'time': 'time_derived'}
+    """
+    from core.intake.reading import ROW
+
+    taken = {str(c) for c in data.columns if c not in ROLE_NAMES and c != ROW}
+    taken |= {h for r, h in (role_headers or {}).items() if h and r in data.columns and h != r}
+    derived = (["time"] if "session" in data.columns else []) + \
+        [f"{m}_{part}" for m in MEASURE_NAMES if m in data.columns and "patient" in data.columns
+         for part in ("between", "within")]
+    out = {}
+    for name in derived:
+        if name in taken:
+            new, k = f"{name}_derived", 2
+            while new in taken:
+                new, k = f"{name}_derived{k}", k + 1
+            out[name] = new
+    return out
+
+
+def derived_rename_notes(formula: "Formula", renames: dict[str, str]) -> list[str]:
+    """The sentences that say which name is the file's column and which the derived variable's, for
+    the names the formula uses."""
+    used = set(formula.data_names)
+    what = {"time": _("session − first session")}
+    notes = []
+    for name, new in renames.items():
+        if name in used or new in used:
+            measure, _sep, part = name.rpartition("_")
+            meaning = what.get(name) or (_("the patient's mean of {measure}, centred").format(measure=measure)
+                                         if part == "between" else
+                                         _("{measure} minus the patient's mean").format(measure=measure))
+            notes.append(_("The file has its own column '{name}', so '{name}' in the formula is that column; the "
+                           "derived variable ({meaning}) is '{new}'.").format(name=name, meaning=meaning, new=new))
+    return notes
 
 
 def _renamed(column: Column, name: str) -> Column:
@@ -687,7 +736,8 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         first = excluded["reason"].iloc[0] if len(excluded) else _("no rows")
         raise ModelError(_("No row has a value for every variable of this model (first row left out: {reason}).").format(
             reason=first))
-    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels)
+    notes = tuple(derived_rename_notes(formula, derived_renames(data, role_headers)))
+    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels, notes=notes)
 
 
 # ======================================================================================= design
@@ -1355,7 +1405,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
                                   cell_reasons=cell_reasons)
     design = build_design(frame)
     check_design(design)
-    notes: list[str] = []
+    notes: list[str] = list(frame.notes)
     if design.dropped:
         k = len(design.dropped)
         notes.append(f"fixed-effect model matrix is rank deficient so dropping {k} "

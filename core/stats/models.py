@@ -337,10 +337,13 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     from dataclasses import replace as _replace
 
     from core.intake.reading import ROW
-    from core.stats.formula import build_model_frame, fit_formula
+    from core.stats.formula import build_model_frame, derived_renames, fit_formula
 
-    frame = build_model_frame(data, spec.formula, aliases=term_aliases(spec.predictor or "alliance"),
-                              cell_reasons=cell_reasons)
+    # the ladder's and the builder's time, between and within are the derived ones (the contract's
+    # definitions), also when the file has a column of that name (which the formula box would use)
+    own = [c for c in derived_renames(data) if c in data.columns]
+    frame = build_model_frame(data.drop(columns=own) if own else data, spec.formula,
+                              aliases=term_aliases(spec.predictor or "alliance"), cell_reasons=cell_reasons)
     if rows is not None:
         keep = frame.data[ROW].isin(np.asarray(list(rows) if isinstance(rows, (set, frozenset)) else rows))
         left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),

@@ -23,7 +23,12 @@ for (name in only) {
     if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num
     else d[[col]] <- factor(d[[col]], levels = sort(unique(d[[col]][!is.na(d[[col]])]), method = "radix"))
   }
-  d$time <- d$session - min(d$session, na.rm = TRUE)
+  # a column of the file named time (or a session column named time) is the file's: the derived
+  # time is then time_derived (issue 27; the contract's derived-name rule)
+  derived_time <- d$session - min(d$session, na.rm = TRUE)
+  if ("time" %in% names(d)) d$time_derived <- derived_time
+  else if (identical(roles$session, "time")) { d$time <- d$session; d$time_derived <- derived_time }
+  else d$time <- derived_time
   for (m in intersect(c("alliance", "symptoms"), names(d))) {
     pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
     gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
