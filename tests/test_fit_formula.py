@@ -9,6 +9,7 @@ df within 2%, log-likelihoods no lower than lme4's, AIC/BIC within 0.01, R² wit
 rows used, the same terms and variance rows (lme4's names).
 """
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -359,3 +360,34 @@ def test_a_column_named_time_is_the_files_and_the_derived_time_is_renamed():
     exp = json.loads((HERE / "expected" / "fit" / "btheb_session_named_time.json").read_text())
     for term in ("intercept", "time"):
         assert named.to_dict()["fixed"][term]["estimate"] == pytest.approx(exp["fixed"][term]["estimate"], rel=1e-4)
+
+
+def test_outcome_functions_and_poly_parse_and_refusals_name_the_problem():
+    """log(y)/sqrt(y)/scale(y) ~ … and poly(x, 2) are read (fits: the sleepstudy_poly, *_outcome cases
+    above, against R); what cannot be read is said for what it is."""
+    f = parse_formula("log(symptoms) ~ poly(time, 2) + (1 | patient)")
+    assert f.outcome == "log(symptoms)" and f.fixed_labels == ("poly(time, 2)",)
+    v = validated(CASES["sleepstudy_slope"])
+    for formula, message in (
+            ("symptoms ~ poly(time, 2, raw = TRUE) + (1 | patient)", "for raw powers write I(time^2)"),
+            ("symptoms ~ poly(time) + (1 | patient)", "poly() takes a column and a degree"),
+            ("symptoms ~ time, + (1 | patient)", "',' outside a function"),
+            ("cbind(symptoms, time) ~ time + (1 | patient)", "The outcome can be a column or log()"),
+            ("log(symptoms - 300) ~ time + (1 | patient)", "The outcome can be a column or log()"),
+            ("symptoms ~ poly(time, 12) + (1 | patient)", "degree of poly() is a whole number from 1 to 6")):
+        with pytest.raises(ModelError, match=re.escape(message)):
+            fit_formula(v.data, formula)
+    shifted = v.data.assign(symptoms=v.data["symptoms"] - 250)
+    with pytest.raises(ModelError, match=r"log\(symptoms\) cannot be taken of \d+ value"):
+        fit_formula(shifted, "log(symptoms) ~ time + (1 | patient)")
+
+
+def test_poly_of_a_new_design_uses_the_fitted_basis():
+    """R's predict(poly): a design on other rows (power's) is evaluated with the fit's coefs."""
+    v = validated(CASES["sleepstudy_poly"])
+    frame = build_model_frame(v.data, "symptoms ~ poly(time, 2) + (1 | patient)")
+    half = v.data.iloc[: len(v.data) // 2]
+    own = build_model_frame(half, "symptoms ~ poly(time, 2) + (1 | patient)")
+    kept = build_model_frame(half, "symptoms ~ poly(time, 2) + (1 | patient)", poly_coefs=frame.poly_coefs)
+    assert kept.poly_coefs["poly(time, 2)"] is frame.poly_coefs["poly(time, 2)"]
+    assert not np.allclose(own.poly_coefs["poly(time, 2)"][1], frame.poly_coefs["poly(time, 2)"][1])

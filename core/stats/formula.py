@@ -123,10 +123,14 @@ class Formula:
 
 
 _TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)"
-                    r"|(\|\||[~+*:|()\-/^]))")
+                    r"|(\|\||[~+*:|()\-/^,=]))")
 #: Functions a term may apply to numeric variables (R's names; ``I()`` protects arithmetic).
 FUNCTIONS = {"I": None, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10,
              "log2": np.log2, "factor": None}
+#: Functions of the outcome (``log(y) ~ …``): ``scale`` is (y − mean) / SD over the rows the model uses.
+OUTCOME_FUNCTIONS = ("log", "sqrt", "scale", "log10", "log2", "exp")
+#: The highest degree of ``poly(x, degree)``.
+MAX_POLY_DEGREE = 6
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -256,6 +260,8 @@ class _Parser:
 
     def atom(self) -> _Part:
         kind, value = self.take()
+        if kind == "name" and value == "poly" and self.peek() == ("op", "("):
+            return self._poly()
         if kind == "name" and self.peek() == ("op", "(") and value in FUNCTIONS:
             self.take("(")
             expr = self.arith()
@@ -304,7 +310,30 @@ class _Parser:
             for name in inner_order:
                 self.order.setdefault(name, len(self.order))
             return inner
+        if value in (",", "="):
+            raise ModelError(_("The formula has '{text}' outside a function that takes several arguments (such as "
+                               "poly(time, 2)).").format(text=value))
         raise ModelError(_("The formula has '{text}' where a name was expected.").format(text=value))
+
+    def _poly(self) -> _Part:
+        """``poly(x, degree)``: orthogonal polynomials of one numeric column, as R's ``poly``."""
+        self.take("(")
+        kind, var = self.take()
+        if kind != "name" or self.peek() != ("op", ","):
+            raise ModelError(_("poly() takes a column and a degree, e.g. poly(time, 2)."))
+        self.take(",")
+        kind, degree = self.take()
+        if kind != "number" or not degree.isdigit() or not 1 <= int(degree) <= MAX_POLY_DEGREE:
+            raise ModelError(_("The degree of poly() is a whole number from 1 to {largest}, e.g. poly(time, 2).").format(
+                largest=MAX_POLY_DEGREE))
+        if self.peek() == ("op", ","):
+            raise ModelError(_("poly() here takes a column and a degree only (orthogonal polynomials, as R's "
+                               "default); for raw powers write I(time^2)."))
+        self.take(")")
+        label = f"poly({_deparse(('var', var))}, {int(degree)})"
+        self.computed[label] = ("poly", int(degree), ("var", var))
+        self.order.setdefault(label, len(self.order))
+        return _Part(terms=[frozenset([label])])
 
     def _group(self) -> str:
         kind, value = self.take()
@@ -357,14 +386,35 @@ def parse_formula(text: str) -> Formula:
     if not isinstance(text, str) or "~" not in text:
         raise ModelError(_("A formula needs an outcome, a tilde and terms, e.g. symptoms ~ time + (1 | patient)."))
     tokens = _tokens(text)
-    if len(tokens) < 3 or tokens[0][0] != "name" or tokens[1] != ("op", "~"):
+    outcome_computed: dict[str, tuple] = {}
+    if len(tokens) >= 6 and tokens[0][0] == "name" and tokens[1] == ("op", "(") and tokens[2][0] == "name" \
+            and tokens[3] == ("op", ")") and tokens[4] == ("op", "~"):
+        fn, column = tokens[0][1], tokens[2][1]
+        if fn not in OUTCOME_FUNCTIONS:
+            raise ModelError(_("The outcome can be a column or {functions} of a column; {name}() is not one of "
+                               "them.").format(functions=", ".join(f"{f}()" for f in OUTCOME_FUNCTIONS), name=fn))
+        outcome = f"{fn}({_deparse(('var', column))})"
+        outcome_computed[outcome] = ("call", fn, ("var", column))
+        rest = tokens[5:]
+    elif len(tokens) >= 3 and tokens[0][0] == "name" and tokens[1] == ("op", "~"):
+        outcome, rest = tokens[0][1], tokens[2:]
+    elif tokens and tokens[0][0] == "name" and len(tokens) > 1 and tokens[1] == ("op", "("):
+        raise ModelError(_("The outcome can be a column or {functions} of one column, e.g. log(symptoms) ~ time + "
+                           "(1 | patient).").format(functions=", ".join(f"{f}()" for f in OUTCOME_FUNCTIONS)))
+    else:
         raise ModelError(_("A formula starts with the outcome and a tilde, e.g. symptoms ~ time + (1 | patient)."))
-    outcome = tokens[0][1]
+    if not rest:
+        raise ModelError(_("A formula needs terms after the tilde, e.g. symptoms ~ time + (1 | patient)."))
     order: dict[str, int] = {outcome: 0}
-    parser = _Parser(tokens[2:], order)
+    parser = _Parser(rest, order)
+    parser.computed.update(outcome_computed)
     part = parser.sum()
     if parser.i != len(parser.t):
-        raise ModelError(_("The formula cannot be read at '{text}'.").format(text=parser.t[parser.i][1]))
+        bad = parser.t[parser.i][1]
+        if bad in (",", "="):
+            raise ModelError(_("The formula has '{text}' outside a function that takes several arguments (such as "
+                               "poly(time, 2)).").format(text=bad))
+        raise ModelError(_("The formula cannot be read at '{text}'.").format(text=bad))
     if not part.random:
         raise ModelError(_("The formula has no random effect; add one such as (1 | patient)."))
     return Formula(text=" ".join(text.split()), outcome=outcome, intercept=part.intercept is not False,
@@ -396,6 +446,8 @@ def _deparse(node) -> str:
 
 def _expr_names(node) -> list[str]:
     kind = node[0]
+    if kind == "poly":
+        return _expr_names(node[2])
     if kind == "var":
         return [node[1]]
     if kind in ("paren", "neg"):
@@ -489,6 +541,9 @@ class ModelFrame:
     #: Sentences for ``warnings``: a derived name the file uses for its own column (see
     #: :func:`derived_renames`).
     notes: tuple[str, ...] = ()
+    #: ``poly(x, d)`` terms: label → (α, norm2) of R's ``poly`` on the rows used (its ``coefs``
+    #: attribute), so that a new design (power's) is evaluated in the same basis (R's ``predict``).
+    poly_coefs: dict = field(default_factory=dict)
 
 
 def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
@@ -639,9 +694,44 @@ def _renamed(column: Column, name: str) -> Column:
     return Column(name, column.values, column.categorical, column.missing_reason)
 
 
+def poly_coefficients(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``poly(x, degree)`` ``coefs``: the recurrence's centres α₁…α_d and squared norms
+    (norm2 = (1, n, ‖p₁‖², …, ‖p_d‖²)) of the monic orthogonal polynomials on the values ``x``
+    (Stieltjes' procedure; R computes the same polynomials by a QR decomposition)."""
+    x = np.asarray(x, float)
+    if len(np.unique(x)) <= degree:
+        raise ModelError(_("poly() of degree {degree} needs more than {degree} different values; this column has "
+                           "{k}.").format(degree=degree, k=len(np.unique(x))))
+    alpha = np.empty(degree)
+    norm2 = [1.0, float(len(x))]
+    prev, cur = np.zeros_like(x), np.ones_like(x)
+    for j in range(degree):
+        alpha[j] = float(np.sum(x * cur * cur) / norm2[-1])
+        nxt = (x - alpha[j]) * cur - (norm2[-1] / norm2[-2]) * prev if j else (x - alpha[j]) * cur
+        prev, cur = cur, nxt
+        norm2.append(float(cur @ cur))
+    return alpha, np.array(norm2)
+
+
+def poly_columns(x: np.ndarray, coefs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """The columns of ``poly(x, d)`` for the values ``x`` with R's ``coefs`` (``predict.poly``).
+
+    >>> alpha, norm2 = poly_coefficients(np.arange(1.0, 6.0), 2)
+    >>> [np.round(c, 4).tolist() for c in poly_columns(np.arange(1.0, 6.0), (alpha, norm2))]  # R: poly(1:5, 2)
+    [[-0.6325, -0.3162, 0.0, 0.3162, 0.6325], [0.5345, -0.2673, -0.5345, -0.2673, 0.5345]]
+    """
+    alpha, norm2 = coefs
+    x = np.asarray(x, float)
+    degree = len(alpha)
+    Z = [np.ones_like(x), x - alpha[0]]
+    for i in range(1, degree):
+        Z.append((x - alpha[i]) * Z[i] - (norm2[i + 1] / norm2[i]) * Z[i - 1])
+    return [Z[k] / math.sqrt(norm2[k + 1]) for k in range(1, degree + 1)]
+
+
 def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: dict[str, str] | None = None,
                       role_headers: dict[str, str] | None = None,
-                      cell_reasons: pd.DataFrame | None = None) -> ModelFrame:
+                      cell_reasons: pd.DataFrame | None = None, poly_coefs: dict | None = None) -> ModelFrame:
     """The model frame of ``formula`` on ``data``: typed columns, rows used, rows left out with reasons."""
     from core.intake.reading import ROW
 
@@ -661,6 +751,12 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
                                    "column of this file.").format(name=name, term=label))
             if base[name].categorical and expr[1] != "factor":
                 raise ModelError(_("{term} needs numbers, but '{name}' is a text column.").format(term=label, name=name))
+        if expr[0] == "poly" or (expr[0] == "call" and expr[1] == "scale"):
+            # the column itself; poly() is expanded in the design, scale() standardised on the rows used
+            col = base[names[0]]
+            makers[label] = (lambda label=label, col=col: Column(label, col.values.astype(float), False,
+                                                                 col.missing_reason))
+            continue
         if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
             col = base[names[0]]
             vals = col.values.astype(object) if col.categorical else col.values.map(
@@ -671,6 +767,13 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
             continue
         values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
         values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
+        if label == formula.outcome:  # log(y), sqrt(y): R would stop on -Inf/NaN in the response
+            source = base[names[0]].values.to_numpy(float)
+            lost = np.isfinite(source) & ~np.isfinite(values)
+            if lost.any():
+                raise ModelError(_("{term} cannot be taken of {n} value(s) of {name} (e.g. {value:g}); use values "
+                                   "where it is defined, or another transformation.").format(
+                    term=label, n=int(lost.sum()), name=names[0], value=float(source[lost][0])))
         values[~np.isfinite(values)] = np.nan
 
         def why(pos, label=label, names=tuple(names)):
@@ -736,8 +839,16 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         first = excluded["reason"].iloc[0] if len(excluded) else _("no rows")
         raise ModelError(_("No row has a value for every variable of this model (first row left out: {reason}).").format(
             reason=first))
+    if computed.get(formula.outcome, ("",))[:2] == ("call", "scale"):
+        y = used[formula.outcome].to_numpy(float)
+        sd = float(np.std(y, ddof=1)) if len(y) > 1 else 0.0
+        used[formula.outcome] = (y - y.mean()) / sd if sd > 0 else y - y.mean()
+    coefs = {}
+    for label, expr in computed.items():
+        if expr[0] == "poly" and label in used:
+            coefs[label] = (poly_coefs or {}).get(label) or poly_coefficients(used[label].to_numpy(float), expr[1])
     notes = tuple(derived_rename_notes(formula, derived_renames(data, role_headers)))
-    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels, notes=notes)
+    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels, notes=notes, poly_coefs=coefs)
 
 
 # ======================================================================================= design
@@ -787,6 +898,9 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
                 values = data[v].to_numpy()
                 v_cols = [(values == lev).astype(float) for lev in use]
                 v_labels = [f"{v}{lev}" for lev in use]
+            elif v in frame.poly_coefs:
+                v_cols = poly_columns(data[v].to_numpy(float), frame.poly_coefs[v])
+                v_labels = [f"{v}{k}" for k in range(1, len(v_cols) + 1)]
             else:
                 v_cols = [data[v].to_numpy(float)]
                 v_labels = [v]

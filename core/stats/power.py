@@ -109,7 +109,8 @@ def design_matrices(data: pd.DataFrame, fit, n_patients: int, *, role_headers: d
     from core.stats.formula import build_design, build_model_frame, check_design, engine_inputs
 
     try:
-        frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers)
+        # poly() terms in the fit's basis (R's predict with the fitted coefs), so β means the same
+        frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers, poly_coefs=fit.frame.poly_coefs)
         design = build_design(frame)
         check_design(design)
     except ModelError as err:
