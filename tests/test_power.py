@@ -182,6 +182,23 @@ def test_power_report_keys_and_counts(data):
     json.dumps(report, allow_nan=False)
 
 
+def test_kenward_roger_is_the_default_test_and_singular_refits_are_counted(data):
+    """simr's default test is Kenward–Roger: the report says which test ran, its p-values are
+    pbkrtest's (not Satterthwaite's) on the same simulated data, and singular refits are counted."""
+    kwargs = dict(effect=-0.05, patients=[12], nsim=12, seed=4, runner=LocalRunner(1))
+    kr = power_analysis(data, SLOPE, "alliance_within", **kwargs)
+    satt = power_analysis(data, SLOPE, "alliance_within", test="satterthwaite", **kwargs)
+    assert kr.test == "kr" and kr.report()["test"] == "kr" and satt.report()["test"] == "satterthwaite"
+    assert "Kenward–Roger" in kr.report()["methods_sentence"] and "Satterthwaite" in satt.report()["methods_sentence"]
+    assert not np.allclose(kr.p_values[12], satt.p_values[12])
+    point = kr.report()["power"]["12"]
+    assert point["n_singular"] == kr.points[0].n_singular >= 1  # 12 patients: some slope variances at zero
+    designs, _ = prepare(data, SLOPE, "alliance_within", effect=-0.05, patients=[12], seed=4)
+    assert designs[0].test == "kr"
+    rows = simulate_chunk(designs[0], 0, 12)[2]
+    assert int(np.nansum(rows[:, 2])) == point["n_singular"]
+
+
 def test_observed_power_carries_the_hoenig_heisey_warning(data):
     result = power_analysis(data, HYBRID, "alliance_between", patients=[30], nsim=3, runner=LocalRunner(1))
     assert result.at_observed_effect and result.effect == result.observed

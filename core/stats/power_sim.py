@@ -60,6 +60,15 @@ class SimulationDesign:
     key: str
     test: str = "kr"
 
+    @property
+    def width(self) -> int:
+        """Columns of one simulation's result: (estimate, p, singular), or for the bootstrap
+        (``test = "boot"``) every parameter: SDs and correlations, σ, the fixed effects."""
+        if self.test != "boot":
+            return 3
+        return sum(s.n_terms * (s.n_terms + 1) // 2 for s in self.matrices.random_structures) + 1 + \
+            int(self.matrices.n_fixed)
+
 
 def simulation_rng(seed: int, n_patients: int, index: int) -> np.random.Generator:
     """The generator of simulation ``index`` for ``n_patients`` patients under ``seed``.
@@ -132,7 +141,29 @@ def kenward_roger_test(fit, term: str) -> tuple[float, float]:
 TESTS = {"kr": kenward_roger_test, "satterthwaite": satterthwaite_test}
 
 
-def simulate_one(design: SimulationDesign, index: int) -> tuple[float, float, float]:
+def boot_parameters(fit) -> np.ndarray:
+    """A refit's parameters as lme4's ``confint(method = "boot")`` collects them: each term's SDs and
+    correlations (lower triangle by columns), σ, the fixed effects."""
+    out = []
+    theta = np.asarray(fit.theta, float)
+    sigma = float(fit.sigma)
+    k = 0
+    for s in fit.matrices.random_structures:
+        q = s.n_terms
+        T = np.zeros((q, q))
+        for j in range(q):
+            for i in range(j, q):
+                T[i, j] = theta[k]
+                k += 1
+        cov = sigma ** 2 * (T @ T.T)
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        for j in range(q):
+            for i in range(j, q):
+                out.append(sd[i] if i == j else (cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0))
+    return np.concatenate([out, [sigma], np.asarray(fit.beta, float)])
+
+
+def simulate_one(design: SimulationDesign, index: int):
     """Simulation ``index`` of ``design``: ``(estimate, p, singular)``; p is NaN when the refit
     failed; ``singular`` is 1.0 for a singular refit (lme4's ``isSingular``), NaN when it failed."""
     model = template_model(design)
@@ -141,10 +172,12 @@ def simulate_one(design: SimulationDesign, index: int) -> tuple[float, float, fl
         warnings.simplefilter("ignore")
         try:
             fit = model.refit(y, start=np.asarray(design.theta, float))
+            if design.test == "boot":
+                return boot_parameters(fit)
             estimate, p = TESTS[design.test](fit, design.term)
             return estimate, p, float(bool(fit.isSingular(1e-4)))
         except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
-            return float("nan"), float("nan"), float("nan")
+            return np.full(design.width, np.nan) if design.test == "boot" else (float("nan"),) * 3
 
 
 def exit_with_parent() -> None:
@@ -189,7 +222,7 @@ def simulate_chunk(design: SimulationDesign, start: int, stop: int) -> tuple[int
     """Simulations ``start … stop − 1`` of ``design``: ``(n_patients, start, array)`` where the
     array has one row per simulation, columns ``(estimate, p, singular)``."""
     _one_blas_thread()
-    out = np.empty((stop - start, 3))
+    out = np.empty((stop - start, design.width))
     for row, index in enumerate(range(start, stop)):
         out[row] = simulate_one(design, index)
     return design.n_patients, start, out

@@ -53,8 +53,14 @@ for (s in spec) {
               satterthwaite_df = unname(summary(m)$coefficients[, "df"]))
   ci_rows <- function(ci) lapply(seq_len(nrow(ci)), function(i) list(parameter = rownames(ci)[i], low = unname(ci[i, 1]), high = unname(ci[i, 2])))
   if ("profile" %in% what) {
-    ci <- suppressMessages(suppressWarnings(confint(m, method = "profile", oldNames = FALSE)))
+    pr <- suppressMessages(suppressWarnings(profile(m, signames = TRUE)))  # names as oldNames = FALSE
+    spline_warnings <- character(0)
+    ci <- withCallingHandlers(confint(pr),
+            warning = function(w) { spline_warnings <<- c(spline_warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
     res$profile <- ci_rows(ci)
+    res$profile_warnings <- spline_warnings
+    # the tabulated profile (zeta at each value), for a check that does not depend on R's interpolation
+    res$profile_table <- lapply(split(pr, pr$.par), function(t) { v <- as.character(t$.par[1]); list(par = v, value = t[[v]], zeta = t$.zeta) })
   }
   if ("boot" %in% what) {
     t0 <- proc.time()[["elapsed"]]
