@@ -26,7 +26,7 @@ standard deviations and correlations (``sd_(Intercept)|patient``, ``cor_time.(In
 
 >>> import numpy as np
 >>> [round(float(v), 4) for v in percentile_interval(np.arange(1.0, 1001.0))]   # boot's norm.inter
-[25.0253, 975.9747]
+[25.0254, 975.9746]
 """
 from __future__ import annotations
 

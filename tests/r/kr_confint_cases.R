@@ -57,6 +57,8 @@ for (s in spec) {
     spline_warnings <- character(0)
     ci <- withCallingHandlers(confint(pr),
             warning = function(w) { spline_warnings <<- c(spline_warnings, conditionMessage(w)); invokeRestart("muffleWarning") })
+    # confint(<profile>) names the rows .sig01 …: lme4's oldNames = FALSE names, as confint(fit, ...) gives them
+    rownames(ci) <- rownames(confint(m, method = "Wald", oldNames = FALSE))
     res$profile <- ci_rows(ci)
     res$profile_warnings <- spline_warnings
     # the tabulated profile (zeta at each value), for a check that does not depend on R's interpolation
