@@ -38,6 +38,7 @@ import numpy as np
 
 from core.errors import ModelError
 from core.i18n import _
+from core.stats.profiled import _relative_factor
 
 METHODS = ("wald", "profile", "boot")
 Z975 = 1.959963984540054
@@ -70,16 +71,6 @@ def parameter_names(design) -> list[str]:
             for i in range(j, q):
                 names.append(f"sd_{b.names[i]}|{b.group}" if i == j else f"cor_{b.names[i]}.{b.names[j]}|{b.group}")
     return names + ["sigma"] + list(design.names)
-
-
-def _relative_factor(theta: np.ndarray, q: int) -> np.ndarray:
-    T = np.zeros((q, q))
-    k = 0
-    for j in range(q):
-        for i in range(j, q):
-            T[i, j] = theta[k]
-            k += 1
-    return T
 
 
 def theta_to_sdcor(theta: np.ndarray, sigma: float, sizes: list[int]) -> np.ndarray:

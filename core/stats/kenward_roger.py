@@ -30,8 +30,8 @@ matrix is block diagonal and the sums run over the groups' q × q blocks (fast e
 simulations); otherwise they are dense in the number of random effects (refused beyond
 :data:`MAX_DENSE`, where pbkrtest itself would need an n × n inverse).
 
-This module needs numpy and scipy only (it is shipped by value to Dask workers with
-:mod:`core.stats.power_sim`).
+It needs numpy and scipy (and :mod:`core.stats.profiled`'s relative factor); the power simulations'
+workers run it for every simulated fit.
 
 >>> import numpy as np, scipy.sparse as sp
 >>> g = np.repeat(np.arange(6), 4); t = np.tile(np.arange(4.0), 6)
@@ -46,6 +46,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from core.stats.profiled import _relative_factor
 
 #: The largest number of random effects for the dense computation (designs with more than one
 #: grouping factor): a q × q inverse of 4,000² takes about 2 s and 128 MB.
@@ -74,16 +76,6 @@ class KenwardRoger:
     def ddf(self, L: np.ndarray) -> float:
         """pbkrtest's ``Lb_ddf(L, vcov, vcovAdj)`` for a contrast matrix ``L`` (q × p)."""
         return lb_ddf(np.atleast_2d(np.asarray(L, float)), self.vcov, self.P, self.W)
-
-
-def _relative_factor(theta: np.ndarray, q: int) -> np.ndarray:
-    T = np.zeros((q, q))
-    k = 0
-    for j in range(q):
-        for i in range(j, q):
-            T[i, j] = theta[k]
-            k += 1
-    return T
 
 
 def _entries(q: int) -> list[tuple[int, int]]:

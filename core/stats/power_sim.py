@@ -144,23 +144,11 @@ TESTS = {"kr": kenward_roger_test, "satterthwaite": satterthwaite_test}
 def boot_parameters(fit) -> np.ndarray:
     """A refit's parameters as lme4's ``confint(method = "boot")`` collects them: each term's SDs and
     correlations (lower triangle by columns), σ, the fixed effects."""
-    out = []
-    theta = np.asarray(fit.theta, float)
-    sigma = float(fit.sigma)
-    k = 0
-    for s in fit.matrices.random_structures:
-        q = s.n_terms
-        T = np.zeros((q, q))
-        for j in range(q):
-            for i in range(j, q):
-                T[i, j] = theta[k]
-                k += 1
-        cov = sigma ** 2 * (T @ T.T)
-        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        for j in range(q):
-            for i in range(j, q):
-                out.append(sd[i] if i == j else (cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0))
-    return np.concatenate([out, [sigma], np.asarray(fit.beta, float)])
+    from core.stats.intervals import theta_to_sdcor
+
+    sizes = [s.n_terms for s in fit.matrices.random_structures]
+    sdcor = theta_to_sdcor(np.asarray(fit.theta, float), float(fit.sigma), sizes)
+    return np.concatenate([sdcor, [float(fit.sigma)], np.asarray(fit.beta, float)])
 
 
 def simulate_one(design: SimulationDesign, index: int):

@@ -4,27 +4,11 @@
 suppressPackageStartupMessages({library(lme4); library(jsonlite); library(performance)})
 a <- commandArgs(TRUE); cases <- fromJSON(a[1], simplifyVector = FALSE)
 base <- dirname(a[1])
-na_strings <- c("", "NA", "n/a", "N/A", ".", "-")
+source(file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)[1])), "prepare_case.R"))
 res <- list()
 for (name in names(cases)) {
   cs <- cases[[name]]
-  d <- read.csv(file.path(base, cs$data), colClasses = "character", na.strings = na_strings, check.names = FALSE)
-  roles <- cs$roles
-  for (r in names(roles)) { col <- roles[[r]]; v <- d[[col]]; d[[col]] <- NULL; d[[r]] <- v }
-  for (col in names(d)) {
-    if (col %in% c("patient", "therapist")) next
-    txt <- sub("^([-+]?[0-9]*),([0-9]+)$", "\\1.\\2", trimws(d[[col]]))
-    num <- suppressWarnings(as.numeric(txt))
-    if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num
-    else d[[col]] <- factor(d[[col]], levels = sort(unique(d[[col]][!is.na(d[[col]])]), method = "radix"))
-  }
-  d$time <- d$session - min(d$session, na.rm = TRUE)
-  for (m in intersect(c("alliance", "symptoms"), names(d))) {
-    pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
-    gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
-    d[[paste0(m, "_between")]] <- pm - gm
-    d[[paste0(m, "_within")]] <- d[[m]] - pm
-  }
+  d <- derive(read_case(file.path(base, cs$data), cs$roles), cs$roles)
   f <- as.formula(cs$formula)
   used <- d[complete.cases(d[, all.vars(f)]), ]
   # BOBYQA to rhoend = 1e-12: default lme4 stops with a relative SD of ~1e-5 where the optimum is 0, and

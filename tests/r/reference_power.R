@@ -33,9 +33,9 @@ suppressPackageStartupMessages({library(lmerTest); library(jsonlite)})
 a <- commandArgs(TRUE)
 cases <- fromJSON(a[1], simplifyVector = FALSE)
 base <- dirname(a[1])
-na_strings <- c("", "NA", "n/a", "N/A", ".", "-")
+source(file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)[1])), "prepare_case.R"))  # derive()
 
-read_case <- function(cs) {
+read_power_case <- function(cs) {
   d <- read.csv(file.path(base, cs$data), colClasses = "character", na.strings = na_strings, check.names = FALSE)
   roles <- cs$roles
   for (r in names(roles)) { col <- roles[[r]]; v <- d[[col]]; d[[col]] <- NULL; d[[r]] <- v }
@@ -43,17 +43,6 @@ read_case <- function(cs) {
     if (col %in% c("patient", "therapist")) next
     num <- suppressWarnings(as.numeric(d[[col]]))
     if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num else d[[col]] <- factor(d[[col]])
-  }
-  d
-}
-
-derive <- function(d) {
-  d$time <- d$session - min(d$session, na.rm = TRUE)
-  for (m in intersect(c("alliance", "symptoms"), names(d))) {
-    pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
-    gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
-    d[[paste0(m, "_between")]] <- pm - gm
-    d[[paste0(m, "_within")]] <- d[[m]] - pm
   }
   d
 }
@@ -71,7 +60,7 @@ res <- list()
 for (name in names(cases)) {
   cs <- cases[[name]]
   set.seed(if (is.null(cs$seed)) 20261127 else cs$seed)
-  d0 <- read_case(cs)
+  d0 <- read_power_case(cs)
   f <- as.formula(cs$formula)
   vars <- all.vars(f)
   used0 <- used_rows(derive(d0), vars)
