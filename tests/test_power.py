@@ -313,3 +313,23 @@ def test_worker_processes_end_with_the_process_that_started_them(tmp_path):
         alive = [p for p in workers if os.path.exists(f"/proc/{p}") and
                  "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
     assert not alive, f"workers {alive} outlived their parent"
+
+
+@pytest.mark.slow
+def test_kenward_roger_power_agrees_with_the_r_loop_with_pbkrtest(data):
+    """simr's default test in R (tests/r/reference_power.R with "test": "kr": lmerTest's Kenward–Roger
+    t-test, pbkrtest; tests/expected/power_kr_paperlike_public.json, 400 simulations per point) against
+    ours with the same test: within 3.5 SD of the difference of two binomial estimates."""
+    ref = json.loads((ROOT / "tests" / "expected" / "power_kr_paperlike_public.json").read_text())
+    assert ref
+    for name, case in ref.items():
+        assert case["test"] == "kr"
+        result = power_analysis(data, case["formula"], case["term"], effect=case["effect"],
+                                patients=[int(n) for n in case["power"]], nsim=400, seed=2027,
+                                runner=LocalRunner(), test="kr")
+        for point in result.points:
+            r = case["power"][str(point.n_patients)]
+            n_r = r["nsim"] - r["n_failed"]
+            pooled = (point.power * point.nsim + r["power"] * n_r) / (point.nsim + n_r)
+            sd = math.sqrt(max(pooled * (1 - pooled), 1e-4) * (1 / point.nsim + 1 / n_r))
+            assert abs(point.power - r["power"]) <= 3.5 * sd, (name, point.n_patients, point.power, r["power"])
