@@ -471,3 +471,19 @@ def test_a_perfectly_linear_course_is_refused_in_one_sentence():
     proc = run_cli("analyze", csv, "--patient", "patient", "--session", "session", "--symptoms", "symptoms",
                    "--alliance", "alliance")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_fit_df_kr_and_confint_keys():
+    """``fit --df kr --confint wald``: the contract's ``df_method``, ``confint`` rows named as lme4's
+    ``confint(oldNames = FALSE)`` and ``confint_method``."""
+    proc = run_cli("fit", HERE / "data" / "sleepstudy.csv", "--patient", "Subject", "--session", "Days",
+                   "--symptoms", "Reaction", "--formula", "symptoms ~ time + (time | patient)",
+                   "--df", "kr", "--confint", "wald")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["df_method"] == "kr" and report["confint_method"] == "wald"
+    assert [r["parameter"] for r in report["confint"]] == ["sd_(Intercept)|patient", "cor_time.(Intercept)|patient",
+                                                           "sd_time|patient", "sigma", "(Intercept)", "time"]
+    exp = json.loads((HERE / "expected" / "kr" / "sleepstudy_slope.json").read_text())["kenward_roger"]
+    assert report["fixed"]["time"]["df"] == pytest.approx(exp["time"]["df"], rel=1e-4)
+    assert report["confint"][0]["low"] is None and report["confint"][5]["low"] < 10.467 < report["confint"][5]["high"]

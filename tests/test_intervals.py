@@ -89,7 +89,7 @@ def test_wald_intervals_as_lme4():
     assert [r["parameter"] for r in got.rows] == names == ["sd_(Intercept)|patient", "sigma", "(Intercept)",
                                                             "alliance_between", "alliance_within"]
     assert got.rows[0]["low"] is None and got.rows[1]["high"] is None
-    se = math.sqrt(fit.fixed_cov[2, 2])
+    se = math.sqrt(fit.fixed_cov[2, 2])  # Satterthwaite's fit: lme4's vcov
     assert got.rows[4]["low"] == pytest.approx(fit.fixed["estimate"].iloc[2] - 1.959964 * se, rel=1e-6)
 
 

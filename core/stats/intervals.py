@@ -438,7 +438,7 @@ def wald_intervals(fit, level: float = 0.95) -> list[dict]:
     k = len(names) - len(fit.design.names)
     z = _z(level)
     beta = np.asarray(fit.reml.beta, float)
-    se = np.sqrt(np.diag(np.asarray(fit.fixed_cov, float)))
+    se = np.sqrt(np.diag(np.asarray(fit.reml.vcov(), float)))  # lme4's vcov (not Kenward–Roger's adjusted one)
     rows = [{"parameter": nm, "low": None, "high": None} for nm in names[:k]]
     rows += [{"parameter": nm, "low": float(b - z * s), "high": float(b + z * s)}
              for nm, b, s in zip(names[k:], beta, se)]
