@@ -199,6 +199,16 @@ def test_kenward_roger_is_the_default_test_and_singular_refits_are_counted(data)
     assert int(np.nansum(rows[:, 2])) == point["n_singular"]
 
 
+def test_kenward_roger_beyond_the_dense_size_is_refused_before_simulating(data):
+    """Patients in therapists with more than 4,000 random effects: every refit's Kenward–Roger test would
+    fail; refused in words up front (Satterthwaite is offered), not counted as 1,000 failed fits."""
+    formula = "symptoms ~ alliance_within + (1 | therapist) + (1 | patient)"
+    with pytest.raises(ModelError, match="choose the Satterthwaite test"):
+        prepare(data, formula, "alliance_within", effect=-0.1, patients=[4100])
+    designs, _ = prepare(data, formula, "alliance_within", effect=-0.1, patients=[4100], test="satterthwaite")
+    assert designs[0].matrices.n_random > 4000
+
+
 def test_observed_power_carries_the_hoenig_heisey_warning(data):
     result = power_analysis(data, HYBRID, "alliance_between", patients=[30], nsim=3, runner=LocalRunner(1))
     assert result.at_observed_effect and result.effect == result.observed

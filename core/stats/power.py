@@ -368,6 +368,13 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
                                   term=matrices.fixed_names[index], alpha=float(alpha), seed=int(seed),
                                   n_patients=int(n), key=key, test=test)
         template_model(design)  # fails here, in plain words, rather than in every worker
+        if test == "kr" and len(matrices.random_structures) > 1:
+            from core.stats.kenward_roger import MAX_DENSE
+
+            if matrices.n_random > MAX_DENSE:  # every refit's test would fail
+                raise ModelError(_("With {n} patients the Kenward–Roger test would need a dense computation over "
+                                   "{q} random effects in every simulation, too large here; choose the "
+                                   "Satterthwaite test (--test satterthwaite).").format(n=n, q=matrices.n_random))
         designs.append(design)
     info = {"term": column, "effect": float(beta[index]), "observed": observed, "observed_se": observed_se,
             "n_patients_observed": len(order), "n_observations": fit.n_observations, "excluded": fit.excluded}
