@@ -3,9 +3,11 @@
 The design: tests/data/paperlike_public.csv (96 patients, 4 sessions, 328 rows),
 ``symptoms ~ alliance_between + alliance_within + (1 | patient)``, the within effect set to −0.05,
 N = 96 (``--large``: also N = 1,600 patients, recycled, 5,467 rows). Both sides do the same work
-per simulation: draw the outcome from the fitted model, refit by REML, Satterthwaite t-test of
-the term (R: tests/r/reference_power.R's loop, ``lmer`` + ``summary``; ours:
-``core.stats.power_sim.simulate_one``). Setup (reading, the fit on the data, the design) is not
+per simulation: draw the outcome from the fitted model, refit by REML, test the term by
+Kenward–Roger (``--test kr``, the default as simr's; R: pbkrtest through lmerTest's
+``summary(ddf = "Kenward-Roger")``) or Satterthwaite (``--test satterthwaite``) (R:
+tests/r/reference_power.R's loop, ``lmer`` + ``summary``; ours: ``core.stats.power_sim.simulate_one``).
+``--r-nsim`` sets R's number of simulations separately (the R loop with pbkrtest is slow). Setup (reading, the fit on the data, the design) is not
 counted on either side: R's loop times itself (``seconds_per_simulation``), ours times
 ``runner.run`` after ``prepare``.
 
@@ -50,14 +52,14 @@ TERM, EFFECT = "alliance_within", -0.05
 GOAL = 5.0
 
 
-def r_rate(n_patients: int, nsim: int) -> float | None:
+def r_rate(n_patients: int, nsim: int, test: str = "kr") -> float | None:
     """Simulations per second of R's loop (tests/r/reference_power.R) on the design for ``n_patients``."""
     if not shutil.which("Rscript"):
         return None
     roles = {r: r for r in ("patient", "session", "alliance", "symptoms", "therapist")}
     with tempfile.TemporaryDirectory() as tmp:
         cases = {"bench": {"data": str(DATA), "roles": roles, "formula": HYBRID, "term": TERM, "effect": EFFECT,
-                           "sizes": [n_patients], "nsim": nsim, "seed": 1}}
+                           "sizes": [n_patients], "nsim": nsim, "seed": 1, "test": test}}
         # reference_power.R reads data relative to the cases file: give it an absolute path's relative form
         cases["bench"]["data"] = os.path.relpath(DATA, tmp)
         (Path(tmp) / "cases.json").write_text(json.dumps(cases))
@@ -68,10 +70,10 @@ def r_rate(n_patients: int, nsim: int) -> float | None:
     return 1.0 / seconds
 
 
-def our_rate(data, n_patients: int, nsim: int, runner, warm_up: bool = False) -> tuple[float, float]:
+def our_rate(data, n_patients: int, nsim: int, runner, warm_up: bool = False, test: str = "kr") -> tuple[float, float]:
     """``(simulations per second, power)`` of ``runner`` on the design for ``n_patients``
     (``warm_up``: first 5 untimed simulations in this process, for the imports of the first refit)."""
-    designs, _ = prepare(data, HYBRID, TERM, effect=EFFECT, patients=[n_patients], seed=1)
+    designs, _ = prepare(data, HYBRID, TERM, effect=EFFECT, patients=[n_patients], seed=1, test=test)
     if warm_up:
         simulate_chunk(designs[0], nsim, nsim + 5)
     started = time.perf_counter()
@@ -81,23 +83,23 @@ def our_rate(data, n_patients: int, nsim: int, runner, warm_up: bool = False) ->
     return nsim / seconds, float((p < 0.05).mean())
 
 
-def speed(data, n_patients: int, nsim: int, use_r: bool) -> dict:
-    print(f"\nN = {n_patients} patients, {nsim} simulations per measurement", flush=True)
-    r1 = r_rate(n_patients, nsim) if use_r else None
+def speed(data, n_patients: int, nsim: int, use_r: bool, test: str = "kr", r_nsim: int | None = None) -> dict:
+    print(f"\nN = {n_patients} patients, {nsim} simulations per measurement, test {test}", flush=True)
+    r1 = r_rate(n_patients, r_nsim or nsim, test) if use_r else None
     if r1:
-        print(f"  R loop (lme4 + lmerTest):       {r1:7.1f} simulations/s", flush=True)
-    one, power_one = our_rate(data, n_patients, nsim, LocalRunner(1), warm_up=True)
+        print(f"  R loop (lme4 + lmerTest/pbkrtest): {r1:7.2f} simulations/s", flush=True)
+    one, power_one = our_rate(data, n_patients, nsim, LocalRunner(1), warm_up=True, test=test)
     print(f"  ours, 1 process:                {one:7.1f} simulations/s (power {power_one:.3f})", flush=True)
     cores = os.cpu_count() or 1
-    cold, _ = our_rate(data, n_patients, nsim, LocalRunner(cores))
-    warm, power_all = our_rate(data, n_patients, nsim, LocalRunner(cores))
+    cold, _ = our_rate(data, n_patients, nsim, LocalRunner(cores), test=test)
+    warm, power_all = our_rate(data, n_patients, nsim, LocalRunner(cores), test=test)
     print(f"  ours, {cores} processes (started):  {warm:7.1f} simulations/s (first run, starting the "
           f"processes: {cold:.1f}/s; power {power_all:.3f})", flush=True)
-    r2 = r_rate(n_patients, nsim) if use_r else None
+    r2 = r_rate(n_patients, r_nsim or nsim, test) if use_r else None
     if r2:
         print(f"  R loop again:                   {r2:7.1f} simulations/s", flush=True)
     r = (r1 + r2) / 2 if r1 and r2 else None
-    result = {"n_patients": n_patients, "nsim": nsim, "r_per_s": r, "ours_1_process_per_s": one,
+    result = {"test": test, "n_patients": n_patients, "nsim": nsim, "r_nsim": r_nsim or nsim, "r_per_s": r, "ours_1_process_per_s": one,
               "ours_all_cores_per_s": warm, "ours_all_cores_cold_per_s": cold, "cores": cores}
     if r:
         result["ratio_1_process"] = one / r
@@ -114,7 +116,8 @@ def agreement(data) -> list[dict]:
     for name, case in r_power_reference().items():
         chosen = None if case["effect"] == case["observed"] else case["effect"]
         result = power_analysis(data, case["formula"], case["term"], effect=chosen,
-                                patients=[int(n) for n in case["power"]], nsim=1000, seed=2027, runner=LocalRunner())
+                                patients=[int(n) for n in case["power"]], nsim=1000, seed=2027, runner=LocalRunner(),
+                                test=case.get("test", "satterthwaite"))
         for point in result.points:
             r = case["power"][str(point.n_patients)]
             pooled = (point.power + r["power"]) / 2
@@ -136,16 +139,19 @@ def main() -> int:
     parser.add_argument("--large", action="store_true", help="also N = 1,600 patients")
     parser.add_argument("--agreement", action="store_true", help="also every R case at 1,000 simulations")
     parser.add_argument("--no-r", action="store_true")
+    parser.add_argument("--test", choices=("kr", "satterthwaite"), default="kr")
+    parser.add_argument("--r-nsim", type=int, help="R's simulations per measurement (default: --nsim)")
     args = parser.parse_args()
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     data = paperlike()
-    results = [speed(data, 96, args.nsim, not args.no_r)]
+    results = [speed(data, 96, args.nsim, not args.no_r, args.test, args.r_nsim)]
     if args.large:
-        results.append(speed(data, 1600, max(20, args.nsim // 10), not args.no_r))
+        results.append(speed(data, 1600, max(20, args.nsim // 10), not args.no_r, args.test,
+                             max(5, (args.r_nsim or args.nsim) // 10)))
     rows = agreement(data) if args.agreement else []
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "power.json").write_text(json.dumps({"speed": results, "agreement": rows}, indent=1))
+    (out / f"power_{args.test}.json").write_text(json.dumps({"speed": results, "agreement": rows}, indent=1))
     missed = [r for r in results if r.get("ratio_all_cores") is not None and r["ratio_all_cores"] < GOAL]
     return 1 if missed else 0
 

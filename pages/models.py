@@ -47,18 +47,31 @@ def ladder_for(fingerprint: str, language: str, _data: pd.DataFrame, _cells=None
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def custom_for(fingerprint: str, options: BuilderOptions, language: str, _data: pd.DataFrame,
-               _cells=None) -> ModelResult | str:
+               _cells=None, df_method: str = "satterthwaite") -> ModelResult | str:
     try:
-        return fit_custom_model(_data, options, cell_reasons=_cells)
+        return fit_custom_model(_data, options, cell_reasons=_cells, df_method=df_method)
     except ModelError as err:
         return str(err)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def formula_for(fingerprint: str, formula: str, predictor: str, language: str, _data: pd.DataFrame,
-                _cells=None) -> ModelResult | str:
+                _cells=None, df_method: str = "satterthwaite") -> ModelResult | str:
     try:
-        return fit_formula_model(_data, formula, key="custom", cell_reasons=_cells, predictor=predictor)
+        return fit_formula_model(_data, formula, key="custom", cell_reasons=_cells, predictor=predictor,
+                                 df_method=df_method)
+    except ModelError as err:
+        return str(err)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def intervals_for(fingerprint: str, formula: str, df_method: str, method: str, nboot: int, seed: int,
+                  language: str, _model: ModelResult):
+    """lme4's confint() rows of the builder's model (core.stats.intervals), or the reason it failed."""
+    from core.stats.intervals import confint
+
+    try:
+        return confint(_model.formula_fit, method, nboot=nboot, seed=seed)
     except ModelError as err:
         return str(err)
 
@@ -76,7 +89,8 @@ HEADERS = {"model": N_("Model"), "effect": N_("Effect"), "estimate": N_("Estimat
            "rows_left_out": N_("Rows left out"), "loglik_reml": N_("Log-likelihood (REML)"),
            "loglik_ml": N_("Log-likelihood (ML)"), "parameters_ml": N_("Parameters (ML)"), "aic": "AIC", "bic": "BIC",
            "r2_marginal": N_("Marginal R²"), "r2_conditional": N_("Conditional R²"), "converged": N_("Converged"),
-           "singular": N_("Singular"), "warnings": N_("Warnings"), "row": N_("row"), "reason": N_("reason")}
+           "singular": N_("Singular"), "warnings": N_("Warnings"), "row": N_("row"), "reason": N_("reason"),
+           "parameter": N_("Parameter")}
 
 
 #: The ladder's models as shown in tables (the CSV downloads, the report's JSON and the command line
@@ -213,6 +227,21 @@ covariates = st.multiselect(_("Covariates (patient- or session-level columns; a 
                             extra, key="mb_covariates", placeholder=multiselect_placeholder(extra))
 options = BuilderOptions(direction=direction, detrend=detrend, interaction=interaction,
                          covariates=tuple(covariates), random_slope_within=slope, therapist_level=therapist)
+inference = st.columns(3)
+DF_METHODS = {"satterthwaite": N_("Satterthwaite (lmerTest)"), "kr": N_("Kenward–Roger (pbkrtest)")}
+df_method = inference[0].radio(
+    _("Degrees of freedom of the t tests"), list(DF_METHODS), key="mb_df", horizontal=True,
+    format_func=localised(lambda k: _(DF_METHODS[k])),
+    help=_("Kenward–Roger also adjusts the standard errors for the uncertainty in the variance estimates "
+           "(better with few patients); python -m core fit --df kr."))
+CI_METHODS = {"none": N_("none"), "wald": N_("Wald"), "profile": N_("likelihood profile"),
+              "boot": N_("parametric bootstrap")}
+ci_method = inference[1].selectbox(
+    _("95% intervals for every parameter"), list(CI_METHODS), key="mb_ci", format_func=localised(lambda k: _(CI_METHODS[k])),
+    help=_("As lme4's confint(): fixed effects, random-effect SDs and correlations, sigma. The profile takes "
+           "seconds to minutes; the bootstrap refits the model once per sample (python -m core fit --confint)."))
+nboot = inference[2].number_input(_("Bootstrap samples"), min_value=100, max_value=10000, value=1000, step=100,
+                                  key="mb_nboot", disabled=ci_method != "boot")
 # The builder's choices write the formula; a researcher may type another one (lme4 notation).
 built = builder_spec(options).formula
 if st.session_state.get("mb_formula_built") != built:
@@ -231,10 +260,11 @@ if typed.strip() and " ".join(typed.split()) != " ".join(built.split()):
     own_formula = typed.strip()
     with st.spinner(_("Fitting the model …")):
         result = formula_for(ds.fingerprint, own_formula,
-                             "symptoms" if direction == "symptoms_to_alliance" else "alliance", lang, data, cells)
+                             "symptoms" if direction == "symptoms_to_alliance" else "alliance", lang, data, cells,
+                             df_method)
 elif "alliance" in ds.validated.measures:
     with st.spinner(_("Fitting the model …")):
-        result = custom_for(ds.fingerprint, options, lang, data, cells)
+        result = custom_for(ds.fingerprint, options, lang, data, cells, df_method)
 else:
     result = None
     st.info(_("The builder's between/within models need an alliance score; type a formula to fit another model."))
@@ -257,6 +287,19 @@ elif result is not None:
     table = fixed_effects_table({"custom": custom}).drop(columns=["model", "term"])
     custom_shown = shown(table)
     show_table(custom_shown, key="custom_table")
+    st.caption(_("Degrees of freedom, p-values and 95% CIs by {method}.").format(method=_(DF_METHODS[df_method])))
+    if ci_method != "none":
+        with st.spinner(_("Computing the intervals …")):
+            intervals = intervals_for(ds.fingerprint, custom.formula, df_method, ci_method, int(nboot), 1, lang, custom)
+        if isinstance(intervals, str):
+            st.error(md(intervals))
+        else:
+            st.markdown(_("**95% intervals ({method}, as lme4's confint)**").format(method=_(CI_METHODS[ci_method])))
+            ci_table = pd.DataFrame(intervals.records()).rename(columns={"low": "ci_low", "high": "ci_high"})
+            show_table(ci_table.round(4), key="custom_confint")
+            for w in intervals.warnings:
+                st.warning(md(w))
+            csv_button(ci_table, _("Intervals (CSV)"), N_("builder_intervals.csv"))
     if custom.spec.predictor:
         for sentence in describe_model(custom):
             st.markdown(f"- {md(sentence)}")

@@ -39,7 +39,7 @@ def fixed_for(fingerprint: str, formula: str, language: str, _validated) -> pd.D
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def power_for(fingerprint: str, formula: str, term: str, effect: float | None, patients: tuple[int, ...],
-              nsim: int, seed: int, alpha: float, language: str, _validated) -> PowerAnalysis | str:
+              nsim: int, seed: int, alpha: float, test: str, language: str, _validated) -> PowerAnalysis | str:
     """The power curve (cached on the data's fingerprint, every option and the language of a refusal);
     a progress bar with simulations done and time left while it runs."""
     bar = st.progress(0.0, text=_("Fitting the model and building the designs …"))
@@ -50,7 +50,7 @@ def power_for(fingerprint: str, formula: str, term: str, effect: float | None, p
     try:
         return power_analysis(_validated.data, formula, term, effect=effect, patients=list(patients), nsim=nsim,
                               seed=seed, alpha=alpha, runner=LocalRunner(), progress=show,
-                              role_headers=_validated.mapping.used(), cell_reasons=_validated.cell_reasons)
+                              role_headers=_validated.mapping.used(), cell_reasons=_validated.cell_reasons, test=test)
     except (ModelError, InputError) as err:
         return str(err)
     finally:
@@ -79,7 +79,8 @@ st.markdown(_(
     "How many patients does a study need to detect an effect? As R's **simr** computes it: outcomes are "
     "simulated from the model fitted to this data (with the effect set to the value you choose), on a design "
     "with *N* patients (the first *N* patients of the file, recycled as new patients beyond the observed "
-    "number); each simulated study is refitted by REML and the effect tested with Satterthwaite's t-test. "
+    "number); each simulated study is refitted by REML and the effect tested as simr tests it by default, with "
+    "Kenward–Roger's F test (or, by choice, Satterthwaite's t-test). "
     "Power is the share of significant tests, with its exact 95% interval. The same seed gives the same "
     "result on any machine; `python -m core power` runs the same computation, also on a Dask cluster."))
 if "symptoms" not in ds.validated.measures:
@@ -133,6 +134,11 @@ with st.form("pw_form"):
     seed = c[3].number_input(_("Seed"), min_value=0, value=1, step=1, key="pw_seed")
     alpha = c[0].selectbox(_("Significance level α"), [0.05, 0.01, 0.10], key="pw_alpha",
                            format_func=localised(lambda a: number(a, "g")))
+    TESTS = {"kr": N_("Kenward–Roger (pbkrtest; simr's default)"), "satterthwaite": N_("Satterthwaite (lmerTest)")}
+    test = c[1].radio(_("Test of each simulated study"), list(TESTS), key="pw_test",
+                      format_func=localised(lambda k: _(TESTS[k])),
+                      help=_("simr tests a fixed effect of a linear mixed model with Kenward–Roger's F test by "
+                             "default; Satterthwaite's t-test is lmerTest's summary (python -m core power --test)."))
     submitted = st.form_submit_button(_("Compute power"), type="primary", key="pw_compute")
 
 if submitted:
@@ -142,7 +148,7 @@ if submitted:
     elif mode == CHOSEN and effect is None:
         st.error(_("Enter the smallest effect of interest (or choose the estimate in this data, observed power)."))
     else:
-        st.session_state["pw_request"] = (formula, term, effect, tuple(sizes), int(nsim), int(seed), float(alpha))
+        st.session_state["pw_request"] = (formula, term, effect, tuple(sizes), int(nsim), int(seed), float(alpha), test)
 
 request = st.session_state.get("pw_request")
 if request is None or request[:2] != (formula, term):
@@ -173,15 +179,17 @@ shown = table.assign(power=table["power"].map(lambda p: "—" if pd.isna(p) else
                      interval=[("—" if pd.isna(lo) else f"{number(lo, '.1%')} – {number(hi, '.1%')}")
                                for lo, hi in zip(table["ci_low"], table["ci_high"], strict=True)])
 # the columns keep their names (tests and code read them); the headers are translated
-st.dataframe(shown[["n_patients", "n_observations", "power", "interval", "nsim", "n_failed"]].rename(columns={
+st.dataframe(shown[["n_patients", "n_observations", "power", "interval", "nsim", "n_failed", "n_singular"]].rename(columns={
     "n_patients": "patients", "n_observations": "sessions", "interval": "95% interval (Clopper–Pearson)",
-    "nsim": "simulations", "n_failed": "failed fits"}), hide_index=True, width="stretch", key="pw_table",
+    "nsim": "simulations", "n_failed": "failed fits", "n_singular": "singular fits"}), hide_index=True, width="stretch",
+    key="pw_table",
     column_config={"patients": st.column_config.NumberColumn(_("patients")),
                    "sessions": st.column_config.NumberColumn(_("sessions")),
                    "power": st.column_config.TextColumn(_("power")),
                    "95% interval (Clopper–Pearson)": st.column_config.TextColumn(_("95% interval (Clopper–Pearson)")),
                    "simulations": st.column_config.NumberColumn(_("simulations")),
-                   "failed fits": st.column_config.NumberColumn(_("failed fits"))})
+                   "failed fits": st.column_config.NumberColumn(_("failed fits")),
+                   "singular fits": st.column_config.NumberColumn(_("singular fits"))})
 download(_("Power table (CSV)"), csv_bytes(table, get_language()), file_name=_("power.csv"), mime="text/csv",
          key="pw_csv")
 
@@ -191,6 +199,6 @@ sizes_arg = ",".join(str(p.n_patients) for p in result.points)
 effect_arg = "" if result.at_observed_effect else f" --effect {result.effect:g}"
 cli = (f"python -m core power {ds.validated.source} --patient … --session … --symptoms … --alliance … "
        f"--formula \"{result.formula}\" --term {result.term}{effect_arg} --patients {sizes_arg} "
-       f"--nsim {result.nsim} --seed {result.seed} --alpha {result.alpha:g}")
+       f"--nsim {result.nsim} --seed {result.seed} --alpha {result.alpha:g} --test {result.test}")
 st.caption(_("Command line: {command} (add {option} to run on a Dask cluster).").format(
     command=code(cli), option=code("--scheduler ADDRESS")))

@@ -67,3 +67,19 @@ def test_formula_box_fits_a_typed_formula(tmp_path):
         page.set_viewport_size({"width": 800, "height": 1000})
         page.wait_for_timeout(1500)
         screenshot(page, "models_formula_800")
+
+
+def test_kenward_roger_and_profile_intervals_in_the_builder(tmp_path):
+    """Issue 27: the builder's model with Kenward–Roger df and lme4's profile intervals for every parameter."""
+    require_chromium()
+    with running_app(tmp_path) as url, browser_page() as page:
+        page.goto(url + "/models")
+        page.get_by_text("The model ladder").wait_for(timeout=90000)
+        page.get_by_text("Degrees of freedom, p-values and 95% CIs by Satterthwaite (lmerTest).").wait_for(timeout=90000)
+        page.get_by_text("Kenward–Roger (pbkrtest)").first.click()
+        page.get_by_text("Degrees of freedom, p-values and 95% CIs by Kenward–Roger (pbkrtest).").wait_for(timeout=90000)
+        page.get_by_role("combobox", name="95% intervals for every parameter").click()
+        page.get_by_role("option", name="likelihood profile").click()
+        page.get_by_text("95% intervals (likelihood profile, as lme4's confint)").wait_for(timeout=300000)
+        page.get_by_role("button", name="Intervals (CSV)").wait_for(timeout=60000)  # the table is drawn on a canvas
+        screenshot(page, "models_kr_profile")

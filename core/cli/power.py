@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     parser.add_argument("--seed", type=int, default=1,
                         help=_("seed; the same seed gives the same result anywhere (1)"))
     parser.add_argument("--alpha", type=float, default=0.05, help=_("significance level (0.05)"))
+    parser.add_argument("--test", choices=("kr", "satterthwaite"), default="kr",
+                        help=_("the test of each simulated fit: kr, Kenward–Roger (pbkrtest; simr's default), or "
+                               "satterthwaite (lmerTest)"))
     parser.add_argument("--scheduler", help=_("address of a Dask scheduler, e.g. tcp://10.0.0.5:8786 "
                                               "(default: this machine's cores)"))
     parser.add_argument("--workers", type=int, help=_("processes on this machine (default: every core)"))
@@ -86,7 +89,7 @@ def run(args) -> dict:
     result = power_analysis(validated.data, args.formula, args.term, effect=args.effect, patients=patients,
                             nsim=args.nsim, seed=args.seed, alpha=args.alpha, runner=runner,
                             progress=None if args.quiet else _Printer(), role_headers=validated.mapping.used(),
-                            cell_reasons=validated.cell_reasons)
+                            cell_reasons=validated.cell_reasons, test=args.test)
     report = result.report()
     report["excluded_rows"] = excluded_rows(result.excluded, validated)  # the file's and the model's
     return clean(report)

@@ -28,7 +28,8 @@ One place builds a model frame for every model of the project (the ladder, the m
 - **Collinearity**: a fixed-effect column that is a linear combination of earlier ones (pivoted QR
   with rank tolerance 1e-7, as lme4's ``chkRank.drop.cols``) is dropped and said in ``warnings``
   (``"fixed-effect model matrix is rank deficient so dropping 1 column / coefficient"``).
-- **Fit**: REML (fixed effects, variances; Satterthwaite df, t-based p and 95% CI, as lmerTest) and
+- **Fit**: REML (fixed effects, variances; Satterthwaite df, t-based p and 95% CI, as lmerTest, or
+  with ``df_method="kr"`` Kenward–Roger's adjusted SEs and df as pbkrtest) and
   ML (log-likelihood, AIC, BIC) by the ``mixedlm`` engine; lme4's convergence checks on the REML fit
   (gradient and Hessian of the deviance by central differences, ``lme4:::checkConv``); Nakagawa's
   R² (Nakagawa, Johnson & Schielzeth, 2017) as ``performance::r2_nakagawa`` computes it. Nothing is
@@ -61,6 +62,9 @@ RANK_TOLERANCE = 1e-7
 GRADIENT_TOLERANCE = 2e-3
 HESSIAN_TOLERANCE = 1e-6
 SINGULAR_TOLERANCE = 1e-4
+#: A residual SD below this fraction of the outcome's SD: the model reproduces the outcome exactly (to
+#: the rounding of its sums of squares, √ε ≈ 1.5e-8, with a margin): a perfectly linear course.
+EXACT_FIT_RATIO = 1e-6
 #: Cell texts read as missing in the file's other columns: the R reference's ``na.strings``
 #: (``"" NA n/a N/A . -``) and spreadsheet error/NaN texts. Words such as "none" or "missing" stay
 #: categories (a medication "None" is a level, as in R).
@@ -119,10 +123,14 @@ class Formula:
 
 
 _TOKEN = re.compile(r"\s*(?:`([^`]+)`|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+)"
-                    r"|(\|\||[~+*:|()\-/^]))")
+                    r"|(\|\||[~+*:|()\-/^,=]))")
 #: Functions a term may apply to numeric variables (R's names; ``I()`` protects arithmetic).
 FUNCTIONS = {"I": None, "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log10": np.log10,
              "log2": np.log2, "factor": None}
+#: Functions of the outcome (``log(y) ~ …``): ``scale`` is (y − mean) / SD over the rows the model uses.
+OUTCOME_FUNCTIONS = ("log", "sqrt", "scale", "log10", "log2", "exp")
+#: The highest degree of ``poly(x, degree)``.
+MAX_POLY_DEGREE = 6
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -252,6 +260,8 @@ class _Parser:
 
     def atom(self) -> _Part:
         kind, value = self.take()
+        if kind == "name" and value == "poly" and self.peek() == ("op", "("):
+            return self._poly()
         if kind == "name" and self.peek() == ("op", "(") and value in FUNCTIONS:
             self.take("(")
             expr = self.arith()
@@ -300,7 +310,30 @@ class _Parser:
             for name in inner_order:
                 self.order.setdefault(name, len(self.order))
             return inner
+        if value in (",", "="):
+            raise ModelError(_("The formula has '{text}' outside a function that takes several arguments (such as "
+                               "poly(time, 2)).").format(text=value))
         raise ModelError(_("The formula has '{text}' where a name was expected.").format(text=value))
+
+    def _poly(self) -> _Part:
+        """``poly(x, degree)``: orthogonal polynomials of one numeric column, as R's ``poly``."""
+        self.take("(")
+        kind, var = self.take()
+        if kind != "name" or self.peek() != ("op", ","):
+            raise ModelError(_("poly() takes a column and a degree, e.g. poly(time, 2)."))
+        self.take(",")
+        kind, degree = self.take()
+        if kind != "number" or not degree.isdigit() or not 1 <= int(degree) <= MAX_POLY_DEGREE:
+            raise ModelError(_("The degree of poly() is a whole number from 1 to {largest}, e.g. poly(time, 2).").format(
+                largest=MAX_POLY_DEGREE))
+        if self.peek() == ("op", ","):
+            raise ModelError(_("poly() here takes a column and a degree only (orthogonal polynomials, as R's "
+                               "default); for raw powers write I(time^2)."))
+        self.take(")")
+        label = f"poly({_deparse(('var', var))}, {int(degree)})"
+        self.computed[label] = ("poly", int(degree), ("var", var))
+        self.order.setdefault(label, len(self.order))
+        return _Part(terms=[frozenset([label])])
 
     def _group(self) -> str:
         kind, value = self.take()
@@ -353,14 +386,35 @@ def parse_formula(text: str) -> Formula:
     if not isinstance(text, str) or "~" not in text:
         raise ModelError(_("A formula needs an outcome, a tilde and terms, e.g. symptoms ~ time + (1 | patient)."))
     tokens = _tokens(text)
-    if len(tokens) < 3 or tokens[0][0] != "name" or tokens[1] != ("op", "~"):
+    outcome_computed: dict[str, tuple] = {}
+    if len(tokens) >= 6 and tokens[0][0] == "name" and tokens[1] == ("op", "(") and tokens[2][0] == "name" \
+            and tokens[3] == ("op", ")") and tokens[4] == ("op", "~"):
+        fn, column = tokens[0][1], tokens[2][1]
+        if fn not in OUTCOME_FUNCTIONS:
+            raise ModelError(_("The outcome can be a column or {functions} of a column; {name}() is not one of "
+                               "them.").format(functions=", ".join(f"{f}()" for f in OUTCOME_FUNCTIONS), name=fn))
+        outcome = f"{fn}({_deparse(('var', column))})"
+        outcome_computed[outcome] = ("call", fn, ("var", column))
+        rest = tokens[5:]
+    elif len(tokens) >= 3 and tokens[0][0] == "name" and tokens[1] == ("op", "~"):
+        outcome, rest = tokens[0][1], tokens[2:]
+    elif tokens and tokens[0][0] == "name" and len(tokens) > 1 and tokens[1] == ("op", "("):
+        raise ModelError(_("The outcome can be a column or {functions} of one column, e.g. log(symptoms) ~ time + "
+                           "(1 | patient).").format(functions=", ".join(f"{f}()" for f in OUTCOME_FUNCTIONS)))
+    else:
         raise ModelError(_("A formula starts with the outcome and a tilde, e.g. symptoms ~ time + (1 | patient)."))
-    outcome = tokens[0][1]
+    if not rest:
+        raise ModelError(_("A formula needs terms after the tilde, e.g. symptoms ~ time + (1 | patient)."))
     order: dict[str, int] = {outcome: 0}
-    parser = _Parser(tokens[2:], order)
+    parser = _Parser(rest, order)
+    parser.computed.update(outcome_computed)
     part = parser.sum()
     if parser.i != len(parser.t):
-        raise ModelError(_("The formula cannot be read at '{text}'.").format(text=parser.t[parser.i][1]))
+        bad = parser.t[parser.i][1]
+        if bad in (",", "="):
+            raise ModelError(_("The formula has '{text}' outside a function that takes several arguments (such as "
+                               "poly(time, 2)).").format(text=bad))
+        raise ModelError(_("The formula cannot be read at '{text}'.").format(text=bad))
     if not part.random:
         raise ModelError(_("The formula has no random effect; add one such as (1 | patient)."))
     return Formula(text=" ".join(text.split()), outcome=outcome, intercept=part.intercept is not False,
@@ -392,6 +446,8 @@ def _deparse(node) -> str:
 
 def _expr_names(node) -> list[str]:
     kind = node[0]
+    if kind == "poly":
+        return _expr_names(node[2])
     if kind == "var":
         return [node[1]]
     if kind in ("paren", "neg"):
@@ -482,6 +538,12 @@ class ModelFrame:
     data: pd.DataFrame
     excluded: pd.DataFrame
     levels: dict[str, list[str]]
+    #: Sentences for ``warnings``: a derived name the file uses for its own column (see
+    #: :func:`derived_renames`).
+    notes: tuple[str, ...] = ()
+    #: ``poly(x, d)`` terms: label → (α, norm2) of R's ``poly`` on the rows used (its ``coefs``
+    #: attribute), so that a new design (power's) is evaluated in the same basis (R's ``predict``).
+    poly_coefs: dict = field(default_factory=dict)
 
 
 def _typed_other_column(text: pd.Series) -> tuple[pd.Series, bool]:
@@ -514,6 +576,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     """
     makers: dict[str, callable] = {}
     present_roles = [r for r in ROLE_NAMES if r in data.columns]
+    renamed = derived_renames(data, role_headers)
 
     def reason_for(measure):
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
@@ -535,7 +598,7 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
         def make_time():
             s = pd.to_numeric(data["session"], errors="coerce").astype(float)
             return Column("time", s - s.min(), False)
-        makers["time"] = make_time
+        makers[renamed.get("time", "time")] = make_time
     for m in MEASURE_NAMES:
         if m not in data.columns or "patient" not in data.columns:
             continue
@@ -552,13 +615,13 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
             values, mean, grand = parts(m)
             why = (lambda pos, m=m: np.full(len(pos), _("{name} missing: this patient has no {measure} score").format(
                 name=f"{m}_between", measure=m), dtype=object))
-            return Column(f"{m}_between", mean - grand, False, why)
+            return Column(renamed.get(f"{m}_between", f"{m}_between"), mean - grand, False, why)
 
         def make_within(m=m):
             values, mean, _grand = parts(m)
-            return Column(f"{m}_within", values - mean, False, reason_for(m))
-        makers[f"{m}_between"] = make_between
-        makers[f"{m}_within"] = make_within
+            return Column(renamed.get(f"{m}_within", f"{m}_within"), values - mean, False, reason_for(m))
+        makers[renamed.get(f"{m}_between", f"{m}_between")] = make_between
+        makers[renamed.get(f"{m}_within", f"{m}_within")] = make_within
     from core.intake.reading import ROW
     for col in data.columns:
         if col in ROLE_NAMES or col == ROW or col in makers:
@@ -582,13 +645,93 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     return makers
 
 
+def derived_renames(data: pd.DataFrame, role_headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Derived names (``time``, ``<measure>_between``, ``<measure>_within``) that the file itself uses
+    for a column (one of its other columns, or the header of a role's column such as a session column
+    named ``time``), each with the name the derived variable takes instead: ``<name>_derived``
+    (``_derived2``, … if that is taken too). In a formula the name is then the file's column, as in R.
+
+    >>> derived_renames(pd.DataFrame({"patient": [], "session": [], "time": []}))
+    {'time': 'time_derived'}
+    >>> derived_renames(pd.DataFrame({"patient": [], "session": []}), {"session": "time"})
+    {'time': 'time_derived'}
+    """
+    from core.intake.reading import ROW
+
+    taken = {str(c) for c in data.columns if c not in ROLE_NAMES and c != ROW}
+    taken |= {h for r, h in (role_headers or {}).items() if h and r in data.columns and h != r}
+    derived = (["time"] if "session" in data.columns else []) + \
+        [f"{m}_{part}" for m in MEASURE_NAMES if m in data.columns and "patient" in data.columns
+         for part in ("between", "within")]
+    out = {}
+    for name in derived:
+        if name in taken:
+            new, k = f"{name}_derived", 2
+            while new in taken:
+                new, k = f"{name}_derived{k}", k + 1
+            out[name] = new
+    return out
+
+
+def derived_rename_notes(formula: "Formula", renames: dict[str, str]) -> list[str]:
+    """The sentences that say which name is the file's column and which the derived variable's, for
+    the names the formula uses."""
+    used = set(formula.data_names)
+    what = {"time": _("session − first session")}
+    notes = []
+    for name, new in renames.items():
+        if name in used or new in used:
+            measure, _sep, part = name.rpartition("_")
+            meaning = what.get(name) or (_("the patient's mean of {measure}, centred").format(measure=measure)
+                                         if part == "between" else
+                                         _("{measure} minus the patient's mean").format(measure=measure))
+            notes.append(_("The file has its own column '{name}', so '{name}' in the formula is that column; the "
+                           "derived variable ({meaning}) is '{new}'.").format(name=name, meaning=meaning, new=new))
+    return notes
+
+
 def _renamed(column: Column, name: str) -> Column:
     return Column(name, column.values, column.categorical, column.missing_reason)
 
 
+def poly_coefficients(x: np.ndarray, degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """R's ``poly(x, degree)`` ``coefs``: the recurrence's centres α₁…α_d and squared norms
+    (norm2 = (1, n, ‖p₁‖², …, ‖p_d‖²)) of the monic orthogonal polynomials on the values ``x``
+    (Stieltjes' procedure; R computes the same polynomials by a QR decomposition)."""
+    x = np.asarray(x, float)
+    if len(np.unique(x)) <= degree:
+        raise ModelError(_("poly() of degree {degree} needs more than {degree} different values; this column has "
+                           "{k}.").format(degree=degree, k=len(np.unique(x))))
+    alpha = np.empty(degree)
+    norm2 = [1.0, float(len(x))]
+    prev, cur = np.zeros_like(x), np.ones_like(x)
+    for j in range(degree):
+        alpha[j] = float(np.sum(x * cur * cur) / norm2[-1])
+        nxt = (x - alpha[j]) * cur - (norm2[-1] / norm2[-2]) * prev if j else (x - alpha[j]) * cur
+        prev, cur = cur, nxt
+        norm2.append(float(cur @ cur))
+    return alpha, np.array(norm2)
+
+
+def poly_columns(x: np.ndarray, coefs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """The columns of ``poly(x, d)`` for the values ``x`` with R's ``coefs`` (``predict.poly``).
+
+    >>> alpha, norm2 = poly_coefficients(np.arange(1.0, 6.0), 2)
+    >>> [np.round(c, 4).tolist() for c in poly_columns(np.arange(1.0, 6.0), (alpha, norm2))]  # R: poly(1:5, 2)
+    [[-0.6325, -0.3162, 0.0, 0.3162, 0.6325], [0.5345, -0.2673, -0.5345, -0.2673, 0.5345]]
+    """
+    alpha, norm2 = coefs
+    x = np.asarray(x, float)
+    degree = len(alpha)
+    Z = [np.ones_like(x), x - alpha[0]]
+    for i in range(1, degree):
+        Z.append((x - alpha[i]) * Z[i] - (norm2[i + 1] / norm2[i]) * Z[i - 1])
+    return [Z[k] / math.sqrt(norm2[k + 1]) for k in range(1, degree + 1)]
+
+
 def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: dict[str, str] | None = None,
                       role_headers: dict[str, str] | None = None,
-                      cell_reasons: pd.DataFrame | None = None) -> ModelFrame:
+                      cell_reasons: pd.DataFrame | None = None, poly_coefs: dict | None = None) -> ModelFrame:
     """The model frame of ``formula`` on ``data``: typed columns, rows used, rows left out with reasons."""
     from core.intake.reading import ROW
 
@@ -608,6 +751,12 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
                                    "column of this file.").format(name=name, term=label))
             if base[name].categorical and expr[1] != "factor":
                 raise ModelError(_("{term} needs numbers, but '{name}' is a text column.").format(term=label, name=name))
+        if expr[0] == "poly" or (expr[0] == "call" and expr[1] == "scale"):
+            # the column itself; poly() is expanded in the design, scale() standardised on the rows used
+            col = base[names[0]]
+            makers[label] = (lambda label=label, col=col: Column(label, col.values.astype(float), False,
+                                                                 col.missing_reason))
+            continue
         if expr[1] == "factor":  # the column's values as categories (numbers as R writes them)
             col = base[names[0]]
             vals = col.values.astype(object) if col.categorical else col.values.map(
@@ -618,6 +767,13 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
             continue
         values = _evaluate(expr, {n: base[n].values.to_numpy(float) for n in names})
         values = np.broadcast_to(np.asarray(values, float), (len(data),)).copy()
+        if label == formula.outcome:  # log(y), sqrt(y): R would stop on -Inf/NaN in the response
+            source = base[names[0]].values.to_numpy(float)
+            lost = np.isfinite(source) & ~np.isfinite(values)
+            if lost.any():
+                raise ModelError(_("{term} cannot be taken of {n} value(s) of {name} (e.g. {value:g}); use values "
+                                   "where it is defined, or another transformation.").format(
+                    term=label, n=int(lost.sum()), name=names[0], value=float(source[lost][0])))
         values[~np.isfinite(values)] = np.nan
 
         def why(pos, label=label, names=tuple(names)):
@@ -683,7 +839,16 @@ def build_model_frame(data: pd.DataFrame, formula: Formula | str, *, aliases: di
         first = excluded["reason"].iloc[0] if len(excluded) else _("no rows")
         raise ModelError(_("No row has a value for every variable of this model (first row left out: {reason}).").format(
             reason=first))
-    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels)
+    if computed.get(formula.outcome, ("",))[:2] == ("call", "scale"):
+        y = used[formula.outcome].to_numpy(float)
+        sd = float(np.std(y, ddof=1)) if len(y) > 1 else 0.0
+        used[formula.outcome] = (y - y.mean()) / sd if sd > 0 else y - y.mean()
+    coefs = {}
+    for label, expr in computed.items():
+        if expr[0] == "poly" and label in used:
+            coefs[label] = (poly_coefs or {}).get(label) or poly_coefficients(used[label].to_numpy(float), expr[1])
+    notes = tuple(derived_rename_notes(formula, derived_renames(data, role_headers)))
+    return ModelFrame(formula=formula, data=used, excluded=excluded, levels=levels, notes=notes, poly_coefs=coefs)
 
 
 # ======================================================================================= design
@@ -733,6 +898,9 @@ def _term_columns(frame: ModelFrame, terms, intercept: bool) -> tuple[list[np.nd
                 values = data[v].to_numpy()
                 v_cols = [(values == lev).astype(float) for lev in use]
                 v_labels = [f"{v}{lev}" for lev in use]
+            elif v in frame.poly_coefs:
+                v_cols = poly_columns(data[v].to_numpy(float), frame.poly_coefs[v])
+                v_labels = [f"{v}{k}" for k in range(1, len(v_cols) + 1)]
             else:
                 v_cols = [data[v].to_numpy(float)]
                 v_labels = [v]
@@ -896,6 +1064,9 @@ class FormulaFit:
     fixed_cov: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0)))
     #: ``"profiled"`` (:mod:`core.stats.profiled`, one grouping factor or two nested ones) or ``"mixedlm"``.
     engine: str = "mixedlm"
+    #: How ``fixed`` got its df, SEs and p: ``"satterthwaite"`` (lmerTest) or ``"kr"`` (pbkrtest's
+    #: Kenward–Roger; SEs from the adjusted covariance, which is then ``fixed_cov``).
+    df_method: str = "satterthwaite"
 
     @property
     def engine_data(self) -> pd.DataFrame:
@@ -928,6 +1099,7 @@ class FormulaFit:
             "aic": self.aic, "bic": self.bic, "r2_marginal": self.r2_marginal,
             "r2_conditional": self.r2_conditional, "converged": self.converged, "singular": self.singular,
             "warnings": list(self.warnings), "dropped_terms": list(self.design.dropped),
+            "df_method": self.df_method,
         }
 
 
@@ -1022,6 +1194,43 @@ def _profiled_fixed_table(result, names: list[str]) -> tuple[pd.DataFrame, np.nd
     return t_tests(result.beta, np.sqrt(np.diag(cov)), satterthwaite_df(result), names), cov
 
 
+def random_effects_matrix(design: Design):
+    """Z of a design as a scipy sparse matrix in lme4's column order (term by term, group by group,
+    the term's effects within a group) and the (q, groups) of each term."""
+    import scipy.sparse as sp
+
+    n = len(design.y)
+    parts, structure = [], []
+    for b in design.blocks:
+        q = len(b.columns)
+        rows = np.repeat(np.arange(n), q)
+        cols = (b.codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        values = np.column_stack([np.asarray(c, float) for c in b.columns]).ravel()
+        parts.append(sp.csc_matrix((values, (rows, cols)), shape=(n, q * b.n_levels)))
+        structure.append((q, b.n_levels))
+    return sp.hstack(parts).tocsc(), structure
+
+
+#: Methods for the fixed effects' df: lmerTest's Satterthwaite, or Kenward–Roger as pbkrtest.
+DF_METHODS = ("satterthwaite", "kr")
+
+
+def kenward_roger_table(result, design: Design) -> tuple[pd.DataFrame, np.ndarray]:
+    """The fixed-effects table with Kenward–Roger's adjusted SEs and df (lmerTest's
+    ``summary(ddf = "Kenward-Roger")``, pbkrtest's ``vcovAdj`` and ``Lb_ddf``) and the adjusted
+    covariance, for a REML fit (:mod:`core.stats.kenward_roger`)."""
+    from core.stats.kenward_roger import KenwardRogerError, kenward_roger
+
+    Z, structure = random_effects_matrix(design)
+    try:
+        kr = kenward_roger(Z, design.X, structure, np.asarray(result.theta, float), float(result.sigma))
+    except KenwardRogerError:
+        raise ModelError(_("Kenward–Roger degrees of freedom need a dense computation over the {n} random "
+                           "effects of this model, too large here; use Satterthwaite's (--df satterthwaite).").format(
+            n=Z.shape[1])) from None
+    return t_tests(np.asarray(result.beta, float), kr.se, kr.df, design.names), kr.vcov_adjusted
+
+
 def _variance_rows(result, design: Design) -> list[dict]:
     """lme4's ``as.data.frame(VarCorr())``: per block the variances, then the covariances (lower
     triangle by columns), group names made unique as lme4 does (``patient``, ``patient.1``)."""
@@ -1057,86 +1266,160 @@ def _deviance_function(result):
     return optimizer.objective
 
 
-def convergence_messages(result) -> list[str]:
-    """lme4's ``checkConv`` on a fit: for a non-singular fit, the gradient and Hessian of the
-    deviance in θ by central differences (δ = 1e-4, ``lme4:::deriv12``); the messages lme4 gives
-    (an empty list when the fit passes)."""
-    theta = np.asarray(result.theta, float)
-    if len(theta) == 0 or _is_singular(result):
-        return []
-    fun = _deviance_function(result)
-    try:
-        fx = float(fun(theta))
-        n, d = len(theta), 1e-4
-        H = np.empty((n, n))
-        g = np.empty(n)
-        for j in range(n):
-            e_j = np.zeros(n)
-            e_j[j] = d
-            fadd, fsub = float(fun(theta + e_j)), float(fun(theta - e_j))
-            H[j, j] = (fadd - 2 * fx + fsub) / d ** 2
-            g[j] = (fadd - fsub) / (2 * d)
-            for i in range(j):
-                e_i = np.zeros(n)
-                e_i[i] = d
-                H[i, j] = H[j, i] = (float(fun(theta + e_i + e_j)) - float(fun(theta + e_i - e_j))
-                                     - float(fun(theta - e_i + e_j)) + float(fun(theta - e_i - e_j))) / (4 * d * d)
-    except Exception:  # noqa: BLE001 - the engine refuses a point: lme4 says the same
-        return ["Problem with Hessian check (infinite or missing values?)"]
-    messages = []
-    if not np.all(np.isfinite(g)):
-        return ["Gradient contains NAs"]
-    try:
-        L = np.linalg.cholesky(H)
-        scaled = np.linalg.solve(L.T, g)  # R's chol() is the upper factor: solve(R, g)
-        maxmin = float(np.max(np.minimum(np.abs(scaled), np.abs(g))))
-        if maxmin > GRADIENT_TOLERANCE:
-            comp = int(np.argmax(np.minimum(np.abs(scaled), np.abs(g)))) + 1
-            messages.append(f"Model failed to converge with max|grad| = {maxmin:.6g} "
-                            f"(tol = {GRADIENT_TOLERANCE:g}, component {comp})")
-    except np.linalg.LinAlgError:
-        messages.append("unable to evaluate scaled gradient")
-    if not np.all(np.isfinite(H)):
-        return messages + ["Problem with Hessian check (infinite or missing values?)"]
+#: lme4's notes that say nothing against the optimum (``checkHess`` codes 2 and 3): kept in
+#: ``warnings``, but a fit with only these is converged.
+NOTE_ONLY = ("very large eigenvalue", "large eigenvalue ratio")
+#: The smallest Hessian eigenvalue (in absolute value) below which the central-difference Hessian is
+#: recomputed by Richardson extrapolation before lme4's rules judge it. With lme4's step 1e-4 a
+#: second difference of a deviance f carries a rounding error of about 4·ε·|f|/1e-8 (≈ 1e-6 for
+#: f ≈ 10): an eigenvalue of a flat direction comes out anywhere in ±1e-5 depending on the CPU's and
+#: BLAS's rounding, on both sides of lme4's tolerance 1e-6. Richardson's estimate is accurate to
+#: about 1e-9 there, so the verdict no longer depends on the machine. Ordinary fits have
+#: eigenvalues of 0.1 or more and are never recomputed.
+REFINE_BELOW = 1e-2
+
+
+def _central_derivatives(fun, theta: np.ndarray, d: float = 1e-4) -> tuple[float, np.ndarray, np.ndarray]:
+    """f, gradient and Hessian by central differences with step ``d`` (``lme4:::deriv12``)."""
+    fx = float(fun(theta))
+    n = len(theta)
+    H = np.empty((n, n))
+    g = np.empty(n)
+    for j in range(n):
+        e_j = np.zeros(n)
+        e_j[j] = d
+        fadd, fsub = float(fun(theta + e_j)), float(fun(theta - e_j))
+        H[j, j] = (fadd - 2 * fx + fsub) / d ** 2
+        g[j] = (fadd - fsub) / (2 * d)
+        for i in range(j):
+            e_i = np.zeros(n)
+            e_i[i] = d
+            H[i, j] = H[j, i] = (float(fun(theta + e_i + e_j)) - float(fun(theta + e_i - e_j))
+                                 - float(fun(theta - e_i + e_j)) + float(fun(theta - e_i - e_j))) / (4 * d * d)
+    return fx, g, H
+
+
+def _hessian_verdict(H: np.ndarray) -> list[str]:
+    """lme4's ``checkHess`` messages for a finite Hessian (``HESSIAN_TOLERANCE``)."""
     ev = np.linalg.eigvalsh((H + H.T) / 2)
     negative = int(np.sum(ev < -HESSIAN_TOLERANCE))
     if negative:
-        messages.append(f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues")
-    else:
-        zero = int(np.sum(np.abs(ev) < HESSIAN_TOLERANCE))
+        return [f"Model failed to converge: degenerate  Hessian with {negative} negative eigenvalues"]
+    zero = int(np.sum(np.abs(ev) < HESSIAN_TOLERANCE))
+    try:
+        np.linalg.cholesky(H)
+        pd_ok = True
+    except np.linalg.LinAlgError:
+        pd_ok = False
+    if zero or not pd_ok:
+        return [" Hessian is numerically singular: parameters are not uniquely determined"]
+    out = []
+    if ev.max() * HESSIAN_TOLERANCE > 1:
+        out.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
+    if ev.min() / ev.max() < HESSIAN_TOLERANCE:
+        out.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
+    return out
+
+
+def convergence_check(result) -> tuple[list[str], bool]:
+    """lme4's ``checkConv`` on a fit, judged so that the verdict holds on any machine and size.
+
+    Returns ``(messages, failed)``. For a non-singular fit: the gradient g and Hessian H of the
+    deviance in θ by central differences (δ = 1e-4, ``lme4:::deriv12``), then lme4's rules:
+
+    - **gradient** (``check.conv.grad``): max(min(|solve(chol(H), g)|, |g|)) > 2e-3 gives lme4's
+      "Model failed to converge with max|grad| = …". lme4's help (``?convergence``) notes that this
+      scaled gradient grows with the sample size, so that it warns on well-behaved fits of large data;
+      the check its maintainers use there is the relative gradient ``solve(H, g)`` (the Newton step
+      to the optimum, in θ's units). When that step is below 2e-3 in every component the fit has
+      reached its optimum: lme4's message is kept, and the fit is not failed.
+    - **Hessian** (``check.conv.hess``, ``lme4:::checkHess``, tolerance 1e-6): a negative eigenvalue
+      ("degenerate Hessian") or a zero one ("numerically singular") fails the fit; "very large
+      eigenvalue" (> 1e6, which any fit of about 10⁵ rows or more has, since the deviance's
+      curvature grows with the number of groups) and "large eigenvalue ratio" are lme4's notes
+      (codes 2 and 3), kept in the messages without failing the fit. Before judging, a Hessian with
+      an eigenvalue within :data:`REFINE_BELOW` of zero is recomputed at the optimum (a trust-region
+      Newton polish from the fit's θ, to a gradient of about 1e-10) by Richardson extrapolation
+      (numDeriv's ``hessian``), so that neither rounding nor where an optimiser stopped near a flat
+      ridge decides the verdict (see :data:`REFINE_BELOW`).
+    """
+    theta = np.asarray(result.theta, float)
+    if len(theta) == 0 or _is_singular(result):
+        return [], False
+    fun = _deviance_function(result)
+    try:
+        fx, g, H = _central_derivatives(fun, theta)
+    except Exception:  # noqa: BLE001 - the engine refuses a point: lme4 says the same
+        return ["Problem with Hessian check (infinite or missing values?)"], True
+    if not np.all(np.isfinite(g)):
+        return ["Gradient contains NAs"], True
+    if not np.all(np.isfinite(H)):
+        return ["Problem with Hessian check (infinite or missing values?)"], True
+    ev = np.linalg.eigvalsh((H + H.T) / 2)
+    if float(np.min(np.abs(ev))) < REFINE_BELOW or ev[0] < 0:
+        from core.stats.profiled import _hessian, minimize_trust
+
         try:
-            np.linalg.cholesky(H)
-            pd_ok = True
-        except np.linalg.LinAlgError:
-            pd_ok = False
-        if zero or not pd_ok:
-            messages.append(" Hessian is numerically singular: parameters are not uniquely determined")
-        else:
-            if ev.max() * HESSIAN_TOLERANCE > 1:
-                messages.append("Model is nearly unidentifiable: very large eigenvalue\n - Rescale variables?")
-            if ev.min() / ev.max() < HESSIAN_TOLERANCE:
-                messages.append("Model is nearly unidentifiable: large eigenvalue ratio\n - Rescale variables?")
-    return messages
+            # the optimum first (a Newton polish from the fit's θ: an optimiser's stop a little off
+            # a flat ridge leaves an eigenvalue of ±1e-4 there), then its Hessian by Richardson
+            x, fx2, ok = minimize_trust(lambda z: float(fun(z)), theta)[:3]
+            at = x if ok and np.isfinite(fx2) and fx2 <= fx + 1e-8 * max(1.0, abs(fx)) else theta
+            refined = _hessian(lambda z: float(fun(z)), at)
+            if np.all(np.isfinite(refined)):
+                H = (refined + refined.T) / 2
+        except Exception:  # noqa: BLE001 - keep the central-difference Hessian
+            pass
+    messages: list[str] = []
+    failed = False
+    try:
+        L = np.linalg.cholesky(H)
+        scaled = np.linalg.solve(L.T, g)  # R's chol() is the upper factor: solve(R, g)
+        mingrad = np.minimum(np.abs(scaled), np.abs(g))
+        maxmin = float(np.max(mingrad))
+        if maxmin > GRADIENT_TOLERANCE:
+            comp = int(np.argmax(mingrad)) + 1
+            messages.append(f"Model failed to converge with max|grad| = {maxmin:.6g} "
+                            f"(tol = {GRADIENT_TOLERANCE:g}, component {comp})")
+            relative = np.linalg.solve(H, g)
+            if not float(np.max(np.abs(relative))) < GRADIENT_TOLERANCE:
+                failed = True
+    except np.linalg.LinAlgError:
+        messages.append("unable to evaluate scaled gradient")
+        failed = True
+    hess = _hessian_verdict(H)
+    messages += hess
+    failed = failed or any(not any(k in m for k in NOTE_ONLY) for m in hess)
+    return messages, failed
 
 
-def _is_singular(result) -> bool:
-    """lme4's ``isSingular``: a θ with lower bound 0 (a relative SD) below 1e-4."""
+def convergence_messages(result) -> list[str]:
+    """lme4's convergence messages on a fit (:func:`convergence_check`; empty when it passes)."""
+    return convergence_check(result)[0]
+
+
+def _is_singular(result, tol: float = SINGULAR_TOLERANCE) -> bool:
+    """lme4's ``isSingular``: a θ with lower bound 0 (a relative SD) below ``tol`` (lme4's 1e-4)."""
     theta = np.asarray(result.theta, float)
     try:
         lower = np.asarray(result._theta_lower_bounds(), float)
     except Exception:  # noqa: BLE001
-        return bool(result.isSingular(SINGULAR_TOLERANCE))
-    return bool(np.any(theta[lower == 0] < SINGULAR_TOLERANCE))
+        return bool(result.isSingular(tol))
+    return bool(np.any(np.abs(theta[lower == 0]) < tol))
 
 
-def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular: bool) -> tuple[float | None, float | None]:
-    """Nakagawa's marginal and conditional R² as ``performance::r2_nakagawa`` (insight 0.19) computes
-    them for a linear mixed model: σ²_f = var(Xβ) (n − 1 denominator); σ²_r = Σ over the random-effect
-    blocks of the first term of each grouping factor of mean_i z_iᵀ Σ z_i, with z_i the fixed-effect
-    columns named like the block's terms; σ²_ε = residual variance. R²m = σ²_f / (σ²_f + σ²_r + σ²_ε),
-    R²c = (σ²_f + σ²_r) / (…). None for a singular fit (insight returns no random variance)."""
-    if singular:
-        return None, None
+#: performance's (insight's) tolerance for "some variance components equal zero" (``check_singularity``).
+R2_SINGULAR_TOLERANCE = 1e-5
+
+
+def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict],
+                no_random_variance: bool) -> tuple[float | None, float | None]:
+    """Nakagawa's marginal and conditional R² as ``performance::r2_nakagawa`` (performance 0.10.2,
+    insight 0.19) computes them for a linear mixed model: σ²_f = var(Xβ) (n − 1 denominator); σ²_r =
+    Σ over the random-effect blocks of the first term of each grouping factor of mean_i z_iᵀ Σ z_i,
+    with z_i the fixed-effect columns named like the block's terms; σ²_ε = residual variance.
+    R²m = σ²_f / (σ²_f + σ²_r + σ²_ε), R²c = (σ²_f + σ²_r) / (…). ``no_random_variance`` (a relative
+    SD θ below :data:`R2_SINGULAR_TOLERANCE`, insight's ``.is_singular``): insight gives no random
+    variance, and performance returns R²m = σ²_f / (σ²_f + σ²_ε) and no R²c."""
     eta = design.X @ beta
     var_f = float(np.var(eta, ddof=1)) if len(eta) > 1 and np.ptp(eta) > 0 else 0.0
     del eta
@@ -1148,6 +1431,10 @@ def nakagawa_r2(design: Design, beta: np.ndarray, variance: list[dict], singular
         sums = X.sum(axis=0)
         gram = np.block([[np.array([[float(len(design.y))]]), sums[None, :]], [sums[:, None], gram]])
         names = ["(Intercept)"] + names
+    if no_random_variance:
+        var_e = next(r["vcov"] for r in variance if r["group"] == "Residual")
+        total = var_f + var_e
+        return (var_f / total, None) if math.isfinite(total) and total > 0 else (None, None)
     var_r = 0.0
     seen = set()
     rows = [r for r in variance if r["group"] != "Residual"]
@@ -1208,7 +1495,7 @@ def _profiled_fits(design: Design, ml: bool, engine_formula: str):
 def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
                 aliases: dict[str, str] | None = None, role_headers: dict[str, str] | None = None,
                 cell_reasons: pd.DataFrame | None = None, frame: ModelFrame | None = None,
-                engine: str | None = None) -> FormulaFit:
+                engine: str | None = None, df_method: str = "satterthwaite") -> FormulaFit:
     """Fit an lme4 formula to a validated table (see the module docstring for every rule).
 
     Returns a :class:`FormulaFit` with the contract's values and the engine's REML (and, with
@@ -1223,6 +1510,8 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
     import os
 
     engine = engine or os.environ.get("ALLIANCE_MODEL_ENGINE") or "auto"
+    if df_method not in DF_METHODS:
+        raise ValueError(f"df_method must be one of {DF_METHODS}, not {df_method!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
     if frame is None:
@@ -1230,7 +1519,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
                                   cell_reasons=cell_reasons)
     design = build_design(frame)
     check_design(design)
-    notes: list[str] = []
+    notes: list[str] = list(frame.notes)
     if design.dropped:
         k = len(design.dropped)
         notes.append(f"fixed-effect model matrix is rank deficient so dropping {k} "
@@ -1255,15 +1544,28 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         reml, reml_msgs = _engine_fit(engine_data, engine_formula, reml=True)
         ml_fit, ml_msgs = _engine_fit(engine_data, engine_formula, reml=False) if ml else (None, [])
         del engine_data
+    y_sd = float(np.std(design.y))
+    if not float(reml.sigma) > EXACT_FIT_RATIO * y_sd:
+        # lme4 ends such a fit with a residual SD near zero, convergence warnings and no standard
+        # errors ("Computed variance-covariance matrix problem"); the deviance has no minimum
+        terms = ", ".join(n for n in design.names if n != "(Intercept)") or _("the intercept")
+        raise ModelError(_("The outcome {outcome} follows the model's terms ({terms}) and random effects exactly in every row, "
+                           "with no residual variation: the residual variance would be zero and the likelihood "
+                           "has no maximum, so the model cannot be fitted (lme4 ends such a fit with a residual "
+                           "SD near zero and convergence warnings). Check the data: are these real "
+                           "measurements?").format(outcome=frame.formula.outcome, terms=terms))
     for m in reml_msgs:
         if "singular" not in m.lower():
             notes.append(_plain(m))
-    fixed, cov = _profiled_fixed_table(reml, design.names) if used_engine == "profiled" \
-        else _fixed_table(reml, design.names)
+    if df_method == "kr":
+        fixed, cov = kenward_roger_table(reml, design)
+    else:
+        fixed, cov = _profiled_fixed_table(reml, design.names) if used_engine == "profiled" \
+            else _fixed_table(reml, design.names)
     variance = _variance_rows(reml, design)
     singular = _is_singular(reml)
-    conv = convergence_messages(reml)
-    converged = bool(reml.converged) and not conv
+    conv, conv_failed = convergence_check(reml)
+    converged = bool(reml.converged) and not conv_failed
     if singular:
         notes.append("boundary (singular) fit: a variance is estimated as zero or a correlation as ±1; "
                      "the random effects are more complex than the data support (see lme4's help('isSingular')).")
@@ -1271,7 +1573,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         notes.append(_plain(m))
     if not reml.converged:
         notes.append(_("The optimizer did not converge: {message}").format(message=reml.message))
-    if conv and any("Hessian" in m or "scaled gradient" in m for m in conv):
+    if conv_failed and any("Hessian" in m or "scaled gradient" in m for m in conv):
         notes.append(_("Degenerate fit: the likelihood is flat or curved the wrong way in some variance "
                        "parameter, so variances, standard errors, df and p-values are not trustworthy."))
     if ml_fit is not None:
@@ -1280,7 +1582,7 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         for m in ml_msgs:
             if "singular" not in m.lower():
                 notes.append("ML refit: " + _plain(m))
-    r2m, r2c = nakagawa_r2(design, np.asarray(reml.beta, float), variance, singular)
+    r2m, r2c = nakagawa_r2(design, np.asarray(reml.beta, float), variance, _is_singular(reml, R2_SINGULAR_TOLERANCE))
     ll_ml = float(ml_fit.logLik().value) if ml_fit is not None else None
     k = int(ml_fit.logLik().df) if ml_fit is not None else None
     n = len(design.y)
@@ -1291,4 +1593,4 @@ def fit_formula(data: pd.DataFrame, formula: str | Formula, *, ml: bool = True,
         bic=-2 * ll_ml + k * math.log(n) if ml_fit is not None else None,
         r2_marginal=r2m, r2_conditional=r2c, converged=converged, singular=singular,
         warnings=tuple(dict.fromkeys(notes)), reml=reml, ml=ml_fit, engine_formula=engine_formula,
-        fixed_cov=cov, engine=used_engine)
+        fixed_cov=cov, engine=used_engine, df_method=df_method)

@@ -320,7 +320,8 @@ def term_aliases(predictor: str | None) -> dict[str, str]:
 
 
 def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
-              cell_reasons: pd.DataFrame | None = None, rows=None, keep_data: bool = True) -> ModelResult:
+              cell_reasons: pd.DataFrame | None = None, rows=None, keep_data: bool = True,
+              df_method: str = "satterthwaite") -> ModelResult:
     """Fit ``spec`` by REML (estimates) and by ML (likelihood for comparisons).
 
     ``data`` is a validated table; ``time``, ``between`` and ``within`` (of ``spec.predictor``)
@@ -337,10 +338,13 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
     from dataclasses import replace as _replace
 
     from core.intake.reading import ROW
-    from core.stats.formula import build_model_frame, fit_formula
+    from core.stats.formula import build_model_frame, derived_renames, fit_formula
 
-    frame = build_model_frame(data, spec.formula, aliases=term_aliases(spec.predictor or "alliance"),
-                              cell_reasons=cell_reasons)
+    # the ladder's and the builder's time, between and within are the derived ones (the contract's
+    # definitions), also when the file has a column of that name (which the formula box would use)
+    own = [c for c in derived_renames(data) if c in data.columns]
+    frame = build_model_frame(data.drop(columns=own) if own else data, spec.formula,
+                              aliases=term_aliases(spec.predictor or "alliance"), cell_reasons=cell_reasons)
     if rows is not None:
         keep = frame.data[ROW].isin(np.asarray(list(rows) if isinstance(rows, (set, frozenset)) else rows))
         left = pd.DataFrame({"row": frame.data.loc[~keep, ROW].astype(int).to_numpy(),
@@ -348,7 +352,7 @@ def fit_model(data: pd.DataFrame, spec: ModelSpec, *, ml: bool = True,
         frame = _replace(frame, data=frame.data[keep].reset_index(drop=True),
                          excluded=pd.concat([frame.excluded, left], ignore_index=True).sort_values("row"))
     check_model_data(frame.data, spec)
-    fit = fit_formula(None, frame.formula, ml=ml, frame=frame)
+    fit = fit_formula(None, frame.formula, ml=ml, frame=frame, df_method=df_method)
     used = frame.data
     notes = list(fit.warnings)
     n_pat = int(used[PATIENT].nunique())
@@ -591,7 +595,7 @@ def builder_spec(options: BuilderOptions, key: str = "custom") -> ModelSpec:
 
 
 def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "custom",
-                     cell_reasons: pd.DataFrame | None = None) -> ModelResult:
+                     cell_reasons: pd.DataFrame | None = None, df_method: str = "satterthwaite") -> ModelResult:
     """Fit the builder's model: between/within of the predictor, with the chosen extras.
 
     Covariates are columns of the file by their headers: numeric when every non-missing value is a
@@ -608,14 +612,15 @@ def fit_custom_model(data: pd.DataFrame, options: BuilderOptions, key: str = "cu
     for cov in options.covariates:
         if cov not in data.columns:
             raise ModelError(_("There is no column '{column}' to use as a covariate.").format(column=cov))
-    result = fit_model(data, spec, cell_reasons=cell_reasons)
+    result = fit_model(data, spec, cell_reasons=cell_reasons, df_method=df_method)
     levels = result.formula_fit.frame.levels if result.formula_fit is not None else {}
     labels = covariate_labels(list(result.fixed["term"]), list(options.covariates), levels)
     return replace(result, spec=replace(spec, labels=tuple(sorted(labels.items()))))
 
 
 def fit_formula_model(data: pd.DataFrame, formula: str, key: str = "formula", title: str = "",
-                      cell_reasons: pd.DataFrame | None = None, predictor: str = "alliance") -> ModelResult:
+                      cell_reasons: pd.DataFrame | None = None, predictor: str = "alliance",
+                      df_method: str = "satterthwaite") -> ModelResult:
     """A researcher's own lme4 formula as a :class:`ModelResult` (the page's formula box).
 
     The outcome and the patient grouping come from the formula; terms keep lme4's names;
@@ -627,7 +632,7 @@ def fit_formula_model(data: pd.DataFrame, formula: str, key: str = "formula", ti
     if not any(r.group == PATIENT for r in parsed.random):
         raise ModelError(_("The formula needs a random effect for patients, e.g. (1 | patient)."))
     frame = build_model_frame(data, parsed, aliases=term_aliases(predictor), cell_reasons=cell_reasons)
-    fit = fit_formula(None, parsed, frame=frame)
+    fit = fit_formula(None, parsed, frame=frame, df_method=df_method)
     spec = ModelSpec(outcome=parsed.outcome, fixed=parsed.fixed_labels, key=key, title=title or parsed.text,
                      therapist_level=any(r.group == THERAPIST for r in parsed.random))
     used = frame.data

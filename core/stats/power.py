@@ -15,8 +15,10 @@ and lmerTest's test (Kuznetsova et al., 2017), for any model ``python -m core fi
    fit's did (a design whose fixed-effect columns differ from the fit's is refused in words).
 3. **Simulate** the outcome on the design from the generating model: new random effects for every
    group, ``y = Xβ + Zb + e`` with ``b = σΛ(θ)u``, ``u ~ N(0, I)``, ``e ~ N(0, σ²I)`` (lme4's
-   ``simulate``); **refit** by REML; **test** the term with the Satterthwaite t-test (lmerTest's
-   ``summary``). A refit that raises or gives no finite p counts as failed, as in simr.
+   ``simulate``); **refit** by REML; **test** the term as simr does by default for an lmer fixed
+   effect, by Kenward–Roger (pbkrtest's ``KRmodcomp``; ``test="kr"``), or with the Satterthwaite
+   t-test (lmerTest's ``summary``; ``test="satterthwaite"``). A refit that raises or gives no finite
+   p counts as failed, as in simr; singular refits are counted (``n_singular``), not failed.
 4. **Power** = significant / (nsim − failed) (simr's), with the exact Clopper–Pearson 95%
    interval (``binom.test``, which simr's ``confint`` uses).
 
@@ -52,6 +54,11 @@ PATIENT = "patient"
 DEFAULT_NSIM = 1000
 DEFAULT_ALPHA = 0.05
 DEFAULT_SEED = 1
+#: The tests of the simulated fits: Kenward–Roger (simr's default for an lmer fixed effect) or Satterthwaite.
+TESTS = ("kr", "satterthwaite")
+DEFAULT_TEST = "kr"
+TEST_NAMES = {"kr": N_("Kenward–Roger's F test (pbkrtest), simr's default"),
+              "satterthwaite": N_("Satterthwaite's t-test (lmerTest)")}
 
 #: The warning on observed power (English; translate where shown: ``_(HOENIG_HEISEY)``).
 HOENIG_HEISEY = N_("Power computed at the observed effect is a restatement of the p-value and says nothing "
@@ -102,7 +109,8 @@ def design_matrices(data: pd.DataFrame, fit, n_patients: int, *, role_headers: d
     from core.stats.formula import build_design, build_model_frame, check_design, engine_inputs
 
     try:
-        frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers)
+        # poly() terms in the fit's basis (R's predict with the fitted coefs), so β means the same
+        frame = build_model_frame(data, fit.frame.formula, role_headers=role_headers, poly_coefs=fit.frame.poly_coefs)
         design = build_design(frame)
         check_design(design)
     except ModelError as err:
@@ -189,6 +197,7 @@ class PowerPoint:
     n_failed: int
     n_significant: int
     mean_estimate: float | None
+    n_singular: int = 0
 
 
 @dataclass(frozen=True)
@@ -210,6 +219,7 @@ class PowerAnalysis:
     seconds: float
     p_values: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
     excluded: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    test: str = DEFAULT_TEST
 
     @property
     def at_observed_effect(self) -> bool:
@@ -219,7 +229,8 @@ class PowerAnalysis:
     def table(self) -> pd.DataFrame:
         """One row per N: ``n_patients, n_observations, power, ci_low, ci_high, nsim, n_failed``."""
         return pd.DataFrame([{k: getattr(p, k) for k in ("n_patients", "n_observations", "power", "ci_low",
-                                                           "ci_high", "nsim", "n_failed", "n_significant")}
+                                                           "ci_high", "nsim", "n_failed", "n_significant",
+                                                           "n_singular")}
                              for p in self.points])
 
     def smallest_n(self, target: float = 0.8) -> int | None:
@@ -232,13 +243,14 @@ class PowerAnalysis:
         return {
             "formula": self.formula, "term": self.term, "effect": self.effect, "observed": self.observed,
             "observed_se": self.observed_se, "alpha": self.alpha, "seed": self.seed, "nsim": self.nsim,
+            "test": self.test,
             "n_patients_observed": self.n_patients_observed, "n_observations": self.n_observations,
             "power": {str(p.n_patients): {"power": p.power, "ci_low": p.ci_low, "ci_high": p.ci_high,
                                           "nsim": p.nsim, "n_failed": p.n_failed,
-                                          "n_significant": p.n_significant,
+                                          "n_significant": p.n_significant, "n_singular": p.n_singular,
                                           "n_observations": p.n_observations}
                       for p in self.points},
-            "method": _(METHOD_TEXT),
+            "method": _(METHOD_TEXT).format(test=_(TEST_NAMES[self.test])),
             "methods_sentence": methods_sentence(self),
             "warnings": [_(HOENIG_HEISEY)] if self.at_observed_effect else [],
             "engine": self.engine, "seconds": self.seconds,
@@ -250,9 +262,9 @@ METHOD_TEXT = N_("simr's method (Green & MacLeod, 2016): the outcome simulated f
                  "with the tested one set to the effect, new random effects and residuals with the estimated "
                  "variances) on the design for N patients (the first N patients in file order, recycled as new "
                  "patients beyond the observed number, derived variables recomputed); each simulated data set "
-                 "refitted by REML and the term tested with the Satterthwaite t-test; power = significant / "
-                 "(simulations - failed fits), exact Clopper-Pearson 95% interval; simulation i for N patients "
-                 "seeded with numpy.random.default_rng([seed, N, i]).")
+                 "refitted by REML and the term tested with {test}; power = significant / "
+                 "(simulations - failed fits), exact Clopper-Pearson 95% interval; singular refits counted, not "
+                 "failed; simulation i for N patients seeded with numpy.random.default_rng([seed, N, i]).")
 
 
 def clopper_pearson(successes: int, trials: int, level: float = 0.95) -> tuple[float, float]:
@@ -286,15 +298,20 @@ def methods_sentence(result: PowerAnalysis) -> str:
     left_out = (" (" + ngettext("{n} simulation could not be fitted and was left out",
                                 "{n} simulations could not be fitted and were left out", failed).format(n=str(failed))
                 + ")") if failed else ""
+    singular = sum(p.n_singular for p in result.points)
+    if singular:
+        left_out += " (" + ngettext("{n} refit was singular", "{n} refits were singular", singular).format(
+            n=str(singular)) + ")"
     term = _("intercept") if result.term == "(Intercept)" else result.term
+    test = _("Kenward–Roger's F test (pbkrtest)") if result.test == "kr" else _("Satterthwaite's t-test (lmerTest)")
     return _("Power to detect an effect of {term} of {effect:.4g} ({kind}; estimate in the data {observed:.4g}, "
              "SE {se:.3g}) at α = {alpha:g} was estimated by simulation, as in simr (Green & MacLeod, 2016): "
              "{nsim} data sets were simulated from the fitted model {formula} for {sizes} patients, refitted by "
-             "REML, and the effect tested with Satterthwaite's t-test (lmerTest); power with exact 95% confidence "
+             "REML, and the effect tested with {test}; power with exact 95% confidence "
              "intervals: {results}{left_out}. Seed {seed}.").format(
         term=term, effect=float(result.effect), kind=effect, observed=float(result.observed),
         se=float(result.observed_se), alpha=float(result.alpha), nsim=str(result.nsim), formula=result.formula,
-        sizes=sizes, results="; ".join(parts), left_out=left_out, seed=str(result.seed))
+        sizes=sizes, results="; ".join(parts), left_out=left_out, seed=str(result.seed), test=test)
 
 
 def _design_key(formula: str, term: str, beta: np.ndarray, theta: np.ndarray, sigma: float, alpha: float,
@@ -311,7 +328,8 @@ def default_sizes(n_observed: int) -> list[int]:
 
 def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None = None,
             patients: list[int] | None = None, seed: int = DEFAULT_SEED, alpha: float = DEFAULT_ALPHA,
-            role_headers: dict[str, str] | None = None, cell_reasons: pd.DataFrame | None = None):
+            role_headers: dict[str, str] | None = None, cell_reasons: pd.DataFrame | None = None,
+            test: str = DEFAULT_TEST):
     """Fit the model and build one :class:`SimulationDesign` per N (no simulation yet).
 
     Returns ``(designs, info)`` where ``info`` has ``term, effect, observed, observed_se,
@@ -321,6 +339,8 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
         raise ModelError(_("The significance level must lie between 0 and 1 (for example 0.05)."))
     if seed < 0:
         raise ModelError(_("The seed must be a whole number of 0 or more."))
+    if test not in TESTS:
+        raise ModelError(_("The test must be kr (Kenward–Roger) or satterthwaite."))
     fit = fit_model(data, formula, role_headers=role_headers, cell_reasons=cell_reasons)
     names = list(fit.design.names)
     column = resolve_term(names, term)
@@ -342,12 +362,19 @@ def prepare(data: pd.DataFrame, formula: str, term: str, *, effect: float | None
     designs = []
     for n in sizes:
         matrices, frame = design_matrices(design_data(source, n, order), fit, n, role_headers=role_headers)
-        key = _design_key(formula, column, beta, theta, sigma, alpha, seed, n, frame.data)
+        key = _design_key(formula, column, beta, theta, sigma, alpha, seed, n, frame.data) + test
         design = SimulationDesign(formula=fit.reml.formula, matrices=matrices,
                                   beta=tuple(beta.tolist()), theta=tuple(theta.tolist()), sigma=sigma,
                                   term=matrices.fixed_names[index], alpha=float(alpha), seed=int(seed),
-                                  n_patients=int(n), key=key)
+                                  n_patients=int(n), key=key, test=test)
         template_model(design)  # fails here, in plain words, rather than in every worker
+        if test == "kr" and len(matrices.random_structures) > 1:
+            from core.stats.kenward_roger import MAX_DENSE
+
+            if matrices.n_random > MAX_DENSE:  # every refit's test would fail
+                raise ModelError(_("With {n} patients the Kenward–Roger test would need a dense computation over "
+                                   "{q} random effects in every simulation, too large here; choose the "
+                                   "Satterthwaite test (--test satterthwaite).").format(n=n, q=matrices.n_random))
         designs.append(design)
     info = {"term": column, "effect": float(beta[index]), "observed": observed, "observed_se": observed_se,
             "n_patients_observed": len(order), "n_observations": fit.n_observations, "excluded": fit.excluded}
@@ -358,8 +385,9 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
                    patients: list[int] | None = None, nsim: int = DEFAULT_NSIM, seed: int = DEFAULT_SEED,
                    alpha: float = DEFAULT_ALPHA, runner: Runner | None = None,
                    progress: Progress | None = None, role_headers: dict[str, str] | None = None,
-                   cell_reasons: pd.DataFrame | None = None) -> PowerAnalysis:
-    """Power of the Satterthwaite t-test of ``term`` for each number of patients in ``patients``.
+                   cell_reasons: pd.DataFrame | None = None, test: str = DEFAULT_TEST) -> PowerAnalysis:
+    """Power of the test of ``term`` (``test``: ``"kr"``, Kenward–Roger as simr's default, or
+    ``"satterthwaite"``) for each number of patients in ``patients``.
 
     ``data``: validated long data (``patient``, ``session``, the measures, other columns);
     ``formula``: lme4 notation with the names of ``python -m core fit``; ``effect``: the value of
@@ -372,7 +400,7 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
         raise ModelError(_("The number of simulations must be at least 1."))
     started = time.perf_counter()
     designs, info = prepare(data, formula, term, effect=effect, patients=patients, seed=seed, alpha=alpha,
-                            role_headers=role_headers, cell_reasons=cell_reasons)
+                            role_headers=role_headers, cell_reasons=cell_reasons, test=test)
     runner = runner or LocalRunner()
     results = runner.run(designs, int(nsim), progress=progress)
     points, p_values = [], {}
@@ -386,10 +414,11 @@ def power_analysis(data: pd.DataFrame, formula: str, term: str, *, effect: float
         points.append(PowerPoint(n_patients=design.n_patients, n_observations=int(design.matrices.n_obs),
                                  power=hits / n_ok if n_ok else None, ci_low=low, ci_high=high, nsim=int(nsim),
                                  n_failed=int(nsim - n_ok), n_significant=hits,
-                                 mean_estimate=float(values[ok, 0].mean()) if n_ok else None))
+                                 mean_estimate=float(values[ok, 0].mean()) if n_ok else None,
+                                 n_singular=int(np.nansum(values[ok, 2])) if values.shape[1] > 2 else 0))
         p_values[design.n_patients] = p
     return PowerAnalysis(formula=formula, term=info["term"], effect=info["effect"], observed=info["observed"],
                          observed_se=info["observed_se"], alpha=float(alpha), seed=int(seed), nsim=int(nsim),
                          n_patients_observed=info["n_patients_observed"], n_observations=info["n_observations"],
                          points=tuple(points), engine=runner.describe(), seconds=time.perf_counter() - started,
-                         p_values=p_values, excluded=info["excluded"])
+                         p_values=p_values, excluded=info["excluded"], test=test)

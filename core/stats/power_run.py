@@ -47,7 +47,8 @@ MAX_CHUNK = 50
 class Runner(Protocol):
     def run(self, designs: list[SimulationDesign], nsim: int,
             progress: Progress | None = None) -> dict[int, np.ndarray]:
-        """``{N: array (nsim, 2) of (estimate, p)}``, rows in simulation order."""
+        """``{N: array (nsim, 3) of (estimate, p, singular)}`` (for a bootstrap design, one column per
+        parameter: ``SimulationDesign.width``), rows in simulation order."""
 
     def describe(self) -> str:
         """In words, where the simulations ran."""
@@ -97,7 +98,7 @@ class _Collector:
     worker processes)."""
 
     def __init__(self, designs: list[SimulationDesign], nsim: int, progress: Progress | None):
-        self.out = {d.n_patients: np.full((nsim, 2), np.nan) for d in designs}
+        self.out = {d.n_patients: np.full((nsim, d.width), np.nan) for d in designs}
         self.total = nsim * len(designs)
         self.done = 0
         self.progress = progress

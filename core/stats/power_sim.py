@@ -1,8 +1,7 @@
 """One chunk of power simulations: what a worker process or a Dask worker runs.
 
-This module is deliberately self-contained (numpy, scipy and mixedlm only, nothing from
-``core``), so that :mod:`core.stats.power` can ship it *by value* to a Dask cluster whose workers
-have the same Python packages but not this project's code.
+This module needs numpy, scipy, mixedlm and :mod:`core.stats.kenward_roger` (itself numpy and scipy
+only); the Dask workers run this project's code (see :mod:`core.stats.power_run`).
 
 A :class:`SimulationDesign` holds one design (the model frame for N patients) and the generating
 parameters; :func:`simulate_chunk` runs simulations ``start … stop − 1`` of it. Simulation ``i``
@@ -17,11 +16,15 @@ One simulation (as ``simr::powerSim`` with lme4's ``simulate``; Green & MacLeod,
    parameters (the fitted model's, with the tested coefficient set to the chosen effect);
 2. the model refitted to ``y`` by REML (lme4's ``refit``: same design matrices, the optimiser
    started from the generating ``θ``);
-3. the tested coefficient's t-test with Satterthwaite degrees of freedom (lmerTest's
-   ``summary``): ``t = β̂ / SE``, ``p = 2 P(T_df > |t|)``.
+3. the tested coefficient's test: Kenward–Roger (``test = "kr"``, simr's default for a fixed
+   effect of an lmer model: pbkrtest's ``KRmodcomp``, which for one coefficient is the t test with
+   the adjusted SE and Kenward–Roger's df; :mod:`core.stats.kenward_roger`) or the t-test with
+   Satterthwaite degrees of freedom (``test = "satterthwaite"``, lmerTest's ``summary``):
+   ``t = β̂ / SE``, ``p = 2 P(T_df > |t|)``.
 
 A refit that raises an error, or whose estimate, standard error, df or p is not a finite number,
 counts as failed (``p`` is NaN); as in simr, warnings (a singular fit, a convergence message) do not.
+A singular refit (lme4's ``isSingular``, tolerance 1e-4) is counted.
 """
 from __future__ import annotations
 
@@ -55,6 +58,16 @@ class SimulationDesign:
     seed: int
     n_patients: int
     key: str
+    test: str = "kr"
+
+    @property
+    def width(self) -> int:
+        """Columns of one simulation's result: (estimate, p, singular), or for the bootstrap
+        (``test = "boot"``) every parameter: SDs and correlations, σ, the fixed effects."""
+        if self.test != "boot":
+            return 3
+        return sum(s.n_terms * (s.n_terms + 1) // 2 for s in self.matrices.random_structures) + 1 + \
+            int(self.matrices.n_fixed)
 
 
 def simulation_rng(seed: int, n_patients: int, index: int) -> np.random.Generator:
@@ -106,17 +119,53 @@ def satterthwaite_test(fit, term: str) -> tuple[float, float]:
     return estimate, p if np.isfinite(p) else float("nan")
 
 
-def simulate_one(design: SimulationDesign, index: int) -> tuple[float, float]:
-    """Simulation ``index`` of ``design``: ``(estimate, p)``; p is NaN when the refit failed."""
+def kenward_roger_test(fit, term: str) -> tuple[float, float]:
+    """``(estimate, p)`` of ``term`` by Kenward–Roger (pbkrtest's ``KRmodcomp`` of the one coefficient:
+    the t test with the adjusted SE and Kenward–Roger's df), NaN p when undefined."""
+    from scipy.special import stdtr
+
+    from core.stats.kenward_roger import kenward_roger
+
+    m = fit.matrices
+    index = list(m.fixed_names).index(term)
+    estimate = float(fit.beta[index])
+    structure = [(s.n_terms, s.n_levels) for s in m.random_structures]
+    kr = kenward_roger(m.Z, m.X, structure, np.asarray(fit.theta, float), float(fit.sigma))
+    se, df = float(kr.se[index]), float(kr.df[index])
+    if not (np.isfinite(estimate) and np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):
+        return estimate, float("nan")
+    p = float(2.0 * stdtr(df, -abs(estimate / se)))
+    return estimate, p if np.isfinite(p) else float("nan")
+
+
+TESTS = {"kr": kenward_roger_test, "satterthwaite": satterthwaite_test}
+
+
+def boot_parameters(fit) -> np.ndarray:
+    """A refit's parameters as lme4's ``confint(method = "boot")`` collects them: each term's SDs and
+    correlations (lower triangle by columns), σ, the fixed effects."""
+    from core.stats.intervals import theta_to_sdcor
+
+    sizes = [s.n_terms for s in fit.matrices.random_structures]
+    sdcor = theta_to_sdcor(np.asarray(fit.theta, float), float(fit.sigma), sizes)
+    return np.concatenate([sdcor, [float(fit.sigma)], np.asarray(fit.beta, float)])
+
+
+def simulate_one(design: SimulationDesign, index: int):
+    """Simulation ``index`` of ``design``: ``(estimate, p, singular)``; p is NaN when the refit
+    failed; ``singular`` is 1.0 for a singular refit (lme4's ``isSingular``), NaN when it failed."""
     model = template_model(design)
     y = model.simulate(seed=simulation_rng(design.seed, design.n_patients, index))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             fit = model.refit(y, start=np.asarray(design.theta, float))
-            return satterthwaite_test(fit, design.term)
+            if design.test == "boot":
+                return boot_parameters(fit)
+            estimate, p = TESTS[design.test](fit, design.term)
+            return estimate, p, float(bool(fit.isSingular(1e-4)))
         except (ArithmeticError, ValueError, RuntimeError, np.linalg.LinAlgError):
-            return float("nan"), float("nan")
+            return np.full(design.width, np.nan) if design.test == "boot" else (float("nan"),) * 3
 
 
 def exit_with_parent() -> None:
@@ -159,9 +208,9 @@ def _one_blas_thread() -> None:
 
 def simulate_chunk(design: SimulationDesign, start: int, stop: int) -> tuple[int, int, np.ndarray]:
     """Simulations ``start … stop − 1`` of ``design``: ``(n_patients, start, array)`` where the
-    array has one row per simulation, columns ``(estimate, p)``."""
+    array has one row per simulation, columns ``(estimate, p, singular)``."""
     _one_blas_thread()
-    out = np.empty((stop - start, 2))
+    out = np.empty((stop - start, design.width))
     for row, index in enumerate(range(start, stop)):
         out[row] = simulate_one(design, index)
     return design.n_patients, start, out

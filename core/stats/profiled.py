@@ -283,13 +283,17 @@ class Profile:
     factors: tuple = field(repr=False, default=())
 
     def deviance(self, n: int, p: int, reml: bool) -> float:
+        """The profiled deviance; −∞ where r² is zero or below (the terms reproduce y exactly, to
+        rounding: the likelihood has no maximum, see :func:`core.stats.formula.fit_formula`)."""
+        if not self.r2 > 0:
+            return -math.inf
         if reml:
             k = n - p
             return self.log_det_L + self.log_det_RX + k * (1.0 + _LOG_2PI + math.log(self.r2 / k))
         return self.log_det_L + n * (1.0 + _LOG_2PI + math.log(self.r2 / n))
 
     def sigma(self, n: int, p: int, reml: bool) -> float:
-        return math.sqrt(self.r2 / (n - p if reml else n))
+        return math.sqrt(max(self.r2, 0.0) / (n - p if reml else n))
 
 
 def _terms_q1(sums: GroupedSums, theta: np.ndarray):

@@ -8,28 +8,10 @@ suppressPackageStartupMessages({library(lmerTest); library(jsonlite); library(pe
 a <- commandArgs(TRUE); cases <- fromJSON(a[1], simplifyVector = FALSE); out <- a[2]
 only <- if (length(a) > 2) a[-(1:2)] else names(cases)
 base <- dirname(a[1])
-na_strings <- c("", "NA", "n/a", "N/A", ".", "-")
+source(file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)[1])), "prepare_case.R"))
 for (name in only) {
   cs <- cases[[name]]
-  d <- read.csv(file.path(base, cs$data), colClasses = "character", na.strings = na_strings, check.names = FALSE)
-  d$.row <- seq_len(nrow(d)) + 1L
-  roles <- cs$roles
-  for (r in names(roles)) { col <- roles[[r]]; v <- d[[col]]; d[[col]] <- NULL; d[[r]] <- v }
-  for (col in setdiff(names(d), ".row")) {
-    if (col %in% c("patient", "therapist")) next
-    txt <- trimws(d[[col]])
-    txt <- sub("^([-+]?[0-9]*),([0-9]+)$", "\\1.\\2", txt)
-    num <- suppressWarnings(as.numeric(txt))
-    if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num
-    else d[[col]] <- factor(d[[col]], levels = sort(unique(d[[col]][!is.na(d[[col]])]), method = "radix"))
-  }
-  d$time <- d$session - min(d$session, na.rm = TRUE)
-  for (m in intersect(c("alliance", "symptoms"), names(d))) {
-    pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
-    gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
-    d[[paste0(m, "_between")]] <- pm - gm
-    d[[paste0(m, "_within")]] <- d[[m]] - pm
-  }
+  d <- derive(read_case(file.path(base, cs$data), cs$roles), cs$roles)
   f <- as.formula(cs$formula)
   vars <- all.vars(f)
   used <- d[complete.cases(d[, vars]), ]

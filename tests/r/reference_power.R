@@ -18,7 +18,9 @@
 #     design, and the rows used are again the complete cases of the formula's variables.
 #  5. Each simulation: b = Lambda(theta) u sigma with u ~ N(0, I) (new random effects for every
 #     group of the design, lme4's simulate with use.u = FALSE), y = X beta + Z b + e with
-#     e ~ N(0, sigma^2); refit by REML (lmer); lmerTest's Satterthwaite t-test of the term.
+#     e ~ N(0, sigma^2); refit by REML (lmer); lmerTest's Satterthwaite t-test of the term, or with
+#     "test": "kr" its Kenward-Roger t-test (pbkrtest; for one coefficient the same p as simr's default
+#     KRmodcomp, checked in tests/expected/kr). Singular refits are counted (n_singular).
 #     A refit that raises an error counts as failed (simr's failed simulations); warnings do not.
 #  6. power = significant / (nsim - failed), with its Clopper-Pearson 95% interval
 #     (binom.test, as simr's summary).
@@ -31,9 +33,9 @@ suppressPackageStartupMessages({library(lmerTest); library(jsonlite)})
 a <- commandArgs(TRUE)
 cases <- fromJSON(a[1], simplifyVector = FALSE)
 base <- dirname(a[1])
-na_strings <- c("", "NA", "n/a", "N/A", ".", "-")
+source(file.path(dirname(sub("--file=", "", grep("--file=", commandArgs(FALSE), value = TRUE)[1])), "prepare_case.R"))  # derive()
 
-read_case <- function(cs) {
+read_power_case <- function(cs) {
   d <- read.csv(file.path(base, cs$data), colClasses = "character", na.strings = na_strings, check.names = FALSE)
   roles <- cs$roles
   for (r in names(roles)) { col <- roles[[r]]; v <- d[[col]]; d[[col]] <- NULL; d[[r]] <- v }
@@ -41,17 +43,6 @@ read_case <- function(cs) {
     if (col %in% c("patient", "therapist")) next
     num <- suppressWarnings(as.numeric(d[[col]]))
     if (all(is.na(num) == is.na(d[[col]]))) d[[col]] <- num else d[[col]] <- factor(d[[col]])
-  }
-  d
-}
-
-derive <- function(d) {
-  d$time <- d$session - min(d$session, na.rm = TRUE)
-  for (m in intersect(c("alliance", "symptoms"), names(d))) {
-    pm <- ave(d[[m]], d$patient, FUN = function(x) mean(x, na.rm = TRUE))
-    gm <- mean(tapply(d[[m]], d$patient, function(x) mean(x, na.rm = TRUE)), na.rm = TRUE)
-    d[[paste0(m, "_between")]] <- pm - gm
-    d[[paste0(m, "_within")]] <- d[[m]] - pm
   }
   d
 }
@@ -69,7 +60,7 @@ res <- list()
 for (name in names(cases)) {
   cs <- cases[[name]]
   set.seed(if (is.null(cs$seed)) 20261127 else cs$seed)
-  d0 <- read_case(cs)
+  d0 <- read_power_case(cs)
   f <- as.formula(cs$formula)
   vars <- all.vars(f)
   used0 <- used_rows(derive(d0), vars)
@@ -88,23 +79,27 @@ for (name in names(cases)) {
     X <- lf$X; Zt <- lf$reTrms$Zt; Lt <- lf$reTrms$Lambdat; Lt@x <- theta[lf$reTrms$Lind]
     eta <- as.vector(X %*% beta[colnames(X)])
     ZL <- t(Zt) %*% t(Lt)  # Z Lambda
-    hits <- 0; fails <- 0
+    hits <- 0; fails <- 0; singular <- 0
+    ddf <- if (identical(cs$test, "kr")) "Kenward-Roger" else "Satterthwaite"
     t0 <- proc.time()[["elapsed"]]
     for (s in seq_len(cs$nsim)) {
       dd[[all.vars(f)[1]]] <- eta + sigma * as.vector(ZL %*% rnorm(ncol(ZL))) + rnorm(nrow(dd), 0, sigma)
-      p <- tryCatch(summary(suppressMessages(suppressWarnings(lmer(f, data = dd, REML = TRUE))))$coefficients[cs$term, 5],
-                    error = function(e) NA)
+      p <- tryCatch({
+        m <- suppressMessages(suppressWarnings(lmer(f, data = dd, REML = TRUE)))
+        if (isSingular(m)) singular <- singular + 1
+        summary(m, ddf = ddf)$coefficients[cs$term, 5]
+      }, error = function(e) NA)
       if (is.na(p)) fails <- fails + 1 else if (p < alpha) hits <- hits + 1
     }
     seconds <- seconds + proc.time()[["elapsed"]] - t0; total <- total + cs$nsim
     ok <- cs$nsim - fails
     ci <- if (ok > 0) binom.test(hits, ok)$conf.int else c(NA, NA)
     out[[as.character(n)]] <- list(power = if (ok > 0) hits / ok else NA, ci_low = ci[1], ci_high = ci[2],
-                                   nsim = cs$nsim, n_failed = fails, n_observations = nrow(dd),
+                                   nsim = cs$nsim, n_failed = fails, n_singular = singular, n_observations = nrow(dd),
                                    seconds_per_simulation = (proc.time()[["elapsed"]] - t0) / cs$nsim)
     cat(name, n, hits / ok, fails, sprintf("%.1f ms/sim", 1000 * (proc.time()[["elapsed"]] - t0) / cs$nsim), "\n")
   }
-  res[[name]] <- list(formula = cs$formula, term = cs$term, effect = if (is.null(cs$effect)) observed else cs$effect,
+  res[[name]] <- list(test = if (is.null(cs$test)) "satterthwaite" else cs$test, formula = cs$formula, term = cs$term, effect = if (is.null(cs$effect)) observed else cs$effect,
                       observed = observed, alpha = alpha, seconds_per_simulation = seconds / total,
                       r_version = R.version.string, lme4 = as.character(packageVersion("lme4")),
                       lmerTest = as.character(packageVersion("lmerTest")), power = out)
