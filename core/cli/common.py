@@ -98,12 +98,22 @@ def read_data(args):
     return read_table(args.data, sheet=args.sheet, limits=limits)
 
 
-def validated_from_args(args):
-    """Read ``args.data`` and validate it with the role flags and ranges."""
+def validated_from_args(args, *, only_roles: bool = False):
+    """Read ``args.data`` and validate it with the role flags and ranges. ``only_roles``: the file's
+    other columns are let go before validation (a subcommand that uses none of them, such as
+    ``analyze``: a national file's dates and sites would otherwise stay in memory through every fit)."""
+    from dataclasses import replace
+
     from core.intake.mapping import ColumnMapping
+    from core.intake.reading import ROW
     from core.intake.validation import validate_table
 
     raw = read_data(args)
+    if only_roles:
+        roles = [getattr(args, role, None) for role in ("patient", "session", "symptoms", "alliance", "therapist")]
+        keep = [ROW, *dict.fromkeys(c for c in roles if c and c in raw.frame.columns)]
+        if args.patient in raw.frame.columns and args.session in raw.frame.columns:
+            raw = replace(raw, frame=raw.frame[keep])
     if args.patient in raw.columns and args.session not in raw.columns:
         from core.errors import some_names
         from core.intake.mapping import detect_wide_layout
