@@ -26,3 +26,14 @@ if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$1"
   echo "Installing the packages in $1 failed (see the messages above); fix that and run the command again." >&2
   exit 1
 fi
+# The project itself, as a package in editable mode (pyproject.toml): `import core` works from any
+# folder with this environment (Dask workers, scripts, notebooks) and `.venv/bin/alliance` is
+# `python -m core`. Skipped when .venv already points at this checkout.
+here=$(pwd -P)
+if [ "$(cd / && "$here/.venv/bin/python" -c 'import core, pathlib; print(pathlib.Path(core.__file__).resolve().parent.parent)' 2>/dev/null)" != "$here" ] \
+   || [ ! -x .venv/bin/alliance ]; then
+  if ! .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .; then
+    echo "Installing this project into .venv (pip install -e .) failed (see the messages above)." >&2
+    exit 1
+  fi
+fi

@@ -171,3 +171,25 @@ def test_bad_range_exits_2(tmp_path):
 
 def test_missing_file_exits_2(tmp_path):
     assert_exit_2(run(tmp_path / "nope.csv", *ROLES), "does not exist")
+
+
+@pytest.mark.slow
+def test_a_file_longer_than_a_spreadsheet_is_analysed_without_a_flag(tmp_path):
+    """A file given by path is limited by this computer's memory, not by the Upload page's limits
+    (Excel's 1,048,576 rows): 1,050,000 rows (150,000 patients × 7 sessions) with no --max-rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(28)
+    n_patients, n_sessions = 150_000, 7
+    patient = np.repeat(np.arange(n_patients), n_sessions)
+    session = np.tile(np.arange(1, n_sessions + 1), n_patients)
+    level = rng.normal(5, 0.8, n_patients)[patient]
+    alliance = np.clip(np.round(level + rng.normal(0, 0.4, patient.size), 2), 1, 7)
+    symptoms = np.round(80 - 3 * session - 4 * (level - 5) + rng.normal(0, 8, patient.size))
+    path = tmp_path / "long.csv"
+    pd.DataFrame({"patient": "P" + pd.Series(patient).astype(str), "session": session,
+                  "alliance": alliance, "symptoms": symptoms}).to_csv(path, index=False)
+    report = analyze(tmp_path, path, "--patient", "patient", "--session", "session", "--symptoms", "symptoms",
+                     "--alliance", "alliance")
+    assert report["n_patients"] == n_patients and report["n_observations"] == 1_050_000
+    assert report["excluded_rows"] == []

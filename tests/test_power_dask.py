@@ -31,14 +31,21 @@ class Cluster:
     def __init__(self, cwd, with_project: bool, workers: int = 2):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        if with_project:
-            env["PYTHONPATH"] = str(ROOT)
+        python = [sys.executable]
+        if not with_project:
+            # The project is installed in this environment (pyproject.toml, editable), so a cluster
+            # without its code is this Python without the site's .pth files (where that install
+            # lives), its packages (dask) still on the path.
+            import sysconfig
+
+            python = [sys.executable, "-S"]
+            env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
         self.procs = [subprocess.Popen(
-            [sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
+            [*python, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port",
              self.address.rsplit(":", 1)[1], "--no-dashboard"],
             cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
         self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "dask", "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
+            [*python, "-m", "dask", "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
              "--nworkers", str(workers), "--no-dashboard"],
             cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.wait(workers)
@@ -72,7 +79,7 @@ def test_same_result_on_a_local_dask_cluster_as_on_one_process():
     data = paperlike()
     kwargs = dict(patients=[40, 96, 150], nsim=12, seed=9)
     one = power_analysis(data, INTERACTION, "alliance_between:alliance_within", runner=LocalRunner(1), **kwargs)
-    cluster = Cluster(ROOT, with_project=True)
+    cluster = Cluster("/", with_project=True)  # any folder: the project is installed in the environment
     try:
         seen = []
         runner = DaskRunner(cluster.address)

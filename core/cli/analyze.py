@@ -14,10 +14,11 @@ def add_parser(sub) -> None:
 
 def fitted_ladder(args, keep_data: bool = True):
     """The validated data and the ladder fitted on it; exit 2 when no model can be fitted.
-    ``keep_data=False``: the models keep their estimates only (what the JSON report needs)."""
+    ``keep_data=False``: the models keep their estimates only (what the JSON report needs), and the
+    file's columns other than the roles are not kept either."""
     from core.stats.models import fit_ladder
 
-    validated = validated_from_args(args)
+    validated = validated_from_args(args, only_roles=not keep_data)
     ladder = fit_ladder(validated.data, cell_reasons=validated.cell_reasons, keep_data=keep_data)
     if not ladder.models:
         raise InputError(_("{file}: no model can be fitted. {reason}").format(

@@ -55,8 +55,9 @@ def add_role_flags(parser: argparse.ArgumentParser, *, optional=("alliance", "th
                                                        "outside are left out"))
     parser.add_argument("--sheet", help=_("Excel sheet (default: the first)"))
     parser.add_argument("--max-rows", type=int, metavar="N",
-                        help=_("read a CSV file of up to N rows (default: 1,048,576, a spreadsheet's limit); "
-                               "the cells and file-size limits grow in proportion (README: Reading files: limits)"))
+                        help=_("read a CSV file of up to N rows (default: as many as this computer's free memory "
+                               "holds, at least 1,048,576); the cells and file-size limits grow in proportion "
+                               "(README: Reading files: limits)"))
     if out:
         parser.add_argument("--out", help=_("where to write the report (default: standard output)"))
 
@@ -85,33 +86,34 @@ def measure_ranges(args) -> dict[str, tuple[float, float]]:
                               ("symptoms", parse_range(args.symptoms_range))) if v}
 
 
-#: Added to a refusal for a CSV over a reading limit on the command line.
-MAX_ROWS_HINT = N_("On the command line, --max-rows N reads a CSV file of up to N rows (for example "
-                 "--max-rows 20000000 for a programme's export).")
-
-
 def read_data(args):
-    """Read ``args.data`` (``--sheet``) within the reading limits, raised by ``--max-rows`` for a CSV."""
-    from core.errors import TooLarge
+    """Read ``args.data`` (``--sheet``) within the reading limits. A CSV given by path may hold as many
+    rows as the free memory holds (:meth:`~core.intake.limits.Limits.for_memory`), or ``--max-rows``;
+    an .xlsx workbook keeps its own limits (README: Reading files: limits)."""
     from core.intake.limits import Limits
     from core.intake.reading import read_table
 
     max_rows = getattr(args, "max_rows", None)
-    limits = Limits.for_rows(max_rows) if max_rows else None
-    try:
-        return read_table(args.data, sheet=args.sheet, limits=limits)
-    except TooLarge as err:
-        if limits is not None or str(args.data).lower().endswith((".xlsx", ".xlsm")):
-            raise
-        raise InputError(f"{err} {_(MAX_ROWS_HINT)}") from None
+    limits = Limits.for_rows(max_rows) if max_rows else Limits.for_memory()
+    return read_table(args.data, sheet=args.sheet, limits=limits)
 
 
-def validated_from_args(args):
-    """Read ``args.data`` and validate it with the role flags and ranges."""
+def validated_from_args(args, *, only_roles: bool = False):
+    """Read ``args.data`` and validate it with the role flags and ranges. ``only_roles``: the file's
+    other columns are let go before validation (a subcommand that uses none of them, such as
+    ``analyze``: a national file's dates and sites would otherwise stay in memory through every fit)."""
+    from dataclasses import replace
+
     from core.intake.mapping import ColumnMapping
+    from core.intake.reading import ROW
     from core.intake.validation import validate_table
 
     raw = read_data(args)
+    if only_roles:
+        roles = [getattr(args, role, None) for role in ("patient", "session", "symptoms", "alliance", "therapist")]
+        keep = [ROW, *dict.fromkeys(c for c in roles if c and c in raw.frame.columns)]
+        if args.patient in raw.frame.columns and args.session in raw.frame.columns:
+            raw = replace(raw, frame=raw.frame[keep])
     if args.patient in raw.columns and args.session not in raw.columns:
         from core.errors import some_names
         from core.intake.mapping import detect_wide_layout

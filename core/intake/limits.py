@@ -20,11 +20,13 @@ unbounded time or memory. They are stated in the README (section "Reading files:
   few dozen parts; a directory of millions of entries would cost memory before any check).
 
 The rows, cells and file-size limits of a CSV file can be raised for one read (:class:`Limits`):
-the command line's ``--max-rows N`` does so for a file given by path by someone who can run
-commands on the machine (a records system's export of a whole programme), never the Upload page.
+the command line does so for a file given by path by someone who can run commands on the machine
+(a records system's export of a whole programme), never the Upload page: by default to what this
+computer's free memory can hold (:meth:`Limits.for_memory`), or to ``--max-rows N``.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from core.i18n import _
@@ -47,6 +49,8 @@ class Limits:
     file_bytes: int = MAX_FILE_BYTES
     #: Raised for this read (``--max-rows``): messages then name that flag.
     raised: bool = False
+    #: Raised to what the free memory holds (the command line's default): the bytes it counted on.
+    memory_bytes: int | None = None
 
     @classmethod
     def for_rows(cls, rows: int) -> "Limits":
@@ -60,6 +64,83 @@ class Limits:
         scale = max(1.0, rows / MAX_ROWS)
         return cls(rows=max(int(rows), MAX_ROWS), cells=int(MAX_CELLS * scale),
                    file_bytes=int(MAX_FILE_BYTES * scale), raised=True)
+
+
+    @classmethod
+    def for_memory(cls, available: int | None = None) -> "Limits":
+        """Limits for a CSV read on the command line without ``--max-rows``: the rows and cells that
+        three quarters of the free memory (``available`` bytes; default :func:`available_memory`)
+        hold at :data:`PEAK_BYTES_PER_ROW` and :data:`PEAK_BYTES_PER_CELL`, and a file of 200 bytes a
+        row; never below the defaults.
+
+        >>> big = Limits.for_memory(24 * 2 ** 30)
+        >>> big.rows, big.cells, big.file_bytes // 2 ** 20
+        (42949672, 257698037, 8191)
+        >>> Limits.for_memory(2 ** 28) == Limits(memory_bytes=2 ** 28, raised=True)  # little memory: the defaults
+        True
+        """
+        available = available_memory() if available is None else int(available)
+        usable = 0.75 * max(available, 0)
+        rows = max(MAX_ROWS, int(usable / PEAK_BYTES_PER_ROW))
+        return cls(rows=rows, cells=max(MAX_CELLS, int(usable / PEAK_BYTES_PER_CELL)),
+                   file_bytes=max(MAX_FILE_BYTES, int(MAX_FILE_BYTES * rows / MAX_ROWS)),
+                   raised=True, memory_bytes=available)
+
+
+#: Peak resident memory per row and per cell of a long CSV through ``python -m core analyze``
+#: (reading, validation, the six models of the ladder): 9.8 M rows of 6 columns took 3.7–4.2 GB
+#: (bench/bench_national.py), about 400 bytes a row and 70 a cell; 450 and 75 leave some room.
+PEAK_BYTES_PER_ROW = 450
+PEAK_BYTES_PER_CELL = 75
+
+
+def available_memory() -> int:
+    """Bytes of memory this process can still take: the least of Linux's ``MemAvailable``, a
+    container's cgroup limit and the process's own address-space limit (``ulimit -v``) less what it
+    already maps; else the physical memory; else 4 GiB."""
+    found = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for cgroup in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(cgroup, encoding="ascii") as f:
+                text = f.read().strip()
+            if text.isdigit() and int(text) < 2 ** 60:
+                found.append(int(text))
+        except OSError:
+            pass
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(max(0, soft - _mapped_bytes()))
+    except (ImportError, OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            found.append(4 * 2 ** 30)
+    return min(found)
+
+
+def _mapped_bytes() -> int:
+    """The address space this process maps now (``VmSize``), 0 where it cannot be read."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 DEFAULT = Limits()
@@ -85,6 +166,13 @@ def too_large(source: str, n_rows: int, n_columns: int, where: str = "", *, at_l
     else:
         size = _("{rows:,} rows × {columns:,} columns").format(rows=n_rows, columns=n_columns)
         cells = _("{cells:,} cells").format(cells=n_rows * n_columns)
+    if limits is not None and limits.memory_bytes is not None and n_columns <= MAX_COLUMNS:
+        return _("{source} is too large for this computer's free memory: {size}{where} is {cells}, and "
+                 "{gb:,.1f} GB of free memory hold about {rows:,} rows and {max_cells:,} cells. Close other "
+                 "programs or use a computer with more memory, split the file, or give --max-rows N to "
+                 "read more anyway.").format(
+            source=source, size=size, where=where, cells=cells, gb=limits.memory_bytes / 2 ** 30,
+            rows=limits.rows, max_cells=limits.cells)
     if limits is not None and limits.raised and n_columns <= MAX_COLUMNS:
         return _("{source} is too large to read: {size}{where} is {cells}, and --max-rows {rows:,} reads at "
                  "most {rows:,} rows and {max_cells:,} cells. Give a larger --max-rows, or split the file.").format(

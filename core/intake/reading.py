@@ -396,6 +396,11 @@ def read_csv_bytes(data: bytes, source: str = "upload", limits: Limits | None = 
 
 
 def _file_too_large(source: str, n_bytes: int, lim: Limits | None = None) -> str:
+    if lim is not None and lim.memory_bytes is not None:
+        return _("{source} is {mb:,.0f} MB; this computer's free memory ({gb:,.1f} GB) holds a file of about "
+                 "{max:,} MB. Close other programs or use a computer with more memory, split the file, or give "
+                 "--max-rows N to read more anyway.").format(
+            source=source, mb=n_bytes / 2 ** 20, gb=lim.memory_bytes / 2 ** 30, max=lim.file_bytes // 2 ** 20)
     if lim is not None and lim.raised:
         return _("{source} is {mb:,.0f} MB; --max-rows {rows:,} reads at most {max:,} MB. "
                  "Give a larger --max-rows, or split the file.").format(
