@@ -110,7 +110,7 @@ def validated_from_args(args, *, only_roles: bool = False):
 
     raw = read_data(args)
     if only_roles:
-        roles = [getattr(args, role, None) for role in ("patient", "session", "symptoms", "alliance", "therapist")]
+        roles = [getattr(args, role, None) for role in ("patient", "session", "symptoms", "alliance", "therapist", "post")]
         keep = [ROW, *dict.fromkeys(c for c in roles if c and c in raw.frame.columns)]
         if args.patient in raw.frame.columns and args.session in raw.frame.columns:
             raw = replace(raw, frame=raw.frame[keep])
