@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from core.i18n import N_, _
+from core.i18n import N_
 from core.intake.fhir import (
     INSTRUMENT_SYSTEM,
     MEASURE_SYSTEM,

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
-from core.clinical.signal import SignalModel, SignalSettings, definition, status_label, status_sentence
+from core.clinical.signal import SignalModel, SignalSettings, definition, status_sentence
 from core.i18n import _, get_language, number
 from core.reporting import palette as pal
 from core.reporting.figures import STATUS_GLYPH, STATUS_STYLE, patient_chart
