@@ -17,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import store_fhir  # issue 29: --format fhir
+import core.cli.store_fhir as store_fhir  # issue 29: --format fhir
 from core.cli.common import add_role_flags
 from core.errors import InputError
 from core.i18n import _

@@ -28,7 +28,6 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from core.i18n import N_
 from core.intake.fhir import (
     INSTRUMENT_SYSTEM,
     MEASURE_SYSTEM,
@@ -48,7 +47,6 @@ INSTRUMENT_DISPLAY = {"oq45": "OQ-45.2 total", "ans": "Alliance Negotiation Scal
 STATUS_DISPLAY = {"not_on_track": "Not on track", "at_risk": "At risk", "on_track": "On track", "unknown": "No status"}
 SURVEY = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey",
                       "display": "Survey"}]}
-EXPORT_NAME = N_("FHIR bundle")
 
 
 def reference(value: str, kind: str) -> dict:
