@@ -6,14 +6,14 @@ import streamlit as st
 
 from core.i18n import _, get_language, language
 from core.reporting.summary_pdf import PatientSummary, summary_pdf
-from ui.auth import current_user, download
+from ui import auth
 from ui.state import dataset_title
 
 
 def summary_button(summary: PatientSummary, *, dataset: str, key: str = "patient_pdf") -> None:
     """A download button for ``summary`` as a PDF (who produced it: the signed-in user, else a
     visitor); the export is logged like every download."""
-    user = current_user()
+    user = auth.current_user()
     summary.produced_by = user.display_name if user is not None else _("a visitor not signed in")
     summary.dataset = dataset_title(dataset)
     lang = get_language()
@@ -22,7 +22,7 @@ def summary_button(summary: PatientSummary, *, dataset: str, key: str = "patient
         with language(lang):
             return summary_pdf(summary)
 
-    download(_("Download a one-page summary (PDF)"), make, file_name=f"summary_{summary.patient}.pdf",
+    auth.download(_("Download a one-page summary (PDF)"), make, file_name=f"summary_{summary.patient}.pdf",
              mime="application/pdf", key=key, what=f"{dataset}: patient {summary.patient} summary (PDF)",
              help=_("For the clinical record: the status and why, the chart, reliable change, ruptures and the "
                     "definitions on one A4 page."), icon=":material/picture_as_pdf:")

@@ -12,7 +12,8 @@ from core.intake.dataset import Dataset
 from core.intake.mapping import ROLES, role_name
 from core.reporting.exports import csv_bytes
 from core.store import Role, UploadConflict
-from ui.auth import clinic_store, current_user, download
+from ui import auth
+from ui.auth import clinic_store, current_user
 from ui.language import multiselect_placeholder
 from ui.state import set_active
 from ui.text import md
@@ -86,7 +87,7 @@ def validation_report(validated, file_name: str, lang: str, fhir: bool = False) 
                       "file and upload again, or go on.")]
         st.warning(" ".join(t for t in said if t))
         st.dataframe(problems, hide_index=True, width="stretch", height=240, column_config=headers(problems, fhir))
-        download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, lang),
+        auth.download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, lang),
                  file_name=_("rows_left_out.csv"), mime="text/csv", key="excluded_csv",
                  what=f"{file_name}: rows left out (CSV)")
     else:
