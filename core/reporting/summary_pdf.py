@@ -91,6 +91,33 @@ def _rgb(colour) -> tuple[int, int, int]:
     return int(r), int(g), int(b)
 
 
+_FONT_FILES = (("", "DejaVuSans.ttf"), ("B", "DejaVuSans-Bold.ttf"))
+_FONT_CACHE: dict = {}
+_FONT_LOCK = __import__("threading").Lock()
+
+
+def _add_fonts(pdf) -> None:
+    """The bundled fonts added to ``pdf``. fpdf2 measures every glyph of a font when it is added
+    (a third of a page's time); the measured font is kept and copied into each new document, with
+    the font file itself opened anew (fpdf2 subsets it in place when the PDF is written)."""
+    import copy
+
+    from fontTools import ttLib
+
+    with _FONT_LOCK:
+        if not _FONT_CACHE:
+            from fpdf import FPDF
+
+            template = FPDF()
+            for style, name in _FONT_FILES:
+                template.add_font(FONT, style, FONTS / name)
+            _FONT_CACHE.update(template.fonts)
+        for key, font in _FONT_CACHE.items():
+            mine = copy.deepcopy(font)
+            mine.ttfont = ttLib.TTFont(font.ttffile, recalcTimestamp=False, lazy=True)
+            pdf.fonts[key] = mine
+
+
 class _Page:
     """An A4 page with the bundled fonts and a cursor."""
 
@@ -100,8 +127,7 @@ class _Page:
         pdf = FPDF(orientation="P", unit="mm", format="A4")
         pdf.set_auto_page_break(False)
         pdf.set_margins(MARGIN, MARGIN, MARGIN)
-        pdf.add_font(FONT, "", FONTS / "DejaVuSans.ttf")
-        pdf.add_font(FONT, "B", FONTS / "DejaVuSans-Bold.ttf")
+        _add_fonts(pdf)
         pdf.set_title(title)
         pdf.set_author(author)
         pdf.set_creator("alliance dashboard")
