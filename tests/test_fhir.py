@@ -11,15 +11,8 @@ import pytest
 from core.errors import InputError
 from core.i18n import language
 from core.intake import limits
-from core.intake.fhir import (
-    FhirMapping,
-    FhirMeasure,
-    fhir_to_validated,
-    found_codes,
-    propose_codes,
-    read_fhir,
-    read_fhir_validated,
-)
+from core.intake.fhir import FhirMapping, FhirMeasure, fhir_to_validated, read_fhir, read_fhir_validated
+from core.intake.fhir import found_codes, propose_codes
 from core.intake.instruments import load_instrument, score_items
 from core.reporting.fhir_export import bundle_bytes, fhir_bundle
 from tests import fhir_support as fs
