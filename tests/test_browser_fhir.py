@@ -37,6 +37,10 @@ def test_fhir_upload_and_summary_pdf_in_chromium(tmp_path, lang):
                 idle(page)
                 page.get_by_text(left_out).first.wait_for(timeout=60000)
                 screenshot(page, f"fhir_upload_{lang}_{width}")
+                table = page.locator('[data-testid="stDataFrame"]').first
+                table.scroll_into_view_if_needed()
+                page.wait_for_timeout(800)
+                screenshot(page, f"fhir_upload_report_{lang}_{width}")
 
                 page.goto(f"{url}/patient?patient=D003&lang={lang}")
                 idle(page)

@@ -40,19 +40,23 @@ def map_bundle(data: bytes, name: str, mapping: FhirMapping, language: str):
     return fhir_to_validated(read_bundle(data, name, language), mapping)
 
 
-def _measure_spec(measure: str, found, proposal: dict, kinds: dict, instruments: dict):
-    """One measure's choices; None when it is not in the file (or not yet complete)."""
-    keys = [f.key for f in found]
+def _choose_code(measure: str, found, proposal: dict) -> str | None:
+    """Section 1: which found code or questionnaire is ``measure`` (None: not in the file)."""
     label = {f.key: f"{f.label} · {_(KINDS[f.kind])}: {number(f.count, ',')}" for f in found}
-    options = [NONE, *keys]
+    options = [NONE, *(f.key for f in found)]
     default = proposal.get(measure)
     title = _("Alliance measure (code or questionnaire)") if measure == "alliance" else \
         _("Symptom measure (code or questionnaire)")
     pick = st.selectbox(title, options, index=options.index(default) if default in options else 0,
                         key=f"fhir_code_{measure}", format_func=localised(lambda o: _(NONE) if o == NONE else label[o]))
-    if pick == NONE:
-        return None
-    if kinds[pick] == "QuestionnaireResponse":
+    return None if pick == NONE else pick
+
+
+def _measure_spec(measure: str, pick: str, kind: str, instruments: dict) -> FhirMeasure | None:
+    """Section 2: how a questionnaire is scored, or the valid range of Observation scores (None: the
+    reverse-keyed items still to be said)."""
+    st.markdown(f"**{md(role_name(measure).capitalize())}**")
+    if kind == "QuestionnaireResponse":
         defs = [d for d in instruments.values() if d.measures == measure or d.id == "likert"]
         ids = [d.id for d in defs]
         inst = st.selectbox(_("Instrument that scores its items"), ids, index=ids.index(DEFAULT_INSTRUMENTS[measure]),
@@ -69,14 +73,13 @@ def _measure_spec(measure: str, found, proposal: dict, kinds: dict, instruments:
                      "instrument's codes make that questionnaire unusable (listed below)."))
         return FhirMeasure(codes=(pick,), instrument=inst, reverse_keyed=reverse)
     lo0, hi0 = (1.0, 7.0) if measure == "alliance" else (0.0, 180.0)
-    spec = FhirMeasure(codes=(pick,))
-    if st.checkbox(_("Check the {measure} range").format(measure=role_name(measure)), value=True,
-                   key=f"fhir_range_on_{measure}"):
-        a, b = st.columns(2)
-        lo = a.number_input(_("min"), value=lo0, key=f"fhir_range_lo_{measure}")
-        hi = b.number_input(_("max"), value=hi0, key=f"fhir_range_hi_{measure}")
-        spec = FhirMeasure(codes=(pick,), range=(float(lo), float(hi)))
-    return spec
+    if not st.checkbox(_("Check the {measure} range").format(measure=role_name(measure)), value=True,
+                       key=f"fhir_range_on_{measure}"):
+        return FhirMeasure(codes=(pick,))
+    a, b = st.columns(2)
+    lo = a.number_input(_("min"), value=lo0, key=f"fhir_range_lo_{measure}")
+    hi = b.number_input(_("max"), value=hi0, key=f"fhir_range_hi_{measure}")
+    return FhirMeasure(codes=(pick,), range=(float(lo), float(hi)))
 
 
 def fhir_page(payload: bytes, file_name: str, lang: str) -> None:
@@ -86,10 +89,11 @@ def fhir_page(payload: bytes, file_name: str, lang: str) -> None:
             bundle = read_bundle(payload, file_name, lang)
     except Exception as err:  # InputError: one sentence; anything else: see refuse()
         refuse(err, file_name)
-    types = Counter(e.type or "?" for e in bundle.entries)
+    counts = Counter(e.type or _("not a resource") for e in bundle.entries).most_common(6)
+    types = md(", ".join(number(n, ",") + " " + kind for kind, n in counts))  # resource types: data, escaped
     st.caption(_("Read **{name}**: a FHIR R4 {layout} of {n:,} resources ({types}), each checked against the R4 "
                  "definitions.").format(name=md(file_name), layout=_(LAYOUTS[bundle.layout]), n=len(bundle.entries),
-                                        types=md(", ".join(f"{n:,} {t}" for t, n in types.most_common(6)))))
+                                        types=types))
     found = found_codes(bundle)
     if not found:
         refuse(InputError(_("{name} holds no Observation with a code and no QuestionnaireResponse with a "
@@ -102,11 +106,16 @@ def fhir_page(payload: bytes, file_name: str, lang: str) -> None:
     proposal = propose_codes(found)
     kinds = {f.key: f.kind for f in found}
     instruments = {d.id: d for d in available_instruments()}
-    cols = st.columns(2)
-    specs = {}
-    for col, measure in zip(cols, ("alliance", "symptoms")):
+    picks = {}
+    for col, measure in zip(st.columns(2), ("alliance", "symptoms")):
         with col:
-            specs[measure] = _measure_spec(measure, found, proposal, kinds, instruments)
+            picks[measure] = _choose_code(measure, found, proposal)
+    specs = {}
+    if any(picks.values()):
+        st.subheader(_("2. Scoring and valid ranges"))
+        for col, (measure, pick) in zip(st.columns(2), [(m, p) for m, p in picks.items() if p]):
+            with col:
+                specs[measure] = _measure_spec(measure, pick, kinds[pick], instruments)
     if not any(specs.values()):
         st.info(_("Choose the code or questionnaire of at least one measure."))
         st.stop()
