@@ -187,17 +187,23 @@ def draw_figure(pdf, fig, x: float, y: float, width: float, height: float, font:
             pdf.text(ax.px(v) - pdf.get_string_width(label) / 2, ax.y1 + tick_size * _MM_PER_PT + 1.0, label)
         title = _plain(spec.title.text if spec.title else "")
         if title:
-            pdf.set_font(font, "", base_size * pt)
+            size = base_size * pt
+            pdf.set_font(font, "", size)
             set_colour("text", (spec.title.font.color if spec.title and spec.title.font else None) or pal.TEXT)
             lines = title.split("\n")
-            line_h = base_size * pt * _MM_PER_PT * 1.15
             widest = max(pdf.get_string_width(t) for t in lines)
-            ticks_w = max((pdf.get_string_width(fmt(v, decimals)) for v in y_ticks), default=0) * tick_size / (base_size * pt)
+            room = (ax.y1 - ax.y0) + 8 * scale  # a panel lower than the screen's: the title shrinks to fit it
+            if widest > room:
+                size = max(size * 0.6, size * room / widest)
+                pdf.set_font(font, "", size)
+                widest = max(pdf.get_string_width(t) for t in lines)
+            line_h = size * _MM_PER_PT * 1.15
+            ticks_w = max((pdf.get_string_width(fmt(v, decimals)) for v in y_ticks), default=0) * tick_size / size
             cx = ax.x0 - 2.5 - ticks_w - line_h * len(lines)
             cy = (ax.y0 + ax.y1) / 2
             with pdf.rotation(90, cx, cy):
                 for k, t in enumerate(lines):
-                    pdf.text(cx - pdf.get_string_width(t) / 2 + 0 * widest, cy + line_h * (k + 0.8), t)
+                    pdf.text(cx - pdf.get_string_width(t) / 2, cy + line_h * (k + 0.8), t)
     # the x axis title under the lowest panel
     lowest = max(axes.values(), key=lambda a: a.y1)
     x_title = ""

@@ -233,7 +233,7 @@ def _draw(s: PatientSummary, chart_height: float):
     dataset = _(DEMO_LABEL) if s.dataset == DEMO_LABEL else s.dataset
     line = _("Data set: {dataset}").format(dataset=dataset)
     if s.demo:
-        line += " · " + _("demo data (simulated patients, not real people)")
+        line += " · " + _("demo data")
     page.text(line, size=9, colour=pal.MUTED_TEXT, gap=2.5)
 
     # key figures in one band of columns
