@@ -33,6 +33,8 @@ def headers(frame, fhir: bool = False) -> dict:
             config[col] = st.column_config.Column(role_name(col))
         elif col == "row" and fhir:
             config[col] = st.column_config.Column(_("resource"))
+        elif col == "date" and fhir:  # the session's date, from the resources (not a column of a file)
+            config[col] = st.column_config.Column(_("date"))
         elif col in ROW_HEADERS:
             config[col] = st.column_config.Column(_(ROW_HEADERS[col]))
     return config
