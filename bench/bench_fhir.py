@@ -4,8 +4,9 @@ is read within the limits; the demo clinic's round trip.
 Run from the repository root: ``python bench/bench_fhir.py``. Each bundle is read in its own process
 (``core.intake.fhir.read_fhir_validated``, as ``store import --format fhir`` and the Upload page do),
 timed with ``/usr/bin/time -v`` (wall clock and peak resident memory). Bundles come from
-``tests/fhir_support.py`` (written to a temporary folder, deleted afterwards), plus 100,000
-Observations of 2,000 patients (the resources limit) and 10,000 OQ-45 questionnaire responses.
+``tests/fhir_support.py`` (written to a temporary folder, deleted afterwards), plus two legitimate
+bundles near the JSON objects limit: 30,000 Observations of 600 patients and 4,500 OQ-45
+questionnaire responses.
 
 Targets: every hostile bundle refused (or its bad resource listed) with one sentence, each run under
 60 s and 2 GB; exit status 1 otherwise.
@@ -38,8 +39,8 @@ except InputError as err:
 """
 
 
-def legit_observations(folder: Path, n: int = 100_000) -> Path:
-    path = folder / "observations_100k.ndjson"
+def legit_observations(folder: Path, n: int = 30_000) -> Path:
+    path = folder / "observations_30k.ndjson"
     with path.open("w") as handle:
         for k in range(n):
             patient, session = divmod(k // 2, 25)
@@ -50,8 +51,8 @@ def legit_observations(folder: Path, n: int = 100_000) -> Path:
     return path
 
 
-def legit_questionnaires(folder: Path, n: int = 10_000) -> Path:
-    path = folder / "oq45_10k.json"
+def legit_questionnaires(folder: Path, n: int = 4_500) -> Path:
+    path = folder / "oq45_4500.json"
     resources = [fs.questionnaire_response(f"P{k // 20}", f"2024-01-{1 + k % 20:02d}", [k % 5] * 45) for k in range(n)]
     path.write_text(json.dumps(fs.bundle(resources)))
     return path
@@ -72,8 +73,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         cases = [(name, maker) for name, maker in fs.HOSTILE.items()]
-        cases += [("100,000 Observations, 2,000 patients (NDJSON)", legit_observations),
-                  ("10,000 OQ-45 questionnaire responses (Bundle)", legit_questionnaires)]
+        cases += [("30,000 Observations, 600 patients (NDJSON)", legit_observations),
+                  ("4,500 OQ-45 questionnaire responses (Bundle)", legit_questionnaires)]
         print(f"{'bundle':44} {'size':>8} {'wall s':>7} {'peak MB':>8}  result")
         for name, maker in cases:
             path = maker(folder)

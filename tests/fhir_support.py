@@ -155,8 +155,8 @@ def fhir_giant_text(folder: Path, mb: int = 190) -> Path:
     return path
 
 
-def fhir_many_objects(folder: Path, n: int = 990_000) -> Path:
-    """One QuestionnaireResponse with 990,000 empty items (just under the JSON objects limit)."""
+def fhir_many_objects(folder: Path, n: int = 495_000) -> Path:
+    """One QuestionnaireResponse with 495,000 empty items (just under the JSON objects limit)."""
     res = questionnaire_response("P1", "2024-01-01", [1] * 2)
     path = folder / "many_objects.json"
     text = json.dumps(bundle([res]))
@@ -168,8 +168,8 @@ def fhir_many_objects(folder: Path, n: int = 990_000) -> Path:
     return path
 
 
-def fhir_many_values(folder: Path, n: int = 19_000_000) -> Path:
-    """A bundle whose entry list holds 19 million numbers (just under the JSON values limit)."""
+def fhir_many_values(folder: Path, n: int = 9_900_000) -> Path:
+    """A bundle whose entry list holds 9.9 million numbers (just under the JSON values limit)."""
     path = folder / "many_values.json"
     with path.open("w") as handle:
         handle.write('{"resourceType":"Bundle","type":"collection","entry":[')
@@ -179,5 +179,5 @@ def fhir_many_values(folder: Path, n: int = 19_000_000) -> Path:
 
 HOSTILE = {"deep nesting (100,000 levels)": fhir_deep_nesting, "a resource nested 400 levels": fhir_deep_resource,
            "1,000,000 resources (NDJSON)": fhir_million_resources, "201 MB": fhir_over_size,
-           "190 MB of text in one resource": fhir_giant_text, "990,000 JSON objects": fhir_many_objects,
-           "19,000,000 JSON values": fhir_many_values}
+           "190 MB of text in one resource": fhir_giant_text, "495,000 JSON objects": fhir_many_objects,
+           "9,900,000 JSON values": fhir_many_values}

@@ -43,10 +43,12 @@ MAX_UNPACKED_BYTES = 128 * 2 ** 20
 MAX_ZIP_DIRECTORY_BYTES = 4 * 2 ** 20
 #: FHIR bundles: resources (entries, or NDJSON lines), JSON objects and values (``{`` and ``,`` in
 #: the bytes: upper bounds, counted before parsing), nesting levels within one resource. About
-#: 30 µs of validation per object: a bundle at the limits is read in well under a minute.
-MAX_FHIR_RESOURCES = 100_000
-MAX_FHIR_OBJECTS = 1_000_000
-MAX_FHIR_VALUES = 20_000_000
+#: 30 µs of validation per object (a page's worth of objects per resource: 14 in an exported
+#: Observation, about 100 in an OQ-45 QuestionnaireResponse): a bundle at the limits is read in
+#: about 15 s on the 2-CPU development machine, under a minute when it is busy (bench/bench_fhir.py).
+MAX_FHIR_RESOURCES = 50_000
+MAX_FHIR_OBJECTS = 500_000
+MAX_FHIR_VALUES = 10_000_000
 MAX_FHIR_DEPTH = 32
 
 
