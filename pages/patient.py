@@ -140,7 +140,7 @@ with st.expander(_("How the expected course and the status are computed")):
 summary_button(PatientSummary(dataset=ds.name, patient=pid, sessions=mine, measures=list(measures),
                               settings=signal_settings(settings), signal=signal, model=model,
                               labels=measure_labels(ds, settings), ranges={} if zoom else scale,
-                              threshold=threshold, demo=ds.is_demo), dataset=ds.name)
+                              threshold=threshold, demo=ds.is_demo), dataset=ds.name, instruments=ds.instruments)
 
 # ---------------------------------------------------------------- sentences
 sentences = rupture_sentences(mine)  # shared with the one-page summary (core/reporting/patient_text.py)

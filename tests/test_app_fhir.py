@@ -47,6 +47,19 @@ def test_fhir_bundle_becomes_the_active_data_set_and_opens_on_the_patient_page(d
     label, file_name, pdf = downloads["patient_pdf"]
     assert label == "Download a one-page summary (PDF)" and file_name == "summary_P2.pdf"
     assert pdf.startswith(b"%PDF")
+    # the course for the record system: P2's scores as an R4 Bundle, reading back as the same sessions
+    import json
+
+    from fhir.resources.R4B.bundle import Bundle
+
+    from core.intake.fhir import read_fhir_validated
+
+    _label, file_name, course = downloads["patient_pdf_fhir"]
+    assert file_name == "patient_P2.fhir.json"
+    Bundle.model_validate(json.loads(course))
+    back = read_fhir_validated(course, source=file_name).validated.data
+    assert back["patient"].unique().tolist() == ["P2"] and back["session"].tolist() == [1, 2, 3, 4, 5]
+    assert back["symptoms"].tolist() == [90 - 3 * s - 2 for s in range(1, 6)]
 
 
 def test_patient_page_summary_pdf_in_spanish(downloads, tmp_path):

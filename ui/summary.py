@@ -10,9 +10,11 @@ from ui import auth
 from ui.state import dataset_title
 
 
-def summary_button(summary: PatientSummary, *, dataset: str, key: str = "patient_pdf") -> None:
-    """A download button for ``summary`` as a PDF (who produced it: the signed-in user, else a
-    visitor); the export is logged like every download."""
+def summary_button(summary: PatientSummary, *, dataset: str, instruments: tuple = (), key: str = "patient_pdf") -> None:
+    """For the clinical record: a download button for ``summary`` as a PDF (who produced it: the
+    signed-in user, else a visitor) and one for the patient's course as a FHIR R4 Bundle of
+    Observations (the signal status as each symptom score's interpretation); both made on click,
+    both logged like every download."""
     user = auth.current_user()
     summary.produced_by = user.display_name if user is not None else _("a visitor not signed in")
     summary.dataset = dataset_title(dataset)
@@ -22,8 +24,24 @@ def summary_button(summary: PatientSummary, *, dataset: str, key: str = "patient
         with language(lang):
             return summary_pdf(summary)
 
-    auth.download(_("Download a one-page summary (PDF)"), make, file_name=f"summary_{summary.patient}.pdf",
-             mime="application/pdf", key=key, what=f"{dataset}: patient {summary.patient} summary (PDF)",
-             help=_("For the clinical record: the status and why, the chart, reliable change, ruptures and the "
-                    "definitions on one A4 page."), icon=":material/picture_as_pdf:")
-    st.caption(_("The PDF is made on this computer when you click; nothing is sent anywhere."))
+    left, right = st.columns(2)
+    with left:
+        auth.download(_("Download a one-page summary (PDF)"), make, file_name=f"summary_{summary.patient}.pdf",
+                      mime="application/pdf", key=key, what=f"{dataset}: patient {summary.patient} summary (PDF)",
+                      help=_("For the clinical record: the status and why, the chart, reliable change, ruptures and "
+                             "the definitions on one A4 page."), icon=":material/picture_as_pdf:")
+
+    def course() -> bytes:
+        from core.reporting.fhir_export import bundle_bytes, fhir_bundle
+
+        with language(lang):
+            return bundle_bytes(fhir_bundle(summary.sessions, dataset=dataset, signal=summary.signal,
+                                            instruments=instruments, patient=summary.patient))
+
+    with right:
+        auth.download(_("Download the course for the record system (FHIR)"), course,
+                      file_name=f"patient_{summary.patient}.fhir.json", mime="application/fhir+json",
+                      key=f"{key}_fhir", what=f"{dataset}: patient {summary.patient} course (FHIR bundle)",
+                      help=_("A FHIR R4 Bundle of Observations: every score, with the early-warning status as each "
+                             "symptom score's interpretation."), icon=":material/data_object:")
+    st.caption(_("Both files are made on this computer when you click; nothing is sent anywhere."))
