@@ -442,7 +442,7 @@ def found_codes(bundle: FhirBundle) -> list[FoundCode]:
     return [FoundCode(key=k, kind=t, label=labels[(t, k)], count=n) for (t, k), n in counts.most_common()]
 
 
-_HINTS = {"symptoms": ("symptom", "oq-45", "oq45", "outcome questionnaire", "phq", "gad", "core-", "core10", "bdi",
+_HINTS = {"symptoms": ("symptom", "oq", "oq-45", "oq45", "outcome questionnaire", "phq", "gad", "core-", "core10", "bdi",
                        "scl", "distress", "síntoma", "sintoma"),
           "alliance": ("alliance", "alianza", "ans", "wai", "srs", "negotiation", "negociación")}
 
