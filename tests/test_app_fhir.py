@@ -63,7 +63,7 @@ def test_fhir_bundle_becomes_the_active_data_set_and_opens_on_the_patient_page(d
 
 
 def test_patient_page_summary_pdf_in_spanish(downloads, tmp_path):
-    at = open_page("patient", query={"patient": "D003"}, language="es", timeout=TIMEOUT)
+    open_page("patient", query={"patient": "D003"}, language="es", timeout=TIMEOUT)
     label, file_name, pdf = downloads["patient_pdf"]
     assert label == "Descargar un resumen de una página (PDF)"
     import shutil
