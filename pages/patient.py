@@ -1,5 +1,4 @@
 """Patient page (therapist): what needs attention first, then the course against the expected one."""
-import pandas as pd
 import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
@@ -8,6 +7,8 @@ from core.i18n import DECIMAL_COMMA, _, get_language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
 from core.reporting.formatting import decimals_for, format_number
+from core.reporting.patient_text import change_sentence, rupture_sentences
+from core.reporting.summary_pdf import PatientSummary
 from ui.auth import download, log_patient_view
 from ui.clinic import (
     alliance_scale,
@@ -21,6 +22,7 @@ from ui.clinic import (
     signal_settings,
 )
 from ui.look import local_numbers, number_columns
+from ui.summary import summary_button
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
 
@@ -134,26 +136,17 @@ st.plotly_chart(fig, width="stretch", key="patient_chart")
 with st.expander(_("How the expected course and the status are computed")):
     st.write(definition(model, signal_settings(settings)) if model is not None else
              _("The early-warning signal needs a symptom measure."))
+# ---------------------------------------------------------------- one-page summary (issue 29)
+summary_button(PatientSummary(dataset=ds.name, patient=pid, sessions=mine, measures=list(measures),
+                              settings=signal_settings(settings), signal=signal, model=model,
+                              labels=measure_labels(ds, settings), ranges={} if zoom else scale,
+                              threshold=threshold, demo=ds.is_demo), dataset=ds.name, instruments=ds.instruments)
 
 # ---------------------------------------------------------------- sentences
-sentences = []
-if "rupture" in mine:
-    for _row, r in mine[mine["rupture"]].iterrows():
-        if pd.isna(r["repaired"]):
-            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
-                         "patient's mean so far; there is no next session yet.")
-        elif r["repaired"]:
-            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
-                         "patient's mean so far; alliance recovered in the next session.")
-        else:
-            template = _("Possible rupture in session {session:g}: alliance was {gap:.2f} points below this "
-                         "patient's mean so far; alliance stayed low in the next session.")
-        sentences.append(template.format(session=r["session"], gap=abs(r["alliance_within_so_far"])))
+sentences = rupture_sentences(mine)  # shared with the one-page summary (core/reporting/patient_text.py)
 if status and status != "unknown":
-    sentences.append(_("From the first to the last session the symptom score changed by {change} points: {status} "
-                       "(reliable change {rc:.3g} points).").format(
-                         change=local_number(scores.iloc[-1] - scores.iloc[0], score_decimals),
-                         status=jt_word(status), rc=settings.reliable_change))
+    sentences.append(change_sentence(scores.iloc[0], scores.iloc[-1], status, settings.reliable_change,
+                                     score_decimals))
 for s in sentences:
     if s:
         st.markdown(f"- {md(s)}")

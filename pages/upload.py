@@ -1,12 +1,11 @@
 """Upload data: read a spreadsheet, map its columns, validate, and use it."""
-import logging
 from dataclasses import replace
 
 import streamlit as st
 
 from core.errors import InputError, some_names
-from core.i18n import N_, _, get_language, ngettext, number
-from core.intake.dataset import Dataset
+from core.i18n import N_, _, get_language
+from core.intake.fhir import looks_like_fhir
 from core.intake.instruments import (
     ItemScoring,
     add_item_scores,
@@ -27,15 +26,13 @@ from core.intake.mapping import (
 )
 from core.intake.reading import excel_sheet_names, read_table
 from core.intake.validation import validate_table
-from core.reporting.exports import csv_bytes
-from core.store import Role, UploadConflict
-from ui.auth import clinic_store, current_user, download
-from ui.state import dataset_picker, set_active
+from ui.fhir_upload import fhir_page
+from ui.state import dataset_picker
 from ui.text import md
 from ui.language import localised, multiselect_placeholder
+from ui.upload_report import refuse, use_or_store, validation_report
 
 NONE = N_("— not in the file —")
-LOG = logging.getLogger(__name__)
 #: How a CSV file was read (shown translated).
 SEPARATORS = {"\t": N_("tab-separated"), ",": N_("comma-separated"), ";": N_("semicolon-separated"),
               "|": N_("bar-separated")}
@@ -45,38 +42,6 @@ ROLE_LABELS = {"patient": N_("Patient ID"), "therapist": N_("Therapist"), "sessi
                "alliance": N_("Alliance score"), "symptoms": N_("Symptom score"),
                "post": N_("Post-treatment score (one per patient)")}
 WIDE_LABELS = {"alliance": N_("Alliance score columns"), "symptoms": N_("Symptom score columns")}
-#: Headers of the tables of rows (the CSV downloads keep the column names).
-ROW_HEADERS = {"row": N_("row"), "reason": N_("reason"), "kept": N_("kept (a score missing)"),
-               "column": N_("column"), "old": N_("old value"), "new": N_("new value")}
-
-
-
-
-def headers(frame) -> dict:
-    """``st.column_config`` giving a table's known columns (roles, row, reason, …) translated headers;
-    the file's own columns keep their names."""
-    config = {}
-    for col in frame.columns:
-        if col in ROLES or col == "study":
-            config[col] = st.column_config.Column(role_name(col))
-        elif col in ROW_HEADERS:
-            config[col] = st.column_config.Column(_(ROW_HEADERS[col]))
-    return config
-
-
-def refuse(err: BaseException, name: str) -> None:
-    """Say in one plain sentence why the file cannot be used (never a traceback), and stop."""
-    if isinstance(err, InputError):
-        st.error(md(err))
-    elif isinstance(err, MemoryError):
-        st.error(_("{name} could not be read: the dashboard ran out of memory. Try a smaller file "
-                   "(for example one year or one study at a time).").format(name=md(name)))
-    else:  # a bug: logged for the maintainers, one sentence for the user
-        LOG.error("Unexpected error while reading %s", name, exc_info=err)
-        st.error(_("{name} could not be read because of an unexpected error in the dashboard ({error}). "
-                   "This is a bug: please report it on the project's issue tracker, with the file's layout "
-                   "but not its data.").format(name=md(name), error=md(type(err).__name__)))
-    st.stop()
 
 
 def sessions_text(sessions) -> str:
@@ -127,10 +92,16 @@ st.write(_("One row per patient and session (long), or one row per patient with 
            "and measure (wide, e.g. `ans_s1 … oq_s4`). CSV with `,` `;` or tab, decimal point or comma, "
            "UTF-8 or Latin-1; or Excel (.xlsx). The data stay on this computer."))
 
-upload = st.file_uploader(_("Spreadsheet"), type=["csv", "txt", "tsv", "xlsx", "xlsm"], key="upload_file")
+st.caption(_("Or a FHIR R4 bundle from the clinical record (.json, or .ndjson as a bulk export writes it) of "
+             "QuestionnaireResponse or Observation resources."))
+upload = st.file_uploader(_("Spreadsheet"), type=["csv", "txt", "tsv", "xlsx", "xlsm", "json", "ndjson"],
+                          key="upload_file")
 if upload is None:
     st.stop()
 payload = upload.getvalue()
+if looks_like_fhir(upload.name, payload):  # issue 29: a FHIR bundle has its own mapping, then the same report
+    fhir_page(payload, upload.name, lang)
+    st.stop()
 
 try:
     sheet = None
@@ -291,102 +262,8 @@ try:
 except Exception as err:
     refuse(err, upload.name)
 
-# ---------------------------------------------------------------- report
-st.subheader(_("3. Validation report"))
-data = validated.data
-m = st.columns(5)
-m[0].metric(_("Rows read"), number(validated.n_rows_read, ","))
-m[1].metric(_("Rows used"), number(len(data), ","))
-m[2].metric(_("Rows left out"), number(len(validated.excluded), ","))
-missing = validated.rows_missing()
-m[3].metric(_("Scores missing"), number(len(missing), ","))
-m[4].metric(_("Patients"), number(data["patient"].nunique(), ","))
-for note in validated.notes:
-    st.info(md(note))
-if validated.post_missing is not None and len(validated.post_missing):  # issue 30: who lacks a post-treatment score
-    with st.expander(_("Patients without a post-treatment score ({n:,})").format(n=len(validated.post_missing))):
-        st.dataframe(validated.post_missing, hide_index=True, width="stretch",
-                     column_config=headers(validated.post_missing))
-problems = validated.excluded_for()
-if len(problems):
-    problems = problems.assign(kept=problems["row"].isin(missing["row"]))
-    n_out, n_missing = len(validated.excluded), len(missing)
-    said = [ngettext("{n:,} row cannot be used.", "{n:,} rows cannot be used.", n_out).format(n=n_out)
-            if n_out else "",
-            ngettext("{n:,} session is kept with a score missing (used wherever that score is not needed: "
-                     "models without it, figures, clinical views).",
-                     "{n:,} sessions are kept with a score missing (used wherever that score is not needed: "
-                     "models without it, figures, clinical views).", n_missing).format(n=n_missing)
-            if n_missing else "",
-            _("Each is listed with its spreadsheet row number (header = row 1) and the reason; fix them in the "
-              "file and upload again, or go on.")]
-    st.warning(" ".join(t for t in said if t))
-    st.dataframe(problems, hide_index=True, width="stretch", height=240, column_config=headers(problems))
-    download(_("Download the list of rows left out (CSV)"), csv_bytes(problems, lang),
-             file_name=_("rows_left_out.csv"), mime="text/csv", key="excluded_csv",
-             what=f"{upload.name}: rows left out (CSV)")
-else:
-    st.success(_("Every row can be used."))
-
-st.write(_("Preview of the validated table:"))
-st.dataframe(data.head(50), hide_index=True, width="stretch", column_config=headers(data))
-
-# ---------------------------------------------------------------- use / save
-st.subheader(_("4. Use it"))
-user = current_user()
-c1, c2 = st.columns(2)
-name = c1.text_input(_("Name for this data set"), value=upload.name.rsplit(".", 1)[0], key="dataset_name")
-if user is None:
-    if c1.button(_("Use this data"), type="primary", key="use_data"):
-        set_active(Dataset(name=name, validated=validated))
-        st.success(_("**{name}** is now the active data set on every page (this browser session only; "
-                     "sign in as a supervisor to store it for the clinic).").format(name=md(name)))
-elif user.role != Role.SUPERVISOR:
-    c1.info(_("Only supervisors store data for the clinic."))
-else:
-    clinic = clinic_store()
-    if clinic.is_demo_database:
-        c1.warning(_("This is the **demo database**: the demo accounts' passwords are public. Store no real "
-                     "patient's data here; a clinic's database is made with `python -m core store init`."))
-    others = [c for c in data.columns if c not in (*ROLES, "row", "study")]
-    try:
-        before = clinic.dataset_info(user, name.strip()).shareable_columns
-    except Exception:  # noqa: BLE001 - a new data set: nothing shared yet
-        before = ()
-    shareable = c1.multiselect(
-        _("Other columns researchers may see"), others, default=[c for c in before if c in others],
-        key="shareable_columns", placeholder=multiselect_placeholder(others),
-        help=_("Researchers see pseudonymised patient, therapist and study labels, the session and the measures, "
-               "and only the columns chosen here (numbers, or categories shared by at least 5 patients; never "
-               "free text). Default: none."))
-    if c1.button(_("Preview what changes in the clinic database"), type="primary", key="preview_upload"):
-        try:
-            st.session_state["upload_preview"] = clinic.preview_upload(user, name.strip(), validated,
-                                                                       shareable=shareable)
-        except InputError as err:
-            st.error(md(err))
-    preview = st.session_state.get("upload_preview")
-    if preview is not None and preview.dataset == name.strip():
-        p = st.columns(3)
-        p[0].metric(_("Patient-sessions added"), number(len(preview.added), ","))
-        p[1].metric(_("Changed"), number(preview.changed[["patient", "session"]].drop_duplicates().shape[0], ","))
-        p[2].metric(_("Left alone"), number(preview.unchanged, ","))
-        if len(preview.changed):
-            with st.expander(_("What changes")):
-                st.dataframe(preview.changed, hide_index=True, width="stretch", column_config=headers(preview.changed))
-        st.caption(_("Researchers will see: {columns} (besides pseudonymised IDs, sessions and measures).").format(
-            columns=", ".join(md(c) for c in preview.shareable or ()) or _("no other column")))
-        if st.button(_("Store in '{name}'").format(name=md(preview.dataset)), key="apply_upload"):
-            try:
-                result = clinic.apply_upload(user, preview)
-            except UploadConflict as err:
-                st.error(md(err))
-            else:
-                st.session_state.pop("upload_preview", None)
-                st.session_state["active_dataset"] = result.dataset
-                st.success(_("Stored: {added:,} added, {changed:,} changed, {unchanged:,} left alone. **{name}** is "
-                             "now the active data set.").format(added=result.added, changed=result.changed,
-                                                                unchanged=result.unchanged, name=md(result.dataset)))
+validation_report(validated, upload.name, lang)
+name, c2 = use_or_store(validated, upload.name)
 map_name = c2.text_input(_("Save this mapping as"), value=name, key="mapping_name",
                          help=_("Next time a spreadsheet with the same columns is uploaded, it maps in one click."))
 if c2.button(_("Save mapping"), key="save_mapping"):

@@ -29,8 +29,9 @@ from core.clinical.signal import (
     validate_signal,
 )
 from core.errors import ModelError
-from core.i18n import N_, _, get_language, number
+from core.i18n import N_, _, get_language
 from core.intake.dataset import Dataset
+from core.reporting.patient_text import chart_labels, jt_word  # noqa: F401 - jt_word: the pages' import
 from core.store.errors import NoSuchDataset
 from core.stats.decomposition import add_model_terms
 from core.stats.models import build_model, compute_iccs, fit_model
@@ -260,16 +261,6 @@ def _signal_validation(fingerprint: str, settings: SignalSettings, language: str
     return validate_signal(_data, settings)
 
 
-#: Jacobson–Truax statuses (``core.clinical.indices.jacobson_truax_status``) in words.
-JT_WORDS = {"recovered": N_("recovered"), "improved": N_("improved"), "unchanged": N_("unchanged"),
-            "deteriorated": N_("deteriorated"), "unknown": N_("unknown")}
-
-
-def jt_word(status) -> str:
-    """A Jacobson–Truax status in the interface language (anything else as it is)."""
-    return _(JT_WORDS[status]) if isinstance(status, str) and status in JT_WORDS else status
-
-
 @dataclass(frozen=True)
 class ClinicalSettings:
     """Where the symptom measure's clinical range starts and how much change is reliable."""
@@ -367,28 +358,12 @@ def _intake_columns(fingerprint: str, _data: pd.DataFrame) -> list[str]:
 
 def measure_labels(ds: Dataset, settings: ClinicalSettings) -> dict[str, tuple[str, str]]:
     """Per measure a panel title with the direction and the axis title with the scale, its range
-    and what a higher score means, e.g. ``("Symptoms (lower is better)", "OQ-45.2 total (0–180,
-    higher = more symptoms)")`` and ``("Alliance (higher is better)", "Alliance, ANS mean item
-    score (1–7)")``."""
-    labels = {}
-    if "symptoms" in ds.validated.measures:
-        scales = {"OQ-45.2 total (0–180)": _("OQ-45.2 total (0–180, {meaning})"),
-                  "OQ-45.2 mean item score (0–4)": _("OQ-45.2 mean item score (0–4, {meaning})")}
-        meaning = _("higher = more symptoms") if settings.higher_is_worse else _("higher = fewer symptoms")
-        axis = scales.get(settings.instrument, _("Symptom score ({meaning})")).format(meaning=meaning)
-        title = _("Symptoms (lower is better)") if settings.higher_is_worse else _("Symptoms (higher is better)")
-        labels["symptoms"] = (title, axis)
-    if "alliance" in ds.validated.measures:
-        scale = measure_range(ds, "alliance")
-        if ds.instrument_for("alliance") == "ans" and scale is not None:
-            axis = _("Alliance, ANS mean item score ({low}–{high})").format(low=number(scale[0], "g"),
-                                                                            high=number(scale[1], "g"))
-        elif scale is not None:
-            axis = _("Alliance score ({low}–{high})").format(low=number(scale[0], "g"), high=number(scale[1], "g"))
-        else:
-            axis = _("Alliance score")
-        labels["alliance"] = (_("Alliance (higher is better)"), axis)
-    return labels
+    and what a higher score means (:func:`core.reporting.patient_text.chart_labels`, shared with
+    the one-page summary PDF)."""
+    scale = {"OQ-45.2 total (0–180)": "total", "OQ-45.2 mean item score (0–4)": "mean_item"}.get(settings.instrument)
+    return chart_labels(ds.validated.measures, symptom_scale=scale, higher_is_worse=settings.higher_is_worse,
+                        alliance_range=measure_range(ds, "alliance") if "alliance" in ds.validated.measures else None,
+                        alliance_is_ans=ds.instrument_for("alliance") == "ans")
 
 
 def measure_range(ds: Dataset, measure: str) -> tuple[float, float] | None:

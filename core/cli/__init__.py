@@ -22,12 +22,12 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import alliance_outcome, analyze, fit, ipd_meta, pool, power, report, riclpm, signal, store
+from core.cli import alliance_outcome, analyze, fit, ipd_meta, pool, power, report, riclpm, signal, store, summary
 from core.cli.common import add_lang_flag, check_arguments, requested_language, write_report
 from core.errors import InputError, ModelError
 from core.i18n import N_, _, language
 
-SUBCOMMANDS = (analyze, report, pool, ipd_meta, alliance_outcome, fit, signal, riclpm, power, store)
+SUBCOMMANDS = (analyze, report, pool, ipd_meta, alliance_outcome, fit, signal, riclpm, power, store, summary)
 
 BUG_REPORT = N_("This is a bug: please report it on the project's issue tracker with the command you ran "
                 "(run it again with ALLIANCE_DEBUG=1 to see the details).")

@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+import core.cli.store_fhir as store_fhir  # issue 29: --format fhir
 from core.cli.common import add_role_flags
 from core.errors import InputError
 from core.i18n import _
@@ -51,12 +52,14 @@ def add_parser(sub) -> None:
     imp.add_argument("--shareable", action="append", default=None, metavar="COL",
                      help=_("a column researchers may see (numbers, or categories of at least 5 patients); "
                             "repeat for more; default: the data set's earlier choice, for a new data set none"))
+    store_fhir.add_import_flags(imp)
     imp.set_defaults(func=run)
 
     exp = actions.add_parser("export", help=_("a data set as that user may see it, as CSV"))
     exp.add_argument("--dataset", required=True, help=_("the data set to export"))
     exp.add_argument("--user", required=True, help=_("password from ALLIANCE_PASSWORD"))
     exp.add_argument("--out", required=True, help=_("the CSV file to write"))
+    store_fhir.add_export_flags(exp)
     exp.set_defaults(func=run)
 
     aud = actions.add_parser("audit", help=_("the audit log as CSV (supervisors)"))
@@ -120,8 +123,13 @@ def _run(args) -> None:
             _summary({"database": repr(store), "kind": "clinic", "new": new})
         elif command == "add-user":
             _add_user(store, args)
+        elif command == "import" and store_fhir.wants_fhir(args):
+            store_fhir.import_bundle(store, args, _sign_in, _summary)
         elif command == "import":
+            store_fhir.require_csv_flags(args)
             _import(store, args)
+        elif command == "export" and store_fhir.wants_fhir(args):
+            store_fhir.export_bundle(store, args, _sign_in, _summary)
         elif command == "export":
             user = _sign_in(store, args.user)
             data = store.load_dataset(user, args.dataset).data

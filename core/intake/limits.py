@@ -18,6 +18,11 @@ unbounded time or memory. They are stated in the README (section "Reading files:
   unpacks to more than it declares is refused as damaged while it is read.
 - :data:`MAX_ZIP_DIRECTORY_BYTES`: the size of an .xlsx file's ZIP directory (a workbook has a
   few dozen parts; a directory of millions of entries would cost memory before any check).
+- A FHIR bundle (:mod:`core.intake.fhir`): :data:`MAX_FILE_BYTES` as any file;
+  :data:`MAX_FHIR_RESOURCES` resources; :data:`MAX_FHIR_OBJECTS` JSON objects and
+  :data:`MAX_FHIR_VALUES` values in all (counted in the bytes before anything is parsed, so that
+  parsing a bundle of a million tiny objects never starts); :data:`MAX_FHIR_DEPTH` levels of
+  nesting within one resource (deeper resources are listed as unusable, never recursed into).
 
 The rows, cells and file-size limits of a CSV file can be raised for one read (:class:`Limits`):
 the command line does so for a file given by path by someone who can run commands on the machine
@@ -38,6 +43,15 @@ MAX_CELL_CHARS = 32_767
 MAX_FILE_BYTES = 200 * 2 ** 20
 MAX_UNPACKED_BYTES = 128 * 2 ** 20
 MAX_ZIP_DIRECTORY_BYTES = 4 * 2 ** 20
+#: FHIR bundles: resources (entries, or NDJSON lines), JSON objects and values (``{`` and ``,`` in
+#: the bytes: upper bounds, counted before parsing), nesting levels within one resource. About
+#: 30 µs of validation per object (a page's worth of objects per resource: 14 in an exported
+#: Observation, about 100 in an OQ-45 QuestionnaireResponse): a bundle at the limits is read in
+#: about 15 s on the 2-CPU development machine, under a minute when it is busy (bench/bench_fhir.py).
+MAX_FHIR_RESOURCES = 50_000
+MAX_FHIR_OBJECTS = 500_000
+MAX_FHIR_VALUES = 10_000_000
+MAX_FHIR_DEPTH = 32
 
 
 @dataclass(frozen=True)

@@ -282,7 +282,7 @@ def check_ranges(ranges: dict[str, tuple[float, float]]) -> None:
 def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str = ".",
                   ranges: dict[str, tuple[float, float]] | None = None, source: str = "upload",
                   missing_codes=MISSING_CODES, notes=(), name_sessions: bool = False,
-                  explanations: dict[str, pd.Series] | None = None) -> ValidatedData:
+                  explanations: dict[str, pd.Series] | None = None, allow_empty: bool = False) -> ValidatedData:
     """Validate a long table of text cells (one row per patient-session, with a ``row`` column).
 
     Checks, each row excluded with its reason(s): patient ID, therapist and session present and
@@ -296,6 +296,10 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
     ``explanations[measure]`` (optional, indexed like ``frame``) says in words why a measure
     cell is empty, e.g. ``"2 of 12 items missing (more than 10%)"`` from item scoring
     (:mod:`core.intake.instruments`); such a row's reason becomes ``"symptoms missing: 2 of 12 ..."``.
+
+    ``allow_empty``: when no row can be used, return the empty table with every row's reason
+    instead of refusing (for a caller that validates parts of one input, e.g. each measure of a
+    FHIR bundle, and refuses only when no part is usable).
     """
     columns = [c for c in frame.columns if c != ROW]
     mapping.check(columns)
@@ -454,7 +458,7 @@ def validate_long(frame: pd.DataFrame, mapping: ColumnMapping, *, decimal: str =
             texts[hit] = why
         return texts
     cells = pd.DataFrame({m: cell_texts(r) for m, r in measure_reasons.items()}, index=data.index)
-    if data.empty:
+    if data.empty and not allow_empty:
         kind, count = max(reasons.kinds.items(), key=lambda kv: kv[1])
         raise InputError(ngettext("None of the {n} rows of {source} can be used. Most common problem: {kind} "
                                   "({count} row). Check the column choices and ranges.",

@@ -144,7 +144,7 @@ TESTS = {"kr": kenward_roger_test, "satterthwaite": satterthwaite_test}
 def boot_parameters(fit) -> np.ndarray:
     """A refit's parameters as lme4's ``confint(method = "boot")`` collects them: each term's SDs and
     correlations (lower triangle by columns), σ, the fixed effects."""
-    from core.stats.intervals import theta_to_sdcor
+    from core.stats.profiled import theta_to_sdcor
 
     sizes = [s.n_terms for s in fit.matrices.random_structures]
     sdcor = theta_to_sdcor(np.asarray(fit.theta, float), float(fit.sigma), sizes)

@@ -817,3 +817,61 @@ def satterthwaite_df(fit: ProfiledFit) -> np.ndarray:
         denom = float(g @ C @ g)
         df[j] = 2 * vcov[j, j] ** 2 / denom if denom > 0 else np.inf
     return df
+
+
+def _psd_cholesky(A: np.ndarray) -> np.ndarray | None:
+    """Lower Cholesky factor of a positive semidefinite matrix (zero columns where a pivot is 0)."""
+    q = A.shape[0]
+    L = np.zeros_like(A)
+    for j in range(q):
+        d = A[j, j] - L[j, :j] @ L[j, :j]
+        if d < -1e-10 * max(1.0, abs(A[j, j])):
+            return None
+        d = math.sqrt(max(d, 0.0))
+        L[j, j] = d
+        for i in range(j + 1, q):
+            t = A[i, j] - L[i, :j] @ L[j, :j]
+            if d > 0:
+                L[i, j] = t / d
+            elif abs(t) > 1e-10 * max(1.0, math.sqrt(abs(A[i, i] * A[j, j]))):
+                return None
+    return L
+
+
+def theta_to_sdcor(theta: np.ndarray, sigma: float, sizes: list[int]) -> np.ndarray:
+    """lme4's ``Cv_to_Sv``: θ and σ → the SDs and correlations of each term (lower triangle by columns)."""
+    out, k = [], 0
+    for q in sizes:
+        width = q * (q + 1) // 2
+        T = _relative_factor(np.asarray(theta[k:k + width], float), q)
+        cov = sigma ** 2 * (T @ T.T)
+        sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        for j in range(q):
+            for i in range(j, q):
+                out.append(sd[i] if i == j else (cov[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else 0.0))
+        k += width
+    return np.array(out)
+
+
+def sdcor_to_theta(sdcor: np.ndarray, sigma: float, sizes: list[int]) -> np.ndarray:
+    """lme4's ``Sv_to_Cv``: SDs and correlations → θ (the Cholesky factor of cov/σ², by columns);
+    None when a correlation matrix is not positive semidefinite."""
+    out, k = [], 0
+    for q in sizes:
+        width = q * (q + 1) // 2
+        S = np.zeros((q, q))
+        m = k
+        for j in range(q):
+            for i in range(j, q):
+                S[i, j] = S[j, i] = sdcor[m]
+                m += 1
+        sd = np.diag(S).copy()
+        C = S.copy()
+        np.fill_diagonal(C, 1.0)
+        cov = C * np.outer(sd, sd) / sigma ** 2
+        T = _psd_cholesky(cov)
+        if T is None:
+            return None
+        out += [T[i, j] for j in range(q) for i in range(j, q)]
+        k += width
+    return np.array(out)
