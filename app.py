@@ -7,7 +7,9 @@ import streamlit as st
 from core.i18n import _
 from core.store import AccessDenied, Role
 from ui import look, server
-from ui.auth import current_user, restore_session, session_cookie_script, sign_out
+from ui.auth import ask_browser_proof, browser_proof_needed, current_user, is_supervisor, restore_session, \
+    session_cookie_script, sign_out
+from ui.budget import file_limit_mb
 from ui.language import apply_language, language_picker
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
@@ -17,7 +19,9 @@ ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no r
 restore_session()  # first: a reload's sign-in (its stored language counts when the session has none yet)
 apply_language()  # before any text: the choice made, the URL's ?lang=, the user's stored one, the browser's
 st.set_page_config(page_title=_("Alliance dashboard"), page_icon=ICON, layout="wide")
-look.apply()  # focus outlines, readable grey text, metrics that wrap, the sidebar folded below 1000 px
+look.apply(file_limit_mb(is_supervisor(current_user())))  # focus outlines, grey text, metrics that wrap, sidebar fold
+if browser_proof_needed():  # a session cookie, and this tab has not shown the browser key it was issued with yet
+    ask_browser_proof()
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 start_warm_up()
 session_cookie_script()

@@ -116,6 +116,19 @@ class Sessions:
             row = conn.execute(query).first()
         return _user(row) if row is not None else None
 
+    def token_live(self, token: str | None) -> bool:
+        """Whether a well-signed token names a live session (whichever browser presents it): what
+        tells a cookie planted in another browser, or one whose browser key was cleared, from one
+        that merely ended."""
+        parsed = self._parse_token(token) if token else None
+        if parsed is None:
+            return False
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.id).select_from(
+                sessions.join(users, users.c.id == sessions.c.user_id)).where(
+                sessions.c.id == parsed[0], sessions.c.nonce == parsed[1], sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > _now(), users.c.is_active.is_(True))).first() is not None
+
     def session_id_of(self, token: str | None) -> int | None:
         """The session id a well-signed, unexpired token names (not whether it is still live)."""
         parsed = self._parse_token(token) if token else None
