@@ -3,7 +3,7 @@ import streamlit as st
 
 from core.i18n import LANGUAGES, _, get_language
 from core.store.users import role_label
-from ui.auth import SESSION_KEY, clinic_store, cookie_refused_note, current_user, session_ended_note, sign_in, \
+from ui.auth import SESSION_KEY, clinic_store, current_user, session_ended_note, sign_in, \
     sign_out, sign_out_everywhere, stored_language
 from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
@@ -46,9 +46,6 @@ st.title(_("Sign in") if user is None else _("Account"))
 if session_ended_note():
     st.info(_("You were signed out: you signed out in another tab or everywhere, the session expired, your "
               "password was changed, or a supervisor deactivated the account or set a new password."))
-if cookie_refused_note():
-    st.warning(_("A sign-in this browser did not receive from the dashboard was refused (it may have been placed "
-                 "by another web page on this computer). Sign in with your own account."))
 
 if user is None and oidc_configured() and getattr(st.user, "is_logged_in", False):
     identity = st.user.get("email") or st.user.get("preferred_username")
