@@ -43,7 +43,7 @@ REFUSED_NOTE_KEY = "_alliance_cookie_refused"
 PREFERENCE_KEYS = ("language",)
 #: Per-session keys that belong to what the previous user could see.
 DATA_KEYS = ("active_dataset", "dataset_store", "patient_id", "patient_in_url", "dataset_choice",
-             "_last_logged_view")
+             "_last_logged_view", "_last_logged_caseload")
 
 
 def clinic_store() -> ClinicStore:
@@ -357,6 +357,14 @@ def log_patient_view(dataset: str, patient: str) -> None:
     if st.session_state.get("_last_logged_view") != marker:
         st.session_state["_last_logged_view"] = marker
         log("patient view", f"{dataset}: {patient}")
+
+
+def log_caseload_view(dataset: str, n_patients: int) -> None:
+    """Record that the caseload (every visible patient's signal and trajectory) was shown, once per
+    data set and session: the clinic overview reads patients as much as a patient page does."""
+    if st.session_state.get("_last_logged_caseload") != dataset:
+        st.session_state["_last_logged_caseload"] = dataset
+        log("caseload view", f"{dataset}: {n_patients} patients")
 
 
 def is_supervisor(user: User | None) -> bool:

@@ -231,6 +231,9 @@ class DashboardGuard:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        from ui import budget
+
+        budget.start_reaper()  # once: closed sessions' uploads are released after the reconnect window
         if not host_allowed(_header(scope, b"host")):
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
@@ -259,8 +262,6 @@ class DashboardGuard:
             return
         path = scope.get("path", "")
         if method == "PUT" and path.startswith(UPLOAD_PREFIX):
-            from ui import budget
-
             await budget.guard_upload(self.app, scope, receive, send)
             return
         await self.app(scope, receive, send)
