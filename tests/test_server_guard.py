@@ -244,13 +244,16 @@ def test_closed_sessions_are_shut_down_after_the_reconnect_window_and_their_file
 
 
 def test_the_upload_endpoint_refuses_what_a_session_or_the_server_cannot_hold(monkeypatch):
+    """A burst of four supervisors' 161 MB uploads into a 1,024 MB budget: a file is taken only with
+    room left to read it (3 × its size), so three are received, the fourth is refused before its
+    bytes are read, and then one of the three is read while the others are told to wait."""
     monkeypatch.delenv(server.PUBLIC_ORIGIN_ENV, raising=False)
-    world = fake_runtime(monkeypatch, sessions=("visitor", "head", "head2"))
-    monkeypatch.setattr(budget, "SERVER", Budget(400 * MB, uploads=budget.uploaded_bytes))
-    state: dict = {}
-    budget.mark_session("head", True, state)                    # a supervisor's session may upload large files
-    state2: dict = {}
-    budget.mark_session("head2", True, state2)
+    heads = ("head1", "head2", "head3", "head4")
+    world = fake_runtime(monkeypatch, sessions=("visitor", *heads))
+    monkeypatch.setattr(budget, "SERVER", Budget(1024 * MB, uploads=budget.uploaded_bytes))
+    states = {h: {} for h in heads}
+    for h in heads:
+        budget.mark_session(h, True, states[h])                 # supervisors' sessions may upload large files
 
     def put(session, size):
         s = scope(method="PUT", path=f"/_stcore/upload_file/{session}/file", origin=OWN,
@@ -261,13 +264,16 @@ def test_the_upload_endpoint_refuses_what_a_session_or_the_server_cannot_hold(mo
     assert put("visitor", 25 * MB) == (0, 413)                   # signed out: small files only
     assert budget.take_refusal("visitor") == budget.SENTENCE_TOO_LARGE and world.reruns == ["visitor"]
     assert put("visitor", 5 * MB) == (1, 200)
-    assert put("head", 161 * MB) == (1, 200)
-    world.add("head", 161 * MB)                                  # Streamlit keeps the received file
-    hold = budget.SERVER.reserve("head", 3 * 161 * MB, session_limit=budget.session_limit(True))
-    assert hold is None                                          # reading it would pass the server's budget
-    world.add("head2", 161 * MB)
-    assert put("head2", 161 * MB) == (0, 503)                    # the server holds all it may
-    assert budget.take_refusal("head2") == budget.SENTENCE_BUSY
+    for h in heads[:3]:
+        assert put(h, 161 * MB) == (1, 200), h
+        world.add(h, 161 * MB)                                   # Streamlit keeps the received file
+    assert put("head4", 161 * MB) == (0, 503)                    # no room left to read a fourth
+    assert budget.take_refusal("head4") == budget.SENTENCE_BUSY and "head4" in world.reruns
+    first = budget.SERVER.reserve("head1", 3 * 161 * MB, session_limit=budget.session_limit(True))
+    assert first is not None                                     # one is read ...
+    assert budget.SERVER.reserve("head2", 3 * 161 * MB, session_limit=budget.session_limit(True)) is None  # ... alone
     s = scope(method="PUT", path="/_stcore/upload_file/visitor/file", origin=OWN)
     assert status(run(s)[1]) == 411                               # no declared length: refused
-    assert budget.SERVER.in_use() == 2 * 161 * MB                # nothing left in flight
+    assert budget.SERVER.in_use() == 3 * 161 * MB + 3 * 161 * MB  # nothing left in flight
+    states.clear()                                                # the sessions end ...
+    assert not budget.may_upload_large("head1")                   # ... and their privilege with them

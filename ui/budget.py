@@ -33,8 +33,12 @@ import zipfile
 from dataclasses import dataclass
 from io import BytesIO
 
+from ui.asgi import header, refuse
+
 LOG = logging.getLogger(__name__)
 MB = 1024 * 1024
+#: Streamlit's upload endpoint: ``PUT /_stcore/upload_file/<session id>/<file id>``.
+UPLOAD_PREFIX = "/_stcore/upload_file/"
 #: The whole server's budget for uploads and what is computed from them (MB).
 DEFAULT_SERVER_MB = 1024
 BUDGET_ENV = "ALLIANCE_MEMORY_BUDGET_MB"
@@ -122,10 +126,12 @@ class Budget:
         with self._lock:
             hold.nbytes = int(nbytes)
 
-    def start_upload(self, owner: str, nbytes: int, session_limit: int) -> bool:
-        """Count an upload being received, when it fits (see :meth:`reserve`)."""
+    def start_upload(self, owner: str, nbytes: int, session_limit: int, headroom: int = 0) -> bool:
+        """Count an upload being received, when it fits with ``headroom`` more (what reading it will
+        take), so that a burst of uploads cannot fill the budget with files nobody can then read."""
         with self._lock:
-            if self._used(owner) + nbytes > session_limit or self._used(None) + nbytes > self.limit:
+            need = nbytes + headroom
+            if self._used(owner) + need > session_limit or self._used(None) + need > self.limit:
                 return False
             self._in_flight[owner] = self._in_flight.get(owner, 0) + nbytes
             return True
@@ -218,24 +224,22 @@ async def guard_upload(app, scope, receive, send) -> None:
     declared size (``Content-Length``, required) must fit the session's file limit and, with what
     the session and the server already hold, their budgets; otherwise 413 (too large) or 503
     (the server is full), the page is rerun to say so in one sentence, and nothing is read."""
-    from ui.server import UPLOAD_PREFIX, _header, _refuse
-
     reap_closed_sessions()
     parts = scope.get("path", "")[len(UPLOAD_PREFIX):].split("/")
     session_id = parts[0] if parts else ""
     try:
-        length = int(_header(scope, b"content-length") or "")
+        length = int(header(scope, b"content-length") or "")
     except ValueError:
-        await _refuse(scope, receive, send, 411, "An upload must say its length.")
+        await refuse(scope, receive, send, 411, "An upload must say its length.")
         return
     large = may_upload_large(session_id)
     if length < 0 or length > file_limit_mb(large) * MB + MULTIPART_OVERHEAD:
         _tell(session_id, SENTENCE_TOO_LARGE)
-        await _refuse(scope, receive, send, 413, "This file is larger than this session may upload.")
+        await refuse(scope, receive, send, 413, "This file is larger than this session may upload.")
         return
-    if not SERVER.start_upload(session_id, length, session_limit(large)):
+    if not SERVER.start_upload(session_id, length, session_limit(large), headroom=READ_FACTOR * length):
         _tell(session_id, SENTENCE_BUSY)
-        await _refuse(scope, receive, send, 503, "The dashboard is holding as much uploaded data as it can; "
+        await refuse(scope, receive, send, 503, "The dashboard is holding as much uploaded data as it can; "
                       "try again later.", headers={"Retry-After": "120"})
         return
     try:
@@ -280,7 +284,31 @@ def reap_closed_sessions() -> int:
         for sid in list(files):
             if not runtime.is_active_session(sid) and manager.get_session_info(sid) is None:
                 runtime.uploaded_file_mgr.remove_session_files(sid)
+                closed += 1
+    if closed:
+        return_free_memory()
     return closed
+
+
+def return_free_memory() -> None:
+    """Give memory freed by closed sessions back to the system: Python's cycles collected, Arrow's
+    pool (pandas' text columns) and the C allocator trimmed. Without it the process keeps its peak
+    size for good, though the budget counts the memory as free."""
+    import gc
+
+    gc.collect()
+    try:
+        import pyarrow
+
+        pyarrow.default_memory_pool().release_unused()
+    except Exception:  # noqa: BLE001 - no Arrow, or a pool without it
+        pass
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 _REAPER: list[asyncio.Task] = []

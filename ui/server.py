@@ -46,13 +46,15 @@ import os
 from urllib.parse import urlparse
 
 from core.store import ClinicStore, dashboard_url, demo_url
+from ui import budget
+from ui.asgi import header, refuse
+from ui.budget import UPLOAD_PREFIX
 
 LOG = logging.getLogger(__name__)
 COOKIE = "alliance_session"
 SECURE_COOKIE = "__Host-" + COOKIE
 SESSION_ROUTE = "/_alliance/session"
 SIGN_OUT_ROUTE = "/_alliance/sign-out"
-UPLOAD_PREFIX = "/_stcore/upload_file/"
 DEFAULT_ALLOWED_HOSTS = ("localhost", "127.0.0.1", "::1")
 PUBLIC_ORIGIN_ENV = "ALLIANCE_PUBLIC_ORIGIN"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -162,10 +164,6 @@ def configured_origin() -> str | None:
     return origin
 
 
-def _header(scope, name: bytes) -> str | None:
-    return next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == name), None)
-
-
 def expected_origin(scope) -> str | None:
     """The one origin this request may come from: ``ALLIANCE_PUBLIC_ORIGIN`` when set, else the
     request's own scheme and ``Host`` header (``ws``/``wss`` count as ``http``/``https``)."""
@@ -173,14 +171,14 @@ def expected_origin(scope) -> str | None:
     if configured is not None:
         return configured
     scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "http"), scope.get("scheme", "http"))
-    host = _header(scope, b"host")
+    host = header(scope, b"host")
     return normalise_origin(f"{scheme}://{host}") if host else None
 
 
 def origin_matches(scope) -> bool:
     """Whether the request's ``Origin`` header is exactly :func:`expected_origin` (a missing one is not)."""
     expected = expected_origin(scope)
-    return expected is not None and normalise_origin(_header(scope, b"origin")) == expected
+    return expected is not None and normalise_origin(header(scope, b"origin")) == expected
 
 
 def is_https(scope) -> bool:
@@ -213,12 +211,6 @@ def back_message_allowed(data: bytes) -> bool:
     return kind in ALLOWED_BACK_MESSAGES
 
 
-async def _refuse(scope, receive, send, status: int, text: str, headers: dict | None = None) -> None:
-    from starlette.responses import PlainTextResponse
-
-    await PlainTextResponse(text + "\n", status_code=status, headers=headers)(scope, receive, send)
-
-
 class DashboardGuard:
     """ASGI middleware in front of Streamlit's server: Host allow-list, exact origin, the messages
     a browser may send, the upload budget and anti-framing headers (see the module's docstring)."""
@@ -231,19 +223,17 @@ class DashboardGuard:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        from ui import budget
-
         budget.start_reaper()  # once: closed sessions' uploads are released after the reconnect window
-        if not host_allowed(_header(scope, b"host")):
+        if not host_allowed(header(scope, b"host")):
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            await _refuse(scope, receive, send, 400, "This dashboard answers only to the host names in "
+            await refuse(scope, receive, send, 400, "This dashboard answers only to the host names in "
                           "server.allowedHosts (.streamlit/config.toml).")
             return
         if kind == "websocket":
             if not origin_matches(scope):
-                LOG.warning("Refused a WebSocket from origin %r (expected %r)", _header(scope, b"origin"),
+                LOG.warning("Refused a WebSocket from origin %r (expected %r)", header(scope, b"origin"),
                             expected_origin(scope))
                 await send({"type": "websocket.close", "code": 1008})
                 return
@@ -252,13 +242,13 @@ class DashboardGuard:
         send = _with_frame_headers(send)
         method = scope.get("method", "GET").upper()
         if method not in SAFE_METHODS and not origin_matches(scope):
-            await _refuse(scope, receive, send, 403, "Refused: this request did not come from the dashboard's "
+            await refuse(scope, receive, send, 403, "Refused: this request did not come from the dashboard's "
                           "own page.")
             return
-        site = (_header(scope, b"sec-fetch-site") or "").lower()
-        mode = (_header(scope, b"sec-fetch-mode") or "").lower()
+        site = (header(scope, b"sec-fetch-site") or "").lower()
+        mode = (header(scope, b"sec-fetch-mode") or "").lower()
         if site in ("same-site", "cross-site") and mode != "navigate":
-            await _refuse(scope, receive, send, 403, "Refused: another site or port asked for this.")
+            await refuse(scope, receive, send, 403, "Refused: another site or port asked for this.")
             return
         path = scope.get("path", "")
         if method == "PUT" and path.startswith(UPLOAD_PREFIX):
