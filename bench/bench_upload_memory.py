@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,9 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from browser_support import running_app_process, sign_in  # noqa: E402
+
 OUT = ROOT / "bench" / "out"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
@@ -94,44 +95,6 @@ class Sampler:
         self._thread.join()
 
 
-@contextlib.contextmanager
-def dashboard(root: Path, data_dir: Path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "ALLIANCE_DATA_DIR": str(data_dir), "PYTHONPATH": str(root)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--server.disconnectedSessionTTL", str(TTL)],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    import urllib.request
-
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.25)
-    try:
-        yield url, proc.pid
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def sign_in(page, url: str, username: str) -> None:
-    page.goto(url + "/account")
-    page.get_by_role("textbox", name="User name").wait_for(timeout=120000)
-    page.get_by_role("textbox", name="User name").fill(username)
-    page.get_by_role("textbox", name="Password").fill("demo")
-    page.get_by_role("button", name="Sign in").click()
-    page.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).wait_for(timeout=120000)
-
-
 OUTCOMES = {"read": "Rows read", "busy": "holding as much uploaded data", "refused": "was not uploaded",
             "too large (browser)": "or smaller", "memory": "more memory than one session"}
 
@@ -185,9 +148,11 @@ def main() -> None:
     csv = make_csv(OUT / "upload_161mb.csv")
     report = {"file_mb": round(csv.stat().st_size / 1e6, 1), "root": str(args.root), "scenarios": {}}
     for name in args.scenarios.split(","):
-        with tempfile.TemporaryDirectory() as data, dashboard(args.root, Path(data)) as (url, pid), \
+        with tempfile.TemporaryDirectory() as data, \
+                running_app_process(Path(data), ("--server.disconnectedSessionTTL", str(TTL)), root=args.root,
+                                    env={"PYTHONPATH": str(args.root)}, output=subprocess.DEVNULL) as (url, proc), \
                 sync_playwright() as p:
-            sampler = Sampler(pid)
+            sampler = Sampler(proc.pid)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             warm = browser.new_page()
             warm.goto(url)

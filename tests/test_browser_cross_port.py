@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium, running_app, screenshot
+from browser_support import CHROMIUM, CHROMIUM_ARGS, require_chromium, running_app, screenshot, sign_in
 
 from core.store import ClinicStore, Role, demo_url
 
@@ -110,15 +110,6 @@ def attacker_site(folder: Path, target: str):
         yield f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
-
-
-def sign_in(page, url: str, username: str) -> None:
-    page.goto(url + "/account")
-    page.get_by_role("textbox", name="User name").wait_for(timeout=90000)
-    page.get_by_role("textbox", name="User name").fill(username)
-    page.get_by_role("textbox", name="Password").fill("demo")
-    page.get_by_role("button", name="Sign in").click()
-    signed_in_as(page, "Account")
 
 
 def signed_in_as(page, entry: str) -> None:
