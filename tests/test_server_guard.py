@@ -208,11 +208,13 @@ def fake_runtime(monkeypatch, sessions=("live",)):
     class Session:
         def __init__(self, sid):
             self.id = sid
+            self._client_state = "the browser's last state"
 
         def shutdown(self):
             files.remove_session_files(self.id)                  # what AppSession.shutdown does with uploads
 
         def request_rerun(self, state):
+            assert state == "the browser's last state"          # the same page, not the main one
             reruns.append(self.id)
 
     manager = SimpleNamespace(
@@ -241,6 +243,23 @@ def test_closed_sessions_are_shut_down_after_the_reconnect_window_and_their_file
     monkeypatch.setattr(world.storage._cache, "_timer", lambda: 1e12)  # ... once its window has passed
     assert budget.reap_closed_sessions() == 1
     assert budget.uploaded_bytes() == {"live": 10}
+
+
+def test_streamlit_keeps_the_internals_the_budget_relies_on():
+    """An upgrade that renames them fails here (the guard would then not rerun a refused upload's page,
+    nor release closed sessions' files)."""
+    import inspect
+
+    from streamlit.runtime.app_session import AppSession
+    from streamlit.runtime.memory_session_storage import MemorySessionStorage
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.runtime import Runtime
+
+    assert "self._client_state" in inspect.getsource(AppSession.__init__)
+    assert "self._session_mgr" in inspect.getsource(Runtime.__init__)
+    assert hasattr(MemorySessionStorage(), "_cache") and hasattr(MemorySessionStorage()._cache, "expire")
+    assert hasattr(MemoryUploadedFileManager("/x"), "file_storage")
+    assert "remove_session_files" in inspect.getsource(AppSession.shutdown)
 
 
 def test_the_upload_endpoint_refuses_what_a_session_or_the_server_cannot_hold(monkeypatch):

@@ -249,13 +249,15 @@ async def guard_upload(app, scope, receive, send) -> None:
 
 
 def _tell(session_id: str, why: str) -> None:
-    """Remember why an upload was refused and rerun the session's page so that it says so."""
+    """Remember why an upload was refused and rerun the session's page (with the browser's last state:
+    the same page, the same widgets) so that it says so."""
     _REFUSALS[session_id] = why
     runtime = _runtime()
     try:
         info = runtime._session_mgr.get_active_session_info(session_id) if runtime else None
-        if info is not None:
-            info.session.request_rerun(None)
+        state = getattr(info.session, "_client_state", None) if info is not None else None
+        if state is not None:  # never None: a rerun without it would open the main page
+            info.session.request_rerun(state)
     except Exception:  # noqa: BLE001 - the sentence then shows on the next rerun
         LOG.debug("could not rerun session %s", session_id, exc_info=True)
 
