@@ -79,6 +79,11 @@ def sign_in(page, url: str, username: str, password: str = "demo") -> None:
     page.get_by_role("textbox", name="Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).wait_for(timeout=120000)
+    for _ in range(240):  # the page trades its ticket for the session cookie in the background
+        if any(c["name"].endswith("alliance_session") for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the session cookie was not set within a minute of signing in")
 
 
 @contextlib.contextmanager
