@@ -296,3 +296,16 @@ def test_the_upload_endpoint_refuses_what_a_session_or_the_server_cannot_hold(mo
     assert budget.SERVER.in_use() == 3 * 161 * MB + 3 * 161 * MB  # nothing left in flight
     states.clear()                                                # the sessions end ...
     assert not budget.may_upload_large("head1")                   # ... and their privilege with them
+
+
+def test_reading_estimates_follow_the_file_and_a_workbooks_declared_parts(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import hostile_files as hostile
+
+    assert budget.read_estimate(b"x" * 1000, "a.csv") == 3000
+    bomb = hostile.xlsx_bomb(tmp_path).read_bytes()               # declares 2.7 GB: refused before unpacking
+    assert budget.read_estimate(bomb, "bomb.xlsx") == 3 * len(bomb)
+    lying = hostile.xlsx_lying_sizes(tmp_path, unpacked_mb=100).read_bytes()
+    assert budget.read_estimate(lying, "l.xlsx") >= 3 * len(lying)

@@ -347,16 +347,19 @@ def frame_bytes(*objects) -> int:
 
 
 def read_estimate(data: bytes, name: str) -> int:
-    """What reading a file may take: :data:`READ_FACTOR` × its size, for a workbook × the size its
-    ZIP directory declares (at most the 128 MB the reader unpacks)."""
-    size = len(data)
+    """What reading a file may take: :data:`READ_FACTOR` × its size; for a workbook at least the size
+    its ZIP directory declares for its parts (the table read is smaller than its XML), unless that is
+    over the 128 MB the reader unpacks — such a workbook is refused before anything is unpacked."""
+    estimate = READ_FACTOR * len(data)
     if name.lower().endswith((".xlsx", ".xlsm")):
         try:
             with zipfile.ZipFile(BytesIO(data)) as archive:
-                size = max(size, min(sum(i.file_size for i in archive.infolist()), 128 * MB))
+                declared = sum(i.file_size for i in archive.infolist())
         except (zipfile.BadZipFile, OSError, ValueError):
-            pass
-    return READ_FACTOR * size
+            declared = 0
+        if declared <= 128 * MB:
+            estimate = max(estimate, declared)
+    return estimate
 
 
 @dataclass
