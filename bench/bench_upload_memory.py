@@ -132,7 +132,7 @@ def scenario(browser, url: str, sampler: Sampler, csv: Path, tabs: int, signed_i
     for context in contexts:
         context.close()
     closed = sampler.now()
-    time.sleep(TTL + 45)  # past the reconnect window and the reaper's 30 s round
+    time.sleep(TTL + 75)  # past the reconnect window and two of the reaper's 30 s rounds
     return {"tabs": tabs, "signed_in": signed_in, "outcomes": results, "rss_before_mb": round(baseline),
             "peak_mb": round(sampler.peak(start)), "seconds": round(done - start),
             "rss_after_close_mb": round(sampler.rss_mb()), "peak_after_close_mb": round(sampler.peak(closed))}

@@ -288,8 +288,14 @@ def reap_closed_sessions() -> int:
                 runtime.uploaded_file_mgr.remove_session_files(sid)
                 closed += 1
     if closed:
+        _TRIMS_DUE[0] = 2  # now, and once more: a shut-down session's memory is freed when its thread ends
+    if _TRIMS_DUE[0] > 0:
+        _TRIMS_DUE[0] -= 1
         return_free_memory()
     return closed
+
+
+_TRIMS_DUE = [0]
 
 
 def return_free_memory() -> None:
