@@ -30,14 +30,13 @@ from core.store import Role, UploadConflict
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from ui.auth import clinic_store, current_user, download
-from ui.budget import SENTENCE_BUSY, BudgetExceeded, UploadMemory, file_limit_mb, frame_bytes, read_estimate, \
-    take_refusal
+from ui.budget import SENTENCE_BUSY, UPLOAD_MEMORY_KEY, BudgetExceeded, UploadMemory, file_limit_mb, frame_bytes, \
+    read_estimate, take_refusal
 from ui.state import dataset_picker, set_active
 from ui.text import md
 from ui.language import localised, multiselect_placeholder
 
 NONE = N_("— not in the file —")
-MEMORY_KEY = "_upload_memory"
 SESSION_MAPPINGS_KEY = "_session_mappings"
 LOG = logging.getLogger(__name__)
 #: How a CSV file was read (shown translated).
@@ -97,11 +96,11 @@ def upload_memory(upload) -> UploadMemory:
     after their tabs closed, and handed each caller another copy."""
     user = current_user()
     large = user is not None and user.role is Role.SUPERVISOR
-    memory = st.session_state.get(MEMORY_KEY)
+    memory = st.session_state.get(UPLOAD_MEMORY_KEY)
     if not isinstance(memory, UploadMemory) or memory.large != large:
         ctx = get_script_run_ctx()
         memory = UploadMemory(ctx.session_id if ctx else "local", large)
-        st.session_state[MEMORY_KEY] = memory
+        st.session_state[UPLOAD_MEMORY_KEY] = memory
     memory.use_file(upload.file_id)
     return memory
 
@@ -192,7 +191,7 @@ if take_refusal(ctx.session_id if ctx else None) is not None:
 upload = st.file_uploader(_("Spreadsheet"), type=["csv", "txt", "tsv", "xlsx", "xlsm"], key="upload_file",
                           max_upload_size=file_limit_mb(large))
 if upload is None:
-    st.session_state.pop(MEMORY_KEY, None)  # nothing uploaded now: nothing kept
+    st.session_state.pop(UPLOAD_MEMORY_KEY, None)  # nothing uploaded now: nothing kept
     st.stop()
 payload = upload.getvalue()
 memory = upload_memory(upload)

@@ -209,6 +209,7 @@ def fake_runtime(monkeypatch, sessions=("live",)):
         def __init__(self, sid):
             self.id = sid
             self._client_state = "the browser's last state"
+            self._session_state = {}
 
         def shutdown(self):
             files.remove_session_files(self.id)                  # what AppSession.shutdown does with uploads
@@ -239,10 +240,17 @@ def test_closed_sessions_are_shut_down_after_the_reconnect_window_and_their_file
     budget.reap_closed_sessions()
     assert budget.uploaded_bytes() == {"live": 10, "closed": 20}  # within its reconnect window: kept
     world.storage._cache.expire(at_time=float("inf"))  # noqa: SLF001 - what Streamlit's TTLCache forgets ...
-    world.storage.save(SessionInfo(client=None, session=world.Session("closed"), script_run_count=1))
+    closed = world.Session("closed")
+    memory = UploadMemory("closed", large=False)
+    memory.use_file("f")
+    memory.get("read", "k", lambda: __import__("pandas").DataFrame({"x": range(10_000)}), estimate=MB)
+    closed._session_state[budget.UPLOAD_MEMORY_KEY] = memory
+    held = memory._stages["read"].hold
+    world.storage.save(SessionInfo(client=None, session=closed, script_run_count=1))
     monkeypatch.setattr(world.storage._cache, "_timer", lambda: 1e12)  # ... once its window has passed
     assert budget.reap_closed_sessions() == 1
     assert budget.uploaded_bytes() == {"live": 10}
+    assert held.nbytes == 0 and closed._session_state == {}     # its tables released, its state emptied
 
 
 def test_streamlit_keeps_the_internals_the_budget_relies_on():
@@ -256,6 +264,7 @@ def test_streamlit_keeps_the_internals_the_budget_relies_on():
     from streamlit.runtime.runtime import Runtime
 
     assert "self._client_state" in inspect.getsource(AppSession.__init__)
+    assert "self._session_state = SessionState()" in inspect.getsource(AppSession.__init__)
     assert "self._session_mgr" in inspect.getsource(Runtime.__init__)
     assert hasattr(MemorySessionStorage(), "_cache") and hasattr(MemorySessionStorage()._cache, "expire")
     assert hasattr(MemoryUploadedFileManager("/x"), "file_storage")

@@ -50,6 +50,8 @@ LARGE_SESSION_MB = 900
 #: How many times a file's size reading it may take (a table of text, then the validated table).
 READ_FACTOR = 3
 MULTIPART_OVERHEAD = 64 * 1024
+#: Where a session keeps its :class:`UploadMemory` (``st.session_state``).
+UPLOAD_MEMORY_KEY = "_upload_memory"
 
 
 class BudgetExceeded(Exception):
@@ -278,6 +280,7 @@ def reap_closed_sessions() -> int:
         for _sid, info in cache.expire():
             try:
                 info.session.shutdown()
+                _forget_state(info.session)
                 closed += 1
             except Exception:  # noqa: BLE001 - one broken session must not stop the others
                 LOG.warning("could not shut down a closed session", exc_info=True)
@@ -296,6 +299,18 @@ def reap_closed_sessions() -> int:
 
 
 _TRIMS_DUE = [0]
+
+
+def _forget_state(session) -> None:
+    """Release a shut-down session's upload and empty its state: Streamlit's runtime loop may keep
+    the last session it handled referenced for a while, and with it everything its state holds."""
+    state = getattr(session, "_session_state", None)
+    if state is None:
+        return
+    memory = state[UPLOAD_MEMORY_KEY] if UPLOAD_MEMORY_KEY in state else None
+    if isinstance(memory, UploadMemory):
+        memory.release()
+    state.clear()
 
 
 def return_free_memory() -> None:
