@@ -7,7 +7,9 @@ import streamlit as st
 from core.i18n import _
 from core.store import AccessDenied, Role
 from ui import look, server
-from ui.auth import current_user, restore_session, session_cookie_script, sign_out
+from ui.auth import ask_browser_proof, browser_proof_needed, cookie_refused_note, current_user, is_supervisor, \
+    restore_session, session_cookie_script, sign_out
+from ui.budget import file_limit_mb
 from ui.language import apply_language, language_picker
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
@@ -17,10 +19,13 @@ ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no r
 restore_session()  # first: a reload's sign-in (its stored language counts when the session has none yet)
 apply_language()  # before any text: the choice made, the URL's ?lang=, the user's stored one, the browser's
 st.set_page_config(page_title=_("Alliance dashboard"), page_icon=ICON, layout="wide")
-look.apply()  # focus outlines, readable grey text, metrics that wrap, the sidebar folded below 1000 px
+look.apply(file_limit_mb(is_supervisor(current_user())))  # focus outlines, grey text, metrics that wrap, sidebar fold
 st.session_state[APP_MARKER] = True  # pages check it: see ui.state.use_app_navigation
 start_warm_up()
 session_cookie_script()
+if cookie_refused_note():
+    st.warning(_("A sign-in this browser did not receive from the dashboard was refused (another web page on this "
+                 "computer may have placed it). Sign in with your own account."))
 if not server.installed and st.context.headers.get("Host"):
     st.warning(_("Started without serve.py: there is no Host check for every request and a sign-in does "
                  "not survive a reload. Start the dashboard with `streamlit run serve.py` (scripts/start.sh)."))
@@ -40,8 +45,11 @@ if role is None or role is Role.SUPERVISOR:  # signed out: this session's upload
     pages.append(st.Page("pages/upload.py", title=_("Upload data"), icon=":material/upload_file:"))
 pages.append(st.Page("pages/account.py", title=_("Sign in") if user is None else _("Account"),
                      icon=":material/login:" if user is None else ":material/account_circle:"))
-if role is Role.SUPERVISOR:
+if role is Role.SUPERVISOR or browser_proof_needed():
     pages.append(st.Page("pages/admin.py", title=_("Users and audit log"), icon=":material/admin_panel_settings:"))
+if browser_proof_needed():  # a session cookie, and this tab has not shown the browser key it was issued with yet:
+    st.navigation(pages, position="hidden")  # every page's URL known, so the answer's rerun opens the page asked for
+    ask_browser_proof()  # stops this run
 
 try:
     st.navigation(pages).run()

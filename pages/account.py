@@ -3,7 +3,8 @@ import streamlit as st
 
 from core.i18n import LANGUAGES, _, get_language
 from core.store.users import role_label
-from ui.auth import clinic_store, current_user, session_ended_note, sign_in, sign_out, stored_language
+from ui.auth import SESSION_KEY, clinic_store, current_user, session_ended_note, sign_in, \
+    sign_out, sign_out_everywhere, stored_language
 from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
 from ui.text import md
@@ -43,8 +44,8 @@ user = current_user()
 store = clinic_store()
 st.title(_("Sign in") if user is None else _("Account"))
 if session_ended_note():
-    st.info(_("You were signed out: you signed out in another tab, the session expired, or a supervisor "
-              "deactivated the account or set a new password."))
+    st.info(_("You were signed out: you signed out in another tab or everywhere, the session expired, your "
+              "password was changed, or a supervisor deactivated the account or set a new password."))
 
 if user is None and oidc_configured() and getattr(st.user, "is_logged_in", False):
     identity = st.user.get("email") or st.user.get("preferred_username")
@@ -68,12 +69,44 @@ if user is not None:
              [user.role.value])
     st.markdown(language_note(True))
     st.caption(_("The sign-in lasts 12 hours, in every tab of this browser, until you sign out."))
-    if st.button(_("Sign out"), key="sign_out"):
+    c = st.columns(2)
+    if c[0].button(_("Sign out"), key="sign_out"):
         was_oidc = getattr(st.user, "is_logged_in", False)
         sign_out()
         if was_oidc:
             st.logout()
         st.rerun()
+    if c[1].button(_("Sign out everywhere"), key="sign_out_everywhere",
+                   help=_("Ends your sign-in in every browser and on every computer, this one included.")):
+        was_oidc = getattr(st.user, "is_logged_in", False)
+        sign_out_everywhere()
+        if was_oidc:
+            st.logout()
+        st.rerun()
+    if not getattr(st.user, "is_logged_in", False):  # a local password (single sign-on users have none here)
+        if "password_flash" in st.session_state:
+            st.success(st.session_state.pop("password_flash"))
+        with st.form("own_password", clear_on_submit=True):
+            st.markdown(_("**Change your password**"))
+            p = st.columns(2)
+            current = p[0].text_input(_("Current password"), type="password", key="own_password_current")
+            new = p[1].text_input(_("New password"), type="password", key="own_password_new")
+            st.caption(_("At least 8 characters, not one of the most common passwords. Your other sign-ins (other "
+                         "browsers, other computers) end; this one stays."))
+            if st.form_submit_button(_("Change password")):
+                try:
+                    changed = store.change_own_password(user, current, new,
+                                                        keep_session=st.session_state.get(SESSION_KEY),
+                                                        source=st.context.ip_address)
+                except ValueError as err:
+                    st.error(str(err))
+                else:
+                    if changed:
+                        st.session_state["password_flash"] = _("Your password was changed; your other sign-ins "
+                                                               "have ended.")
+                        st.rerun()
+                    st.error(_("The current password is not right (or, after repeated failures, the check must wait "
+                               "a few seconds); your password was not changed."))
     st.stop()
 
 if oidc_configured():
@@ -85,10 +118,15 @@ with st.form("sign_in_form"):
     password = st.text_input(_("Password"), type="password", key="sign_in_password")
     submitted = st.form_submit_button(_("Sign in"), type="primary")
 if submitted:
-    found = store.authenticate(username.strip(), password)
-    if found is None:
-        st.error(_("User name or password is not right, the account is deactivated, or it is locked for "
-                   "15 minutes after 10 failed attempts."))
+    outcome = store.check_sign_in(username.strip(), password, source=st.context.ip_address)
+    found = outcome.user
+    if outcome.source_refused:
+        st.error(_("Too many failed sign-ins from this computer: sign-in from here is refused for 15 minutes."))
+    elif outcome.wait_seconds > 0:
+        st.error(_("After repeated failed sign-ins with this user name, each try must wait a little: try again in "
+                   "{seconds} seconds.").format(seconds=max(1, round(outcome.wait_seconds))))
+    elif found is None:
+        st.error(_("User name or password is not right, or the account is deactivated."))
     else:
         sign_in(found)
         after_sign_in(found)

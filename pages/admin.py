@@ -5,7 +5,7 @@ from core.i18n import _, get_language
 from core.reporting.exports import csv_bytes
 from core.store import AccessDenied, Role
 from core.store.users import role_label
-from ui.auth import clinic_store, current_user, download
+from ui.auth import SESSION_KEY, clinic_store, current_user, download
 from ui.language import localised
 from ui.state import use_app_navigation
 from ui.text import md
@@ -77,13 +77,34 @@ try:
         new_password = c[1].text_input(_("New password"), type="password", key="password_new")
         if st.form_submit_button(_("Set password")):
             try:
-                store.set_password(user, who, new_password)
+                store.set_password(user, who, new_password, keep_session=st.session_state.get(SESSION_KEY))
             except ValueError as err:
                 st.error(str(err))
             else:
-                done = _("New password set for {username}.") if who == user.username else \
-                    _("New password set for {username}; their open sessions have ended.")
+                done = _("New password set for {username}; your other sign-ins have ended.") \
+                    if who == user.username else _("New password set for {username}; their open sessions have ended.")
                 st.success(done.format(username=md(who)))
+
+    slowed = store.slowed_names(user)
+    st.markdown(_("**Sign-in slowed down**"))
+    if not slowed:
+        st.caption(_("No user name has repeated failed sign-ins now. After 5 failures, each further try with a user "
+                     "name waits a little longer (1, 2, 4 … at most 60 seconds), from every computer; a computer "
+                     "with 20 failures is refused for 15 minutes."))
+    else:
+        st.caption(_("These user names had repeated failed sign-ins (see the audit log for where they came from): each "
+                     "further try waits a little longer, at most 60 seconds. Unlocking ends the wait at once."))
+        st.dataframe([{"user name": name, "failed": failed, "wait": round(wait)} for name, failed, wait in slowed],
+                     hide_index=True, width="stretch",
+                     column_config={"user name": _("user name"), "failed": _("failed attempts"),
+                                    "wait": _("next try in (seconds)")})
+        c = st.columns([3, 1])
+        who = c[0].selectbox(_("Unlock a user name"), [name for name, _f, _w in slowed], key="unlock_who")
+        if c[1].button(_("Unlock"), key="unlock_button"):
+            store.unlock(user, who)
+            st.session_state["admin_flash"] = _("{username} can sign in again without waiting.").format(
+                username=md(who))
+            st.rerun()
 
     st.subheader(_("Audit log"))
     st.caption(_("Sign-ins, uploads, patient-page views and exports, newest first. The entries are kept as "

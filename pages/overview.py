@@ -13,7 +13,7 @@ from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
 from core.reporting.formatting import decimals_for
 from core.stats.decomposition import dropout
-from ui.auth import download
+from ui.auth import download, log_caseload_view
 from ui.clinic import (
     alliance_scale,
     caseload_table,
@@ -146,6 +146,7 @@ model, _sessions, current = clinic_signal(ds, settings)
 # every visible patient, ordered once per setting (cached, read-only); filtered and paged below
 everyone = caseload_table(ds.fingerprint, threshold, signal_settings(settings), int(improvement_by),
                           signal_key(model), sessions, current)
+log_caseload_view(ds.name, len(everyone))
 therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist else []
 f1, f2 = st.columns(2)
 chosen = f1.multiselect(_("Therapists"), therapists, key="overview_therapists",

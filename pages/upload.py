@@ -18,14 +18,18 @@ from core.intake.mapping import (
     SavedMapping,
     WideLayout,
     detect_wide_layout,
-    load_saved_mappings,
     matching_saved_mapping,
     propose_mapping,
     role_name,
-    save_mapping,
 )
 from core.intake.reading import excel_sheet_names, read_table
 from core.intake.validation import validate_table
+from core.store import Role
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from ui.auth import clinic_store, current_user
+from ui.budget import SENTENCE_BUSY, UPLOAD_MEMORY_KEY, BudgetExceeded, UploadMemory, file_limit_mb, frame_bytes, \
+    read_estimate, take_refusal
 from ui.fhir_upload import fhir_page
 from ui.state import dataset_picker
 from ui.text import md
@@ -33,6 +37,7 @@ from ui.language import localised, multiselect_placeholder
 from ui.upload_report import refuse, use_or_store, validation_report
 
 NONE = N_("— not in the file —")
+SESSION_MAPPINGS_KEY = "_session_mappings"
 #: How a CSV file was read (shown translated).
 SEPARATORS = {"\t": N_("tab-separated"), ",": N_("comma-separated"), ";": N_("semicolon-separated"),
               "|": N_("bar-separated")}
@@ -53,34 +58,84 @@ def sessions_text(sessions) -> str:
                                                          n=len(sessions))
 
 
-# Cached results that hold sentences (reading notes, scoring messages, reasons) take the language.
-@st.cache_data(show_spinner=False, max_entries=8)
-def read_upload(data: bytes, name: str, sheet: str | None, language: str):
-    return read_table(data, filename=name, sheet=sheet)
+def upload_memory(upload) -> UploadMemory:
+    """This session's current upload, kept once per stage under the memory budgets (ui.budget):
+    never in ``st.cache_data``, which kept a pickled copy of every stage for all sessions, long
+    after their tabs closed, and handed each caller another copy."""
+    user = current_user()
+    large = user is not None and user.role is Role.SUPERVISOR
+    memory = st.session_state.get(UPLOAD_MEMORY_KEY)
+    if not isinstance(memory, UploadMemory) or memory.large != large:
+        ctx = get_script_run_ctx()
+        memory = UploadMemory(ctx.session_id if ctx else "local", large)
+        st.session_state[UPLOAD_MEMORY_KEY] = memory
+    memory.use_file(upload.file_id)
+    return memory
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def sheets_of(data: bytes, name: str):
-    return excel_sheet_names(data, name)
+def over_budget(err: BudgetExceeded) -> None:
+    """One sentence for an upload the memory budgets refused, and stop."""
+    if str(err) == SENTENCE_BUSY:
+        st.error(_("The dashboard is holding as much uploaded data as it can right now (other large files are "
+                   "being read); try again in a few minutes, or upload a smaller file."))
+    else:
+        st.error(_("This file needs more memory than one session may use; upload a smaller part of it (for "
+                   "example one year or one study at a time)."))
+    st.stop()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def score_upload(data: bytes, name: str, sheet, specs: tuple[ItemScoring, ...], language: str):
+# Results that hold sentences (reading notes, scoring messages, reasons) take the language.
+def read_upload(memory: UploadMemory, data: bytes, name: str, sheet: str | None, language: str):
+    return memory.get("read", (sheet, language), lambda: read_table(data, filename=name, sheet=sheet),
+                      read_estimate(data, name))
+
+
+def score_upload(memory: UploadMemory, data: bytes, name: str, sheet, specs: tuple[ItemScoring, ...], language: str):
     """The file as read, with a score column added per item-scored measure, and the scorings."""
-    raw = read_upload(data, name, sheet, language)
-    results = {}
-    frame = raw.frame
-    for spec in specs:
-        frame, results[spec.measure] = add_item_scores(frame, spec, INSTRUMENTS[spec.instrument], raw.decimal)
-    return replace(raw, frame=frame), results
+    raw = read_upload(memory, data, name, sheet, language)
+    if not specs:
+        return raw, {}
+
+    def score():
+        results = {}
+        frame = raw.frame
+        for spec in specs:
+            frame, results[spec.measure] = add_item_scores(frame, spec, INSTRUMENTS[spec.instrument], raw.decimal)
+        return replace(raw, frame=frame), results
+
+    stage = "scored:" + ",".join(spec.measure for spec in specs)  # the expander's preview and the whole
+    return memory.get(stage, (sheet, specs, language), score, frame_bytes(raw))
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def validate_upload(data: bytes, name: str, sheet, mapping: ColumnMapping, ranges: dict,
+def validate_upload(memory: UploadMemory, data: bytes, name: str, sheet, mapping: ColumnMapping, ranges: dict,
                     wide: WideLayout | None, specs: tuple[ItemScoring, ...], language: str):
-    raw, results = score_upload(data, name, sheet, specs, language)
+    raw, results = score_upload(memory, data, name, sheet, specs, language)
     explanations = {m: r.scores["reason"] for m, r in results.items()}
-    return validate_table(raw, mapping, ranges=ranges, wide=wide, explanations=explanations)
+    key = (sheet, mapping, tuple(sorted(ranges.items())), wide, specs, language)
+    return memory.get("validated", key, lambda: validate_table(raw, mapping, ranges=ranges, wide=wide,
+                                                               explanations=explanations), frame_bytes(raw))
+
+
+def saved_mappings() -> list[SavedMapping]:
+    """The saved mappings this session may use: the clinic database's for a supervisor, else the
+    ones saved in this browser session (a signed-out visitor's never reach anyone else)."""
+    user = current_user()
+    if user is not None and user.role is Role.SUPERVISOR:
+        return clinic_store().saved_mappings(user)
+    return list(st.session_state.get(SESSION_MAPPINGS_KEY, []))
+
+
+def keep_mapping(saved: SavedMapping) -> str:
+    """Save a mapping where this session's mappings live; the sentence that says where."""
+    user = current_user()
+    if user is not None and user.role is Role.SUPERVISOR:
+        clinic_store().save_mapping(user, saved)
+        return _("Mapping **{name}** saved in the clinic database, for every supervisor's next upload.").format(
+            name=md(saved.name))
+    kept = [m for m in st.session_state.get(SESSION_MAPPINGS_KEY, []) if m.name != saved.name]
+    st.session_state[SESSION_MAPPINGS_KEY] = [*kept, saved]
+    return _("Mapping **{name}** saved for this browser session only (sign in as a supervisor to save it for "
+             "the clinic).").format(name=md(saved.name))
 
 
 INSTRUMENTS = {d.id: d for d in available_instruments()}
@@ -92,23 +147,36 @@ st.write(_("One row per patient and session (long), or one row per patient with 
            "and measure (wide, e.g. `ans_s1 … oq_s4`). CSV with `,` `;` or tab, decimal point or comma, "
            "UTF-8 or Latin-1; or Excel (.xlsx). The data stay on this computer."))
 
+user = current_user()
+large = user is not None and user.role is Role.SUPERVISOR
+if not large:
+    st.info(_("Without signing in, files up to {mb} MB are read, and they are forgotten when this browser "
+              "session ends.").format(mb=file_limit_mb(False)))
+ctx = get_script_run_ctx()
+if take_refusal(ctx.session_id if ctx else None) is not None:
+    st.error(_("The file was not uploaded: it is larger than this session may upload, or the dashboard is holding "
+               "as much uploaded data as it can right now. Try again in a few minutes, or upload a smaller file."))
 st.caption(_("Or a FHIR R4 bundle from the clinical record (.json, or .ndjson as a bulk export writes it) of "
              "QuestionnaireResponse or Observation resources."))
 upload = st.file_uploader(_("Spreadsheet"), type=["csv", "txt", "tsv", "xlsx", "xlsm", "json", "ndjson"],
-                          key="upload_file")
+                          key="upload_file", max_upload_size=file_limit_mb(large))
 if upload is None:
+    st.session_state.pop(UPLOAD_MEMORY_KEY, None)  # nothing uploaded now: nothing kept
     st.stop()
 payload = upload.getvalue()
 if looks_like_fhir(upload.name, payload):  # issue 29: a FHIR bundle has its own mapping, then the same report
     fhir_page(payload, upload.name, lang)
     st.stop()
+memory = upload_memory(upload)
 
 try:
     sheet = None
     if upload.name.lower().endswith((".xlsx", ".xlsm")):
-        names = sheets_of(payload, upload.name)
+        names = memory.get("sheets", None, lambda: excel_sheet_names(payload, upload.name), 0)
         sheet = st.selectbox(_("Sheet"), names, key="upload_sheet") if len(names) > 1 else names[0]
-    raw = read_upload(payload, upload.name, sheet, lang)
+    raw = read_upload(memory, payload, upload.name, sheet, lang)
+except BudgetExceeded as err:
+    over_budget(err)
 except Exception as err:  # InputError: a plain sentence; anything else: see refuse()
     refuse(err, upload.name)
 
@@ -129,8 +197,7 @@ if st.session_state.get("mapping_made_for") != signature:
         del st.session_state[key]
     st.session_state["mapping_made_for"] = signature
 
-saved = load_saved_mappings()
-match = matching_saved_mapping(raw.columns, saved)
+match = matching_saved_mapping(raw.columns, saved_mappings())
 proposed = match.mapping if match else propose_mapping(raw.columns)
 layout = detect_wide_layout(raw.columns) if not proposed.session else None
 if match:
@@ -174,10 +241,12 @@ if layout is None:
                                coding_min=lo, coding_max=hi, scoring=scoring, reverse_keyed=reverse)
             try:
                 with st.spinner(_("Scoring items …")):
-                    results = score_upload(payload, upload.name, sheet, (spec,), lang)[1]
+                    results = score_upload(memory, payload, upload.name, sheet, (spec,), lang)[1]
             except InputError as err:
                 st.error(md(err))
                 continue
+            except BudgetExceeded as err:
+                over_budget(err)
             except Exception as err:
                 refuse(err, upload.name)
             result = results[measure]
@@ -258,7 +327,9 @@ for measure, spec in scored.items():
 mapping = ColumnMapping(**chosen)
 try:
     with st.spinner(_("Checking every row …")):
-        validated = validate_upload(payload, upload.name, sheet, mapping, ranges, wide, tuple(specs), lang)
+        validated = validate_upload(memory, payload, upload.name, sheet, mapping, ranges, wide, tuple(specs), lang)
+except BudgetExceeded as err:
+    over_budget(err)
 except Exception as err:
     refuse(err, upload.name)
 
@@ -267,7 +338,11 @@ name, c2 = use_or_store(validated, upload.name)
 map_name = c2.text_input(_("Save this mapping as"), value=name, key="mapping_name",
                          help=_("Next time a spreadsheet with the same columns is uploaded, it maps in one click."))
 if c2.button(_("Save mapping"), key="save_mapping"):
-    path = save_mapping(SavedMapping(name=map_name, headers=tuple(raw.columns), mapping=mapping,
-                                     wide_measures=dict(wide.measures) if wide else None,
-                                     ranges=ranges or None))
-    st.success(_("Mapping **{name}** saved ({path}).").format(name=md(map_name), path=md(path)))
+    try:
+        said = keep_mapping(SavedMapping(name=map_name.strip(), headers=tuple(raw.columns), mapping=mapping,
+                                         wide_measures=dict(wide.measures) if wide else None,
+                                         ranges=ranges or None))
+    except InputError as err:
+        st.error(md(err))
+    else:
+        st.success(said)

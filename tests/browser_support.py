@@ -35,16 +35,26 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def running_app(data_dir: Path):
+    """The dashboard (``streamlit run serve.py``) on a free local port, its data in ``data_dir``: its URL."""
+    with running_app_process(data_dir) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def running_app_process(data_dir: Path, extra_args: tuple[str, ...] = (), root: Path = ROOT, env: dict | None = None,
+                        output=subprocess.PIPE):
+    """As :func:`running_app`, with Streamlit options added (``extra_args``), another checkout
+    (``root``), more environment variables: ``(url, process)``."""
     port = _free_port()
-    env = {**os.environ, "ALLIANCE_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "ALLIANCE_DATA_DIR": str(data_dir), **(env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "serve.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         "--browser.gatherUsageStats", "false", *extra_args],
+        cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
             try:
                 urllib.request.urlopen(url + "/_stcore/health", timeout=1)
                 break
@@ -52,13 +62,28 @@ def running_app(data_dir: Path):
                 time.sleep(0.25)
         else:
             raise RuntimeError("the dashboard did not start")
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def sign_in(page, url: str, username: str, password: str = "demo") -> None:
+    """Sign in on the Account page (English labels) and wait until the navigation offers *Account*."""
+    page.goto(url + "/account")
+    page.get_by_role("textbox", name="User name").wait_for(timeout=120000)
+    page.get_by_role("textbox", name="User name").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).wait_for(timeout=120000)
+    for _ in range(240):  # the page trades its ticket for the session cookie in the background
+        if any(c["name"].endswith("alliance_session") for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the session cookie was not set within a minute of signing in")
 
 
 @contextlib.contextmanager

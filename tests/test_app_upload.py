@@ -5,10 +5,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import streamlit as st
-from app_support import open_page
+from app_support import go, open_page, signed_in
 from streamlit.testing.v1 import AppTest
 
 from core.demo import DEMO_LABEL
+from core.store import ClinicStore, dashboard_url
 
 pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
@@ -73,8 +74,7 @@ def test_user_corrects_mapping_and_uses_data():
     assert at.session_state["active_dataset"] == "My clinic"
 
 
-def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
-    at = open_page("upload", timeout=TIMEOUT)
+def _map_march(at) -> None:
     data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\n")
     at.file_uploader(key="upload_file").set_value(("march.csv", data, "text/csv")).run()
     at.selectbox(key="map_session").set_value("visit_no").run()
@@ -82,15 +82,46 @@ def test_saved_mapping_maps_next_file_in_one_click(tmp_path):
     at.selectbox(key="map_symptoms").set_value("score_b").run()
     at.text_input(key="mapping_name").set_value("Monthly export").run()
     at.button(key="save_mapping").click().run()
-    assert (tmp_path / "mappings.json").exists()
+    assert not at.exception, at.exception
 
-    st.cache_data.clear()
-    at2 = open_page("upload", timeout=TIMEOUT)
+
+def _april(at):
     april = _csv("score_b,score_a,id,therapist,visit_no\n50,6,C,T3,1\n48,6,C,T3,2\n")
-    at2.file_uploader(key="upload_file").set_value(("april.csv", april, "text/csv")).run()
-    assert any("Monthly export" in s.value for s in at2.success)
-    assert at2.selectbox(key="map_session").value == "visit_no"
-    assert {m.label: m.value for m in at2.metric}["Rows used"] == "2"
+    at.file_uploader(key="upload_file").set_value(("april.csv", april, "text/csv")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_a_signed_out_visitors_saved_mapping_stays_in_her_session(tmp_path):
+    """Issue 25: a signed-out visitor's saved mapping maps her next file, but is written nowhere else:
+    no mappings.json in the data folder, nothing in the database, no other session sees it."""
+    at = open_page("upload", timeout=TIMEOUT)
+    _map_march(at)
+    assert any("this browser session only" in s.value for s in at.success)
+    assert not (tmp_path / "mappings.json").exists()
+    _april(at)
+    assert any("Monthly export" in s.value for s in at.success)        # her next file, one click
+    assert at.selectbox(key="map_session").value == "visit_no"
+    other = _april(open_page("upload", timeout=TIMEOUT))                # anyone else: not mapped by it
+    assert not any("Monthly export" in s.value for s in other.success)
+    assert other.selectbox(key="map_alliance").value != "score_a"
+    supervisor = _april(go(signed_in("demo-supervisor"), "upload"))     # nor a supervisor's upload
+    assert not any("Monthly export" in s.value for s in supervisor.success)
+
+
+def test_a_supervisors_saved_mapping_is_kept_in_the_clinic_database(tmp_path):
+    at = go(signed_in("demo-supervisor"), "upload")
+    _map_march(at)
+    assert any("clinic database" in s.value for s in at.success)
+    assert not (tmp_path / "mappings.json").exists()
+    store = ClinicStore(dashboard_url(), bcrypt_rounds=4)
+    assert [m.name for m in store.saved_mappings(store.authenticate("demo-supervisor", "demo"))] == ["Monthly export"]
+    later = _april(go(signed_in("demo-supervisor"), "upload"))          # the next session, the next month
+    assert any("Monthly export" in s.value for s in later.success)
+    assert later.selectbox(key="map_session").value == "visit_no"
+    assert {m.label: m.value for m in later.metric}["Rows used"] == "2"
+    visitor = _april(open_page("upload", timeout=TIMEOUT))              # never offered to a signed-out visitor
+    assert not any("Monthly export" in s.value for s in visitor.success)
 
 
 def test_wide_file_is_recognised():

@@ -239,7 +239,7 @@ def test_keyboard_walk_at_800_px(tmp_path):
         assert _focus_ring(page) >= 3
         _shot(page, "sidebar_focus_800")
         page.keyboard.press("Enter")
-        page.get_by_role("button", name="Sign out").wait_for(timeout=60000)
+        page.get_by_role("button", name="Sign out", exact=True).wait_for(timeout=60000)
         _idle(page)
         _tab_to(page, "(e) => e.tagName === 'BUTTON' && e.innerText.trim() === 'Sign out'")
         page.keyboard.press("Enter")

@@ -50,7 +50,7 @@ def test_therapist_sees_own_patients_only_and_supervisor_reads_audit_log(tmp_pat
         assert options and set(options) <= set(ANA)
 
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).click()
-        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
         page.get_by_role("button", name="Sign in").wait_for(timeout=60000)
 
         _sign_in(page, url, "demo-supervisor")

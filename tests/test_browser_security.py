@@ -128,7 +128,7 @@ def test_requests_stay_on_the_origin_and_sign_in_survives_reload_and_new_tab(tmp
         assert link.get_by_role("combobox", name="Patient ID (type to search)").input_value() == "D002"
         screenshot(link, "security_shared_patient_link")
         link.locator('[data-testid="stSidebarNav"]').get_by_text("Account", exact=True).click()
-        link.get_by_role("button", name="Sign out").click()
+        link.get_by_role("button", name="Sign out", exact=True).click()
         link.get_by_role("button", name="Sign in").wait_for(timeout=60000)
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Clinic overview").click()  # the first tab
         page.locator('[data-testid="stSidebarNav"]').get_by_text("Sign in", exact=True).wait_for(timeout=60000)

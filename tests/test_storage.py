@@ -130,7 +130,7 @@ def test_migrations_create_the_schema_from_empty_and_reopen(db_url):
     assert {"users", "datasets", "observations", "uploads", "excluded_rows", "audit_log", "settings",
             "alembic_version"} <= tables
     with first.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0004"
         from alembic.autogenerate import compare_metadata
         from alembic.runtime.migration import MigrationContext
 
@@ -677,3 +677,28 @@ def test_seed_demo_is_idempotent_and_labelled(store):
         for table in ("observations", "uploads", "datasets"):
             assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() == 0
     assert store.audit_log(real)["action"].iloc[0] == "data set deleted"
+
+
+# ------------------------------------------------------------------------------ saved mappings (issue 25)
+def test_saved_mappings_live_in_the_clinic_database_and_only_supervisors_write_them(db_url):
+    from core.intake.mapping import SavedMapping
+
+    store = ClinicStore(db_url, bcrypt_rounds=4)
+    store.init_clinic()
+    head = store.create_user(None, "head", PASSWORD, Role.SUPERVISOR)
+    rita = store.create_user(head, "rita", PASSWORD, Role.RESEARCHER)
+    saved = SavedMapping(name="Export mensual", headers=("nhc", "sesión", "oq"),
+                         mapping=ColumnMapping(patient="nhc", session="sesión", symptoms="oq"),
+                         ranges={"symptoms": (0.0, 180.0)})
+    with pytest.raises(AccessDenied):
+        store.save_mapping(rita, saved)
+    with pytest.raises(AccessDenied):
+        store.saved_mappings(rita)
+    store.save_mapping(head, saved)
+    store.save_mapping(head, SavedMapping(name="Export mensual", headers=("nhc", "sesión", "oq", "ans"),
+                                          mapping=ColumnMapping(patient="nhc", session="sesión", alliance="ans")))
+    assert [(m.name, m.headers) for m in store.saved_mappings(head)] == [("Export mensual", ("nhc", "sesión", "oq", "ans"))]
+    store.save_mapping(head, saved)
+    assert store.saved_mappings(head) == [saved]                    # replaced by name, read back as saved
+    assert (store.audit_log(head)["action"] == "mapping saved").sum() == 3
+    store.close()

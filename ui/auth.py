@@ -6,13 +6,16 @@ supervisors everything, therapists their own patients, researchers pseudonymised
 
 A sign-in survives a reload and a new tab: it starts a server-side session
 (:mod:`core.store.sessions`) whose signed token the browser keeps in an HttpOnly cookie
-(:mod:`ui.server`). Every script run re-checks the session against the database
-(:func:`restore_session`), so a sign-out in any tab, a deactivation or a new password set by a
-supervisor ends it at once.
+(:mod:`ui.server`), bound to a random *browser key* that the dashboard's own page keeps in its
+origin's storage (``localStorage``, which no other port or site can read or write). A tab without a
+sign-in of its own honours the cookie only after the page has shown that key
+(:func:`ask_browser_proof`): cookies are not isolated by port, so a page on another port of the same
+host can plant one, but it cannot plant the key. Every script run re-checks the session against the
+database (:func:`restore_session`), so a sign-out in any tab, sign-out everywhere, a deactivation or a
+new password ends it at once.
 """
 from __future__ import annotations
 
-import json
 
 import streamlit as st
 
@@ -20,19 +23,27 @@ from core.errors import InputError
 from core.i18n import _
 from core.store import AccessDenied, ClinicStore, Role, User, dashboard_url
 from core.store.users import role_label
-from ui.server import COOKIE, SESSION_ROUTE, SIGN_OUT_ROUTE, open_store
+from ui import budget
+from ui.server import COOKIE, SECURE_COOKIE, SESSION_ROUTE, SIGN_OUT_ROUTE, configured_origin, normalise_origin, \
+    open_store
 
 USER_KEY = "signed_in_user"
 SESSION_KEY = "signed_in_session"
 TICKET_KEY = "_session_ticket"
 CLEAR_COOKIE_KEY = "_clear_session_cookie"
 ENDED_KEY = "_session_ended"
+#: The browser-key component's state (its ``proof`` value), the key once shown, cookies refused.
+PROOF_WIDGET_KEY = "_alliance_browser_proof"
+PROVEN_KEY = "_alliance_browser_key"
+NEED_PROOF_KEY = "_alliance_need_proof"
+REFUSED_TOKENS_KEY = "_alliance_refused_cookies"
+REFUSED_NOTE_KEY = "_alliance_cookie_refused"
 #: Per-session keys kept at sign-out: the interface language (ui.language.KEY; not where it came from,
 #: so that the next person's sign-in applies her own stored language).
 PREFERENCE_KEYS = ("language",)
 #: Per-session keys that belong to what the previous user could see.
 DATA_KEYS = ("active_dataset", "dataset_store", "patient_id", "patient_in_url", "dataset_choice",
-             "_last_logged_view")
+             "_last_logged_view", "_last_logged_caseload")
 
 
 def clinic_store() -> ClinicStore:
@@ -66,19 +77,42 @@ def _clear_sign_in() -> None:
 def restore_session() -> None:
     """Once per script run, before any page: the signed-in user of this browser, from this tab's
     session or the session cookie, checked against the database (ended, expired or deactivated
-    sessions sign the tab out, with a note on the sign-in page)."""
+    sessions sign the tab out, with a note on the sign-in page). A cookie counts only with the
+    browser key it was issued with: until the page has shown the key (:func:`ask_browser_proof`)
+    the tab is not signed in; a cookie that does not match it is refused and deleted."""
+    try:
+        _restore()
+    finally:
+        _mark_upload_privilege()
+
+
+def _restore() -> None:
     had = current_user()
     user, session_id = None, st.session_state.get(SESSION_KEY)
-    token = _cookie()
-    if had is None and session_id is None and not token:
+    refused = st.session_state.get(REFUSED_TOKENS_KEY, set())
+    tokens = [t for t in _cookie_tokens() if t not in refused]
+    if had is None and session_id is None and not tokens:
+        st.session_state.pop(NEED_PROOF_KEY, None)
         return  # signed out: no database work
     store = clinic_store()
     if session_id is not None:
         user = store.session_user(session_id=session_id)
-    if user is None:
-        if token:
-            user = store.session_user(token=token)
-            session_id = store.session_id_of(token) if user is not None else None
+    if user is None and tokens:
+        key = _browser_key()
+        if key is None:
+            st.session_state[NEED_PROOF_KEY] = True  # app.py asks the page for it and waits
+        else:
+            st.session_state.pop(NEED_PROOF_KEY, None)
+            for token in tokens:
+                found = store.session_user(token=token, browser_key=key)
+                if found is not None:
+                    user, session_id = found, store.session_id_of(token)
+                    break
+            else:  # ended, or planted from another port or site, or this browser's key was cleared
+                st.session_state[REFUSED_TOKENS_KEY] = refused | set(tokens)
+                st.session_state[CLEAR_COOKIE_KEY] = True
+                if any(store.token_live(t) for t in tokens):
+                    st.session_state[REFUSED_NOTE_KEY] = True
     if user is None:
         if had is not None:
             _clear_sign_in()
@@ -90,11 +124,107 @@ def restore_session() -> None:
     st.session_state[SESSION_KEY] = session_id
 
 
-def _cookie() -> str | None:
+def _mark_upload_privilege() -> None:
+    """Tell the upload endpoint's guard whether this session may upload large files (ui.budget)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        budget.mark_session(ctx.session_id, is_supervisor(current_user()), st.session_state)
+
+
+def _secure() -> bool:
+    """Whether the dashboard is served over HTTPS (the public origin's scheme, else the page's)."""
     try:
-        return st.context.cookies.get(COOKIE)
+        origin = configured_origin() or normalise_origin(st.context.headers.get("Origin"))
     except Exception:  # noqa: BLE001 - no request context (tests)
+        return False
+    return bool(origin and origin.startswith("https://"))
+
+
+def cookie_name() -> str:
+    return SECURE_COOKIE if _secure() else COOKIE
+
+
+def _cookie_tokens() -> list[str]:
+    """Every value the browser sent for the session cookie (several when one was planted beside
+    the dashboard's own, e.g. for a longer path), in the order sent."""
+    try:
+        raw = st.context.headers.get_all("Cookie")
+    except Exception:  # noqa: BLE001 - no request context (tests)
+        return []
+    name, found = cookie_name(), []
+    for header in raw:
+        for part in header.split(";"):
+            k, sep, v = part.strip().partition("=")
+            if sep and k == name and v and v not in found:
+                found.append(v.strip('"'))
+    return found[:4]
+
+
+def _browser_key() -> str | None:
+    """The browser key the page showed (kept for the tab), or ``None`` before it has."""
+    kept = st.session_state.get(PROVEN_KEY)
+    if kept is not None:
+        return kept
+    state = st.session_state.get(PROOF_WIDGET_KEY)
+    shown = state.get("proof") if hasattr(state, "get") else None
+    if shown is None:
         return None
+    st.session_state[PROVEN_KEY] = str(shown)
+    return str(shown)
+
+
+def browser_proof_needed() -> bool:
+    return bool(st.session_state.get(NEED_PROOF_KEY))
+
+
+def ask_browser_proof() -> None:
+    """Ask the page for its browser key (the answer reruns the script) and stop this run."""
+    st.caption(_("Checking your sign-in …"))
+    _browser_component()(key=PROOF_WIDGET_KEY, data={"action": "prove"}, on_proof_change=_ignore, height=0)
+    st.stop()
+
+
+def _ignore() -> None:
+    pass
+
+
+#: The page's side of the browser key: kept in the dashboard origin's localStorage (made once, 32
+#: random bytes); shown to the server to prove a cookie, or sent with a sign-in's ticket.
+BROWSER_JS = """
+export default function (component) {
+  const { data, setTriggerValue } = component;
+  const NAME = "alliance.browser";
+  let key = "";
+  try {
+    key = window.localStorage.getItem(NAME) || "";
+    if (!/^[A-Za-z0-9_-]{16,100}$/.test(key)) {
+      const bytes = new Uint8Array(32);
+      window.crypto.getRandomValues(bytes);
+      key = btoa(String.fromCharCode.apply(null, bytes)).replace(/[+]/g, "-").replace(/[/]/g, "_").replace(/=+$/, "");
+      window.localStorage.setItem(NAME, key);
+    }
+  } catch (e) {
+    key = "";
+  }
+  if (data.action === "prove") {
+    setTriggerValue("proof", key || "none");
+    return;
+  }
+  const options = { method: "POST", credentials: "same-origin" };
+  if (data.action === "ticket") {
+    options.headers = { "Content-Type": "application/json" };
+    options.body = JSON.stringify({ ticket: data.ticket, browser: key });
+  }
+  fetch(data.route, options).catch(function () {});
+}
+"""
+
+
+@st.cache_resource(show_spinner=False)
+def _browser_component():
+    return st.components.v2.component("alliance_browser_key", js=BROWSER_JS)
 
 
 def sign_in(user: User) -> None:
@@ -148,7 +278,8 @@ def sign_out() -> None:
         user = current_user()
         if user is not None:
             store.log(user, "sign-out")
-    kept = {k: st.session_state[k] for k in PREFERENCE_KEYS if k in st.session_state}
+    kept = {k: st.session_state[k] for k in (*PREFERENCE_KEYS, PROVEN_KEY) if k in st.session_state}
+    kept[REFUSED_TOKENS_KEY] = st.session_state.get(REFUSED_TOKENS_KEY, set()) | set(_cookie_tokens())  # ended
     for key in list(st.session_state.keys()):
         del st.session_state[key]
     st.session_state[CLEAR_COOKIE_KEY] = True
@@ -156,9 +287,10 @@ def sign_out() -> None:
 
 
 def session_cookie_script() -> None:
-    """Hand a pending sign-in ticket to the server (which sets the HttpOnly cookie), or ask the
-    server to delete the cookie after a sign-out: a zero-height same-origin script (Streamlit's
-    component iframe), rendered on every run until the server has traded the ticket (or it expired)."""
+    """Hand a pending sign-in ticket and the browser key to the server (which sets the HttpOnly
+    cookie), or ask the server to delete the cookie after a sign-out: a zero-height script of the
+    dashboard's own page (an ``st.components.v2`` component), rendered on every run until the
+    server has traded the ticket (or it expired)."""
     ticket = st.session_state.get(TICKET_KEY)
     if ticket is not None:
         session_id = st.session_state.get(SESSION_KEY)
@@ -166,16 +298,26 @@ def session_cookie_script() -> None:
             st.session_state.pop(TICKET_KEY, None)
             ticket = None
     clear = st.session_state.pop(CLEAR_COOKIE_KEY, None)
-    if ticket is None and not clear:
-        return
-    import streamlit.components.v1 as components
-
     if ticket is not None:
-        call = (f"fetch({json.dumps(SESSION_ROUTE)}, {{method: 'POST', credentials: 'same-origin', "
-                f"headers: {{'Content-Type': 'application/json'}}, body: {json.dumps(json.dumps({'ticket': ticket}))}}})")
+        data = {"action": "ticket", "route": SESSION_ROUTE, "ticket": ticket}
+    elif clear:
+        data = {"action": "clear", "route": SIGN_OUT_ROUTE}
     else:
-        call = f"fetch({json.dumps(SIGN_OUT_ROUTE)}, {{method: 'POST', credentials: 'same-origin'}})"
-    components.html(f"<script>{call}.catch(function () {{}});</script>", height=0)
+        return
+    _browser_component()(key="_alliance_cookie_js", data=data, height=0)
+
+
+def sign_out_everywhere() -> None:
+    """End every session of the signed-in user (other browsers and this one), then sign this tab out."""
+    user = current_user()
+    if user is not None:
+        clinic_store().end_sessions(user)
+    sign_out()
+
+
+def cookie_refused_note() -> bool:
+    """True (once) when a session cookie this browser was not given by the dashboard was refused."""
+    return bool(st.session_state.pop(REFUSED_NOTE_KEY, False))
 
 
 def session_ended_note() -> bool:
@@ -215,6 +357,14 @@ def log_patient_view(dataset: str, patient: str) -> None:
     if st.session_state.get("_last_logged_view") != marker:
         st.session_state["_last_logged_view"] = marker
         log("patient view", f"{dataset}: {patient}")
+
+
+def log_caseload_view(dataset: str, n_patients: int) -> None:
+    """Record that the caseload (every visible patient's signal and trajectory) was shown, once per
+    data set and session: the clinic overview reads patients as much as a patient page does."""
+    if st.session_state.get("_last_logged_caseload") != dataset:
+        st.session_state["_last_logged_caseload"] = dataset
+        log("caseload view", f"{dataset}: {n_patients} patients")
 
 
 def is_supervisor(user: User | None) -> bool:

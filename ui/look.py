@@ -101,19 +101,20 @@ FOLD_SCRIPT = f"""
 #: the stylesheet hides those two texts and writes these in their place.
 UPLOAD_BUTTON = N_("Upload")
 UPLOAD_LIMIT = N_("Up to {mb} MB per file")
-UPLOAD_MB = 200  # .streamlit/config.toml server.maxUploadSize
+UPLOAD_MB = 200  # .streamlit/config.toml server.maxUploadSize (a supervisor's; ui.budget.file_limit_mb)
 
 
 def _css_text(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def uploader_css() -> str:
-    """The file uploader's own texts in the interface language (empty in English)."""
+def uploader_css(mb: int = UPLOAD_MB) -> str:
+    """The file uploader's own texts in the interface language (empty in English); ``mb``: the largest
+    file this session may upload."""
     if get_language() == DEFAULT_LANGUAGE:
         return ""
     button = _css_text(_(UPLOAD_BUTTON))
-    limit = _css_text(_(UPLOAD_LIMIT).format(mb=UPLOAD_MB))
+    limit = _css_text(_(UPLOAD_LIMIT).format(mb=mb))
     return f"""<style>
 [data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p {{ font-size: 0 !important; }}
 [data-testid="stFileUploaderDropzone"] button [data-testid="stMarkdownContainer"] p::after {{
@@ -124,9 +125,10 @@ def uploader_css() -> str:
 </style>"""
 
 
-def apply() -> None:
-    """The stylesheet (no space on the page) and, on narrow windows, the sidebar fold."""
-    st.html(CSS + uploader_css())
+def apply(upload_mb: int = UPLOAD_MB) -> None:
+    """The stylesheet (no space on the page) and, on narrow windows, the sidebar fold; ``upload_mb``:
+    the largest file this session may upload (the uploader's size line)."""
+    st.html(CSS + uploader_css(upload_mb))
     st.sidebar.html(FOLD_SCRIPT, unsafe_allow_javascript=True)
 
 

@@ -332,21 +332,27 @@ def mapping_store_path() -> Path:
     return Path(os.environ.get("ALLIANCE_DATA_DIR", "data")) / "mappings.json"
 
 
+def saved_mapping_record(saved: SavedMapping) -> dict:
+    """A saved mapping as plain JSON values (the file's and the clinic database's form)."""
+    return {"name": saved.name, "headers": list(saved.headers), "mapping": saved.mapping.as_dict(),
+            "wide_measures": saved.wide_measures,
+            "ranges": {k: list(v) for k, v in saved.ranges.items()} if saved.ranges else None}
+
+
+def saved_mapping_from_record(item: dict) -> SavedMapping:
+    """The inverse of :func:`saved_mapping_record`."""
+    ranges = item.get("ranges")
+    return SavedMapping(name=item["name"], headers=tuple(item["headers"]), mapping=ColumnMapping(**item["mapping"]),
+                        wide_measures=item.get("wide_measures"),
+                        ranges={k: tuple(v) for k, v in ranges.items()} if ranges else None)
+
+
 def load_saved_mappings(path: Path | None = None) -> list[SavedMapping]:
     """All saved mappings (empty list when none were saved yet)."""
     path = path or mapping_store_path()
     if not path.exists():
         return []
-    raw = json.loads(path.read_text(encoding="utf-8"))
-    out = []
-    for item in raw:
-        ranges = item.get("ranges")
-        out.append(SavedMapping(
-            name=item["name"], headers=tuple(item["headers"]),
-            mapping=ColumnMapping(**item["mapping"]), wide_measures=item.get("wide_measures"),
-            ranges={k: tuple(v) for k, v in ranges.items()} if ranges else None,
-        ))
-    return out
+    return [saved_mapping_from_record(item) for item in json.loads(path.read_text(encoding="utf-8"))]
 
 
 def save_mapping(saved: SavedMapping, path: Path | None = None) -> Path:
@@ -354,12 +360,7 @@ def save_mapping(saved: SavedMapping, path: Path | None = None) -> Path:
     path = path or mapping_store_path()
     items = [m for m in load_saved_mappings(path) if m.name != saved.name] + [saved]
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = [
-        {"name": m.name, "headers": list(m.headers), "mapping": m.mapping.as_dict(),
-         "wide_measures": m.wide_measures,
-         "ranges": {k: list(v) for k, v in m.ranges.items()} if m.ranges else None}
-        for m in items
-    ]
+    payload = [saved_mapping_record(m) for m in items]
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)

@@ -114,14 +114,29 @@ sessions = sa.Table(
     sa.Column("created_at", _tz, nullable=False),
     sa.Column("expires_at", _tz, nullable=False),
     sa.Column("ended_at", _tz, nullable=True),                   # sign-out, deactivation, new password
+    # SHA-256 of the key the signing-in browser keeps in the dashboard origin's storage (migration 0004)
+    sa.Column("browser_hash", sa.String(64), nullable=True),
     sa.UniqueConstraint("ticket_hash", name="uq_sessions_ticket_hash"),
     sa.Index("ix_sessions_user_id", "user_id"),
 )
 sign_in_throttle = sa.Table(
     "sign_in_throttle", metadata,
-    sa.Column("key", sa.String(220), primary_key=True),          # 'user:<name>' or 'all'
+    sa.Column("key", sa.String(220), primary_key=True),          # 'user:<name>' or 'source:<address>'
     sa.Column("window_start", _tz, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),           # attempts not (yet) proven right
+    sa.Column("next_at", _tz, nullable=True),                    # a user name's next password check, not before
+)
+saved_mappings = sa.Table(
+    "saved_mappings", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("headers", sa.Text, nullable=False),               # JSON list of the file's headers
+    sa.Column("mapping", sa.Text, nullable=False),               # JSON ColumnMapping
+    sa.Column("wide_measures", sa.Text, nullable=True),          # JSON {measure: stem} of a wide file
+    sa.Column("ranges", sa.Text, nullable=True),                 # JSON {measure: [min, max]}
+    sa.Column("saved_by", sa.String(200), nullable=True),
+    sa.Column("saved_at", _tz, nullable=False),
+    sa.UniqueConstraint("name", name="uq_saved_mappings_name"),
 )
 settings = sa.Table(
     "settings", metadata,

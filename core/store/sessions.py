@@ -1,13 +1,16 @@
 """Sign-in sessions that survive a reload: a signed, expiring token the server can check and end.
 
 After a sign-in the dashboard calls :meth:`Sessions.start_session`, which records the session and
-returns a one-time *ticket* (valid for two minutes). The browser trades the ticket for the session
-token at the dashboard's own ``/_alliance/session`` route (:mod:`ui.server`), which sets it as an
-HttpOnly, SameSite=Strict cookie. The token is ``<session id>.<nonce>.<expiry>.<signature>`` with an
+returns a one-time *ticket* (valid for two minutes). The browser trades the ticket, together with a
+random *browser key* it keeps in the dashboard origin's own storage, for the session token at the
+dashboard's own ``/_alliance/session`` route (:mod:`ui.server`), which sets it as an HttpOnly,
+SameSite=Strict cookie. The token is ``<session id>.<nonce>.<expiry>.<signature>`` with an
 HMAC-SHA256 signature under a per-database secret (made by migration 0002). A token is good only
 while its signature is right, it has not expired (12 hours after sign-in), its row has not been
-ended and its user is active: sign-out, deactivation and a new password set by a supervisor end the
-session at once, for every tab and every reload.
+ended, its user is active, and the browser presenting it proves the browser key it was issued
+with (migration 0004 keeps the key's SHA-256): a cookie planted in another browser, from another
+port or another site of the same host, signs nobody in. Sign-out, sign-out everywhere,
+deactivation and a new password end the session at once, for every tab and every reload.
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 
 from core.store.engine import _now
 from core.store.schema import sessions, users
-from core.store.users import User, _user
+from core.store.users import User, _aware, _user
 
 SESSION_LIFETIME = timedelta(hours=12)
 TICKET_LIFETIME = timedelta(minutes=2)
@@ -48,10 +51,12 @@ class Sessions:
                 expires_at=now + SESSION_LIFETIME).returning(sessions.c.id)).scalar_one()
         return int(session_id), ticket
 
-    def redeem_ticket(self, ticket: str) -> tuple[str, int] | None:
+    def redeem_ticket(self, ticket: str, browser_key: str) -> tuple[str, int] | None:
         """Trade a one-time ticket for the signed session token and its remaining lifetime in
-        seconds; ``None`` for an unknown, used or expired ticket (or an ended session)."""
-        if not ticket or len(ticket) > 100:
+        seconds, binding the session to ``browser_key`` (the random key the browser keeps in the
+        dashboard origin's storage); ``None`` for an unknown, used or expired ticket, an ended
+        session, or a missing browser key."""
+        if not ticket or len(ticket) > 100 or not _good_key(browser_key):
             return None
         now = _now()
         with self._write() as conn:
@@ -62,6 +67,8 @@ class Sessions:
             conn.execute(sessions.update().where(sessions.c.id == row.id).values(ticket_hash=None))
             if row.ended_at is not None or _aware(row.ticket_expires_at) < now:
                 return None
+            conn.execute(sessions.update().where(sessions.c.id == row.id)
+                         .values(browser_hash=_sha256(browser_key)))
             expires = _aware(row.expires_at)
         exp = int(expires.timestamp())
         payload = f"{row.id}.{row.nonce}.{exp}"
@@ -88,12 +95,14 @@ class Sessions:
         except ValueError:
             return None
 
-    def session_user(self, *, token: str | None = None, session_id: int | None = None) -> User | None:
-        """The user of a live session (by its signed token, or by its id on the server side), else
-        ``None``: wrong signature, expired, ended, or the user deactivated."""
+    def session_user(self, *, token: str | None = None, session_id: int | None = None,
+                     browser_key: str | None = None) -> User | None:
+        """The user of a live session, else ``None``: wrong signature, expired, ended, or the user
+        deactivated. By its id on the server side (a tab that signed in or was restored), or by its
+        signed token from a cookie, which also needs the browser key the session was bound to."""
         if token is not None:
             parsed = self._parse_token(token)
-            if parsed is None:
+            if parsed is None or not _good_key(browser_key):
                 return None
             session_id, nonce = parsed
         elif session_id is None:
@@ -102,10 +111,23 @@ class Sessions:
                  .where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
                         sessions.c.expires_at > _now(), users.c.is_active.is_(True)))
         if token is not None:
-            query = query.where(sessions.c.nonce == nonce)
+            query = query.where(sessions.c.nonce == nonce, sessions.c.browser_hash == _sha256(browser_key))
         with self._read() as conn:
             row = conn.execute(query).first()
         return _user(row) if row is not None else None
+
+    def token_live(self, token: str | None) -> bool:
+        """Whether a well-signed token names a live session (whichever browser presents it): what
+        tells a cookie planted in another browser, or one whose browser key was cleared, from one
+        that merely ended."""
+        parsed = self._parse_token(token) if token else None
+        if parsed is None:
+            return False
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.id).select_from(
+                sessions.join(users, users.c.id == sessions.c.user_id)).where(
+                sessions.c.id == parsed[0], sessions.c.nonce == parsed[1], sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > _now(), users.c.is_active.is_(True))).first() is not None
 
     def session_id_of(self, token: str | None) -> int | None:
         """The session id a well-signed, unexpired token names (not whether it is still live)."""
@@ -128,7 +150,7 @@ class Sessions:
                 self._audit(conn, _user(user_row), "sign-out")
 
 
-def _aware(value):
-    from datetime import timezone
-
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+def _good_key(key) -> bool:
+    """A browser key as the dashboard's script makes them: 16 to 100 URL-safe characters."""
+    return isinstance(key, str) and 16 <= len(key) <= 100 and key.isascii() and \
+        all(c.isalnum() or c in "-_" for c in key)

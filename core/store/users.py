@@ -1,8 +1,10 @@
-"""Users, roles and sign-in: bcrypt passwords (one policy for every account), a lockout after
-repeated failures counted atomically before the password is checked, a global limit over all user
-names, the first supervisor, deactivation that ends open sessions at once."""
+"""Users, roles and sign-in: bcrypt passwords (one policy for every account: at least 8 characters,
+not one of the most common passwords), a slow-down after repeated failures counted atomically before
+the password is checked (per source address and per user name, never a lockout of the right
+password), the first supervisor, deactivation and password changes that end open sessions at once."""
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -19,13 +21,62 @@ from core.store.errors import AccessDenied
 from core.store.schema import sessions, sign_in_throttle, users
 
 MIN_PASSWORD_LENGTH = 8
-#: Failed sign-ins of one user name within the window after which sign-in is refused for a while.
-FAILED_SIGN_IN_LIMIT = 10
-FAILED_SIGN_IN_WINDOW = timedelta(minutes=15)
-#: Failed sign-ins over all user names within the window after which every sign-in is refused for
-#: the rest of it (password spraying: one guess for each of many names).
-GLOBAL_SIGN_IN_LIMIT = 100
-GLOBAL_SIGN_IN_WINDOW = timedelta(minutes=5)
+#: Failed sign-ins from one source (client address, over all user names) within the window after
+#: which that source is refused until the window has passed. Other sources are not affected.
+SOURCE_SIGN_IN_LIMIT = 20
+SOURCE_SIGN_IN_WINDOW = timedelta(minutes=15)
+#: Failed sign-ins of one user name (from any source) before each further password check of that
+#: name waits; the wait doubles with each failure up to NAME_MAX_DELAY. The count ends when the name
+#: has had no attempt for NAME_SIGN_IN_WINDOW, or when a supervisor unlocks it.
+NAME_FREE_ATTEMPTS = 5
+NAME_SIGN_IN_WINDOW = timedelta(minutes=15)
+NAME_MAX_DELAY = timedelta(seconds=60)
+#: Why a sign-in was refused unchecked, as the audit log records it.
+REFUSED_SOURCE = "too many failed sign-ins from this address: refused for 15 minutes"
+SLOWED_NAME = "sign-in for this user name slowed down after repeated failures"
+
+
+def name_delay(failures: int) -> timedelta:
+    """The wait before the next password check of a user name after ``failures`` failed ones:
+    none up to :data:`NAME_FREE_ATTEMPTS`, then 1 s, 2 s, 4 s … at most :data:`NAME_MAX_DELAY`.
+
+    >>> [name_delay(n).total_seconds() for n in (4, 5, 6, 7, 12)]
+    [0.0, 1.0, 2.0, 4.0, 60.0]
+    """
+    if failures < NAME_FREE_ATTEMPTS:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** min(failures - NAME_FREE_ATTEMPTS, 16)), NAME_MAX_DELAY)
+
+
+@functools.lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of the list zxcvbn ships (Dropbox's password-strength
+    estimator, maintained on PyPI as ``zxcvbn``; the list is ranked from Xato's corpus of 10 million
+    leaked passwords), lower case."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(p.lower() for p in FREQUENCY_LISTS["passwords"])
+
+
+def is_common_password(password: str) -> bool:
+    """Whether a password (ignoring case and surrounding spaces) is on the common-password list.
+
+    >>> is_common_password("12345678"), is_common_password("Password1"), is_common_password("tres palabras raras")
+    (True, True, False)
+    """
+    return str(password).strip().lower() in _common_passwords()
+
+
+def _clean_source(source: str | None) -> str:
+    """Where a sign-in comes from, as counted and logged: the client address, or ``local``."""
+    text = _CONTROL.sub("", str(source or "").strip())[:100]
+    return text or "local"
+
+
+def _aware(value):
+    from datetime import timezone
+
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class Role(str, Enum):
@@ -56,6 +107,15 @@ class User:
 
 
 
+@dataclass(frozen=True)
+class SignInOutcome:
+    """How a sign-in ended: the user, or why not (a refused source, or seconds to wait)."""
+
+    user: User | None
+    source_refused: bool = False
+    wait_seconds: float = 0.0
+
+
 def _user(row) -> User:
     return User(id=row.id, username=row.username, display_name=row.display_name, role=Role(row.role),
                 therapist_code=row.therapist_code, is_demo=bool(row.is_demo), email=row.email,
@@ -76,6 +136,9 @@ _NAME_MESSAGES = {
     "name for the data set": (N_("Give a name for the data set."),
                               N_("The name for the data set must be at most {limit} characters, without line "
                                  "breaks or tabs.")),
+    "name for the mapping": (N_("Give a name for the mapping."),
+                             N_("The name for the mapping must be at most {limit} characters, without line "
+                                "breaks or tabs.")),
     "action": (N_("Give an action."),
                N_("The action must be at most {limit} characters, without line breaks or tabs.")),
 }
@@ -121,6 +184,10 @@ class UserAccounts:
             raise InputError(_("A password can be at most 72 bytes long (about 72 letters); choose a shorter one."))
         if len(password) < MIN_PASSWORD_LENGTH or not password.strip():
             raise InputError(_("Choose a password of at least {n} characters.").format(n=MIN_PASSWORD_LENGTH))
+        if is_common_password(password):
+            raise InputError(_("This password is one of the {n:,} most common passwords, the first an attacker "
+                               "tries; choose another (for example three or four unrelated words).").format(
+                n=len(_common_passwords())))
         return self._bcrypt(password)
 
     def _bcrypt(self, password: str) -> str:
@@ -193,19 +260,43 @@ class UserAccounts:
         """Count one attempt for ``key`` in ONE statement (an upsert that starts a new window when
         the old one has passed) and say whether it is within ``limit``. Attempts are counted before
         the password is checked, so concurrent guesses cannot all pass a count read beforehand."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
         t = sign_in_throttle
         now = _now()
         stale = t.c.window_start < now - window
-        insert = (pg_insert if self.is_postgres else sqlite_insert)(t).values(key=key, window_start=now, attempts=1)
-        statement = insert.on_conflict_do_update(
+        statement = self._upsert(t, key=key, window_start=now, attempts=1).on_conflict_do_update(
             index_elements=[t.c.key],
             set_={"attempts": sa.case((stale, 1), else_=t.c.attempts + 1),
                   "window_start": sa.case((stale, now), else_=t.c.window_start)},
         ).returning(t.c.attempts)
         return conn.execute(statement).scalar_one() <= limit
+
+    def _upsert(self, table, **values):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return (pg_insert if self.is_postgres else sqlite_insert)(table).values(**values)
+
+    def _pass_name_gate(self, conn, key: str) -> float:
+        """Count one attempt on a user name and return 0, or refuse it uncounted and return the
+        seconds until the name's next password check. The name's row is locked for the rest of the
+        transaction (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the only
+        writer), so concurrent guesses are counted one after the other, never from a stale read."""
+        t = sign_in_throttle
+        now = _now()
+        conn.execute(self._upsert(t, key=key, window_start=now, attempts=0, next_at=None)
+                     .on_conflict_do_nothing(index_elements=[t.c.key]))
+        row = conn.execute(sa.select(t.c.window_start, t.c.attempts, t.c.next_at)
+                           .where(t.c.key == key).with_for_update()).one()
+        fresh = _aware(row.window_start) >= now - NAME_SIGN_IN_WINDOW
+        attempts = row.attempts if fresh else 0
+        next_at = _aware(row.next_at) if fresh and row.next_at is not None else None
+        if next_at is not None and now < next_at:
+            return max((next_at - now).total_seconds(), 0.001)
+        attempts += 1
+        wait = name_delay(attempts)
+        conn.execute(t.update().where(t.c.key == key).values(
+            attempts=attempts, window_start=now, next_at=now + wait if wait else None))
+        return 0.0
 
     @staticmethod
     def _release_attempt(conn, key: str) -> None:
@@ -213,18 +304,38 @@ class UserAccounts:
         t = sign_in_throttle
         conn.execute(t.update().where(t.c.key == key, t.c.attempts > 0).values(attempts=t.c.attempts - 1))
 
-    def authenticate(self, username: str, password: str) -> User | None:
-        """The active user with this user name and password (bcrypt), else ``None``. Every attempt
-        is in the audit log. Each attempt is first counted (one atomic statement, committed before
-        the password is checked) against 10 per user name in 15 minutes and 100 over all names in
-        5 minutes; past either limit sign-in is refused without checking the password until the
-        window has passed. A right password gives its count back."""
+    def authenticate(self, username: str, password: str, source: str | None = None) -> User | None:
+        """The active user with this user name and password (bcrypt), else ``None``
+        (:meth:`check_sign_in` says why)."""
+        return self.check_sign_in(username, password, source).user
+
+    def check_sign_in(self, username: str, password: str, source: str | None = None) -> "SignInOutcome":
+        """Check a sign-in and say how it ended; every attempt is in the audit log, with its source.
+
+        ``source`` is where the attempt comes from: the browser's address (the dashboard), or
+        ``None`` for this machine (the command line). Each attempt is first counted, in the same
+        transaction and before the password is checked, against
+
+        - its **source**: after :data:`SOURCE_SIGN_IN_LIMIT` failures from one address within
+          :data:`SOURCE_SIGN_IN_WINDOW`, that address is refused unchecked until the window has passed
+          (other addresses are not affected);
+        - its **user name** (from any source): after :data:`NAME_FREE_ATTEMPTS` failures, each further
+          password check of that name waits for a growing delay (1 s, 2 s, 4 s … at most
+          :data:`NAME_MAX_DELAY`) after the previous one; an attempt within the delay is refused unchecked.
+
+        So an attacker can slow guessing on a name but never lock its owner out for long, and a
+        source that keeps failing stops only itself. A right password gives its counts back. A
+        supervisor ends a name's slow-down at once with :meth:`unlock`."""
         name = str(username or "").strip().lower()[:200]
+        where = _clean_source(source)
+        wait = 0.0
         with self._write() as conn:
-            within_all = self._reserve_attempt(conn, "all", GLOBAL_SIGN_IN_LIMIT, GLOBAL_SIGN_IN_WINDOW)
-            within_name = self._reserve_attempt(conn, "user:" + name, FAILED_SIGN_IN_LIMIT, FAILED_SIGN_IN_WINDOW)
+            within_source = self._reserve_attempt(conn, "source:" + where, SOURCE_SIGN_IN_LIMIT,
+                                                  SOURCE_SIGN_IN_WINDOW)
+            if within_source:
+                wait = self._pass_name_gate(conn, "user:" + name)
             row = conn.execute(sa.select(users).where(users.c.username == name)).first() if name else None
-        refused = not (within_all and within_name)
+        refused = not within_source or wait > 0
         if not refused and row is not None and row.password_hash:
             ok = self._check_password(password, row.password_hash)
         else:  # the same bcrypt work whether or not the name exists
@@ -233,10 +344,10 @@ class UserAccounts:
             self._check_password(password, self._dummy_hash)
             ok = False
         user = _user(row) if row is not None else None
-        if not within_name:
-            why = "too many failed attempts: refused for 15 minutes"
-        elif not within_all:
-            why = "too many failed sign-ins on this server: refused for 5 minutes"
+        if not within_source:
+            why = REFUSED_SOURCE
+        elif wait > 0:
+            why = SLOWED_NAME
         elif user is None:
             why = "unknown user name"
         elif not user.is_active:
@@ -249,12 +360,35 @@ class UserAccounts:
             why = ""
         with self._write() as conn:
             if why:
-                self._audit(conn, None, "sign-in failed", why, username=name or "(empty)")
-                return None
-            self._release_attempt(conn, "all")
+                self._audit(conn, None, "sign-in failed", f"{why} (from {where})", username=name or "(empty)")
+                return SignInOutcome(None, source_refused=not within_source, wait_seconds=wait)
+            self._release_attempt(conn, "source:" + where)
             self._release_attempt(conn, "user:" + name)
-            self._audit(conn, user, "sign-in", "password")
-        return user
+            self._audit(conn, user, "sign-in", f"password (from {where})")
+        return SignInOutcome(user)
+
+    def slowed_names(self, actor: User) -> list[tuple[str, int, float]]:
+        """The user names whose sign-in is slowed down now, with their failed attempts and the seconds
+        until their next password check (supervisors only)."""
+        now = _now()
+        t = sign_in_throttle
+        with self._read() as conn:
+            self._require(self._actor(conn, actor), N_("see the users"), Role.SUPERVISOR)
+            rows = conn.execute(sa.select(t.c.key, t.c.attempts, t.c.next_at).where(
+                t.c.key.like("user:%"), t.c.attempts >= NAME_FREE_ATTEMPTS,
+                t.c.window_start >= now - NAME_SIGN_IN_WINDOW).order_by(t.c.key)).all()
+        return [(r.key[len("user:"):], int(r.attempts),
+                 max((_aware(r.next_at) - now).total_seconds(), 0.0) if r.next_at is not None else 0.0)
+                for r in rows]
+
+    def unlock(self, actor: User, username: str) -> None:
+        """End the sign-in slow-down of a user name at once (supervisors only; audited)."""
+        name = str(username or "").strip().lower()[:200]
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            self._require(user, N_("unlock users"), Role.SUPERVISOR)
+            conn.execute(sign_in_throttle.delete().where(sign_in_throttle.c.key == "user:" + name))
+            self._audit(conn, user, "sign-in unlocked", name)
 
     def user_for_identity(self, email_or_username: str) -> User | None:
         """The active user whose user name or e-mail is the identity of an OpenID Connect sign-in
@@ -292,9 +426,12 @@ class UserAccounts:
         return [_user(r) for r in rows]
 
     @staticmethod
-    def _end_user_sessions(conn, user_id: int) -> None:
-        conn.execute(sessions.update().where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
-                     .values(ended_at=_now(), ticket_hash=None))
+    def _end_user_sessions(conn, user_id: int, keep: int | None = None) -> None:
+        """End every open session of a user (but ``keep``, when given)."""
+        where = [sessions.c.user_id == user_id, sessions.c.ended_at.is_(None)]
+        if keep is not None:
+            where.append(sessions.c.id != int(keep))
+        conn.execute(sessions.update().where(*where).values(ended_at=_now(), ticket_hash=None))
 
     def _target(self, conn, username: str):
         row = conn.execute(sa.select(users).where(users.c.username == str(username or "").strip().lower())).first()
@@ -302,8 +439,11 @@ class UserAccounts:
             raise InputError(_("There is no user named '{name}'.").format(name=username))
         return row
 
-    def set_password(self, actor: User, username: str, password: str | None) -> None:
-        """A new password (supervisors for anyone; every user for themself)."""
+    def set_password(self, actor: User, username: str, password: str | None, *,
+                     keep_session: int | None = None) -> None:
+        """A new password (supervisors for anyone; every user for themself). It ends the user's open
+        sessions: all of them when a supervisor sets another user's password, all but
+        ``keep_session`` (the session that made the change) when a user sets her own."""
         with self._write() as conn:
             user = self._actor(conn, actor)
             target = self._target(conn, username)
@@ -311,9 +451,39 @@ class UserAccounts:
                 self._require(user, N_("change another user's password"), Role.SUPERVISOR)
             hashed = self._hash(password)
             conn.execute(users.update().where(users.c.id == target.id).values(password_hash=hashed))
-            if target.id != user.id:  # whoever knew the old password is signed out
-                self._end_user_sessions(conn, target.id)
+            # whoever knew the old password is signed out (the one changing her own stays signed in)
+            self._end_user_sessions(conn, target.id, keep=keep_session if target.id == user.id else None)
             self._audit(conn, user, "password changed", target.username)
+
+    def change_own_password(self, actor: User, current: str, new: str, *, keep_session: int | None = None,
+                            source: str | None = None) -> bool:
+        """A user's new password, given her current one (checked like a sign-in: counted against the
+        name's slow-down first). ``False`` when the current password is not right or the check must
+        wait; her other sessions end (:meth:`set_password`)."""
+        self._hash(new)  # the policy first: a refused new password costs no attempt
+        name = actor.username
+        with self._write() as conn:
+            wait = self._pass_name_gate(conn, "user:" + name)
+            row = conn.execute(sa.select(users.c.password_hash).where(users.c.id == actor.id)).first()
+        ok = wait == 0 and row is not None and bool(row.password_hash) and \
+            self._check_password(current, row.password_hash)
+        if not ok:
+            with self._write() as conn:
+                self._audit(conn, None, "password change failed",
+                            f"{'wrong current password' if wait == 0 else SLOWED_NAME} (from {_clean_source(source)})",
+                            username=name)
+            return False
+        with self._write() as conn:
+            self._release_attempt(conn, "user:" + name)
+        self.set_password(actor, name, new, keep_session=keep_session)
+        return True
+
+    def end_sessions(self, actor: User) -> None:
+        """Sign out everywhere: end every open session of ``actor`` (this browser's too); audited."""
+        with self._write() as conn:
+            user = self._actor(conn, actor)
+            self._end_user_sessions(conn, user.id)
+            self._audit(conn, user, "signed out everywhere")
 
     def deactivate(self, actor: User, username: str) -> None:
         """The user can no longer sign in, and their open sessions stop working (supervisors only).
