@@ -36,6 +36,7 @@ import os
 import platform
 import random
 import re
+import secrets
 import signal
 import statistics
 import subprocess
@@ -151,8 +152,10 @@ class StreamlitClient:
     a ``rerun_script`` BackMsg per page (page name and query string), ForwardMsgs until
     ``script_finished``."""
 
-    def __init__(self, url: str, cookies: dict[str, str], name: str, own: str, tally: Tally):
+    def __init__(self, url: str, cookies: dict[str, str], name: str, own: str, tally: Tally,
+                 browser_key: str | None = None):
         self.url, self.cookies, self.name, self.own, self.tally = url, dict(cookies), name, own, tally
+        self.browser_key = browser_key  # what the dashboard's page keeps in localStorage (ui.auth)
         self.ws = None
 
     async def connect(self) -> None:
@@ -176,19 +179,30 @@ class StreamlitClient:
         return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
     async def page(self, page_name: str, query: str = "") -> bytes:
-        """Run one page; every message's bytes, joined. Raises on an exception element."""
+        """Run one page; every message's bytes, joined. Raises on an exception element. A tab's
+        first page asks for the browser key (ui.auth: "Checking your sign-in …"): answered as the
+        page's script does, with the key's trigger value, and the page runs on."""
         from streamlit.proto.BackMsg_pb2 import BackMsg
         from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
-        msg = BackMsg()
-        state = msg.rerun_script
-        state.query_string = query
-        state.page_name = page_name
-        state.context_info.url = f"{self.url}/{page_name}" + (f"?{query}" if query else "")
-        state.context_info.locale = "en-US"
-        state.context_info.timezone = "UTC"
-        await self.ws.send(msg.SerializeToString())
+        def rerun(proof_widget: str | None = None, page_hash: str = "") -> bytes:
+            msg = BackMsg()
+            state = msg.rerun_script
+            state.query_string = query
+            state.page_name = page_name
+            state.page_script_hash = page_hash  # the same page: its widgets' states are kept
+            state.context_info.url = f"{self.url}/{page_name}" + (f"?{query}" if query else "")
+            state.context_info.locale = "en-US"
+            state.context_info.timezone = "UTC"
+            if proof_widget is not None:
+                widget = state.widget_states.widgets.add()
+                widget.id = f"$$STREAMLIT_INTERNAL_KEY_{proof_widget}__events"
+                widget.json_trigger_value = json.dumps([{"event": "proof", "value": self.browser_key or "none"}])
+            return msg.SerializeToString()
+
+        await self.ws.send(rerun())
         seen = []
+        proof_widget, page_hash = None, ""
         deadline = time.monotonic() + 120
         while True:
             raw = await asyncio.wait_for(self.ws.recv(), timeout=max(1, deadline - time.monotonic()))
@@ -196,13 +210,22 @@ class StreamlitClient:
             fwd = ForwardMsg()
             fwd.ParseFromString(raw)
             kind = fwd.WhichOneof("type")
-            if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element" \
-                    and fwd.delta.new_element.WhichOneof("type") == "exception":
-                exc = fwd.delta.new_element.exception
-                raise RuntimeError(f"{exc.type}: {exc.message[:200]}")
+            if kind == "navigation":
+                page_hash = fwd.navigation.page_script_hash
+            if kind == "delta" and fwd.delta.WhichOneof("type") == "new_element":
+                element = fwd.delta.new_element
+                if element.WhichOneof("type") == "exception":
+                    raise RuntimeError(f"{element.exception.type}: {element.exception.message[:200]}")
+                if element.WhichOneof("type") == "bidi_component" and "alliance_browser_key" in \
+                        element.bidi_component.component_name:
+                    proof_widget = element.bidi_component.id
             if kind == "script_finished":
                 status = fwd.script_finished
                 if status in (ForwardMsg.FINISHED_SUCCESSFULLY, ForwardMsg.FINISHED_FRAGMENT_RUN_SUCCESSFULLY):
+                    if proof_widget is not None:  # the page asked for the browser key and stopped
+                        await self.ws.send(rerun(proof_widget, page_hash))
+                        proof_widget = None
+                        continue
                     return b"".join(seen)
                 if status == ForwardMsg.FINISHED_EARLY_FOR_RERUN:
                     continue  # the page reran itself (st.rerun); its next run follows
@@ -218,9 +241,9 @@ class StreamlitClient:
             await self.ws.close()
 
 
-async def light_therapist(url: str, token: str, name: str, number: str, deadline: float, tally: Tally,
+async def light_therapist(url: str, token: str, key: str, name: str, number: str, deadline: float, tally: Tally,
                           rng: random.Random, ready: asyncio.Event) -> None:
-    client = StreamlitClient(url, {"alliance_session": token}, name, number, tally)
+    client = StreamlitClient(url, {"alliance_session": token}, name, number, tally, key)
     own = [f"pat-t{number}-{p:03d}" for p in range(1, PATIENTS_PER_THERAPIST + 1)]
     await client.connect()
     await ready.wait()
@@ -418,11 +441,13 @@ def main() -> int:
                     "--session", "session", "--symptoms", "symptoms", "--alliance", "alliance", "--therapist",
                     "therapist", **{"ALLIANCE_PASSWORD": PASSWORD})
         clinic = ClinicStore(stack.env["DATABASE_URL"])
-        tokens = {}
+        tokens, keys = {}, {}
         for t in range(2, therapists + 1):  # t01 is the one in Chromium
-            user = clinic.authenticate(f"t{t:02d}", PASSWORD)
+            name = f"t{t:02d}"
+            user = clinic.authenticate(name, PASSWORD)
             _, ticket = clinic.start_session(user)
-            tokens[f"t{t:02d}"] = clinic.redeem_ticket(ticket)[0]
+            keys[name] = secrets.token_urlsafe(32)  # the browser key a sign-in binds the session to
+            tokens[name] = clinic.redeem_ticket(ticket, keys[name])[0]
         print(f"  clinic: {therapists * PATIENTS_PER_THERAPIST:,} patients, "
               f"{sum(1 for _ in open(data)) - 1:,} sessions; stack at {stack.url}, files in {folder}")
 
@@ -435,7 +460,7 @@ def main() -> int:
             for port in stack.replicas:
                 start = time.monotonic()
                 client = StreamlitClient(f"http://127.0.0.1:{port}", {"alliance_session": tokens["t02"]}, "t02",
-                                         "02", warm)
+                                         "02", warm, keys["t02"])
                 await client.connect()
                 await client.page("overview")
                 await client.page("patient", "patient=pat-t02-001")
@@ -443,7 +468,7 @@ def main() -> int:
                 print(f"  warm-up of the replica on {port} (first caseload and patient page): "
                       f"{time.monotonic() - start:.1f} s")
             deadline = time.monotonic() + args.seconds + 30  # the browsers sign in first
-            tasks = [asyncio.create_task(light_therapist(stack.url, token, name, name[1:], deadline, tally,
+            tasks = [asyncio.create_task(light_therapist(stack.url, token, keys[name], name, name[1:], deadline, tally,
                                                          random.Random(rng.random()), ready))
                      for name, token in tokens.items()]
             tasks.append(asyncio.create_task(browser_users(stack.url, tally, deadline, ("t01", "01"), folder,

@@ -1,4 +1,5 @@
-"""The README's Dask recipe, run as written: a scheduler and two workers started from ``/`` with the
+"""The README's Dask recipe, run as written: a scheduler and two workers started from a folder that is
+not the project's (``cd ~``, HOME set to the test's folder), with the
 project's environment (the project is installed in it as a package, pyproject.toml), then
 ``alliance power … --scheduler``; the report equals the one computed on this machine's cores with
 the same seed. The README's placeholders (the project's path, the address 10.0.0.5, the port 8786)
@@ -35,49 +36,68 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def commands(script: str) -> list[list[str]]:
+    """The ``alliance …`` commands of the block, each as its words (continuation lines joined)."""
+    import shlex
+
+    text = script.replace("\\\n", " ")
+    return [shlex.split(line[line.index("bin/alliance ") + len("bin/alliance "):])
+            for line in text.splitlines() if "bin/alliance " in line]
+
+
+def on_local_cores(words: list[str], out: Path) -> list[str]:
+    """The same command on this machine's cores: no --scheduler, one process, another --out."""
+    words = list(words)
+    i = words.index("--scheduler")
+    del words[i:i + 2]
+    words[words.index("--out") + 1] = str(out)
+    return [*words, "--workers", "1"]
+
+
 @pytest.mark.slow
 def test_readme_dask_recipe_runs_as_written_from_the_root_folder(tmp_path):
     block = readme_dask_block()
-    assert "cd /\n" in block + "\n" and "--scheduler tcp://10.0.0.5:8786" in block
+    assert block.startswith("cd ~") and "--scheduler tcp://10.0.0.5:8786" in block
     venv = VENV_BIN.parent
     port = str(free_port())
     script = (block.replace("/path/to/alliance-dashboard/.venv", str(venv))
               .replace("/path/to/alliance-dashboard", str(ROOT))
-              .replace("10.0.0.5", "127.0.0.1").replace("8786", port)
-              .replace("--out power.json", f"--out {tmp_path / 'dask.json'}"))
+              .replace("10.0.0.5", "127.0.0.1").replace("8786", port))
+    env_home = tmp_path  # `cd ~`: the test's own folder, not the project's
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = "/usr/bin:/bin"  # nothing of the project's on the PATH either
-    # Wait for both workers before the power command (the README's reader starts it by hand later).
+    env["HOME"] = str(env_home)
+    # Wait for both workers before the first command (the README's reader starts it by hand later).
     wait = (f"{venv}/bin/python -c \"from distributed import Client; "
             f"c = Client('tcp://127.0.0.1:{port}', timeout=60); c.wait_for_workers(2, timeout=120); c.close()\"")
     lines = script.splitlines()
-    power_at = next(i for i, line in enumerate(lines) if "bin/alliance power" in line)
-    script = "\n".join([*lines[:power_at], wait, *lines[power_at:]])
+    first = next(i for i, line in enumerate(lines) if "bin/alliance " in line)
+    script = "\n".join([*lines[:first], wait, *lines[first:]])
     # The scheduler and the workers are the script's background jobs: stopped when it ends, however.
     script = "trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT\n" + script
-    proc = subprocess.Popen(["bash", "-ec", script],
-                            cwd="/", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(["bash", "-ec", script], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=600)
+        out, err = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, err[-3000:]
-    dask = json.loads((tmp_path / "dask.json").read_text())
-    assert dask["engine"].startswith("the Dask cluster at tcp://127.0.0.1:")
-    # The same command on this machine's cores (one process), same seed.
-    local_args = re.sub(r"\s*--scheduler \S+", "", script[script.index("bin/alliance power") + len("bin/alliance "):])
-    local_args = local_args.replace("\\\n", " ").replace(str(tmp_path / "dask.json"), str(tmp_path / "local.json"))
-    local_args = local_args.split("\n")[0]
-    local = subprocess.run([str(venv / "bin" / "alliance"), *shlex_split(local_args), "--workers", "1"],
-                           cwd="/", env=env, capture_output=True, text=True, timeout=600)
-    assert local.returncode == 0, local.stderr[-3000:]
-    one = json.loads((tmp_path / "local.json").read_text())
-    assert dask["power"] == one["power"] and dask["seed"] == one["seed"] == 1
-
-
-def shlex_split(text: str) -> list[str]:
-    import shlex
-
-    return shlex.split(text)
+    runs = commands(script)
+    assert [words[0] for words in runs] == ["power", "fit"]
+    for words in runs:
+        spread = json.loads((tmp_path / words[words.index("--out") + 1]).read_text())
+        local_out = tmp_path / ("local_" + words[0] + ".json")
+        local = subprocess.run([str(venv / "bin" / "alliance"), *on_local_cores(words, local_out)], cwd="/",
+                               env=env, capture_output=True, text=True, timeout=900)
+        assert local.returncode == 0, local.stderr[-3000:]
+        one = json.loads(local_out.read_text())
+        if words[0] == "power":
+            assert spread["engine"].startswith("the Dask cluster at tcp://127.0.0.1:")
+            assert spread["power"] == one["power"] and spread["seed"] == one["seed"] == 1
+        else:  # the bootstrap intervals: the same refits, whoever does them
+            assert spread["confint_method"] == "boot" and len(spread["confint"]) == len(one["confint"]) == 5
+            for a, b in zip(spread["confint"], one["confint"]):
+                assert a["parameter"] == b["parameter"]
+                assert a["low"] == pytest.approx(b["low"], rel=1e-9, abs=1e-12)
+                assert a["high"] == pytest.approx(b["high"], rel=1e-9, abs=1e-12)

@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
     parser.add_argument("--nboot", type=int, default=1000, help=_("bootstrap samples for --confint boot (1000)"))
     parser.add_argument("--seed", type=int, default=1, help=_("seed of --confint boot (1)"))
     parser.add_argument("--workers", type=int, help=_("processes for --confint boot (default: every core)"))
+    parser.add_argument("--scheduler", help=_("--confint boot on a Dask cluster: the scheduler's address, e.g. "
+                                              "tcp://10.0.0.5:8786 (default: this machine's cores)"))
     parser.set_defaults(func=run)
 
 
@@ -41,7 +43,12 @@ def run(args) -> dict:
         from core.reporting.json_report import clean
         from core.stats.intervals import confint
 
-        intervals = confint(fit, args.confint, nboot=args.nboot, seed=args.seed, workers=args.workers)
+        runner = None
+        if args.confint == "boot" and args.scheduler:
+            from core.stats.power_run import DaskRunner
+
+            runner = DaskRunner(args.scheduler)
+        intervals = confint(fit, args.confint, nboot=args.nboot, seed=args.seed, workers=args.workers, runner=runner)
         report["confint"] = intervals.records()
         report["confint_method"] = args.confint
         report["warnings"] = list(dict.fromkeys(list(report.get("warnings", [])) + list(intervals.warnings)))
