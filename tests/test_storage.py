@@ -170,6 +170,29 @@ def test_several_processes_opening_an_empty_database_at_once(db_url):
     s.close()
 
 
+def test_a_first_open_waits_for_another_process_setting_up_the_file(tmp_path):
+    """The flaky first open: SQLite answers ``PRAGMA journal_mode = WAL`` "database is locked" at
+    once, without waiting, while another connection writes the new file in its rollback journal
+    (as happens when several processes open a fresh clinic database together). The open waits."""
+    path = tmp_path / "clinic.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE first_writer (x)")
+    release = threading.Timer(3.0, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        started = time.monotonic()
+        opened = ClinicStore(f"sqlite:///{path}", bcrypt_rounds=4)
+        assert time.monotonic() - started >= 2.5
+        assert len(opened._secret) == 32
+        with opened.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        opened.close()
+    finally:
+        release.join()
+        other.close()
+
+
 def test_default_location_and_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path / "nested" / "data"))
