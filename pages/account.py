@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core.i18n import LANGUAGES, _, get_language
+from core.store import StoreUnwritable
 from core.store.users import role_label
 from ui.auth import clinic_store, current_user, session_ended_note, sign_in, sign_out, stored_language
 from ui.language import SOURCE_KEY, after_sign_in
@@ -85,7 +86,11 @@ with st.form("sign_in_form"):
     password = st.text_input(_("Password"), type="password", key="sign_in_password")
     submitted = st.form_submit_button(_("Sign in"), type="primary")
 if submitted:
-    found = store.authenticate(username.strip(), password)
+    try:
+        found = store.authenticate(username.strip(), password)
+    except StoreUnwritable as err:  # disk full, read-only: one sentence, not Streamlit's error box
+        st.error(str(err))
+        st.stop()
     if found is None:
         st.error(_("User name or password is not right, the account is deactivated, or it is locked for "
                    "15 minutes after 10 failed attempts."))

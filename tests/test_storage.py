@@ -660,6 +660,118 @@ def test_the_audit_log(clinic):
         store.log(None, "export")
 
 
+def test_audit_entries_store_typed_text_escaped_on_one_line(clinic):
+    """A failed sign-in name with line breaks, a patient ID with a tab: stored escaped (issue 25)."""
+    store, people = clinic
+    sup, ana = people["supervisor"], people["therapist-ana"]
+    forged = "eve\n2026-12-01 09:00:00+00:00,boss,supervisor,export,Clinic\\x\u2028\x00"
+    assert store.authenticate(forged, "guess") is None
+    store.log(ana, "export", "report\r\nfor\tA01")
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT username, detail FROM audit_log ORDER BY id DESC LIMIT 2")).all()
+    assert stored[0] == ("demo-therapist-ana", "report\\r\\nfor\\tA01")
+    assert stored[1][0] == "eve\\n2026-12-01 09:00:00+00:00,boss,supervisor,export,clinic\\\\x\\u2028\\x00"
+    log = store.audit_log(sup)
+    assert not any(ch in "".join(log["username"]) + "".join(log["detail"]) for ch in "\n\r\t\x00\u2028")
+    # an entry stored before text was escaped is shown on one line too
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO audit_log (at, username, action, detail) VALUES "
+                             "(:at, 'old', 'sign-in failed', 'a\nb')"), {"at": pd.Timestamp.now(tz="UTC").to_pydatetime()})
+    assert store.audit_log(sup).iloc[0]["detail"] == "a\\nb"
+
+
+def test_database_files_are_private_and_never_reached_through_a_link(tmp_path):
+    folder = tmp_path / "data"
+    s = ClinicStore(f"sqlite:///{folder / 'clinic.db'}", bcrypt_rounds=4)
+    s.seed_demo()
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    for name in ("clinic.db", "clinic.db-wal", "clinic.db-shm"):
+        assert oct((folder / name).stat().st_mode & 0o777) == "0o600", name
+    s.close()
+    elsewhere = tmp_path / "elsewhere.db"
+    for planted in ("clinic.db", "clinic.db-wal", "clinic.db-journal"):
+        other = tmp_path / f"other_{planted.replace('.', '_')}"
+        other.mkdir()
+        (other / planted).symlink_to(elsewhere)
+        with pytest.raises(InputError, match="symbolic link"):
+            ClinicStore(f"sqlite:///{other / 'clinic.db'}", bcrypt_rounds=4)
+        assert not elsewhere.exists()
+
+
+def test_data_folder_files_are_written_privately_and_never_through_a_link(tmp_path):
+    from core.files import write_private_file
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "mappings.tmp").symlink_to(victim)       # a planted temporary name is never opened
+    (folder / "mappings.json.tmp").symlink_to(victim)
+    write_private_file(folder / "mappings.json", "[1]")
+    assert victim.read_text() == "keep" and (folder / "mappings.json").read_text() == "[1]"
+    assert oct((folder / "mappings.json").stat().st_mode & 0o777) == "0o600"
+    (folder / "secrets.json").symlink_to(victim)        # nor is a target that is a link
+    with pytest.raises(InputError, match="symbolic link"):
+        write_private_file(folder / "secrets.json", "x")
+    assert victim.read_text() == "keep"
+    assert sorted(p.name for p in folder.iterdir()) == ["mappings.json", "mappings.json.tmp", "mappings.tmp",
+                                                        "secrets.json"]
+
+
+@pytest.fixture
+def fill_disk():
+    """Call it, and every SQLite connection opened afterwards may grow its file by a few pages
+    only: a full disk."""
+    def cap(dbapi_connection, _record):
+        if isinstance(dbapi_connection, sqlite3.Connection):
+            pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+            dbapi_connection.execute(f"PRAGMA max_page_count = {pages + 3}")
+
+    yield lambda: sa.event.listen(sa.engine.Engine, "connect", cap)
+    if sa.event.contains(sa.engine.Engine, "connect", cap):
+        sa.event.remove(sa.engine.Engine, "connect", cap)
+
+
+def test_a_full_disk_is_one_sentence_and_changes_nothing(tmp_path, monkeypatch, fill_disk, capsys):
+    """SQLite's "database or disk is full" (PostgreSQL's 53100 the same way): one plain sentence,
+    exit 2 on the command line, instead of an internal error."""
+    from core.cli import main
+
+    monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ALLIANCE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ALLIANCE_NEW_PASSWORD", PASSWORD)
+    monkeypatch.setenv("ALLIANCE_PASSWORD", PASSWORD)
+    assert main(["store", "init"]) == 0
+    assert main(["store", "add-user", "head", "--role", "supervisor"]) == 0
+    big = pd.DataFrame({"patient": [f"P{i:05d}-{'x' * 40}" for i in range(3000)], "session": 1, "symptoms": 50})
+    big.to_csv(tmp_path / "big.csv", index=False)
+    fill_disk()
+    capsys.readouterr()
+    code = main(["store", "import", str(tmp_path / "big.csv"), "--dataset", "Clinic", "--user", "head",
+                 "--patient", "patient", "--session", "session", "--symptoms", "symptoms"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.count("\n") == 0, err
+    assert "the disk it is on is full" in err and "Nothing was changed" in err and "internal error" not in err
+    from core.store import StoreUnwritable
+    from core.store.engine import unwritable_message
+
+    s = ClinicStore(f"sqlite:///{tmp_path / 'clinic.db'}", bcrypt_rounds=4)
+    head = s.authenticate("head", PASSWORD)
+    assert s.dataset_names(head) == []
+    with pytest.raises(StoreUnwritable, match="disk it is on is full"):
+        s.apply_upload(head, s.preview_upload(head, "Clinic", validated(big)))
+    s.close()
+
+    class PgError(Exception):
+        def __init__(self, sqlstate, text):
+            super().__init__(text)
+            self.sqlstate = sqlstate
+
+    assert "full" in unwritable_message(PgError("53100", 'could not extend file "base/1/2": No space left on device'))
+    assert "read-only" in unwritable_message(PgError("25006", "cannot execute INSERT in a read-only transaction"))
+    assert unwritable_message(PgError("23505", "duplicate key")) is None
+
+
 def test_repeated_failed_sign_ins_are_refused_for_a_while(store):
     store.seed_demo()
     for _ in range(10):
