@@ -18,6 +18,14 @@ unbounded time or memory. They are stated in the README (section "Reading files:
   unpacks to more than it declares is refused as damaged while it is read.
 - :data:`MAX_ZIP_DIRECTORY_BYTES`: the size of an .xlsx file's ZIP directory (a workbook has a
   few dozen parts; a directory of millions of entries would cost memory before any check).
+- :data:`MAX_SHEETS`: the sheets a workbook lists (LibreOffice's own limit), and
+  :data:`MAX_SHEET_NAME_CHARS` characters in a sheet's name, so that the sheet choice never
+  gets millions of names (a 13 MB workbook can list 2.5 million); counted while the workbook's
+  list is read.
+- :data:`MAX_SHARED_STRINGS` and :data:`MAX_SHARED_STRING_CHARS`: the texts of a workbook's
+  shared-string table (``sharedStrings.xml``) and their characters in all, counted while it is read.
+- :data:`MAX_TEXT_CHARS`: the characters of all the cells read from one sheet (a short text used
+  by millions of cells counts each time): about as much text as the largest CSV file read.
 
 The rows, cells and file-size limits of a CSV file can be raised for one read (:class:`Limits`):
 the command line's ``--max-rows N`` does so for a file given by path by someone who can run
@@ -36,6 +44,11 @@ MAX_CELL_CHARS = 32_767
 MAX_FILE_BYTES = 200 * 2 ** 20
 MAX_UNPACKED_BYTES = 128 * 2 ** 20
 MAX_ZIP_DIRECTORY_BYTES = 4 * 2 ** 20
+MAX_SHEETS = 10_000
+MAX_SHEET_NAME_CHARS = 255
+MAX_SHARED_STRINGS = 2_000_000
+MAX_SHARED_STRING_CHARS = 64_000_000
+MAX_TEXT_CHARS = 200_000_000
 
 
 @dataclass(frozen=True)
