@@ -371,7 +371,7 @@ def test_xlsx_shared_strings_are_counted_while_read(tmp_path, monkeypatch):
     body = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>3</v></c></row>'
     monkeypatch.setattr(xlsx, "MAX_SHARED_STRINGS", 4)
     assert read_table(workbook(tmp_path, body, shared=["p", "x", "y", "s"]), filename="x.xlsx").columns == ["p", "s"]
-    with pytest.raises(InputError, match=r"more than 4 different texts in its shared-string table \(sharedStrings.xml\)"):
+    with pytest.raises(InputError, match=r"more than 4 different texts in its shared-string table \(sharedStr"):
         read_table(workbook(tmp_path, body, shared=["p", "x", "y", "s", "z"]), filename="x.xlsx")
     monkeypatch.setattr(xlsx, "MAX_SHARED_STRING_CHARS", 10)
     assert read_table(workbook(tmp_path, body, shared=["pp", "xxx", "yyy", "ss"]), filename="x.xlsx").columns == \

@@ -676,7 +676,8 @@ def test_audit_entries_store_typed_text_escaped_on_one_line(clinic):
     # an entry stored before text was escaped is shown on one line too
     with store.engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO audit_log (at, username, action, detail) VALUES "
-                             "(:at, 'old', 'sign-in failed', 'a\nb')"), {"at": pd.Timestamp.now(tz="UTC").to_pydatetime()})
+                             "(:at, 'old', 'sign-in failed', 'a\nb')"),
+                     {"at": pd.Timestamp.now(tz="UTC").to_pydatetime()})
     assert store.audit_log(sup).iloc[0]["detail"] == "a\\nb"
 
 

@@ -12,5 +12,6 @@ from core.store.uploads import UploadPreview, UploadResult
 from core.store.users import Role, User
 
 __all__ = ["AccessDenied", "ClinicStore", "DEMO_DATASET", "DEMO_PASSWORD", "DatasetInfo", "NoSuchDataset",
-           "NoSuchPatient", "Role", "StoreBusy", "StoreUnwritable", "UploadConflict", "UploadPreview", "UploadResult", "User",
+           "NoSuchPatient", "Role", "StoreBusy", "StoreUnwritable", "UploadConflict", "UploadPreview", "UploadResult",
+           "User",
            "alembic_config", "dashboard_url", "default_url", "demo_url", "metadata", "normalise_url", "open_engine"]

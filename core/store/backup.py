@@ -69,7 +69,7 @@ from core.files import private_writer
 from core.i18n import N_, _
 from core.store.engine import _now
 from core.store.schema import audit_log, datasets, excluded_rows, observations, settings, uploads, users
-from core.store.users import Role, User
+from core.store.users import Role, User, role_label
 
 FORMAT = "alliance-dashboard backup"
 FORMAT_VERSION = 1
@@ -319,7 +319,8 @@ class Backups:
                     _write_lines(archive, batch, digest)
                     archive.write(_line({"end": True, "counts": counts, "sha256": digest.hexdigest()}))
             except OSError as err:
-                raise InputError(_("Could not write {out}: {error}.").format(out=out, error=err.strerror or err)) from None
+                raise InputError(_("Could not write {out}: {error}.").format(
+                    out=out, error=err.strerror or err)) from None
         what = (_audit_name(ds.name) if dataset is not None else "the whole database")
         self.log(actor, "export", f"backup of {what} (command line: {Path(out).name}; {counts['observations']} "
                                   f"patient-sessions, {counts['users']} users)")
@@ -375,9 +376,10 @@ class Backups:
             else:
                 who = (f"into an empty database, as the backup's {username.strip().lower()}" if username
                        else "into an empty database, no sign-in") + f", system user {_system_user()}"
+            what = "the whole database" if header["scope"] == "database" else _audit_name(header["dataset"])
             self._audit(conn, user, "restore",
-                        f"backup of {'the whole database' if header['scope'] == 'database' else _audit_name(header['dataset'])}"
-                        f" made {header['created_at']} by {header['created_by']} (file {archive.name}; {who}): "
+                        f"backup of {what} made {header['created_at']} by {header['created_by']} "
+                        f"(file {archive.name}; {who}): "
                         f"{restored['observations']} patient-sessions in {', '.join(names) or 'no data set'}, "
                         f"{restored['users_added']} users added, {restored['users_matched']} users matched",
                         username=None if user is not None else "restore (command line)")
@@ -421,8 +423,8 @@ class Backups:
                 raise InputError(_("The user '{name}' is a {role} with therapist code '{code}' here but a {role2} with "
                                    "therapist code '{code2}' in the backup, so her access would change; restore it "
                                    "into an empty database.").format(
-                    name=u["username"], role=row.role, code=row.therapist_code or "", role2=u["role"],
-                    code2=u["therapist_code"] or ""))
+                    name=u["username"], role=role_label(row.role), code=row.therapist_code or "",
+                    role2=role_label(u["role"]), code2=u["therapist_code"] or ""))
         return user
 
     @staticmethod
@@ -445,7 +447,8 @@ class Backups:
         dataset_ids, upload_ids = {}, {}
         for d in archive.rows("datasets"):
             values = {k: v for k, v in d.items() if k != "id"}
-            dataset_ids[d["id"]] = conn.execute(datasets.insert().values(**values).returning(datasets.c.id)).scalar_one()
+            dataset_ids[d["id"]] = conn.execute(datasets.insert().values(**values)
+                                                .returning(datasets.c.id)).scalar_one()
         for u in archive.rows("uploads"):
             values = {k: v for k, v in u.items() if k != "id"}
             values["dataset_id"] = self._mapped(dataset_ids, u["dataset_id"], archive)
