@@ -36,9 +36,9 @@ def refuse_links(*paths: str | os.PathLike) -> None:
 
 
 def private_folder(path: str | os.PathLike) -> Path:
-    """``path`` as a folder: created (with its parents) ``0700`` when missing; a link is refused."""
+    """``path`` as a folder: created (with its parents) ``0700`` when missing. A folder that exists is
+    left as it is (the administrator's choice, also when it is a link to a folder)."""
     path = Path(path)
-    refuse_links(path)
     if not path.is_dir():
         path.mkdir(mode=PRIVATE_FOLDER, parents=True, exist_ok=True)
         os.chmod(path, PRIVATE_FOLDER)  # mkdir's mode is reduced by the umask
