@@ -664,13 +664,13 @@ def test_audit_entries_store_typed_text_escaped_on_one_line(clinic):
     """A failed sign-in name with line breaks, a patient ID with a tab: stored escaped (issue 25)."""
     store, people = clinic
     sup, ana = people["supervisor"], people["therapist-ana"]
-    forged = "eve\n2026-12-01 09:00:00+00:00,boss,supervisor,export,Clinic\\x\u2028\x00"
+    forged = "eve\n2026-12-01 09:00:00+00:00,boss,supervisor,export,Clinic\\x\u2028\x1b"
     assert store.authenticate(forged, "guess") is None
-    store.log(ana, "export", "report\r\nfor\tA01")
+    store.log(ana, "export", "report\r\nfor\tA01\x00")  # PostgreSQL refuses a NUL in text: stored escaped
     with store.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT username, detail FROM audit_log ORDER BY id DESC LIMIT 2")).all()
-    assert stored[0] == ("demo-therapist-ana", "report\\r\\nfor\\tA01")
-    assert stored[1][0] == "eve\\n2026-12-01 09:00:00+00:00,boss,supervisor,export,clinic\\\\x\\u2028\\x00"
+    assert stored[0] == ("demo-therapist-ana", "report\\r\\nfor\\tA01\\x00")
+    assert stored[1][0] == "eve\\n2026-12-01 09:00:00+00:00,boss,supervisor,export,clinic\\\\x\\u2028\\x1b"
     log = store.audit_log(sup)
     assert not any(ch in "".join(log["username"]) + "".join(log["detail"]) for ch in "\n\r\t\x00\u2028")
     # an entry stored before text was escaped is shown on one line too

@@ -246,16 +246,20 @@ class _Archive:
         return item
 
     def rows(self, table: str):
-        """The archive's rows of ``table``, checked, in order (a second pass over the file)."""
+        """The archive's rows of ``table``, checked, in order (another pass over the file, whole as the
+        first pass found it: only the lines of ``table``, as :func:`_line` begins them, are parsed)."""
+        prefix = _line({"table": table})[:-2]  # b'{"table":"observations"'
+        seen = False
         try:
             with _open_archive(self.path) as stream:
                 next(stream)
                 for raw in stream:
-                    item = json.loads(raw)
-                    if item.get("end") is True:
-                        return
-                    if item["table"] == table:
+                    if raw.startswith(prefix):
+                        seen = True
+                        item = json.loads(raw)
                         yield _row(table, item["row"])
+                    elif seen:  # the tables come one after another
+                        return
         except (OSError, EOFError, gzip.BadGzipFile, UnicodeDecodeError, json.JSONDecodeError, _Damaged,
                 KeyError, ValueError):
             raise InputError(_(DAMAGED).format(file=self.name)) from None
