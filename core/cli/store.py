@@ -87,9 +87,7 @@ def add_parser(sub) -> None:
 
 
 def _open(create: bool):
-    from core.store import ClinicStore, default_url
-
-    from core.store import StoreUnwritable
+    from core.store import ClinicStore, StoreUnwritable, default_url
 
     url = default_url()
     if (not create and url.startswith("sqlite:///") and not url.startswith("sqlite:///file:")
