@@ -46,6 +46,7 @@ import hostile_files as hostile  # noqa: E402
 OUT = ROOT / "bench" / "out" / "hostile"
 SECONDS, PEAK_MB = 60, 2048
 ROLES = hostile.ROLES
+ROLES_OF = {"UTF-8 rows in a Latin-1 file (csv)": ["--patient", "paciente", "--session", "sesion", "--symptoms", "oq"]}
 TIME = shutil.which("time", path="/usr/bin")
 
 UPLOAD = """
@@ -134,6 +135,12 @@ def files(folder: Path) -> dict[str, tuple[Path, list[str]]]:
         "300 headers of 30,000 characters (csv)": hostile.csv_long_headers(folder),
         "entity expansion (xlsx)": hostile.xlsx_entity_expansion(folder),
         "random bytes (xlsx)": hostile.not_a_zip(folder),
+        "2.5 million sheets, 13 MB (xlsx)": hostile.xlsx_many_sheets(folder),
+        "5.5 million shared strings (xlsx)": hostile.xlsx_many_shared_strings(folder),
+        "65 M characters of shared strings (xlsx)": hostile.xlsx_large_shared_strings(folder),
+        "one 32,000-char text in 3.2 M cells (xlsx)": hostile.xlsx_long_string_everywhere(folder),
+        "header of 228,000 characters (csv)": hostile.csv_long_header(folder),
+        "UTF-8 rows in a Latin-1 file (csv)": hostile.csv_mixed_encodings(folder),
     }
     out = {name: (path, []) for name, path in made.items()}
     out["folder as input"] = (folder, [])
@@ -195,7 +202,7 @@ def main() -> int:
           f"memory measured with {'/usr/bin/time -v' if TIME else 'os.wait4 (install Debian time for /usr/bin/time)'}")
     chosen = {k: v for k, v in files(OUT).items() if not args.only or args.only in k}
     report_path = str(OUT / "report.json")
-    cli = {name: measure(["-m", "core", "analyze", str(path), *ROLES,
+    cli = {name: measure(["-m", "core", "analyze", str(path), *ROLES_OF.get(name, ROLES),
                           *(extra if "--out" in extra else [*extra, "--out", report_path])])
            for name, (path, extra) in chosen.items()}
     missed = report("1. python -m core analyze", cli)

@@ -2,6 +2,7 @@
 import streamlit as st
 
 from core.i18n import LANGUAGES, _, get_language
+from core.store import StoreUnwritable
 from core.store.users import role_label
 from ui.auth import SESSION_KEY, clinic_store, current_user, session_ended_note, sign_in, \
     sign_out, sign_out_everywhere, stored_language
@@ -118,7 +119,11 @@ with st.form("sign_in_form"):
     password = st.text_input(_("Password"), type="password", key="sign_in_password")
     submitted = st.form_submit_button(_("Sign in"), type="primary")
 if submitted:
-    outcome = store.check_sign_in(username.strip(), password, source=st.context.ip_address)
+    try:
+        outcome = store.check_sign_in(username.strip(), password, source=st.context.ip_address)
+    except StoreUnwritable as err:  # disk full, read-only: one sentence, not Streamlit's error box
+        st.error(str(err))
+        st.stop()
     found = outcome.user
     if outcome.source_refused:
         st.error(_("Too many failed sign-ins from this computer: sign-in from here is refused for 15 minutes."))

@@ -30,7 +30,7 @@ from core.stats.models import (
     fit_formula_model,
     fit_ladder,
 )
-from ui.auth import download
+from ui.auth import clinic_store, current_user, download
 from ui.clinic import current_settings, measure_labels
 from ui.look import local_numbers, number_columns
 from ui.state import dataset_picker, demo_badge
@@ -359,7 +359,18 @@ st.caption(_("Command line: {command}").format(command=code(cli)))
 if own_formula:
     fit_cli = f"python -m core fit {ds.validated.source} --patient … --session … --symptoms … --formula \"{own_formula}\""
     st.caption(_("Your formula on the command line: {command}").format(command=code(fit_cli)))
-download(_("Download the report (HTML)"), key="report_html", mime="text/html",
-         file_name=_("alliance_report.html"), what=f"{ds.name}: HTML report",
-         data=lambda: report_html(ds.validated, ladder, [custom] if custom else [],
-                                  2023 if ds.is_demo else None, ds.name, lang))
+reader = current_user()
+clinic = clinic_store() if reader is not None else None
+
+
+def logged_report():
+    """Built by the server when the button is clicked (outside this run); the export is logged
+    once the report was built, never for a download that failed."""
+    html = report_html(ds.validated, ladder, [custom] if custom else [], 2023 if ds.is_demo else None, ds.name, lang)
+    if reader is not None:
+        clinic.log(reader, "export", f"{ds.name}: HTML report")
+    return html
+
+
+st.download_button(_("Download the report (HTML)"), logged_report, key="report_html", mime="text/html",
+                   file_name=_("alliance_report.html"), on_click="ignore")

@@ -50,6 +50,9 @@ _SHARED_REL = ('<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/
 SHEET_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
               '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
 SHEET_TAIL = '</sheetData></worksheet>'
+SST_HEAD = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+            '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">')
+SST_TAIL = '</sst>'
 
 
 class _Entry:
@@ -85,20 +88,23 @@ def _write_zip(path: Path, entries: list[_Entry]) -> Path:
     return path
 
 
-def write_xlsx(path: Path, sheet_xml: str | _Entry, shared_strings: list[str] | None = None) -> Path:
-    """A one-sheet workbook from the sheet's XML (or a ready ZIP entry for it)."""
+def write_xlsx(path: Path, sheet_xml: str | _Entry, shared_strings: list[str] | _Entry | None = None,
+               workbook: _Entry | None = None) -> Path:
+    """A one-sheet workbook from the sheet's XML (or a ready ZIP entry for it); ``shared_strings``
+    (texts, or a ready entry for ``xl/sharedStrings.xml``) and ``workbook`` (a ready entry for
+    ``xl/workbook.xml``) when given."""
     parts = [
         _deflated(_CONTENT_TYPES.format(shared=_SHARED_TYPE if shared_strings else "").encode(),
                   "[Content_Types].xml"),
         _deflated(_RELS.encode(), "_rels/.rels"),
-        _deflated(_WORKBOOK.encode(), "xl/workbook.xml"),
+        workbook or _deflated(_WORKBOOK.encode(), "xl/workbook.xml"),
         _deflated(_WORKBOOK_RELS.format(shared=_SHARED_REL if shared_strings else "").encode(),
                   "xl/_rels/workbook.xml.rels"),
     ]
-    if shared_strings:
-        sst = ('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-               '<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-               + "".join(f"<si><t>{s}</t></si>" for s in shared_strings) + "</sst>")
+    if isinstance(shared_strings, _Entry):
+        parts.append(shared_strings)
+    elif shared_strings:
+        sst = (SST_HEAD + "".join(f"<si><t>{s}</t></si>" for s in shared_strings) + SST_TAIL)
         parts.append(_deflated(sst.encode(), "xl/sharedStrings.xml"))
     sheet = sheet_xml if isinstance(sheet_xml, _Entry) else _deflated(sheet_xml.encode(), "xl/worksheets/sheet1.xml")
     return _write_zip(path, parts + [sheet])
@@ -264,9 +270,11 @@ def csv_one_wide_line(folder: Path, n_columns: int = 2_000_000) -> Path:
 
 
 class _SheetStream:
-    """A sheet's XML compressed as it is written (for sheets too large to hold in memory)."""
+    """A sheet's XML (or another part's, named ``name``) compressed as it is written (for parts
+    too large to hold in memory)."""
 
-    def __init__(self, level: int = 1):
+    def __init__(self, level: int = 1, name: str = "xl/worksheets/sheet1.xml"):
+        self.name = name
         self.comp = zlib.compressobj(level, zlib.DEFLATED, -15)
         self.chunks: list[bytes] = []
         self.crc = 0
@@ -281,7 +289,7 @@ class _SheetStream:
 
     def entry(self) -> _Entry:
         self.chunks.append(self.comp.flush())
-        return _Entry("xl/worksheets/sheet1.xml", b"".join(self.chunks), self.crc, self.size)
+        return _Entry(self.name, b"".join(self.chunks), self.crc, self.size)
 
 
 def xlsx_many_cells(folder: Path, n_rows: int = 1_048_576, n_columns: int = 24,
@@ -337,6 +345,31 @@ def csv_long_headers(folder: Path, n_columns: int = 300, length: int = 30_000) -
     return path
 
 
+def csv_long_header(folder: Path, n_columns: int = 12_003) -> Path:
+    """A valid long CSV whose header is over 200,000 characters (12,003 columns; issue 25): the last
+    column, ``extra_12002``, holds a number that varies with the session."""
+    extra = [f"extra_column_{i:05d}" for i in range(3, n_columns)]
+    lines = [",".join(["patient", "session", "symptoms", *extra])]
+    for i in range(40):
+        p, s = i // 4 + 1, i % 4 + 1
+        lines.append(",".join([f"P{p}", str(s), str(80 - 3 * s + (p * 7) % 5), *["1"] * (len(extra) - 1),
+                               str(s + (p % 3))]))
+    path = folder / "long_header.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def csv_mixed_encodings(folder: Path) -> Path:
+    """A records-system export in Windows-1252 with rows appended in UTF-8 (issue 25): patient
+    "José" in both encodings."""
+    latin = ["paciente,sesion,oq,nota"] + [f"{p},{s},{70 - 2 * s - k},señal" for k, p in
+                                           enumerate(["José", "Núñez", "Ana"]) for s in (1, 2, 3)]
+    utf8 = [f"{p},{s},{70 - 2 * s - k},mañana" for k, p in enumerate(["José", "Núñez", "Ana"]) for s in (4, 5)]
+    path = folder / "mixed_encodings.csv"
+    path.write_bytes(("\n".join(latin) + "\n").encode("cp1252") + ("\n".join(utf8) + "\n").encode("utf-8"))
+    return path
+
+
 def xlsx_long_shared_string(folder: Path, length: int = 1_000_000) -> Path:
     """A valid table whose first note is a shared string of ``length`` characters."""
     sheet = (SHEET_HEAD + _header_rows("note")
@@ -353,6 +386,64 @@ def xlsx_entity_expansion(folder: Path) -> Path:
     sheet = (SHEET_HEAD.replace("\n", "\n" + doctype, 1) + '<row r="1">' + _inline("A1", "patient")
              + _inline("B1", "session") + _inline("C1", "&j;") + "</row>" + SHEET_TAIL)
     return write_xlsx(folder / "entities.xlsx", sheet)
+
+
+def xlsx_many_sheets(folder: Path, n_sheets: int = 2_500_000) -> Path:
+    """A 13 MB workbook whose ``workbook.xml`` lists ``n_sheets`` sheets (all of them the one small
+    valid sheet): 2.5 million names for the sheet choice (issue 25)."""
+    book = _SheetStream(level=9, name="xl/workbook.xml")
+    book.put(_WORKBOOK.split("<sheets>")[0] + "<sheets>")
+    for start in range(1, n_sheets + 1, 100_000):
+        book.put("".join(f'<sheet name="S{i}" sheetId="{i}" r:id="rId1"/>'
+                         for i in range(start, min(start + 100_000, n_sheets + 1))))
+    book.put("</sheets></workbook>")
+    return write_xlsx(folder / "many_sheets.xlsx", SHEET_HEAD + _header_rows() + SHEET_TAIL, workbook=book.entry())
+
+
+def xlsx_many_shared_strings(folder: Path, n_strings: int = 5_500_000) -> Path:
+    """A small valid table and a shared-string table of ``n_strings`` short distinct texts (about
+    120 MB unpacked, under the unpacked-size limit): millions of strings no cell uses."""
+    table = _SheetStream(level=9, name="xl/sharedStrings.xml")
+    table.put(SST_HEAD)
+    for start in range(0, n_strings, 100_000):
+        table.put("".join(f"<si><t>{i}</t></si>" for i in range(start, min(start + 100_000, n_strings))))
+    table.put(SST_TAIL)
+    return write_xlsx(folder / "many_shared_strings.xlsx", SHEET_HEAD + _header_rows() + SHEET_TAIL,
+                      shared_strings=table.entry())
+
+
+def xlsx_large_shared_strings(folder: Path, n_strings: int = 2_000, length: int = 32_767) -> Path:
+    """A small valid table and a shared-string table of ``n_strings`` texts of ``length``
+    characters (65 million characters, 64 MB unpacked), none of them used by a cell."""
+    table = _SheetStream(level=9, name="xl/sharedStrings.xml")
+    table.put(SST_HEAD)
+    for i in range(n_strings):
+        table.put(f"<si><t>{i}" + "w" * (length - len(str(i))) + "</t></si>")
+    table.put(SST_TAIL)
+    return write_xlsx(folder / "large_shared_strings.xlsx", SHEET_HEAD + _header_rows() + SHEET_TAIL,
+                      shared_strings=table.entry())
+
+
+def xlsx_long_string_everywhere(folder: Path, n_rows: int = 400_000, n_notes: int = 8,
+                                length: int = 32_000) -> Path:
+    """A valid long table whose ``n_notes`` note columns all hold the same shared string of
+    ``length`` characters (within Excel's 32,767): 3.2 million cells of one 32,000-character text,
+    100 GB of text from a 1 MB file."""
+    notes = [f"note{k}" for k in range(n_notes)]
+    letters = [_col_letter(i) for i in range(4, 4 + n_notes)]
+    sheet = _SheetStream(level=9)
+    sheet.put(SHEET_HEAD + '<row r="1">' + "".join(_inline(f"{c}1", h) for c, h in zip(
+        ["A", "B", "C", *letters], ["patient", "session", "symptoms", *notes])) + "</row>")
+    same = "".join('<c t="s"><v>0</v></c>' for _ in letters)
+    batch = []
+    for r in range(2, n_rows + 2):
+        batch.append(f'<row r="{r}"><c><v>{r // 4}</v></c><c><v>{r % 4 + 1}</v></c><c><v>{50 + r % 30}</v></c>'
+                     + same + "</row>")
+        if len(batch) == 10_000:
+            sheet.put("".join(batch))
+            batch = []
+    sheet.put("".join(batch) + SHEET_TAIL)
+    return write_xlsx(folder / "long_string_everywhere.xlsx", sheet.entry(), shared_strings=["z" * length])
 
 
 def not_a_zip(folder: Path) -> Path:

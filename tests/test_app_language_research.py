@@ -33,16 +33,14 @@ def fresh_cache():
 
 
 def test_model_explorer_in_spanish_ladder_formula_and_report(monkeypatch):
-    import ui.auth
-
     downloads = {}
-    real_download = ui.auth.download
+    real_download = st.download_button
 
-    def spy(label, data, *args, **kwargs):  # the page imports download on every run: this one
+    def spy(label, data, *args, **kwargs):  # every download button of the page, by key
         downloads[kwargs.get("key")] = data
         return real_download(label, data, *args, **kwargs)
 
-    monkeypatch.setattr(ui.auth, "download", spy)
+    monkeypatch.setattr(st, "download_button", spy)
     at = open_page("models", paperlike_dataset(), language="es")
     assert at.title[0].value == "Explorador de modelos"
     assert untranslated(at) == []

@@ -6,6 +6,7 @@ pseudonyms, sessions, measures and the columns a supervisor marked as shareable.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -157,3 +158,142 @@ def test_store_commands_end_to_end(env, tmp_path):
     refused(store(env, "export", "--dataset", "Nope", "--user", "rita", "--out", str(out),
                   password=RESEARCHER_PASSWORD), "Nope")
     refused(store(env, "export", "--dataset", "Clinic", "--user", "rita", "--out", str(out)), "ALLIANCE_PASSWORD")
+
+
+# ------------------------------------------------------------------------------ backup and restore (issue 25)
+
+@contextlib.contextmanager
+def another_database(env, tmp_path, name: str):
+    """An environment whose database is a second, empty one of the same kind."""
+    if "ALLIANCE_DATABASE_URL" in env:
+        with fresh_database(postgres_admin_url()) as url:
+            yield {**env, "ALLIANCE_DATABASE_URL": url}
+    else:
+        yield {**env, "ALLIANCE_DATA_DIR": str(tmp_path / name)}
+
+
+THERAPIST_PASSWORD = "a long therapist password"
+HOSTILE_IDS = ['=HYPERLINK("http://x/")', "+5491100", "-P3", "@SUM(A1)", "José"]
+
+
+def hostile_export(path: Path) -> None:
+    """IDs and codes a spreadsheet would run as formulas, and a column of the file named 'row'."""
+    rows = []
+    for k, pid in enumerate(HOSTILE_IDS):
+        for s in (1, 2, 3):
+            rows.append({"pid": pid, "terapeuta": "+T1 Ana" if k % 2 == 0 else "@T2", "sesion": s,
+                         "war": round(4.2 + 0.31 * k + 0.01 * s, 2), "oq": 70 - 2 * s - k, "age": 40 + k,
+                         "nota": ["=1+1", "-x", "ok"][s - 1], "row": 900 + 3 * k + s})
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def set_up_clinic(env, data: Path) -> None:
+    assert store(env, "init").returncode == 0
+    assert store(env, "add-user", "boss", "--role", "supervisor", new_password=BOSS_PASSWORD).returncode == 0
+    for name, role, extra, pw in (("ana", "therapist", ["--therapist-code", "+T1 Ana"], THERAPIST_PASSWORD),
+                                  ("rita", "researcher", [], RESEARCHER_PASSWORD)):
+        ok = store(env, "add-user", name, "--role", role, *extra, "--user", "boss", password=BOSS_PASSWORD,
+                   new_password=pw)
+        assert ok.returncode == 0, ok.stderr
+    ok = store(env, "import", str(data), "--dataset", "Clinic", "--user", "boss", *ROLE_FLAGS, "--shareable", "age",
+               password=BOSS_PASSWORD)
+    assert ok.returncode == 0, ok.stderr
+
+
+def exports(env, tmp_path, tag: str) -> dict[str, bytes]:
+    """What each role exports as CSV."""
+    out = {}
+    for name, pw in (("boss", BOSS_PASSWORD), ("ana", THERAPIST_PASSWORD), ("rita", RESEARCHER_PASSWORD)):
+        path = tmp_path / f"{tag}_{name}.csv"
+        done = store(env, "export", "--dataset", "Clinic", "--user", name, "--out", str(path), password=pw)
+        assert done.returncode == 0, done.stderr
+        out[name] = path.read_bytes()
+    return out
+
+
+def test_export_as_backup_then_restore_gives_the_same_data_set(env, tmp_path):
+    data = tmp_path / "hostile.csv"
+    hostile_export(data)
+    set_up_clinic(env, data)
+    before = exports(env, tmp_path, "before")
+    # the CSV export is for spreadsheets, and says so: neutralised, with the row numbers as a column
+    csv_summary = json.loads(store(env, "export", "--dataset", "Clinic", "--user", "boss", "--out",
+                                   str(tmp_path / "x.csv"), password=BOSS_PASSWORD).stdout)
+    assert csv_summary["format"] == "csv" and "spreadsheets" in csv_summary["note"]
+    assert "'=HYPERLINK" in before["boss"].decode("utf-8-sig") and "'+T1 Ana" in before["ana"].decode("utf-8-sig")
+    backup = tmp_path / "clinic.backup"
+    made = store(env, "export", "--format", "backup", "--dataset", "Clinic", "--user", "boss", "--out", str(backup),
+                 password=BOSS_PASSWORD)
+    assert made.returncode == 0, made.stderr
+    summary = json.loads(made.stdout)
+    assert summary["format"] == "backup" and summary["counts"]["observations"] == 15
+    assert "not for spreadsheets" in summary["note"]
+    assert oct(backup.stat().st_mode & 0o777) == "0o600"
+    refused(store(env, "export", "--format", "backup", "--user", "ana", "--out", str(tmp_path / "a.backup"),
+                  password=THERAPIST_PASSWORD), "supervisor")
+    with another_database(env, tmp_path, "restored") as env2:
+        assert store(env2, "init").returncode == 0
+        restored = store(env2, "import", "--restore", str(backup))
+        assert restored.returncode == 0, restored.stderr
+        result = json.loads(restored.stdout)
+        assert result["restored"] is True and result["observations"] == 15 and result["users_added"] == 3
+        # the same patients, sessions, scores and therapist access, as each role exports them
+        assert exports(env2, tmp_path, "after") == before
+        # a second restore of the same data set is refused in one sentence, and so is one without --user
+        refused(store(env2, "import", "--restore", str(backup)), "--user")
+        refused(store(env2, "import", "--restore", str(backup), "--user", "boss", password=BOSS_PASSWORD),
+                "already has a data set named 'Clinic'")
+        refused(store(env2, "import", "--restore", str(backup), "--dataset", "X", "--user", "boss",
+                      password=BOSS_PASSWORD), "--restore takes the backup file alone")
+        audit = tmp_path / "audit2.csv"
+        assert store(env2, "audit", "--user", "boss", "--out", str(audit), password=BOSS_PASSWORD).returncode == 0
+        assert "restore" in set(pd.read_csv(audit, encoding="utf-8-sig")["action"])
+    # the whole database, audit log included
+    whole = tmp_path / "all.backup"
+    assert store(env, "export", "--format", "backup", "--user", "boss", "--out", str(whole),
+                 password=BOSS_PASSWORD).returncode == 0
+    with another_database(env, tmp_path, "restored_all") as env3:
+        assert store(env3, "init").returncode == 0
+        restored = store(env3, "import", "--restore", str(whole), "--user", "boss", password=BOSS_PASSWORD)
+        assert restored.returncode == 0, restored.stderr
+        assert exports(env3, tmp_path, "after_all") == before
+        audit = tmp_path / "audit3.csv"
+        assert store(env3, "audit", "--user", "boss", "--out", str(audit), password=BOSS_PASSWORD).returncode == 0
+        actions = pd.read_csv(audit, encoding="utf-8-sig")["action"].tolist()
+        assert {"user created", "upload", "export", "restore"} <= set(actions)
+
+
+def test_a_user_name_with_line_breaks_cannot_forge_an_audit_line(env, tmp_path):
+    assert store(env, "init").returncode == 0
+    assert store(env, "add-user", "boss", "--role", "supervisor", new_password=BOSS_PASSWORD).returncode == 0
+    forged = "eve\r\n2026-12-01 09:00:00+00:00,boss,supervisor,export,Clinic (command line; 48 rows)\u2028x"
+    refused(store(env, "audit", "--user", forged, "--out", str(tmp_path / "x.csv"), password="guess"),
+            "Sign-in refused")
+    audit = tmp_path / "audit.csv"
+    assert store(env, "audit", "--user", "boss", "--out", str(audit), password=BOSS_PASSWORD).returncode == 0
+    lines = audit.read_bytes().decode("utf-8-sig").split("\r\n")
+    assert lines[-1] == "" and len(lines) - 2 == len(pd.read_csv(audit, encoding="utf-8-sig"))  # one line each
+    assert not any(line.startswith("2026-12-01") for line in lines)
+    assert "\n" not in "".join(lines) and "\u2028" not in "".join(lines)
+    failed = [line for line in lines if ",sign-in failed," in line]
+    assert len(failed) == 1 and "eve\\r\\n2026-12-01 09:00:00+00:00" in failed[0] and "\\u2028x" in failed[0]
+
+
+def test_a_read_only_database_is_one_sentence_not_an_internal_error(env, tmp_path):
+    assert store(env, "init").returncode == 0
+    assert store(env, "add-user", "boss", "--role", "supervisor", new_password=BOSS_PASSWORD).returncode == 0
+    if "ALLIANCE_DATABASE_URL" in env:  # PostgreSQL: every transaction read-only
+        import sqlalchemy as sa
+
+        url = sa.engine.make_url(env["ALLIANCE_DATABASE_URL"])
+        admin = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{url.database}" SET default_transaction_read_only = on')
+        admin.dispose()
+        read_only = env
+    else:  # SQLite opened read-only (a read-only mount)
+        path = Path(env["ALLIANCE_DATA_DIR"]) / "clinic.db"
+        read_only = {**env, "ALLIANCE_DATABASE_URL": f"sqlite:///file:{path}?mode=ro&uri=true"}
+    line = refused(store(read_only, "audit", "--user", "boss", "--out", str(tmp_path / "a.csv"),
+                         password=BOSS_PASSWORD), "read-only", "Nothing was changed")
+    assert "internal error" not in line and "bug" not in line

@@ -198,7 +198,11 @@ def test_a_wide_file_with_ten_thousand_sessions_is_refused_in_one_short_sentence
     (hostile.xlsx_long_shared_string, ["cell D8", "32,767"]),
     (hostile.xlsx_entity_expansion, ["damaged"]),
     (hostile.not_a_zip, ["could not be opened as an Excel workbook"]),
-], ids=lambda x: getattr(x, "__name__", "")[:20])
+    (hostile.xlsx_many_sheets, ["lists more than 10,000 sheets"]),
+    (hostile.xlsx_many_shared_strings, ["more than 2,000,000 different texts", "sharedStrings.xml"]),
+    (hostile.xlsx_large_shared_strings, ["more than 64,000,000 characters", "sharedStrings.xml"]),
+    (hostile.xlsx_long_string_everywhere, ["holds more than 200,000,000 characters of text"]),
+], ids=lambda x: getattr(x, "__name__", "")[:24])
 def test_other_hostile_files_are_refused_in_one_sentence(folder, make, words):
     assert_refused(analyze(make(folder), *ROLES), *words)
 
@@ -283,7 +287,9 @@ def upload(path: Path):
     (hostile.xlsx_long_shared_string, ["32,767"]),
     (hostile.xlsx_entity_expansion, ["damaged"]),
     (hostile.not_a_zip, ["could not be opened"]),
-], ids=lambda x: getattr(x, "__name__", "")[:20])
+    (hostile.xlsx_many_sheets, ["lists more than 10,000 sheets"]),
+    (hostile.xlsx_long_string_everywhere, ["holds more than 200,000,000 characters"]),
+], ids=lambda x: getattr(x, "__name__", "")[:24])
 def test_upload_page_says_the_same_sentence(folder, fresh_cache, make, words):
     path = make(folder)
     at = upload(path)
@@ -294,6 +300,50 @@ def test_upload_page_says_the_same_sentence(folder, fresh_cache, make, words):
     # The command line says the same sentence (after the file's path, when it does not name it).
     cli = analyze(path, *ROLES).stderr.strip()
     assert message in cli, (message, cli)
+
+
+def test_a_workbook_of_millions_of_sheets_never_reaches_the_sheet_choice(folder, fresh_cache):
+    """2.5 million sheet names in 13 MB crashed the uploader's tab (issue 25): refused while the list
+    is read, before any sheet choice is drawn."""
+    path = hostile.xlsx_many_sheets(folder)
+    assert path.stat().st_size < 14 * 2 ** 20
+    start = time.monotonic()
+    at = upload(path)
+    assert time.monotonic() - start < SECONDS
+    assert not [s for s in at.selectbox if s.key == "upload_sheet"]
+    assert len(at.error) == 1 and "10,000 sheets" in at.error[0].value
+
+
+def test_a_header_over_200000_characters_is_read_whole(folder):
+    """12,003 columns came back as 8,336 (issue 25): the last column is there to fit."""
+    path = hostile.csv_long_header(folder)
+    assert len(path.read_text().splitlines()[0]) > 200_000
+    run = run_limited(["-m", "core", "fit", str(path), *ROLES, "--formula",
+                       "symptoms ~ extra_column_12002 + (1 | patient)", "--out", str(folder / "fit.json")])
+    assert run.returncode == 0, run.stderr
+    assert_bounded(run)
+    report = json.loads((folder / "fit.json").read_text())
+    assert report["n_observations"] == 40 and "extra_column_12002" in report["fixed"]
+
+
+def test_a_file_mixing_utf8_and_latin1_keeps_each_patient_one_patient(folder):
+    path = hostile.csv_mixed_encodings(folder)
+    run = analyze(path, "--patient", "paciente", "--session", "sesion", "--symptoms", "oq", "--out",
+                  folder / "mixed.json")
+    assert run.returncode == 0, run.stderr
+    report = json.loads((folder / "mixed.json").read_text())
+    assert report["n_patients"] == 3 and report["n_observations"] == 15
+
+
+def test_upload_page_notes_the_rows_in_another_encoding(folder, fresh_cache):
+    at = upload(hostile.csv_mixed_encodings(folder))
+    assert not at.error
+    texts = " ".join(str(e.value) for kind in ("markdown", "info", "caption", "warning") for e in at.get(kind))
+    for row in range(2, 11):  # the nine Windows-1252 rows are the more: the six UTF-8 rows are named
+        assert f"Row {row} is encoded" not in texts
+    for row in range(11, 17):
+        assert f"Row {row} is encoded as UTF-8" in texts, texts[:2000]
+    assert {m.label: m.value for m in at.metric}["Patients"] == "3"
 
 
 def test_upload_page_last_cell_only_asks_for_the_columns(folder, fresh_cache):

@@ -328,3 +328,139 @@ def test_models_refuse_values_too_large_for_their_arithmetic_in_plain_words():
     assert not ladder.models
     for message in ladder.errors.values():
         assert "too large to fit a model" in message and "theta" not in message, message
+
+
+# ------------------------------------------------------------------------------ issue 25
+
+def book_with_sheets(tmp_path, names: list[str]) -> bytes:
+    """A workbook whose list names ``names`` (every one the same small sheet)."""
+    xml = (hostile._WORKBOOK.split("<sheets>")[0] + "<sheets>"
+           + "".join(f'<sheet name="{n}" sheetId="{i}" r:id="rId1"/>' for i, n in enumerate(names, start=1))
+           + "</sheets></workbook>")
+    return hostile.write_xlsx(tmp_path / "sheets.xlsx", SHEET_HEAD + table(3) + SHEET_TAIL,
+                              workbook=hostile._deflated(xml.encode(), "xl/workbook.xml")).read_bytes()
+
+
+def test_xlsx_sheets_are_counted_while_the_list_is_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(xlsx, "MAX_SHEETS", 5)
+    assert reading.excel_sheet_names(book_with_sheets(tmp_path, [f"S{i}" for i in range(5)])) == \
+        ["S0", "S1", "S2", "S3", "S4"]
+    with pytest.raises(InputError, match="lists more than 5 sheets, more than are read from a workbook") as err:
+        reading.excel_sheet_names(book_with_sheets(tmp_path, [f"S{i}" for i in range(6)]), "book.xlsx")
+    assert plain(err.value).startswith("book.xlsx")
+    with pytest.raises(InputError, match="more than 5 sheets"):  # reading a sheet checks the list too
+        read_table(book_with_sheets(tmp_path, [f"S{i}" for i in range(6)]), filename="x.xlsx")
+
+
+def test_xlsx_sheet_names_beyond_any_spreadsheet_are_refused(tmp_path):
+    assert reading.excel_sheet_names(book_with_sheets(tmp_path, ["a" * 255])) == ["a" * 255]
+    with pytest.raises(InputError, match="a sheet name of 256 characters; Excel's sheet names have at most 31"):
+        reading.excel_sheet_names(book_with_sheets(tmp_path, ["a" * 256]))
+
+
+def test_xlsx_relationships_beyond_a_workbook_s_are_damaged(tmp_path, monkeypatch):
+    monkeypatch.setattr(xlsx, "_MAX_RELATIONSHIPS", 3)
+    rels = xlsx._Relationships("xl", "x.xlsx")
+    for i in range(3):
+        rels.start("Relationship", {"Id": f"rId{i}", "Type": "t", "Target": "a.xml"})
+    with pytest.raises(InputError, match="damaged"):
+        rels.start("Relationship", {"Id": "rId9", "Type": "t", "Target": "a.xml"})
+
+
+def test_xlsx_shared_strings_are_counted_while_read(tmp_path, monkeypatch):
+    body = '<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>3</v></c></row>'
+    monkeypatch.setattr(xlsx, "MAX_SHARED_STRINGS", 4)
+    assert read_table(workbook(tmp_path, body, shared=["p", "x", "y", "s"]), filename="x.xlsx").columns == ["p", "s"]
+    with pytest.raises(InputError, match=r"more than 4 different texts in its shared-string table \(sharedStr"):
+        read_table(workbook(tmp_path, body, shared=["p", "x", "y", "s", "z"]), filename="x.xlsx")
+    monkeypatch.setattr(xlsx, "MAX_SHARED_STRING_CHARS", 10)
+    assert read_table(workbook(tmp_path, body, shared=["pp", "xxx", "yyy", "ss"]), filename="x.xlsx").columns == \
+        ["pp", "ss"]
+    with pytest.raises(InputError, match="more than 10 characters of text in its shared-string table") as err:
+        read_table(workbook(tmp_path, body, shared=["pp", "xxx", "yyy", "sss"]), filename="x.xlsx")
+    plain(err.value)
+
+
+def test_xlsx_text_of_the_cells_read_is_counted_each_time_it_is_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(xlsx, "MAX_TEXT_CHARS", 100)
+    rows = "".join(f'<row r="{r}"><c r="A{r}" t="s"><v>0</v></c></row>' for r in range(1, 11))
+    assert len(read_table(workbook(tmp_path, rows, shared=["t" * 10]), filename="x.xlsx").frame) == 9
+    rows += '<row r="11"><c r="A11" t="s"><v>0</v></c></row>'
+    with pytest.raises(InputError, match="sheet 'Sheet1' of x.xlsx holds more than 100 characters of text in its "
+                                         "cells") as err:
+        read_table(workbook(tmp_path, rows, shared=["t" * 10]), filename="x.xlsx")
+    plain(err.value)
+
+
+@pytest.mark.parametrize("n_columns, name", [(12_003, "extra_column_{:05d}"), (16_000, "a_much_longer_header_{:05d}")])
+def test_csv_a_header_of_any_length_is_read_whole(n_columns, name):
+    """A header over the 200,000 characters sampled lost its columns beyond (12,003 → 8,336)."""
+    header = ["patient", "session", "symptoms"] + [name.format(i) for i in range(n_columns - 3)]
+    assert len(",".join(header)) > 200_000
+    lines = [",".join(header)] + [",".join([f"P{r // 4}", str(r % 4 + 1), "50"] + [str(r)] * (n_columns - 3))
+                                  for r in range(8)]
+    raw = read_table(("\n".join(lines) + "\n").encode(), filename="wide.csv")
+    assert raw.columns == header
+    assert raw.frame[header[-1]].tolist() == [str(r) for r in range(8)]
+
+
+def test_csv_a_first_line_longer_than_counted_is_read_again_never_cut(monkeypatch):
+    """The parser keeps only the columns it was given of a first line that has more (pandas just warns):
+    the fields are counted again in full."""
+    real = reading._parse_csv
+    monkeypatch.setattr(reading, "_parse_csv", lambda data, source, delimiter, n_fields, *a: real(
+        data, source, delimiter, 2, *a))
+    raw = read_table(b"patient,session,oq,note\nA,1,3,x\nA,2,4,y\n", filename="x.csv")
+    assert raw.columns == ["patient", "session", "oq", "note"] and raw.frame["note"].tolist() == ["x", "y"]
+
+
+def mixed_file() -> bytes:
+    """An export in Latin-1 (Windows-1252) with rows appended by a program that writes UTF-8."""
+    latin = ["paciente;sesion;oq;nota"] + [f"José;{s};{60 - s};señal" for s in (1, 2, 3)] + ["Ana;1;40;", "Ana;2;41;"]
+    utf8 = ["José;4;55;mañana", "Ana;3;39;ñ"]
+    return ("\n".join(latin) + "\n").encode("cp1252") + ("\n".join(utf8) + "\n").encode("utf-8")
+
+
+def test_csv_mixing_utf8_and_latin1_reads_each_row_in_its_own_encoding():
+    raw = read_table(mixed_file(), filename="mixed.csv")
+    assert raw.encoding == "UTF-8 + Windows-1252"
+    assert raw.frame["paciente"].tolist() == ["José"] * 3 + ["Ana", "Ana", "José", "Ana"]
+    assert raw.frame["nota"].tolist() == ["señal"] * 3 + ["", "", "mañana", "ñ"]
+    assert raw.notes == tuple(
+        f"Row {r} is encoded as UTF-8, the rest of the file as Windows-1252: the file mixes two encodings (for "
+        "example two exports joined), and each row was read in its own." for r in (7, 8))
+    from core.intake.mapping import ColumnMapping
+    from core.intake.validation import validate_table
+
+    validated = validate_table(raw, ColumnMapping(patient="paciente", session="sesion", symptoms="oq"))
+    assert sorted(validated.data["patient"].unique()) == ["Ana", "José"]  # never two patients for one
+    assert (validated.data["patient"] == "José").sum() == 4
+    assert all(note in validated.notes for note in raw.notes)
+
+
+def test_csv_mixed_encodings_many_rows_and_quoted_lines():
+    lines = ["patient,session,oq,note"]
+    body = b""
+    for s in range(1, 41):
+        text = f'José,{s},{50 + s},"line one\nline two"\n' if s == 1 else f"José,{s},{50 + s},x\n"
+        body += text.encode("utf-8" if s % 2 else "cp1252")
+    raw = read_table((lines[0] + "\n").encode() + body + "Zoë,1,3,y\n".encode("cp1252"), filename="m.csv")
+    assert set(raw.frame["patient"]) == {"José", "Zoë"}
+    # 20 UTF-8 rows (the first spans two lines) against 21 in Windows-1252: 20 notes, then one for the rest
+    assert len(raw.notes) == 20
+    assert raw.notes[0].startswith("Row 2 is encoded as UTF-8") and raw.notes[1].startswith("Row 4 is")
+    raw = read_table((lines[0] + "\n").encode() + body + "".join(f"Zoë,{s},3,y\n" for s in range(5)).encode("cp1252"),
+                     filename="m.csv")
+    assert len(raw.notes) == 20  # the UTF-8 rows are fewer: they are named
+    many = (lines[0] + "\n").encode() + "".join(f"Ana,{s},1,ñ\n" for s in range(30)).encode("utf-8") + \
+        "".join(f"Ana,{s},1,ñ\n" for s in range(30, 90)).encode("cp1252")
+    notes = read_table(many, filename="m.csv").notes
+    assert len(notes) == 21 and notes[-1].startswith("10 more rows are encoded as UTF-8 (rows 22, 23, 24")
+
+
+def test_csv_in_windows_1252_whose_bytes_happen_to_be_utf8_stays_windows_1252():
+    """"CAMIÓN”" in Windows-1252 is the UTF-8 of a Cyrillic letter: not a UTF-8 row."""
+    data = "patient;session;oq;note\nP1;1;3;CAMIÓN”\nP1;2;4;niño\n".encode("cp1252")
+    raw = read_table(data, filename="x.csv")
+    assert raw.encoding == "cp1252" and raw.notes == ()
+    assert raw.frame["note"].tolist() == ["CAMIÓN”", "niño"]

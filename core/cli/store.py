@@ -9,6 +9,10 @@ A one-line JSON summary goes to standard output (``import``: also to ``--out`` w
 Typical use: ``store init`` once, ``store add-user boss --role supervisor`` for the first
 supervisor (no ``--user`` while the database has no user), then from cron
 ``store import nightly.csv --dataset Clinic --user boss --patient ... --session ... --symptoms ...``.
+
+Backup and restore (:mod:`core.store.backup`): ``store export --format backup --user boss --out
+clinic.backup`` (``--dataset NAME`` for one data set), ``store import --restore clinic.backup``.
+``store export`` without ``--format`` (``--format csv``) writes a CSV for spreadsheets, not a backup.
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from core.errors import InputError
 from core.i18n import _
 
 ROLES = ("supervisor", "therapist", "researcher")
+#: ``store import`` needs these for a file, and takes none of them with ``--restore``.
+_NOT_FOR_RESTORE = {"data": "DATA", "patient": "--patient", "session": "--session", "symptoms": "--symptoms",
+                    "dataset": "--dataset", "user": "--user"}
 
 
 def add_parser(sub) -> None:
@@ -53,12 +60,21 @@ def add_parser(sub) -> None:
                      help=_("a column researchers may see (numbers, or categories of at least 5 patients); "
                             "repeat for more; default: the data set's earlier choice, for a new data set none"))
     store_fhir.add_import_flags(imp)
+    imp.add_argument("--restore", metavar="BACKUP",
+                     help=_("restore a backup written by 'store export --format backup' (then no DATA and no "
+                            "column flags) into an empty database, or a data set into the database it came from"))
+    for action in imp._actions:  # with --restore these are not needed: checked in _import
+        if action.dest in _NOT_FOR_RESTORE:
+            action.required = False
+            if not action.option_strings:
+                action.nargs = "?"
     imp.set_defaults(func=run)
 
-    exp = actions.add_parser("export", help=_("a data set as that user may see it, as CSV"))
-    exp.add_argument("--dataset", required=True, help=_("the data set to export"))
+    exp = actions.add_parser("export", help=_("a data set as that user may see it, as CSV; or a backup"))
+    exp.add_argument("--dataset", help=_("the data set to export (for --format backup: leave out for the whole "
+                                         "database)"))
     exp.add_argument("--user", required=True, help=_("password from ALLIANCE_PASSWORD"))
-    exp.add_argument("--out", required=True, help=_("the CSV file to write"))
+    exp.add_argument("--out", required=True, help=_("the file to write"))
     store_fhir.add_export_flags(exp)
     exp.set_defaults(func=run)
 
@@ -70,15 +86,16 @@ def add_parser(sub) -> None:
 
 
 def _open(create: bool):
-    from core.store import ClinicStore, default_url
+    from core.store import ClinicStore, StoreUnwritable, default_url
 
     url = default_url()
-    if not create and url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    if (not create and url.startswith("sqlite:///") and not url.startswith("sqlite:///file:")
+            and not Path(url[len("sqlite:///"):]).exists()):
         raise InputError(_("There is no clinic database at {path}; run 'python -m core store init' first.").format(
             path=url[len("sqlite:///"):]))
     try:
         return ClinicStore(url)
-    except RuntimeError as err:  # made by a newer version of the dashboard
+    except (InputError, StoreUnwritable, RuntimeError) as err:  # a link, disk full or read-only, a newer schema
         raise InputError(str(err)) from None
     except Exception as err:  # noqa: BLE001 - an unreachable server, a wrong URL: one sentence, no traceback
         raise InputError(_("The clinic database could not be opened ({error}); check ALLIANCE_DATABASE_URL or "
@@ -92,9 +109,11 @@ def _sign_in(store, name: str):
                            "flags).").format(name=name))
     user = store.authenticate(name, password)
     if user is None:
+        from core.store.audit import escape_text
+
         raise InputError(_("Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, the "
                            "account is deactivated, or it is locked for 15 minutes after 10 failed attempts.").format(
-            name=name))
+            name=escape_text(name, 200)))
     return user
 
 
@@ -106,11 +125,11 @@ def _summary(result: dict, out: str | None = None) -> None:
 
 
 def run(args) -> None:
-    from core.store import AccessDenied, NoSuchDataset, StoreBusy, UploadConflict
+    from core.store import AccessDenied, NoSuchDataset, StoreBusy, StoreUnwritable, UploadConflict
 
     try:
         _run(args)
-    except (AccessDenied, NoSuchDataset, StoreBusy, UploadConflict) as err:
+    except (AccessDenied, NoSuchDataset, StoreBusy, StoreUnwritable, UploadConflict) as err:
         raise InputError(str(err)) from None
 
 
@@ -126,8 +145,13 @@ def _run(args) -> None:
         elif command == "import" and store_fhir.wants_fhir(args):
             store_fhir.import_bundle(store, args, _sign_in, _summary)
         elif command == "import":
-            store_fhir.require_csv_flags(args)
+            if not args.restore:
+                store_fhir.require_csv_flags(args)
             _import(store, args)
+        elif command == "export" and args.format == "backup":
+            _backup(store, args)
+        elif command == "export" and not args.dataset:
+            raise InputError(_("Give --dataset NAME: the data set to export."))
         elif command == "export" and store_fhir.wants_fhir(args):
             store_fhir.export_bundle(store, args, _sign_in, _summary)
         elif command == "export":
@@ -135,8 +159,10 @@ def _run(args) -> None:
             data = store.load_dataset(user, args.dataset).data
             _write_csv(data, args.out)
             store.log(user, "export", f"{args.dataset} (command line, {len(data)} rows)")
-            _summary({"dataset": args.dataset, "rows": len(data), "columns": [str(c) for c in data.columns],
-                      "out": args.out})
+            _summary({"dataset": args.dataset, "format": "csv", "rows": len(data),
+                      "columns": [str(c) for c in data.columns], "out": args.out,
+                      "note": _("for spreadsheets: text a spreadsheet would run as a formula (= + - @ …) starts "
+                                "with ', and row is the spreadsheet row; not a backup (use --format backup)")})
         elif command == "audit":
             user = _sign_in(store, args.user)
             log = store.audit_log(user, limit=args.limit)
@@ -174,9 +200,50 @@ def _add_user(store, args) -> None:
     _summary({"user": created.username, "role": created.role.value, "therapist_code": created.therapist_code})
 
 
+def _backup(store, args) -> None:
+    """``store export --format backup``: the archive of a data set or of the whole database."""
+    user = _sign_in(store, args.user)
+    result = store.write_backup(user, args.out, dataset=args.dataset or None)
+    _summary({"format": "backup", **result, "out": args.out,
+              "note": _("a faithful archive (nothing neutralised; user accounts, password hashes and the pseudonym "
+                        "key included: keep it as safe as the database), for 'store import --restore'; not for "
+                        "spreadsheets")})
+
+
+def _restore(store, args) -> None:
+    """``store import --restore BACKUP``: into an empty database, or a data set into a matching one."""
+    given = [flag for dest, flag in _NOT_FOR_RESTORE.items() if dest not in ("user",) and getattr(args, dest)]
+    given += [f"--{d.replace('_', '-')}" for d in ("alliance", "therapist", "shareable", "sheet", "alliance_range",
+                                                   "symptoms_range", "max_rows") if getattr(args, d, None)]
+    if args.preview:
+        given.append("--preview")
+    if given:
+        raise InputError(_("--restore takes the backup file alone (and --user): leave out {flags}.").format(
+            flags=", ".join(given)))
+    backup = Path(args.restore)
+    if not backup.is_file():
+        raise InputError(_("The backup {path} does not exist or is not a file.").format(path=backup))
+    actor, username, password = None, None, None
+    if args.user and store.is_empty_database():
+        username, password = args.user, os.environ.get("ALLIANCE_PASSWORD")
+        if not password:
+            raise InputError(_("Set ALLIANCE_PASSWORD to the password of '{name}' (passwords are never given as "
+                               "flags).").format(name=args.user))
+    elif args.user:
+        actor = _sign_in(store, args.user)
+    result = store.restore_backup(actor, backup, username=username, password=password)
+    _summary({"restored": True, "file": str(backup), **result}, args.out)
+
+
 def _import(store, args) -> None:
     from core.cli.common import validated_from_args
 
+    if args.restore:
+        _restore(store, args)
+        return
+    missing = [flag for dest, flag in _NOT_FOR_RESTORE.items() if not getattr(args, dest)]
+    if missing:
+        raise InputError(_("the following arguments are required: %s") % ", ".join(missing))
     user = _sign_in(store, args.user)
     validated = validated_from_args(args)
     preview = store.preview_upload(user, args.dataset, validated, shareable=args.shareable)

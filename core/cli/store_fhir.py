@@ -47,8 +47,12 @@ def add_import_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def add_export_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="csv",
-                        help=_("csv (default) or fhir: a FHIR R4 Bundle of Observations (JSON)"))
+    """``store export --format csv|fhir|backup`` (backup: :mod:`core.store.backup`) and ``--patient``."""
+    parser.add_argument("--format", choices=(*FORMATS, "backup"), default="csv",
+                        help=_("csv (default): what that user may see, for spreadsheets (text a spreadsheet would "
+                               "run as a formula is written with a leading '); fhir: a FHIR R4 Bundle of "
+                               "Observations (JSON); backup: the stored data exactly, with users' access and "
+                               "history, for 'store import --restore' (supervisors)"))
     parser.add_argument("--patient", metavar="ID", help=_("FHIR: only this patient's course"))
 
 

@@ -23,6 +23,14 @@ unbounded time or memory. They are stated in the README (section "Reading files:
   :data:`MAX_FHIR_VALUES` values in all (counted in the bytes before anything is parsed, so that
   parsing a bundle of a million tiny objects never starts); :data:`MAX_FHIR_DEPTH` levels of
   nesting within one resource (deeper resources are listed as unusable, never recursed into).
+- :data:`MAX_SHEETS`: the sheets a workbook lists (LibreOffice's own limit), and
+  :data:`MAX_SHEET_NAME_CHARS` characters in a sheet's name, so that the sheet choice never
+  gets millions of names (a 13 MB workbook can list 2.5 million); counted while the workbook's
+  list is read.
+- :data:`MAX_SHARED_STRINGS` and :data:`MAX_SHARED_STRING_CHARS`: the texts of a workbook's
+  shared-string table (``sharedStrings.xml``) and their characters in all, counted while it is read.
+- :data:`MAX_TEXT_CHARS`: the characters of all the cells read from one sheet (a short text used
+  by millions of cells counts each time): about as much text as the largest CSV file read.
 
 The rows, cells and file-size limits of a CSV file can be raised for one read (:class:`Limits`):
 the command line does so for a file given by path by someone who can run commands on the machine
@@ -52,6 +60,11 @@ MAX_FHIR_RESOURCES = 50_000
 MAX_FHIR_OBJECTS = 500_000
 MAX_FHIR_VALUES = 10_000_000
 MAX_FHIR_DEPTH = 32
+MAX_SHEETS = 10_000
+MAX_SHEET_NAME_CHARS = 255
+MAX_SHARED_STRINGS = 2_000_000
+MAX_SHARED_STRING_CHARS = 64_000_000
+MAX_TEXT_CHARS = 200_000_000
 
 
 @dataclass(frozen=True)

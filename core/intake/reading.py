@@ -9,7 +9,10 @@ Supported:
 
 - CSV / text with delimiter ``,`` ``;`` tab or ``|`` (detected), decimal point or decimal comma
   (detected), encoded as UTF-8 (with or without BOM), Windows-1252 or Latin-1, or UTF-16 with
-  its BOM (Excel's "Unicode text" export).
+  its BOM (Excel's "Unicode text" export). A file that mixes UTF-8 and Windows-1252/Latin-1
+  rows (two exports joined) is read row by row, each line in its own encoding, with a note
+  naming the rows in the other encoding (:func:`_mixed_to_utf8`), so that "José" stays one patient.
+- Headers of any length: the header row's fields are counted in full, however long it is.
 - Excel ``.xlsx`` / ``.xlsm`` (any sheet; the first by default), read as a stream
   (:mod:`core.intake.xlsx`).
 
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from core.errors import InputError, TooLarge
+from core.errors import InputError, TooLarge, some_names
 from core.i18n import _, ngettext
 from core.intake import limits, xlsx
 from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_FILE_BYTES, MAX_ROWS, Limits
@@ -334,14 +337,26 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
                 engine="c", quotechar='"', encoding=encoding,
                 chunksize=max(1_000, 1_000_000 // n_fields),
             )
-            with reader, warnings.catch_warnings():
-                # Lines shorter than the widest line are padded with empty cells, as intended.
-                warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            with reader, warnings.catch_warnings(record=True) as caught:
+                # Lines shorter than the widest line are padded with empty cells, as intended. A
+                # first line with more fields than the columns given would lose its extra fields
+                # (pandas only warns): the columns are counted again and the file read again.
+                warnings.simplefilter("always", pd.errors.ParserWarning)
                 for piece in reader:
+                    if any("loss of data" in str(w.message) for w in caught):
+                        break
                     n_rows += len(piece)
                     if n_rows > lim.rows or n_rows * n_fields > lim.cells:
                         raise TooLarge(limits.too_large(source, n_rows, n_fields, at_least=True, limits=lim))
                     pieces.append(piece)
+            if any("loss of data" in str(w.message) for w in caught):
+                first = _first_line_fields(data, encoding, delimiter)
+                if first <= n_fields or attempt == 5:
+                    raise InputError(_("{source} could not be read as a table: its first row has more cells than "
+                                       "could be counted. Save the sheet again as CSV and upload again.").format(
+                        source=source))
+                n_fields = first
+                continue
         except (pd.errors.ParserError, ValueError) as err:
             if isinstance(err, InputError):
                 raise
@@ -362,6 +377,122 @@ def _parse_csv(data: bytes, source: str, delimiter: str, n_fields: int, encoding
     raise AssertionError("unreachable")  # the loop returns or raises
 
 
+def _first_line_fields(data: bytes, encoding: str, delimiter: str) -> int:
+    """The fields of the file's first line, counted in full however long it is (decoded in
+    pieces up to its line break; quotes respected as ``csv`` reads them)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    pieces: list[str] = []
+    for start in range(0, len(data), _DECODE_CHUNK):
+        text = decoder.decode(data[start:start + _DECODE_CHUNK], final=start + _DECODE_CHUNK >= len(data))
+        end = text.find("\n")
+        if end >= 0:
+            pieces.append(text[:end])
+            break
+        pieces.append(text)
+    line = "".join(pieces).rstrip("\r")
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(max(limit, len(line) + 1))
+        return max(1, len(next(csv.reader([line], delimiter=delimiter), [])))
+    except csv.Error:
+        return line.count(delimiter) + 1
+    finally:
+        csv.field_size_limit(limit)
+
+
+#: Characters a line of UTF-8 text in a mixed file may hold beyond ASCII: Latin letters, general
+#: punctuation, the euro sign. Windows-1252 text that happens to decode as UTF-8 gives others
+#: (``ÓN”`` is the bytes of the Cyrillic ``Ӕ``), so such a line is read as Windows-1252.
+_PLAUSIBLE_UTF8 = re.compile(r"[^\x00-\x7f\u00a0-\u024f\u1e00-\u1eff\u2000-\u206f\u20ac]")
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+#: UTF-8 byte pairs of the characters above: a Windows-1252 file without one has no UTF-8 line.
+_UTF8_PAIR = re.compile(rb"[\xc2-\xc9][\x80-\xbf]|\xe1[\xb8-\xbb][\x80-\xbf]|\xe2[\x80-\x82][\x80-\xbf]")
+_MIXED_NOTES = 20  # rows named one note each; the rest in one more note
+
+
+def _utf8_line(line: bytes) -> str | None:
+    """The line as UTF-8 text when it is UTF-8 (and reads as text a clinic writes), else None."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return None if _PLAUSIBLE_UTF8.search(text) else text
+
+
+def _mixed_to_utf8(data: bytes) -> tuple[bytes, list[int], str, str] | None:
+    """A file that is not all UTF-8 but has UTF-8 lines among Windows-1252 (or Latin-1) ones, as
+    UTF-8: each line with a byte beyond ASCII decoded in its own encoding. Returns the UTF-8 bytes,
+    the 0-based line numbers in the rarer of the two encodings, and the names of that encoding and
+    of the file's main one; ``None`` when the file has no UTF-8 line (it is simply Windows-1252)."""
+    if _UTF8_PAIR.search(data) is None:
+        return None
+    pieces, utf8_lines, other_lines = [], [], []
+    last, line_no, fallback, pos = 0, 0, "Windows-1252", 0
+    while True:
+        match = _NON_ASCII.search(data, pos)
+        if match is None:
+            break
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        end = data.find(b"\n", match.start())
+        end = len(data) if end < 0 else end
+        line_no += data.count(b"\n", last, start)
+        pieces.append(data[last:start])
+        line = data[start:end]
+        text = _utf8_line(line)
+        if text is None:
+            try:
+                text = line.decode("cp1252")
+            except UnicodeDecodeError:
+                text, fallback = line.decode("latin-1"), "Latin-1"
+            other_lines.append(line_no)
+        else:
+            utf8_lines.append(line_no)
+        pieces.append(text.encode("utf-8"))
+        last = pos = end
+    if not utf8_lines or not other_lines:
+        return None
+    pieces.append(data[last:])
+    if len(utf8_lines) < len(other_lines):
+        return b"".join(pieces), utf8_lines, "UTF-8", fallback
+    return b"".join(pieces), other_lines, fallback, "UTF-8"
+
+
+def _line_rows(data: bytes, delimiter: str, lines: list[int]) -> list[int]:
+    """The spreadsheet rows (header = row 1, as :func:`_finish` numbers them) holding the given
+    0-based physical lines of UTF-8 ``data`` (a quoted cell can span lines)."""
+    wanted = sorted(set(lines))
+    rows, k = [], 0
+    limit = csv.field_size_limit()
+    try:
+        csv.field_size_limit(max(limit, len(data) + 1))
+        reader = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""), delimiter=delimiter)
+        for record, _fields in enumerate(reader, start=1):
+            while k < len(wanted) and wanted[k] < reader.line_num:
+                rows.append(record)
+                k += 1
+            if k == len(wanted):
+                break
+    except csv.Error:  # as the parser reads it: one line a row
+        return [line + 1 for line in wanted]
+    finally:
+        csv.field_size_limit(limit)
+    return sorted(set(rows))
+
+
+def _mixed_notes(rows: list[int], encoding: str, main: str) -> tuple[str, ...]:
+    """One note per row read in the other encoding (the first :data:`_MIXED_NOTES`), then one for the rest."""
+    notes = [_("Row {row} is encoded as {encoding}, the rest of the file as {main}: the file mixes two "
+               "encodings (for example two exports joined), and each row was read in its own.").format(
+        row=row, encoding=encoding, main=main) for row in rows[:_MIXED_NOTES]]
+    if len(rows) > _MIXED_NOTES:
+        more = len(rows) - _MIXED_NOTES
+        notes.append(ngettext("{n:,} more row is encoded as {encoding} (rows {rows}); each was read in its own "
+                              "encoding.", "{n:,} more rows are encoded as {encoding} (rows {rows}); each was read "
+                              "in its own encoding.", more).format(
+            n=more, encoding=encoding, rows=some_names(rows[_MIXED_NOTES:], 10)))
+    return tuple(notes)
+
+
 def read_csv_bytes(data: bytes, source: str = "upload", limits: Limits | None = None) -> RawTable:
     """Read CSV/text bytes with detected encoding, delimiter and decimal separator.
 
@@ -373,6 +504,11 @@ def read_csv_bytes(data: bytes, source: str = "upload", limits: Limits | None = 
     if len(data) > lim.file_bytes:
         raise TooLarge(_file_too_large(source, len(data), lim))
     encoding = _detect_encoding(data)
+    mixed_notes: tuple[str, ...] = ()
+    mixed = _mixed_to_utf8(data) if encoding in ("cp1252", "latin-1") else None
+    if mixed is not None:
+        data, mixed_lines, other, main = mixed
+        encoding = "utf-8"
     text = _sample(data, encoding)
     if not text.strip():
         raise InputError(_("{source} is empty: it has no header row and no data.").format(source=source))
@@ -386,11 +522,14 @@ def read_csv_bytes(data: bytes, source: str = "upload", limits: Limits | None = 
         n_fields = max(len(r) for r in csv.reader(lines, delimiter=delimiter))
     except csv.Error:  # a field over csv's own size limit; the parser below has none
         n_fields = max(ln.count(delimiter) + 1 for ln in lines)
-    cells = _parse_csv(data, source, delimiter, n_fields, encoding, lim)
+    if mixed is not None:
+        mixed_notes = _mixed_notes(_line_rows(data, delimiter, mixed_lines), other, main)
+        encoding = "UTF-8 + Latin-1" if "Latin-1" in (other, main) else "UTF-8 + Windows-1252"
+    cells = _parse_csv(data, source, delimiter, n_fields, "utf-8" if mixed else encoding, lim)
     _check_cell_sizes(cells, source, data, delimiter, encoding)
     frame, n_empty = _header_and_body(cells, source, "csv")
     decimal = detect_decimal(frame.drop(columns=ROW), delimiter)
-    notes = (_empty_rows_note(n_empty),) if n_empty else ()
+    notes = mixed_notes + ((_empty_rows_note(n_empty),) if n_empty else ())
     return RawTable(frame=frame, source=source, kind="csv", delimiter=delimiter,
                     decimal=decimal, encoding=encoding, notes=notes)
 

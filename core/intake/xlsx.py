@@ -9,7 +9,12 @@ unpack to more than was checked. The sheet is parsed with expat as a stream (nev
 its stored size (``<dimension>``) is ignored; every cell address is checked against Excel's
 limits, the table's rows × columns against :data:`~core.intake.limits.MAX_CELLS` after every
 row, and each cell's length against :data:`~core.intake.limits.MAX_CELL_CHARS` while it is
-read. XML with a document type declaration (where entities would be defined) is refused.
+read. XML with a document type declaration (where entities would be defined) is refused. The
+workbook's list of sheets, its relationships and its shared-string table are counted while they
+are read (:data:`~core.intake.limits.MAX_SHEETS`, :data:`~core.intake.limits.MAX_SHARED_STRINGS`,
+:data:`~core.intake.limits.MAX_SHARED_STRING_CHARS`), and so are the characters of the cells read
+(:data:`~core.intake.limits.MAX_TEXT_CHARS`), so that neither a list of millions of sheets nor one
+long text used by millions of cells costs more than the limits allow.
 
 Why not openpyxl's read-only mode: it opens every sheet that lacks a ``<dimension>`` element
 and parses all of it to find its size (a 2.7 GB sheet is parsed before a single row is
@@ -40,7 +45,18 @@ import pandas as pd
 from core.errors import InputError
 from core.i18n import _
 from core.intake import limits
-from core.intake.limits import MAX_CELL_CHARS, MAX_CELLS, MAX_COLUMNS, MAX_ROWS, column_letters
+from core.intake.limits import (
+    MAX_CELL_CHARS,
+    MAX_CELLS,
+    MAX_COLUMNS,
+    MAX_ROWS,
+    MAX_SHARED_STRING_CHARS,
+    MAX_SHARED_STRINGS,
+    MAX_SHEET_NAME_CHARS,
+    MAX_SHEETS,
+    MAX_TEXT_CHARS,
+    column_letters,
+)
 
 # Bytes fed to expat at a time. Large, because expat (2.5) scans an unfinished token again from
 # its start at every call: a 250 MB comment fed in 8 MB pieces took 56 s, in 32 MB pieces a few.
@@ -113,7 +129,7 @@ class _Archive:
                                             posixpath.basename(workbook) + ".rels")
         self._check_sizes([workbook, self.workbook_rels])
         rels = self._relationships(self.workbook_rels, posixpath.dirname(workbook))
-        info = _WorkbookInfo()
+        info = _WorkbookInfo(source)
         self.parse(workbook, info)
         self.date1904 = info.date1904
         self.sheets: list[tuple[str, str]] = []  # (name, part) of each worksheet, in order
@@ -142,7 +158,7 @@ class _Archive:
                 source=self.source, mb=total / 2 ** 20, max=limits.MAX_UNPACKED_BYTES // 2 ** 20))
 
     def _relationships(self, part: str, base: str) -> dict[str, tuple[str, str]]:
-        rels = _Relationships(base)
+        rels = _Relationships(base, self.source)
         self.parse(part, rels)
         return rels.found
 
@@ -179,14 +195,25 @@ def _local(name: str) -> str:
     return name.rpartition(":")[2] if ":" in name else name
 
 
-class _Relationships:
-    """``Id → (Type, part path)`` from a ``.rels`` part; targets resolved against ``base``."""
+#: Relationships a ``.rels`` part may list: one per sheet, and the other parts a workbook has.
+_MAX_RELATIONSHIPS = 2 * MAX_SHEETS + 1_000
 
-    def __init__(self, base: str):
+
+class _Relationships:
+    """``Id → (Type, part path)`` from a ``.rels`` part; targets resolved against ``base``; more
+    relationships than a workbook of :data:`~core.intake.limits.MAX_SHEETS` sheets has: damaged."""
+
+    def __init__(self, base: str, source: str = "upload"):
         self.base = base
+        self.source = source
+        self.count = 0
         self.found: dict[str, tuple[str, str]] = {}
 
     def start(self, name, attrs):
+        if _local(name) == "Relationship":
+            self.count += 1
+            if self.count > _MAX_RELATIONSHIPS:
+                raise _damaged(self.source)
         if _local(name) == "Relationship" and attrs.get("TargetMode") != "External":
             target = attrs.get("Target", "")
             path = target.lstrip("/") if target.startswith("/") else posixpath.join(self.base, target)
@@ -197,17 +224,29 @@ class _Relationships:
 
 
 class _WorkbookInfo:
-    """Sheet names with their relationship ids, and the 1904 date system flag."""
+    """Sheet names with their relationship ids, and the 1904 date system flag; at most
+    :data:`~core.intake.limits.MAX_SHEETS` sheets, counted as the list is read."""
 
-    def __init__(self):
+    def __init__(self, source: str = "upload"):
+        self.source = source
         self.sheets: list[tuple[str, str]] = []
         self.date1904 = False
 
     def start(self, name, attrs):
         local = _local(name)
         if local == "sheet":
+            if len(self.sheets) >= MAX_SHEETS:
+                raise InputError(_("{source} lists more than {max:,} sheets, more than are read from a workbook "
+                                   "(LibreOffice's limit). Copy the sheet you need into a workbook of its own, "
+                                   "or save it as CSV, and upload again.").format(source=self.source, max=MAX_SHEETS))
+            sheet = attrs.get("name", "")
+            if len(sheet) > MAX_SHEET_NAME_CHARS:
+                raise InputError(_("{source} has a sheet name of {n:,} characters; Excel's sheet names have at "
+                                   "most 31, and at most {max} are read. Rename the sheet in Excel or LibreOffice, "
+                                   "or save it as CSV, and upload again.").format(
+                    source=self.source, n=len(sheet), max=MAX_SHEET_NAME_CHARS))
             rid = next((v for k, v in attrs.items() if k == "id" or k.endswith(":id")), "")
-            self.sheets.append((attrs.get("name", ""), rid))
+            self.sheets.append((sheet, rid))
         elif local == "workbookPr":
             self.date1904 = attrs.get("date1904", "0").strip().lower() in ("1", "true")
 
@@ -258,11 +297,15 @@ class _Styles:
 
 
 class _SharedStrings:
-    """The shared-string table: each ``<si>``'s text runs (``<t>``), phonetic runs left out."""
+    """The shared-string table: each ``<si>``'s text runs (``<t>``), phonetic runs left out; at
+    most :data:`~core.intake.limits.MAX_SHARED_STRINGS` texts of
+    :data:`~core.intake.limits.MAX_SHARED_STRING_CHARS` characters in all, counted as it is read."""
 
-    def __init__(self):
+    def __init__(self, source: str = "upload"):
+        self.source = source
         self.strings: list[str] = []
         self.parts: list[str] = []
+        self.n_chars = 0
         self.in_t = False
         self.in_rph = False
 
@@ -280,6 +323,10 @@ class _SharedStrings:
         elif local == "rPh":
             self.in_rph = False
         elif local == "si":
+            if len(self.strings) >= MAX_SHARED_STRINGS:
+                raise InputError(_("{source} has more than {max:,} different texts in its shared-string table "
+                                   "(sharedStrings.xml), more than are read from a workbook. Save the sheet as CSV "
+                                   "and upload again.").format(source=self.source, max=MAX_SHARED_STRINGS))
             text = "".join(self.parts)
             self.strings.append(_unescape(text) if "_x" in text else text)
             self.parts = []
@@ -287,6 +334,12 @@ class _SharedStrings:
     def chars(self, data):
         if self.in_t:
             self.parts.append(data)
+            self.n_chars += len(data)
+            if self.n_chars > MAX_SHARED_STRING_CHARS:
+                raise InputError(_("{source} has more than {max:,} characters of text in its shared-string table "
+                                   "(sharedStrings.xml), more than are read from a workbook. Save the sheet as CSV "
+                                   "(or split it) and upload again.").format(source=self.source,
+                                                                            max=MAX_SHARED_STRING_CHARS))
 
 
 def _unescape(text: str) -> str:
@@ -323,7 +376,7 @@ class _SheetReader:
     __slots__ = ("where", "source", "sheet", "shared", "dates", "durations", "date1904", "in_data",
                  "row_index", "row", "col", "kind", "style", "parts", "n_chars", "collect", "in_is",
                  "in_rph", "first_row", "last_row", "width", "n_cell_elements", "memo", "numbers",
-                 "blocks", "pending")
+                 "blocks", "pending", "n_text")
 
     def __init__(self, source: str, sheet: str, shared: list[str], dates: set[int],
                  durations: set[int], date1904: bool):
@@ -350,6 +403,7 @@ class _SheetReader:
         self.numbers: dict[str, str] = {}  # a number cell's XML text → its text here
         self.blocks: list[pd.DataFrame] = []
         self.pending: list[list[str]] = []
+        self.n_text = 0  # characters of the cells stored so far
 
     # -- expat handlers
     def start(self, name, attrs):
@@ -481,6 +535,11 @@ class _SheetReader:
             text = v
         if not text:
             return
+        self.n_text += len(text)
+        if self.n_text > MAX_TEXT_CHARS:
+            raise InputError(_("{where} holds more than {max:,} characters of text in its cells (a text repeated "
+                               "in many cells counts each time), more than is read from one sheet. Save the sheet "
+                               "as CSV (or split it) and upload again.").format(where=self.where, max=MAX_TEXT_CHARS))
         memo = self.memo
         text = memo.get(text, text)
         if len(memo) < _MEMO_SIZE:
@@ -585,7 +644,7 @@ def read_sheet(data: bytes, source: str = "upload", sheet: str | None = None) ->
                        *(p for p in (book.shared_strings, book.styles) if p)])
     shared: list[str] = []
     if book.shared_strings and book.shared_strings in book.names:
-        table = _SharedStrings()
+        table = _SharedStrings(source)
         book.parse(book.shared_strings, table)
         shared = table.strings
     dates: set[int] = set()

@@ -4,6 +4,9 @@ and the Alembic migrations run when a store opens. :class:`StoreBase` is the par
 from __future__ import annotations
 
 import os
+import random
+import sqlite3
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 
+from core.files import create_private_file, private_folder, refuse_links
 from core.i18n import N_, _
-from core.store.errors import BUSY_MESSAGE, StoreBusy
+from core.store.errors import BUSY_MESSAGE, StoreBusy, StoreUnwritable
 from core.store.schema import settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -62,7 +66,11 @@ def normalise_url(url: str) -> str:
 def open_engine(url: str | None = None, *, sqlite_busy_seconds: float = 60.0) -> sa.Engine:
     """An engine for the URL; for SQLite: foreign keys on, WAL journal, and ``BEGIN IMMEDIATE``
     for transactions on connections with the ``alliance_write`` execution option (plain
-    ``BEGIN`` otherwise, so readers never queue behind writers)."""
+    ``BEGIN`` otherwise, so readers never queue behind writers).
+
+    A SQLite file is created here, ``0600`` in a folder created ``0700`` (it holds the clinic's
+    data and secrets), and is never opened through a symbolic link (nor its ``-wal``, ``-shm`` and
+    ``-journal`` files, which SQLite creates with the database file's permissions)."""
     url = normalise_url(url or default_url())
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -72,7 +80,9 @@ def open_engine(url: str | None = None, *, sqlite_busy_seconds: float = 60.0) ->
     if not database or database == ":memory:":
         kwargs["poolclass"] = sa.pool.StaticPool
     elif not database.startswith("file:"):
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        private_folder(Path(database).parent)
+        refuse_links(*(database + suffix for suffix in ("", "-wal", "-shm", "-journal")))
+        create_private_file(database)
     engine = sa.create_engine(parsed, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -82,7 +92,7 @@ def open_engine(url: str | None = None, *, sqlite_busy_seconds: float = 60.0) ->
         cursor.execute(f"PRAGMA busy_timeout = {int(sqlite_busy_seconds * 1000)}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if database and database != ":memory:":
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor, sqlite_busy_seconds)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -91,6 +101,21 @@ def open_engine(url: str | None = None, *, sqlite_busy_seconds: float = 60.0) ->
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _set_wal(cursor, busy_seconds: float) -> None:
+    """``PRAGMA journal_mode = WAL``, waiting (up to ``busy_seconds``) while another connection
+    holds the database: SQLite answers this pragma "database is locked" at once, without its busy
+    handler, when several processes open a new database together (the first one converts it)."""
+    deadline = time.monotonic() + busy_seconds
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if not _is_busy(err) or time.monotonic() > deadline:
+                raise
+        time.sleep(random.uniform(0.005, 0.05))
 
 
 def alembic_config(connection=None):
@@ -116,6 +141,44 @@ def _is_busy(err: Exception) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
+#: What the database server says when it cannot write, by cause (SQLite's messages; PostgreSQL's
+#: SQLSTATE: 53100 disk_full, 53xxx insufficient resources, 25006 read_only_sql_transaction, 58030
+#: io_error; its "No space left on device" when a file cannot be extended).
+_DISK_FULL = ("database or disk is full", "no space left on device", "could not extend file", "disk quota")
+_READ_ONLY = ("attempt to write a readonly database", "read-only transaction", "readonly database",
+              "read-only file system")
+DISK_FULL_MESSAGE = N_("The clinic database could not be written: the disk it is on is full. Nothing was "
+                       "changed; free some space (or ask the administrator to) and try again.")
+READ_ONLY_MESSAGE = N_("The clinic database could not be written: it is read-only (its file, folder or "
+                       "server does not accept changes). Nothing was changed; ask the administrator to make it "
+                       "writable and try again.")
+
+
+def unwritable_message(err: BaseException) -> str | None:
+    """The plain sentence for a database that cannot be written (disk full, read-only), or ``None``
+    when ``err`` is something else."""
+    orig = getattr(err, "orig", err)
+    state = str(getattr(orig, "sqlstate", None) or "")
+    text = str(orig).lower()
+    if state.startswith("53") or any(t in text for t in _DISK_FULL):
+        return _(DISK_FULL_MESSAGE)
+    if state == "25006" or any(t in text for t in _READ_ONLY):
+        return _(READ_ONLY_MESSAGE)
+    return None
+
+
+@contextmanager
+def plain_store_errors() -> Iterator[None]:
+    """A database that cannot be written (disk full, read-only) as :class:`StoreUnwritable` with one
+    plain sentence; every other error as it was."""
+    try:
+        yield
+    except (sa_exc.DBAPIError, sqlite3.Error) as err:
+        message = unwritable_message(err)
+        if message is None:
+            raise
+        raise StoreUnwritable(message) from None
+
 
 class StoreBase:
     """The engine, the transactions and the migrations of a clinic database."""
@@ -127,7 +190,8 @@ class StoreBase:
         self.bcrypt_rounds = bcrypt_rounds
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._dummy_hash: bytes | None = None
-        self._migrate()
+        with plain_store_errors():
+            self._migrate()
         with self._read() as conn:
             values = dict(conn.execute(sa.select(settings.c.key, settings.c.value)).all())
         self._secret = bytes.fromhex(values["pseudonym_secret"])
@@ -164,7 +228,7 @@ class StoreBase:
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """A read transaction: one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
-        with self.engine.connect() as conn:
+        with plain_store_errors(), self.engine.connect() as conn:
             if self.is_postgres:
                 conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
@@ -172,9 +236,10 @@ class StoreBase:
 
     @contextmanager
     def _write(self, busy_message: str = BUSY_MESSAGE, busy_error=StoreBusy) -> Iterator[sa.Connection]:
-        """A write transaction: committed at the end of the block, rolled back on any error."""
+        """A write transaction: committed at the end of the block, rolled back on any error. A
+        database that cannot be written (disk full, read-only) is :class:`StoreUnwritable`."""
         try:
-            with self.engine.connect() as conn:
+            with plain_store_errors(), self.engine.connect() as conn:
                 conn.execution_options(alliance_write=True)
                 with conn.begin():
                     if self.is_postgres:

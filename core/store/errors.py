@@ -21,6 +21,11 @@ class StoreBusy(RuntimeError):
     """A write waited too long for another one to finish; nothing was changed."""
 
 
+class StoreUnwritable(RuntimeError):
+    """The database cannot be written (its disk is full, or it is read-only); nothing was changed.
+    ``str(err)`` is one plain sentence (:func:`core.store.engine.unwritable_message`)."""
+
+
 class NoSuchDataset(LookupError):
     """No data set of that name among those the user may see."""
 
