@@ -1,4 +1,6 @@
 """Column mapping (core.intake.mapping) and wide files (core.intake.reshape, validation of wide files)."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,11 +11,11 @@ from core.intake.mapping import (
     SavedMapping,
     WideLayout,
     detect_wide_layout,
-    load_saved_mappings,
     matching_saved_mapping,
+    saved_mapping_from_record,
+    saved_mapping_record,
     normalise_header,
     propose_mapping,
-    save_mapping,
     session_from_token,
 )
 from core.intake.reading import ROW, read_table
@@ -77,21 +79,18 @@ def test_check_names_what_is_missing():
         ColumnMapping(patient="a", session="b", alliance="c", symptoms="c").check(cols)
 
 
-def test_saved_mappings_round_trip_and_match_the_header_set(tmp_path):
-    path = tmp_path / "mappings.json"
-    assert load_saved_mappings(path) == []
+def test_saved_mappings_round_trip_and_match_the_header_set():
+    """A saved mapping as the clinic database stores it (plain JSON values) and back; found by its
+    header set (the database's saved mappings: core/store/mappings.py, tests/test_storage.py)."""
     saved = SavedMapping(name="Clínica BA", headers=("Paciente", "Sesión", "Alianza"),
                          mapping=ColumnMapping(patient="Paciente", session="Sesión", alliance="Alianza"),
                          ranges={"alliance": (1.0, 7.0)})
-    save_mapping(saved, path)
-    loaded = load_saved_mappings(path)
+    record = json.loads(json.dumps(saved_mapping_record(saved)))
+    loaded = [saved_mapping_from_record(record)]
     assert loaded == [saved]
     # Same headers in another order and case: found; other headers: not.
     assert matching_saved_mapping(["alianza", "SESION", "paciente"], loaded) == saved
     assert matching_saved_mapping(["Paciente", "Sesión"], loaded) is None
-    # Saving under the same name replaces.
-    save_mapping(SavedMapping(name="Clínica BA", headers=("a", "b"), mapping=ColumnMapping()), path)
-    assert [m.headers for m in load_saved_mappings(path)] == [("a", "b")]
 
 
 # ------------------------------------------------------------------------------ wide layouts

@@ -12,7 +12,6 @@ import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from core.errors import InputError, some_names
 from core.i18n import N_, _
@@ -325,13 +324,6 @@ class SavedMapping:
     ranges: dict[str, tuple[float, float]] | None = None
 
 
-def mapping_store_path() -> Path:
-    """Where saved mappings live: ``$ALLIANCE_DATA_DIR/mappings.json`` (default ``./data``)."""
-    import os
-
-    return Path(os.environ.get("ALLIANCE_DATA_DIR", "data")) / "mappings.json"
-
-
 def saved_mapping_record(saved: SavedMapping) -> dict:
     """A saved mapping as plain JSON values (the file's and the clinic database's form)."""
     return {"name": saved.name, "headers": list(saved.headers), "mapping": saved.mapping.as_dict(),
@@ -345,26 +337,6 @@ def saved_mapping_from_record(item: dict) -> SavedMapping:
     return SavedMapping(name=item["name"], headers=tuple(item["headers"]), mapping=ColumnMapping(**item["mapping"]),
                         wide_measures=item.get("wide_measures"),
                         ranges={k: tuple(v) for k, v in ranges.items()} if ranges else None)
-
-
-def load_saved_mappings(path: Path | None = None) -> list[SavedMapping]:
-    """All saved mappings (empty list when none were saved yet)."""
-    path = path or mapping_store_path()
-    if not path.exists():
-        return []
-    return [saved_mapping_from_record(item) for item in json.loads(path.read_text(encoding="utf-8"))]
-
-
-def save_mapping(saved: SavedMapping, path: Path | None = None) -> Path:
-    """Add or replace (by name) a saved mapping; returns the file written."""
-    path = path or mapping_store_path()
-    items = [m for m in load_saved_mappings(path) if m.name != saved.name] + [saved]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = [saved_mapping_record(m) for m in items]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def matching_saved_mapping(columns: list[str], saved: list[SavedMapping]) -> SavedMapping | None:
