@@ -141,13 +141,15 @@ def test_a_therapist_records_only_her_patients_and_may_add_one(clinic):
     ana, bruno, sup = people["therapist-ana"], people["therapist-bruno"], people["supervisor"]
     brunos = ana_patient(store, bruno)
     before = counts(store)
-    with pytest.raises(NoSuchPatient, match="not among your patients"):
+    with pytest.raises(NoSuchPatient, match="not among the patients you can record"):
         store.record_session(ana, DATASET, brunos, 9, {"alliance": 5})
     with pytest.raises(AccessDenied):
         store.record_session(ana, DATASET, "N-100", 1, {"alliance": 5}, therapist="T02 Bruno", new_patient=True)
     with pytest.raises(AccessDenied):
         store.record_session(people["researcher"], DATASET, brunos, 9, {"alliance": 5})
     assert counts(store) == before
+    with pytest.raises(NoSuchPatient, match="must be added as new"):  # a typo never adds a patient
+        store.record_session(ana, DATASET, "N-100", 1, {"symptoms": 90})
     store.record_session(ana, DATASET, "N-100", 1, {"symptoms": 90}, new_patient=True)
     assert "N-100" in store.record_form(ana, DATASET).patients
     assert "N-100" not in store.record_form(bruno, DATASET).patients
@@ -335,3 +337,14 @@ def test_a_clinic_copy_of_a_definition_is_used(tmp_path, monkeypatch):
     monkeypatch.setenv("ALLIANCE_DATA_DIR", str(tmp_path))
     defn = recording_instrument("ans")
     assert defn.reverse_keyed == () and defn.item_texts["es"][0] == "Pregunta 1"
+
+
+def test_patient_mode_for_a_new_patient(clinic):
+    store, people = clinic
+    ana = people["therapist-ana"]
+    session_id, _ticket = store.start_session(ana)
+    store.start_kiosk(ana, session_id, DATASET, "N-200", 1, "en", new_patient=True)
+    for item in range(1, 46):
+        store.kiosk_answer(session_id, "symptoms", item, 1)
+    assert store.finish_kiosk(session_id) == "stored"
+    assert store.record_form(ana, DATASET).patients["N-200"] == (1.0, "T01 Ana")

@@ -65,6 +65,10 @@ def add_parser(sub) -> None:
     aud.add_argument("--limit", type=int, default=100_000, help=_("newest entries to write (default 100000)"))
     aud.set_defaults(func=run)
 
+    from core.cli import store_record  # `store record` (issue 26): its own module
+
+    store_record.add_parser(actions)
+
 
 def _open(create: bool):
     from core.store import ClinicStore, default_url

@@ -442,10 +442,11 @@ class SessionRecords:
         if latest is not None and new_patient:
             raise InputError(_("There is already a patient '{patient}' in this data set; choose that patient instead "
                                "of adding a new one, or give the new patient another code.").format(patient=patient))
+        mine = latest is not None and (user.role is not Role.THERAPIST or latest[1] == user.therapist_code)
+        if not mine and not new_patient:  # the same words whether the patient is someone else's or unknown
+            raise NoSuchPatient(_("Patient '{patient}' is not among the patients you can record in '{dataset}'; a "
+                                  "new patient must be added as new.").format(patient=patient, dataset=ds.name))
         if user.role is Role.THERAPIST:
-            if latest is not None and latest[1] != user.therapist_code:
-                raise NoSuchPatient(_("Patient '{patient}' is not among your patients in '{dataset}'.").format(
-                    patient=patient, dataset=ds.name))
             if therapist not in (None, user.therapist_code):
                 raise AccessDenied(_("A therapist records sessions under her own therapist code only."))
             return user.therapist_code if has_therapist else None
@@ -675,13 +676,15 @@ class SessionRecords:
         if state is None or state.finished:
             return state.outcome if state is not None and state.outcome else "stored"
         with self._read() as conn:
-            row = conn.execute(sa.select(kiosk_sessions.c.user_id).where(
+            row = conn.execute(sa.select(kiosk_sessions.c.user_id, kiosk_sessions.c.dataset_id).where(
                 kiosk_sessions.c.session_id == int(session_id))).first()
             starter = _user(conn.execute(sa.select(users).where(users.c.id == row.user_id)).first())
+            new = conn.execute(sa.select(observations.c.id).where(  # patient mode for a new patient's first session
+                observations.c.dataset_id == row.dataset_id, observations.c.patient == state.patient).limit(1)).first() is None
         try:
             values = {m.name: score_answers(m, state.answers.get(m.name, {})) for m in state.measures}
             self.record_session(starter, state.dataset, state.patient, state.session, values,
-                                session_date=state.session_date, via=VIA_KIOSK)
+                                session_date=state.session_date, via=VIA_KIOSK, new_patient=new)
             outcome = "stored"
         except (InputError, RecordConflict, AccessDenied, NoSuchPatient) as err:
             outcome = str(err)
