@@ -219,3 +219,8 @@ def log_patient_view(dataset: str, patient: str) -> None:
 
 def is_supervisor(user: User | None) -> bool:
     return user is not None and user.role is Role.SUPERVISOR
+
+
+def start_page(user: User | None) -> str:
+    """The page a sign-in opens: a therapist's caseload, everyone else's *Clinic data*."""
+    return "pages/overview.py" if user is not None and user.role is Role.THERAPIST else "pages/home.py"

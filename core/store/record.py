@@ -101,6 +101,11 @@ class Measure:
         """The measure's name in the interface language (other columns as they are called)."""
         return role_name(self.name)
 
+    @property
+    def title(self) -> str:
+        """:attr:`label` with a capital first letter (``Alliance``, ``BDI``)."""
+        return self.label[:1].upper() + self.label[1:]
+
 
 @dataclass(frozen=True)
 class RecordForm:
