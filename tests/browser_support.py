@@ -89,3 +89,33 @@ def open_patient_from_caseload(page, patient: str) -> None:
     page.keyboard.press("Enter")
     page.get_by_role("button", name="Open patient page").click()
     page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)
+
+
+def wait_idle(page, settle: int = 800) -> None:
+    """Wait until the app's script run has ended, then ``settle`` ms for the page to draw."""
+    page.wait_for_function("""() => { const a = document.querySelector('[data-testid="stApp"]');
+        return a && a.getAttribute('data-test-script-state') === 'notRunning'; }""", timeout=180000)
+    page.wait_for_timeout(settle)
+
+
+def tall_screenshot(page, path: Path) -> Path:
+    """A screenshot of the whole page: the window is made as tall as the main area's content (Streamlit
+    scrolls its main area, so a plain full-page screenshot stops at the window's height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height), 12000)})
+    page.wait_for_timeout(1200)
+    page.screenshot(path=str(path), full_page=True, timeout=120000)
+    page.set_viewport_size(size)
+    page.wait_for_timeout(300)
+    return path
+
+
+def tab_to(page, test_js: str, limit: int = 80) -> None:
+    """Press Tab until ``test_js`` (a function of the focused element) is true."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"() => {{ const e = document.activeElement; return !!e && ({test_js})(e); }}"):
+            return
+    raise AssertionError(f"Tab never reached an element for which {test_js} holds")

@@ -205,6 +205,14 @@ def user_badge() -> None:
 
 def download(label: str, data, file_name: str, mime: str, key: str, what: str | None = None, **kwargs) -> None:
     """A download button whose click is recorded in the audit log as an export."""
+    if callable(data):  # a file built on the click, outside this script run: in this run's language
+        from core.i18n import get_language, language
+
+        code, build = get_language(), data
+
+        def data():
+            with language(code):
+                return build()
     st.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=log,
                        args=("export", what or file_name), **kwargs)
 
