@@ -55,15 +55,16 @@ if saved and saved["dataset"] == ds.name:
             now = mine.iloc[-1]
             box = {"not_on_track": st.error, "at_risk": st.warning, "on_track": st.success}.get(now["status"], st.info)
             box(status_sentence(now["status"], now["session"], now["reason"]))
-    left, right = st.columns(2)
-    if left.button(_("Open the patient page"), key="rec_open_patient", width="stretch"):
-        st.session_state["open_patient"] = saved["patient"]
-        st.switch_page("pages/patient.py", query_params={"patient": saved["patient"]})
-    if right.button(_("Open my caseload") if user.role.value == "therapist" else _("Open the clinic overview"),
-                    key="rec_open_caseload", width="stretch"):
-        st.switch_page("pages/overview.py")
+    with st.container(key="touch_links", horizontal=True):  # links: the next page runs at once, this one not again
+        st.page_link("pages/patient.py", label=_("Open the patient page"), icon=":material/person:",
+                     query_params={"patient": saved["patient"]}, width="stretch")
+        st.page_link("pages/overview.py", label=_("Open my caseload") if user.role.value == "therapist"
+                     else _("Open the clinic overview"), icon=":material/groups:", width="stretch")
 
 # ---------------------------------------------------------------- who, which session, when
+if "rec_switch_to" in st.session_state:  # set before the widgets are drawn
+    st.session_state["rec_patient_kind"] = "existing"
+    st.session_state["rec_patient"] = st.session_state.pop("rec_switch_to")
 with st.container(key="touch_who"):
     kinds = {"existing": _("One of my patients") if user.role.value == "therapist" else _("A patient of the clinic"),
              "new": _("A new patient")}
@@ -107,6 +108,10 @@ if patient and not new_patient:
     except (InputError, NoSuchPatient) as err:
         st.error(str(err))
         st.stop()
+# What the form showed before this run: a save compares it with what is stored now, so a session someone
+# else recorded or corrected meanwhile is refused with a sentence, never overwritten silently.
+seen_key = f"rec_seen_{slot}"
+seen = st.session_state.get(seen_key, stored.revision if stored is not None else None)
 if stored is not None:
     who = (_("by {user} on {when}").format(user=md(stored.recorded_by), when=stored.recorded_at.strftime("%Y-%m-%d %H:%M UTC"))
            if stored.recorded_by else _("by an upload"))
@@ -176,7 +181,7 @@ with st.container(key="touch_save"):
     label = _("Save the correction") if stored is not None else _("Save session {session:g}").format(session=session)
     if st.button(label, type="primary", key="rec_save", width="stretch", disabled=not patient):
         problem = refusals[0] if refusals else None
-        if problem is None and stored is not None and not (reason or "").strip():
+        if problem is None and seen is not None and not (reason or "").strip():
             problem = _("Give the reason for the correction; it is kept with the earlier values.")
         if problem is None and stored is None and all(v is None for v in values.values()):
             problem = _("Enter at least one score for session {session:g}.").format(session=session)
@@ -187,7 +192,7 @@ with st.container(key="touch_save"):
         else:
             try:
                 result = store.record_session(user, ds.name, patient, session, values, session_date=day,
-                                              reason=reason, expected=stored.revision if stored else None,
+                                              reason=reason if seen is not None else None, expected=seen,
                                               therapist=therapist, new_patient=new_patient)
             except (InputError, RecordConflict, NoSuchPatient, AccessDenied, StoreBusy) as err:
                 st.error(str(err), icon=":material/block:")
@@ -196,12 +201,13 @@ with st.container(key="touch_save"):
                                                  "session": result.session, "version": result.version,
                                                  "values": result.values}
                 for key in [k for k in st.session_state if str(k).startswith(("dec_", "rec_reason_", "rec_new_code",
-                                                                                   "rec_session_"))]:
+                                                                                   "rec_session_", "rec_seen_"))]:
                     del st.session_state[key]
-                if new_patient:
-                    st.session_state["rec_patient_kind"] = "existing"
-                    st.session_state["rec_patient"] = result.patient
+                if new_patient:  # the new patient is now one of the list: chosen there on the next run
+                    st.session_state["rec_switch_to"] = result.patient
                 st.rerun()
+
+st.session_state[seen_key] = stored.revision if stored is not None else None
 
 # ---------------------------------------------------------------- patient mode
 st.divider()

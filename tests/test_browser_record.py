@@ -33,8 +33,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from playwright.sync_api import expect
-from browser_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_chromium, running_app, tab_to,
-                             tall_screenshot, wait_idle)
+from browser_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, go_by_sidebar, press, require_chromium,
+                             running_app, sign_in, tab_to, tall_screenshot, type_into, wait_for_text, wait_idle)
 
 from core.i18n import _, language
 from tests.record_support import ANA, ANA_PASSWORD, DATASET, HEAD, HEAD_PASSWORD, make_clinic
@@ -84,57 +84,6 @@ def new_page(clinic, width: int, lang: str):
     context = clinic["browser"].new_context(viewport={"width": width, "height": 1000},
                                             locale="es-AR" if lang == "es" else "en-US", accept_downloads=True)
     return context, context.new_page()
-
-
-def sign_in(page, url: str, user: str, password: str, lang: str) -> None:
-    """Sign in on the Account page with the keyboard; wait for the start page and the session cookie."""
-    page.goto(f"{url}/account?lang={lang}")
-    name = page.locator('[data-testid="stTextInput"] input').first
-    name.wait_for(timeout=60000)
-    wait_idle(page)
-    name.focus()
-    page.keyboard.type(user)
-    page.keyboard.press("Tab")
-    page.keyboard.type(password)
-    page.keyboard.press("Enter")
-    page.locator('[data-testid="stSidebarNav"]').wait_for(state="attached", timeout=60000)
-    wait_idle(page)
-    for _attempt in range(80):  # the HttpOnly cookie that keeps the sign-in over reloads and new tabs
-        if any(c["name"] == "alliance_session" for c in page.context.cookies()):
-            return
-        page.wait_for_timeout(250)
-    raise AssertionError("the session cookie was never set")
-
-
-def go_by_sidebar(page, title: str) -> None:
-    """Open a page from the sidebar with the keyboard (unfolding it first on a narrow window)."""
-    if page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true":
-        tab_to(page, "(e) => !!e.closest('[data-testid=\"stExpandSidebarButton\"], "
-                     "[data-testid=\"stSidebarCollapsedControl\"]')")
-        page.keyboard.press("Enter")
-        page.wait_for_timeout(800)
-    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
-    link.focus()
-    page.keyboard.press("Enter")
-
-
-def press(page, locator) -> None:
-    """A button pressed from the keyboard."""
-    locator.focus()
-    page.keyboard.press("Enter")
-
-
-def type_into(page, locator, text: str) -> None:
-    locator.focus()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(text)
-    page.keyboard.press("Enter")
-    wait_idle(page, 400)
-
-
-def wait_for_text(page, text: str, timeout: int = 60000) -> None:
-    page.wait_for_function(f"""() => {{ const m = document.querySelector('[data-testid="stMain"]');
-        return !!m && m.innerText.includes({json.dumps(text)}); }}""", timeout=timeout)
 
 
 def not_on_track_count(page, lang: str) -> int:
@@ -229,7 +178,7 @@ def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, 
         pressed = time.time()
 
         # the patient page, without a reload: not on track within 2 s of the save
-        press(page, page.get_by_role("button", name=open_patient))
+        press(page, page.get_by_role("link", name=open_patient))
         alert = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first
         alert.filter(has_text=f"{no_track.capitalize()} (").wait_for(timeout=60000)
         TIMINGS[f"patient page {lang} {width}"] = round(time.time() - saved_at, 2)

@@ -28,6 +28,9 @@ TOUCH_CSS = """
 [class*="st-key-touch"] input { min-height: 2.75rem; font-size: 1.1rem; }
 [class*="st-key-touch"] [data-baseweb="select"] > div { min-height: 3rem; font-size: 1.05rem; }
 [class*="st-key-touch"] [role="radiogroup"] label { min-height: 2.75rem; align-items: center; padding-right: 0.75rem; }
+[class*="st-key-touch"] [data-testid="stPageLink-NavLink"] {
+  min-height: 3rem; justify-content: center; border: 1px solid rgba(49, 51, 63, 0.3); border-radius: 0.5rem;
+}
 </style>
 """
 NUMERIC_SCRIPT = """
