@@ -126,7 +126,7 @@ for i, measure in enumerate(form.measures):
     with st.container(key=f"touch_measure_{i}", border=True):
         scale = range_text(measure)
         valid = _("valid range {range}").format(range=scale) if scale else ""
-        st.markdown(f"**{md(measure.title)}**" + (f" · {valid}" if valid else ""))
+        st.markdown(f"**{md(measure.title)}**" + (f" · {md(valid)}" if valid else ""))
         prefill = "" if stored is None or stored.values.get(measure.name) is None \
             else number(stored.values[measure.name], "g")
         entry = "score"

@@ -67,14 +67,12 @@ def _enter(state: KioskState) -> None:
 def run_kiosk(state: KioskState, icon: str) -> None:
     """Serve only the questionnaire (app.py, instead of its pages) and stop the run."""
     from ui.auth import session_cookie_script
-    from ui.state import APP_MARKER
 
     set_language(state.language)
     st.set_page_config(page_title=_("Questionnaire"), page_icon=icon, layout="centered",
                        initial_sidebar_state="collapsed", menu_items={"Get help": None, "Report a bug": None,
                                                                       "About": None})
     _enter(state)
-    st.session_state[APP_MARKER] = True
     session_cookie_script()  # a sign-in's ticket still pending is handed over: a reload stays here
     title = _("Questionnaire")
     pages = [st.Page(questionnaire, title=title, default=True)]

@@ -10,12 +10,16 @@ session already recorded without ``--correct``, a wrong password or role.
 """
 from __future__ import annotations
 
+import functools
+
 from core.errors import InputError
 from core.i18n import _
 
 
-def add_parser(actions) -> None:
-    """Register ``store record`` with the ``store`` subcommands (called by :mod:`core.cli.store`)."""
+def add_parser(actions, *, open_store, sign_in, summary) -> None:
+    """Register ``store record`` with the ``store`` subcommands (called by :mod:`core.cli.store`, which
+    hands over its own helpers: opening the database, signing in with ``ALLIANCE_PASSWORD``, the
+    one-line JSON summary)."""
     rec = actions.add_parser("record", help=_("record one session's scores (therapists and supervisors)"))
     rec.add_argument("--dataset", required=True, help=_("the data set to record the session in"))
     rec.add_argument("--user", required=True, help=_("a therapist or supervisor (password from ALLIANCE_PASSWORD)"))
@@ -30,7 +34,7 @@ def add_parser(actions) -> None:
     rec.add_argument("--therapist", help=_("a supervisor: the therapist code of a new patient"))
     rec.add_argument("--new-patient", action="store_true",
                      help=_("the patient is new: refuse if the code is already in the data set"))
-    rec.set_defaults(func=run, out=None)
+    rec.set_defaults(func=functools.partial(run, open_store=open_store, sign_in=sign_in, summary=summary), out=None)
 
 
 def _values(pairs: list[str]) -> dict[str, str]:
@@ -47,17 +51,16 @@ def _values(pairs: list[str]) -> dict[str, str]:
     return values
 
 
-def run(args) -> None:
+def run(args, *, open_store, sign_in, summary) -> None:
     import datetime
 
-    from core.cli.store import _open, _sign_in, _summary
     from core.store import AccessDenied, NoSuchDataset, NoSuchPatient, StoreBusy
     from core.store.record import VIA_CLI, RecordConflict
 
     values = _values(args.values)
-    store = _open(create=False)
+    store = open_store(create=False)
     try:
-        user = _sign_in(store, args.user)
+        user = sign_in(store, args.user)
         day = args.date or datetime.date.today().isoformat()
         try:
             expected = None
@@ -69,7 +72,7 @@ def run(args) -> None:
                                           new_patient=args.new_patient, via=VIA_CLI)
         except (AccessDenied, NoSuchDataset, NoSuchPatient, StoreBusy, RecordConflict) as err:
             raise InputError(str(err)) from None
-        _summary({"dataset": result.dataset, "patient": result.patient, "session": result.session,
+        summary({"dataset": result.dataset, "patient": result.patient, "session": result.session,
                   "date": day, "action": result.action, "values": result.values, "therapist": result.therapist,
                   "version": result.version})
     finally:
