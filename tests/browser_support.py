@@ -149,8 +149,10 @@ def sign_in(page, url: str, user: str, password: str, lang: str = "en") -> None:
 
 
 def go_by_sidebar(page, title: str) -> None:
-    """Open a page from the sidebar with the keyboard (unfolding it first on a narrow window)."""
-    if page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true":
+    """Open a page from the sidebar with the keyboard (on a narrow window: unfolding it first, and
+    folding it again once the page is open)."""
+    folded = page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
+    if folded:
         tab_to(page, "(e) => !!e.closest('[data-testid=\"stExpandSidebarButton\"], "
                      "[data-testid=\"stSidebarCollapsedControl\"]')")
         page.keyboard.press("Enter")
@@ -158,6 +160,13 @@ def go_by_sidebar(page, title: str) -> None:
     link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
     link.focus()
     page.keyboard.press("Enter")
+    if folded:
+        wait_idle(page, 300)
+        fold = page.locator('[data-testid="stSidebarCollapseButton"] button')
+        if page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "false" and fold.count():
+            fold.first.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(600)
 
 
 def press(page, locator) -> None:

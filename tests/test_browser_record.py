@@ -245,6 +245,8 @@ def kiosk_shown(page, lang: str) -> str:
         found = page.locator(f'[data-testid="{hidden}"]')
         assert found.count() == 0 or not found.first.is_visible(), hidden
     assert page.locator('[data-testid="stDataFrame"], [data-testid="stPlotlyChart"]').count() == 0
+    page.wait_for_timeout(300)  # Streamlit's "Page not found" over an unknown address is closed at once
+    assert page.locator('section[role="dialog"]').count() == 0
     text = page.locator("body").inner_text()
     assert not PATIENT_ID.search(text), PATIENT_ID.search(text)
     staff = words(lang, "Staff: sign in to end patient mode")[0]

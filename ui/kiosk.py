@@ -35,6 +35,23 @@ CSS = """
 .st-key-kiosk_item h2 { font-size: 1.9rem; line-height: 1.3; }
 </style>
 """
+#: Streamlit answers an address the dashboard does not know with its own "Page not found" message (in
+#: English, about pages and files) over the page; patient mode serves the questionnaire at every
+#: address, so the message is closed as soon as it appears (the page itself runs no other dialog).
+CLOSE_NOT_FOUND = """
+<script>
+(function () {
+  function close() {
+    document.querySelectorAll('section[role="dialog"] button[aria-label="Close"]').forEach(function (b) { b.click(); });
+  }
+  close();
+  if (!window.__allianceKioskObserver) {
+    window.__allianceKioskObserver = new MutationObserver(close);
+    window.__allianceKioskObserver.observe(document.body, {childList: true, subtree: true});
+  }
+})();
+</script>
+"""
 
 
 def kiosk_state() -> KioskState | None:
@@ -57,7 +74,7 @@ def _enter(state: KioskState) -> None:
     from ui.auth import SESSION_KEY, USER_KEY, _forget_data
 
     set_language(state.language)
-    st.html(CSS)
+    st.html(CSS + CLOSE_NOT_FOUND, unsafe_allow_javascript=True)
     st.session_state.pop(USER_KEY, None)  # this tab holds nothing of the staff member's any more
     _forget_data()
     st.session_state[SESSION_KEY] = state.session_id
