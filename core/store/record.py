@@ -634,12 +634,9 @@ class SessionRecords:
     def kiosk_of(self, *, token: str | None = None, session_id: int | None = None) -> KioskState | None:
         """The patient-mode state of a live sign-in session (by its signed token or its id), else ``None``
         (not in patient mode, ended, expired, or its staff member deactivated)."""
-        if token is not None:
-            parsed = self._parse_token(token)
-            if parsed is None:
-                return None
-            session_id, nonce = parsed
-        elif session_id is None:
+        if token is not None:  # its signature covers the session's id and nonce: the id names the session
+            session_id = self.session_id_of(token)
+        if session_id is None:
             return None
         k = kiosk_sessions
         query = (sa.select(k, datasets.c.name.label("dataset_name"))
@@ -647,8 +644,6 @@ class SessionRecords:
                               .join(users, users.c.id == k.c.user_id).join(datasets, datasets.c.id == k.c.dataset_id))
                  .where(k.c.session_id == int(session_id), sessions.c.ended_at.is_(None),
                         sessions.c.expires_at > _now(), users.c.is_active.is_(True)))
-        if token is not None:
-            query = query.where(sessions.c.nonce == nonce)
         with self._read() as conn:
             row = conn.execute(query).first()
             if row is None:
