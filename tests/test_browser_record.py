@@ -98,6 +98,20 @@ def not_on_track_count(page, lang: str) -> int:
     return int(re.sub(r"[.,]", "", found.group(1)))
 
 
+def caseload_csv(page) -> bytes:
+    """The caseload's CSV download, pressed from the keyboard (again if a rerun took the focus)."""
+    for attempt in range(3):
+        wait_idle(page)
+        try:
+            with page.expect_download(timeout=20000) as download:
+                press(page, page.locator(".st-key-caseload_csv button"))
+            return Path(download.value.path()).read_bytes()
+        except Exception:  # noqa: BLE001 - a Playwright timeout: the press met a rerun
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _scalar(store_url: str, sql: str, **params):
     import sqlalchemy as sa
 
@@ -195,9 +209,7 @@ def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, 
         TIMINGS[f"caseload {lang} {width}"] = round(time.time() - started, 2)
         wait_idle(page, 300)
         assert not_on_track_count(page, lang) == before + 1
-        with page.expect_download() as download:
-            press(page, page.locator(".st-key-caseload_csv button"))
-        table = pd.read_csv(io.BytesIO(Path(download.value.path()).read_bytes()), encoding="utf-8-sig",
+        table = pd.read_csv(io.BytesIO(caseload_csv(page)), encoding="utf-8-sig",
                             sep=";" if lang == "es" else ",", dtype={"patient": str})
         assert table.loc[table["patient"] == patient, "signal"].tolist() == words(lang, "▲ not on track")
         shot(page, f"record_caseload_after_{lang}_{width}")

@@ -29,7 +29,7 @@ EVIL = "http://127.0.0.1:9"
 HOSTILE_DATASET = f"![d]({EVIL}/d.png)"
 HOSTILE_THERAPIST = f"![t]({EVIL}/t.png)"
 HOSTILE_PATIENT = f"![p]({EVIL}/p.png)"
-PAGES = ["Clinic data", "Clinic overview", "Patient", "Model explorer", "Reciprocal dynamics",
+PAGES = ["Clinic data", "Clinic overview", "Patient", "Record a session", "Model explorer", "Reciprocal dynamics",
          "Plan a study (power)", "Upload data",
          "Account", "Users and audit log"]
 
