@@ -10,13 +10,17 @@ from ui import look, server
 from ui.auth import ask_browser_proof, browser_proof_needed, cookie_refused_note, current_user, is_supervisor, \
     restore_session, session_cookie_script, sign_out
 from ui.budget import file_limit_mb
+from ui.kiosk import kiosk_state, run_kiosk
 from ui.language import apply_language, language_picker
 from ui.state import APP_MARKER
 from ui.warmup import start_warm_up
 
 ICON = str(Path(__file__).resolve().parent / "ui" / "icon.png")  # bundled: no request to a font CDN
 
-restore_session()  # first: a reload's sign-in (its stored language counts when the session has none yet)
+kiosk = kiosk_state()  # first: a sign-in session in patient mode (the waiting-room tablet) serves only
+if kiosk is not None:  # its questionnaire, whatever the address, until a staff member signs in again
+    run_kiosk(kiosk, ICON)  # stops the run
+restore_session()  # then: a reload's sign-in (its stored language counts when the session has none yet)
 apply_language()  # before any text: the choice made, the URL's ?lang=, the user's stored one, the browser's
 st.set_page_config(page_title=_("Alliance dashboard"), page_icon=ICON, layout="wide")
 look.apply(file_limit_mb(is_supervisor(current_user())))  # focus outlines, grey text, metrics that wrap, sidebar fold
@@ -33,10 +37,16 @@ if not server.installed and st.context.headers.get("Host"):
 user = current_user()
 language_picker()
 role = user.role if user is not None else None
+therapist = role is Role.THERAPIST  # her start page is her caseload
 pages = [
-    st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=True),
-    st.Page("pages/overview.py", title=_("Clinic overview"), icon=":material/groups:"),
+    st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=not therapist),
+    st.Page("pages/overview.py", title=_("My caseload") if therapist else _("Clinic overview"), icon=":material/groups:",
+            default=therapist),
     st.Page("pages/patient.py", title=_("Patient"), icon=":material/person:"),
+]
+if role in (Role.THERAPIST, Role.SUPERVISOR):
+    pages.append(st.Page("pages/record.py", title=_("Record a session"), icon=":material/edit_note:", url_path="record"))
+pages += [
     st.Page("pages/models.py", title=_("Model explorer"), icon=":material/query_stats:"),
     st.Page("pages/dynamics.py", title=_("Reciprocal dynamics"), icon=":material/sync_alt:"),
     st.Page("pages/power.py", title=_("Plan a study (power)"), icon=":material/science:"),

@@ -5,7 +5,7 @@ from core.i18n import LANGUAGES, _, get_language
 from core.store import StoreUnwritable
 from core.store.users import role_label
 from ui.auth import SESSION_KEY, clinic_store, current_user, session_ended_note, sign_in, \
-    sign_out, sign_out_everywhere, stored_language
+    sign_out, sign_out_everywhere, start_page, stored_language
 from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
 from ui.text import md
@@ -57,7 +57,7 @@ if user is None and oidc_configured() and getattr(st.user, "is_logged_in", False
     else:
         sign_in(known)
         after_sign_in(known)
-        st.switch_page("pages/home.py")
+        st.switch_page(start_page(known))
 
 if user is not None:
     template = (_("Signed in as **{name}** ({username}), role **{role}**. This is a demo account.") if user.is_demo
@@ -135,7 +135,7 @@ if submitted:
     else:
         sign_in(found)
         after_sign_in(found)
-        st.switch_page("pages/home.py")
+        st.switch_page(start_page(found))
 
 demo_users = store.demo_users()  # only the demo database has them
 if demo_users:

@@ -1,5 +1,6 @@
 """Clinic overview (supervisor): key figures, the caseload by the early-warning signal, therapists,
-how well the signal has predicted outcomes here, and trajectories."""
+how well the signal has predicted outcomes here, and trajectories. A therapist's start page: *My
+caseload*, her own patients, without the clinic's therapist figures."""
 import datetime
 import math
 
@@ -107,18 +108,20 @@ threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so fa
 improvement_by = st.sidebar.number_input(_("Expect reliable improvement by session"), min_value=2, value=4,
                                          step=1, key="improvement_by")
 
-st.title(_("Clinic overview"))
+mine = not sees_whole_clinic()  # a therapist: her caseload, her patients only
+st.title(_("My caseload") if mine else _("Clinic overview"))
 demo_badge(ds)
 drop = dropout(data, k=4)
-k = st.columns(4)
+k = st.columns(3 if mine else 4)
 k[0].metric(_("Patients"), number(data["patient"].nunique(), ","))
-k[1].metric(_("Therapists"), number(data["therapist"].nunique(), ",") if ds.validated.has_therapist else "—")
-k[2].metric(_("Sessions"), number(len(data), ","))
-k[3].metric(_("Dropout before session 4"), number(drop["share"], ".1%"),
+if not mine:
+    k[1].metric(_("Therapists"), number(data["therapist"].nunique(), ",") if ds.validated.has_therapist else "—")
+k[-2].metric(_("Sessions"), number(len(data), ","))
+k[-1].metric(_("Dropout before session 4"), number(drop["share"], ".1%"),
             help=_("{n} patients with fewer than 4 sessions.").format(n=int(drop["n_dropout"])))
 
 outcome = "symptoms" if "symptoms" in measures else measures[0]
-if ds.validated.has_therapist:
+if ds.validated.has_therapist and not mine:
     st.info(_("**Therapists.** {sentence}").format(
         sentence=therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome)))
 
@@ -147,7 +150,7 @@ model, _sessions, current = clinic_signal(ds, settings)
 everyone = caseload_table(ds.fingerprint, threshold, signal_settings(settings), int(improvement_by),
                           signal_key(model), sessions, current)
 log_caseload_view(ds.name, len(everyone))
-therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist else []
+therapists = sorted(everyone["therapist"].unique()) if ds.validated.has_therapist and not mine else []
 f1, f2 = st.columns(2)
 chosen = f1.multiselect(_("Therapists"), therapists, key="overview_therapists",
                         placeholder=_("All therapists")) if therapists else []
@@ -227,7 +230,7 @@ with c3:
              mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", what=f"{ds.name}: caseload (Excel)")
 
 # ---------------------------------------------------------------- per therapist
-if ds.validated.has_therapist:
+if ds.validated.has_therapist and not mine:
     st.subheader(_("Therapists: not on track now, deteriorated, unrepaired ruptures"))
     per = therapist_table(by_therapist)
     first_therapist, _pages = page_of(len(per), THERAPISTS_PER_PAGE, "therapist_page",
@@ -294,7 +297,7 @@ st.plotly_chart(fig, width="stretch")
 st.caption(_("Each panel's colour, symbol and words give the early-warning signal of the patient's latest "
              "session: ▲ not on track (red), ◆ at risk (amber), ● on track (green), ○ unknown (grey)."))
 
-if ds.validated.has_therapist:
+if ds.validated.has_therapist and not mine:
     st.subheader(_("Mean trajectory per therapist (95% CI)"))
     fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure),
                                        measure, max_therapists=max(12, len(chosen)),

@@ -22,6 +22,7 @@ from ui.clinic import (
     signal_settings,
 )
 from ui.look import local_numbers, number_columns
+from ui.record import history_on_request
 from ui.summary import summary_button
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
@@ -184,3 +185,6 @@ written, config = local_numbers(table, config)  # Spanish: 5,47
 st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 download(_("Download this patient's sessions (CSV)"), csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")
+
+# ---------------------------------------------------------------- recorded values and corrections, on request
+history_on_request(ds.name, pid)

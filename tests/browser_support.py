@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -114,3 +115,94 @@ def open_patient_from_caseload(page, patient: str) -> None:
     page.keyboard.press("Enter")
     page.get_by_role("button", name="Open patient page").click()
     page.get_by_text("Jacobson–Truax status").wait_for(timeout=60000)
+
+
+def wait_idle(page, settle: int = 800) -> None:
+    """Wait until the app's script run has ended, then ``settle`` ms for the page to draw."""
+    page.wait_for_function("""() => { const a = document.querySelector('[data-testid="stApp"]');
+        return a && a.getAttribute('data-test-script-state') === 'notRunning'; }""", timeout=180000)
+    page.wait_for_timeout(settle)
+
+
+def tall_screenshot(page, path: Path) -> Path:
+    """A screenshot of the whole page: the window is made as tall as the main area's content (Streamlit
+    scrolls its main area, so a plain full-page screenshot stops at the window's height)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = page.viewport_size
+    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height), 12000)})
+    page.wait_for_timeout(1200)
+    page.screenshot(path=str(path), full_page=True, timeout=120000)
+    page.set_viewport_size(size)
+    page.wait_for_timeout(300)
+    return path
+
+
+def tab_to(page, test_js: str, limit: int = 80) -> None:
+    """Press Tab until ``test_js`` (a function of the focused element) is true."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"() => {{ const e = document.activeElement; return !!e && ({test_js})(e); }}"):
+            return
+    raise AssertionError(f"Tab never reached an element for which {test_js} holds")
+
+
+def wait_for_text(page, text: str, timeout: int = 60000) -> None:
+    page.wait_for_function(f"""() => {{ const m = document.querySelector('[data-testid="stMain"]');
+        return !!m && m.innerText.includes({json.dumps(text)}); }}""", timeout=timeout)
+
+
+def sign_in(page, url: str, user: str, password: str, lang: str = "en") -> None:
+    """Sign in on the Account page (``?lang=``) with the keyboard; wait for the start page and the
+    session cookie (which keeps the sign-in over reloads and new tabs)."""
+    page.goto(f"{url}/account?lang={lang}")
+    name = page.locator('[data-testid="stTextInput"] input').first
+    name.wait_for(timeout=60000)
+    wait_idle(page)
+    name.focus()
+    page.keyboard.type(user)
+    page.keyboard.press("Tab")
+    page.keyboard.type(password)
+    page.keyboard.press("Enter")
+    page.locator('[data-testid="stSidebarNav"]').wait_for(state="attached", timeout=60000)
+    wait_idle(page)
+    for _attempt in range(80):  # the HttpOnly cookie that keeps the sign-in over reloads and new tabs
+        if any(c["name"] == "alliance_session" for c in page.context.cookies()):
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the session cookie was never set")
+
+
+def go_by_sidebar(page, title: str) -> None:
+    """Open a page from the sidebar with the keyboard (on a narrow window: unfolding it first, and
+    folding it again once the page is open)."""
+    folded = page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
+    if folded:
+        tab_to(page, "(e) => !!e.closest('[data-testid=\"stExpandSidebarButton\"], "
+                     "[data-testid=\"stSidebarCollapsedControl\"]')")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(800)
+    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title).first
+    link.focus()
+    page.keyboard.press("Enter")
+    if folded:
+        wait_idle(page, 300)
+        fold = page.locator('[data-testid="stSidebarCollapseButton"] button')
+        if page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "false" and fold.count():
+            fold.first.focus()
+            page.keyboard.press("Enter")
+            page.wait_for_timeout(600)
+
+
+def press(page, locator) -> None:
+    """A button pressed from the keyboard."""
+    locator.focus()
+    page.keyboard.press("Enter")
+
+
+def type_into(page, locator, text: str) -> None:
+    locator.focus()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    wait_idle(page, 400)

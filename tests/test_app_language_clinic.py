@@ -191,7 +191,7 @@ def test_a_signed_in_choice_is_stored_and_applied_at_the_next_sign_in():
     later = signed_in("demo-therapist-ana", language=None)
     assert later.session_state["language"] == "es"
     go(later, "overview")
-    assert later.title[0].value == "Panorama de la clínica"
+    assert later.title[0].value == "Mis pacientes"  # a therapist's overview is her caseload
 
 
 def test_a_language_picked_before_signing_in_wins_and_is_stored():

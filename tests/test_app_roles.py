@@ -15,7 +15,7 @@ pytestmark = pytest.mark.usefixtures("fresh_clinic")
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "app.py")
-PAGES = ["home", "overview", "patient", "models", "dynamics", "power", "upload", "admin"]
+PAGES = ["home", "overview", "patient", "record", "models", "dynamics", "power", "upload", "admin"]
 DEMO = demo_clinic()
 ANA = set(DEMO.loc[DEMO["therapist"] == "T01 Ana", "patient"])
 OTHERS = set(DEMO["patient"]) - ANA

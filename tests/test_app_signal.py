@@ -51,7 +51,7 @@ def test_a_therapist_sees_the_clinics_expected_course_for_her_patients():
     table = at.dataframe[0].value
     assert set(table["patient"]) == set(ANA)  # still only her patients
     assert any("supervisors see it" in c.value for c in at.caption)
-    assert len(at.dataframe) == 2  # caseload and therapists; no validation table
+    assert len(at.dataframe) == 1  # her caseload only: no per-therapist table (issue 26), no validation table
 
 
 def test_clinic_signal_model_is_the_whole_clinics_and_holds_no_rows():

@@ -11,7 +11,8 @@
 import time
 
 import pytest
-from browser_support import ARTIFACTS, ROOT, browser_page, require_chromium, running_app
+from browser_support import (ARTIFACTS, ROOT, browser_page, require_chromium, running_app, tab_to, tall_screenshot,
+                             wait_idle)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -80,34 +81,19 @@ FITS_AT_1400 = ("home", "models", "dynamics")
 
 
 def _idle(page, settle: int = 1200) -> None:
-    page.wait_for_function("""() => { const a = document.querySelector('[data-testid="stApp"]');
-        return a && a.getAttribute('data-test-script-state') === 'notRunning'; }""", timeout=180000)
-    page.wait_for_timeout(settle)
+    wait_idle(page, settle)
 
 
 def _shot(page, name: str) -> None:
-    """A screenshot of the whole page: the window is made as tall as the main area's content."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    size = page.viewport_size
-    height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
-    page.set_viewport_size({"width": size["width"], "height": min(max(size["height"], height), 12000)})
-    page.wait_for_timeout(1200)
-    page.screenshot(path=str(ARTIFACTS / f"glance_{name}.png"), full_page=True)
-    page.set_viewport_size(size)
-    page.wait_for_timeout(300)
+    """A screenshot of the whole page (the window as tall as the main area's content)."""
+    tall_screenshot(page, ARTIFACTS / f"glance_{name}.png")
 
 
 def _sidebar_folded(page) -> bool:
     return page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
 
 
-def _tab_to(page, test_js: str, limit: int = 80) -> None:
-    """Press Tab until ``test_js`` (a function of the focused element) is true."""
-    for _ in range(limit):
-        page.keyboard.press("Tab")
-        if page.evaluate(f"() => {{ const e = document.activeElement; return !!e && ({test_js})(e); }}"):
-            return
-    raise AssertionError(f"Tab never reached an element for which {test_js} holds")
+_tab_to = tab_to
 
 
 def _focus_ring(page) -> float:

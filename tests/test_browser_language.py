@@ -40,10 +40,10 @@ def test_language_menu_account_and_browser_language(tmp_path):
             first = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="en-US")
             page = first.new_page()
             sign_in(page, url, "demo-therapist-ana")
-            title(page, "Clinic data")
+            title(page, "My caseload")  # a therapist's start page
             page.get_by_role("combobox", name="Language").click()
             page.get_by_role("option", name="Español").click()
-            title(page, "Datos de la clínica")
+            title(page, "Mis pacientes")
             assert page.get_by_role("combobox", name="Idioma").count() == 1
             first.close()
 
@@ -52,10 +52,10 @@ def test_language_menu_account_and_browser_language(tmp_path):
             page.goto(url)
             title(page, "Clinic data")  # signed out: the browser's language
             sign_in(page, url, "demo-therapist-ana")
-            title(page, "Datos de la clínica")  # her stored choice
+            title(page, "Mis pacientes")  # her stored choice
             page.reload()
             idle(page)
-            title(page, "Datos de la clínica")
+            title(page, "Mis pacientes")
             other.close()
 
             spanish = browser.new_context(viewport={"width": 1400, "height": 1000}, locale="es-AR")

@@ -29,7 +29,7 @@ def test_therapist_sees_own_patients_only_and_supervisor_reads_audit_log(tmp_pat
         screenshot(page, "roles_signed_in_therapist")
 
         # the session lives in this tab: move by the sidebar, not page.goto (a new, signed-out session)
-        page.locator('[data-testid="stSidebarNav"]').get_by_text("Clinic overview").click()
+        page.locator('[data-testid="stSidebarNav"]').get_by_text("My caseload").click()  # her start page's entry
         page.get_by_text("Caseload, most in need of attention first").wait_for(timeout=60000)
         overview = page.locator('[data-testid="stMain"]').inner_text()
         screenshot(page, "roles_therapist_overview")

@@ -29,7 +29,7 @@ EVIL = "http://127.0.0.1:9"
 HOSTILE_DATASET = f"![d]({EVIL}/d.png)"
 HOSTILE_THERAPIST = f"![t]({EVIL}/t.png)"
 HOSTILE_PATIENT = f"![p]({EVIL}/p.png)"
-PAGES = ["Clinic data", "Clinic overview", "Patient", "Model explorer", "Reciprocal dynamics",
+PAGES = ["Clinic data", "Clinic overview", "Patient", "Record a session", "Model explorer", "Reciprocal dynamics",
          "Plan a study (power)", "Upload data",
          "Account", "Users and audit log"]
 
@@ -139,7 +139,7 @@ def test_requests_stay_on_the_origin_and_sign_in_survives_reload_and_new_tab(tmp
 
         # a therapist's pages: no upload, no users
         sign_in(page, url, "demo-therapist-ana")
-        assert nav_entries(page) == ["Clinic data", "Clinic overview", "Patient", "Model explorer",
+        assert nav_entries(page) == ["Clinic data", "My caseload", "Patient", "Record a session", "Model explorer",
                                      "Reciprocal dynamics", "Plan a study (power)", "Account"]
         page.set_viewport_size({"width": 800, "height": 1000})
         page.wait_for_timeout(800)

@@ -347,6 +347,14 @@ def user_badge() -> None:
 
 def download(label: str, data, file_name: str, mime: str, key: str, what: str | None = None, **kwargs) -> None:
     """A download button whose click is recorded in the audit log as an export."""
+    if callable(data):  # a file built on the click, outside this script run: in this run's language
+        from core.i18n import get_language, language
+
+        code, build = get_language(), data
+
+        def data():
+            with language(code):
+                return build()
     st.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=log,
                        args=("export", what or file_name), **kwargs)
 
@@ -369,3 +377,8 @@ def log_caseload_view(dataset: str, n_patients: int) -> None:
 
 def is_supervisor(user: User | None) -> bool:
     return user is not None and user.role is Role.SUPERVISOR
+
+
+def start_page(user: User | None) -> str:
+    """The page a sign-in opens: a therapist's caseload, everyone else's *Clinic data*."""
+    return "pages/overview.py" if user is not None and user.role is Role.THERAPIST else "pages/home.py"

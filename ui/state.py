@@ -71,8 +71,10 @@ def use_app_navigation() -> None:
         PagesManager.uses_pages_directory = False
         st.rerun()
     from ui.auth import restore_session
+    from ui.kiosk import kiosk_guard
     from ui.language import apply_language
 
+    kiosk_guard()  # patient mode (the waiting-room tablet): only its questionnaire, whatever the page
     restore_session()  # also here: Streamlit's AppTest runs a page without app.py after a switch_page
     apply_language()  # AppTest runs a page without app.py after a switch_page
 

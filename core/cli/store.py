@@ -84,6 +84,10 @@ def add_parser(sub) -> None:
     aud.add_argument("--limit", type=int, default=100_000, help=_("newest entries to write (default 100000)"))
     aud.set_defaults(func=run)
 
+    from core.cli.store_record import add_parser as add_record  # `store record` (issue 26), given the helpers below
+
+    add_record(actions, open_store=_open, sign_in=_sign_in, summary=_summary)
+
 
 def _open(create: bool):
     from core.store import ClinicStore, StoreUnwritable, default_url

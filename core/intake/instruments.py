@@ -79,7 +79,7 @@ _RESERVED = {TOTAL, N_MISSING, REASON}
 _FIELDS = (
     "id", "name", "measures", "n_items", "item_min", "item_max", "reverse_keyed", "subscales",
     "scoring", "missing_rule", "score_range", "clinical_cutoff", "reliable_change", "higher_is",
-    "column_prefixes", "reference_alpha", "source", "unsourced", "notes",
+    "column_prefixes", "reference_alpha", "source", "unsourced", "notes", "item_texts", "response_labels",
 )
 _REQUIRED = ("id", "name", "measures", "n_items", "item_min", "item_max", "scoring")
 _EPS = 1e-9
@@ -147,6 +147,11 @@ class InstrumentDefinition:
     - ``reference_alpha``: published Cronbach's alphas, ``({"value", "sample", "source"}, ...)``.
     - ``source``: full citations; ``unsourced``: plain sentences naming what could not be
       sourced and must be checked by the user; ``notes``: other plain remarks.
+    - ``item_texts``: optional ``{language code: [text of item 1, ..., item n]}``, the wording patients
+      read in patient mode (*Record a session*); none are shipped (the OQ-45.2 and ANS wordings are
+      the publishers'): a clinic with the licence adds them in its own copy of the definition.
+    - ``response_labels``: optional ``{language code: [label of item_min, ..., label of item_max]}``
+      (whole-number codes only), e.g. ``{"en": ["Never", ..., "Almost always"]}``.
 
     ``score_range`` is derived (sum: ``n_items*item_min .. n_items*item_max``; mean:
     ``item_min .. item_max``). The definition is validated on construction; invalid input raises
@@ -172,6 +177,8 @@ class InstrumentDefinition:
     source: tuple[str, ...] = ()
     unsourced: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    item_texts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    response_labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __hash__(self) -> int:
         return hash(definition_to_json(self))
@@ -269,6 +276,22 @@ class InstrumentDefinition:
             raise InputError(_("'reference_alpha' of {name} must be a list of entries, each with a "
                                "numeric 'value' (and a 'sample' and 'source').").format(name=name))
         set_("reference_alpha", tuple(dict(r) for r in refs))
+        n_codes = int(self.item_max - self.item_min) + 1 if float(self.item_min).is_integer() \
+            and float(self.item_max).is_integer() else None
+        for k, count in (("item_texts", n), ("response_labels", n_codes)):
+            texts = getattr(self, k) or {}
+            if not isinstance(texts, Mapping) or not all(
+                    isinstance(code, str) and code.strip() and not isinstance(v, str) and isinstance(v, Sequence)
+                    and all(isinstance(t, str) and t.strip() for t in v) for code, v in texts.items()):
+                raise InputError(_("'{field}' of {name} must map each language code to a list of texts.").format(
+                    field=k, name=name))
+            if texts and count is None:
+                raise InputError(_("'response_labels' of {name} need whole-number response codes.").format(name=name))
+            wrong = next((code for code, v in texts.items() if len(v) != count), None)
+            if wrong is not None:
+                raise InputError(_("'{field}' of {name} for '{language}' must have {n} texts, one for each "
+                                   "item or response code.").format(field=k, name=name, language=wrong, n=count))
+            set_(k, {str(code): tuple(v) for code, v in texts.items()})
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -426,6 +449,8 @@ def definition_to_dict(defn: InstrumentDefinition) -> dict[str, Any]:
         "source": list(defn.source),
         "unsourced": list(defn.unsourced),
         "notes": list(defn.notes),
+        "item_texts": {k: list(v) for k, v in defn.item_texts.items()},
+        "response_labels": {k: list(v) for k, v in defn.response_labels.items()},
     }
 
 

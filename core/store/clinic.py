@@ -36,18 +36,20 @@ from core.store.backup import Backups
 from core.store.demo_accounts import DemoSeed
 from core.store.engine import StoreBase
 from core.store.mappings import SavedMappings
+from core.store.record import SessionRecords
 from core.store.sessions import Sessions
 from core.store.uploads import Uploads
 from core.store.users import UserAccounts
 
 
-class ClinicStore(UserAccounts, Sessions, AuditLog, DataAccess, Uploads, SavedMappings, Backups, DemoSeed,
-                  StoreBase):
+class ClinicStore(UserAccounts, Sessions, AuditLog, DataAccess, Uploads, SessionRecords, SavedMappings, Backups,
+                  DemoSeed, StoreBase):
     """The clinic's database. Thread-safe: every call uses its own connection and transaction.
 
     Its parts, one module each: :mod:`~core.store.engine` (connection, transactions, migrations),
     :mod:`~core.store.users` (accounts and sign-in), :mod:`~core.store.audit`,
     :mod:`~core.store.access` (the access rule and the reads), :mod:`~core.store.uploads`
-    (preview and store), :mod:`~core.store.sessions` (sign-in sessions), :mod:`~core.store.mappings`
-    (saved column mappings), :mod:`~core.store.backup` (backup and restore), :mod:`~core.store.demo_accounts`.
+    (preview and store), :mod:`~core.store.sessions` (sign-in sessions), :mod:`~core.store.record` (one
+    session recorded or corrected, patient mode), :mod:`~core.store.mappings` (saved column mappings),
+    :mod:`~core.store.backup` (backup and restore), :mod:`~core.store.demo_accounts`.
     """

@@ -144,3 +144,51 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+
+# ---------------------------------------------------------------- recording a session (issue 26, migration 0006)
+#: Every session recorded or corrected on the *Record a session* page, by ``store record`` or in patient
+#: mode: the values before (NULL for a new session) and after, who, when, why, and the data set's version
+#: it made. An upload that changes a row later does not delete these entries.
+session_history = sa.Table(
+    "session_history", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE",
+                                                      name="fk_session_history_dataset_id_datasets"),
+              nullable=False),
+    sa.Column("patient", sa.Text, nullable=False),
+    sa.Column("session", sa.Double, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),           # the data set's version after it
+    sa.Column("at", _tz, nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL",
+                                                   name="fk_session_history_user_id_users"), nullable=True),
+    sa.Column("username", sa.String(200), nullable=True),
+    sa.Column("action", sa.String(20), nullable=False),         # 'recorded' or 'corrected'
+    sa.Column("via", sa.String(20), nullable=False),            # 'page', 'command line', 'patient mode'
+    sa.Column("reason", sa.Text, nullable=True),                # a correction's reason
+    sa.Column("session_date", sa.String(10), nullable=True),    # ISO date of the session (YYYY-MM-DD)
+    sa.Column("therapist", sa.Text, nullable=True),
+    sa.Column("before", sa.Text, nullable=True),                # JSON {measure: value} before; NULL: new
+    sa.Column("after", sa.Text, nullable=False),                # JSON {measure: value} after
+    sa.Index("ix_session_history_key", "dataset_id", "patient", "session"),
+)
+#: A sign-in session turned into patient mode (the waiting-room tablet): restricted to one patient's
+#: questionnaire for one session until a staff member signs in again.
+kiosk_sessions = sa.Table(
+    "kiosk_sessions", metadata,
+    sa.Column("session_id", sa.Integer, sa.ForeignKey("sessions.id", ondelete="CASCADE",
+                                                      name="fk_kiosk_sessions_session_id_sessions"),
+              primary_key=True, autoincrement=False),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE",
+                                                      name="fk_kiosk_sessions_dataset_id_datasets"),
+              nullable=False),
+    sa.Column("patient", sa.Text, nullable=False),
+    sa.Column("session", sa.Double, nullable=False),
+    sa.Column("session_date", sa.String(10), nullable=True),
+    sa.Column("language", sa.String(16), nullable=False),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE",
+                                                   name="fk_kiosk_sessions_user_id_users"), nullable=False),
+    sa.Column("started_at", _tz, nullable=False),
+    sa.Column("answers", sa.Text, nullable=False),              # JSON {measure: {item: value or null}}
+    sa.Column("finished_at", _tz, nullable=True),
+    sa.Column("outcome", sa.Text, nullable=True),               # 'stored' or the sentence why not
+)

@@ -22,7 +22,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from core.store.engine import _now
-from core.store.schema import sessions, users
+from core.store.schema import kiosk_sessions, sessions, users
 from core.store.users import User, _aware, _user
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -109,7 +109,9 @@ class Sessions:
             return None
         query = (sa.select(users).select_from(sessions.join(users, users.c.id == sessions.c.user_id))
                  .where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
-                        sessions.c.expires_at > _now(), users.c.is_active.is_(True)))
+                        sessions.c.expires_at > _now(), users.c.is_active.is_(True),
+                        # a session in patient mode (core.store.record) signs no one in
+                        ~sa.exists().where(kiosk_sessions.c.session_id == sessions.c.id)))
         if token is not None:
             query = query.where(sessions.c.nonce == nonce, sessions.c.browser_hash == _sha256(browser_key))
         with self._read() as conn:
