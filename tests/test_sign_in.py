@@ -293,3 +293,15 @@ def test_expired_tickets_and_sessions_are_refused(store, monkeypatch):
     token, _ = store.redeem_ticket(ticket, KEY)
     monkeypatch.setattr(sessions_module, "_now", lambda: real_now() + timedelta(hours=12, minutes=1))
     assert store.session_user(token=token, browser_key=KEY) is None and store.session_user(session_id=sid) is None
+
+
+def test_a_name_with_a_nul_or_line_break_is_an_unknown_name_not_an_error(store):
+    """PostgreSQL's text cannot hold NUL: a typed name with one (or any control character) is counted
+    and logged escaped, and is simply no one's name."""
+    for typed in ("boss\x00", "bo\nss", "\x00"):
+        outcome = store.check_sign_in(typed, PASSWORD, source="203.0.113.9")
+        assert outcome.user is None and not outcome.source_refused
+    boss = store.authenticate("boss", PASSWORD)
+    failed = store.audit_log(boss)
+    failed = failed[failed["action"] == "sign-in failed"]
+    assert len(failed) == 3 and failed["username"].str.contains("\\x00", regex=False).sum() == 2

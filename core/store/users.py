@@ -327,6 +327,8 @@ class UserAccounts:
         source that keeps failing stops only itself. A right password gives its counts back. A
         supervisor ends a name's slow-down at once with :meth:`unlock`."""
         name = str(username or "").strip().lower()[:200]
+        if _CONTROL.search(name):  # no stored name has one (_clean_name), and PostgreSQL's text cannot hold NUL
+            name = name.encode("unicode_escape").decode("ascii")[:200]
         where = _clean_source(source)
         wait = 0.0
         with self._write() as conn:
