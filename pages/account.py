@@ -5,7 +5,7 @@ from core.i18n import LANGUAGES, _, get_language
 from core.store import StoreUnwritable
 from core.store.users import role_label
 from ui.auth import SESSION_KEY, clinic_store, current_user, session_ended_note, sign_in, \
-    sign_out, sign_out_everywhere, start_page, stored_language
+    sign_in_refusal, sign_out, sign_out_everywhere, start_page, stored_language
 from ui.language import SOURCE_KEY, after_sign_in
 from ui.state import use_app_navigation
 from ui.text import md
@@ -125,13 +125,9 @@ if submitted:
         st.error(str(err))
         st.stop()
     found = outcome.user
-    if outcome.source_refused:
-        st.error(_("Too many failed sign-ins from this computer: sign-in from here is refused for 15 minutes."))
-    elif outcome.wait_seconds > 0:
-        st.error(_("After repeated failed sign-ins with this user name, each try must wait a little: try again in "
-                   "{seconds} seconds.").format(seconds=max(1, round(outcome.wait_seconds))))
-    elif found is None:
-        st.error(_("User name or password is not right, or the account is deactivated."))
+    refused = sign_in_refusal(outcome)
+    if refused:
+        st.error(refused)
     else:
         sign_in(found)
         after_sign_in(found)

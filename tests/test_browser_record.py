@@ -273,8 +273,7 @@ def test_patient_mode_has_no_way_out_without_a_staff_sign_in(clinic, lang, width
     other = "D001"
     question, thanks, start, patient_language, finish, wrong = words(
         lang, "Question {n} of {total}", "Thank you!", "Start patient mode for patient {patient}, session {session:g}",
-        "The patient's language", "Finish", "User name or password is not right, the account is deactivated, or it "
-        "is locked for 15 minutes after 10 failed attempts.")
+        "The patient's language", "Finish", "User name or password is not right, or the account is deactivated.")
     context, page = new_page(clinic, width, "en")
     try:
         sign_in(page, url, ANA, ANA_PASSWORD, "en")  # the therapist works in English; the patient reads `lang`

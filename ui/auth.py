@@ -382,3 +382,16 @@ def is_supervisor(user: User | None) -> bool:
 def start_page(user: User | None) -> str:
     """The page a sign-in opens: a therapist's caseload, everyone else's *Clinic data*."""
     return "pages/overview.py" if user is not None and user.role is Role.THERAPIST else "pages/home.py"
+
+
+def sign_in_refusal(outcome) -> str | None:
+    """The sentence for a refused sign-in (:meth:`core.store.ClinicStore.check_sign_in`'s outcome), or
+    ``None`` when it went through: the sign-in page and patient mode's staff sign-in say the same."""
+    if outcome.source_refused:
+        return _("Too many failed sign-ins from this computer: sign-in from here is refused for 15 minutes.")
+    if outcome.wait_seconds > 0:
+        return _("After repeated failed sign-ins with this user name, each try must wait a little: try again in "
+                 "{seconds} seconds.").format(seconds=max(1, round(outcome.wait_seconds)))
+    if outcome.user is None:
+        return _("User name or password is not right, or the account is deactivated.")
+    return None

@@ -213,7 +213,7 @@ def _review(state: KioskState, items: list[tuple]) -> None:
 def staff_sign_in(state: KioskState) -> None:
     """At the bottom of every screen: a therapist or supervisor signs in to end patient mode (the
     session and its patient mode end; she is signed in as herself)."""
-    from ui.auth import clinic_store, sign_in
+    from ui.auth import clinic_store, sign_in, sign_in_refusal
     from ui.language import after_sign_in
 
     st.divider()
@@ -225,10 +225,10 @@ def staff_sign_in(state: KioskState) -> None:
     if not submitted:
         return
     store = clinic_store()
-    user = store.authenticate(username.strip(), password)
-    if user is None:
-        st.error(_("User name or password is not right, the account is deactivated, or it is locked for 15 minutes "
-                   "after 10 failed attempts."))
+    outcome = store.check_sign_in(username.strip(), password, source=st.context.ip_address)
+    user = outcome.user
+    if sign_in_refusal(outcome):
+        st.error(sign_in_refusal(outcome))
         return
     if user.role not in STAFF:
         st.error(_("Only a therapist or a supervisor can end patient mode."))

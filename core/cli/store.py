@@ -111,14 +111,18 @@ def _sign_in(store, name: str):
     if not password:
         raise InputError(_("Set ALLIANCE_PASSWORD to the password of '{name}' (passwords are never given as "
                            "flags).").format(name=name))
-    user = store.authenticate(name, password)
-    if user is None:
+    outcome = store.check_sign_in(name, password)
+    if outcome.user is None:
         from core.store.audit import escape_text
 
-        raise InputError(_("Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, the "
-                           "account is deactivated, or it is locked for 15 minutes after 10 failed attempts.").format(
-            name=escape_text(name, 200)))
-    return user
+        if outcome.wait_seconds > 0:
+            raise InputError(_("Sign-in refused for '{name}': after repeated failed sign-ins with this user name, each "
+                               "try must wait a little; try again in {seconds} seconds (or ask a supervisor to "
+                               "unlock it).").format(name=escape_text(name, 200),
+                                                     seconds=max(1, round(outcome.wait_seconds))))
+        raise InputError(_("Sign-in refused for '{name}': the user name or ALLIANCE_PASSWORD is not right, or the "
+                           "account is deactivated.").format(name=escape_text(name, 200)))
+    return outcome.user
 
 
 def _summary(result: dict, out: str | None = None) -> None:

@@ -327,16 +327,17 @@ class UserAccounts:
         source that keeps failing stops only itself. A right password gives its counts back. A
         supervisor ends a name's slow-down at once with :meth:`unlock`."""
         name = str(username or "").strip().lower()[:200]
-        if _CONTROL.search(name):  # no stored name has one (_clean_name), and PostgreSQL's text cannot hold NUL
-            name = name.encode("unicode_escape").decode("ascii")[:200]
+        # A name with a control character is no one's (_clean_name refuses them), and PostgreSQL's text cannot
+        # hold NUL: it is counted and looked up escaped (the audit log escapes what it stores itself).
+        key = name.encode("unicode_escape").decode("ascii")[:200] if _CONTROL.search(name) else name
         where = _clean_source(source)
         wait = 0.0
         with self._write() as conn:
             within_source = self._reserve_attempt(conn, "source:" + where, SOURCE_SIGN_IN_LIMIT,
                                                   SOURCE_SIGN_IN_WINDOW)
             if within_source:
-                wait = self._pass_name_gate(conn, "user:" + name)
-            row = conn.execute(sa.select(users).where(users.c.username == name)).first() if name else None
+                wait = self._pass_name_gate(conn, "user:" + key)
+            row = conn.execute(sa.select(users).where(users.c.username == key)).first() if key else None
         refused = not within_source or wait > 0
         if not refused and row is not None and row.password_hash:
             ok = self._check_password(password, row.password_hash)
@@ -365,7 +366,7 @@ class UserAccounts:
                 self._audit(conn, None, "sign-in failed", f"{why} (from {where})", username=name or "(empty)")
                 return SignInOutcome(None, source_refused=not within_source, wait_seconds=wait)
             self._release_attempt(conn, "source:" + where)
-            self._release_attempt(conn, "user:" + name)
+            self._release_attempt(conn, "user:" + key)
             self._audit(conn, user, "sign-in", f"password (from {where})")
         return SignInOutcome(user)
 
