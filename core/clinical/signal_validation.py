@@ -277,7 +277,7 @@ def validation_table(validation: dict, rule: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def comparison_table(validation: dict) -> pd.DataFrame:
+def rules_table(validation: dict) -> pd.DataFrame:
     """The rules side by side: per rule, deterioration caught by sessions 4 and 6, no reliable
     improvement caught by session 6, the false alarms and the median session of the first flag."""
     with_percent = _("{k} of {n} ({percent:.0f}%)")

@@ -16,7 +16,7 @@ import plotly.io as pio
 
 from core.clinical.signal import STATUSES, SignalSettings, published_settings, status_label
 from core.clinical.signal_report import signal_report
-from core.clinical.signal_validation import comparison_table, validation_table
+from core.clinical.signal_validation import rules_table, validation_table
 from core.i18n import N_, _, get_language, ngettext, number
 from core.intake.mapping import role_name
 from core.intake.validation import ValidatedData
@@ -159,7 +159,7 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
     vt = validation_table(validation)
     out.append(_table(vt) if len(vt) else
                _tag("p", _("Too few patients followed beyond session 4 to check the signal.")))
-    ct = comparison_table(validation)
+    ct = rules_table(validation)
     if len(ct):
         out.append(_tag("h3", _("The two rules side by side")) + _table(ct))
     out.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(x)}</li>" for x in validation["sentences"])
