@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
-from core.clinical.signal import definition, status_label, status_sentence
+from core.clinical.signal import calibration_sentence, definition, source_sentence, status_label, status_sentence
 from core.i18n import DECIMAL_COMMA, _, get_language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
@@ -95,6 +95,9 @@ if model is not None and not model.local:
     st.info(_("**No local expected course**: {reason} The status uses the published reliable-change rule relative "
               "to the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
         reason=model.reason))
+elif model is not None:
+    st.caption(_("Expected course from {source}. {rates}").format(
+        source=md(source_sentence(model)), rates=calibration_sentence(signal_settings(settings))))
 
 facts = st.columns(4)
 facts[0].metric(_("Sessions"), len(mine))
@@ -116,7 +119,7 @@ if has_symptoms and settings.reliable_change and len(scores):
                            "improved / deteriorated: change at least the reliable change; else unchanged."))
 
 # ---------------------------------------------------------------- chart
-band = (_("usual range: 8 in 10 patients who started at this level") if model is None or model.local
+band = (_("on track inside this band at this session (given the earlier scores)") if model is None or model.local
         else _("no reliable change from the first session (± reliable change)"))
 scale = alliance_scale(ds)
 options = st.columns(2)

@@ -38,7 +38,7 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         assert alert_y < chart_y
         chart = page.locator('[data-testid="stPlotlyChart"]').first.inner_text()
         for words in ("not on track", "on track", "start", "rupture", "expected course from this starting point",
-                      "usual range: 8 in 10 patients who started at this level", "Symptoms (lower is better)",
+                      "on track inside this band at this session (given the earlier scores)", "Symptoms (lower is better)",
                       "OQ-45.2 total", "Session"):
             assert words in chart, words
         screenshot(page, "signal_patient_1400")

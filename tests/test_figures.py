@@ -105,11 +105,11 @@ def test_patient_chart_shows_expected_course_band_and_statuses_in_words():
     assert list(red.x) == [4, 5, 6, 7, 8] and red.marker.symbol == "triangle-up"
     assert red.marker.color == STATUS_STYLE["not_on_track"][1]
     assert list(red.text) == ["not on track", "", "", "", "not on track"]  # where it changes, and now
-    assert "points worse than the expected" in red.customdata[0]
+    assert "not-on-track bound" in red.customdata[0]
     assert list(by_name["on track"].x) == [2, 3] and by_name["no status"].text[0] == "start"
     expected = by_name["expected course from this starting point"]
     assert expected.x[0] == 1 and expected.y[0] == 124  # the course starts where the patient started
-    band = by_name["usual range: 8 in 10 patients who started at this level"]
+    band = by_name["on track inside this band at this session (given the earlier scores)"]
     assert band.fill == "toself" and len(band.x) == 14
     assert list(by_name["rupture"].x) == [6, 8] and list(by_name["rupture"].text) == ["rupture", "rupture"]
     assert by_name["clinical cut-off (63.5)"].y[0] == 63.5

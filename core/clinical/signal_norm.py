@@ -164,9 +164,16 @@ def model_from_norm(doc: dict, settings: SignalSettings = SignalSettings(), *, n
     return with_bounds(model, settings)
 
 
-def as_norm(model: SignalModel, name: str, kind: str = "dataset") -> SignalModel:
-    """Another data set's own expected course used as the norm (its source named)."""
-    return replace(model, source={"kind": kind, "name": name, "n_patients": model.n_patients})
+def as_norm(model: SignalModel, name: str, data: pd.DataFrame | None = None,
+            settings: SignalSettings = SignalSettings(), kind: str = "dataset") -> SignalModel:
+    """Another data set's own expected course used as the norm (its source named; ``data``: that
+    data set, for the intakes' mean and SD that :func:`compare_with_norm` checks the scale by)."""
+    source = {"kind": kind, "name": name, "n_patients": model.n_patients}
+    if data is not None and settings.symptoms in data.columns:
+        intakes = courses(data, settings.symptoms, settings.intake).groupby("patient")["intake"].first().dropna()
+        if len(intakes) > 1:
+            source.update(intake_mean=float(intakes.mean()), intake_sd=float(intakes.std(ddof=1)))
+    return replace(model, source=source)
 
 
 def compare_with_norm(data: pd.DataFrame, model: SignalModel, settings: SignalSettings = SignalSettings(), *,

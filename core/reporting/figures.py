@@ -374,7 +374,7 @@ STATUS_STYLE = {
     "unknown": (N_("no status"), pal.NEUTRAL, "circle-open"),
 }
 #: The default legend entry of the expected course's band (:func:`patient_chart`).
-BAND_LABEL = N_("usual range: 8 in 10 patients who started at this level")
+BAND_LABEL = N_("on track inside this band at this session (given the earlier scores)")
 #: The same statuses as one character, for text (tables, panel titles).
 STATUS_GLYPH = {"not_on_track": "▲", "at_risk": "◆", "on_track": "●", "unknown": "○"}
 EXPECTED_COLOR = pal.EXPECTED
@@ -417,7 +417,8 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
     By default each panel draws only what a glance needs:
 
     * Symptoms: the patient's expected course from where they started (dashed) with the band
-      ``lower``–``upper`` (``band_label``, default :data:`BAND_LABEL`), the clinical ``cutoff`` as a line, the scores as a line,
+      ``lower``–``upper`` (a score beyond it on the worse side makes the session not on track, given
+      the earlier scores; ``band_label``, default :data:`BAND_LABEL`), the clinical ``cutoff`` as a line, the scores as a line,
       and each session as a marker whose colour and shape say its status (not on track ▲ red, at
       risk ◆ amber, on track ● green, no status ○ grey), written beside the marker where it changes
       and at the latest session.
