@@ -345,7 +345,7 @@ def test_the_model_holds_no_sentence_in_any_language():
         model = S.fit_signal_model(small, S.SignalSettings())
     assert model.method == "reliable_change"
     with language("es"):
-        assert model.reason.startswith("Cursos completos")  # translated when read, not when fitted
+        assert model.reason.startswith("Tratamientos completos")  # translated when read, not when fitted
     with language("en"):
         assert model.reason.startswith("This clinic's completed courses")
     import pickle

@@ -963,7 +963,8 @@ def definition(model: SignalModel, settings: SignalSettings = SignalSettings()) 
             source=source_sentence(model), formula=FORMULA, start=start, intake_mean=model.intake_mean))
         if model.left_out_rc is not None:
             parts.append(_("Each refit leaves out the patients whose latest score so far was a reliable deterioration "
-                           "from their intake ({rc} points or more): they are not doing as expected.").format(
+                           "from their intake ({rc} points or more) and whose score before it was already at least "
+                           "half that much worse: they are not doing as expected.").format(
                 rc=_fmt(model.left_out_rc)))
         if settings.rule == "trend":
             parts.append(_(
