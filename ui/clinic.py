@@ -180,8 +180,9 @@ def _dataset_norm(fingerprint: str, name: str, model_key: tuple, settings: Signa
     return as_norm(_model, name, _data, settings)
 
 
-#: Session-state key of an uploaded norm file ({"name", "digest", "text"}), kept across pages.
+#: Session-state keys of an uploaded norm file ({"name", "digest", "text"}) and of the choice, kept across pages.
 NORM_FILE = "signal_norm_file"
+NORM_CHOICE = "signal_norm_choice"
 
 
 def signal_model(ds: Dataset, sig: SignalSettings, norm: str = "own") -> SignalModel:
@@ -406,6 +407,10 @@ def date_column(ds: Dataset) -> str | None:
 NORM_FILE_LIMIT = 2_000_000
 
 
+def _keep_norm_choice() -> None:
+    st.session_state[NORM_CHOICE] = st.session_state.get("signal_norm")
+
+
 def norm_choice(ds: Dataset) -> str:
     """Sidebar: where the early-warning signal's expected course comes from — this data set's own
     courses, another data set's (a network of clinics, a published sample imported as a data set),
@@ -423,9 +428,12 @@ def norm_choice(ds: Dataset) -> str:
             return _("A norm file (JSON)")
         return _("Data set: {name}").format(name=dataset_title(option.split(":", 1)[1]))
 
-    if st.session_state.get("signal_norm") not in options:
-        st.session_state.pop("signal_norm", None)
+    # the choice outlives the page (a widget's state does not): kept under a key of its own, which
+    # the widget's change writes before the rerun and every page sets the widget from
+    kept = st.session_state.get(NORM_CHOICE)
+    st.session_state["signal_norm"] = kept if kept in options else "own"
     pick = st.selectbox(_("Expected course from"), options, key="signal_norm", format_func=localised(label),
+                        on_change=_keep_norm_choice,
                         help=_("Judge the patients against this clinic's own courses, or against an outside norm: "
                                "a clinic where many patients do badly otherwise looks on track."))
     if pick != "file":
