@@ -142,7 +142,7 @@ def test_planted_deteriorating_patients_are_flagged_and_typical_ones_rarely(kwar
     r = flag_rates(data, result.sessions)
     assert r["n_det"] >= 30
     assert r["det"] >= 0.80, r              # deteriorating patients with 6 sessions, flagged by session 6
-    assert r["typical"] <= 0.10, r          # patients on the expected course ever flagged in 8 sessions
+    assert r["typical"] <= 0.13, r          # on the expected course, ever flagged in 8 sessions (1 in 10; 2 SE)
     assert r["quartile_gap"] <= 0.12, r     # the intake quartiles alike
 
 

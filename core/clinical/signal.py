@@ -88,9 +88,9 @@ from core.clinical.signal_bounds import (
     cov_root,
     fit_parameters,
     score_bound,
+    sequential_bounds,
     statistics,
 )
-from core.clinical.signal_bounds import bounds as simulated_bounds
 from core.errors import ModelError
 from core.i18n import N_, _, number
 from core.intake.mapping import role_name
@@ -511,25 +511,28 @@ def _without_deteriorated(frame: pd.DataFrame, worse: np.ndarray, t: float) -> t
 
 def with_bounds(model: SignalModel, settings: SignalSettings, rules=None) -> SignalModel:
     """``model`` with the bounds of ``rules`` (default ``settings.rule``) on every refit, for
-    ``settings``' horizon and rates (computed where missing; the same numbers on any machine)."""
+    ``settings``' horizon and rates (computed where missing, by
+    :func:`core.clinical.signal_bounds.sequential_bounds`; the same numbers on any machine)."""
     if not model.local:
         return model
     rules = tuple(rules) if rules is not None else (settings.rule,)
     horizon, rates = int(settings.horizon), settings.rates
-    same = model.horizon == horizon and tuple(model.rates) == rates
+    same = model.horizon == horizon and tuple(model.rates) == rates and \
+        model.higher_is_worse == settings.higher_is_worse
     if same and all(f.bound(r) is not None for f in model.fits for r in rules):
         return model
-    first = model.first_session
-    fits = []
-    for f in model.fits:
-        have = {r: (red, amber) for r, red, amber in f.bounds} if same else {}
-        for r in rules:
-            if r not in have:
-                if r not in METHODS:
-                    raise ValueError(f"unknown signal rule {r!r}")
-                have[r] = simulated_bounds(r, fit_parameters(f, 1.0), first, horizon, rates)
-        fits.append(replace(f, bounds=tuple((r, float(a), float(b)) for r, (a, b) in sorted(have.items()))))
-    return replace(model, fits=tuple(fits), horizon=horizon, rates=rates)
+    have = [{r: (red, amber) for r, red, amber in f.bounds} if same else {} for f in model.fits]
+    refits = [(f.up_to, fit_parameters(f, settings.sign)) for f in model.fits]
+    for r in rules:
+        if r not in METHODS:
+            raise ValueError(f"unknown signal rule {r!r}")
+        if all(r in h for h in have):
+            continue
+        for h, b in zip(have, sequential_bounds(r, refits, model.first_session, horizon, rates)):
+            h[r] = b
+    fits = tuple(replace(f, bounds=tuple((r, float(a), float(b)) for r, (a, b) in sorted(h.items())))
+                 for f, h in zip(model.fits, have))
+    return replace(model, fits=fits, horizon=horizon, rates=rates, higher_is_worse=settings.higher_is_worse)
 
 
 def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,

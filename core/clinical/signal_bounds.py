@@ -136,14 +136,15 @@ def score_bound(parts, c) -> np.ndarray:
     return out
 
 
-def simulate_max(method: str, p: dict, first: int, horizon: int, draws: int = DRAWS, seed: int = SEED) -> np.ndarray:
-    """``max_t T_t`` over sessions ``first … horizon`` for ``draws`` simulated patients doing as
-    expected under refit ``p`` (at the mean intake; each draw includes the fixed effects'
-    uncertainty, as the prediction SD does)."""
-    sessions = np.arange(first, max(horizon, first) + 1, dtype=float)
-    lt = np.log(sessions)
+def simulate_statistics(method: str, p: dict, judges: list[dict], first: int, draws: int = DRAWS,
+                        seed: int = SEED) -> np.ndarray:
+    """The statistic at sessions ``first, first + 1, …`` (one per entry of ``judges``: the refit
+    that judges that session) for ``draws`` simulated patients doing as expected under refit ``p``
+    (at the mean intake; each draw includes the fixed effects' uncertainty, as the prediction SD
+    does). Returns a ``draws × len(judges)`` array."""
+    k = len(judges)
+    lt = np.log(np.arange(first, first + k, dtype=float))
     rng = np.random.default_rng(seed)
-    k = len(sessions)
     G, s2, Vb = p["G"], p["s2"], p["Vb"]
     # residuals r = U b + e + Z δ  (x = 0: Z δ = δ0 + δ2 ln j, so only (δ0, δ2) are drawn)
     b = rng.standard_normal((draws, 2)) @ cov_root(G).T
@@ -155,12 +156,19 @@ def simulate_max(method: str, p: dict, first: int, horizon: int, draws: int = DR
     n = np.arange(1, k + 1, dtype=float)
     S1, S2 = np.cumsum(lt), np.cumsum(lt * lt)
     Y0, Y1 = np.cumsum(y, axis=1), np.cumsum(y * lt, axis=1)
-    out = np.full(draws, -np.inf)
-    for i in range(k):
-        T = statistics(method, p, np.zeros(draws), np.full(draws, lt[i]), np.full(draws, n[i]),
-                       np.full(draws, S1[i]), np.full(draws, S2[i]), Y0[:, i], Y1[:, i], y[:, i])["T"]
-        out = np.maximum(out, T)
+    out = np.empty((draws, k))
+    zero = np.zeros(draws)
+    for i, q in enumerate(judges):
+        out[:, i] = statistics(method, q, zero, zero + lt[i], zero + n[i], zero + S1[i], zero + S2[i], Y0[:, i],
+                               Y1[:, i], y[:, i])["T"]
     return out
+
+
+def simulate_max(method: str, p: dict, first: int, horizon: int, draws: int = DRAWS, seed: int = SEED) -> np.ndarray:
+    """``max_t T_t`` over sessions ``first … horizon``, every session judged by refit ``p``, for
+    ``draws`` simulated patients doing as expected under ``p``."""
+    judges = [p] * (max(horizon, first) - first + 1)
+    return simulate_statistics(method, p, judges, first, draws, seed).max(axis=1)
 
 
 def cov_root(cov: np.ndarray) -> np.ndarray:
@@ -177,3 +185,56 @@ def bounds(method: str, p: dict, first: int, horizon: int = HORIZON, rates=(RATE
     the simulated ``max_t T_t``)."""
     m = simulate_max(method, p, first, horizon, draws, seed)
     return tuple(float(np.quantile(m, 1 - rate)) for rate in rates)
+
+
+#: The spending function's power: the share of the rate spent by session t of the horizon is
+#: ((t − first + 1) / (horizon − first + 1))^SPENDING (Kim & DeMets, 1987; Lan & DeMets, 1983).
+SPENDING = 1.0
+#: Where the rate is already spent (the refits before disagreed), the bound still flags this share.
+FLOOR = 0.001
+
+
+def spent(t: float, first: int, horizon: int, power: float = SPENDING) -> float:
+    """The share of the rate spent by session ``t`` (1 from the horizon on)."""
+    return min(1.0, max(0.0, (t - first + 1) / (horizon - first + 1))) ** power
+
+
+def sequential_bounds(method: str, refits: list[tuple[float, dict]], first: int, horizon: int = HORIZON,
+                      rates=(RATE_NOT_ON_TRACK, RATE_AT_RISK), draws: int = DRAWS, seed: int = SEED,
+                      power: float = SPENDING) -> list[tuple[float, ...]]:
+    """The bounds of each refit (``refits``: ``(up_to, parameters)`` in order), spending each rate
+    over the first ``horizon`` sessions (:func:`spent`: little at first, when a patient's few scores
+    say little).
+
+    Refit k judges sessions ``up_to_k … up_to_{k+1} − 1``. Its bound c is set under refit k's own
+    model (the sessions so far, as the time split allows): simulated patients doing as expected
+    are judged at the earlier sessions by the earlier refits and their bounds, and at session
+    ``up_to_k`` by refit k; c is such that the share flagged at some session up to ``up_to_k`` is
+    ``rate · spent(up_to_k)``. Refits after the horizon: the bound that refit alone would need over
+    sessions ``first … horizon``. Nothing here looks beyond refit k (not even whether a later refit
+    exists), so a later session never changes an earlier bound. ``refits``' parameters are signed
+    (positive = worse): the earlier refits' fixed effects judge the simulated patients too."""
+    out: list[tuple[float, ...]] = []
+    ups = [u for u, _ in refits]
+    for k, (up, p) in enumerate(refits):
+        start = max(int(math.ceil(up)), first)
+        if start > horizon:
+            m = simulate_max(method, p, first, horizon, draws, seed)
+            out.append(tuple(float(np.quantile(m, 1 - rate)) for rate in rates))
+            continue
+        judges = [refits[max(i for i, u in enumerate(ups) if u <= s)][1] if s < start else p
+                  for s in range(first, start + 1)]
+        T = simulate_statistics(method, p, judges, first, draws, seed)
+        earlier, window = T[:, : start - first], T[:, start - first]
+        levels = []
+        for level, rate in enumerate(rates):
+            crossed = np.zeros(draws, dtype=bool)
+            for s in range(first, start):
+                i = max(i for i, u in enumerate(ups) if u <= s)
+                crossed |= earlier[:, s - first] > out[i][level]
+            left = rate * spent(start, first, horizon, power) - crossed.mean()
+            alive = window[~crossed]
+            share = max(left, FLOOR * rate) / max(alive.size / draws, 1e-12)
+            levels.append(float(np.quantile(alive, 1 - min(share, 1.0))) if alive.size else float("inf"))
+        out.append(tuple(levels))
+    return out
