@@ -47,12 +47,13 @@ effects) — the spread of individual patients' scores around the expected cours
 - ``session``: this session's score alone, ``(observed − expected) / sd``.
 
 ``not_on_track`` when the statistic is beyond a bound set so that a patient doing as expected is
-flagged at *some* session of their first N (8) with probability 0.10 (1 in 10 patients); ``at_risk``
-beyond the bound for 0.20; ``on_track`` otherwise; ``unknown``: the first session (the starting
-point), no score, no intake, or a session too far beyond the data. The bounds come from simulating
-20,000 patients from each refit (a fixed seed). On simulated clinics the ``trend`` rule flags more
-deteriorating patients by session 6 at the same rate of false alarms (``bench/bench_signal.py``,
-figures in ``bench/README.md``), hence the default.
+flagged at *some* session of their first N (8) with probability 0.10 (1 in 10 patients), spent
+evenly over those sessions; ``at_risk`` beyond the bound for 0.20; ``on_track`` otherwise;
+``unknown``: the first session (the starting point), no score, no intake, or a session too far
+beyond the data. The bounds come from simulating 20,000 patients from each refit (a fixed seed).
+On simulated clinics the ``trend`` rule flags more deteriorating patients by session 6 at the
+same rate of false alarms (``bench/bench_signal.py``, figures in ``bench/README.md``), hence the
+default.
 
 ``lower``/``upper``: the scores at this session beyond which (on the worse side) the session would be
 ``not_on_track`` given the patient's earlier scores (the other side mirrored around ``expected``);
@@ -983,8 +984,9 @@ def definition(model: SignalModel, settings: SignalSettings = SignalSettings()) 
                 "on track otherwise.").format(direction=worse))
         parts.append(_(
             "The bounds were set by simulating {draws} patients doing as expected from each refit of the expected "
-            "course, so that the shares above hold (a fixed seed: the same bounds on any machine).").format(
-            draws=number(DRAWS, ",")))
+            "course, spending the shares above evenly over the first {horizon} sessions (a bound for each session; "
+            "after session {horizon}, each refit's bound alone would give the shares over {horizon} sessions; a fixed "
+            "seed: the same bounds on any machine).").format(draws=number(DRAWS, ","), horizon=int(settings.horizon)))
         parts.append(_(
             "The model is refitted for each session t of the course on the sessions up to t only (every session up "
             "to 12, then about every 25% more), so later sessions — of this patient or any other — never change a "

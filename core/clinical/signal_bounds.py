@@ -26,12 +26,16 @@ With ``M = U'U`` and ``s = U'r`` (sums over the sessions so far), ``V⁻¹U = U(
 statistic needs only five running sums per patient (``n, Σ ln j, Σ ln² j, Σ y, Σ y ln j``): the
 whole clinic is computed with cumulative sums, no per-patient matrices.
 
-**Bounds** (patient level). A bound ``c`` for ``T`` is set so that a patient doing as expected
-crosses it at *some* session ``f0 … N`` with probability ``α`` (N = 8, α = 0.10 for not on track,
-0.20 for at risk): ``c`` is the ``1 − α`` quantile of ``max_t T_t`` over simulated patients drawn
-from the fitted model (20,000 draws, a fixed seed: the same bound on any machine). The bounds are
-computed for each refit of the expected course from that refit alone, so a later session never
-changes an earlier status.
+**Bounds** (patient level). Bounds ``c_t`` on ``T`` are set so that a patient doing as expected
+crosses them at *some* session ``f0 … N`` with probability ``α`` (N = 8; α = 0.10 for not on
+track, 0.20 for at risk), spent evenly over the sessions (α-spending: Lan & DeMets, 1983; Kim &
+DeMets, 1987): by session t, ``α · (t − f0 + 1) / (N − f0 + 1)``. So little is spent at the first
+sessions, where a patient's one or two scores say little, and a patient who is truly worse has
+several sessions to show it. Each refit's bound comes from simulating 20,000 patients from that
+refit (a fixed seed: the same bound on any machine), judged at the earlier sessions by the earlier
+refits and their bounds (:func:`sequential_bounds`); nothing after the refit is used, so a later
+session never changes an earlier bound. After session N, each refit's bound is the one that alone
+would give α over N sessions.
 """
 from __future__ import annotations
 
