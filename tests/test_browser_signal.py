@@ -21,17 +21,20 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         page.get_by_text("Mean trajectory per therapist").wait_for(timeout=120000)
         _idle(page)
         body = page.locator("body").inner_text()
-        assert "10 ▲ not on track" in body.replace("\n", " ") and "14 ◆ at risk" in body.replace("\n", " ")
+        flat = body.replace("\n", " ")
+        assert "4 ▲ not on track" in flat and "10 ◆ at risk" in flat
+        assert "1 in 10 patients who are doing as expected will be flagged not on track at some point" in flat
+        assert "Expected course from this data set's own courses (120 patients)" in flat
         assert "Therapists: not on track now, deteriorated, unrepaired ruptures" in body
         assert "not a ranking of therapists" in body
-        assert "By session 6: of 21 patients flagged not on track" in body
+        assert "Reliable deterioration (" in flat and "The two rules side by side" in flat
         screenshot(page, "signal_overview_1400")
 
         open_patient_from_caseload(page, "D017")
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60000)
         _idle(page)
         alert = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.inner_text()
-        assert "Not on track (session 8): score 141 is 35.8 points worse than the expected 105" in alert
+        assert "Not on track (session 8): score 141, expected 101" in alert and "not-on-track bound" in alert
         # the summary comes before the chart
         alert_y = page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.bounding_box()["y"]
         chart_y = page.locator('[data-testid="stPlotlyChart"]').first.bounding_box()["y"]
