@@ -34,14 +34,20 @@ def signal_report(data: pd.DataFrame, settings: SignalSettings = SignalSettings(
     result = compute_signal(data, settings, model=model, patient=patient)
     sessions = result.sessions
     patients: dict[str, dict] = {}
-    current = result.patients.set_index("patient")
-    for pid, g in sessions.groupby("patient", sort=True):
-        rows = [{"session": session_number(r.session), "observed": r.observed, "expected": r.expected,
-                 "lower": r.lower, "upper": r.upper, "at_risk_bound": r.at_risk_bound, "z": r.z,
-                 "status": r.status, "reason": r.reason} for r in g.itertuples(index=False)]
-        now = current.loc[pid]
-        patients[str(pid)] = {"status": now["status"], "session": session_number(now["session"]),
-                              "reason": now["reason"], "sessions": rows}
+    keys = ("observed", "expected", "lower", "upper", "at_risk_bound", "z", "status", "reason")
+    ordered = sessions.sort_values(["patient", "session"], kind="stable")
+    # plain lists, row by row (a DataFrame's itertuples per patient takes seconds for 5,000 patients)
+    columns = {k: ordered[k].tolist() for k in ("patient", "session", *keys)}
+    rows_of: dict[str, list] = {}
+    for i, pid in enumerate(columns["patient"]):
+        rows_of.setdefault(str(pid), []).append(
+            {"session": session_number(columns["session"][i]), **{k: columns[k][i] for k in keys}})
+    current = result.patients
+    for pid, status, session, reason in zip(current["patient"].tolist(), current["status"].tolist(),
+                                            current["session"].tolist(), current["reason"].tolist()):
+        patients[str(pid)] = {"status": status, "session": session_number(session), "reason": reason,
+                              "sessions": rows_of.get(str(pid), [])}
+    patients = dict(sorted(patients.items()))
     counts = sessions.groupby("patient")["status"].last().value_counts()
     fitted = result.model
     comparison = compare_with_norm(data, fitted, settings, patient=patient) if fitted.outside else None
