@@ -119,8 +119,8 @@ if has_symptoms and settings.reliable_change and len(scores):
                            "improved / deteriorated: change at least the reliable change; else unchanged."))
 
 # ---------------------------------------------------------------- chart
-band = (_("on track inside this band at this session (given the earlier scores)") if model is None or model.local
-        else _("no reliable change from the first session (± reliable change)"))
+band = (_("not on track beyond this line (given the earlier scores)") if model is None or model.local
+        else _("not on track beyond this line: a reliable deterioration from the first session"))
 scale = alliance_scale(ds)
 options = st.columns(2)
 zoom = options[0].toggle(_("Zoom the alliance axis to this patient's scores"), key="patient_zoom_alliance",
@@ -173,7 +173,7 @@ if signal is not None and len(signal):
                                         if isinstance(s, str) else s).to_numpy()
     table["why"] = sig["reason"].to_numpy()
     table["expected"] = sig["expected"].to_numpy()
-    table["bound (not on track)"] = (sig["upper"] if settings.higher_is_worse else sig["lower"]).to_numpy()
+    table["bound (not on track)"] = sig["flag_bound"].to_numpy()
 for m in measures:
     if m not in table:
         table[m] = mine[m].to_numpy()

@@ -36,7 +36,10 @@ def test_patient_page_demo_shows_status_sentences_and_table():
     table = at.dataframe[0].value
     assert list(table["session"]) == list(range(1, 9))
     # the status in a symbol (the chart's marker shape) and words
-    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track"] + ["▲ not on track"] * 5
+    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track", "◆ at risk"] + ["▲ not on track"] * 4
+    # the bound on this session's score; none at session 8, where the earlier scores alone decide
+    assert table["bound (not on track)"].iloc[5] != "—" and table["bound (not on track)"].iloc[7] == "—"
+    assert "the earlier scores alone keep the course past it" in table["why"].iloc[7]
     assert table["why"].iloc[0].startswith("first session")
     assert {"expected", "bound (not on track)", "alliance mean so far", "rupture", "repaired"} <= set(table.columns)
     assert any("REML" in md.value and "own courses (120 patients)" in md.value for md in at.markdown)  # the definition
@@ -93,14 +96,14 @@ def test_overview_demo_caseload_sorted_and_downloads():
     # red, then yellow, then an unrepaired rupture, then the rest; the reasons in words
     group = table["signal"].map({"▲ not on track": 0, "◆ at risk": 1}).fillna(
         table["unrepaired"].gt(0).map({True: 2, False: 3}))
-    assert group.is_monotonic_increasing and (group == 0).sum() == 4 and (group == 1).sum() == 10
+    assert group.is_monotonic_increasing and (group == 0).sum() == 10 and (group == 1).sum() == 6
     assert table["attention"].iloc[0].startswith("not on track at session 8: score 141, expected 101")
     # the flag that never cleared: no patient who improved reliably is still flagged
     improved = table["status"].isin(["improved", "recovered"])
     assert improved.any() and not table.loc[improved, "no_reliable_improvement"].any()
     therapists = at.dataframe[1].value
     assert list(therapists.columns) == ["therapist", "patients", "not on track now", "deteriorated", "unrepaired rupture"]
-    assert therapists.set_index("therapist").loc["T03 Carla", "not on track now"] == "2 of 23 (9%)"
+    assert therapists.set_index("therapist").loc["T03 Carla", "not on track now"] == "6 of 23 (26%)"
     assert any("not a ranking of therapists" in c.value for c in at.caption)
     # the definition in words beside the caseload and the therapists, the norm in use, the calibration
     rates = "1 in 10 patients who are doing as expected will be flagged not on track at some point"

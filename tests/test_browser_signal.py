@@ -22,7 +22,7 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         _idle(page)
         body = page.locator("body").inner_text()
         flat = body.replace("\n", " ")
-        assert "4 ▲ not on track" in flat and "10 ◆ at risk" in flat
+        assert "10 ▲ not on track" in flat and "6 ◆ at risk" in flat
         assert "1 in 10 patients who are doing as expected will be flagged not on track at some point" in flat
         assert "Expected course from this data set's own courses (120 patients)" in flat
         assert "Therapists: not on track now, deteriorated, unrepaired ruptures" in body
@@ -41,7 +41,7 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         assert alert_y < chart_y
         chart = page.locator('[data-testid="stPlotlyChart"]').first.inner_text()
         for words in ("not on track", "on track", "start", "rupture", "expected course from this starting point",
-                      "on track inside this band at this session (given the earlier scores)", "Symptoms (lower is better)",
+                      "not on track beyond this line (given the earlier scores)", "Symptoms (lower is better)",
                       "OQ-45.2 total", "Session"):
             assert words in chart, words
         screenshot(page, "signal_patient_1400")

@@ -769,7 +769,9 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     SD of an individual score at that session), ``lower, upper`` (the scores at this session beyond
     which, on the worse side, it is ``not_on_track`` given the earlier scores; the other side
     mirrored; the fallback: intake ± reliable change), ``at_risk_bound`` (the same for ``at_risk``),
-    ``deviation`` (observed − expected, in points, positive = worse), ``z`` (the rule's
+    ``flag_bound`` (the worse one of ``lower``/``upper`` where it lies on the worse side of
+    ``expected``; NaN where the earlier scores alone keep the session not on track, whatever its
+    score), ``deviation`` (observed − expected, in points, positive = worse), ``z`` (the rule's
     statistic), ``estimate`` (``trend``: the estimated current deviation, points, positive =
     worse), ``bound`` / ``bound_at_risk`` (the bounds on ``z``), ``status`` and ``reason`` (plain
     words). ``data``: any rows of the clinic (e.g. one therapist's patients); the model comes from
@@ -824,6 +826,11 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     out = table.copy()
     for k in ("expected", "sd", "lower", "upper", "at_risk_bound"):
         out[k] = cols[k]
+    # the not-on-track bound on this session's score where it lies on the worse side of the expected
+    # score (else NaN: the earlier scores alone decide, whatever this score)
+    worse_edge = cols["upper"] if sign > 0 else cols["lower"]
+    with np.errstate(invalid="ignore"):
+        out["flag_bound"] = np.where(sign * (worse_edge - cols["expected"]) > 0, worse_edge, np.nan)
     out["deviation"] = sign * (obs - cols["expected"])
     for k in ("z", "estimate", "bound", "bound_at_risk"):
         out[k] = cols[k]
@@ -869,6 +876,7 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
     better_now = _("score {observed}, expected {expected}: with the scores so far, about {gap} points better than "
                    "expected now")
     at_this = _("{reason} (at this session, any score worse than {bound})")
+    carried = _("{reason} (the earlier scores alone keep the course past it: even the expected score would)")
     estimate, per_log, part = nums["estimate"][idx], nums["slope"][idx], nums["part"][idx]
     for k, o, m, e, sl, p_, b, r, s_ in zip(idx, obs[idx], expected, estimate, per_log, part, worse_bound,
                                            risk_bound, status):
@@ -878,7 +886,12 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
             else:
                 text = now[s_].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
             bound = b if s_ == "not_on_track" else r
-            reason[k] = at_this.format(reason=text, bound=_fmt(bound)) if np.isfinite(bound) else text
+            if not np.isfinite(bound):
+                reason[k] = text
+            elif sign * (bound - m) > 0:  # the bound lies on the worse side of the expected score
+                reason[k] = at_this.format(reason=text, bound=_fmt(bound))
+            else:
+                reason[k] = carried.format(reason=text)
         else:
             reason[k] = (worse_now if e > 0 else better_now).format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
 
