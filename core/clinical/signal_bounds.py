@@ -81,12 +81,16 @@ def statistics(method: str, p: dict, x, lt, n, S1, S2, Y0, Y1, y_t) -> dict:
     """
     beta, G, s2, Vb = p["beta"], p["G"], p["s2"], p["Vb"]
     x, lt = np.asarray(x, float), np.asarray(lt, float)
-    z = np.stack([np.ones_like(x), x, lt, x * lt], axis=-1)
-    mean_t = z @ beta
+    mean_t = beta[0] + beta[1] * x + (beta[2] + beta[3] * x) * lt
     r_t = np.asarray(y_t, float) - mean_t
+    # c'V_β c for c = u0·(1, x, 0, 0) + u1·(0, 0, 1, x): a quadratic form in (u0, u1)
+    v00 = Vb[0, 0] + 2 * x * Vb[0, 1] + x * x * Vb[1, 1]
+    v11 = Vb[2, 2] + 2 * x * Vb[2, 3] + x * x * Vb[3, 3]
+    v01 = Vb[0, 2] + x * (Vb[0, 3] + Vb[1, 2]) + x * x * Vb[1, 3]
     if method == "session":
         between = G[0, 0] + 2 * lt * G[0, 1] + lt * lt * G[1, 1]
-        sd = np.sqrt(np.maximum(between + s2 + np.einsum("...i,ij,...j->...", z, Vb, z), 0.0))
+        fixed = v00 + 2 * lt * v01 + lt * lt * v11           # z'V_β z, z = (1, x, ln t, x ln t)
+        sd = np.sqrt(np.maximum(between + s2 + fixed, 0.0))
         T = r_t / sd
         return {"T": T, "T_parts": [T], "estimate": r_t, "slope": np.full_like(r_t, np.nan),
                 "parts": [(np.zeros_like(r_t), np.ones_like(r_t), sd)]}
@@ -114,9 +118,8 @@ def statistics(method: str, p: dict, x, lt, n, S1, S2, Y0, Y1, y_t) -> dict:
         num = q0 * R0 + q1 * R1
         u0, u1 = n * q0 + S1 * q1, S1 * q0 + S2 * q1                 # M q
         var = h0 * u0 + h1 * u1
-        # the fixed effects' uncertainty: c = Z'V⁻¹a = Z'U q, so var += c'V_β c
-        c = np.stack([u0, x * u0, u1, x * u1], axis=-1)
-        var = var + np.einsum("...i,ij,...j->...", c, Vb, c)
+        # the fixed effects' uncertainty: c = Z'V⁻¹a = Z'U q = (u0, x·u0, u1, x·u1), so var += c'V_β c
+        var = var + u0 * u0 * v00 + 2 * u0 * u1 * v01 + u1 * u1 * v11
         D = np.sqrt(np.maximum(var, 1e-300))
         coef = q0 + q1 * lt                                         # ∂num/∂r_t (u_t'q)
         parts.append((num - coef * r_t, coef, D))
