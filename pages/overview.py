@@ -157,10 +157,10 @@ if not model.local:
               "the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
         reason=model.reason))
 else:
-    checks, compared = signal_checks(ds, model, settings)
+    checks, compared = signal_checks(ds, model, settings, calibrate=sees_whole_clinic())
     st.markdown(_("**The signal:** {rates} Expected course from {source}.").format(
         rates=calibration_sentence(signal_settings(settings)), source=md(source_sentence(model))))
-    if sees_whole_clinic():
+    if checks is not None:  # supervisors: it simulates with every patient's intake and sessions
         st.caption(calibration_summary(checks))
     for warning in (compared or {}).get("warnings", []):
         st.warning(warning, icon=":material/warning:")

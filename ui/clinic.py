@@ -249,17 +249,19 @@ def signal_key(model: SignalModel) -> tuple:
             tuple(float(f.residual) for f in model.fits), tuple(f.bounds for f in model.fits))
 
 
-def signal_checks(ds: Dataset, model: SignalModel, settings: "ClinicalSettings") -> tuple[dict, dict | None]:
-    """The calibration by simulation (:func:`core.clinical.signal.calibration`) and, for an outside
-    norm, how this data set's courses compare with it (cached; their warnings are sentences, so per
-    language)."""
-    return _signal_checks(ds.fingerprint, signal_key(model), signal_settings(settings), get_language(), ds.data, model)
+def signal_checks(ds: Dataset, model: SignalModel, settings: "ClinicalSettings",
+                  calibrate: bool = True) -> tuple[dict | None, dict | None]:
+    """The calibration by simulation (:func:`core.clinical.signal.calibration`; when ``calibrate``)
+    and, for an outside norm, how this data set's courses compare with it (cached; their warnings
+    are sentences, so per language)."""
+    return _signal_checks(ds.fingerprint, signal_key(model), signal_settings(settings), get_language(), calibrate,
+                          ds.data, model)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, _data: pd.DataFrame,
-                   _model: SignalModel) -> tuple[dict, dict | None]:
-    cal = calibration(_data, _model, settings)
+def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, calibrate: bool,
+                   _data: pd.DataFrame, _model: SignalModel) -> tuple[dict | None, dict | None]:
+    cal = calibration(_data, _model, settings) if calibrate else None
     compared = compare_with_norm(_data, _model, settings) if _model.outside else None
     return cal, compared
 

@@ -506,7 +506,8 @@ def _without_deteriorated(frame: pd.DataFrame, worse: np.ndarray, t: float) -> t
     if not bad.any():
         return part, 0
     # codes 0 … n−1 again (the profiled engine counts groups from the largest code)
-    part = part.assign(code=pd.factorize(part["code"], sort=True)[0])
+    recode = np.cumsum(~bad) - 1
+    part = part.assign(code=recode[codes[keep]])
     return part, int(bad.sum())
 
 
@@ -1109,7 +1110,8 @@ def calibration(data: pd.DataFrame, model: SignalModel, settings: SignalSettings
     """How often patients doing as expected are flagged, by simulation from the expected course.
 
     ``patients`` simulated patients, each with the intake and the scored course sessions of a
-    patient of ``data`` drawn at random (with replacement, a fixed seed), their scores drawn from
+    patient of ``data`` drawn at random (with replacement, a fixed seed; from a random subset of
+    ``patients`` patients when there are more), their scores drawn from
     the last refit of ``model`` (fixed part at their intake + random effects from G + residual);
     then flagged exactly as the data's patients are (every refit, every bound). Returns
     ``target_ever_flagged`` / ``achieved_ever_flagged`` (not on track at some session of the first
@@ -1121,6 +1123,10 @@ def calibration(data: pd.DataFrame, model: SignalModel, settings: SignalSettings
     if not model.local:
         return {**target, "achieved_ever_flagged": None, "at_risk": {**target["at_risk"], "achieved_ever_flagged": None},
                 "note": _("No local model: the reliable-change rule is not calibrated per patient.")}
+    rng = np.random.default_rng(seed)
+    ids = np.sort(pd.unique(data[patient].astype(str)))
+    if len(ids) > patients:  # the patterns of a random subset are enough (a million rows need not be sorted)
+        data = data.loc[data[patient].astype(str).isin(set(rng.choice(ids, patients, replace=False)))]
     table = courses(data, settings.symptoms, settings.intake, patient)
     first = model.first_session
     rows = table.loc[table["observed"].notna() & table["intake"].notna() & table["course_session"].ge(first)
@@ -1128,7 +1134,6 @@ def calibration(data: pd.DataFrame, model: SignalModel, settings: SignalSettings
     if rows.empty:
         return {**target, "achieved_ever_flagged": None, "at_risk": {**target["at_risk"], "achieved_ever_flagged": None}}
     codes, ids = pd.factorize(rows["patient"], sort=True)
-    rng = np.random.default_rng(seed)
     chosen = np.sort(rng.integers(0, len(ids), patients))
     # every row of each chosen patient, once per time the patient was chosen
     starts = np.searchsorted(codes, np.arange(len(ids)))
