@@ -16,7 +16,7 @@ DATA = ROOT / "tests" / "data"
 ROLES = ["--patient", "patient", "--session", "session", "--symptoms", "symptoms"]
 #: Keys whose texts are sentences for people (they may differ between languages; their shape may not).
 SENTENCES = {"reason", "definition", "definitions", "notes", "warnings", "level_advice", "sentences", "note",
-             "model_errors", "summary"}
+             "model_errors", "summary", "sentence"}
 #: Sentences under ``validation`` (its ``method`` is a sentence there; the report's ``method`` is a value).
 VALIDATION_SENTENCES = {"method", "outcome", "flag"}
 
