@@ -287,7 +287,7 @@ else:
                  file_name="signal-norm.json", mime="application/json", key="signal_norm_json",
                  what=f"{ds.name}: signal norm (JSON)",
                  help=_("The expected course's numbers (no patient's rows), for other clinics to judge against "
-                        "(Expected course from → A norm file, or python -m core signal --norm)."))
+                        "(Expected course from → A norm file, or `python -m core signal --norm`)."))
 
 # ---------------------------------------------------------------- trajectories
 st.subheader(_("Patient trajectories"))

@@ -60,6 +60,8 @@ HEADERS = {
     "model": N_("model"), "value": N_("value"), "version": N_("version"), "status": N_("status"),
     "patients": N_("patients"), "share": N_("share"), "up to session": N_("up to session"), "fit": N_("fit"),
     "sessions": N_("sessions"), "residual": N_("residual"), "software": N_("software"),
+    "left out": N_("left out"), "bound (not on track)": N_("bound (not on track)"),
+    "bound (at risk)": N_("bound (at risk)"),
 }
 _LEVELS = {"observations": N_("observations"), "between": N_("between patients"), "within": N_("within patients")}
 
