@@ -49,3 +49,33 @@ def test_overview_and_patient_page_show_the_signal(tmp_path):
         page.wait_for_timeout(1500)
         assert page.locator('[data-testid="stMain"] [data-testid="stAlert"]').first.is_visible()
         screenshot(page, "signal_patient_800")
+
+
+def test_save_the_expected_course_as_a_norm_and_judge_against_it(tmp_path):
+    """The overview's *Save this expected course as a norm* and the sidebar's *Expected course from →
+    A norm file*, round trip in Chromium: the demo judged against its own norm file flags the same
+    patients, and the page names the norm."""
+    require_chromium()
+    with running_app(tmp_path) as url, browser_page() as page:
+        page.goto(url + "/overview")
+        page.get_by_text("How well has the signal predicted outcomes in this clinic?").wait_for(timeout=120000)
+        _idle(page)
+        counts = page.locator("body").inner_text().replace("\n", " ")
+        assert "10 ▲ not on track" in counts
+        with page.expect_download() as info:
+            page.get_by_role("button", name="Save this expected course as a norm (JSON)").click()
+        norm = tmp_path / "signal-norm.json"
+        info.value.save_as(norm)
+        assert '"format": "alliance-dashboard signal norm"' in norm.read_text(encoding="utf-8")
+        _idle(page)
+        page.locator('[data-testid="stSidebar"] [data-testid="stExpander"] summary').first.click()
+        page.get_by_role("combobox", name="Expected course from").click()
+        page.get_by_role("option", name="A norm file (JSON)").click()
+        _idle(page)
+        page.locator('[data-testid="stSidebar"] input[type=file]').set_input_files(str(norm))
+        page.get_by_text("an outside norm: the norm file “signal-norm.json” (120 patients)").wait_for(timeout=120000)
+        _idle(page)
+        body = page.locator("body").inner_text().replace("\n", " ")
+        assert "10 ▲ not on track" in body and "Norm file in use: signal-norm.json" in body
+        assert "markedly" not in body  # its own norm: no warning
+        screenshot(page, "signal_overview_norm_file_1400")
