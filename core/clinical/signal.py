@@ -840,6 +840,35 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     return out
 
 
+#: The sentences of judged sessions (English; translated where used): per rule and status; ``now`` and
+#: ``slope`` are the two parts of the ``trend`` rule; ``bound``: what is said about the score bound.
+REASONS = {
+    ("session", "not_on_track"): N_("score {observed} is {gap} points worse than the expected {expected}, beyond "
+                                    "this session's not-on-track bound {bound}"),
+    ("session", "at_risk"): N_("score {observed} is {gap} points worse than the expected {expected}, beyond this "
+                               "session's at-risk bound {bound}"),
+    ("session", "worse"): N_("score {observed} is {gap} points worse than the expected {expected}"),
+    ("session", "better"): N_("score {observed} is {gap} points better than the expected {expected}"),
+    ("now", "not_on_track"): N_("score {observed}, expected {expected}: with the scores so far the course is about "
+                                "{gap} points worse than expected now, past the not-on-track bound"),
+    ("now", "at_risk"): N_("score {observed}, expected {expected}: with the scores so far the course is about {gap} "
+                           "points worse than expected now, past the at-risk bound"),
+    ("now", "worse"): N_("score {observed}, expected {expected}: with the scores so far, about {gap} points worse "
+                         "than expected now"),
+    ("now", "better"): N_("score {observed}, expected {expected}: with the scores so far, about {gap} points better "
+                          "than expected now"),
+    ("slope", "not_on_track"): N_("score {observed}, expected {expected}: the scores so far move away from the "
+                                  "expected course (about {gap} points worse each time the number of sessions "
+                                  "doubles), past the not-on-track bound"),
+    ("slope", "at_risk"): N_("score {observed}, expected {expected}: the scores so far move away from the expected "
+                             "course (about {gap} points worse each time the number of sessions doubles), past the "
+                             "at-risk bound"),
+    ("bound", "at"): N_("{reason} (at this session, any score worse than {bound})"),
+    ("bound", "carried"): N_("{reason} (the earlier scores alone keep the course past it: even the expected score "
+                             "would)"),
+}
+
+
 def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums: dict,
                    settings: SignalSettings) -> None:
     """The sentences of the judged sessions (in place)."""
@@ -848,53 +877,33 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
     expected, status = nums["expected"][idx], nums["status"][idx]
     worse_bound = np.where(sign > 0, nums["upper"][idx], nums["lower"][idx])
     risk_bound = nums["at_risk_bound"][idx]
+    t = {key: _(text) for key, text in REASONS.items()}  # translated once per call, not per row
     if settings.rule == "session":
-        red = _("score {observed} is {gap} points worse than the expected {expected}, beyond this session's "
-                "not-on-track bound {bound}")
-        yellow = _("score {observed} is {gap} points worse than the expected {expected}, beyond this session's "
-                   "at-risk bound {bound}")
-        worse_than = _("score {observed} is {gap} points worse than the expected {expected}")
-        better_than = _("score {observed} is {gap} points better than the expected {expected}")
         for k, o, m, b, r, s_ in zip(idx, obs[idx], expected, worse_bound, risk_bound, status):
             gap = sign * (o - m)
-            template = red if s_ == "not_on_track" else yellow if s_ == "at_risk" else \
-                worse_than if gap > 0 else better_than
+            template = t[("session", s_)] if s_ in ("not_on_track", "at_risk") else \
+                t[("session", "worse" if gap > 0 else "better")]
             reason[k] = template.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m),
                                         bound=_fmt(b if s_ == "not_on_track" else r))
         return
-    now = {"not_on_track": _("score {observed}, expected {expected}: with the scores so far the course is about "
-                             "{gap} points worse than expected now, past the not-on-track bound"),
-           "at_risk": _("score {observed}, expected {expected}: with the scores so far the course is about {gap} "
-                        "points worse than expected now, past the at-risk bound")}
-    slope = {"not_on_track": _("score {observed}, expected {expected}: the scores so far move away from the "
-                               "expected course (about {gap} points worse each time the number of sessions "
-                               "doubles), past the not-on-track bound"),
-             "at_risk": _("score {observed}, expected {expected}: the scores so far move away from the expected "
-                          "course (about {gap} points worse each time the number of sessions doubles), past the "
-                          "at-risk bound")}
-    worse_now = _("score {observed}, expected {expected}: with the scores so far, about {gap} points worse than "
-                  "expected now")
-    better_now = _("score {observed}, expected {expected}: with the scores so far, about {gap} points better than "
-                   "expected now")
-    at_this = _("{reason} (at this session, any score worse than {bound})")
-    carried = _("{reason} (the earlier scores alone keep the course past it: even the expected score would)")
     estimate, per_log, part = nums["estimate"][idx], nums["slope"][idx], nums["part"][idx]
     for k, o, m, e, sl, p_, b, r, s_ in zip(idx, obs[idx], expected, estimate, per_log, part, worse_bound,
                                            risk_bound, status):
         if s_ in ("not_on_track", "at_risk"):
             if p_ == 1 and np.isfinite(sl):
-                text = slope[s_].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(sl) * math.log(2)))
+                text = t[("slope", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(sl) * math.log(2)))
             else:
-                text = now[s_].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
+                text = t[("now", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
             bound = b if s_ == "not_on_track" else r
             if not np.isfinite(bound):
                 reason[k] = text
             elif sign * (bound - m) > 0:  # the bound lies on the worse side of the expected score
-                reason[k] = at_this.format(reason=text, bound=_fmt(bound))
+                reason[k] = t[("bound", "at")].format(reason=text, bound=_fmt(bound))
             else:
-                reason[k] = carried.format(reason=text)
+                reason[k] = t[("bound", "carried")].format(reason=text)
         else:
-            reason[k] = (worse_now if e > 0 else better_now).format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
+            reason[k] = t[("now", "worse" if e > 0 else "better")].format(observed=_fmt(o), expected=_fmt(m),
+                                                                          gap=_fmt(abs(e)))
 
 
 def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
