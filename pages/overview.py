@@ -2,12 +2,15 @@
 how well the signal has predicted outcomes here, and trajectories. A therapist's start page: *My
 caseload*, her own patients, without the clinic's therapist figures."""
 import datetime
+import json
 import math
 
 import streamlit as st
 
 from core.clinical.indices import therapist_icc_sentence, therapist_table, therapist_trajectories
-from core.clinical.signal import LEVEL_AT_RISK, LEVEL_NOT_ON_TRACK, definition, validation_table
+from core.clinical.signal import calibration_sentence, calibration_summary, definition, source_sentence
+from core.clinical.signal_norm import norm_document
+from core.clinical.signal_validation import rules_table, validation_table
 from core.i18n import N_, _, get_language, number
 from core.intake.mapping import role_name
 from core.reporting.exports import csv_bytes, excel_bytes
@@ -29,6 +32,7 @@ from ui.clinic import (
     signal_key,
     sees_whole_clinic,
     sessions_with_ruptures_so_far,
+    signal_checks,
     signal_settings,
     signal_validation,
     therapist_icc,
@@ -81,9 +85,11 @@ def caseload_definitions(ds, settings, model, threshold: float, improvement_by: 
         (_("Reliable change (points)"), value(settings.reliable_change)),
         (_("Rupture threshold (own SDs below own mean so far)"), value(threshold)),
         (_("Expect reliable improvement by session"), str(improvement_by)),
-        (_("Signal now"), _("The early-warning signal of the patient's latest session: not on track when the score "
-                            "is worse than {nt:.0%} of patients who started at the same level, at risk when worse "
-                            "than {ar:.0%}, on track otherwise.").format(nt=LEVEL_NOT_ON_TRACK, ar=LEVEL_AT_RISK)),
+        (_("Signal now"), _("The early-warning signal of the patient's latest session: not on track, at risk or on "
+                            "track, judged from the patient's scores so far against the expected course of patients "
+                            "who started at the same level. {rates}").format(
+            rates=calibration_sentence(signal_settings(settings)))),
+        (_("Expected course from"), source_sentence(model)),
         (_("How the signal is computed"), definition(model, signal_settings(settings))),
         (_("Jacobson–Truax status"), _("recovered: reliable improvement from the clinical into the non-clinical "
                                        "range; improved / deteriorated: a change of at least the reliable change; "
@@ -160,15 +166,22 @@ by_therapist = filter_caseload(everyone, therapists=chosen)
 counts = by_therapist["signal"].value_counts()
 st.markdown(" · ".join(_("**{n:,}** {signal}").format(n=int(counts.get(s, 0)), signal=md(signal_word(s)))
                        for s in ("not_on_track", "at_risk", "on_track", "unknown")))
-st.caption(_("Order: the early-warning signal of each patient's latest session — not on track (worse than "
-             "{nt:.0%} of patients who started at the same level), then at risk (worse than {ar:.0%}) — then a rupture "
-             "not repaired, then reliable deterioration, no reliable improvement by the session set in the sidebar "
-             "(cleared once the patient improved), last score above the cut-off. Select a row to open that "
-             "patient.").format(nt=LEVEL_NOT_ON_TRACK, ar=LEVEL_AT_RISK))
+st.caption(_("Order: the early-warning signal of each patient's latest session — not on track, then at risk — then "
+             "a rupture not repaired, then reliable deterioration, no reliable improvement by the session set in the "
+             "sidebar (cleared once the patient improved), last score above the cut-off. Select a row to open that "
+             "patient."))
 if not model.local:
     st.info(_("**No local expected course**: {reason} The signal uses the published reliable-change rule relative to "
               "the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
         reason=model.reason))
+else:
+    checks, compared = signal_checks(ds, model, settings, calibrate=sees_whole_clinic())
+    st.markdown(_("**The signal:** {rates} Expected course from {source}.").format(
+        rates=calibration_sentence(signal_settings(settings)), source=md(source_sentence(model))))
+    if checks is not None:  # supervisors: it simulates with every patient's intake and sessions
+        st.caption(calibration_summary(checks))
+    for warning in (compared or {}).get("warnings", []):
+        st.warning(warning, icon=":material/warning:")
 # the *Find patient by ID* box below narrows the caseload too (its value from the last rerun)
 search = str(st.session_state.get("overview_search", "") or "")
 table = filter_caseload(by_therapist, statuses=wanted, query=search)
@@ -248,6 +261,9 @@ if ds.validated.has_therapist and not mine:
     st.caption(_("Case mix differs between therapists: how ill their patients were at intake, how long they have "
                  "been seen, how many patients they have. Small counts swing percentages; compare with care — this "
                  "is not a ranking of therapists."))
+    if model.local:
+        st.caption(_("Not on track now: the latest session's signal. {rates}").format(
+            rates=calibration_sentence(signal_settings(settings))))
 
 # ---------------------------------------------------------------- how good is the alarm here
 st.subheader(_("How well has the signal predicted outcomes in this clinic?"))
@@ -264,15 +280,32 @@ else:
         st.session_state["signal_validated_for"] = ds.fingerprint
         go = True
     if go:
-        validation = signal_validation(ds.fingerprint, sig, data)
+        validation = signal_validation(ds.fingerprint, sig, data, model)
         st.caption(" ".join((validation["method"], validation["outcome"], validation["flag"])))
         vt = validation_table(validation)
         if vt.empty:
-            st.caption(_("Too few patients with sessions beyond session 3 to check the signal."))
+            st.caption(_("Too few patients followed beyond session 4 to check the signal."))
         else:
             st.dataframe(vt, hide_index=True, width="stretch")
+            st.markdown(_("**The two rules side by side** (✓ the one in use; on simulated clinics the personalised "
+                          "rule caught slightly more deteriorating patients by sessions 4 and 6 at the same rate of "
+                          "false alarms, hence the default):"))
+            st.dataframe(rules_table(validation), hide_index=True, width="stretch")
             for sentence in validation["sentences"]:
                 st.markdown(f"- {md(sentence)}")
+            calendar = validation.get("calendar") or {}
+            if calendar.get("method"):
+                st.caption(calendar["method"])
+                st.dataframe(rules_table(calendar), hide_index=True, width="stretch")
+    if model.local and not model.outside:
+        download(_("Save this expected course as a norm (JSON)"),
+                 lambda: json.dumps(norm_document(data, sig, name=dataset_title(ds.name), model=model,
+                                                  created=datetime.date.today().isoformat()),
+                                    indent=1, allow_nan=False).encode("utf-8"),
+                 file_name="signal-norm.json", mime="application/json", key="signal_norm_json",
+                 what=f"{ds.name}: signal norm (JSON)",
+                 help=_("The expected course's numbers (no patient's rows), for other clinics to judge against "
+                        "(Expected course from → A norm file, or `python -m core signal --norm`)."))
 
 # ---------------------------------------------------------------- trajectories
 st.subheader(_("Patient trajectories"))

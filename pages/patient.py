@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
-from core.clinical.signal import definition, status_label, status_sentence
+from core.clinical.signal import calibration_sentence, definition, source_sentence, status_label, status_sentence
 from core.i18n import DECIMAL_COMMA, _, get_language, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
@@ -98,6 +98,9 @@ if model is not None and not model.local:
     st.info(_("**No local expected course**: {reason} The status uses the published reliable-change rule relative "
               "to the first session instead (reliable deterioration: not on track; half of it: at risk).").format(
         reason=model.reason))
+elif model is not None:
+    st.caption(_("Expected course from {source}. {rates}").format(
+        source=md(source_sentence(model)), rates=calibration_sentence(signal_settings(settings))))
 
 facts = st.columns(4)
 facts[0].metric(_("Sessions"), len(mine))
@@ -119,8 +122,8 @@ if has_symptoms and settings.reliable_change and len(scores):
                            "improved / deteriorated: change at least the reliable change; else unchanged."))
 
 # ---------------------------------------------------------------- chart
-band = (_("usual range: 8 in 10 patients who started at this level") if model is None or model.local
-        else _("no reliable change from the first session (± reliable change)"))
+band = (_("not on track beyond this line (given the earlier scores)") if model is None or model.local
+        else _("not on track beyond this line: a reliable deterioration from the first session"))
 scale = alliance_scale(ds)
 options = st.columns(2)
 zoom = options[0].toggle(_("Zoom the alliance axis to this patient's scores"), key="patient_zoom_alliance",
@@ -164,7 +167,7 @@ if signal is not None and len(signal):
                                         if isinstance(s, str) else s).to_numpy()
     table["why"] = sig["reason"].to_numpy()
     table["expected"] = sig["expected"].to_numpy()
-    table["bound (not on track)"] = (sig["upper"] if settings.higher_is_worse else sig["lower"]).to_numpy()
+    table["bound (not on track)"] = sig["flag_bound"].to_numpy()
 for m in measures:
     if m not in table:
         table[m] = mine[m].to_numpy()

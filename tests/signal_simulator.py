@@ -33,7 +33,7 @@ def simulate_clinic(n_patients: int = 400, n_therapists: int = 12, n_sessions: i
                     scale: str = "oq_total", intake_mean: float = 80.0, intake_sd: float = 20.0,
                     improvement_mean: float = 10.0, improvement_sd: float = 6.0,
                     noise_sd: float = 6.5, dropout: float = 0.25, heteroscedastic: bool = False,
-                    shape: str = "log") -> pd.DataFrame:
+                    shape: str = "log", share_nonresponding: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     n_det = int(round(share_deteriorating * n_patients))
     kind = np.array(["deteriorating"] * n_det + ["typical"] * (n_patients - n_det))
@@ -43,6 +43,12 @@ def simulate_clinic(n_patients: int = 400, n_therapists: int = 12, n_sessions: i
     # improvement per log-session: larger for patients who start higher (more room to improve)
     gain = rng.normal(improvement_mean, improvement_sd, n_patients) + 0.08 * (true0 - intake_mean)
     rise_i = rng.normal(rise, 1.0, n_patients).clip(min=rise / 2)
+    if share_nonresponding > 0:  # drawn from a stream of their own: the other patients stay as they were
+        extra = np.random.default_rng([seed, 1])
+        typical = np.flatnonzero(kind == "typical")
+        chosen = extra.choice(typical, min(len(typical), int(round(share_nonresponding * n_patients))), replace=False)
+        kind[chosen] = "nonresponding"
+        gain[chosen] = extra.normal(0.0, 1.5, len(chosen))
     attended = np.full(n_patients, n_sessions)
     drop = rng.random(n_patients) < dropout
     attended[drop] = rng.integers(2, n_sessions, drop.sum())
@@ -66,24 +72,33 @@ def simulate_clinic(n_patients: int = 400, n_therapists: int = 12, n_sessions: i
     return out
 
 
-def flag_rates(data: pd.DataFrame, sessions: pd.DataFrame) -> dict:
+def flag_rates(data: pd.DataFrame, sessions: pd.DataFrame, horizon: int = 8) -> dict:
     """The issue's figures on a simulated clinic (``kind`` says who was planted), from the signal's
     ``sessions``: ``det`` share of deteriorating patients with 6 sessions flagged not on track by
-    session 6 (``n_det`` of them); ``typical`` share of typical patients ever flagged by session 6
-    (``typical_6``: those with 6 sessions); ``high`` / ``low`` the same for typical patients who
-    started above / at or below the median intake, ``gap`` = high − low. An empty group gives NaN."""
+    session 6 (``n_det`` of them); ``typical`` share of typical patients (on the expected course)
+    ever flagged by session ``horizon``; ``typical_6`` the same by session 6 among those with 6
+    sessions; ``quartiles`` the ``typical`` share in each intake quartile and ``quartile_gap`` the
+    largest minus the smallest; ``high`` / ``low`` for typical patients who started above / at or
+    below the median intake, ``gap`` = high − low; ``nonresponding`` the share of non-responding
+    patients ever flagged by session ``horizon``. An empty group gives NaN."""
     s = sessions.merge(data[["patient", "session", "kind"]], on=["patient", "session"])
     length = s.groupby("patient")["course_session"].max()
     kind = s.groupby("patient")["kind"].first()
-    red_by_6 = set(s.loc[s["course_session"].le(6) & s["status"].eq("not_on_track"), "patient"])
+    red = s["status"].eq("not_on_track")
+    red_by_6 = set(s.loc[s["course_session"].le(6) & red, "patient"])
+    red_ever = set(s.loc[s["course_session"].le(horizon) & red, "patient"])
     det = kind.index[(kind == "deteriorating") & (length >= 6)]
     typical = kind.index[kind == "typical"]
     intake = s.groupby("patient")["intake"].first()[typical]
     high, low = typical[intake > intake.median()], typical[intake <= intake.median()]
 
-    def rate(ids) -> float:
-        return float(np.mean([p in red_by_6 for p in ids])) if len(ids) else float("nan")
+    def rate(ids, flagged=red_ever) -> float:
+        return float(np.mean([p in flagged for p in ids])) if len(ids) else float("nan")
 
-    return {"det": rate(det), "n_det": len(det), "typical": rate(typical),
-            "typical_6": rate(typical[length[typical] >= 6]), "high": rate(high), "low": rate(low),
-            "gap": rate(high) - rate(low)}
+    quarter = pd.qcut(intake.rank(method="first"), 4, labels=False) if len(typical) >= 4 else pd.Series(dtype=float)
+    quartiles = [rate(typical[(quarter == q).to_numpy()]) for q in range(4)] if len(quarter) else []
+    six = typical[(length[typical] >= 6).to_numpy()]
+    return {"det": rate(det, red_by_6), "n_det": len(det), "typical": rate(typical), "typical_6": rate(six, red_by_6),
+            "quartiles": quartiles, "quartile_gap": (max(quartiles) - min(quartiles)) if quartiles else float("nan"),
+            "high": rate(high), "low": rate(low), "gap": rate(high) - rate(low),
+            "nonresponding": rate(kind.index[kind == "nonresponding"])}

@@ -29,17 +29,20 @@ def test_patient_page_demo_shows_status_sentences_and_table():
     # what needs attention first: one line with the status and why, before the chart
     assert len(at.error) == 1
     summary = at.error[0].value
-    assert summary.startswith("**Not on track (session 8)**: score 141 is") and "worse than the expected" in summary
+    assert summary.startswith("**Not on track (session 8)**: score 141, expected 101") and "not-on-track bound" in summary
     assert "rupture in session 8" in summary
     text = " ".join(md.value for md in at.markdown)
     assert "Possible rupture in session 6: alliance was 0.93 points below this patient's mean so far" in text
     table = at.dataframe[0].value
     assert list(table["session"]) == list(range(1, 9))
     # the status in a symbol (the chart's marker shape) and words
-    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track"] + ["▲ not on track"] * 5
+    assert table["status"].tolist() == ["○ unknown", "● on track", "● on track", "◆ at risk"] + ["▲ not on track"] * 4
+    # the bound on this session's score; none at session 8, where the earlier scores alone decide
+    assert table["bound (not on track)"].iloc[5] != "—" and table["bound (not on track)"].iloc[7] == "—"
+    assert "the earlier scores alone keep the course past it" in table["why"].iloc[7]
     assert table["why"].iloc[0].startswith("first session")
     assert {"expected", "bound (not on track)", "alliance mean so far", "rupture", "repaired"} <= set(table.columns)
-    assert any("REML" in md.value and "all 120 patients" in md.value for md in at.markdown)  # the definition
+    assert any("REML" in md.value and "own courses (120 patients)" in md.value for md in at.markdown)  # the definition
 
 
 def test_patient_page_on_track_patient_is_green():
@@ -93,21 +96,30 @@ def test_overview_demo_caseload_sorted_and_downloads():
     # red, then yellow, then an unrepaired rupture, then the rest; the reasons in words
     group = table["signal"].map({"▲ not on track": 0, "◆ at risk": 1}).fillna(
         table["unrepaired"].gt(0).map({True: 2, False: 3}))
-    assert group.is_monotonic_increasing and (group == 0).sum() == 10 and (group == 1).sum() == 14
-    assert table["attention"].iloc[0].startswith("not on track at session 8: score 141, expected 105")
+    assert group.is_monotonic_increasing and (group == 0).sum() == 10 and (group == 1).sum() == 6
+    assert table["attention"].iloc[0].startswith("not on track at session 8: score 141, expected 101")
     # the flag that never cleared: no patient who improved reliably is still flagged
     improved = table["status"].isin(["improved", "recovered"])
     assert improved.any() and not table.loc[improved, "no_reliable_improvement"].any()
     therapists = at.dataframe[1].value
     assert list(therapists.columns) == ["therapist", "patients", "not on track now", "deteriorated", "unrepaired rupture"]
-    assert therapists.set_index("therapist").loc["T03 Carla", "not on track now"] == "3 of 23 (13%)"
+    assert therapists.set_index("therapist").loc["T03 Carla", "not on track now"] == "6 of 23 (26%)"
     assert any("not a ranking of therapists" in c.value for c in at.caption)
+    # the definition in words beside the caseload and the therapists, the norm in use, the calibration
+    rates = "1 in 10 patients who are doing as expected will be flagged not on track at some point"
+    assert any(rates in md.value and "own courses (120 patients)" in md.value for md in at.markdown)
+    assert any(c.value.startswith("Not on track now: the latest session's signal. " + rates) for c in at.caption)
+    assert any(c.value.startswith("Checked by simulating 8,000 patients") for c in at.caption)
     validation = at.dataframe[2].value
-    assert validation["by session"].tolist() == [3, 4, 5, 6]
+    assert validation["by session"].tolist() == [4, 6, 4, 6]
+    assert validation["outcome"].tolist() == ["reliable deterioration"] * 2 + ["no reliable improvement"] * 2
     assert validation["sensitivity"].str.match(r"\d+ of \d+ \(\d+%\)").all()
+    rules = at.dataframe[3].value
+    assert len(rules) == 2 and rules["rule"].iloc[0].endswith("✓")
     assert any("cross-validation by patient" in c.value for c in at.caption)
     labels = [b.label for b in at.get("download_button")]
     assert "Caseload (CSV)" in labels and "Caseload (Excel)" in labels
+    assert "Save this expected course as a norm (JSON)" in labels
 
 
 def test_overview_filters_by_therapist_and_opens_patient(monkeypatch):

@@ -58,7 +58,9 @@ def test_caseload_downloads_are_formatted_for_people_and_for_spanish_excel(monke
     assert thresholds["Clinical cut-off"] == "63.5" and thresholds["Reliable change (points)"] == "14"
     assert thresholds["Rupture threshold (own SDs below own mean so far)"] == "1"
     assert thresholds["Expect reliable improvement by session"] == "4"
-    assert "90%" in thresholds["Signal now"] and "REML" in thresholds["How the signal is computed"]
+    assert "1 in 10 patients who are doing as expected" in thresholds["Signal now"]
+    assert "REML" in thresholds["How the signal is computed"]
+    assert thresholds["Expected course from"] == "this data set's own courses (120 patients)"
     assert thresholds["Data set"].startswith("Demo clinic") and thresholds["Therapists"] == "All therapists"
 
 

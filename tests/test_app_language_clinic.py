@@ -91,7 +91,8 @@ def test_overview_in_spanish_caseload_therapists_validation_and_trajectories():
     assert set(table["signal"]) <= {"▲ fuera de curso", "◆ en riesgo", "● en curso esperado", "○ sin estado"}
     assert set(table["status"]) <= {"recuperado", "mejorado", "sin cambio", "deteriorado", "sin estado"}
     assert table["attention"].iloc[0].startswith("fuera de curso en la sesión 8")
-    assert len(at.dataframe) == 3  # caseload, therapists, the signal's validation (120 patients: at once)
+    assert len(at.dataframe) == 4  # caseload, therapists, the signal's validation and its two rules (at once)
+    assert any("1 de cada 10 pacientes que evolucionan como se espera" in m.value for m in at.markdown)
     therapists = at.dataframe[1].value
     assert re.fullmatch(r"\d+ de \d+ \(\d+%\)", therapists["deteriorated"].iloc[0])
     assert english_on(at) == []

@@ -44,7 +44,7 @@ def test_a_therapist_sees_the_clinics_expected_course_for_her_patients():
     # the expected course would differ: the test can tell the two apart
     own = ana_only[ana_only["patient"] == pid]["expected"].to_numpy(float)
     assert np.nanmax(np.abs(own - clinic["expected"].to_numpy(float))) > 0.01
-    assert any("all 120 patients" in md.value for md in at.markdown)
+    assert any("own courses (120 patients)" in md.value for md in at.markdown)
     at.switch_page(str(ROOT / "pages" / "overview.py"))
     at.run()
     assert not at.exception, at.exception

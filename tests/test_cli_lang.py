@@ -16,7 +16,7 @@ DATA = ROOT / "tests" / "data"
 ROLES = ["--patient", "patient", "--session", "session", "--symptoms", "symptoms"]
 #: Keys whose texts are sentences for people (they may differ between languages; their shape may not).
 SENTENCES = {"reason", "definition", "definitions", "notes", "warnings", "level_advice", "sentences", "note",
-             "model_errors", "summary"}
+             "model_errors", "summary", "sentence"}
 #: Sentences under ``validation`` (its ``method`` is a sentence there; the report's ``method`` is a value).
 VALIDATION_SENTENCES = {"method", "outcome", "flag"}
 
@@ -100,10 +100,11 @@ def test_signal_statuses_stay_values_and_reasons_are_spanish(tmp_path):
     statuses = {s["status"] for p in es["patients"].values() for s in p["sessions"]}
     assert statuses <= {"on_track", "at_risk", "not_on_track", "unknown"} and "on_track" in statuses
     assert es["method"] == en["method"] == "mixed_model"
-    assert es["definition"].startswith("Curso esperado: el modelo lineal mixto")
+    assert es["definition"].startswith("1 de cada 10 pacientes que evolucionan como se espera quedará marcado")
+    assert "Curso esperado: a partir de los tratamientos propios" in es["definition"]
     first = next(iter(es["patients"].values()))["sessions"][0]
     assert first["reason"] == "primera sesión: el punto de partida del curso esperado"
-    worse = [s["reason"] for p in es["patients"].values() for s in p["sessions"] if "peor que el esperado" in s["reason"]]
+    worse = [s["reason"] for p in es["patients"].values() for s in p["sessions"] if "peor que lo esperado" in s["reason"]]
     assert worse and any("," in r for r in worse)  # decimal comma in the Spanish sentences
 
 

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CLINIC = ROOT / "tests" / "data" / "signal_clinic.csv"
@@ -40,11 +41,20 @@ def test_contract_keys_and_statuses(tmp_path):
         assert p["status"] == p["sessions"][-1]["status"]
         for s in p["sessions"]:
             assert {"session", "observed", "expected", "lower", "upper", "status"} <= set(s)
-            if s["status"] == "not_on_track":
+            if s["status"] == "not_on_track":  # upper: the score beyond which this session is not on track
                 assert s["observed"] > s["upper"]
             if s["status"] in ("on_track", "at_risk"):
-                assert s["lower"] <= s["expected"] <= s["upper"] and s["observed"] <= s["upper"]
-    assert report["validation"]["by_session"] and report["validation"]["sentences"]
+                assert s["observed"] <= s["upper"]
+                assert s["lower"] + s["upper"] == pytest.approx(2 * s["expected"])
+    assert report["definition"].startswith("1 in 10 patients who are doing as expected will be flagged not on track")
+    assert report["rule"] == "trend" and report["norm"]["kind"] == "own"
+    cal = report["calibration"]
+    assert cal["target_ever_flagged"] == 0.1 and 0 < cal["achieved_ever_flagged"] <= 0.11
+    assert cal["at_risk"]["target_ever_flagged"] == 0.2
+    v = report["validation"]
+    assert set(v["outcomes"]) == {"deterioration", "no_reliable_improvement"} and v["sentences"]
+    assert [row["session"] for row in v["outcomes"]["deterioration"]["by_session"]] == [4, 6]
+    assert set(v["methods"]) == {"trend", "session"} and "value" in v["false_alarm"]
     assert report["excluded_rows"] == []
 
 
@@ -76,3 +86,36 @@ def test_refusals_are_one_plain_sentence(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nope" in proc.stderr
     proc = run(CLINIC, "--patient", "patient", "--session", "session", "--symptoms", "missing")
     assert proc.returncode == 2 and "missing" in proc.stderr
+
+
+def test_save_a_norm_and_judge_against_it(tmp_path):
+    norm = tmp_path / "norm.json"
+    own = signal(tmp_path, CLINIC, "--save-norm", norm, "--no-validation")
+    assert own["saved_norm"] == str(norm)
+    doc = json.loads(norm.read_text(encoding="utf-8"))
+    assert doc["format"] == "alliance-dashboard signal norm" and doc["n_patients"] == 150
+    judged = signal(tmp_path, CLINIC, "--norm", norm)
+    assert judged["norm"]["kind"] == "file" and judged["norm"]["name"] == "norm.json"
+    assert "outside norm" in judged["definition"] and "outside norm" in judged["validation"]["method"]
+    assert "comparison" in judged["norm"] and judged["norm"]["comparison"]["session"] == 8
+    same = [(a["status"], b["status"]) for p in own["patients"]
+            for a, b in zip(own["patients"][p]["sessions"], judged["patients"][p]["sessions"])]
+    assert all(a == b for a, b in same)  # the clinic's own norm flags exactly as its own model
+
+
+def test_the_session_rule_and_stricter_rates(tmp_path):
+    strict = signal(tmp_path, CLINIC, "--rule", "session", "--rate", "0.05", "--rate-at-risk", "0.1",
+                    "--horizon", "10", "--no-validation")
+    assert strict["rule"] == "session" and strict["settings"]["horizon"] == 10
+    assert strict["definition"].startswith("1 in 20 patients") and "first 10 sessions" in strict["definition"]
+    assert strict["calibration"]["target_ever_flagged"] == 0.05
+
+
+def test_unusable_norms_and_rates_are_refused_in_one_sentence(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}', encoding="utf-8")
+    for args, words in ((("--norm", bad), "not a signal norm"), (("--norm", tmp_path / "missing.json"), "cannot be read"),
+                        (("--rate", "0.3"), "--rate"), (("--horizon", "1"), "--horizon"),
+                        (("--date", "nope"), "nope")):
+        proc = run(CLINIC, *ROLES, *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and words in proc.stderr, proc.stderr

@@ -102,15 +102,21 @@ def test_patient_chart_shows_expected_course_band_and_statuses_in_words():
                                 "alliance": ("Alliance (higher = better)", "ANS mean item score")})
     by_name = {t.name: t for t in fig.data}
     red = by_name["not on track"]
-    assert list(red.x) == [4, 5, 6, 7, 8] and red.marker.symbol == "triangle-up"
+    assert list(red.x) == [5, 6, 7, 8] and red.marker.symbol == "triangle-up"
     assert red.marker.color == STATUS_STYLE["not_on_track"][1]
-    assert list(red.text) == ["not on track", "", "", "", "not on track"]  # where it changes, and now
-    assert "points worse than the expected" in red.customdata[0]
+    assert list(red.text) == ["not on track", "", "", "not on track"]  # where it changes, and now
+    assert list(by_name["at risk"].x) == [4]
+    assert "not-on-track bound" in red.customdata[0]
     assert list(by_name["on track"].x) == [2, 3] and by_name["no status"].text[0] == "start"
     expected = by_name["expected course from this starting point"]
     assert expected.x[0] == 1 and expected.y[0] == 124  # the course starts where the patient started
-    band = by_name["usual range: 8 in 10 patients who started at this level"]
-    assert band.fill == "toself" and len(band.x) == 14
+    bound = by_name["not on track beyond this line (given the earlier scores)"]
+    assert bound.line.dash == "dot" and len(bound.x) == 8
+    shown = signal[signal["patient"] == "D017"].set_index("session")
+    np.testing.assert_allclose(np.array(bound.y, float), shown["flag_bound"].to_numpy(float), equal_nan=True)
+    # a score beyond the line is not on track; where there is no line the earlier scores decide alone
+    red_sessions = set(shown.index[shown["status"] == "not_on_track"])
+    assert all(s in red_sessions for s in shown.index[shown["observed"] > shown["flag_bound"]])
     assert list(by_name["rupture"].x) == [6, 8] and list(by_name["rupture"].text) == ["rupture", "rupture"]
     assert by_name["clinical cut-off (63.5)"].y[0] == 63.5
     # symptoms on top, each axis titled with its unit

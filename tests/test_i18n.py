@@ -159,7 +159,7 @@ def test_a_signal_status_reason_and_sentence_in_spanish():
         assert now.loc["C", "reason"] == "9 puntos peor que en la admisión: al menos la mitad del cambio confiable (14)"
         assert status_label("not_on_track") == "fuera de curso" and status_label("on_track") == "en curso esperado"
         assert status_sentence("at_risk", 2, now.loc["C", "reason"]).startswith("En riesgo (sesión 2): 9 puntos")
-        assert result.definition.startswith("Sin modelo local: Esta clínica tiene 0 tratamientos completos")
+        assert result.definition.startswith("Sin modelo local: Tratamientos completos de esta clínica (pacientes con al menos 4 sesiones): 0")
     english = compute_signal(data, settings).patients.set_index("patient")
     assert english.loc["A", "reason"] == "15 points worse than at intake: a reliable deterioration (reliable change 14)"
 

@@ -119,9 +119,10 @@ def test_report_signal_section_equals_the_signal_command(tmp_path):
     signal = json.loads(json_path.read_text())
     assert embedded["validation"] == signal["validation"] and embedded["current"] == signal["current"]
     assert embedded["model"] == signal["model"] and "patients" not in embedded  # no per-patient rows
-    row = signal["validation"]["by_session"][0]
+    row = signal["validation"]["outcomes"]["deterioration"]["by_session"][0]
     sens = row["sensitivity"]
     assert f"{sens['n']} of {sens['of']}" in text
+    assert signal["calibration"]["sentence"] in text and "The two rules side by side" in text
     r = subprocess.run([sys.executable, "-m", "core", "report", str(DATA), *FLAGS, "--no-signal", "--out",
                         str(tmp_path / "n.html")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "Early-warning signal" not in (tmp_path / "n.html").read_text(encoding="utf-8")

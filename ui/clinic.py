@@ -13,6 +13,7 @@ read-only: they filter and select, they never assign into them.
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +24,14 @@ from core.clinical.indices import caseload, find_patients, flag_ruptures, flag_r
 from core.clinical.signal import (
     SignalModel,
     SignalSettings,
+    calibration,
     fit_signal_model,
     patient_signal,
     session_signal,
-    validate_signal,
 )
-from core.errors import ModelError
+from core.clinical.signal_norm import as_norm, compare_with_norm, model_from_norm, read_norm
+from core.clinical.signal_validation import validate_signal
+from core.errors import InputError, ModelError
 from core.i18n import N_, _, get_language
 from core.intake.dataset import Dataset
 from core.reporting.patient_text import chart_labels, jt_word  # noqa: F401 - jt_word: the pages' import
@@ -122,20 +125,26 @@ def sessions_with_ruptures_so_far(ds: Dataset, threshold: float) -> pd.DataFrame
 
 # ---------------------------------------------------------------- early-warning signal
 
-# Every cached result that holds text (reasons, notes, sentences) takes the interface language in its
-# key (``language``), so that a Spanish and an English session never share a cached sentence.
+# The expected course (a model: numbers and untranslated messages only) is cached per data set and
+# settings, never per language: fitted once, read in every language. Cached results that hold text
+# (reasons, notes, sentences) take the interface language in their key (``language``), so that a
+# Spanish and an English session never share a cached sentence.
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _signal_model(fingerprint: str, intake: str | None, language: str, _data: pd.DataFrame) -> SignalModel:
-    return fit_signal_model(_data, SignalSettings(intake=intake))
+def _signal_model(fingerprint: str, settings: SignalSettings, _data: pd.DataFrame) -> SignalModel:
+    return fit_signal_model(_data, settings)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _clinic_signal_model(database: str, dataset: str, version: int, intake: str | None, language: str,
-                         _user) -> SignalModel:
+def _clinic_signal_model(database: str, dataset: str, version: int, settings: SignalSettings, _user) -> SignalModel:
     from ui.auth import clinic_store
 
-    return clinic_store().clinic_signal_model(_user, dataset, intake)
+    return clinic_store().clinic_signal_model(_user, dataset, settings.intake, settings=settings)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _norm_model(digest: str, name: str, settings: SignalSettings, _text: bytes) -> SignalModel:
+    return model_from_norm(read_norm(_text), settings, name=name)
 
 
 def _scoped_user():
@@ -152,24 +161,59 @@ def sees_whole_clinic() -> bool:
     return _scoped_user() is None
 
 
-def signal_model(ds: Dataset, intake: str | None = None) -> SignalModel:
-    """The clinic's expected courses, always fitted on the *whole* clinic's data set: for a
-    therapist (who sees only her patients) the clinic database fits it on every patient and returns
-    only the model; otherwise it is fitted here on the data set. Cached by data fingerprint (or data
-    set version), so a slider or a patient switch never refits it."""
+def _own_model(ds: Dataset, sig: SignalSettings) -> SignalModel:
     user = _scoped_user()
-    language = get_language()
-    with st.spinner(_("Fitting the clinic's expected courses …")):
-        if user is not None:
-            from ui.auth import clinic_store
+    if user is not None:
+        from ui.auth import clinic_store
 
-            store = clinic_store()
+        store = clinic_store()
+        try:
+            version = store.dataset_version(user, ds.name)
+            return _clinic_signal_model(str(store.engine.url), ds.name, version, sig, user)
+        except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
+            pass
+    return _signal_model(ds.fingerprint, sig, ds.data)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _dataset_norm(fingerprint: str, name: str, model_key: tuple, settings: SignalSettings, _data: pd.DataFrame,
+                  _model: SignalModel) -> SignalModel:
+    return as_norm(_model, name, _data, settings)
+
+
+#: Session-state keys of an uploaded norm file ({"name", "digest", "text"}) and of the choice, kept across pages.
+NORM_FILE = "signal_norm_file"
+NORM_CHOICE = "signal_norm_choice"
+
+
+def signal_model(ds: Dataset, sig: SignalSettings, norm: str = "own") -> SignalModel:
+    """The expected course the signal judges by: the clinic's own, always fitted on the *whole*
+    clinic's data set (for a therapist, who sees only her patients, the clinic database fits it on
+    every patient and returns only the model), or an outside norm (``norm``: ``dataset:<name>``,
+    another data set's courses; ``file:<digest>``, an uploaded norm file). Cached by data
+    fingerprint (or data set version) and settings, so a slider or a patient switch never refits
+    it. A norm that cannot be used says why (``st.error``) and the clinic's own course is used."""
+    with st.spinner(_("Fitting the clinic's expected courses …")):
+        if norm.startswith("dataset:"):
+            from ui.state import store
+
+            name = norm.split(":", 1)[1]
             try:
-                version = store.dataset_version(user, ds.name)
-                return _clinic_signal_model(str(store.engine.url), ds.name, version, intake, language, user)
-            except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
-                pass
-        return _signal_model(ds.fingerprint, intake, language, ds.data)
+                other = store().get(name)
+                own = _own_model(other, sig)
+                return _dataset_norm(other.fingerprint, name, signal_key(own), sig, other.data, own)
+            except (KeyError, NoSuchDataset, ModelError):
+                st.error(_("The data set “{name}” cannot be used as the norm; this data set's own courses are used.")
+                         .format(name=name))
+        elif norm.startswith("file:"):
+            upload = st.session_state.get(NORM_FILE)
+            if upload is not None and norm == f"file:{upload['digest']}":
+                try:
+                    return _norm_model(upload["digest"], upload["name"], sig, upload["text"])
+                except InputError as err:
+                    st.error(_("The norm file cannot be used: {reason} This data set's own courses are used.")
+                             .format(reason=err))
+        return _own_model(ds, sig)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -180,13 +224,13 @@ def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings
 
 def signal_settings(settings: "ClinicalSettings") -> SignalSettings:
     return SignalSettings(higher_is_worse=settings.higher_is_worse, reliable_change=settings.reliable_change,
-                          cutoff=settings.cutoff, intake=settings.intake)
+                          cutoff=settings.cutoff, intake=settings.intake, date=settings.date)
 
 
 def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalModel, pd.DataFrame, pd.DataFrame]:
     """The model, every visible session's signal and every visible patient's current status."""
     sig = signal_settings(settings)
-    model = signal_model(ds, sig.intake)
+    model = signal_model(ds, sig, settings.norm)
     key = signal_key(model)
     language = get_language()
     sessions = _session_signal(ds.fingerprint, key, sig, language, ds.data, model)
@@ -200,9 +244,27 @@ def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings
 
 
 def signal_key(model: SignalModel) -> tuple:
-    """What identifies a fitted signal model in the caches (its kind, counts and fits)."""
-    return (model.method, model.n_patients, model.n_observations, model.intake_mean,
-            tuple(f.up_to for f in model.fits), tuple(float(f.residual) for f in model.fits))
+    """What identifies a fitted signal model in the caches (its source, kind, counts, fits and bounds)."""
+    return (model.method, model.source.get("kind"), model.source.get("name"), model.n_patients,
+            model.n_observations, model.intake_mean, tuple(f.up_to for f in model.fits),
+            tuple(float(f.residual) for f in model.fits), tuple(f.bounds for f in model.fits))
+
+
+def signal_checks(ds: Dataset, model: SignalModel, settings: "ClinicalSettings",
+                  calibrate: bool = True) -> tuple[dict | None, dict | None]:
+    """The calibration by simulation (:func:`core.clinical.signal.calibration`; when ``calibrate``)
+    and, for an outside norm, how this data set's courses compare with it (cached; their warnings
+    are sentences, so per language)."""
+    return _signal_checks(ds.fingerprint, signal_key(model), signal_settings(settings), get_language(), calibrate,
+                          ds.data, model)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, calibrate: bool,
+                   _data: pd.DataFrame, _model: SignalModel) -> tuple[dict | None, dict | None]:
+    cal = calibration(_data, _model, settings) if calibrate else None
+    compared = compare_with_norm(_data, _model, settings) if _model.outside else None
+    return cal, compared
 
 
 def caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
@@ -249,16 +311,21 @@ def page_of(n_rows: int, per_page: int, key: str, label: str) -> tuple[int, int]
     return (int(page) - 1) * per_page, n_pages
 
 
-def signal_validation(fingerprint: str, settings: SignalSettings, _data: pd.DataFrame) -> dict:
-    """How well the signal predicted outcomes in this data set (cross-validated; expensive; cached
-    per language: its method, outcome and sentences are text)."""
+def signal_validation(fingerprint: str, settings: SignalSettings, _data: pd.DataFrame,
+                      _model: SignalModel | None = None) -> dict:
+    """How well the signal predicted outcomes in this data set (cross-validated, or against the
+    outside norm ``_model``; expensive; cached per language: its method, outcome and sentences are
+    text)."""
+    outside = _model if _model is not None and _model.outside else None
     with st.spinner(_("Checking the signal against this clinic's outcomes (5-fold cross-validation) …")):
-        return _signal_validation(fingerprint, settings, get_language(), _data)
+        return _signal_validation(fingerprint, settings, get_language(), signal_key(outside) if outside else None,
+                                  _data, outside)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _signal_validation(fingerprint: str, settings: SignalSettings, language: str, _data: pd.DataFrame) -> dict:
-    return validate_signal(_data, settings)
+def _signal_validation(fingerprint: str, settings: SignalSettings, language: str, norm_key, _data: pd.DataFrame,
+                       _model: SignalModel | None) -> dict:
+    return validate_signal(_data, settings, model=_model)
 
 
 @dataclass(frozen=True)
@@ -270,6 +337,8 @@ class ClinicalSettings:
     reliable_change: float | None
     higher_is_worse: bool = True
     intake: str | None = None
+    norm: str = "own"
+    date: str | None = None
 
 
 #: The symptom measure's presets (the names are session-state values and keys: translated where shown).
@@ -314,7 +383,69 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
                                 key=f"clin_intake_{ds.fingerprint[:8]}",
                                 format_func=localised(lambda c: _("Score at the first session") if c == _FIRST_SCORE else c))
             intake = None if pick == _FIRST_SCORE else pick
-    return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake)
+        norm = norm_choice(ds)
+    return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake, norm, date_column(ds))
+
+
+#: Column names taken as each session's date (the validation's calendar split).
+DATE_COLUMNS = ("date", "session_date", "fecha")
+
+
+def date_column(ds: Dataset) -> str | None:
+    """The data set's column with each session's date, if it has one by a usual name."""
+    return next((c for c in ds.data.columns if str(c).strip().lower() in DATE_COLUMNS), None)
+
+
+#: The largest norm file read (a norm holds a few dozen numbers per refit: a few kilobytes).
+NORM_FILE_LIMIT = 2_000_000
+
+
+def _keep_norm_choice() -> None:
+    st.session_state[NORM_CHOICE] = st.session_state.get("signal_norm")
+
+
+def norm_choice(ds: Dataset) -> str:
+    """Sidebar: where the early-warning signal's expected course comes from — this data set's own
+    courses, another data set's (a network of clinics, a published sample imported as a data set),
+    or a norm file written by ``python -m core signal --save-norm`` or the overview. Returns the
+    choice as :func:`signal_model` takes it; the uploaded file is kept for the other pages."""
+    from ui.state import dataset_title, store
+
+    others = [n for n in store().names() if n != ds.name]
+    options = ["own", *(f"dataset:{n}" for n in others), "file"]
+
+    def label(option: str) -> str:
+        if option == "own":
+            return _("This data set's own courses")
+        if option == "file":
+            return _("A norm file (JSON)")
+        return _("Data set: {name}").format(name=dataset_title(option.split(":", 1)[1]))
+
+    # the choice outlives the page (a widget's state does not): kept under a key of its own, which
+    # the widget's change writes before the rerun and every page sets the widget from
+    kept = st.session_state.get(NORM_CHOICE)
+    st.session_state["signal_norm"] = kept if kept in options else "own"
+    pick = st.selectbox(_("Expected course from"), options, key="signal_norm", format_func=localised(label),
+                        on_change=_keep_norm_choice,
+                        help=_("Judge the patients against this clinic's own courses, or against an outside norm: "
+                               "a clinic where many patients do badly otherwise looks on track."))
+    if pick != "file":
+        return pick
+    file = st.file_uploader(_("Norm file (JSON)"), type=["json"], key="signal_norm_upload")
+    if file is not None:
+        text = file.getvalue()
+        if len(text) > NORM_FILE_LIMIT:
+            st.error(_("The norm file is larger than {mb} MB; a norm file is a few kilobytes.").format(
+                mb=NORM_FILE_LIMIT // 1_000_000))
+        else:
+            st.session_state[NORM_FILE] = {"name": file.name, "digest": hashlib.sha256(text).hexdigest()[:16],
+                                           "text": text}
+    upload = st.session_state.get(NORM_FILE)
+    if upload is None:
+        st.caption(_("Choose a norm file; until then this data set's own courses are used."))
+        return "own"
+    st.caption(_("Norm file in use: {name}").format(name=md(upload["name"])))
+    return f"file:{upload['digest']}"
 
 
 def _guess_instrument(ds: Dataset) -> str:

@@ -6,118 +6,140 @@ patients starting at the same level usually take. This module computes that sign
 patient and session.
 
 **Expected course.** A linear mixed model fitted by REML (lme4's criterion: from the patients'
-sums by :mod:`core.stats.profiled`, else through ``mixedlm``) to the
-*whole clinic's* sessions after the intake::
+sums by :mod:`core.stats.profiled`, else through ``mixedlm``) to the clinic's sessions after the
+intake (or to an outside norm's, :mod:`core.clinical.signal_norm`)::
 
     y_ij ~ intake_c + log_session + intake_c:log_session + (1 + log_session | patient)
 
 where ``y_ij`` is patient i's symptom score at their session j, ``intake_c`` the patient's intake
-score minus the clinic's mean intake, and ``log_session = ln(j)`` with ``j`` the session of the
-course (1 at the patient's first session in the data, ``session − first session + 1``). The intake
-is the patient's first score; when an intake column is given, its value, and then the first session
-is predicted too. Expected-recovery curves of this kind (conditioned on intake, log-shaped in
-time) are those of OQ-Analyst (Finch, Lambert & Schaalje, 2001; Lambert et al., 2002).
+score minus the mean intake, and ``log_session = ln(j)`` with ``j`` the session of the course (1 at
+the patient's first session in the data, ``session − first session + 1``). The intake is the
+patient's first score; when an intake column is given, its value, and then the first session is
+predicted too. Expected-recovery curves of this kind (conditioned on intake, log-shaped in time)
+are those of OQ-Analyst (Finch, Lambert & Schaalje, 2001; Lambert et al., 2002).
+
+**Patients doing as expected.** With a reliable-change value, each refit leaves out the patients
+whose latest score so far is a reliable deterioration from their intake (Jacobson & Truax, 1991):
+they are not on the expected course, and keeping them would widen it (a clinic with 12%
+deteriorating patients otherwise hides half of them). Without one, every patient is kept.
 
 **A time split, so statuses stay put.** The model is refitted for each session t of the course
 (every session up to 12, then about every 25% more: 15, 18, 22, …) on the clinic's sessions up to
 t only, and a session j is judged by the last refit at or before j. Later sessions — of this
 patient or of anyone else — therefore never change a status already given. At the first
 predicted session (2, or 1 with an intake column) each patient has one score, so that refit is
-the least-squares regression ``y ~ intake_c`` (patient and session variance are one residual
-variance there); where the sessions so far cannot identify a random slope (fewer than two per
-patient on average) the refit has a random intercept only. A refit is made only where at least
-10 patients have a score among the sessions it adds; sessions beyond 1.5 × the last refit session
-get no status.
+the least-squares regression ``y ~ intake_c``; where the sessions so far cannot identify a random
+slope (fewer than two per patient on average) the refit has a random intercept only. A refit is
+made only where at least 10 patients have a score among the sessions it adds; sessions beyond
+1.5 × the last refit session get no status.
 
-**Prediction interval for a new patient.** For a patient with intake ``x`` at session ``j``, with
-``z = (1, x − x̄, ln j, (x − x̄) ln j)`` and ``u = (1, ln j)``::
+**Prediction SD for a new patient.** For intake ``x`` at session ``j``, with ``z = (1, x − x̄, ln j,
+(x − x̄) ln j)`` and ``u = (1, ln j)``: ``expected = z'β``, ``sd = sqrt(u'Gu + σ² + z'V_β z)`` (G:
+the patients' random-effects covariance, σ²: residual variance, V_β: covariance of the fixed
+effects) — the spread of individual patients' scores around the expected course.
 
-    expected = z'β
-    sd       = sqrt( u'Gu + σ² + z'V_β z )
+**Status, calibrated per patient** (:mod:`core.clinical.signal_bounds`). Two rules:
 
-(G: the patients' random-effects covariance, σ²: residual variance, V_β: covariance of the
-fixed-effect estimates). This is the spread of *individual* patients' scores around the expected
-course, not the confidence interval of the clinic's mean.
+- ``trend`` (default; personalised, empirical Bayes): all the patient's scores since the intake,
+  as the mixed model sees them — their own level and rate of change, shrunk toward the expected
+  course (the BLUP). The statistic is the larger of the standardised estimated current deviation
+  and the standardised estimated deviation of the rate of change.
+- ``session``: this session's score alone, ``(observed − expected) / sd``.
 
-**Status** of a session, with ``d`` = (observed − expected) / sd, signed so that positive is worse
-(``higher_is_worse``; for alliance and well-being scales lower is worse):
+``not_on_track`` when the statistic is beyond a bound set so that a patient doing as expected is
+flagged at *some* session of their first N (8) with probability 0.10 (1 in 10 patients), spent
+evenly over those sessions; ``at_risk`` beyond the bound for 0.20; ``on_track`` otherwise;
+``unknown``: the first session (the starting point), no score, no intake, or a session too far
+beyond the data. The bounds come from simulating 20,000 patients from each refit (a fixed seed).
+On simulated clinics the ``trend`` rule flags more deteriorating patients by session 6 at the
+same rate of false alarms (``bench/bench_signal.py``, figures in ``bench/README.md``), hence the
+default.
 
-- ``not_on_track`` (red): ``d > 1.2816``: worse than the one-sided 90% prediction bound (nine in
-  ten patients who started at this level score better at this session);
-- ``at_risk`` (yellow): ``0.8416 < d ≤ 1.2816``: between the 80% and the 90% bound;
-- ``on_track``: ``d ≤ 0.8416``;
-- ``unknown``: the first session (it is the starting point), no score, no intake, or a session
-  too far beyond the clinic's data (see above).
-
-``lower``/``upper`` in the tables are the two-sided 80% interval ``expected ± 1.2816·sd``, so a
-session outside it on the worse side is ``not_on_track``. The statuses are *prospective*: a
-session's status uses only that patient's intake and that session's score (and the clinic's fit
-up to that session), so a status a therapist saw last week does not change when this week's score
-arrives.
+``lower``/``upper``: the scores at this session beyond which (on the worse side) the session would be
+``not_on_track`` given the patient's earlier scores (the other side mirrored around ``expected``);
+``at_risk_bound`` the same for ``at_risk``. A session's status uses only that patient's intake and
+scores up to it (and the refits up to it).
 
 **Fallback.** With fewer than 30 completed courses (patients with at least 4 sessions) — or when
 the model cannot be fitted — there is no local model, and the published reliable-change rule
 (Jacobson & Truax, 1991) is used relative to the intake: ``not_on_track`` when the score is worse
 than the intake by at least the reliable change (OQ-45.2 total: 14 points; mean item score:
-14/45; Lambert et al., 2004), ``at_risk`` when worse by at least half of it. The ``definition``
-says which rule was used and why.
+14/45; Lambert et al., 2004), ``at_risk`` when worse by at least half of it. That rule is not
+calibrated per patient; the ``definition`` says which rule was used and why.
 
-**Validation** (:func:`validate_signal`): 5-fold cross-validation by patient, so the model that
-flags a patient was fitted without that patient's data; the flags by session k are compared
-with the patient's outcome at their last session (deteriorated or without reliable improvement,
-Jacobson–Truax).
+Validation: :mod:`core.clinical.signal_validation`; outside norms: :mod:`core.clinical.signal_norm`;
+the command line's report: :mod:`core.clinical.signal_report`.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri  # what scipy.stats.norm.ppf computes, without loading scipy.stats
 
+from core.clinical.signal_bounds import (
+    DEFAULT_METHOD,
+    DRAWS,
+    HORIZON,
+    METHODS,
+    RATE_AT_RISK,
+    RATE_NOT_ON_TRACK,
+    cov_root,
+    fit_parameters,
+    score_bound,
+    sequential_bounds,
+    statistics,
+)
 from core.errors import ModelError
-from core.i18n import N_, _, ngettext, number
+from core.i18n import N_, _, number
 from core.intake.mapping import role_name
 
 STATUSES = ("not_on_track", "at_risk", "on_track", "unknown")
 #: Each status in words (English; :func:`status_label` gives them in the current language).
 STATUS_LABELS = {"not_on_track": N_("not on track"), "at_risk": N_("at risk"), "on_track": N_("on track"),
                  "unknown": N_("unknown")}
+#: The rules in words (English; translate where shown).
+RULE_LABELS = {"trend": N_("the patient's course so far (personalised, empirical Bayes)"),
+               "session": N_("this session's score against the expected course")}
 
 
 def status_label(status: str) -> str:
     """A status (``not_on_track`` …) in words, in the current language (any other value as it is)."""
     return _(STATUS_LABELS[status]) if status in STATUS_LABELS else str(status)
-#: One-sided prediction levels: beyond LEVEL_AT_RISK → at risk, beyond LEVEL_NOT_ON_TRACK → not on track.
-LEVEL_AT_RISK = 0.80
-LEVEL_NOT_ON_TRACK = 0.90
-Z_AT_RISK = float(ndtri(LEVEL_AT_RISK))
-Z_NOT_ON_TRACK = float(ndtri(LEVEL_NOT_ON_TRACK))
+
+
+def rule_label(rule: str) -> str:
+    """A rule (``trend``, ``session``) in words, in the current language."""
+    return _(RULE_LABELS[rule]) if rule in RULE_LABELS else str(rule)
+
+
 #: A local model needs this many completed courses (patients with COURSE_SESSIONS sessions or more).
 MIN_COURSES = 30
 COURSE_SESSIONS = 4
 #: A refit needs this many patients with a score among the sessions it adds.
 MIN_PATIENTS_AT_SESSION = 10
-#: Sessions beyond this multiple of the last refit session get no status (too far from the data).
+#: Sessions beyond this multiple of the last refit session get no status.
 EXTRAPOLATE = 1.5
 #: Published OQ-45.2 values (Lambert et al., 2004): reliable change and clinical cut-off of the total.
 OQ45_RELIABLE_CHANGE = 14.0
 OQ45_CUTOFF = 63.5
 FORMULA = "y ~ intake_c + log_session + intake_c:log_session + (1 + log_session | patient)"
-VALIDATION_FOLDS = 5
 
 
 @dataclass(frozen=True)
 class SignalSettings:
-    """What the signal needs to know about the measure.
+    """What the signal needs to know about the measure, and how it flags.
 
     ``higher_is_worse``: True for symptom scales (OQ-45), False where a higher score is better.
-    ``reliable_change``: RC in score points for the fallback rule and the validation's outcome;
-    ``cutoff``: the clinical cut-off (used in words only). ``intake``: a column with each patient's
-    intake score (else their first session's score).
+    ``reliable_change``: RC in score points (the fallback rule, the patients left out of the
+    expected course, the validation's outcomes); ``cutoff``: the clinical cut-off (used in words
+    only). ``intake``: a column with each patient's intake score (else their first session's
+    score). ``rule``: ``trend`` or ``session`` (module docstring). ``horizon``, ``rate_not_on_track``,
+    ``rate_at_risk``: the share of patients doing as expected flagged at some session of their
+    first ``horizon`` sessions. ``date``: a column with each session's date (the validation's
+    calendar split).
     """
 
     higher_is_worse: bool = True
@@ -125,6 +147,37 @@ class SignalSettings:
     cutoff: float | None = None
     intake: str | None = None
     symptoms: str = "symptoms"
+    rule: str = DEFAULT_METHOD
+    horizon: int = HORIZON
+    rate_not_on_track: float = RATE_NOT_ON_TRACK
+    rate_at_risk: float = RATE_AT_RISK
+    date: str | None = None
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.higher_is_worse else -1.0
+
+    @property
+    def rates(self) -> tuple[float, float]:
+        return (float(self.rate_not_on_track), float(self.rate_at_risk))
+
+
+@dataclass(frozen=True)
+class Message:
+    """A sentence kept in English with its values and translated where it is shown (``str()``), so
+    that a model fitted once serves every language. A value may itself be a :class:`Message`."""
+
+    text: str
+    values: tuple = ()
+
+    def __str__(self) -> str:
+        kw = {k: (str(v) if isinstance(v, Message) else v) for k, v in self.values}
+        return _(self.text).format(**kw) if kw else _(self.text)
+
+
+def message(text: str, **values) -> Message:
+    """A :class:`Message` (``text`` marked with ``N_`` where it is written)."""
+    return Message(text, tuple(values.items()))
 
 
 TERMS = ("intercept", "intake_c", "log_session", "intake_c:log_session")
@@ -156,6 +209,9 @@ class CourseFit:
     ``random_slope`` (the model of the module docstring), ``random_intercept`` (when the data up
     to ``up_to`` cannot identify a random slope) or ``regression`` (the first predicted session:
     one score per patient, so patient and session variance are one residual variance).
+    ``n_left_out``: patients left out of this refit (latest score so far a reliable
+    deterioration). ``bounds``: per rule ``(rule, not on track, at risk)``, the bounds on the
+    rule's statistic (:mod:`core.clinical.signal_bounds`).
     """
 
     up_to: float
@@ -168,6 +224,8 @@ class CourseFit:
     n_observations: int
     converged: bool = True
     singular: bool = False
+    n_left_out: int = 0
+    bounds: tuple = ()
 
     def predict(self, intake_c, course_session) -> tuple[np.ndarray, np.ndarray]:
         """Expected score and prediction SD of a new patient's score (``intake_c``: centred intake)."""
@@ -180,6 +238,10 @@ class CourseFit:
         fixed_var = np.einsum("...i,ij,...j->...", z, self.fixed_cov, z)
         return mean, np.sqrt(np.maximum(between + self.residual + fixed_var, 0.0))
 
+    def bound(self, rule: str) -> tuple[float, float] | None:
+        """The (not on track, at risk) bounds of ``rule`` on this refit, or None if not computed."""
+        return next(((red, amber) for r, red, amber in self.bounds if r == rule), None)
+
     def as_dict(self) -> dict:
         return {
             "up_to_session": _num(self.up_to), "kind": self.kind, "formula": KIND_FORMULAS[self.kind],
@@ -189,15 +251,23 @@ class CourseFit:
                          "patient_slope": float(self.patient_cov[1, 1]),
                          "patient_intercept_slope_cov": float(self.patient_cov[0, 1]),
                          "residual": float(self.residual)},
-            "n_patients": self.n_patients, "n_observations": self.n_observations,
+            "n_patients": self.n_patients, "n_observations": self.n_observations, "n_left_out": self.n_left_out,
             "converged": self.converged, "singular": self.singular,
+            "bounds": {r: {"not_on_track": red, "at_risk": amber} for r, red, amber in self.bounds},
         }
 
 
 @dataclass(frozen=True)
 class SignalModel:
-    """The clinic's expected course: one :class:`CourseFit` per refit session (``fits``, by
-    ``up_to``), or ``method="reliable_change"`` with the ``reason`` there is no local model."""
+    """The expected course: one :class:`CourseFit` per refit session (``fits``, by ``up_to``), or
+    ``method="reliable_change"`` with the reason there is no local model.
+
+    Holds no sentence in any language: ``reason`` and ``warnings`` are translated when read, so a
+    model fitted once serves every language. ``source``: where the expected course came from
+    (``{"kind": "own"}``, or an outside norm's description: :mod:`core.clinical.signal_norm`).
+    ``left_out_rc``: the reliable change by which patients were left out of the refits (None: none
+    were); ``horizon`` and ``rates``: what the bounds were calibrated for.
+    """
 
     method: str
     intake: str | None
@@ -207,38 +277,70 @@ class SignalModel:
     n_observations: int = 0
     n_courses: int = 0
     last_session: float | None = None
-    warnings: tuple[str, ...] = ()
-    reason: str = ""
+    notes: tuple = ()
+    reason_message: Message | None = None
+    left_out_rc: float | None = None
+    higher_is_worse: bool = True
+    horizon: int = HORIZON
+    rates: tuple = (RATE_NOT_ON_TRACK, RATE_AT_RISK)
+    source: dict = field(default_factory=lambda: {"kind": "own"})
 
     @property
     def local(self) -> bool:
         return self.method == "mixed_model"
 
+    @property
+    def reason(self) -> str:
+        """Why there is no local model, in the current language ("" when there is one)."""
+        return str(self.reason_message) if self.reason_message is not None else ""
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The fits' notes in the current language."""
+        return tuple(dict.fromkeys(str(n) for n in self.notes))
+
+    @property
+    def first_session(self) -> int:
+        """The first session of the course with an expected score (1 with an intake column, else 2)."""
+        return 1 if self.intake else 2
+
+    @property
+    def outside(self) -> bool:
+        """True when the expected course is an outside norm, not the data's own."""
+        return self.source.get("kind", "own") != "own"
+
     def predict(self, intake, course_session) -> tuple[np.ndarray, np.ndarray]:
         """Expected score and prediction SD for a new patient with ``intake`` at ``course_session``,
-        from the fit on the clinic's sessions up to that session (the last refit at or before it;
-        NaN before the first)."""
+        from the fit on the sessions up to that session (the last refit at or before it; NaN
+        before the first)."""
         x = np.asarray(intake, float) - self.intake_mean
         j = np.asarray(course_session, float)
         x, j = np.broadcast_arrays(x, j)
         mean, sd = np.full(x.shape, np.nan), np.full(x.shape, np.nan)
         if not self.fits:
             return mean, sd
-        ups = np.array([f.up_to for f in self.fits])
-        which = np.searchsorted(ups, j, side="right") - 1
+        which = self.fit_index(j)
         for k, fit in enumerate(self.fits):
             sel = which == k
             if sel.any():
                 mean[sel], sd[sel] = fit.predict(x[sel], j[sel])
         return mean, sd
 
+    def fit_index(self, course_session) -> np.ndarray:
+        """Which refit judges each course session (−1 before the first)."""
+        ups = np.array([f.up_to for f in self.fits])
+        return np.searchsorted(ups, np.asarray(course_session, float), side="right") - 1
+
     def as_dict(self) -> dict:
         """The model's numbers for a report (plain floats)."""
-        out = {"method": self.method, "n_patients": self.n_patients, "n_courses": self.n_courses}
+        out = {"method": self.method, "n_patients": self.n_patients, "n_courses": self.n_courses,
+               "source": dict(self.source)}
         if not self.local:
             return {**out, "reason": self.reason}
         return {**out, "formula": FORMULA, "intake_mean": float(self.intake_mean),
                 "n_observations": self.n_observations, "last_session": _num(self.last_session),
+                "left_out_reliable_change": self.left_out_rc, "horizon": self.horizon,
+                "rates": {"not_on_track": self.rates[0], "at_risk": self.rates[1]},
                 "fits": [f.as_dict() for f in self.fits], "warnings": list(self.warnings)}
 
 
@@ -285,42 +387,54 @@ def courses(data: pd.DataFrame, symptoms: str = "symptoms", intake: str | None =
 
 
 def fit_signal_model(data: pd.DataFrame, settings: SignalSettings = SignalSettings(), *,
-                     patient: str = "patient", min_courses: int = MIN_COURSES) -> SignalModel:
-    """Fit the clinic's expected course (module docstring) to ``data``: every patient in it.
+                     patient: str = "patient", min_courses: int = MIN_COURSES, rules=None) -> SignalModel:
+    """Fit the expected course (module docstring) to ``data``: every patient in it, less — at each
+    refit — those whose latest score so far is a reliable deterioration (with
+    ``settings.reliable_change``). ``rules``: the rules to compute bounds for (default:
+    ``settings.rule``; :data:`METHODS` for both).
 
     Returns ``method="reliable_change"`` with a plain ``reason`` when there are fewer than
     ``min_courses`` completed courses or the model cannot be fitted.
     """
     table = courses(data, settings.symptoms, settings.intake, patient)
-    return _fit_table(table, settings.intake is not None, min_courses)
+    return fit_table(table, settings, min_courses, rules)
 
 
-def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int = MIN_COURSES) -> SignalModel:
+def _left_out_rc(settings: SignalSettings) -> float | None:
+    rc = settings.reliable_change
+    return float(rc) if rc is not None and rc > 0 else None
+
+
+def fit_table(table: pd.DataFrame, settings: SignalSettings, min_courses: int = MIN_COURSES,
+               rules=None) -> SignalModel:
+    with_intake_column = settings.intake is not None
     scored = table.loc[table["observed"].notna()]
     n_courses = int((scored.groupby("patient")["course_session"].max() >= COURSE_SESSIONS).sum())
     base = dict(intake="column" if with_intake_column else None, n_patients=int(scored["patient"].nunique()),
-                n_courses=n_courses)
+                n_courses=n_courses, higher_is_worse=settings.higher_is_worse, horizon=int(settings.horizon),
+                rates=settings.rates)
     if n_courses < min_courses:
-        return SignalModel(method="reliable_change", reason=ngettext(
-            "This clinic has {n} completed course (patients with at least {sessions} sessions); a local expected "
-            "course needs at least {min}.",
-            "This clinic has {n} completed courses (patients with at least {sessions} sessions); a local expected "
-            "course needs at least {min}.", n_courses).format(n=n_courses, sessions=COURSE_SESSIONS, min=min_courses),
-            **base)
+        return SignalModel(method="reliable_change", reason_message=message(N_(
+            "This clinic's completed courses (patients with at least {sessions} sessions): {n}; a local expected "
+            "course needs at least {min}."), n=n_courses, sessions=COURSE_SESSIONS, min=min_courses), **base)
     first = 1.0 if with_intake_column else 2.0
     rows = scored.loc[scored["intake"].notna() & scored["course_session"].ge(first)]
     if rows["patient"].nunique() < MIN_PATIENTS_AT_SESSION:
-        return SignalModel(method="reliable_change", reason=_("Too few patients have sessions after the intake."),
-                           **base)
+        return SignalModel(method="reliable_change",
+                           reason_message=message(N_("Too few patients have sessions after the intake.")), **base)
     intake_mean = float(scored.groupby("patient")["intake"].first().mean())
+    codes = pd.factorize(rows["patient"].astype(str), sort=True)[0]
     frame = pd.DataFrame({
         "patient": rows["patient"].astype(str).to_numpy(),
-        "code": pd.factorize(rows["patient"].astype(str), sort=True)[0],  # for the profiled engine's sums
+        "code": codes,  # for the profiled engine's sums
         "y": rows["observed"].to_numpy(float),
         "intake_c": rows["intake"].to_numpy(float) - intake_mean,
         "log_session": np.log(rows["course_session"].to_numpy(float)),
         "course_session": rows["course_session"].to_numpy(float),
     })
+    rc = _left_out_rc(settings)
+    left_out_at = left_out_rows(codes, rows["observed"].to_numpy(float) - rows["intake"].to_numpy(float),
+                                 settings.sign, rc)
     fits, notes, errors = [], [], []
     previous = -np.inf
     start: dict[str, np.ndarray] = {}  # each refit starts from the last refit of its kind
@@ -329,25 +443,98 @@ def _fit_table(table: pd.DataFrame, with_intake_column: bool, min_courses: int =
         if frame.loc[window, "patient"].nunique() < MIN_PATIENTS_AT_SESSION:
             continue  # too few new sessions: the previous fit goes on
         previous = t
-        part = frame.loc[frame["course_session"] <= t]
+        part, n_left = _without_deteriorated(frame, left_out_at, t)
         try:
             fit, messages = _fit_course(part, t, regression=not fits, start=start)
         except ModelError as err:
-            errors.append(_("session {session:g}: {error}").format(session=t, error=err))
+            errors.append(message(N_("session {session:g}: {error}"), session=t, error=Message(str(err))))
             continue
-        fits.append(fit)
+        fits.append(replace(fit, n_left_out=n_left))
         notes += messages
     if not fits or fits[0].up_to > first:
-        reason = "; ".join(errors[:2]) or _("fewer than {n} patients have a score at session {session:g}").format(
-            n=MIN_PATIENTS_AT_SESSION, session=first)
-        return SignalModel(method="reliable_change",
-                           reason=_("The clinic's expected course could not be fitted ({reason}).").format(reason=reason),
-                           **base)
+        reason = errors[0] if errors else message(N_("fewer than {n} patients have a score at session {session:g}"),
+                                                  n=MIN_PATIENTS_AT_SESSION, session=first)
+        return SignalModel(method="reliable_change", reason_message=message(
+            N_("The clinic's expected course could not be fitted ({reason})."), reason=reason), **base)
     if errors:
-        notes.append(_("Some refits failed and the previous session's fit is used there: {errors}.").format(
-            errors="; ".join(errors[:3])))
-    return SignalModel(method="mixed_model", fits=tuple(fits), intake_mean=intake_mean, n_observations=len(frame),
-                       last_session=EXTRAPOLATE * fits[-1].up_to, warnings=tuple(dict.fromkeys(notes)), **base)
+        notes.append(message(N_("Some refits failed and the previous session's fit is used there: {errors}."),
+                             errors=_Joined(tuple(errors[:3]))))
+    model = SignalModel(method="mixed_model", fits=tuple(fits), intake_mean=intake_mean, n_observations=len(frame),
+                        last_session=EXTRAPOLATE * fits[-1].up_to, notes=tuple(dict.fromkeys(notes)),
+                        left_out_rc=rc, **base)
+    return with_bounds(model, settings, rules)
+
+
+@dataclass(frozen=True)
+class _Joined:
+    """Messages joined by "; " when shown (each translated)."""
+
+    parts: tuple
+
+    def __str__(self) -> str:
+        return "; ".join(str(p) for p in self.parts)
+
+
+def left_out_rows(codes: np.ndarray, change: np.ndarray, sign: float, rc: float | None) -> np.ndarray:
+    """Per row (sorted by patient and session): True when this score is worse than the patient's
+    intake by at least ``rc`` and their score before it by at least ``rc / 2`` — a reliable
+    deterioration that is not one bad day (a single noisy score would leave out patients who are
+    doing as expected, and narrow their course)."""
+    if rc is None:
+        return np.zeros(len(change), dtype=bool)
+    worse = sign * change
+    before = np.r_[False, (worse[:-1] >= rc / 2) & (codes[1:] == codes[:-1])]
+    return (worse >= rc) & before
+
+
+def _without_deteriorated(frame: pd.DataFrame, worse: np.ndarray, t: float) -> tuple[pd.DataFrame, int]:
+    """The rows up to course session ``t`` of the patients whose latest score up to ``t`` is not a
+    reliable deterioration (rows are sorted by patient and session), and how many were left out."""
+    j = frame["course_session"].to_numpy()
+    upto = j <= t
+    if not worse.any():
+        return frame.loc[upto], 0
+    codes = frame["code"].to_numpy()
+    # the latest row up to t of each patient: up to t, and the next row is another patient's or later than t
+    next_same = np.r_[codes[1:] == codes[:-1], False]
+    next_upto = np.r_[upto[1:], False]
+    latest = upto & ~(next_same & next_upto)
+    bad = np.zeros(int(codes.max()) + 1, dtype=bool)
+    bad[codes[latest & worse]] = True
+    keep = upto & ~bad[codes]
+    part = frame.loc[keep]
+    if not bad.any():
+        return part, 0
+    # codes 0 … n−1 again (the profiled engine counts groups from the largest code)
+    recode = np.cumsum(~bad) - 1
+    part = part.assign(code=recode[codes[keep]])
+    return part, int(bad.sum())
+
+
+def with_bounds(model: SignalModel, settings: SignalSettings, rules=None) -> SignalModel:
+    """``model`` with the bounds of ``rules`` (default ``settings.rule``) on every refit, for
+    ``settings``' horizon and rates (computed where missing, by
+    :func:`core.clinical.signal_bounds.sequential_bounds`; the same numbers on any machine)."""
+    if not model.local:
+        return model
+    rules = tuple(rules) if rules is not None else (settings.rule,)
+    horizon, rates = int(settings.horizon), settings.rates
+    same = model.horizon == horizon and tuple(model.rates) == rates and \
+        model.higher_is_worse == settings.higher_is_worse
+    if same and all(f.bound(r) is not None for f in model.fits for r in rules):
+        return model
+    have = [{r: (red, amber) for r, red, amber in f.bounds} if same else {} for f in model.fits]
+    refits = [(f.up_to, fit_parameters(f, settings.sign)) for f in model.fits]
+    for r in rules:
+        if r not in METHODS:
+            raise ValueError(f"unknown signal rule {r!r}")
+        if all(r in h for h in have):
+            continue
+        for h, b in zip(have, sequential_bounds(r, refits, model.first_session, horizon, rates)):
+            h[r] = b
+    fits = tuple(replace(f, bounds=tuple((r, float(a), float(b)) for r, (a, b) in sorted(h.items())))
+                 for f, h in zip(model.fits, have))
+    return replace(model, fits=fits, horizon=horizon, rates=rates, higher_is_worse=settings.higher_is_worse)
 
 
 def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
@@ -357,12 +544,12 @@ def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
     as starting values (about half the time; same optimum) and updated."""
     n, n_pat = len(frame), frame["patient"].nunique()
     if frame["y"].nunique() < 2:
-        raise ModelError(_("every score is the same"))
+        raise ModelError(N_("every score is the same"))
     if frame["intake_c"].nunique() < 2:
-        raise ModelError(_("the intake scores do not vary"))
+        raise ModelError(N_("the intake scores do not vary"))
     if regression or frame["log_session"].nunique() < 2:
         if n < 4:
-            raise ModelError(_("fewer than 4 patients"))
+            raise ModelError(N_("fewer than 4 patients"))
         return _regression(frame, up_to), []
     errors = []
     for slope in (True, False):
@@ -377,7 +564,7 @@ def _fit_course(frame: pd.DataFrame, up_to: float, regression: bool,
         if start is not None:
             start[kind] = theta
         return fit, notes
-    raise ModelError(errors[-1] if errors else _("too few sessions per patient"))
+    raise ModelError(errors[-1] if errors else N_("too few sessions per patient"))
 
 
 def _regression(frame: pd.DataFrame, up_to: float) -> CourseFit:
@@ -469,7 +656,7 @@ def _lmer_mixedlm(frame: pd.DataFrame, up_to: float, random_slope: bool,
     fe = result.fixef()
     order = ["(Intercept)", *terms]
     if any(name not in fe for name in order):
-        raise ModelError(_("a term of the model could not be estimated (the predictors are collinear)"))
+        raise ModelError(N_("a term of the model could not be estimated (the predictors are collinear)"))
     fixed = np.array([float(fe[name]) for name in order])
     fixed_cov = np.asarray(result.vcov(), float)
     vc = result.VarCorr()
@@ -478,12 +665,12 @@ def _lmer_mixedlm(frame: pd.DataFrame, up_to: float, random_slope: bool,
     g[: cov.shape[0], : cov.shape[1]] = cov
     residual = float(vc.residual)
     if not (np.all(np.isfinite(fixed)) and np.all(np.isfinite(fixed_cov)) and math.isfinite(residual)):
-        raise ModelError(_("the fit gave no finite estimates"))
-    notes = [str(w.message).strip() for w in caught if "singular" not in str(w.message).lower()]
+        raise ModelError(N_("the fit gave no finite estimates"))
+    notes = [Message(str(w.message).strip()) for w in caught if "singular" not in str(w.message).lower()]
     converged = bool(result.converged)
     if not converged:
-        notes.append(_("The fit up to session {session:g} did not converge; treat its bounds with caution.").format(
-            session=up_to))
+        notes.append(message(N_("The fit up to session {session:g} did not converge; treat its bounds with caution."),
+                             session=up_to))
     fit = CourseFit(up_to=up_to, kind="random_slope" if random_slope else "random_intercept", fixed=fixed,
                     fixed_cov=fixed_cov, patient_cov=g, residual=residual, n_patients=int(frame["patient"].nunique()),
                     n_observations=len(frame), converged=converged, singular=bool(result.isSingular()))
@@ -500,79 +687,131 @@ def _fmt(v: float) -> str:
     return number(v, ".3g" if abs(v) < 10 else ".0f" if abs(v) >= 100 else ".1f")
 
 
+def _running_sums(codes: np.ndarray, use: np.ndarray, lt: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per row, over the patient's rows up to and including it where ``use``: the count and the sums
+    of ln j, ln² j, y and y·ln j (each patient summed on its own, so other patients' rows never
+    touch a patient's numbers)."""
+    y0 = np.where(use, y, 0.0)
+    u = use.astype(float)
+    values = pd.DataFrame({"n": u, "s1": u * lt, "s2": u * lt * lt, "y0": y0, "y1": y0 * lt})
+    return values.groupby(codes, sort=False).cumsum().to_numpy()
+
+
+def signal_numbers(table: pd.DataFrame, model: SignalModel, settings: SignalSettings) -> dict:
+    """The signal's numbers for every row of :func:`courses` (no sentences): ``usable`` (a score,
+    an intake, after the starting point), ``beyond`` (too far beyond the data), ``expected, sd,
+    lower, upper, at_risk_bound, z`` (the rule's statistic), ``estimate`` (points, positive =
+    worse), ``slope``, ``part`` (which part of the ``trend`` statistic is larger: 0 now, 1 the rate
+    of change), ``bound, bound_at_risk`` (the bounds on ``z``) and ``status``. ``model`` must be
+    local; its bounds for ``settings.rule`` are computed if missing."""
+    model = with_bounds(model, settings)
+    sign = settings.sign
+    obs, intake = table["observed"].to_numpy(float), table["intake"].to_numpy(float)
+    j = table["course_session"].to_numpy(float)
+    n = len(table)
+    out = {k: np.full(n, np.nan) for k in ("expected", "sd", "lower", "upper", "at_risk_bound", "z", "estimate",
+                                           "slope", "part", "bound", "bound_at_risk")}
+    status = np.full(n, "unknown", dtype=object)
+    first = (j == 1) & (model.intake is None)
+    usable = ~np.isnan(obs) & ~np.isnan(intake) & ~first & (j >= model.first_session)
+    beyond = usable & (j > (model.last_session if model.last_session is not None else -np.inf))
+    which = model.fit_index(np.where(np.isnan(j), -np.inf, j))
+    ok = usable & ~beyond & (which >= 0)
+    lt = np.log(np.where(ok, j, 1.0))
+    ys = sign * np.where(ok, obs, 0.0)
+    codes = pd.factorize(table["patient"], sort=False)[0]
+    sums = _running_sums(codes, ok, lt, ys)
+    x = intake - model.intake_mean
+    for k, fit in enumerate(model.fits):
+        sel = np.flatnonzero(ok & (which == k))
+        if not len(sel):
+            continue
+        mean, spread = fit.predict(x[sel], j[sel])
+        good = np.isfinite(mean) & np.isfinite(spread) & (spread > 0)
+        sel, mean, spread = sel[good], mean[good], spread[good]
+        res = statistics(settings.rule, fit_parameters(fit, sign), x[sel], lt[sel], *sums[sel].T, ys[sel])
+        red, amber = fit.bound(settings.rule)
+        r_red, r_amber = score_bound(res["parts"], red), score_bound(res["parts"], amber)
+        out["expected"][sel], out["sd"][sel] = mean, spread
+        out["lower"][sel], out["upper"][sel] = mean - r_red, mean + r_red
+        out["at_risk_bound"][sel] = mean + sign * r_amber
+        out["z"][sel], out["estimate"][sel], out["slope"][sel] = res["T"], res["estimate"], res["slope"]
+        out["part"][sel] = np.argmax(np.stack(res["T_parts"]), axis=0)
+        out["bound"][sel], out["bound_at_risk"][sel] = red, amber
+        status[sel] = np.where(res["T"] > red, "not_on_track", np.where(res["T"] > amber, "at_risk", "on_track"))
+    out.update(status=status, usable=usable, beyond=beyond, model=model)
+    return out
+
+
+def status_table(table: pd.DataFrame, model: SignalModel, settings: SignalSettings) -> pd.DataFrame:
+    """The rows of :func:`courses` with each session's ``status`` only (no sentences; the fallback
+    rule where ``model`` is not local): what the validation and the calibration count."""
+    out = table[["patient", "course_session", "observed", "intake"]].copy()
+    if model.local:
+        out["status"] = signal_numbers(table, model, settings)["status"]
+        return out
+    status = np.full(len(out), "unknown", dtype=object)
+    rc = settings.reliable_change
+    obs, intake = out["observed"].to_numpy(float), out["intake"].to_numpy(float)
+    first = (out["course_session"].to_numpy(float) == 1) & (settings.intake is None)
+    ok = ~np.isnan(obs) & ~np.isnan(intake) & ~first
+    if rc is not None and rc > 0:
+        worse = settings.sign * (obs[ok] - intake[ok])
+        status[ok] = np.where(worse >= rc, "not_on_track", np.where(worse >= rc / 2, "at_risk", "on_track"))
+    out["status"] = status
+    return out
+
+
 def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSettings = SignalSettings(),
                    *, patient: str = "patient") -> pd.DataFrame:
     """Every session's expected score, bounds and status (module docstring).
 
-    Columns: ``patient, session, course_session, observed, intake, expected, sd, lower, upper``
-    (two-sided interval at the not-on-track level; the fallback: intake ± reliable change),
-    ``at_risk_bound`` (the worse-side at-risk boundary), ``deviation`` (observed − expected, in
-    points, positive = worse), ``status`` and ``reason`` (plain words). ``data``: any rows of the
-    clinic (e.g. one therapist's patients); the model comes from :func:`fit_signal_model`.
+    Columns: ``patient, session, course_session, observed, intake, expected, sd`` (the prediction
+    SD of an individual score at that session), ``lower, upper`` (the scores at this session beyond
+    which, on the worse side, it is ``not_on_track`` given the earlier scores; the other side
+    mirrored; the fallback: intake ± reliable change), ``at_risk_bound`` (the same for ``at_risk``),
+    ``flag_bound`` (the worse one of ``lower``/``upper`` where it lies on the worse side of
+    ``expected``; NaN where the earlier scores alone keep the session not on track, whatever its
+    score), ``deviation`` (observed − expected, in points, positive = worse), ``z`` (the rule's
+    statistic), ``estimate`` (``trend``: the estimated current deviation, points, positive =
+    worse), ``bound`` / ``bound_at_risk`` (the bounds on ``z``), ``status`` and ``reason`` (plain
+    words). ``data``: any rows of the clinic (e.g. one therapist's patients); the model comes from
+    :func:`fit_signal_model` (or an outside norm).
     """
     table = courses(data, settings.symptoms, settings.intake, patient)
-    sign = 1.0 if settings.higher_is_worse else -1.0
+    sign = settings.sign
     obs, intake, j = table["observed"].to_numpy(float), table["intake"].to_numpy(float), table["course_session"].to_numpy(float)
     n = len(table)
-    status = np.full(n, "unknown", dtype=object)
     reason = np.full(n, "", dtype=object)
-    expected = np.full(n, np.nan)
-    sd = np.full(n, np.nan)
-    lower = np.full(n, np.nan)
-    upper = np.full(n, np.nan)
-    risk = np.full(n, np.nan)
-    with_column = settings.intake is not None
-    first = (j == 1) & (not with_column)
     no_score = np.isnan(obs)
     no_intake = np.isnan(intake)
+    first = (j == 1) & (settings.intake is None)
     reason[no_score] = _("no score in this session")
     reason[~no_score & no_intake] = _("no intake score")
     reason[~no_score & ~no_intake & first] = _("first session: the starting point of the expected course")
     usable = ~no_score & ~no_intake & ~first
+    cols = {k: np.full(n, np.nan) for k in ("expected", "sd", "lower", "upper", "at_risk_bound", "z", "estimate",
+                                           "bound", "bound_at_risk")}
+    status = np.full(n, "unknown", dtype=object)
     if model.local:
-        beyond = usable & (j > (model.last_session if model.last_session is not None else -np.inf))
-        reason[beyond] = _("too little data: this clinic's courses do not reach far enough to say what is usual "
-                           "at this session")
-        idx = np.flatnonzero(usable & ~beyond)
-        mean, spread = model.predict(intake[idx], j[idx])
-        good = np.isfinite(mean) & np.isfinite(spread) & (spread > 0)
-        reason[idx[~good]] = _("the clinic's data cannot say what is usual at this session")
-        idx, mean, spread = idx[good], mean[good], spread[good]
-        expected[idx], sd[idx] = mean, spread
-        lower[idx], upper[idx] = mean - Z_NOT_ON_TRACK * spread, mean + Z_NOT_ON_TRACK * spread
-        risk[idx] = mean + sign * Z_AT_RISK * spread
-        d = sign * (obs[idx] - mean) / spread
-        st = np.where(d > Z_NOT_ON_TRACK, "not_on_track", np.where(d > Z_AT_RISK, "at_risk", "on_track"))
-        status[idx] = st
-        bound = np.where(sign > 0, upper[idx], lower[idx])
-        # d > z > 0 for not_on_track and at_risk, so the score is worse than expected there
-        red = _("score {observed} is {gap} points worse than the expected {expected} for patients who started at "
-                "this level, beyond the bound {bound} that {level:.0%} of them stay within")
-        yellow = _("score {observed} is {gap} points worse than the expected {expected}, beyond the bound {bound} "
-                   "that {level:.0%} of patients who started at this level stay within")
-        worse_than = _("score {observed} is {gap} points worse than the expected {expected}")
-        better_than = _("score {observed} is {gap} points better than the expected {expected}")
-        for k, o, m, b, r, s_ in zip(idx, obs[idx], mean, bound, risk[idx], st):
-            gap = sign * (o - m)
-            if s_ == "not_on_track":
-                text = red.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(b),
-                                  level=LEVEL_NOT_ON_TRACK)
-            elif s_ == "at_risk":
-                text = yellow.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(r),
-                                     level=LEVEL_AT_RISK)
-            else:
-                text = (worse_than if gap > 0 else better_than).format(observed=_fmt(o), gap=_fmt(abs(gap)),
-                                                                      expected=_fmt(m))
-            reason[k] = text
+        nums = signal_numbers(table, model, settings)
+        for k in cols:
+            cols[k] = nums[k]
+        status = nums["status"]
+        reason[nums["beyond"]] = _("too little data: this clinic's courses do not reach far enough to say what is "
+                                   "usual at this session")
+        judged = status != "unknown"
+        reason[usable & ~nums["beyond"] & ~judged] = _("the clinic's data cannot say what is usual at this session")
+        _model_reasons(reason, judged, obs, nums, settings)
     else:
         rc = settings.reliable_change
         if rc is None or not rc > 0:
             reason[usable] = _("no local model and no reliable-change value to fall back on")
         else:
             ok = usable
-            expected[ok] = intake[ok]
-            lower[ok], upper[ok] = intake[ok] - rc, intake[ok] + rc
-            risk[ok] = intake[ok] + sign * rc / 2
+            cols["expected"][ok] = intake[ok]
+            cols["lower"][ok], cols["upper"][ok] = intake[ok] - rc, intake[ok] + rc
+            cols["at_risk_bound"][ok] = intake[ok] + sign * rc / 2
             worse = sign * (obs[ok] - intake[ok])
             st = np.where(worse >= rc, "not_on_track", np.where(worse >= rc / 2, "at_risk", "on_track"))
             status[ok] = st
@@ -586,12 +825,85 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
                     worse_than if w > 0 else better_than
                 reason[k] = template.format(change=_fmt(abs(w)), rc=_fmt(rc))
     out = table.copy()
-    out["expected"], out["sd"], out["lower"], out["upper"] = expected, sd, lower, upper
-    out["at_risk_bound"] = risk
-    out["deviation"] = sign * (obs - expected)
+    for k in ("expected", "sd", "lower", "upper", "at_risk_bound"):
+        out[k] = cols[k]
+    # the not-on-track bound on this session's score where it lies on the worse side of the expected
+    # score (else NaN: the earlier scores alone decide, whatever this score)
+    worse_edge = cols["upper"] if sign > 0 else cols["lower"]
+    with np.errstate(invalid="ignore"):
+        out["flag_bound"] = np.where(sign * (worse_edge - cols["expected"]) > 0, worse_edge, np.nan)
+    out["deviation"] = sign * (obs - cols["expected"])
+    for k in ("z", "estimate", "bound", "bound_at_risk"):
+        out[k] = cols[k]
     out["status"] = status
     out["reason"] = reason
     return out
+
+
+#: The sentences of judged sessions (English; translated where used): per rule and status; ``now`` and
+#: ``slope`` are the two parts of the ``trend`` rule; ``bound``: what is said about the score bound.
+REASONS = {
+    ("session", "not_on_track"): N_("score {observed} is {gap} points worse than the expected {expected}, beyond "
+                                    "this session's not-on-track bound {bound}"),
+    ("session", "at_risk"): N_("score {observed} is {gap} points worse than the expected {expected}, beyond this "
+                               "session's at-risk bound {bound}"),
+    ("session", "worse"): N_("score {observed} is {gap} points worse than the expected {expected}"),
+    ("session", "better"): N_("score {observed} is {gap} points better than the expected {expected}"),
+    ("now", "not_on_track"): N_("score {observed}, expected {expected}: with the scores so far the course is about "
+                                "{gap} points worse than expected now, past the not-on-track bound"),
+    ("now", "at_risk"): N_("score {observed}, expected {expected}: with the scores so far the course is about {gap} "
+                           "points worse than expected now, past the at-risk bound"),
+    ("now", "worse"): N_("score {observed}, expected {expected}: with the scores so far, about {gap} points worse "
+                         "than expected now"),
+    ("now", "better"): N_("score {observed}, expected {expected}: with the scores so far, about {gap} points better "
+                          "than expected now"),
+    ("slope", "not_on_track"): N_("score {observed}, expected {expected}: the scores so far move away from the "
+                                  "expected course (about {gap} points worse each time the number of sessions "
+                                  "doubles), past the not-on-track bound"),
+    ("slope", "at_risk"): N_("score {observed}, expected {expected}: the scores so far move away from the expected "
+                             "course (about {gap} points worse each time the number of sessions doubles), past the "
+                             "at-risk bound"),
+    ("bound", "at"): N_("{reason} (at this session, any score worse than {bound})"),
+    ("bound", "carried"): N_("{reason} (the earlier scores alone keep the course past it: even the expected score "
+                             "would)"),
+}
+
+
+def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums: dict,
+                   settings: SignalSettings) -> None:
+    """The sentences of the judged sessions (in place)."""
+    sign = settings.sign
+    idx = np.flatnonzero(judged)
+    expected, status = nums["expected"][idx], nums["status"][idx]
+    worse_bound = np.where(sign > 0, nums["upper"][idx], nums["lower"][idx])
+    risk_bound = nums["at_risk_bound"][idx]
+    t = {key: _(text) for key, text in REASONS.items()}  # translated once per call, not per row
+    if settings.rule == "session":
+        for k, o, m, b, r, s_ in zip(idx, obs[idx], expected, worse_bound, risk_bound, status):
+            gap = sign * (o - m)
+            template = t[("session", s_)] if s_ in ("not_on_track", "at_risk") else \
+                t[("session", "worse" if gap > 0 else "better")]
+            reason[k] = template.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m),
+                                        bound=_fmt(b if s_ == "not_on_track" else r))
+        return
+    estimate, per_log, part = nums["estimate"][idx], nums["slope"][idx], nums["part"][idx]
+    for k, o, m, e, sl, p_, b, r, s_ in zip(idx, obs[idx], expected, estimate, per_log, part, worse_bound,
+                                           risk_bound, status):
+        if s_ in ("not_on_track", "at_risk"):
+            if p_ == 1 and np.isfinite(sl):
+                text = t[("slope", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(sl) * math.log(2)))
+            else:
+                text = t[("now", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
+            bound = b if s_ == "not_on_track" else r
+            if not np.isfinite(bound):
+                reason[k] = text
+            elif sign * (bound - m) > 0:  # the bound lies on the worse side of the expected score
+                reason[k] = t[("bound", "at")].format(reason=text, bound=_fmt(bound))
+            else:
+                reason[k] = t[("bound", "carried")].format(reason=text)
+        else:
+            reason[k] = t[("now", "worse" if e > 0 else "better")].format(observed=_fmt(o), expected=_fmt(m),
+                                                                          gap=_fmt(abs(e)))
 
 
 def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -630,38 +942,87 @@ def status_sentence(status: str, session, reason: str) -> str:
 
 # --------------------------------------------------------------------------------- definition
 
+def share_in_words(rate: float) -> str:
+    """A share as a therapist says it: 0.10 → "1 in 10", 0.2 → "1 in 5", 0.15 → "15 in 100"."""
+    rate = float(rate)
+    if rate > 0:
+        inverse = 1 / rate
+        if abs(inverse - round(inverse)) < 1e-6:
+            return _("1 in {n}").format(n=int(round(inverse)))
+    return _("{k} in 100").format(k=number(100 * rate, "g"))
+
+
+def calibration_sentence(settings: SignalSettings) -> str:
+    """What the rates mean, in words: "1 in 10 patients who are doing as expected …"."""
+    return _("{red} patients who are doing as expected will be flagged not on track at some point in their first "
+             "{horizon} sessions, and {amber} at risk or worse.").format(
+        red=share_in_words(settings.rate_not_on_track), amber=share_in_words(settings.rate_at_risk),
+        horizon=int(settings.horizon))
+
+
+def source_sentence(model: SignalModel) -> str:
+    """Where the expected course came from, in words (this clinic, an outside norm)."""
+    source = model.source
+    kind = source.get("kind", "own")
+    if kind == "own":
+        return _("this data set's own courses ({n} patients)").format(n=number(model.n_patients, ","))
+    name = source.get("name") or "—"
+    if kind == "dataset":
+        return _("an outside norm: the courses of data set “{name}” ({n} patients)").format(
+            name=name, n=number(model.n_patients, ","))
+    made = source.get("created")
+    text = _("an outside norm: the norm file “{name}” ({n} patients)").format(name=name,
+                                                                             n=number(model.n_patients, ","))
+    return text + (" " + _("made on {date}").format(date=made) if made else "")
+
+
 def definition(model: SignalModel, settings: SignalSettings = SignalSettings()) -> str:
     """How the expected course, its bounds and the statuses were computed, in plain words."""
     worse = _("higher scores are worse") if settings.higher_is_worse else _("lower scores are worse")
     start = (_("the patient's intake score (column '{column}')").format(column=settings.intake) if settings.intake
              else _("the patient's score at their first session"))
     if model.local:
-        return _(
-            "Expected course: the linear mixed model {formula}, fitted by REML (lme4's method, mixedlm) to the "
-            "sessions of all {n} patients of this clinic, where y is the score, intake_c {start} "
-            "minus the clinic's mean intake ({intake_mean:.4g}), and log_session the natural log of the "
-            "session of the course (1 at the patient's first session). The model is refitted for each session t of "
-            "the course on the clinic's sessions up to t only (every session up to 12, then about every 25% more), so "
-            "later sessions — of this patient or any other — never change a status already given; at the first "
-            "predicted session (session {first}) the fit is a regression of its scores on the intake, and where the "
-            "sessions so far cannot identify a random slope, a random intercept only. Expected score = the fixed "
-            "part at the patient's intake and session; prediction interval for an individual patient = expected ± "
-            "z·sqrt(random-effects variance at that session + residual variance + the fixed part's standard error "
-            "squared). Status ({direction}): not_on_track when the score is worse than the one-sided "
-            "{level_red:.0%} bound (z = {z_red:.4f}; lower and upper are the two-sided "
-            "{level_interval:.0%} interval, expected ± {z_red:.4f}·sd), at_risk when worse than "
-            "the {level_yellow:.0%} bound (z = {z_yellow:.4f}), on_track otherwise; unknown at the first session "
-            "(the starting point) unless an intake column is given, without a score, or after session "
-            "{last} ({extrapolate:g} × the last session with at least "
-            "{min_patients} patients' scores; beyond it the clinic's data say too little). A refit is "
-            "made where at least {min_patients} patients have a score among the sessions it adds, else the "
-            "previous fit is used. A session's status uses only that "
-            "patient's intake and that session's score.").format(
-            formula=FORMULA, n=model.n_patients, start=start, intake_mean=model.intake_mean,
-            first=1 if settings.intake else 2, direction=worse, level_red=LEVEL_NOT_ON_TRACK, z_red=Z_NOT_ON_TRACK,
-            level_interval=2 * LEVEL_NOT_ON_TRACK - 1, level_yellow=LEVEL_AT_RISK, z_yellow=Z_AT_RISK,
-            last=_fmt(model.last_session) if model.last_session else "—", extrapolate=EXTRAPOLATE,
-            min_patients=MIN_PATIENTS_AT_SESSION)
+        parts = [calibration_sentence(settings)]
+        parts.append(_(
+            "Expected course: from {source}: the linear mixed model {formula}, fitted by REML (lme4's method, "
+            "mixedlm), where y is the score, intake_c {start} minus the mean intake ({intake_mean:.4g}), and "
+            "log_session the natural log of the session of the course (1 at the patient's first session).").format(
+            source=source_sentence(model), formula=FORMULA, start=start, intake_mean=model.intake_mean))
+        if model.left_out_rc is not None:
+            parts.append(_("Each refit leaves out the patients whose latest score so far was a reliable deterioration "
+                           "from their intake ({rc} points or more) and whose score before it was already at least "
+                           "half that much worse: they are not doing as expected.").format(
+                rc=_fmt(model.left_out_rc)))
+        if settings.rule == "trend":
+            parts.append(_(
+                "Status ({direction}): from all the patient's scores since the intake — their own level and rate of "
+                "change, shrunk toward the expected course as the model does (empirical Bayes) — not on track when "
+                "the estimated deviation now, or that of the rate of change, is beyond the not-on-track bound; at "
+                "risk when beyond the at-risk bound; on track otherwise.").format(direction=worse))
+        else:
+            parts.append(_(
+                "Status ({direction}): this session's score against the expected score, in prediction SDs "
+                "(random-effects variance at that session + residual variance + the fixed part's standard error "
+                "squared): not on track when beyond the not-on-track bound; at risk when beyond the at-risk bound; "
+                "on track otherwise.").format(direction=worse))
+        parts.append(_(
+            "The bounds were set by simulating {draws} patients doing as expected from each refit of the expected "
+            "course, spending the shares above evenly over the first {horizon} sessions (a bound for each session; "
+            "after session {horizon}, each refit's bound alone would give the shares over {horizon} sessions; a fixed "
+            "seed: the same bounds on any machine).").format(draws=number(DRAWS, ","), horizon=int(settings.horizon)))
+        parts.append(_(
+            "The model is refitted for each session t of the course on the sessions up to t only (every session up "
+            "to 12, then about every 25% more), so later sessions — of this patient or any other — never change a "
+            "status already given; at the first predicted session (session {first}) the fit is a regression of its "
+            "scores on the intake, and where the sessions so far cannot identify a random slope, a random intercept "
+            "only. A refit is made where at least {min_patients} patients have a score among the sessions it adds, "
+            "else the previous fit is used. Unknown at the first session (the starting point) unless an intake "
+            "column is given, without a score, or after session {last} ({extrapolate:g} × the last refit session). "
+            "lower/upper: the score at this session beyond which (on the worse side) it would be not on track, "
+            "given the earlier scores.").format(
+            first=model.first_session, min_patients=MIN_PATIENTS_AT_SESSION,
+            last=_fmt(model.last_session) if model.last_session else "—", extrapolate=EXTRAPOLATE))
+        return " ".join(parts)
     rc = settings.reliable_change
     rule = (_("reliable change {rc:.4g} points").format(rc=rc) if rc
             else _("no reliable-change value given, so every status is unknown"))
@@ -671,8 +1032,8 @@ def definition(model: SignalModel, settings: SignalSettings = SignalSettings()) 
         "Lambert et al., 2004). Status ({direction}): not_on_track when the score is worse than the "
         "intake by at least the reliable change (a reliable deterioration); at_risk when worse by at least half "
         "of it; on_track otherwise; unknown at the first session. expected = the intake; lower/upper = intake ± "
-        "reliable change. A session's status uses only the intake and that session's score.").format(
-        reason=model.reason, start=start, rule=rule, direction=worse)
+        "reliable change. A session's status uses only the intake and that session's score. This rule is not "
+        "calibrated per patient.").format(reason=model.reason, start=start, rule=rule, direction=worse)
 
 
 # --------------------------------------------------------------------------------- one call
@@ -690,165 +1051,24 @@ class SignalResult:
 
 def compute_signal(data: pd.DataFrame, settings: SignalSettings = SignalSettings(), *,
                    model: SignalModel | None = None, patient: str = "patient") -> SignalResult:
-    """The signal for every patient in ``data``. ``model``: the clinic's model fitted elsewhere
-    (e.g. on the whole clinic when ``data`` is one therapist's patients); else fitted on ``data``."""
-    model = model if model is not None else fit_signal_model(data, settings, patient=patient)
+    """The signal for every patient in ``data``. ``model``: the expected course fitted elsewhere
+    (e.g. on the whole clinic when ``data`` is one therapist's patients, or an outside norm); else
+    fitted on ``data``."""
+    model = with_bounds(model, settings) if model is not None else fit_signal_model(data, settings, patient=patient)
     sessions = session_signal(data, model, settings, patient=patient)
     return SignalResult(model=model, sessions=sessions, patients=patient_signal(sessions),
                         definition=definition(model, settings), settings=settings)
 
 
-# --------------------------------------------------------------------------------- validation
-
-def _fold(patient_id: str, folds: int) -> int:
-    return int(hashlib.sha1(str(patient_id).encode("utf-8")).hexdigest()[:8], 16) % folds
-
-
-def cross_validated_sessions(data: pd.DataFrame, settings: SignalSettings = SignalSettings(), *,
-                             folds: int = VALIDATION_FOLDS, patient: str = "patient") -> tuple[pd.DataFrame, list[str]]:
-    """Every session's status from a model fitted *without* that patient: patients are split into
-    ``folds`` groups by a hash of their ID (the same split on any machine); each group is flagged by
-    the model fitted on the other groups. Returns the sessions and the methods the folds used."""
-    table = courses(data, settings.symptoms, settings.intake, patient)
-    ids = table["patient"].astype(str)
-    fold = ids.map(lambda p: _fold(p, folds)).to_numpy()
-    parts, methods = [], []
-    for k in range(folds):
-        held = fold == k
-        if not held.any():
-            continue
-        model = _fit_table(table.loc[~held], settings.intake is not None)
-        methods.append(model.method)
-        parts.append(session_signal(data.loc[data[patient].astype(str).isin(set(ids[held]))], model, settings,
-                                    patient=patient))
-    out = pd.concat(parts, ignore_index=True) if parts else session_signal(data.iloc[:0], SignalModel("reliable_change", None))
-    return out.sort_values(["patient", "session"], kind="stable").reset_index(drop=True), methods
-
-
-RANK = {"not_on_track": 3, "at_risk": 2, "on_track": 1, "unknown": 0}
-
-
-def _share(k: int, n: int) -> float | None:
-    return k / n if n else None
-
-
-def validate_signal(data: pd.DataFrame, settings: SignalSettings = SignalSettings(), *,
-                    by_sessions=(3, 4, 5, 6), folds: int = VALIDATION_FOLDS, patient: str = "patient") -> dict:
-    """How well the signal predicted outcomes in this clinic's own data.
-
-    For each k in ``by_sessions``: the patients whose course went beyond session k (so that the
-    outcome lies later than the flags), grouped by their worst status at sessions 2…k from
-    :func:`cross_validated_sessions` (red = ``not_on_track`` at least once; yellow = ``at_risk`` at
-    least once and never red; on track = neither; patients with no status by k are left out).
-    Outcome: *poor* when the Jacobson–Truax change from intake to the last session is a reliable
-    deterioration or not a reliable improvement (needs ``settings.reliable_change``).
-    Sensitivity = red & poor / poor; specificity = not red & good / good; PPV = red & poor / red;
-    NPV = not red & good / not red; each with its counts.
-    """
-    rc = settings.reliable_change
-    sign = 1.0 if settings.higher_is_worse else -1.0
-    out = {"method": _("{folds}-fold cross-validation by patient: patients are split into {folds} groups by a hash "
-                       "of their ID, and each group is flagged by the expected course fitted on the other groups, so "
-                       "a patient's own outcome never informs the model that flags them.").format(folds=folds),
-           "outcome": _("Poor outcome = at the last session, a reliable deterioration from the intake or no reliable "
-                        "improvement (reliable change {rc}, Jacobson & Truax, 1991).").format(rc=_fmt(rc) if rc else "—"),
-           "flag": _("Flagged = not on track in at least one session up to session k of the course; patients whose "
-                     "course ended by session k are left out (their outcome is not later than the flag)."),
-           "by_session": [], "sentences": []}
-    if not rc or not rc > 0:
-        out["sentences"].append(_("The validation needs a reliable-change value to tell good from poor outcomes."))
-        return out
-    sessions, methods = cross_validated_sessions(data, settings, folds=folds, patient=patient)
-    out["fold_methods"] = methods
-    scored = sessions.loc[sessions["observed"].notna()]
-    if scored.empty:
-        return out
-    last = scored.groupby("patient").agg(last_session=("course_session", "max"), last=("observed", "last"),
-                                         intake=("intake", "first"))
-    improvement = -sign * (last["last"] - last["intake"])
-    poor = improvement < rc  # deteriorated or without reliable improvement
-    rank = sessions["status"].map(RANK)
-    for k in by_sessions:
-        upto = sessions.loc[sessions["course_session"].le(k)]
-        worst = rank.loc[upto.index].groupby(upto["patient"]).max()
-        eligible = last.index[(last["last_session"] > k) & last["intake"].notna()]
-        worst = worst.reindex(eligible)
-        worst = worst[worst.notna() & worst.gt(0)]
-        if worst.empty:
-            continue
-        p = poor.reindex(worst.index).astype(bool)
-        red = worst.eq(3)
-        yellow = worst.eq(2)
-        green = worst.eq(1)
-        tp, fp = int((red & p).sum()), int((red & ~p).sum())
-        fn, tn = int((~red & p).sum()), int((~red & ~p).sum())
-        row = {
-            "session": int(k) if float(k).is_integer() else float(k),
-            "n_patients": int(len(worst)), "n_poor": int(p.sum()),
-            "not_on_track": {"n": int(red.sum()), "poor": tp, "share_poor": _share(tp, int(red.sum()))},
-            "at_risk": {"n": int(yellow.sum()), "poor": int((yellow & p).sum()),
-                        "share_poor": _share(int((yellow & p).sum()), int(yellow.sum()))},
-            "on_track": {"n": int(green.sum()), "poor": int((green & p).sum()),
-                         "share_poor": _share(int((green & p).sum()), int(green.sum()))},
-            "sensitivity": {"value": _share(tp, tp + fn), "n": tp, "of": tp + fn},
-            "specificity": {"value": _share(tn, tn + fp), "n": tn, "of": tn + fp},
-            "ppv": {"value": _share(tp, tp + fp), "n": tp, "of": tp + fp},
-            "npv": {"value": _share(tn, tn + fn), "n": tn, "of": tn + fn},
-        }
-        out["by_session"].append(row)
-        out["sentences"].append(_validation_sentence(row))
-    return out
-
-
-def _pct(part: dict) -> str:
-    return "—" if part["share_poor"] is None else f"{part['share_poor']:.0%}"
-
-
-def _validation_sentence(row: dict) -> str:
-    red, green = row["not_on_track"], row["on_track"]
-    sens, spec = row["sensitivity"], row["specificity"]
-    return _("By session {session}: of {red} patients flagged not on track, {red_poor} ({red_share}) ended "
-             "deteriorated or without reliable improvement; of {green} on track, {green_poor} ({green_share}) did. "
-             "The flag caught {caught} of {poor} poor outcomes (sensitivity {sensitivity}) and left {unflagged} of "
-             "{good} good outcomes unflagged (specificity {specificity}).").format(
-        session=row["session"], red=red["n"], red_poor=red["poor"], red_share=_pct(red), green=green["n"],
-        green_poor=green["poor"], green_share=_pct(green), caught=sens["n"], poor=sens["of"],
-        sensitivity="—" if sens["value"] is None else format(sens["value"], ".0%"), unflagged=spec["n"],
-        good=spec["of"], specificity="—" if spec["value"] is None else format(spec["value"], ".0%"))
-
-
-def validation_table(validation: dict) -> pd.DataFrame:
-    """The validation for people: one row per session k, every share written with its counts
-    ("11 of 16 (69%)")."""
-    with_percent, without = _("{k} of {n} ({percent:.0f}%)"), _("{k} of {n}")
-
-    def share(k, n):
-        return with_percent.format(k=k, n=n, percent=100 * k / n) if n else without.format(k=k, n=n)
-
-    rows = []
-    for r in validation.get("by_session", []):
-        rows.append({
-            _("by session"): r["session"], _("patients seen beyond it"): r["n_patients"],
-            _("poor outcomes"): share(r["n_poor"], r["n_patients"]),
-            _("flagged not on track: poor outcome"): share(r["not_on_track"]["poor"], r["not_on_track"]["n"]),
-            _("at risk only: poor outcome"): share(r["at_risk"]["poor"], r["at_risk"]["n"]),
-            _("on track: poor outcome"): share(r["on_track"]["poor"], r["on_track"]["n"]),
-            _("sensitivity"): share(r["sensitivity"]["n"], r["sensitivity"]["of"]),
-            _("specificity"): share(r["specificity"]["n"], r["specificity"]["of"]),
-            _("positive predictive value"): share(r["ppv"]["n"], r["ppv"]["of"]),
-            _("negative predictive value"): share(r["npv"]["n"], r["npv"]["of"]),
-        })
-    return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------- report
+# --------------------------------------------------------------------------------- settings
 
 def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliable_change: float | None = None,
-                       cutoff: float | None = None, intake: str | None = None) -> tuple[SignalSettings, str | None]:
+                       cutoff: float | None = None, intake: str | None = None,
+                       **more) -> tuple[SignalSettings, str | None]:
     """Settings with the published OQ-45.2 values (Lambert et al., 2004) filled in where not given
     and higher is worse: mean item scores (every score at most 4): RC 14/45, cut-off 63.5/45;
     otherwise totals: RC 14, cut-off 63.5. Returns the settings and, when values were assumed, a
-    plain sentence saying so (for the report's definition)."""
+    plain sentence saying so (for the report's definition). ``more``: other settings (``rule`` …)."""
     note = None
     if higher_is_worse and (reliable_change is None or cutoff is None):
         item = bool(pd.to_numeric(symptoms, errors="coerce").max() <= 4)
@@ -861,15 +1081,15 @@ def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliab
         reliable_change = rc0 if reliable_change is None else reliable_change
         cutoff = cut0 if cutoff is None else cutoff
     return SignalSettings(higher_is_worse=higher_is_worse, reliable_change=reliable_change, cutoff=cutoff,
-                          intake=intake), note
+                          intake=intake, **more), note
 
 
-def _clean(value):
+def clean(value):
     """Plain JSON values: floats (NaN → None), ints, strings, lists, dicts."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [clean(v) for v in value]
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, np.integer)):
@@ -882,40 +1102,97 @@ def _clean(value):
     return value
 
 
-def _session_number(v):
+def session_number(v):
+    """A session as a plain number: 3, not 3.0."""
     v = float(v)
     return int(v) if v.is_integer() else v
 
 
-def signal_report(data: pd.DataFrame, settings: SignalSettings = SignalSettings(), *,
-                  model: SignalModel | None = None, validation: bool = True, patient: str = "patient") -> dict:
-    """The signal as the contract's JSON (``python -m core signal``): ``definition``, ``method``,
-    ``model``, ``patients.<id>: {status, session, reason, sessions: [{session, observed, expected,
-    lower, upper, at_risk_bound, status, reason}]}`` and ``validation`` (:func:`validate_signal`)."""
-    result = compute_signal(data, settings, model=model, patient=patient)
-    sessions = result.sessions
-    patients: dict[str, dict] = {}
-    current = result.patients.set_index("patient")
-    for pid, g in sessions.groupby("patient", sort=True):
-        rows = [{"session": _session_number(r.session), "observed": r.observed, "expected": r.expected,
-                 "lower": r.lower, "upper": r.upper, "at_risk_bound": r.at_risk_bound, "status": r.status,
-                 "reason": r.reason} for r in g.itertuples(index=False)]
-        now = current.loc[pid]
-        patients[str(pid)] = {"status": now["status"], "session": _session_number(now["session"]),
-                              "reason": now["reason"], "sessions": rows}
-    counts = sessions.groupby("patient")["status"].last().value_counts()
-    report = {
-        "definition": result.definition,
-        "method": result.model.method,
-        "settings": {"higher_is_worse": settings.higher_is_worse, "reliable_change": settings.reliable_change,
-                     "cutoff": settings.cutoff, "intake": settings.intake,
-                     "levels": {"at_risk": LEVEL_AT_RISK, "not_on_track": LEVEL_NOT_ON_TRACK},
-                     "z": {"at_risk": Z_AT_RISK, "not_on_track": Z_NOT_ON_TRACK}},
-        "model": result.model.as_dict(),
-        "n_patients": int(sessions["patient"].nunique()),
-        "current": {s: int(counts.get(s, 0)) for s in STATUSES},
-        "patients": patients,
+# --------------------------------------------------------------------------------- calibration
+
+#: Simulated patients for the achieved rates (their session patterns and intakes drawn from the data).
+CALIBRATION_PATIENTS = 8000
+
+
+def calibration(data: pd.DataFrame, model: SignalModel, settings: SignalSettings = SignalSettings(), *,
+                patient: str = "patient", patients: int = CALIBRATION_PATIENTS, seed: int = 20231208) -> dict:
+    """How often patients doing as expected are flagged, by simulation from the expected course.
+
+    ``patients`` simulated patients, each with the intake and the scored course sessions of a
+    patient of ``data`` drawn at random (with replacement, a fixed seed; from a random subset of
+    ``patients`` patients when there are more), their scores drawn from
+    the last refit of ``model`` (fixed part at their intake + random effects from G + residual);
+    then flagged exactly as the data's patients are (every refit, every bound). Returns
+    ``target_ever_flagged`` / ``achieved_ever_flagged`` (not on track at some session of the first
+    ``settings.horizon``), the same for ``at_risk`` (at risk or worse), ``over_the_course`` (every
+    session the data show, up to the last with a status) and the numbers behind them.
+    """
+    target = {"target_ever_flagged": settings.rate_not_on_track, "horizon": int(settings.horizon),
+              "at_risk": {"target_ever_flagged": settings.rate_at_risk}}
+    if not model.local:
+        return {**target, "achieved_ever_flagged": None, "at_risk": {**target["at_risk"], "achieved_ever_flagged": None},
+                "note": _("No local model: the reliable-change rule is not calibrated per patient.")}
+    rng = np.random.default_rng(seed)
+    ids = np.sort(pd.unique(data[patient].astype(str)))
+    if len(ids) > patients:  # the patterns of a random subset are enough (a million rows need not be sorted)
+        data = data.loc[data[patient].astype(str).isin(set(rng.choice(ids, patients, replace=False)))]
+    table = courses(data, settings.symptoms, settings.intake, patient)
+    first = model.first_session
+    rows = table.loc[table["observed"].notna() & table["intake"].notna() & table["course_session"].ge(first)
+                     & table["course_session"].le(model.last_session or np.inf)]
+    if rows.empty:
+        return {**target, "achieved_ever_flagged": None, "at_risk": {**target["at_risk"], "achieved_ever_flagged": None}}
+    codes, ids = pd.factorize(rows["patient"], sort=True)
+    chosen = np.sort(rng.integers(0, len(ids), patients))
+    # every row of each chosen patient, once per time the patient was chosen
+    starts = np.searchsorted(codes, np.arange(len(ids)))
+    counts = np.bincount(codes, minlength=len(ids))
+    take = np.concatenate([np.arange(starts[c], starts[c] + counts[c]) for c in chosen])
+    sim = np.repeat(np.arange(patients), counts[chosen])
+    j = rows["course_session"].to_numpy(float)[take]
+    intake = rows["intake"].to_numpy(float)[take]
+    g = model.fits[-1]
+    mean, _sd = g.predict(intake - model.intake_mean, j)
+    b = rng.standard_normal((patients, 2)) @ cov_root(g.patient_cov).T
+    y = mean + b[sim, 0] + b[sim, 1] * np.log(j) + rng.standard_normal(len(j)) * math.sqrt(g.residual)
+    start_rows = pd.DataFrame({"patient": np.arange(patients), "course_session": 1.0, "observed": np.nan,
+                               "intake": rows.groupby(codes)["intake"].first().to_numpy()[chosen]})
+    simulated = pd.DataFrame({"patient": sim, "course_session": j, "observed": y, "intake": intake})
+    if first > 1:  # the starting point: a row at session 1 whose score is the intake
+        start_rows["observed"] = start_rows["intake"]
+        simulated = pd.concat([start_rows, simulated], ignore_index=True)
+    simulated = simulated.sort_values(["patient", "course_session"], kind="stable").reset_index(drop=True)
+    nums = signal_numbers(simulated, model, settings)
+    status = pd.Series(nums["status"])
+    red = status.eq("not_on_track").to_numpy()
+    amber = red | status.eq("at_risk").to_numpy()
+    within = simulated["course_session"].le(settings.horizon).to_numpy()
+    who = simulated["patient"].to_numpy()
+
+    def share(flag):
+        return float(np.bincount(who[flag], minlength=patients).astype(bool).mean())
+
+    last = float(np.nanmax(j))
+    return {
+        "target_ever_flagged": settings.rate_not_on_track, "achieved_ever_flagged": share(red & within),
+        "horizon": int(settings.horizon),
+        "at_risk": {"target_ever_flagged": settings.rate_at_risk, "achieved_ever_flagged": share(amber & within)},
+        "over_the_course": {"sessions": session_number(last), "not_on_track": share(red), "at_risk": share(amber)},
+        "simulated_patients": patients, "rule": settings.rule,
     }
-    if validation:
-        report["validation"] = validate_signal(data, settings, patient=patient)
-    return _clean(report)
+
+
+def calibration_summary(cal: dict) -> str:
+    """The calibration in one sentence, with the achieved rates."""
+    achieved = cal.get("achieved_ever_flagged")
+    if achieved is None:
+        return cal.get("note", "")
+    course = cal.get("over_the_course", {})
+    return _("Checked by simulating {n} patients doing as expected with this data set's intakes and sessions: "
+             "{red:.1%} were flagged not on track at some point in their first {horizon} sessions (target at most "
+             "{target:.0%}), {amber:.1%} at risk or worse (target {target_amber:.0%}); over every session up to "
+             "{last} the data show, {red_all:.1%} and {amber_all:.1%}.").format(
+        n=number(cal["simulated_patients"], ","), red=achieved, horizon=cal["horizon"],
+        target=cal["target_ever_flagged"], amber=cal["at_risk"]["achieved_ever_flagged"],
+        target_amber=cal["at_risk"]["target_ever_flagged"], last=course.get("sessions", "—"),
+        red_all=course.get("not_on_track", float("nan")), amber_all=course.get("at_risk", float("nan")))

@@ -374,7 +374,7 @@ STATUS_STYLE = {
     "unknown": (N_("no status"), pal.NEUTRAL, "circle-open"),
 }
 #: The default legend entry of the expected course's band (:func:`patient_chart`).
-BAND_LABEL = N_("usual range: 8 in 10 patients who started at this level")
+BAND_LABEL = N_("not on track beyond this line (given the earlier scores)")
 #: The same statuses as one character, for text (tables, panel titles).
 STATUS_GLYPH = {"not_on_track": "▲", "at_risk": "◆", "on_track": "●", "unknown": "○"}
 EXPECTED_COLOR = pal.EXPECTED
@@ -416,8 +416,10 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
 
     By default each panel draws only what a glance needs:
 
-    * Symptoms: the patient's expected course from where they started (dashed) with the band
-      ``lower``–``upper`` (``band_label``, default :data:`BAND_LABEL`), the clinical ``cutoff`` as a line, the scores as a line,
+    * Symptoms: the patient's expected course from where they started (dashed) with the
+      not-on-track bound of each session's score given the earlier ones (``flag_bound``, dotted;
+      without that column the band ``lower``–``upper``; ``band_label``, default :data:`BAND_LABEL`),
+      the clinical ``cutoff`` as a line, the scores as a line,
       and each session as a marker whose colour and shape say its status (not on track ▲ red, at
       risk ◆ amber, on track ● green, no status ○ grey), written beside the marker where it changes
       and at the latest session.
@@ -463,10 +465,20 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
             if sig is not None and sig["expected"].notna().any():
                 ok = sig["expected"].notna().to_numpy()
                 xs = list(x[ok])
-                lo, hi = sig["lower"].to_numpy()[ok], sig["upper"].to_numpy()[ok]
-                traces.append(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
-                                         fillcolor=pal.EXPECTED_BAND, line=dict(width=0), mode="lines",
-                                         name=band_label, hoverinfo="skip", xaxis=xa, yaxis=ya))
+                if "flag_bound" in sig.columns:
+                    # the not-on-track bound on each session's score, given the earlier ones (a gap
+                    # where the earlier scores alone keep the session not on track)
+                    traces.append(go.Scatter(x=x, y=sig["flag_bound"].to_numpy(float), mode="lines+markers",
+                                             line=dict(color=pal.WORSE, dash="dot", width=1.5),
+                                             marker=dict(size=5, color=pal.WORSE), connectgaps=False,
+                                             name=band_label,
+                                             hovertemplate=_("not-on-track bound {value}").format(value=fmt_model)
+                                             + "<extra></extra>", xaxis=xa, yaxis=ya))
+                else:
+                    lo, hi = sig["lower"].to_numpy()[ok], sig["upper"].to_numpy()[ok]
+                    traces.append(go.Scatter(x=xs + xs[::-1], y=list(hi) + list(lo[::-1]), fill="toself",
+                                             fillcolor=pal.EXPECTED_BAND, line=dict(width=0), mode="lines",
+                                             name=band_label, hoverinfo="skip", xaxis=xa, yaxis=ya))
                 # the expected course starts where the patient started
                 start = sig["observed"].to_numpy()[0] if not ok[0] else None
                 ex_x = ([x[0]] if start is not None and np.isfinite(start) else []) + xs

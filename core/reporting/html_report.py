@@ -14,14 +14,9 @@ import json
 import pandas as pd
 import plotly.io as pio
 
-from core.clinical.signal import (
-    STATUSES,
-    SignalSettings,
-    published_settings,
-    signal_report,
-    status_label,
-    validation_table,
-)
+from core.clinical.signal import STATUSES, SignalSettings, published_settings, status_label
+from core.clinical.signal_report import signal_report
+from core.clinical.signal_validation import rules_table, validation_table
 from core.i18n import N_, _, get_language, ngettext, number
 from core.intake.mapping import role_name
 from core.intake.validation import ValidatedData
@@ -65,6 +60,8 @@ HEADERS = {
     "model": N_("model"), "value": N_("value"), "version": N_("version"), "status": N_("status"),
     "patients": N_("patients"), "share": N_("share"), "up to session": N_("up to session"), "fit": N_("fit"),
     "sessions": N_("sessions"), "residual": N_("residual"), "software": N_("software"),
+    "left out": N_("left out"), "bound (not on track)": N_("bound (not on track)"),
+    "bound (at risk)": N_("bound (at risk)"),
 }
 _LEVELS = {"observations": N_("observations"), "between": N_("between patients"), "within": N_("within patients")}
 
@@ -136,7 +133,9 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
     report = signal_report(data, settings)
     report.pop("patients")
     out = [_tag("h2", _("Early-warning signal: expected course and who is not on track")),
-           f"<p>{html.escape(report['definition'] + (' ' + note if note else ''))}</p>"]
+           f"<p>{html.escape(report['definition'] + (' ' + note if note else ''))}</p>",
+           f"<p class='note'>{html.escape(report['calibration'].get('sentence', ''))}</p>"]
+    out += [f"<p class='warn'>{html.escape(w)}</p>" for w in report["norm"].get("warnings", [])]
     n = max(report["n_patients"], 1)
     share = _("{percent:.1f}%")
     latest = _("Each patient's latest session")
@@ -145,19 +144,26 @@ def signal_section(data: pd.DataFrame, settings: SignalSettings | None = None) -
          "share": share.format(percent=100 * report["current"][s] / n)} for s in STATUSES]))))
     fits = report["model"].get("fits") or []
     if fits:
+        rule = report["rule"]
         out.append(_tag("h3", _("The expected course, refitted on the sessions up to each session of the course")))
         out.append(_table(_headers(pd.DataFrame([{
             "up to session": f"{f['up_to_session']:g}", "fit": f["kind"], "patients": f["n_patients"],
-            "sessions": f["n_observations"], **{f"b {k}": v for k, v in f["fixed"].items()},
+            "left out": f["n_left_out"], "sessions": f["n_observations"],
+            **{f"b {k}": v for k, v in f["fixed"].items()},
             "var(intercept)": f["variance"]["patient_intercept"], "var(slope)": f["variance"]["patient_slope"],
             "cov": f["variance"]["patient_intercept_slope_cov"], "residual": f["variance"]["residual"],
+            "bound (not on track)": (f["bounds"].get(rule) or {}).get("not_on_track"),
+            "bound (at risk)": (f["bounds"].get(rule) or {}).get("at_risk"),
         } for f in fits])), 4))
     validation = report["validation"]
     out.append(_tag("h3", _("How well the signal predicted outcomes in this data set")))
     out.append(f"<p class='note'>{html.escape(' '.join(validation[k] for k in ('method', 'outcome', 'flag')))}</p>")
     vt = validation_table(validation)
     out.append(_table(vt) if len(vt) else
-               _tag("p", _("Too few patients followed beyond session 3 to check the signal.")))
+               _tag("p", _("Too few patients followed beyond session 4 to check the signal.")))
+    ct = rules_table(validation)
+    if len(ct):
+        out.append(_tag("h3", _("The two rules side by side")) + _table(ct))
     out.append("<ul class='sentences'>" + "".join(f"<li>{html.escape(x)}</li>" for x in validation["sentences"])
                + "</ul>")
     return "\n".join(out), report

@@ -235,12 +235,15 @@ class DataAccess:
         return frame
 
 
-    def clinic_signal_model(self, actor: User, dataset: str, intake: str | None = None):
+    def clinic_signal_model(self, actor: User, dataset: str, intake: str | None = None, *, settings=None):
         """The early-warning signal's expected course fitted on *every* patient of the data set,
         whoever asks (so a therapist's expected courses are the clinic's, not her caseload's), and
-        returned without any row: only the model's coefficients, variances and counts
+        returned without any row: only the model's coefficients, variances, bounds and counts
         (:class:`core.clinical.signal.SignalModel`). Anyone who may see the data set may ask.
-        ``intake``: an extra column with each patient's intake score."""
+        ``intake``: an extra column with each patient's intake score; ``settings``: the signal's
+        settings (direction, reliable change, rule; :class:`core.clinical.signal.SignalSettings`)."""
+        from dataclasses import replace
+
         from core.clinical.signal import SignalSettings, fit_signal_model
 
         o = observations
@@ -256,4 +259,5 @@ class DataAccess:
         if intake is not None:
             frame[intake] = pd.Series([json.loads(r.extra).get(intake, "") if r.extra else "" for r in rows],
                                       dtype=object)
-        return fit_signal_model(frame, SignalSettings(intake=intake))
+        settings = replace(settings, intake=intake) if settings is not None else SignalSettings(intake=intake)
+        return fit_signal_model(frame, settings)
