@@ -21,7 +21,7 @@ from ui.clinic import (
     signal_settings,
 )
 from ui.look import local_numbers, number_columns
-from ui.state import dataset_picker, demo_badge
+from ui.state import dataset_picker, dataset_title, demo_badge, open_dataset, store
 from ui.text import md
 
 
@@ -49,6 +49,17 @@ requested = st.session_state.pop("open_patient", None)
 in_url = st.query_params.get("patient")
 if requested is None and in_url is not None and in_url != st.session_state.get("patient_in_url"):
     requested = in_url
+if requested is not None and requested not in patients:
+    # a link (or a stale choice) naming a patient this data set does not show to this user: say so, show
+    # nothing else (never another patient), and offer the data sets where the user may see that patient
+    st.warning(_("There is no patient “{patient}” among the patients you can see in {dataset}.").format(
+        patient=md(requested), dataset=md(dataset_title(ds.name))), icon=":material/person_off:")
+    for other in [n for n in store().datasets_with_patient(requested) if n != ds.name]:
+        st.button(_("Open {patient} in {dataset}").format(patient=md(requested), dataset=md(dataset_title(other))),
+                  key=f"open_in_{other}", type="primary", on_click=open_dataset, args=(other,))
+    st.button(_("Choose another patient"), key="patient_not_found_ok",
+              on_click=lambda: st.session_state.update(patient_in_url=requested))
+    st.stop()
 if requested in patients:
     st.session_state["patient_id"] = requested
     st.session_state.pop("patient_search", None)

@@ -130,7 +130,7 @@ def test_migrations_create_the_schema_from_empty_and_reopen(db_url):
     assert {"users", "datasets", "observations", "uploads", "excluded_rows", "audit_log", "settings",
             "alembic_version"} <= tables
     with first.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0003"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "0005"
         from alembic.autogenerate import compare_metadata
         from alembic.runtime.migration import MigrationContext
 

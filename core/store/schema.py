@@ -114,6 +114,7 @@ sessions = sa.Table(
     sa.Column("created_at", _tz, nullable=False),
     sa.Column("expires_at", _tz, nullable=False),
     sa.Column("ended_at", _tz, nullable=True),                   # sign-out, deactivation, new password
+    sa.Column("dataset", sa.String(200), nullable=True),         # the data set chosen last in this session
     sa.UniqueConstraint("ticket_hash", name="uq_sessions_ticket_hash"),
     sa.Index("ix_sessions_user_id", "user_id"),
 )

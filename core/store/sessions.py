@@ -112,6 +112,26 @@ class Sessions:
         parsed = self._parse_token(token) if token else None
         return parsed[0] if parsed else None
 
+    def session_dataset(self, session_id: int | None) -> str | None:
+        """The data set chosen last in a live session (migration 0005), else ``None``: none chosen
+        yet, or the session ended or expired. A name only: whether the user may still see it is for
+        the reads to say (:mod:`core.store.access`)."""
+        if session_id is None:
+            return None
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.dataset).where(
+                sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > _now())).scalar()
+
+    def set_session_dataset(self, session_id: int | None, name: str) -> None:
+        """Record the data set a live session works on, so that a reload, a new tab and a patient
+        link of that sign-in open on it (nothing for an ended session)."""
+        if session_id is None:
+            return
+        with self._write() as conn:
+            conn.execute(sessions.update().where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None))
+                         .values(dataset=str(name)[:200]))
+
     def end_session(self, session_id: int | None, *, log: bool = True) -> None:
         """End a session at once (sign-out); logged as ``'sign-out'`` when it was live."""
         if session_id is None:
