@@ -4,10 +4,10 @@ import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
 from core.clinical.signal import definition, status_label, status_sentence
-from core.i18n import DECIMAL_COMMA, _, get_language, number
+from core.i18n import _, get_language, model_decimals, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
-from core.reporting.formatting import decimals_for, format_number
+from core.reporting.formatting import decimals_for, format_number, rounded
 from ui.auth import download, log_patient_view
 from ui.clinic import (
     alliance_scale,
@@ -17,6 +17,7 @@ from ui.clinic import (
     measure_labels,
     patient_list,
     patient_options,
+    rupture_threshold,
     sessions_table,
     signal_settings,
 )
@@ -25,17 +26,10 @@ from ui.state import dataset_picker, dataset_title, demo_badge, open_dataset, st
 from ui.text import md
 
 
-def local_number(value, decimals: int) -> str:
-    """A signed score change (``−29``, ``+3.5``) with the language's decimal mark."""
-    text = format_number(value, decimals, signed=True)
-    return text.translate(str.maketrans(",.", ".,")) if get_language() in DECIMAL_COMMA else text
-
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
-threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so far)"), 0.25, 3.0, 1.0, 0.25,
-                              key="rupture_threshold",
-                              help=_("A session is flagged when alliance lies more than this many of the "
+threshold = rupture_threshold(help=_("A session is flagged when alliance lies more than this many of the "
                                      "patient's own SDs below the patient's own mean so far (that session included)."))
 
 st.title(_("Patient"))
@@ -113,13 +107,15 @@ if therapist is not None:
     facts[1].metric(_("Therapist"), md(therapist))
 status = None
 scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
-# whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"
-score_decimals = decimals_for(scores)
+# whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"; what the model
+# computes (expected, bound) with one more (111.5), as the signal's reasons write them (core.i18n.model_decimals)
+score_decimals = decimals_for(ds.data["symptoms"]) if has_symptoms else 2
+expected_decimals = model_decimals(ds.data["symptoms"]) if has_symptoms else 2
 if has_symptoms and settings.reliable_change and len(scores):
     first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
                                    settings.higher_is_worse) if len(scores) > 1 else "unknown"
-    facts[2].metric(_("Symptom change (first → last)"), local_number(last - first, score_decimals),
+    facts[2].metric(_("Symptom change (first → last)"), format_number(last - first, score_decimals, signed=True),
                     help=_("Last minus first symptom score; reliable change: {rc:.3g} points.").format(
                         rc=settings.reliable_change))
     facts[3].metric(_("Jacobson–Truax status"), jt_word(status),
@@ -163,7 +159,7 @@ if "rupture" in mine:
 if status and status != "unknown":
     sentences.append(_("From the first to the last session the symptom score changed by {change} points: {status} "
                        "(reliable change {rc:.3g} points).").format(
-                         change=local_number(scores.iloc[-1] - scores.iloc[0], score_decimals),
+                         change=format_number(scores.iloc[-1] - scores.iloc[0], score_decimals, signed=True),
                          status=jt_word(status), rc=settings.reliable_change))
 for s in sentences:
     if s:
@@ -195,10 +191,10 @@ headers = {"session": _("session"), "symptoms": _("symptoms"), "alliance": _("al
            "alliance mean so far": _("alliance mean so far"),
            "alliance deviation (SDs so far)": _("alliance deviation (SDs so far)"), "rupture": _("rupture"),
            "repaired": _("repaired")}
-config = number_columns(table, decimals={"expected": max(score_decimals, 1),
-                                         "bound (not on track)": max(score_decimals, 1)}, labels=headers)
+shown_as = {"expected": expected_decimals, "bound (not on track)": expected_decimals}
+config = number_columns(table, decimals=shown_as, labels=headers)
 config["why"] = st.column_config.TextColumn(_("why"), width="large")
 written, config = local_numbers(table, config)  # Spanish: 5,47
 st.dataframe(written, hide_index=True, width="stretch", column_config=config)
-download(_("Download this patient's sessions (CSV)"), csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
+download(_("Download this patient's sessions (CSV)"), csv_bytes(rounded(table, decimals=shown_as), get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")

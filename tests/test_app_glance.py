@@ -55,9 +55,10 @@ def test_caseload_downloads_are_formatted_for_people_and_for_spanish_excel(monke
     change = headers.index("Change (last − first)") + 1
     assert sheet.cell(row=4, column=change).number_format == "0"  # OQ totals: whole numbers
     thresholds = dict(row for row in book["Thresholds and definitions"].iter_rows(min_row=2, values_only=True))
-    assert thresholds["Clinical cut-off"] == "63.5" and thresholds["Reliable change (points)"] == "14"
-    assert thresholds["Rupture threshold (own SDs below own mean so far)"] == "1"
-    assert thresholds["Expect reliable improvement by session"] == "4"
+    # numbers as numbers (issue 24): the spreadsheet writes them its own way (Spanish Excel: 63,5)
+    assert thresholds["Clinical cut-off"] == 63.5 and thresholds["Reliable change (points)"] == 14
+    assert thresholds["Rupture threshold (own SDs below own mean so far)"] == 1
+    assert thresholds["Expect reliable improvement by session"] == 4
     assert "90%" in thresholds["Signal now"] and "REML" in thresholds["How the signal is computed"]
     assert thresholds["Data set"].startswith("Demo clinic") and thresholds["Therapists"] == "All therapists"
 

@@ -17,7 +17,7 @@ import json
 import streamlit as st
 
 from core.errors import InputError
-from core.i18n import _
+from core.i18n import _, in_this_language
 from core.store import AccessDenied, ClinicStore, Role, User, dashboard_url
 from core.store.users import role_label
 from ui.server import COOKIE, SESSION_ROUTE, SIGN_OUT_ROUTE, open_store
@@ -204,7 +204,11 @@ def user_badge() -> None:
 
 
 def download(label: str, data, file_name: str, mime: str, key: str, what: str | None = None, **kwargs) -> None:
-    """A download button whose click is recorded in the audit log as an export."""
+    """A download button whose click is recorded in the audit log as an export. A file built on the
+    click (``data`` a callable) is built in this run's interface language: Streamlit calls it
+    outside the script run, where the language would be the default one."""
+    if callable(data):
+        data = in_this_language(data)
     st.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=log,
                        args=("export", what or file_name), **kwargs)
 

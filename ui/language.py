@@ -24,7 +24,7 @@ from core.i18n import (
     LANGUAGES,
     _,
     get_language,
-    language,
+    in_this_language,
     normalise_language,
     set_language,
 )
@@ -40,13 +40,7 @@ def localised(format_func):
     """``format_func`` bound to this run's language: a widget's ``format_func`` that translates
     (e.g. ``dataset_title``) may be called outside the script run (Streamlit's AppTest formats the
     chosen value in the test's thread), where the language would be the default one."""
-    code = get_language()
-
-    def formatted(value):
-        with language(code):
-            return format_func(value)
-
-    return formatted
+    return in_this_language(format_func)
 
 
 def multiselect_placeholder(options) -> str:

@@ -79,7 +79,7 @@ import pandas as pd
 from scipy.special import ndtri  # what scipy.stats.norm.ppf computes, without loading scipy.stats
 
 from core.errors import ModelError
-from core.i18n import N_, _, ngettext, number
+from core.i18n import N_, _, decimals_for, model_decimals, ngettext, number, number_text
 from core.intake.mapping import role_name
 
 STATUSES = ("not_on_track", "at_risk", "on_track", "unknown")
@@ -492,8 +492,13 @@ def _lmer_mixedlm(frame: pd.DataFrame, up_to: float, random_slope: bool,
 
 # --------------------------------------------------------------------------------- statuses
 
-def _fmt(v: float) -> str:
-    """A score for a sentence: whole numbers as such, else 3 significant digits (1 decimal from 10)."""
+def _fmt(v: float, decimals: int | None = None) -> str:
+    """A score for a sentence. With ``decimals`` (those the tables show: the scores' own, one more for
+    what the model computes; :func:`core.i18n.model_decimals`) written by the interface's one formatter, so that
+    a reason says "expected 111.5" where the table shows 111.5; without, whole numbers as such, else
+    3 significant digits (1 decimal from 10)."""
+    if decimals is not None:
+        return number_text(v, decimals)
     v = float(v)
     if v.is_integer():
         return f"{v:.0f}"
@@ -552,17 +557,18 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
                    "that {level:.0%} of patients who started at this level stay within")
         worse_than = _("score {observed} is {gap} points worse than the expected {expected}")
         better_than = _("score {observed} is {gap} points better than the expected {expected}")
+        d_obs, d_model = decimals_for(obs), model_decimals(obs)
         for k, o, m, b, r, s_ in zip(idx, obs[idx], mean, bound, risk[idx], st):
             gap = sign * (o - m)
             if s_ == "not_on_track":
-                text = red.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(b),
-                                  level=LEVEL_NOT_ON_TRACK)
+                text = red.format(observed=_fmt(o, d_obs), gap=_fmt(abs(gap), d_model), expected=_fmt(m, d_model),
+                                  bound=_fmt(b, d_model), level=LEVEL_NOT_ON_TRACK)
             elif s_ == "at_risk":
-                text = yellow.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m), bound=_fmt(r),
-                                     level=LEVEL_AT_RISK)
+                text = yellow.format(observed=_fmt(o, d_obs), gap=_fmt(abs(gap), d_model), expected=_fmt(m, d_model),
+                                     bound=_fmt(r, d_model), level=LEVEL_AT_RISK)
             else:
-                text = (worse_than if gap > 0 else better_than).format(observed=_fmt(o), gap=_fmt(abs(gap)),
-                                                                      expected=_fmt(m))
+                text = (worse_than if gap > 0 else better_than).format(
+                    observed=_fmt(o, d_obs), gap=_fmt(abs(gap), d_model), expected=_fmt(m, d_model))
             reason[k] = text
     else:
         rc = settings.reliable_change
@@ -581,10 +587,11 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
             yellow = _("{change} points worse than at intake: at least half the reliable change ({rc})")
             worse_than = _("{change} points worse than at intake")
             better_than = _("{change} points better than at intake")
+            d_obs = decimals_for(obs)
             for k, w, s_ in zip(np.flatnonzero(ok), worse, st):
                 template = red if s_ == "not_on_track" else yellow if s_ == "at_risk" else \
                     worse_than if w > 0 else better_than
-                reason[k] = template.format(change=_fmt(abs(w)), rc=_fmt(rc))
+                reason[k] = template.format(change=_fmt(abs(w), d_obs), rc=_fmt(rc))
     out = table.copy()
     out["expected"], out["sd"], out["lower"], out["upper"] = expected, sd, lower, upper
     out["at_risk_bound"] = risk
@@ -606,11 +613,13 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     summary = []
     worse, better = _("score {observed}, expected {expected} ({gap} points worse)"), \
         _("score {observed}, expected {expected} ({gap} points better)")
+    d_obs, d_model = decimals_for(sessions["observed"]), model_decimals(sessions["observed"])
     for o, e, d, st_ in zip(last["observed"], last["expected"], last["deviation"], last["status"]):
         if st_ == "unknown" or pd.isna(e):
             summary.append("")
             continue
-        summary.append((worse if d > 0 else better).format(observed=_fmt(o), expected=_fmt(e), gap=_fmt(abs(d))))
+        summary.append((worse if d > 0 else better).format(observed=_fmt(o, d_obs), expected=_fmt(e, d_model),
+                                                           gap=_fmt(abs(d), d_model)))
     out["summary"] = summary
     for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
         hits = sessions["status"].eq(s).groupby(sessions["patient"], sort=False).sum()
