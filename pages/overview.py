@@ -35,15 +35,15 @@ from ui.clinic import (
     therapist_icc,
 )
 from ui.language import localised
-from ui.look import number_columns, text_width
+from ui.look import TABLE_AT_800, number_columns, text_width, wrapped_row_height
 from ui.state import dataset_picker, dataset_title, demo_badge
 from ui.text import md
 
 PANELS_PER_PAGE = 24
-#: The caseload's rows hold three lines of its reasons (Streamlit wraps a cell's text only in rows
-#: taller than 64 px), and the table shows about eight of them.
-CASELOAD_ROW = 70
-CASELOAD_HEIGHT = 600
+#: The caseload's height at most (its rows are as tall as its longest reason needs, ui.look.wrapped_row_height),
+#: and the width of the row-selection column Streamlit adds in front.
+CASELOAD_HEIGHT = 620
+SELECT_COLUMN = 36
 #: Caseload rows and therapists per page: the table is filtered and paged on the server, so the
 #: browser never receives a clinic's whole caseload (130,000 patients in bench/bench_pages.py).
 ROWS_PER_PAGE = 200
@@ -181,12 +181,16 @@ score_decimals = decimals_for(everyone["last"])
 config = number_columns(shown, decimals={"change": score_decimals, "first": score_decimals, "last": score_decimals},
                         labels=headers)
 # the key columns sized to their content (full IDs, pseudonyms too; whole signal words and therapist names),
-# the reasons wrapped on up to three lines: readable at 800 px without widening a column
-for col in ("patient", "signal", "therapist"):
-    if col in shown.columns:
-        config[col] = st.column_config.TextColumn(headers[col], width=text_width(shown[col], headers[col]))
-config["attention"] = st.column_config.TextColumn(headers["attention"], width="large")
-event = st.dataframe(shown, hide_index=True, width="stretch", height=CASELOAD_HEIGHT, row_height=CASELOAD_ROW,
+# the reasons in the rest of an 800 px page, wrapped on as many lines as the longest needs: readable
+# without widening a column (wider windows give every column more)
+widths = {col: text_width(shown[col], headers[col]) for col in ("patient", "signal", "therapist") if col in shown}
+why_width = max(280, TABLE_AT_800 - SELECT_COLUMN - sum(widths.values()))
+for col, width in widths.items():
+    config[col] = st.column_config.TextColumn(headers[col], width=width)
+config["attention"] = st.column_config.TextColumn(headers["attention"], width=why_width)
+row_height = wrapped_row_height(shown["attention"], why_width)
+event = st.dataframe(shown, hide_index=True, width="stretch", row_height=row_height,
+                     height=min(CASELOAD_HEIGHT, 38 + row_height * max(len(shown), 1)),
                      key="caseload", on_select="rerun", selection_mode="single-row", column_config=config)
 st.caption(_("Keyboard: Tab into the table, move to a patient with the arrow keys and press Enter to open them, "
              "or choose the patient under Open patient."))

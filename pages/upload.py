@@ -33,7 +33,7 @@ from ui.auth import clinic_store, current_user, download
 from ui.state import dataset_picker, set_active
 from ui.text import md
 from ui.language import localised, multiselect_placeholder
-from ui.look import decimal_input
+from ui.look import decimal_input, local_numbers
 
 NONE = N_("— not in the file —")
 LOG = logging.getLogger(__name__)
@@ -325,7 +325,8 @@ else:
     st.success(_("Every row can be used."))
 
 st.write(_("Preview of the validated table:"))
-st.dataframe(data.head(50), hide_index=True, width="stretch", column_config=headers(data))
+written, config = local_numbers(data.head(50), headers(data))  # Spanish: 5,21
+st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 
 # ---------------------------------------------------------------- use / save
 st.subheader(_("4. Use it"))

@@ -73,7 +73,7 @@ def test_demo_clinic_fits():
 def test_one_study_at_a_time_from_a_multistudy_upload():
     import pandas as pd
 
-    from core.stats.riclpm import fit_riclpm, suggested_sessions
+    from core.stats.riclpm import fit_riclpm, identified_sessions
 
     frame = pd.read_csv(ROOT / "tests" / "data" / "multistudy_public.csv", dtype={"patient": str})
     two = frame[frame["study"].isin(["S01", "S02"])]
@@ -84,6 +84,6 @@ def test_one_study_at_a_time_from_a_multistudy_upload():
     assert at.selectbox(key="ri_study").options == ["S01", "S02"]
     at.selectbox(key="ri_study").set_value("S02").run()
     s02 = two[two["study"] == "S02"]
-    want = fit_riclpm(s02, *suggested_sessions(s02))
+    want = fit_riclpm(s02, *identified_sessions(s02))  # the default: the widest identified range
     assert _metric(at, "Patients") == str(want.n_patients)
     assert _metric(at, f"χ² (df = {want.fit['df']})") == f"{want.fit['chisq']:.2f}"

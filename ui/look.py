@@ -107,13 +107,20 @@ FOLD_SCRIPT = f"""
 #: * in a language with a decimal comma, the size of an uploaded file ("104.6KB", Streamlit's
 #:   English) is written the language's way ("104,6 KB").
 #:
-#: Streamlit itself provides the skip link ("Skip to main content", the first Tab stop). ``{decimal}``
-#: is the language's decimal mark, updated on every run.
+#: Streamlit itself provides the skip link ("Skip to main content", the first Tab stop); the script
+#: writes it in the interface language (:data:`SKIP_LINK`). ``{decimal}`` is the language's decimal
+#: mark, updated on every run.
 KEYBOARD_SCRIPT = r"""
 <script>
 (function () {
   var A = window.__allianceKeys = window.__allianceKeys || {};
   A.decimal = "{decimal}";
+  A.skip = {skip};
+  var named = function () {
+    var link = document.querySelector('[data-testid="stSkipToContent"]');
+    if (link && link.textContent !== A.skip) { link.textContent = A.skip; }
+  };
+  named();
   if (A.installed) { return; }
   A.installed = true;
   var doc = document, NARROW = {narrow};
@@ -188,17 +195,23 @@ KEYBOARD_SCRIPT = r"""
   new MutationObserver(function () {
     if (pending) { return; }
     pending = true;
-    window.requestAnimationFrame(function () { pending = false; sizes(); });
+    window.requestAnimationFrame(function () { pending = false; sizes(); named(); });
   }).observe(doc.body, {subtree: true, childList: true});
 })();
 </script>
 """
 
 
+#: Streamlit's skip link says this in English; the keyboard script writes it in the interface language.
+SKIP_LINK = N_("Skip to main content")
+
+
 def keyboard_script() -> str:
     """:data:`KEYBOARD_SCRIPT` for this run's language."""
+    import json
+
     return (KEYBOARD_SCRIPT.replace("{decimal}", "," if get_language() in DECIMAL_COMMA else ".")
-            .replace("{narrow}", str(NARROW)))
+            .replace("{narrow}", str(NARROW)).replace("{skip}", json.dumps(_(SKIP_LINK))))
 
 
 #: Streamlit draws the file uploader's button ("Upload") and its size line ("200MB per file • CSV, …")
@@ -283,11 +296,29 @@ def decimal_input(label: str, value: float | None, *, key: str, where=None, min_
     return parsed
 
 
+#: The data grid's text: 14 px Source Sans, about 7 px a character on average (a little more than
+#: measured, so that an estimate errs on the roomy side), 8 px padding each side, lines of 1.4 × 14 px.
+#: Streamlit wraps a cell's text only in rows taller than 64 px.
+GRID_CHAR_PX, GRID_PAD_PX, GRID_LINE_PX, GRID_WRAP_ROW = 7.0, 16, 19.6, 65
+#: The width of a table that fills the page at 800 px with the sidebar folded.
+TABLE_AT_800 = 760
+
+
 def text_width(values, header: str = "", *, most: int = 320) -> int:
-    """A table column's width in pixels that shows its longest text (or header) whole: about 8 px a
-    character at the data grid's 14 px font, plus the cell's padding; at most ``most``."""
+    """A table column's width in pixels that shows its longest text (or header) whole (about 8 px a
+    character, to be safe, plus the cell's padding); at most ``most``."""
     longest = max([len(str(header))] + [len(str(v)) for v in pd.Series(values).dropna().head(2000)])
     return int(min(most, 8 * longest + 28))
+
+
+def wrapped_row_height(values, width: int, most_lines: int = 5) -> int:
+    """A row height (px) for a data grid whose column ``width`` px wide shows the longest of ``values``
+    wrapped whole, on at most ``most_lines`` lines: one line's 35 px when it fits on one, else tall
+    enough for Streamlit to wrap (over 64 px)."""
+    usable = max(1.0, width - GRID_PAD_PX)
+    chars = max([0] + [len(str(v)) for v in pd.Series(values).dropna().head(2000)])
+    lines = min(most_lines, max(1, int(-(-chars * GRID_CHAR_PX // usable))))
+    return 35 if lines == 1 else max(GRID_WRAP_ROW, int(lines * GRID_LINE_PX + 12))
 
 
 def local_numbers(frame: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, dict]:
