@@ -43,7 +43,7 @@ PANELS_PER_PAGE = 24
 #: The caseload's height at most (its rows are as tall as its longest reason needs, ui.look.wrapped_row_height),
 #: and the width of the row-selection column Streamlit adds in front.
 CASELOAD_HEIGHT = 620
-SELECT_COLUMN = 36
+SELECT_COLUMN = 32
 #: Caseload rows and therapists per page: the table is filtered and paged on the server, so the
 #: browser never receives a clinic's whole caseload (130,000 patients in bench/bench_pages.py).
 ROWS_PER_PAGE = 200
