@@ -118,11 +118,15 @@ def _is_number(value) -> bool:
 
 
 def number(value, spec: str = "") -> str:
-    """``format(value, spec)`` with the current language's decimal and thousands separators."""
+    """``format(value, spec)`` with the current language's decimal and thousands separators and the
+    minus sign U+2212 (one minus sign in the whole interface, as Plotly's ticks and
+    :func:`number_text` write it)."""
     text = format(value, spec)
-    if _is_number(value) and _language.get() in DECIMAL_COMMA:
-        return text.translate(_SWAP_SEPARATORS)
-    return text
+    if not _is_number(value):
+        return text
+    if _language.get() in DECIMAL_COMMA:
+        text = text.translate(_SWAP_SEPARATORS)
+    return text.replace("-", "\u2212")
 
 
 MINUS = "\u2212"
@@ -221,19 +225,19 @@ def parse_number(text) -> float | None:
 
 
 class _NumberFormatter(string.Formatter):
-    """``str.format`` that writes numeric fields with decimal comma and thousands point."""
+    """``str.format`` that writes numeric fields as :func:`number` does: the language's separators
+    (Spanish: decimal comma and thousands point) and the minus sign U+2212."""
 
     def format_field(self, value, format_spec):
-        text = format(value, format_spec)
-        return text.translate(_SWAP_SEPARATORS) if _is_number(value) else text
+        return number(value, format_spec) if _is_number(value) else format(value, format_spec)
 
 
 _FORMATTER = _NumberFormatter()
 
 
 class LocalText(str):
-    """A translated template whose :meth:`format` writes numbers as the language does
-    (returned by :func:`_` only in a language with a decimal comma; English is plain ``str``)."""
+    """A translated template whose :meth:`format` writes numbers as the language does (its
+    separators, the minus sign U+2212; returned by :func:`_` and :func:`ngettext` in every language)."""
 
     __slots__ = ()
 
@@ -243,24 +247,21 @@ class LocalText(str):
         return str.format(self, *args, **kwargs)  # no number to write: the fast built-in
 
 
-def _local(text: str, code: str) -> str:
-    return LocalText(text) if code in DECIMAL_COMMA else text
-
-
 def _(message: str) -> str:
-    """``message`` in the current language (the English source text when untranslated)."""
+    """``message`` in the current language (the English source text when untranslated), as a
+    :class:`LocalText` whose ``format`` writes numbers the language's way."""
     code = _language.get()
     if code == DEFAULT_LANGUAGE:
-        return message
-    return _local(translations(code).gettext(message), code)
+        return LocalText(message)
+    return LocalText(translations(code).gettext(message))
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form for ``n``, in the current language."""
     code = _language.get()
     if code == DEFAULT_LANGUAGE:
-        return singular if n == 1 else plural
-    return _local(translations(code).ngettext(singular, plural, n), code)
+        return LocalText(singular if n == 1 else plural)
+    return LocalText(translations(code).ngettext(singular, plural, n))
 
 
 def N_(message: str) -> str:

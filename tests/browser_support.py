@@ -33,6 +33,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, seconds: float = 30) -> None:
+    """Wait until the dashboard at ``url`` answers its health check."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError("the dashboard did not start") from None
+            time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def running_app(data_dir: Path):
     port = _free_port()
@@ -44,14 +57,7 @@ def running_app(data_dir: Path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            raise RuntimeError("the dashboard did not start")
+        wait_healthy(url)
         yield url
     finally:
         proc.terminate()

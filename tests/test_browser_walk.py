@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import re
 import socket
 import subprocess
 import time
-import urllib.request
 
 import pytest
-from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_chromium, running_app
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_chromium, running_app, wait_healthy
 from clinic_support import CLINIC, N_PATIENTS, clinic_frame, seed_clinic
 from language_support import english_in
 
@@ -76,6 +74,14 @@ def browser():
 def context(browser, width: int, lang: str):
     """A fresh browser (no cookie) in ``lang`` at ``width`` px."""
     return browser.new_context(viewport={"width": width, "height": 1000}, locale=LOCALES[lang], accept_downloads=True)
+
+
+def open_as(browser, app: str, width: int, lang: str, user: str | None = None):
+    """``(context, page)``: a fresh browser in ``lang`` at ``width`` px, signed in as ``user`` (if any)."""
+    ctx, page = open_as(browser, app, width, lang)
+    if user is not None:
+        sign_in(page, app, user)
+    return ctx, page
 
 
 def idle(page, settle: int = 800) -> None:
@@ -156,6 +162,20 @@ def open_sidebar(page) -> None:
     page.wait_for_timeout(400)
 
 
+def on_the_clinic(page) -> None:
+    """Make *Clínica Norte* the active data set through the sidebar when it is not (so that a test of
+    another item does not depend on item 1), and leave the sidebar as the width wants it."""
+    narrow = page.viewport_size["width"] < 1000
+    if narrow:
+        open_sidebar(page)
+    if active_dataset(page) != CLINIC:
+        pick_dataset(page, CLINIC)
+    if narrow and not sidebar_folded(page):
+        page.locator('[data-testid="stSidebarCollapseButton"] button').click()
+        page.wait_for_timeout(600)
+    idle(page)
+
+
 def sidebar_folded(page) -> bool:
     return page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
 
@@ -172,9 +192,7 @@ def test_reload_new_tab_and_link_keep_the_data_set_and_never_show_another_patien
     frame = clinic_frame()
     ana = sorted(frame.loc[frame["therapist"] == "T01 Ana", "patient"].unique())
     carla = sorted(frame.loc[frame["therapist"] == "T03 Carla", "patient"].unique())
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, user)
+    ctx, page = open_as(browser, app, width, lang, user)
     goto(page, app + "/overview")                     # a full load: a new Streamlit session of the sign-in
     if width < 1000:
         open_sidebar(page)
@@ -252,10 +270,9 @@ def _download(page, name: str) -> bytes:
 def test_downloads_speak_the_interface_language_all_the_way(app, browser, lang, width):
     import openpyxl
 
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/overview", ready='.st-key-caseload canvas')
+    on_the_clinic(page)
     words = {k: t(lang, v) for k, v in {"nt": "▲ not on track", "ok": "● on track", "yes": "yes", "no": "no"}.items()}
     english_signal = {"▲ not on track", "◆ at risk", "● on track", "○ unknown"}
 
@@ -288,7 +305,7 @@ def test_downloads_speak_the_interface_language_all_the_way(app, browser, lang, 
         assert english_in([str(v) for row in definitions.iter_rows(values_only=True) for v in row if v]) == []
 
     # the patient's sessions: numbers rounded as on screen (no 89.60212929246751)
-    goto(page, app + "/patient?patient=CL-017", ready='[data-testid="stPlotlyChart"]')
+    goto(page, app + "/patient", ready='[data-testid="stPlotlyChart"]')
     text = _download(page, t(lang, "Download this patient's sessions (CSV)")).decode("utf-8-sig")
     assert not re.search(r"\d[.,]\d{3,}", text), text
     assert "True" not in text and "False" not in text
@@ -298,11 +315,10 @@ def test_downloads_speak_the_interface_language_all_the_way(app, browser, lang, 
 # -------------------------------------------------------------------------- 3. therapist trajectories
 @pytest.mark.parametrize("lang, width", [("es", 800), ("en", 1400)])
 def test_therapist_trajectories_are_honest_at_small_n(app, browser, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/overview", ready='.st-key-caseload canvas')
-    title = t(lang, "Mean {measure} per therapist (95% CI)").split("{")[0]
+    on_the_clinic(page)
+    title = t(lang, "Mean {measure} per therapist (95% CI)").split("}")[1]
     page.wait_for_function("(part) => Array.from(document.querySelectorAll('.js-plotly-plot')).some("
                            "el => (((el.layout || {}).title || {}).text || '').includes(part))", arg=title, timeout=120000)
     fig = figure(page, title)
@@ -344,10 +360,9 @@ PANEL_TITLES_JS = """() => {
 @pytest.mark.parametrize("user, lang, width", [("demo-supervisor", "es", 800), ("demo-supervisor", "en", 800),
                                                ("demo-researcher", "es", 800), ("demo-supervisor", "en", 1400)])
 def test_small_multiple_titles_fit_their_panels(app, browser, user, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, user)
+    ctx, page = open_as(browser, app, width, lang, user)
     goto(page, app + "/overview", ready='.st-key-caseload canvas')
+    on_the_clinic(page)
     page.wait_for_function(f"() => ({PANEL_TITLES_JS})() !== null", timeout=120000)
     found = page.evaluate(PANEL_TITLES_JS)
     boxes = found["boxes"]
@@ -371,8 +386,7 @@ FOCUSED_JS = """() => { const e = document.activeElement; const r = e.getBoundin
 
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_keyboard_at_800_px(app, browser, lang):
-    ctx = context(browser, 800, lang)
-    page = ctx.new_page()
+    ctx, page = open_as(browser, app, 800, lang)
     goto(page, app + "/overview", ready='.st-key-caseload canvas')
     assert sidebar_folded(page)
     # the skip link first; Enter on it puts the focus in the main content
@@ -437,10 +451,9 @@ GRID_JS = """() => {
 @pytest.mark.parametrize("user, lang, width", [("demo-supervisor", "en", 800), ("demo-supervisor", "es", 1400),
                                                ("demo-researcher", "en", 800), ("demo-researcher", "es", 1400)])
 def test_caseload_key_columns_and_reasons_fit(app, browser, user, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, user)
+    ctx, page = open_as(browser, app, width, lang, user)
     goto(page, app + "/overview", ready='.st-key-caseload canvas')
+    on_the_clinic(page)
     page.locator(".st-key-caseload table tbody tr").first.wait_for(state="attached", timeout=60000)
     grid = page.evaluate(GRID_JS)
     heads = [t(lang, h) for h in ("Patient", "Signal now", "Why (reasons)", "Therapist")]
@@ -488,8 +501,7 @@ RUPTURE_LABELS_JS = """(word) => {
 
 @pytest.mark.parametrize("lang", ["en", "es"])
 def test_rupture_label_stays_inside_the_chart_at_800_px(app, browser, lang):
-    ctx = context(browser, 800, lang)
-    page = ctx.new_page()
+    ctx, page = open_as(browser, app, 800, lang)
     goto(page, app + "/patient?patient=D017", ready='[data-testid="stPlotlyChart"] .main-svg')  # ruptures at 6 and 8 (last)
     idle(page, 1500)
     labels = page.evaluate(RUPTURE_LABELS_JS, t(lang, "rupture"))
@@ -503,9 +515,7 @@ def test_rupture_label_stays_inside_the_chart_at_800_px(app, browser, lang):
 # ---------------------------------------------------------------------------------- 7. the sidebar
 @pytest.mark.parametrize("lang, width", [("en", 800), ("es", 800), ("en", 1400)])
 def test_a_choice_in_the_sidebar_folds_it_at_800_px(app, browser, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/")
     if width < 1000:
         assert sidebar_folded(page)
@@ -528,8 +538,7 @@ def test_a_choice_in_the_sidebar_folds_it_at_800_px(app, browser, lang, width):
 # ---------------------------------------------------------------------- 8. numbers the language's way
 @pytest.mark.parametrize("lang, width", [("es", 1400), ("es", 800), ("en", 1400)])
 def test_numbers_written_the_language_way_and_rounded_alike(app, browser, lang, width, tmp_path):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
+    ctx, page = open_as(browser, app, width, lang)
     goto(page, app + "/patient?patient=D017", ready='[data-testid="stPlotlyChart"]')
     if width < 1000:
         open_sidebar(page)
@@ -592,10 +601,9 @@ def test_numbers_written_the_language_way_and_rounded_alike(app, browser, lang, 
 # ---------------------------------------------------------------------------------------- 9. RI-CLPM
 @pytest.mark.parametrize("lang, width", [("en", 1400), ("es", 800)])
 def test_riclpm_default_sessions_are_identified_on_a_40_patient_clinic(app, browser, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/dynamics")
+    on_the_clinic(page)
     page.get_by_text(t(lang, "Random-intercept cross-lagged panel model (RI-CLPM)")).wait_for(timeout=180000)
     page.locator('[data-testid="stMetric"]').filter(has_text=t(lang, "Free parameters")).wait_for(timeout=180000)
     idle(page, 1000)
@@ -613,9 +621,7 @@ def test_riclpm_default_sessions_are_identified_on_a_40_patient_clinic(app, brow
 # ------------------------------------------------------------------------------------ 10. the smaller
 @pytest.mark.parametrize("lang, width", [("en", 1400), ("es", 800)])
 def test_add_user_form_forgets_the_password(app, browser, lang, width):
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/admin", ready='[data-testid="stForm"] input[type="password"]')
     form = page.locator('[data-testid="stForm"]').first
     name = form.locator('[data-testid="stTextInputField"]').first
@@ -648,9 +654,7 @@ def test_add_user_form_forgets_the_password(app, browser, lang, width):
 def test_html_report_names_its_models_in_the_language(app, browser, lang, width):
     from html.parser import HTMLParser
 
-    ctx = context(browser, width, lang)
-    page = ctx.new_page()
-    sign_in(page, app, "demo-supervisor")
+    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
     goto(page, app + "/models")
     button = page.get_by_role("button", name=t(lang, "Download the report (HTML)"))
     button.wait_for(timeout=240000)
@@ -705,12 +709,7 @@ def test_start_script_says_the_address_it_really_uses(browser, tmp_path):
             assert said or proc.poll() is None, "scripts/start.sh ended before starting the dashboard"
         address = re.search(r"http://\S+", said).group(0)
         assert address == f"http://127.0.0.1:{port}", said
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(address + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_healthy(address, 120)
         page = browser.new_page()
         page.goto(address)
         page.locator('[data-testid="stMain"] h1').first.wait_for(timeout=120000)

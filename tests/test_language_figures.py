@@ -230,7 +230,7 @@ def test_power_methods_sentence_warning_and_progress_in_spanish(power_result):
         engine = LocalRunner(2).describe()
     assert english_left([sentence, report["methods_sentence"], report["method"], *report["warnings"], *progress,
                          engine]) == {}
-    assert sentence.startswith("La potencia para detectar un efecto de alliance_within de -0,05 (el menor efecto de "
+    assert sentence.startswith("La potencia para detectar un efecto de alliance_within de −0,05 (el menor efecto de "
                                "interés; estimación en los datos ")
     assert "con α = 0,05" in sentence and "Semilla 2." in sentence and "N = 24: " in sentence
     assert "Hoenig y Heisey" in report["warnings"][0] and "su estimación en los datos" in report["methods_sentence"]
@@ -240,7 +240,7 @@ def test_power_methods_sentence_warning_and_progress_in_spanish(power_result):
         spanish = planned.report()
     english = planned.report()
     assert spanish["power"] == english["power"] and spanish.keys() == english.keys()
-    assert english["methods_sentence"].startswith("Power to detect an effect of alliance_within of -0.05")
+    assert english["methods_sentence"].startswith("Power to detect an effect of alliance_within of −0.05")
 
 
 @pytest.mark.parametrize("call", [

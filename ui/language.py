@@ -23,7 +23,6 @@ from core.i18n import (
     LANGUAGE_MENU_LABEL,
     LANGUAGES,
     _,
-    get_language,
     in_this_language,
     normalise_language,
     set_language,
