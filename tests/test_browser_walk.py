@@ -78,7 +78,8 @@ def context(browser, width: int, lang: str):
 
 def open_as(browser, app: str, width: int, lang: str, user: str | None = None):
     """``(context, page)``: a fresh browser in ``lang`` at ``width`` px, signed in as ``user`` (if any)."""
-    ctx, page = open_as(browser, app, width, lang)
+    ctx = context(browser, width, lang)
+    page = ctx.new_page()
     if user is not None:
         sign_in(page, app, user)
     return ctx, page
@@ -605,13 +606,16 @@ def test_riclpm_default_sessions_are_identified_on_a_40_patient_clinic(app, brow
     goto(page, app + "/dynamics")
     on_the_clinic(page)
     page.get_by_text(t(lang, "Random-intercept cross-lagged panel model (RI-CLPM)")).wait_for(timeout=180000)
-    page.locator('[data-testid="stMetric"]').filter(has_text=t(lang, "Free parameters")).wait_for(timeout=180000)
-    idle(page, 1000)
-    text = main_text(page)
     refusal = t(lang, "Only {n} patients have scores in sessions {first}-{last}, fewer than the model's "
                       "{parameters} parameters; the RI-CLPM cannot be estimated. Use fewer sessions, equal "
-                      "lagged effects, or more patients.").split("{")[0]
-    assert refusal not in text
+                      "lagged effects, or more patients.").split("{parameters}")[1].split(".")[0].strip()
+    fitted = t(lang, "Free parameters")
+    page.wait_for_function("([a, b]) => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m && (m.innerText.includes(a) || m.innerText.includes(b)); }",
+                           arg=[fitted, refusal], timeout=240000)   # the fit, or its refusal
+    idle(page, 1000)
+    text = main_text(page)
+    assert refusal not in text and fitted in text
     metrics = page.locator('[data-testid="stMetric"]').all_inner_texts()
     assert any(str(N_PATIENTS) in m for m in metrics), metrics
     shot(page, f"riclpm_{lang}_{width}")
