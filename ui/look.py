@@ -9,8 +9,12 @@ Everything here is served by the dashboard itself (no font, script or style from
   and the metric labels are drawn opaque in #4f4f4f (8.2:1 on white). Metric labels and values wrap
   instead of ending in "…". (``tests/test_browser_glance.py`` measures every text on every page.)
 * Below 1000 px: rows of metrics wrap two to a row, and the sidebar starts folded (Streamlit folds
-  it only at 768 px and below; at 800 px it took 38% of the width). Unfolding it stays unfolded
-  while the tab is open.
+  it only at 768 px and below; at 800 px it took 38% of the width); a choice in it folds it again.
+* The keyboard (:data:`KEYBOARD_SCRIPT`): a folded sidebar out of the tab order, Enter opens the focused
+  caseload row, Streamlit's skip link and file sizes in the interface language.
+* Numbers: :func:`number_columns`, :func:`local_numbers` (Spanish tables as text with a decimal comma),
+  :func:`decimal_input` (a decimal typed the language's way), :func:`text_width` and
+  :func:`wrapped_row_height` (table columns that show their text whole).
 """
 from __future__ import annotations
 
