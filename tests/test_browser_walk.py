@@ -177,6 +177,14 @@ def on_the_clinic(page) -> None:
     idle(page)
 
 
+def clinic_overview(browser, app: str, width: int, lang: str, user: str):
+    """``(context, page)`` signed in as ``user`` on the clinic overview of *Clínica Norte*."""
+    ctx, page = open_as(browser, app, width, lang, user)
+    goto(page, app + "/overview", ready=".st-key-caseload canvas")
+    on_the_clinic(page)
+    return ctx, page
+
+
 def sidebar_folded(page) -> bool:
     return page.locator('[data-testid="stSidebar"]').get_attribute("data-collapsed") == "true"
 
@@ -271,9 +279,7 @@ def _download(page, name: str) -> bytes:
 def test_downloads_speak_the_interface_language_all_the_way(app, browser, lang, width):
     import openpyxl
 
-    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
-    goto(page, app + "/overview", ready='.st-key-caseload canvas')
-    on_the_clinic(page)
+    ctx, page = clinic_overview(browser, app, width, lang, "demo-supervisor")
     words = {k: t(lang, v) for k, v in {"nt": "▲ not on track", "ok": "● on track", "yes": "yes", "no": "no"}.items()}
     english_signal = {"▲ not on track", "◆ at risk", "● on track", "○ unknown"}
 
@@ -316,9 +322,7 @@ def test_downloads_speak_the_interface_language_all_the_way(app, browser, lang, 
 # -------------------------------------------------------------------------- 3. therapist trajectories
 @pytest.mark.parametrize("lang, width", [("es", 800), ("en", 1400)])
 def test_therapist_trajectories_are_honest_at_small_n(app, browser, lang, width):
-    ctx, page = open_as(browser, app, width, lang, "demo-supervisor")
-    goto(page, app + "/overview", ready='.st-key-caseload canvas')
-    on_the_clinic(page)
+    ctx, page = clinic_overview(browser, app, width, lang, "demo-supervisor")
     title = t(lang, "Mean {measure} per therapist (95% CI)").split("}")[1]
     page.wait_for_function("(part) => Array.from(document.querySelectorAll('.js-plotly-plot')).some("
                            "el => (((el.layout || {}).title || {}).text || '').includes(part))", arg=title, timeout=120000)
@@ -361,9 +365,7 @@ PANEL_TITLES_JS = """() => {
 @pytest.mark.parametrize("user, lang, width", [("demo-supervisor", "es", 800), ("demo-supervisor", "en", 800),
                                                ("demo-researcher", "es", 800), ("demo-supervisor", "en", 1400)])
 def test_small_multiple_titles_fit_their_panels(app, browser, user, lang, width):
-    ctx, page = open_as(browser, app, width, lang, user)
-    goto(page, app + "/overview", ready='.st-key-caseload canvas')
-    on_the_clinic(page)
+    ctx, page = clinic_overview(browser, app, width, lang, user)
     page.wait_for_function(f"() => ({PANEL_TITLES_JS})() !== null", timeout=120000)
     found = page.evaluate(PANEL_TITLES_JS)
     boxes = found["boxes"]
@@ -452,9 +454,7 @@ GRID_JS = """() => {
 @pytest.mark.parametrize("user, lang, width", [("demo-supervisor", "en", 800), ("demo-supervisor", "es", 1400),
                                                ("demo-researcher", "en", 800), ("demo-researcher", "es", 1400)])
 def test_caseload_key_columns_and_reasons_fit(app, browser, user, lang, width):
-    ctx, page = open_as(browser, app, width, lang, user)
-    goto(page, app + "/overview", ready='.st-key-caseload canvas')
-    on_the_clinic(page)
+    ctx, page = clinic_overview(browser, app, width, lang, user)
     page.locator(".st-key-caseload table tbody tr").first.wait_for(state="attached", timeout=60000)
     grid = page.evaluate(GRID_JS)
     heads = [t(lang, h) for h in ("Patient", "Signal now", "Why (reasons)", "Therapist")]
