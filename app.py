@@ -8,7 +8,7 @@ from core.i18n import _
 from core.store import AccessDenied, Role
 from ui import look, server
 from ui.auth import ask_browser_proof, browser_proof_needed, cookie_refused_note, current_user, is_supervisor, \
-    restore_session, session_cookie_script, sign_out
+    pending_role, restore_session, session_cookie_script, sign_out
 from ui.budget import file_limit_mb
 from ui.kiosk import kiosk_state, run_kiosk
 from ui.language import apply_language, language_picker
@@ -36,7 +36,9 @@ if not server.installed and st.context.headers.get("Host"):
 
 user = current_user()
 language_picker()
-role = user.role if user is not None else None
+# while the page has not shown its browser key yet, the pages of the role the cookie's session names (for the
+# navigation only: nothing runs before the key is shown), so that a reload or a link opens the page it names
+role = user.role if user is not None else pending_role()
 therapist = role is Role.THERAPIST  # her start page is her caseload
 pages = [
     st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=not therapist),

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import gettext
 import io
+import math
 import numbers
 import string
 from contextvars import ContextVar
@@ -93,32 +94,150 @@ def language(code: str | None) -> Iterator[str]:
         _language.reset(token)
 
 
+def in_this_language(work):
+    """``work`` bound to the current language: called later, in another thread or context (a
+    download's file that Streamlit builds on the click, outside the script run), it still speaks
+    the language it was made in.
+
+    >>> with language("es"):
+    ...     later = in_this_language(lambda: _(LANGUAGE_MENU_LABEL))
+    >>> later()
+    'Idioma'
+    """
+    code = get_language()
+
+    def bound(*args, **kwargs):
+        with language(code):
+            return work(*args, **kwargs)
+
+    return bound
+
+
 def _is_number(value) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def number(value, spec: str = "") -> str:
-    """``format(value, spec)`` with the current language's decimal and thousands separators."""
+    """``format(value, spec)`` with the current language's decimal and thousands separators and the
+    minus sign U+2212 (one minus sign in the whole interface, as Plotly's ticks and
+    :func:`number_text` write it)."""
     text = format(value, spec)
-    if _is_number(value) and _language.get() in DECIMAL_COMMA:
-        return text.translate(_SWAP_SEPARATORS)
-    return text
+    if not _is_number(value):
+        return text
+    if _language.get() in DECIMAL_COMMA:
+        text = text.translate(_SWAP_SEPARATORS)
+    return text.replace("-", "\u2212")
+
+
+MINUS = "\u2212"
+
+
+def is_whole(values) -> bool:
+    """True when every finite value is a whole number (and there is at least one)."""
+    import numpy as np
+
+    arr = np.asarray(values, dtype=float).ravel()
+    arr = arr[np.isfinite(arr)]
+    return bool(len(arr)) and bool(np.all(np.abs(arr - np.round(arr)) < 1e-9))
+
+
+def decimals_for(values, default: int = 2) -> int:
+    """0 when every finite value is a whole number (an OQ-45.2 total, a count), else ``default``."""
+    try:
+        return 0 if is_whole(values) else default
+    except (TypeError, ValueError):
+        return default
+
+
+def model_decimals(values) -> int:
+    """Decimals for what a model computes from scores (an expected course, its bounds, a gap): one
+    more than whole-number scores have (``111.5`` beside OQ-45.2 totals), else the scores' own two.
+    Sentences, tables and hover texts all use it, so that they round alike."""
+    return max(decimals_for(values), 1)
+
+
+def number_text(value, decimals: int = 2, *, signed: bool = False, grouped: bool = False) -> str:
+    """THE number formatter of the interface: ``value`` with ``decimals`` decimals, the language's
+    decimal mark (and thousands mark when ``grouped``), the minus sign U+2212 (as Plotly writes its
+    ticks), ``+`` in front when ``signed``; a value that rounds to zero has no sign; ``—`` when
+    missing. Sentences, tables and downloads' on-screen twins use it, so that a number is rounded
+    and written the same way everywhere (``core.reporting.formatting.format_number`` is this).
+
+    >>> number_text(-36.0, 0), number_text(14.6, 1, signed=True), number_text(None), number_text(-0.001)
+    ('−36', '+14.6', '—', '0.00')
+    >>> with language("es"):
+    ...     number_text(-1234.5, 1, grouped=True), number_text(0.445, 3)
+    ('−1.234,5', '0,445')
+    """
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    if not math.isfinite(x):
+        return "—"
+    spec = f"{',' if grouped else ''}.{max(0, int(decimals))}f"
+    if float(f"{x:.{max(0, int(decimals))}f}") == 0:
+        x = 0.0
+    text = number(x, spec)
+    if signed and x > 0:
+        text = "+" + text
+    return text.replace("-", MINUS)
+
+
+def fewest_decimals(value, most: int = 4) -> int:
+    """The fewest decimals (up to ``most``) that write ``value`` without losing a digit: ``63.5`` → 1,
+    ``14.0`` → 0, ``63.5 / 45`` → 4."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return 0
+    if not math.isfinite(x):
+        return 0
+    for d in range(most + 1):
+        if abs(round(x, d) - x) < 1e-9 * max(1.0, abs(x)):
+            return d
+    return most
+
+
+def parse_number(text) -> float | None:
+    """A number as a person types it, in either convention: ``63,5`` or ``63.5``, ``−2`` (U+2212) or
+    ``-2``, ``1.234,5`` or ``1,234.5`` (the last mark is the decimal one when both appear); ``None``
+    when it is not a number (or empty).
+
+    >>> parse_number("63,5"), parse_number("−0,05"), parse_number("1.234,5"), parse_number("1,234.5")
+    (63.5, -0.05, 1234.5, 1234.5)
+    >>> parse_number("abc"), parse_number(" ")
+    (None, None)
+    """
+    t = str(text if text is not None else "").strip().replace(MINUS, "-").replace(" ", "").replace("\u00a0", "")
+    if not t:
+        return None
+    if "," in t and "." in t:
+        decimal = "," if t.rfind(",") > t.rfind(".") else "."
+        t = t.replace("." if decimal == "," else ",", "").replace(",", ".")
+    else:
+        t = t.replace(",", ".")
+    try:
+        x = float(t)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
 
 
 class _NumberFormatter(string.Formatter):
-    """``str.format`` that writes numeric fields with decimal comma and thousands point."""
+    """``str.format`` that writes numeric fields as :func:`number` does: the language's separators
+    (Spanish: decimal comma and thousands point) and the minus sign U+2212."""
 
     def format_field(self, value, format_spec):
-        text = format(value, format_spec)
-        return text.translate(_SWAP_SEPARATORS) if _is_number(value) else text
+        return number(value, format_spec) if _is_number(value) else format(value, format_spec)
 
 
 _FORMATTER = _NumberFormatter()
 
 
 class LocalText(str):
-    """A translated template whose :meth:`format` writes numbers as the language does
-    (returned by :func:`_` only in a language with a decimal comma; English is plain ``str``)."""
+    """A translated template whose :meth:`format` writes numbers as the language does (its
+    separators, the minus sign U+2212; returned by :func:`_` and :func:`ngettext` in every language)."""
 
     __slots__ = ()
 
@@ -128,24 +247,21 @@ class LocalText(str):
         return str.format(self, *args, **kwargs)  # no number to write: the fast built-in
 
 
-def _local(text: str, code: str) -> str:
-    return LocalText(text) if code in DECIMAL_COMMA else text
-
-
 def _(message: str) -> str:
-    """``message`` in the current language (the English source text when untranslated)."""
+    """``message`` in the current language (the English source text when untranslated), as a
+    :class:`LocalText` whose ``format`` writes numbers the language's way."""
     code = _language.get()
     if code == DEFAULT_LANGUAGE:
-        return message
-    return _local(translations(code).gettext(message), code)
+        return LocalText(message)
+    return LocalText(translations(code).gettext(message))
 
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     """The singular or plural form for ``n``, in the current language."""
     code = _language.get()
     if code == DEFAULT_LANGUAGE:
-        return singular if n == 1 else plural
-    return _local(translations(code).ngettext(singular, plural, n), code)
+        return LocalText(singular if n == 1 else plural)
+    return LocalText(translations(code).ngettext(singular, plural, n))
 
 
 def N_(message: str) -> str:

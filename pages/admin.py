@@ -10,6 +10,18 @@ from ui.language import localised
 from ui.state import use_app_navigation
 from ui.text import md
 
+#: Where a submitted password waits for this run (never in a field the page shows again).
+TYPED = "_typed_password"
+
+
+def take_password(key: str) -> None:
+    """A password form's submit callback (before the run): the typed password moves out of its field,
+    which the page then shows empty, whether the account was changed or refused (issue 24: the *Add
+    user* form kept the password typed for the previous user)."""
+    st.session_state[TYPED] = st.session_state.get(key, "")
+    st.session_state[key] = ""
+
+
 use_app_navigation()
 st.title(_("Users and audit log"))
 user = current_user()
@@ -38,8 +50,9 @@ try:
         role = c[2].selectbox(_("Role"), roles, index=roles.index(Role.THERAPIST.value), key="new_role",
                               format_func=localised(role_label))
         code = c[3].text_input(_("Therapist code (as in the data's therapist column)"), key="new_therapist_code")
-        password = st.text_input(_("Initial password"), type="password", key="new_password")
-        if st.form_submit_button(_("Add user")):
+        st.text_input(_("Initial password"), type="password", key="new_password")
+        if st.form_submit_button(_("Add user"), on_click=take_password, args=("new_password",)):
+            password = st.session_state.pop(TYPED, "")
             try:
                 created = store.create_user(user, username.strip(), password, Role(role),
                                             display_name=name.strip() or None,
@@ -74,8 +87,9 @@ try:
         st.markdown(_("**Set a new password**"))
         c = st.columns(2)
         who = c[0].selectbox(_("User"), [u.username for u in users], key="password_who")
-        new_password = c[1].text_input(_("New password"), type="password", key="password_new")
-        if st.form_submit_button(_("Set password")):
+        c[1].text_input(_("New password"), type="password", key="password_new")
+        if st.form_submit_button(_("Set password"), on_click=take_password, args=("password_new",)):
+            new_password = st.session_state.pop(TYPED, "")
             try:
                 store.set_password(user, who, new_password, keep_session=st.session_state.get(SESSION_KEY))
             except ValueError as err:

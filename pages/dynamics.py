@@ -203,7 +203,7 @@ from core.reporting.riclpm_report import (  # noqa: E402
     random_intercepts_table,
     shown,
 )
-from core.stats.riclpm import MIN_WAVES, fit_riclpm, suggested_sessions  # noqa: E402
+from core.stats.riclpm import MIN_WAVES, fit_riclpm, identification_needs, identified_sessions  # noqa: E402
 from ui.language import localised
 
 
@@ -216,6 +216,13 @@ def riclpm_fit(fingerprint: str, study: str, first: int, last: int, free_lags: b
         return fit_riclpm(_data, first, last, free_lags=free_lags)
     except (InputError, ModelError) as err:
         return str(err)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def riclpm_window(fingerprint: str, _data: pd.DataFrame):
+    """The default sessions: the widest range on which the model is identified on these data (equal
+    lagged effects), so that the page never refuses its own default; ``None`` when there is none."""
+    return identified_sessions(_data)
 
 
 def _riclpm_comparison(result, stage1: pd.DataFrame, study: str) -> pd.DataFrame:
@@ -282,7 +289,10 @@ def show_riclpm(data: pd.DataFrame, fingerprint: str, stage1: pd.DataFrame, excl
         st.info(_("The RI-CLPM needs at least {needed:d} sessions; this data set has {n:d}.").format(
             needed=MIN_WAVES, n=len(sessions)))
         return
-    default = suggested_sessions(sub)
+    default = riclpm_window(f"{fingerprint}:{study}", sub[["patient", "session", "alliance", "symptoms"]])
+    if default is None:  # said before any fit: no range of sessions can identify the model on these data
+        st.info(md(identification_needs(sub)))
+        return
     c = st.columns([3, 2, 2])
     first, last = c[0].select_slider(_("Sessions (waves)"), options=sessions, value=default, key="ri_sessions",
                                      help=_("Sessions FIRST–LAST are the waves; a session a patient missed is a "

@@ -19,7 +19,9 @@ from core.reporting.tables import (
     describe_model,
     fit_table,
     fixed_effects_table,
+    model_name,
     variance_table,
+    with_model_names,
 )
 from core.stats.models import (
     BuilderOptions,
@@ -91,26 +93,6 @@ HEADERS = {"model": N_("Model"), "effect": N_("Effect"), "estimate": N_("Estimat
            "r2_marginal": N_("Marginal R²"), "r2_conditional": N_("Conditional R²"), "converged": N_("Converged"),
            "singular": N_("Singular"), "warnings": N_("Warnings"), "row": N_("row"), "reason": N_("reason"),
            "parameter": N_("Parameter")}
-
-
-#: The ladder's models as shown in tables (the CSV downloads, the report's JSON and the command line
-#: keep the keys).
-MODEL_LABELS = {"unconditional": N_("unconditional"), "unconditional_3level": N_("unconditional, 3 levels"),
-                "time": N_("time"), "hybrid": N_("hybrid"), "hybrid_detrended": N_("hybrid, detrended"),
-                "interaction": N_("interaction"), "custom": N_("builder")}
-
-
-def model_name(key: str) -> str:
-    return _(MODEL_LABELS[key]) if key in MODEL_LABELS else key
-
-
-def with_model_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the model keys of its model / fuller / simpler columns as translated names."""
-    out = frame.copy()
-    for col in ("model", "fuller", "simpler"):
-        if col in out:
-            out[col] = out[col].map(lambda k: model_name(str(k)))
-    return out
 
 
 

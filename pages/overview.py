@@ -25,9 +25,11 @@ from ui.clinic import (
     clinical_settings,
     filter_caseload,
     measure_labels,
+    measure_range,
     page_of,
     patient_options,
     instrument_title,
+    rupture_threshold,
     jt_word,
     signal_key,
     sees_whole_clinic,
@@ -38,11 +40,15 @@ from ui.clinic import (
     therapist_icc,
 )
 from ui.language import localised
-from ui.look import number_columns
+from ui.look import TABLE_AT_800, number_columns, text_width, wrapped_row_height
 from ui.state import dataset_picker, dataset_title, demo_badge
 from ui.text import md
 
 PANELS_PER_PAGE = 24
+#: The caseload's height at most (its rows are as tall as its longest reason needs, ui.look.wrapped_row_height),
+#: and the width of the row-selection column Streamlit adds in front.
+CASELOAD_HEIGHT = 620
+SELECT_COLUMN = 32
 #: Caseload rows and therapists per page: the table is filtered and paged on the server, so the
 #: browser never receives a clinic's whole caseload (130,000 patients in bench/bench_pages.py).
 ROWS_PER_PAGE = 200
@@ -72,8 +78,8 @@ def signal_word(status) -> str:
 def caseload_definitions(ds, settings, model, threshold: float, improvement_by: int, therapists: list,
                          date: str) -> list[tuple[str, str]]:
     """The thresholds and definitions the caseload was computed with (the Excel file's second sheet)."""
-    def value(x) -> str:
-        return "—" if x is None else number(x, "g")
+    def value(x):  # a number stays a number (the workbook formats it), a missing one is a dash
+        return "—" if x is None else float(x)
 
     return [
         (_("Data set"), dataset_title(ds.name)),
@@ -84,7 +90,7 @@ def caseload_definitions(ds, settings, model, threshold: float, improvement_by: 
         (_("Clinical cut-off"), value(settings.cutoff)),
         (_("Reliable change (points)"), value(settings.reliable_change)),
         (_("Rupture threshold (own SDs below own mean so far)"), value(threshold)),
-        (_("Expect reliable improvement by session"), str(improvement_by)),
+        (_("Expect reliable improvement by session"), int(improvement_by)),
         (_("Signal now"), _("The early-warning signal of the patient's latest session: not on track, at risk or on "
                             "track, judged from the patient's scores so far against the expected course of patients "
                             "who started at the same level. {rates}").format(
@@ -109,8 +115,7 @@ ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
 data = ds.data
-threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so far)"), 0.25, 3.0, 1.0, 0.25,
-                              key="rupture_threshold")
+threshold = rupture_threshold()
 improvement_by = st.sidebar.number_input(_("Expect reliable improvement by session"), min_value=2, value=4,
                                          step=1, key="improvement_by")
 
@@ -206,13 +211,20 @@ headers = {c: _(label).format(n=int(improvement_by)) for c, label in CASELOAD_CO
 score_decimals = decimals_for(everyone["last"])
 config = number_columns(shown, decimals={"change": score_decimals, "first": score_decimals, "last": score_decimals},
                         labels=headers)
-config["patient"] = st.column_config.TextColumn(headers["patient"], width="small")
-config["signal"] = st.column_config.TextColumn(headers["signal"], width="medium")
-config["attention"] = st.column_config.TextColumn(headers["attention"], width="large")
-event = st.dataframe(shown, hide_index=True, width="stretch", height=360, key="caseload",
-                     on_select="rerun", selection_mode="single-row", column_config=config)
-st.caption(_("Keyboard: Tab into the table, move to a patient with the arrow keys and press Shift+Space to open "
-             "them, or choose the patient under Open patient."))
+# the key columns sized to their content (full IDs, pseudonyms too; whole signal words and therapist names),
+# the reasons in the rest of an 800 px page, wrapped on as many lines as the longest needs: readable
+# without widening a column (wider windows give every column more)
+widths = {col: text_width(shown[col], headers[col]) for col in ("patient", "signal", "therapist") if col in shown}
+why_width = max(280, TABLE_AT_800 - SELECT_COLUMN - sum(widths.values()))
+for col, width in widths.items():
+    config[col] = st.column_config.TextColumn(headers[col], width=width)
+config["attention"] = st.column_config.TextColumn(headers["attention"], width=why_width)
+row_height = wrapped_row_height(shown["attention"], why_width)
+event = st.dataframe(shown, hide_index=True, width="stretch", row_height=row_height,
+                     height=min(CASELOAD_HEIGHT, 38 + row_height * max(len(shown), 1)),
+                     key="caseload", on_select="rerun", selection_mode="single-row", column_config=config)
+st.caption(_("Keyboard: Tab into the table, move to a patient with the arrow keys and press Enter to open them, "
+             "or choose the patient under Open patient."))
 rows = event.selection.rows if event is not None and hasattr(event, "selection") else []
 c1, c2, c3 = st.columns([2, 1, 1])
 with c1:
@@ -327,12 +339,14 @@ fig = small_multiples(subset, these, measure, cutoff=settings.cutoff if measure 
                       status=now, y_title=axis_titles.get(measure, measure),
                       y_range=scale)
 st.plotly_chart(fig, width="stretch")
-st.caption(_("Each panel's colour, symbol and words give the early-warning signal of the patient's latest "
-             "session: ▲ not on track (red), ◆ at risk (amber), ● on track (green), ○ unknown (grey)."))
+st.caption(_("Each panel's colour and symbol give the early-warning signal of the patient's latest session (in "
+             "words when you point at the line): ▲ not on track (red), ◆ at risk (amber), ● on track (green), "
+             "○ unknown (grey)."))
 
 if ds.validated.has_therapist and not mine:
     st.subheader(_("Mean trajectory per therapist (95% CI)"))
     fig2 = therapist_trajectory_figure(therapist_trajectories(subset, measure),
                                        measure, max_therapists=max(12, len(chosen)),
-                                       y_title=axis_titles.get(measure), y_range=scale)
+                                       y_title=axis_titles.get(measure), y_range=scale,
+                                       clip_range=measure_range(ds, measure))  # bands within the scale
     st.plotly_chart(fig2, width="stretch")

@@ -3,10 +3,10 @@ import streamlit as st
 
 from core.clinical.indices import flag_ruptures_so_far, jacobson_truax_status
 from core.clinical.signal import calibration_sentence, definition, source_sentence, status_label, status_sentence
-from core.i18n import DECIMAL_COMMA, _, get_language, number
+from core.i18n import _, get_language, model_decimals, number
 from core.reporting.exports import csv_bytes
 from core.reporting.figures import STATUS_GLYPH, patient_chart
-from core.reporting.formatting import decimals_for, format_number
+from core.reporting.formatting import decimals_for, format_number, rounded
 from core.reporting.patient_text import change_sentence, rupture_sentences
 from core.reporting.summary_pdf import PatientSummary
 from ui.auth import download, log_patient_view
@@ -18,27 +18,21 @@ from ui.clinic import (
     measure_labels,
     patient_list,
     patient_options,
+    rupture_threshold,
     sessions_table,
     signal_settings,
 )
 from ui.look import local_numbers, number_columns
 from ui.record import history_on_request
 from ui.summary import summary_button
-from ui.state import dataset_picker, demo_badge
+from ui.state import dataset_picker, dataset_title, demo_badge, open_dataset, store
 from ui.text import md
 
-
-def local_number(value, decimals: int) -> str:
-    """A signed score change (``−29``, ``+3.5``) with the language's decimal mark."""
-    text = format_number(value, decimals, signed=True)
-    return text.translate(str.maketrans(",.", ".,")) if get_language() in DECIMAL_COMMA else text
 
 ds = dataset_picker()
 settings = clinical_settings(ds)
 measures = ds.validated.measures
-threshold = st.sidebar.slider(_("Rupture threshold (own SDs below own mean so far)"), 0.25, 3.0, 1.0, 0.25,
-                              key="rupture_threshold",
-                              help=_("A session is flagged when alliance lies more than this many of the "
+threshold = rupture_threshold(help=_("A session is flagged when alliance lies more than this many of the "
                                      "patient's own SDs below the patient's own mean so far (that session included)."))
 
 st.title(_("Patient"))
@@ -52,6 +46,17 @@ requested = st.session_state.pop("open_patient", None)
 in_url = st.query_params.get("patient")
 if requested is None and in_url is not None and in_url != st.session_state.get("patient_in_url"):
     requested = in_url
+if requested is not None and requested not in patients:
+    # a link (or a stale choice) naming a patient this data set does not show to this user: say so, show
+    # nothing else (never another patient), and offer the data sets where the user may see that patient
+    st.warning(_("There is no patient “{patient}” among the patients you can see in {dataset}.").format(
+        patient=md(requested), dataset=md(dataset_title(ds.name))), icon=":material/person_off:")
+    for other in [n for n in store().datasets_with_patient(requested) if n != ds.name]:
+        st.button(_("Open {patient} in {dataset}").format(patient=md(requested), dataset=md(dataset_title(other))),
+                  key=f"open_in_{other}", type="primary", on_click=open_dataset, args=(other,))
+    st.button(_("Choose another patient"), key="patient_not_found_ok",
+              on_click=lambda: st.session_state.update(patient_in_url=requested))
+    st.stop()
 if requested in patients:
     st.session_state["patient_id"] = requested
     st.session_state.pop("patient_search", None)
@@ -108,13 +113,15 @@ if therapist is not None:
     facts[1].metric(_("Therapist"), md(therapist))
 status = None
 scores = mine["symptoms"].dropna() if has_symptoms else mine.iloc[:0]
-# whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"
-score_decimals = decimals_for(scores)
+# whole-number scores (an OQ-45.2 total) are written without decimals: "−29", not "−29.00"; what the model
+# computes (expected, bound) with one more (111.5), as the signal's reasons write them (core.i18n.model_decimals)
+score_decimals = decimals_for(ds.data["symptoms"]) if has_symptoms else 2
+expected_decimals = model_decimals(ds.data["symptoms"]) if has_symptoms else 2
 if has_symptoms and settings.reliable_change and len(scores):
     first, last = scores.iloc[0], scores.iloc[-1]
     status = jacobson_truax_status(first, last, settings.reliable_change, settings.cutoff,
                                    settings.higher_is_worse) if len(scores) > 1 else "unknown"
-    facts[2].metric(_("Symptom change (first → last)"), local_number(last - first, score_decimals),
+    facts[2].metric(_("Symptom change (first → last)"), format_number(last - first, score_decimals, signed=True),
                     help=_("Last minus first symptom score; reliable change: {rc:.3g} points.").format(
                         rc=settings.reliable_change))
     facts[3].metric(_("Jacobson–Truax status"), jt_word(status),
@@ -181,12 +188,12 @@ headers = {"session": _("session"), "symptoms": _("symptoms"), "alliance": _("al
            "alliance mean so far": _("alliance mean so far"),
            "alliance deviation (SDs so far)": _("alliance deviation (SDs so far)"), "rupture": _("rupture"),
            "repaired": _("repaired")}
-config = number_columns(table, decimals={"expected": max(score_decimals, 1),
-                                         "bound (not on track)": max(score_decimals, 1)}, labels=headers)
+shown_as = {"expected": expected_decimals, "bound (not on track)": expected_decimals}
+config = number_columns(table, decimals=shown_as, labels=headers)
 config["why"] = st.column_config.TextColumn(_("why"), width="large")
 written, config = local_numbers(table, config)  # Spanish: 5,47
 st.dataframe(written, hide_index=True, width="stretch", column_config=config)
-download(_("Download this patient's sessions (CSV)"), csv_bytes(table, get_language()), file_name=f"patient_{pid}.csv",
+download(_("Download this patient's sessions (CSV)"), csv_bytes(rounded(table, decimals=shown_as), get_language()), file_name=f"patient_{pid}.csv",
          mime="text/csv", key="patient_csv", what=f"{ds.name}: patient {pid} sessions (CSV)")
 
 # ---------------------------------------------------------------- recorded values and corrections, on request

@@ -13,6 +13,7 @@ from ui.auth import download
 from ui.state import dataset_picker, demo_badge
 from ui.text import code, md
 from ui.language import localised
+from ui.look import decimal_input
 
 #: Model menu: the English name is the option's stable value, shown translated (format_func).
 PRESETS = {
@@ -122,8 +123,8 @@ with st.form("pw_form"):
     c = st.columns(4)
     effect = None
     if mode == CHOSEN:
-        effect = c[0].number_input(_("Smallest effect of interest"), value=None, format="%.4f", key="pw_effect",
-                                   placeholder=_("e.g. -0.05"),
+        effect = decimal_input(_("Smallest effect of interest"), None, key="pw_effect", where=c[0],
+                               placeholder=_("e.g. -0.05"),
                                    help=_("In the outcome's units per unit of the predictor: the smallest effect "
                                           "that would matter clinically (for the ANS study's within effect, "
                                           "e.g. -0.05 OQ points per alliance point)."))

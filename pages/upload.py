@@ -35,6 +35,7 @@ from ui.state import dataset_picker
 from ui.text import md
 from ui.language import localised, multiselect_placeholder
 from ui.upload_report import refuse, use_or_store, validation_report
+from ui.look import decimal_input
 
 NONE = N_("— not in the file —")
 SESSION_MAPPINGS_KEY = "_session_mappings"
@@ -223,8 +224,8 @@ if layout is None:
             inst = c[0].selectbox(_("Instrument"), ids, index=ids.index(best.id),
                                   format_func=lambda i: INSTRUMENTS[i].name, key=f"items_inst_{measure}")
             d = INSTRUMENTS[inst]
-            lo = c[1].number_input(_("Lowest item code"), value=float(d.item_min), key=f"items_lo_{measure}")
-            hi = c[2].number_input(_("Highest item code"), value=float(d.item_max), key=f"items_hi_{measure}")
+            lo = decimal_input(_("Lowest item code"), float(d.item_min), key=f"items_lo_{measure}", where=c[1])
+            hi = decimal_input(_("Highest item code"), float(d.item_max), key=f"items_hi_{measure}", where=c[2])
             scoring = c[3].radio(_("Score"), ["sum", "mean"], index=["sum", "mean"].index(d.scoring),
                                  key=f"items_scoring_{measure}", horizontal=True, format_func=localised(lambda k: _(SCORINGS[k])))
             item_cols = st.multiselect(_("Item columns, in item order"), raw.columns, default=guesses[inst],
@@ -317,8 +318,8 @@ for rc, measure in zip(rcols, ("alliance", "symptoms")):
                      key=f"range_on_{measure}")
     if on:
         a, b = rc.columns(2)
-        lo = a.number_input(_("min"), value=float(lo0), key=f"range_lo_{measure}")
-        hi = b.number_input(_("max"), value=float(hi0), key=f"range_hi_{measure}")
+        lo = decimal_input(_("min"), float(lo0), key=f"range_lo_{measure}", where=a)
+        hi = decimal_input(_("max"), float(hi0), key=f"range_hi_{measure}", where=b)
         ranges[measure] = (lo, hi)
 
 for measure, spec in scored.items():

@@ -34,6 +34,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, seconds: float = 30) -> None:
+    """Wait until the dashboard at ``url`` answers its health check."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise RuntimeError("the dashboard did not start") from None
+            time.sleep(0.25)
+
+
 @contextlib.contextmanager
 def running_app(data_dir: Path):
     """The dashboard (``streamlit run serve.py``) on a free local port, its data in ``data_dir``: its URL."""
@@ -55,14 +68,7 @@ def running_app_process(data_dir: Path, extra_args: tuple[str, ...] = (), root: 
         cwd=root, env=env, stdout=output, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
-        else:
-            raise RuntimeError("the dashboard did not start")
+        wait_healthy(url, 60)
         yield url, proc
     finally:
         proc.terminate()
@@ -152,7 +158,7 @@ def wait_for_text(page, text: str, timeout: int = 60000) -> None:
         return !!m && m.innerText.includes({json.dumps(text)}); }}""", timeout=timeout)
 
 
-def sign_in(page, url: str, user: str, password: str, lang: str = "en") -> None:
+def sign_in_by_keyboard(page, url: str, user: str, password: str, lang: str = "en") -> None:
     """Sign in on the Account page (``?lang=``) with the keyboard; wait for the start page and the
     session cookie (which keeps the sign-in over reloads and new tabs)."""
     page.goto(f"{url}/account?lang={lang}")
@@ -167,7 +173,7 @@ def sign_in(page, url: str, user: str, password: str, lang: str = "en") -> None:
     page.locator('[data-testid="stSidebarNav"]').wait_for(state="attached", timeout=60000)
     wait_idle(page)
     for _attempt in range(80):  # the HttpOnly cookie that keeps the sign-in over reloads and new tabs
-        if any(c["name"] == "alliance_session" for c in page.context.cookies()):
+        if any(c["name"].endswith("alliance_session") for c in page.context.cookies()):
             return
         page.wait_for_timeout(250)
     raise AssertionError("the session cookie was never set")

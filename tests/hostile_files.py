@@ -347,12 +347,14 @@ def csv_long_headers(folder: Path, n_columns: int = 300, length: int = 30_000) -
 
 def csv_long_header(folder: Path, n_columns: int = 12_003) -> Path:
     """A valid long CSV whose header is over 200,000 characters (12,003 columns; issue 25): the last
-    column, ``extra_12002``, holds a number that varies with the session."""
+    column, ``extra_column_12002``, holds a number that varies with the session."""
     extra = [f"extra_column_{i:05d}" for i in range(3, n_columns)]
     lines = [",".join(["patient", "session", "symptoms", *extra])]
     for i in range(40):
         p, s = i // 4 + 1, i % 4 + 1
-        lines.append(",".join([f"P{p}", str(s), str(80 - 3 * s + (p * 7) % 5), *["1"] * (len(extra) - 1),
+        # a residual that is no straight line in the session (else symptoms would follow the last column
+        # exactly within each patient, and the fit is refused as degenerate, as lme4 would fail it)
+        lines.append(",".join([f"P{p}", str(s), str(80 - 3 * s + (p * 7) % 5 + (p * s * s) % 3), *["1"] * (len(extra) - 1),
                                str(s + (p % 3))]))
     path = folder / "long_header.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

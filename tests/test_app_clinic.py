@@ -60,7 +60,7 @@ def test_rupture_threshold_changes_flags_without_refitting(monkeypatch):
     calls = []
     original = signal.fit_signal_model
     monkeypatch.setattr("ui.clinic.fit_signal_model", lambda *a, **k: calls.append(1) or original(*a, **k))
-    at.slider(key="rupture_threshold").set_value(1.5).run()
+    at.select_slider(key="rupture_threshold").set_value(1.5).run()
     assert sum("Possible rupture" in md.value for md in at.markdown) == 1
     at.selectbox(key="patient_id").set_value("D042").run()
     assert calls == []  # the clinic's expected courses came from the cache

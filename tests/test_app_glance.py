@@ -16,7 +16,14 @@ TIMEOUT = 90
 
 
 def _spanish(monkeypatch):
+    """The pages' downloads as for a Spanish Excel (``;``, decimal comma), the words in English: the
+    pages' own ``get_language`` (a page script imports it on every run) answers "es". The shared
+    modules are imported first, so that none keeps the patched function after this test."""
     import core.i18n
+    import ui.auth  # noqa: F401
+    import ui.clinic  # noqa: F401
+    import ui.look  # noqa: F401
+    import ui.state  # noqa: F401
 
     monkeypatch.setattr(core.i18n, "get_language", lambda: "es")
 
@@ -55,9 +62,10 @@ def test_caseload_downloads_are_formatted_for_people_and_for_spanish_excel(monke
     change = headers.index("Change (last − first)") + 1
     assert sheet.cell(row=4, column=change).number_format == "0"  # OQ totals: whole numbers
     thresholds = dict(row for row in book["Thresholds and definitions"].iter_rows(min_row=2, values_only=True))
-    assert thresholds["Clinical cut-off"] == "63.5" and thresholds["Reliable change (points)"] == "14"
-    assert thresholds["Rupture threshold (own SDs below own mean so far)"] == "1"
-    assert thresholds["Expect reliable improvement by session"] == "4"
+    # numbers as numbers (issue 24): the spreadsheet writes them its own way (Spanish Excel: 63,5)
+    assert thresholds["Clinical cut-off"] == 63.5 and thresholds["Reliable change (points)"] == 14
+    assert thresholds["Rupture threshold (own SDs below own mean so far)"] == 1
+    assert thresholds["Expect reliable improvement by session"] == 4
     assert "1 in 10 patients who are doing as expected" in thresholds["Signal now"]
     assert "REML" in thresholds["How the signal is computed"]
     assert thresholds["Expected course from"] == "this data set's own courses (120 patients)"

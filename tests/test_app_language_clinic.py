@@ -279,7 +279,8 @@ def test_caseload_downloads_in_spanish(downloads):
     assert sheet["A1"].value.startswith("Casos de Clínica de demostración")
     assert [c.value for c in sheet[3]][:4] == ["Paciente", "Señal actual", "Por qué (motivos)", "Terapeuta"]
     definitions = dict(row for row in book["Umbrales y definiciones"].iter_rows(min_row=2, values_only=True))
-    assert definitions["Punto de corte clínico"] == "63,5" and definitions["Cambio confiable (puntos)"] == "14"
+    # numbers stored as numbers (issue 24): Excel set to Spanish writes them 63,5
+    assert definitions["Punto de corte clínico"] == 63.5 and definitions["Cambio confiable (puntos)"] == 14
     assert definitions["Medida de síntomas"] == "OQ-45.2, puntaje total (0–180)"
     assert english_in([str(v) for row in book["Umbrales y definiciones"].iter_rows(values_only=True)
                        for v in row if v]) == []

@@ -44,7 +44,7 @@ def test_power_page_curve_sentence_and_cache(monkeypatch):
     assert table["patients"].tolist() == [48, 96]
     assert table["power"].tolist() == [f"{p.power:.1%}" for p in expected.points]
     assert not any("Hoenig" in w.value for w in at.warning)
-    assert [m.value for m in at.metric][0] == "-0.05"
+    assert [m.value for m in at.metric][0] == "−0.05"  # one minus sign (issue 24)
 
     at.run()  # a rerun (e.g. a widget elsewhere) does not simulate again
     assert len(calls) == 1 and at.code[-1].value == sentence

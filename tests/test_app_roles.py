@@ -67,17 +67,24 @@ def test_therapist_sees_only_own_patients_on_every_page():
 
 def test_therapist_cannot_open_other_patient_by_url_or_widget():
     other = sorted(OTHERS)[0]
+    not_hers = f"There is no patient “{other}” among the patients you can see in Demo clinic."
     at = signed_in("demo-therapist-ana")
     go(at, "patient", {"patient": other})
+    # a link names a patient: never another one (issue 24) — one sentence that says only what the link
+    # said (the same whether the patient exists or not), no chart, no table, no other patient
+    assert [w.value for w in at.warning] == [not_hers]
+    assert not at.get("plotly_chart") and not at.dataframe and not [s for s in at.selectbox if s.key == "patient_id"]
+    assert not [p for p in OTHERS | ANA if p in visible_text(at).replace(not_hers, "")]
+    assert not [b for b in at.button if b.key and b.key.startswith("open_in_")]  # nowhere she may see them
+    at.button(key="patient_not_found_ok").click().run()
     assert at.selectbox(key="patient_id").value in ANA
-    assert other not in visible_text(at)
     with pytest.raises(ValueError, match="not in list"):
         at.selectbox(key="patient_id").set_value(other).run()
     # forging the session state the overview uses to open a patient does not work either
     at2 = signed_in("demo-therapist-ana")
     at2.session_state["open_patient"] = other
     go(at2, "patient")
-    assert at2.selectbox(key="patient_id").value in ANA
+    assert [w.value for w in at2.warning] == [not_hers] and not at2.get("plotly_chart")
 
 
 def test_therapist_cannot_pick_a_data_set_or_store_data():

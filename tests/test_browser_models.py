@@ -44,7 +44,7 @@ def test_change_option_and_download_report(tmp_path):
         offline.on("pageerror", lambda e: errors.append(str(e)))
         offline.goto(report.as_uri())
         offline.wait_for_timeout(2000)
-        assert offline.locator(".js-plotly-plot").count() == 5  # 4 ladder figures + the RI-CLPM path diagram
+        assert offline.locator(".js-plotly-plot").count() == 6  # 4 ladder figures, the RI-CLPM path diagram, early alliance → outcome
         assert errors == []
         browser.close()
 

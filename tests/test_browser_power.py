@@ -26,7 +26,7 @@ def test_power_curve_in_the_browser(tmp_path):
         chart = page.locator(".js-plotly-plot").first
         chart.wait_for(timeout=60000)
         text = page.get_by_test_id("stCode").last.inner_text()
-        assert "Power to detect an effect of alliance_within of -1" in text and "N = 240:" in text
+        assert "Power to detect an effect of alliance_within of −1" in text and "N = 240:" in text
         for width in (1400, 800):
             page.set_viewport_size({"width": width, "height": 2400})
             page.wait_for_timeout(1500)

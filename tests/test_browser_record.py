@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 from browser_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, go_by_sidebar, press, require_chromium,
-                             running_app, sign_in, tab_to, tall_screenshot, type_into, wait_for_text, wait_idle)
+                             running_app, sign_in_by_keyboard, tab_to, tall_screenshot, type_into, wait_for_text, wait_idle)
 
 from core.i18n import _, language
 from tests.record_support import ANA, ANA_PASSWORD, DATASET, HEAD, HEAD_PASSWORD, make_clinic
@@ -43,6 +43,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WIDTHS = (1400, 800, 390)
 COMBOS = [(w, lang) for lang in ("en", "es") for w in WIDTHS]
+# which of the eight patients cut after session 4 each combination records (the others go to patient mode):
+# not the fifth (D047), whose course starts at 112: after four other patients of this small clinic jumped to
+# 170 at session 5, the course model's spread at session 5 is so wide that even 180 lies within its bounds
+RECORDERS = (0, 1, 2, 3, 5, 7)
 PATIENT_ID = re.compile(r"\bD\d{3}\b")
 TIMINGS: dict[str, float] = {}
 
@@ -134,7 +138,7 @@ def stored_score(store_url: str, patient: str, session: int) -> float:
 
 @pytest.mark.parametrize("width, lang", COMBOS)
 def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, lang):
-    url, patient = clinic["url"], clinic["patients"][COMBOS.index((width, lang))]
+    url, patient = clinic["url"], clinic["patients"][RECORDERS[COMBOS.index((width, lang))]]
     (caseload, record, save, open_patient, saved_word, no_track, out_of_range, patient_label, my_caseload) = words(
         lang, "My caseload", "Record a session", "Save session {session:g}", "Open the patient page",
         "Saved: session {session:g} of patient {patient} ({values}), version {version} of the data set. The patient "
@@ -144,9 +148,9 @@ def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, 
     saved_word = saved_word.split("{")[0]
     context, page = new_page(clinic, width, lang)
     try:
-        sign_in(page, url, ANA, ANA_PASSWORD, lang)
+        sign_in_by_keyboard(page, url, ANA, ANA_PASSWORD, lang)
         page.locator("h1", has_text=caseload).wait_for(timeout=60000)  # her start page is her caseload
-        before = not_on_track_count(page, lang)
+        not_on_track_count(page, lang)  # the caseload is drawn
         shot(page, f"record_caseload_before_{lang}_{width}")
 
         go_by_sidebar(page, record)
@@ -162,7 +166,9 @@ def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, 
         scores = page.locator('[class*="st-key-dec_"] input')
         assert scores.count() == 2
         assert all(scores.nth(i).get_attribute("inputmode") == "decimal" for i in range(2))  # the number pad
-        worse = int(stored_score(clinic["store_url"], patient, 4) + 45)
+        # a much worse session, near the top of the OQ-45's range: not on track for each of these patients under
+        # the calibrated signal (issue 23), which reads a single milder jump in a course that was improving as noise
+        worse = max(170, int(stored_score(clinic["store_url"], patient, 4) + 45))
 
         # out of range: one sentence under the field, and Save refuses with it; nothing is stored
         rows = store_counts(clinic["store_url"])
@@ -201,14 +207,15 @@ def test_a_therapist_records_a_worse_session_and_sees_it_at_once(clinic, width, 
         assert re.search(rf"{re.escape(no_track.capitalize())} \(\w+ 5\)", alert.inner_text())
         shot(page, f"record_patient_{lang}_{width}")
 
-        # her caseload, from the sidebar: one more patient not on track, this one
+        # her caseload, from the sidebar: this patient not on track now (the count of the others may change too:
+        # every save refits the expected course of this small clinic)
         started = time.time()
         go_by_sidebar(page, my_caseload)
         page.locator("h1", has_text=caseload).wait_for(timeout=60000)
         wait_for_text(page, words(lang, "▲ not on track")[0])
         TIMINGS[f"caseload {lang} {width}"] = round(time.time() - started, 2)
         wait_idle(page, 300)
-        assert not_on_track_count(page, lang) == before + 1
+        assert not_on_track_count(page, lang) >= 1
         table = pd.read_csv(io.BytesIO(caseload_csv(page)), encoding="utf-8-sig",
                             sep=";" if lang == "es" else ",", dtype={"patient": str})
         assert table.loc[table["patient"] == patient, "signal"].tolist() == words(lang, "▲ not on track")
@@ -269,14 +276,14 @@ def kiosk_shown(page, lang: str) -> str:
 @pytest.mark.parametrize("lang, width", [("en", 1400), ("es", 390)])
 def test_patient_mode_has_no_way_out_without_a_staff_sign_in(clinic, lang, width):
     url = clinic["url"]
-    patient = clinic["patients"][6 if lang == "en" else 7]
+    patient = clinic["patients"][4 if lang == "en" else 6]
     other = "D001"
     question, thanks, start, patient_language, finish, wrong = words(
         lang, "Question {n} of {total}", "Thank you!", "Start patient mode for patient {patient}, session {session:g}",
         "The patient's language", "Finish", "User name or password is not right, or the account is deactivated.")
     context, page = new_page(clinic, width, "en")
     try:
-        sign_in(page, url, ANA, ANA_PASSWORD, "en")  # the therapist works in English; the patient reads `lang`
+        sign_in_by_keyboard(page, url, ANA, ANA_PASSWORD, "en")  # the therapist works in English; the patient reads `lang`
         page.goto(f"{url}/record?patient={patient}")
         page.locator(".st-key-rec_kiosk_start button").wait_for(timeout=60000)
         wait_idle(page)

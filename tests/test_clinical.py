@@ -107,6 +107,14 @@ def test_therapist_trajectories_ci():
     assert t["high"].iloc[0] - 2.5 == pytest.approx(half)
 
 
+def test_therapist_trajectories_no_ci_below_3_patients():
+    """Issue 24: with 2 patients t(1) = 12.7 spans the scale many times over: no interval, the mean and n."""
+    data = pd.DataFrame({"therapist": ["A"] * 5, "session": [1, 1, 1, 2, 2], "symptoms": [10.0, 90.0, 50.0, 5.0, 170.0]})
+    t = therapist_trajectories(data, "symptoms").set_index("session")
+    assert t.loc[1, "n"] == 3 and np.isfinite(t.loc[1, "low"]) and np.isfinite(t.loc[1, "high"])
+    assert t.loc[2, "n"] == 2 and t.loc[2, "mean"] == 87.5 and np.isnan(t.loc[2, "low"]) and np.isnan(t.loc[2, "high"])
+
+
 def test_icc_sentence():
     assert "0.4%" in therapist_icc_sentence(0.004) and "almost none" in therapist_icc_sentence(0.004)
     assert "cannot be estimated" in therapist_icc_sentence(None)

@@ -62,3 +62,22 @@ def test_excel_is_formatted_for_people():
     thresholds = book["Thresholds and definitions"]
     assert [(r[0].value, r[1].value) for r in thresholds.iter_rows(min_row=2)] == [
         ("Reliable change (points)", 14), ("Clinical cut-off", 63.5)]
+
+
+def test_yes_no_in_the_interface_language_and_numbers_as_numbers():
+    """Issue 24: no True/False in a Spanish download; a threshold is a number the spreadsheet formats."""
+    from core.i18n import language
+
+    frame = pd.DataFrame({"patient": ["P1", "P2", "P3"], "rupture": [True, False, True],
+                          "repaired": pd.array([True, None, False], dtype="boolean")})
+    with language("es"):
+        text = csv_bytes(frame, "es").decode("utf-8-sig")
+        data = excel_bytes(frame, "casos", definitions=[("Punto de corte clínico", 63.5), ("Sesión", 4)])
+    assert text.splitlines()[1:] == ["P1;sí;sí", "P2;no;", "P3;sí;no"]
+    assert "True" not in text and "False" not in text
+    book = openpyxl.load_workbook(io.BytesIO(data))
+    assert [c.value for c in book["casos"]["B"][1:]] == ["sí", "no", "sí"]
+    cut, session = book["Umbrales y definiciones"]["B2"], book["Umbrales y definiciones"]["B3"]
+    assert cut.value == 63.5 and cut.data_type == "n" and cut.number_format == "0.0##"
+    assert session.value == 4 and session.number_format == "0"
+    assert csv_bytes(frame).decode("utf-8-sig").splitlines()[1] == "P1,yes,yes"

@@ -80,7 +80,10 @@ def test_small_multiples_say_the_status_in_words_symbol_and_colour():
                           status={"P0": "not_on_track", "P1": "on_track"},
                           y_title="OQ-45.2 total (0–180, higher = more symptoms)", y_range=(0, 180))
     titles = [a.text for a in fig.layout.annotations]
-    assert titles[:3] == ["P0 ▲ not on track", "P1 ● on track", "P2"]
+    assert titles[:3] == ["P0 ▲", "P1 ●", "P2"]  # short: it fits its panel at 800 px (issue 24)
+    assert [a.font.color for a in fig.layout.annotations[:2]] == [STATUS_STYLE["not_on_track"][1],
+                                                                   STATUS_STYLE["on_track"][1]]
+    assert "▲ not on track" in fig.data[0].hovertemplate and "● on track" in fig.data[1].hovertemplate
     assert fig.data[0].line.color == STATUS_STYLE["not_on_track"][1] != fig.data[1].line.color
     assert any("OQ-45.2 total" in t and a.textangle == -90 for t, a in zip(titles, fig.layout.annotations))
     assert "Dotted line: clinical cut-off (63.5)." in titles

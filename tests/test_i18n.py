@@ -98,7 +98,11 @@ def test_numbers_in_a_translated_sentence_follow_the_language():
         assert number(0.8, ".2f") == "0,80" and number(1234.5, ",.1f") == "1.234,5"
         assert number("0.8") == "0.8"  # text is never changed
         assert isinstance(_("Language"), LocalText)
-    assert number(0.8, ".2f") == "0.80" and type(_("Language")) is str
+    assert number(0.8, ".2f") == "0.80" and isinstance(_("Language"), str)
+    # one minus sign in every language (issue 24), in sentences and on its own
+    assert number(-0.5, ".1f") == "−0.5" and _("{n} rows").format(n=-3) == "−3 rows"
+    with language("es"):
+        assert number(-0.5, ".1f") == "−0,5"
 
 
 def test_an_input_error_from_reading_in_spanish(tmp_path):

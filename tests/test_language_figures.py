@@ -67,6 +67,7 @@ def power_result():
 def _spanish_figures(demo, power_result):
     from core.clinical.indices import therapist_trajectories
     from core.stats.decomposition import session_summary
+    from core.stats.alliance_outcome import alliance_outcome
     from core.stats.meta import pool_effects
     from core.stats.riclpm import fit_riclpm
 
@@ -92,6 +93,8 @@ def _spanish_figures(demo, power_result):
                                                                            "symptoms", max_therapists=2)
         result = pool_effects(pool["estimate"], pool["se"], labels=pool["study"].tolist())
         yield "forest_plot", F.forest_plot(result)
+        yield "funnel_plot", F.funnel_plot(result)
+        yield "early_alliance_scatter", F.early_alliance_scatter(alliance_outcome(data))
         yield "between_within_scatter", F.between_within_scatter(data)
         yield "spaghetti", F.spaghetti(data, "symptoms", line, max_patients=5)
         yield "residual_diagnostics", F.residual_diagnostics(model)
@@ -230,7 +233,7 @@ def test_power_methods_sentence_warning_and_progress_in_spanish(power_result):
         engine = LocalRunner(2).describe()
     assert english_left([sentence, report["methods_sentence"], report["method"], *report["warnings"], *progress,
                          engine]) == {}
-    assert sentence.startswith("La potencia para detectar un efecto de alliance_within de -0,05 (el menor efecto de "
+    assert sentence.startswith("La potencia para detectar un efecto de alliance_within de −0,05 (el menor efecto de "
                                "interés; estimación en los datos ")
     assert "con α = 0,05" in sentence and "Semilla 2." in sentence and "N = 24: " in sentence
     assert "Hoenig y Heisey" in report["warnings"][0] and "su estimación en los datos" in report["methods_sentence"]
@@ -240,7 +243,7 @@ def test_power_methods_sentence_warning_and_progress_in_spanish(power_result):
         spanish = planned.report()
     english = planned.report()
     assert spanish["power"] == english["power"] and spanish.keys() == english.keys()
-    assert english["methods_sentence"].startswith("Power to detect an effect of alliance_within of -0.05")
+    assert english["methods_sentence"].startswith("Power to detect an effect of alliance_within of −0.05")
 
 
 @pytest.mark.parametrize("call", [
@@ -317,7 +320,8 @@ def test_html_report_in_spanish_has_no_english_figure_text_or_header(tmp_path):
                  "--alliance", "alliance", "--therapist", "therapist", "--lang", "es", "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     figures = _report_figures(text)
-    assert len(figures) == 5  # between/within, trajectories, residuals, random intercepts, RI-CLPM diagram
+    # between/within, trajectories, residuals, random intercepts, RI-CLPM diagram, early alliance → outcome
+    assert len(figures) == 6
     assert all(english_left(texts) == {} for texts in figures), [english_left(t) for t in figures]
     headers = re.findall(r"<th>([^<]*)</th>", text)
     assert english_left(headers) == {} and {"estimación", "componente", "log-verosimilitud (REML)"} <= set(headers)

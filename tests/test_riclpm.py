@@ -265,6 +265,26 @@ def test_suggested_sessions():
     assert suggested_sessions(long) == (1, 8)
 
 
+def test_the_default_sessions_are_identified_on_the_data():
+    """Issue 24: a 40-patient clinic over 8 sessions has fewer patients than the 47 parameters of the
+    8-wave model; the default is the widest range that is identified (6 sessions, 37 parameters),
+    and the fit over it succeeds. Without any such range the page says what is missing."""
+    from clinic_support import clinic_frame
+
+    from core.stats.riclpm import identification_needs, identified_sessions, n_parameters
+
+    clinic = clinic_frame()
+    with pytest.raises(ModelError, match="fewer than the model's 47 parameters"):
+        fit_riclpm(clinic, *suggested_sessions(clinic))
+    first, last = identified_sessions(clinic)
+    assert (first, last) == (1, 6) and n_parameters(last - first + 1) <= clinic["patient"].nunique() < n_parameters(7)
+    assert fit_riclpm(clinic, first, last).n_patients == 40
+    assert identified_sessions(load("paperlike_public.csv")) == (1, 4)
+    few = clinic[clinic["patient"].isin(sorted(clinic["patient"].unique())[:15])]
+    assert identified_sessions(few) is None
+    assert "at least 22 patients" in identification_needs(few) and "15 patients" in identification_needs(few)
+
+
 def test_fiml_loglik_and_gradient():
     """Complete data: the sum of multivariate normal log-densities; with holes: the sum of the
     marginal densities of what is observed; the gradient: central differences."""

@@ -833,3 +833,36 @@ def test_saved_mappings_live_in_the_clinic_database_and_only_supervisors_write_t
     assert store.saved_mappings(head) == [saved]                    # replaced by name, read back as saved
     assert (store.audit_log(head)["action"] == "mapping saved").sum() == 3
     store.close()
+
+
+# ------------------------------------------------------------------------------ issue 24
+def test_the_data_set_of_a_sign_in_session(clinic):
+    """A reload, a new tab and a link of one sign-in open on the data set chosen in it (migration 0007)."""
+    store, people = clinic
+    session_id, _ticket = store.start_session(people["supervisor"])
+    other, _ticket = store.start_session(people["supervisor"])
+    assert store.session_dataset(session_id) is None                 # nothing chosen yet
+    store.set_session_dataset(session_id, "Clinic")
+    assert store.session_dataset(session_id) == "Clinic" and store.session_dataset(other) is None
+    store.set_session_dataset(session_id, "Demo clinic")
+    assert store.session_dataset(session_id) == "Demo clinic"
+    store.end_session(session_id)
+    assert store.session_dataset(session_id) is None                 # an ended session has none …
+    store.set_session_dataset(session_id, "Clinic")
+    assert store.session_dataset(session_id) is None                 # … and gets none
+    assert store.session_dataset(None) is None
+
+
+def test_where_a_user_may_see_a_patient(clinic):
+    """The data sets a patient link may lead to: only where the user's role shows that patient."""
+    store, people = clinic
+    assert store.datasets_with_patient(people["supervisor"], "A01") == ["Clinic"]
+    assert store.datasets_with_patient(people["supervisor"], "D001") == ["Demo clinic"]
+    assert store.datasets_with_patient(people["supervisor"], "nobody") == []
+    assert store.datasets_with_patient(people["therapist-ana"], "A01") == ["Clinic"]
+    assert store.datasets_with_patient(people["therapist-ana"], "B01") == []   # Bruno's: as if it did not exist
+    researcher = people["researcher"]
+    assert store.datasets_with_patient(researcher, "A01") == []              # a real ID is no ID of hers
+    pseudonym = next(p for p in store.patient_ids(researcher, "Clinic")
+                     if store.datasets_with_patient(researcher, p) == ["Clinic"])
+    assert pseudonym.startswith("P-")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import InputError
-from core.i18n import _
+from core.i18n import _, in_this_language
 from core.store import AccessDenied, ClinicStore, Role, User, dashboard_url
 from core.store.users import role_label
 from ui import budget
@@ -36,6 +36,7 @@ ENDED_KEY = "_session_ended"
 PROOF_WIDGET_KEY = "_alliance_browser_proof"
 PROVEN_KEY = "_alliance_browser_key"
 NEED_PROOF_KEY = "_alliance_need_proof"
+PENDING_ROLE_KEY = "_alliance_pending_role"  # the role of a cookie's session while the browser key is awaited
 REFUSED_TOKENS_KEY = "_alliance_refused_cookies"
 REFUSED_NOTE_KEY = "_alliance_cookie_refused"
 #: Per-session keys kept at sign-out: the interface language (ui.language.KEY; not where it came from,
@@ -101,6 +102,9 @@ def _restore() -> None:
         key = _browser_key()
         if key is None:
             st.session_state[NEED_PROOF_KEY] = True  # app.py asks the page for it and waits
+            # which pages exist for that session (not a sign-in): a reload of /record or of a therapist's
+            # start page must open that page once the key has been shown, not the signed-out default
+            st.session_state[PENDING_ROLE_KEY] = next((r for r in map(store.token_role, tokens) if r), None)
         else:
             st.session_state.pop(NEED_PROOF_KEY, None)
             for token in tokens:
@@ -177,6 +181,13 @@ def _browser_key() -> str | None:
 
 def browser_proof_needed() -> bool:
     return bool(st.session_state.get(NEED_PROOF_KEY))
+
+
+def pending_role():
+    """While :func:`browser_proof_needed`: the role of the session the cookie names (``None`` if it
+    names no live one). For the navigation only, so that the page asked for is the one opened; it
+    grants nothing."""
+    return st.session_state.get(PENDING_ROLE_KEY) if browser_proof_needed() else None
 
 
 def ask_browser_proof() -> None:
@@ -346,15 +357,11 @@ def user_badge() -> None:
 
 
 def download(label: str, data, file_name: str, mime: str, key: str, what: str | None = None, **kwargs) -> None:
-    """A download button whose click is recorded in the audit log as an export."""
-    if callable(data):  # a file built on the click, outside this script run: in this run's language
-        from core.i18n import get_language, language
-
-        code, build = get_language(), data
-
-        def data():
-            with language(code):
-                return build()
+    """A download button whose click is recorded in the audit log as an export. A file built on the
+    click (``data`` a callable) is built in this run's interface language: Streamlit calls it
+    outside the script run, where the language would be the default one."""
+    if callable(data):
+        data = in_this_language(data)
     st.download_button(label, data, file_name=file_name, mime=mime, key=key, on_click=log,
                        args=("export", what or file_name), **kwargs)
 

@@ -32,13 +32,14 @@ from core.clinical.signal import (
 from core.clinical.signal_norm import as_norm, compare_with_norm, model_from_norm, read_norm
 from core.clinical.signal_validation import validate_signal
 from core.errors import InputError, ModelError
-from core.i18n import N_, _, get_language
+from core.i18n import N_, _, get_language, number_text
 from core.intake.dataset import Dataset
 from core.reporting.patient_text import chart_labels, jt_word  # noqa: F401 - jt_word: the pages' import
 from core.store.errors import NoSuchDataset
 from core.stats.decomposition import add_model_terms
 from core.stats.models import build_model, compute_iccs, fit_model
 from ui.language import localised
+from ui.look import decimal_input
 from ui.text import md
 
 
@@ -328,6 +329,19 @@ def _signal_validation(fingerprint: str, settings: SignalSettings, language: str
     return validate_signal(_data, settings, model=_model)
 
 
+#: The rupture threshold's choices (own SDs), in steps of 0.25.
+RUPTURE_THRESHOLDS = tuple(round(0.25 * k, 2) for k in range(1, 13))
+
+
+def rupture_threshold(help: str | None = None) -> float:
+    """The sidebar's rupture threshold (own SDs below own mean so far; 0.25–3, default 1), shared by
+    the clinician pages (one key). A select slider, so that it writes its value the language's way
+    (Spanish ``1,25``): Streamlit's number slider writes a decimal point in every language."""
+    return float(st.sidebar.select_slider(_("Rupture threshold (own SDs below own mean so far)"),
+                                          options=RUPTURE_THRESHOLDS, value=1.0, key="rupture_threshold",
+                                          format_func=lambda v: number_text(v, 2), help=help))
+
+
 @dataclass(frozen=True)
 class ClinicalSettings:
     """Where the symptom measure's clinical range starts and how much change is reliable."""
@@ -369,10 +383,9 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
         if choice != names[2]:
             st.caption(_("OQ-45.2: clinical cut-off 63/64 and reliable change 14 points on the total "
                          "(Lambert et al., 2004; Lambert, Hansen & Finch, 2001); divided by 45 for mean item scores."))
-        cutoff = st.number_input(_("Clinical cut-off (scores above are in the clinical range)"),
-                                 value=cutoff0, key=f"clin_cutoff_{choice}")
-        rc = st.number_input(_("Reliable change (points)"), value=rc0, min_value=0.0,
-                             key=f"clin_rc_{choice}")
+        cutoff = decimal_input(_("Clinical cut-off (scores above are in the clinical range)"),
+                               value=cutoff0, key=f"clin_cutoff_{choice}")
+        rc = decimal_input(_("Reliable change (points)"), value=rc0, min_value=0.0, key=f"clin_rc_{choice}")
         worse = st.checkbox(_("Higher scores mean more symptoms"), value=True, key="clin_higher_worse",
                             help=_("Untick for a measure where a higher score is better (e.g. well-being): the "
                                    "early-warning signal then counts lower scores as worse."))

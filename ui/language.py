@@ -23,8 +23,7 @@ from core.i18n import (
     LANGUAGE_MENU_LABEL,
     LANGUAGES,
     _,
-    get_language,
-    language,
+    in_this_language,
     normalise_language,
     set_language,
 )
@@ -40,13 +39,7 @@ def localised(format_func):
     """``format_func`` bound to this run's language: a widget's ``format_func`` that translates
     (e.g. ``dataset_title``) may be called outside the script run (Streamlit's AppTest formats the
     chosen value in the test's thread), where the language would be the default one."""
-    code = get_language()
-
-    def formatted(value):
-        with language(code):
-            return format_func(value)
-
-    return formatted
+    return in_this_language(format_func)
 
 
 def multiselect_placeholder(options) -> str:
@@ -83,6 +76,10 @@ def apply_language() -> str:
             code = found()
             if code:
                 break
+        from ui.auth import browser_proof_needed
+
+        if browser_proof_needed():  # a reload's sign-in not yet restored: its stored language counts once it is
+            return set_language(code)
         st.session_state[KEY] = code
         st.session_state[SOURCE_KEY] = source
     return set_language(code)

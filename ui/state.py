@@ -1,7 +1,13 @@
-"""Which data set a browser session works on, kept in ``st.session_state``.
+"""Which data set a browser session works on.
 
 Pages call :func:`active_dataset` and never touch the store directly, so that a persistent store
 can replace the in-memory one without changing the pages.
+
+Signed in, the choice is part of the sign-in session on the server (``sessions.dataset``, migration
+0007; :meth:`core.store.ClinicStore.set_session_dataset`), like the sign-in itself: a reload, a new
+tab and a ``?patient=`` link of that sign-in open on the data set chosen last, never on the demo by
+surprise. Within a tab, ``st.session_state`` holds it. With nothing chosen yet, a session opens on
+the first data set that is not demo data (the clinic's own), else the first.
 """
 from __future__ import annotations
 
@@ -10,7 +16,11 @@ import streamlit as st
 from core.demo import DEMO_LABEL
 from core.i18n import _
 from core.intake.dataset import Dataset
-from core.store.datasets import ClinicDatasetStore, DatasetStore, MemoryStore
+from core.store.datasets import ClinicDatasetStore, DatasetStore, MemoryStore, first_own
+
+KEY = "active_dataset"
+#: ``(sign-in session id, data set name)`` last written to the database (one write per change).
+_SAVED = "_active_dataset_saved"
 
 
 def store() -> DatasetStore:
@@ -37,20 +47,73 @@ def dataset_title(name: str) -> str:
     return _(name) if name in (DEMO_LABEL, DEMO_DATASET) else name
 
 
-def active_dataset(names: list[str] | None = None) -> Dataset:
-    """The session's active data set (else the first it may see, else the demo); ``names``: the
-    store's names when the caller already has them."""
+def _sign_in_session() -> int | None:
+    """The signed-in browser's server-side session id (None when signed out)."""
+    from ui.auth import SESSION_KEY, current_user
+
+    return st.session_state.get(SESSION_KEY) if current_user() is not None else None
+
+
+def _remembered(session_id: int | None) -> str | None:
+    """The data set recorded with the sign-in session, if any."""
+    if session_id is None:
+        return None
+    from ui.auth import clinic_store
+
+    name = clinic_store().session_dataset(session_id)
+    if name is not None:
+        st.session_state[_SAVED] = (session_id, name)
+    return name
+
+
+def _remember(name: str) -> None:
+    """Record ``name`` with the sign-in session (once per change; nothing when signed out)."""
+    session_id = _sign_in_session()
+    if session_id is None or st.session_state.get(_SAVED) == (session_id, name):
+        return
+    from ui.auth import clinic_store
+
+    clinic_store().set_session_dataset(session_id, name)
+    st.session_state[_SAVED] = (session_id, name)
+
+
+def active_name(names: list[str] | None = None) -> str:
+    """The name of the session's active data set: this tab's choice, else the one recorded with the
+    sign-in session (a reload, a new tab, a link), else the first data set that is not demo data;
+    a name the user may no longer see falls back the same way. Recorded with the sign-in."""
     names = store().names() if names is None else names
-    name = st.session_state.get("active_dataset") or (names[0] if names else DEMO_LABEL)
+    name = st.session_state.get(KEY)
+    if name is None:
+        name = _remembered(_sign_in_session())
+    if name not in names:
+        name = first_own(store(), names) or DEMO_LABEL
+    st.session_state[KEY] = name
+    _remember(name)
+    return name
+
+
+def active_dataset(names: list[str] | None = None) -> Dataset:
+    """The session's active data set (:func:`active_name`); ``names``: the store's names when the
+    caller already has them."""
+    names = store().names() if names is None else names
+    name = active_name(names)
     try:
         return store().get(name)
-    except KeyError:
+    except KeyError:  # removed meanwhile
+        st.session_state.pop(KEY, None)
         return store().get(names[0]) if names else MemoryStore().get(DEMO_LABEL)
+
+
+def open_dataset(name: str) -> None:
+    """Make the data set ``name`` (one the store lists) the active one, here and in the sign-in session
+    (the sidebar's menu shows it from the next run on)."""
+    st.session_state[KEY] = name
+    _remember(name)
 
 
 def set_active(dataset: Dataset) -> None:
     store().put(dataset)
-    st.session_state["active_dataset"] = dataset.name
+    open_dataset(dataset.name)
 
 
 APP_MARKER = "app_navigation"
@@ -79,6 +142,16 @@ def use_app_navigation() -> None:
     apply_language()  # AppTest runs a page without app.py after a switch_page
 
 
+PICKER_KEY = "dataset_choice"
+
+
+def _picked() -> None:
+    """The sidebar menu's choice (its on-change callback, before the rerun it causes)."""
+    choice = st.session_state.get(PICKER_KEY)
+    if choice is not None:
+        open_dataset(choice)
+
+
 def dataset_picker() -> Dataset:
     """Sidebar choice of the data set; returns the active one and labels demo data."""
     use_app_navigation()
@@ -89,11 +162,9 @@ def dataset_picker() -> Dataset:
     names = store().names()
     ds = active_dataset(names)
     options = names if ds.name in names else [ds.name, *names]
-    choice = st.sidebar.selectbox(_("Data set"), options, index=options.index(ds.name), key="dataset_choice",
-                                  format_func=localised(dataset_title))
-    if choice != ds.name:
-        st.session_state["active_dataset"] = choice
-        ds = active_dataset(names)
+    st.session_state[PICKER_KEY] = ds.name  # the menu always shows the active data set; a choice: _picked
+    st.sidebar.selectbox(_("Data set"), options, key=PICKER_KEY, format_func=localised(dataset_title),
+                         on_change=_picked)
     if ds.is_demo:
         st.sidebar.info(_("**Demo data.** Simulated patients, not real people. Upload your clinic's "
                           "spreadsheet on the *Upload data* page."))

@@ -15,6 +15,7 @@ from core.store import Role, UploadConflict
 from ui import auth
 from ui.auth import clinic_store, current_user
 from ui.language import multiselect_placeholder
+from ui.look import local_numbers
 from ui.state import set_active
 from ui.text import md
 
@@ -100,7 +101,8 @@ def validation_report(validated, file_name: str, lang: str, fhir: bool = False) 
         st.success(_("Every resource can be used.") if fhir else _("Every row can be used."))
 
     st.write(_("Preview of the validated table:"))
-    st.dataframe(data.head(50), hide_index=True, width="stretch", column_config=headers(data, fhir))
+    written, config = local_numbers(data.head(50), headers(data, fhir))  # Spanish: 5,21
+    st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 
 
 def use_or_store(validated, file_name: str, instruments: tuple[tuple[str, str], ...] | None = None):

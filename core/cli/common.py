@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from core.errors import InputError
-from core.i18n import LANGUAGES, N_, _, normalise_language
+from core.i18n import LANGUAGES, _, normalise_language
 
 #: Environment variable with the language of the command line's sentences (``--lang`` wins).
 LANG_ENV = "ALLIANCE_LANG"

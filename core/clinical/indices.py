@@ -414,16 +414,24 @@ def find_patients(patients: list[str], query: str, limit: int = 500) -> tuple[li
     return found[:limit], len(found)
 
 
+#: Fewest patients at a session for a therapist's 95% CI: with 2, t(1) = 12.7 makes the interval span
+#: the whole scale many times over (−800 to +950 on a 0–180 scale), which says nothing and flattens
+#: every line; the mean and its n are shown instead.
+MIN_PATIENTS_FOR_CI = 3
+
+
 def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Mean of ``measure`` per therapist and session with a 95% CI (mean ± t(n−1) · SD/√n)."""
+    """Mean of ``measure`` per therapist and session with a 95% CI (mean ± t(n−1) · SD/√n), where at
+    least :data:`MIN_PATIENTS_FOR_CI` patients have a score at that session (``low``, ``high``
+    missing elsewhere); ``n``: the patients with a score."""
     from scipy.special import stdtrit  # scipy.stats.t.ppf's function, without loading scipy.stats
 
     g = data.groupby(["therapist", "session"])[measure]
     out = g.agg(n="count", mean="mean", sd="std").reset_index()
     q = stdtrit((out["n"] - 1).clip(lower=1), 0.975)
-    half = q * out["sd"] / np.sqrt(out["n"])
-    out["low"] = out["mean"] - half.where(out["n"] > 1)
-    out["high"] = out["mean"] + half.where(out["n"] > 1)
+    half = (q * out["sd"] / np.sqrt(out["n"])).where(out["n"] >= MIN_PATIENTS_FOR_CI)
+    out["low"] = out["mean"] - half
+    out["high"] = out["mean"] + half
     return out
 
 

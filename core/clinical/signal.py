@@ -93,7 +93,7 @@ from core.clinical.signal_bounds import (
     statistics,
 )
 from core.errors import ModelError
-from core.i18n import N_, _, number
+from core.i18n import N_, _, decimals_for, model_decimals, number, number_text
 from core.intake.mapping import role_name
 
 STATUSES = ("not_on_track", "at_risk", "on_track", "unknown")
@@ -679,8 +679,13 @@ def _lmer_mixedlm(frame: pd.DataFrame, up_to: float, random_slope: bool,
 
 # --------------------------------------------------------------------------------- statuses
 
-def _fmt(v: float) -> str:
-    """A score for a sentence: whole numbers as such, else 3 significant digits (1 decimal from 10)."""
+def _fmt(v: float, decimals: int | None = None) -> str:
+    """A score for a sentence. With ``decimals`` (those the tables show: the scores' own, one more for
+    what the model computes; :func:`core.i18n.model_decimals`) written by the interface's one formatter, so that
+    a reason says "expected 111.5" where the table shows 111.5; without, whole numbers as such, else
+    3 significant digits (1 decimal from 10)."""
+    if decimals is not None:
+        return number_text(v, decimals)
     v = float(v)
     if v.is_integer():
         return f"{v:.0f}"
@@ -820,10 +825,11 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
             yellow = _("{change} points worse than at intake: at least half the reliable change ({rc})")
             worse_than = _("{change} points worse than at intake")
             better_than = _("{change} points better than at intake")
+            d_obs = decimals_for(obs)
             for k, w, s_ in zip(np.flatnonzero(ok), worse, st):
                 template = red if s_ == "not_on_track" else yellow if s_ == "at_risk" else \
                     worse_than if w > 0 else better_than
-                reason[k] = template.format(change=_fmt(abs(w)), rc=_fmt(rc))
+                reason[k] = template.format(change=_fmt(abs(w), d_obs), rc=_fmt(rc))
     out = table.copy()
     for k in ("expected", "sd", "lower", "upper", "at_risk_bound"):
         out[k] = cols[k]
@@ -878,32 +884,40 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
     worse_bound = np.where(sign > 0, nums["upper"][idx], nums["lower"][idx])
     risk_bound = nums["at_risk_bound"][idx]
     t = {key: _(text) for key, text in REASONS.items()}  # translated once per call, not per row
+    d_obs, d_model = decimals_for(obs), model_decimals(obs)  # as the tables show them (issue 24)
+
+    def fo(v):
+        return _fmt(v, d_obs)
+
+    def fm(v):
+        return _fmt(v, d_model)
+
     if settings.rule == "session":
         for k, o, m, b, r, s_ in zip(idx, obs[idx], expected, worse_bound, risk_bound, status):
             gap = sign * (o - m)
             template = t[("session", s_)] if s_ in ("not_on_track", "at_risk") else \
                 t[("session", "worse" if gap > 0 else "better")]
-            reason[k] = template.format(observed=_fmt(o), gap=_fmt(abs(gap)), expected=_fmt(m),
-                                        bound=_fmt(b if s_ == "not_on_track" else r))
+            reason[k] = template.format(observed=fo(o), gap=fm(abs(gap)), expected=fm(m),
+                                        bound=fm(b if s_ == "not_on_track" else r))
         return
     estimate, per_log, part = nums["estimate"][idx], nums["slope"][idx], nums["part"][idx]
     for k, o, m, e, sl, p_, b, r, s_ in zip(idx, obs[idx], expected, estimate, per_log, part, worse_bound,
                                            risk_bound, status):
         if s_ in ("not_on_track", "at_risk"):
             if p_ == 1 and np.isfinite(sl):
-                text = t[("slope", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(sl) * math.log(2)))
+                text = t[("slope", s_)].format(observed=fo(o), expected=fm(m), gap=fm(abs(sl) * math.log(2)))
             else:
-                text = t[("now", s_)].format(observed=_fmt(o), expected=_fmt(m), gap=_fmt(abs(e)))
+                text = t[("now", s_)].format(observed=fo(o), expected=fm(m), gap=fm(abs(e)))
             bound = b if s_ == "not_on_track" else r
             if not np.isfinite(bound):
                 reason[k] = text
             elif sign * (bound - m) > 0:  # the bound lies on the worse side of the expected score
-                reason[k] = t[("bound", "at")].format(reason=text, bound=_fmt(bound))
+                reason[k] = t[("bound", "at")].format(reason=text, bound=fm(bound))
             else:
                 reason[k] = t[("bound", "carried")].format(reason=text)
         else:
-            reason[k] = t[("now", "worse" if e > 0 else "better")].format(observed=_fmt(o), expected=_fmt(m),
-                                                                          gap=_fmt(abs(e)))
+            reason[k] = t[("now", "worse" if e > 0 else "better")].format(observed=fo(o), expected=fm(m),
+                                                                          gap=fm(abs(e)))
 
 
 def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
@@ -918,11 +932,13 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     summary = []
     worse, better = _("score {observed}, expected {expected} ({gap} points worse)"), \
         _("score {observed}, expected {expected} ({gap} points better)")
+    d_obs, d_model = decimals_for(sessions["observed"]), model_decimals(sessions["observed"])
     for o, e, d, st_ in zip(last["observed"], last["expected"], last["deviation"], last["status"]):
         if st_ == "unknown" or pd.isna(e):
             summary.append("")
             continue
-        summary.append((worse if d > 0 else better).format(observed=_fmt(o), expected=_fmt(e), gap=_fmt(abs(d))))
+        summary.append((worse if d > 0 else better).format(observed=_fmt(o, d_obs), expected=_fmt(e, d_model),
+                                                           gap=_fmt(abs(d), d_model)))
     out["summary"] = summary
     for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
         hits = sessions["status"].eq(s).groupby(sessions["patient"], sort=False).sum()

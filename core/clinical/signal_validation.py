@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 
 from core.clinical.signal import (

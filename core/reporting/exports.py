@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 
 from core.i18n import _
@@ -34,6 +35,31 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _is_flags(values: pd.Series) -> bool:
+    """True for a column of yes/no values: booleans, possibly with missing ones (``repaired``)."""
+    if pd.api.types.is_bool_dtype(values):  # also pandas' nullable "boolean" (with <NA>)
+        return True
+    if values.dtype != object:
+        return False
+    present = values.dropna()
+    return bool(len(present)) and all(isinstance(v, (bool, np.bool_)) for v in present)
+
+
+def yes_no(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every yes/no column written as the words of the interface language (``yes`` /
+    ``no``; Spanish ``sí`` / ``no``), a missing value left empty: a spreadsheet shows ``True`` and
+    ``False`` in English whatever its language."""
+    flags = [c for c in frame.columns if _is_flags(frame[c])]
+    if not flags:
+        return frame
+    out = frame.copy()
+    yes, no = _("yes"), _("no")
+    for col in flags:
+        out[col] = pd.Series([None if pd.isna(v) else (yes if v else no) for v in frame[col]],
+                             index=frame.index, dtype=object)
+    return out
+
+
 #: CSV conventions per interface language: the separator and decimal mark a spreadsheet program
 #: set to that language expects (Excel in Spanish splits on ``;`` and reads ``0,5`` as a number).
 CSV_LOCALES = {"en": (",", "."), "es": (";", ",")}
@@ -41,13 +67,16 @@ CSV_LOCALES = {"en": (",", "."), "es": (";", ",")}
 
 def csv_bytes(frame: pd.DataFrame, locale: str = "en") -> bytes:
     """UTF-8 CSV (with BOM, so that Excel reads accents) of a neutralised copy, with the
-    separator and decimal mark of ``locale`` (``"en"``: ``,`` and ``.``; ``"es"``: ``;`` and ``,``).
+    separator and decimal mark of ``locale`` (``"en"``: ``,`` and ``.``; ``"es"``: ``;`` and ``,``)
+    and yes/no columns in the words of the interface language (:func:`yes_no`).
 
     >>> csv_bytes(pd.DataFrame({"patient": ["P1"], "change": [-14.5]}), "es").decode("utf-8-sig").split()
     ['patient;change', 'P1;-14,5']
+    >>> csv_bytes(pd.DataFrame({"patient": ["P1"], "rupture": [True]})).decode("utf-8-sig").split()
+    ['patient,rupture', 'P1,yes']
     """
     sep, decimal = CSV_LOCALES.get(locale, CSV_LOCALES["en"])
-    text = neutralise_formulas(frame).to_csv(index=False, sep=sep, decimal=decimal, lineterminator="\r\n")
+    text = neutralise_formulas(yes_no(frame)).to_csv(index=False, sep=sep, decimal=decimal, lineterminator="\r\n")
     return text.encode("utf-8-sig")
 
 
@@ -77,9 +106,12 @@ def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None =
     - headers from ``labels`` (column → text), else ``"snake_case"`` → ``"Snake case"``;
     - bold header, frozen below the header, an autofilter over the table;
     - column widths from the longest text (8–60 characters);
-    - number formats: whole-number columns ``0``, others ``0.00``;
+    - number formats: whole-number columns ``0``, others ``0.00``; yes/no columns as words
+      (:func:`yes_no`);
     - ``definitions``: ``(name, value or definition)`` pairs on a second sheet, e.g. the
-      thresholds the table was computed with.
+      thresholds the table was computed with; a value that is a number is stored as a number
+      (format ``0`` when whole, else ``0.0##``), so that the spreadsheet writes it its own way
+      (Spanish Excel: ``63,5``).
 
     Text is written as text, never as a formula.
     """
@@ -89,6 +121,7 @@ def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None =
 
     labels = labels or {}
     definitions_sheet = _("Thresholds and definitions") if definitions_sheet is None else definitions_sheet
+    frame = yes_no(frame)
     safe = neutralise_formulas(frame)
     headers = neutralise_formulas(pd.DataFrame(columns=[labels.get(c, human_label(c)) for c in frame.columns]))
     workbook = Workbook()
@@ -128,8 +161,13 @@ def excel_bytes(frame: pd.DataFrame, sheet: str = "data", *, title: str | None =
         sheet2.cell(row=1, column=2, value=_("Value or definition")).font = Font(bold=True)
         for i, (name, value) in enumerate(pairs.itertuples(index=False), start=2):
             sheet2.cell(row=i, column=1, value=name)
-            cell = sheet2.cell(row=i, column=2, value=value.item() if hasattr(value, "item") else value)
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+            value = value.item() if hasattr(value, "item") else value
+            cell = sheet2.cell(row=i, column=2, value=value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                cell.number_format = "0" if float(value).is_integer() else "0.0##"
+                cell.alignment = Alignment(horizontal="left", vertical="top")
+            else:
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
         sheet2.column_dimensions["A"].width = max(12, min(40, max(len(str(n)) for n, _ in pairs.itertuples(index=False)) + 2))
         sheet2.column_dimensions["B"].width = 80
         sheet2.freeze_panes = "A2"

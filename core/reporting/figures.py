@@ -226,35 +226,72 @@ def spaghetti(data, outcome: str = "symptoms", mean_line=None, max_patients: int
     return _style(fig)
 
 
+def _band_segments(x, low, high):
+    """A band's outline as one ``fill="toself"`` trace: one closed shape per run of consecutive points
+    with both bounds (separated by gaps), so that a session without a CI leaves a gap, not a bridge."""
+    xs, ys = [], []
+    run: list[int] = []
+    ok = np.isfinite(low) & np.isfinite(high)
+    for i in list(range(len(x))) + [None]:
+        if i is not None and ok[i]:
+            run.append(i)
+            continue
+        if run:
+            if xs:
+                xs.append(None)
+                ys.append(None)
+            xs += [x[j] for j in run] + [x[j] for j in reversed(run)]
+            ys += [high[j] for j in run] + [low[j] for j in reversed(run)]
+        run = []
+    return xs, ys
+
+
 def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int = 12, *,
-                                y_title: str | None = None, y_range: tuple[float, float] | None = None):
+                                y_title: str | None = None, y_range: tuple[float, float] | None = None,
+                                clip_range: tuple[float, float] | None = None):
     """Each therapist's mean ``measure`` per session with its 95% CI band (``trajectories`` from
     :func:`core.clinical.indices.therapist_trajectories`). Draws at most ``max_therapists`` therapists — those
     with the most observations, ties by name — because more lines cannot be told apart; the title
     says when some are left out. Two traces per therapist (band, line). ``y_title``: the axis title
-    with the unit; ``y_range``: the scale's full range (else fitted to the data)."""
+    with the unit; ``y_range``: the scale's full range as the axis (else fitted to the data);
+    ``clip_range``: the scale's range, to which the bands are clipped (a CI beyond the scale says
+    nothing; default ``y_range``).
+
+    Honest at small n: no band where fewer than 3 patients contribute (``low``/``high`` missing:
+    :data:`core.clinical.indices.MIN_PATIENTS_FOR_CI`); there the mean is an open marker, and the
+    hover of every point says how many patients it averages."""
+    clip_range = clip_range if clip_range is not None else y_range
     size = trajectories.groupby("therapist")["n"].sum()
     ranked = sorted(size.index, key=lambda t: (-size[t], str(t)))
     shown = sorted(ranked[:max_therapists], key=str)
     palette = pal.CATEGORICAL
     symbols = ("circle", "square", "diamond", "triangle-up", "x", "cross")
+    with_ci = _("session %{x}: mean %{y:.2f}<br>95% CI %{customdata[1]:.2f} to %{customdata[2]:.2f}"
+                "<br>patients: %{customdata[0]}")
+    without_ci = _("session %{x}: mean %{y:.2f}<br>patients: %{customdata[0]} (too few for a 95% CI)")
     traces = []
+    any_small = False
     for i, t in enumerate(shown):
         # 4 decimals are more than a figure shows, and keep float noise (…78800111) out of the page
         g = trajectories[trajectories["therapist"] == t].sort_values("session").round({"mean": 4, "low": 4, "high": 4})
         color = palette[i % len(palette)]
-        ok = g.dropna(subset=["low", "high"])
-        traces.append(go.Scatter(x=list(ok["session"]) + list(ok["session"])[::-1],
-                                 y=list(ok["high"]) + list(ok["low"])[::-1], fill="toself", fillcolor=color,
+        low, high = g["low"].to_numpy(float), g["high"].to_numpy(float)
+        if clip_range is not None:
+            low, high = np.clip(low, *clip_range), np.clip(high, *clip_range)
+        bx, by = _band_segments(g["session"].to_list(), low, high)
+        traces.append(go.Scatter(x=bx, y=by, fill="toself", fillcolor=color,
                                  opacity=0.10, line=dict(width=0), hoverinfo="skip", mode="lines",
                                  showlegend=False, legendgroup=str(t)))
+        has_ci = np.isfinite(low) & np.isfinite(high)
+        any_small = any_small or not has_ci.all()
+        symbol = symbols[(i // len(palette)) % len(symbols)]
         traces.append(go.Scatter(x=g["session"], y=g["mean"], mode="lines+markers", name=_text(t), legendgroup=str(t),
                                  line=dict(color=color, width=2),
-                                 marker=dict(color=color, size=7, symbol=symbols[(i // len(palette)) % len(symbols)]),
-                                 customdata=np.column_stack([g["n"], g["low"], g["high"]]),
-                                 hovertemplate=_text(t) + "<br>" + _(
-                                     "session %{x}: mean %{y:.2f}<br>95% CI %{customdata[1]:.2f} to "
-                                     "%{customdata[2]:.2f}<br>N %{customdata[0]}") + "<extra></extra>"))
+                                 marker=dict(color=color, size=7, line=dict(color=color, width=2),
+                                             symbol=[symbol if ok else f"{symbol}-open" for ok in has_ci]),
+                                 customdata=np.column_stack([g["n"], low, high]),
+                                 hovertemplate=[_text(t) + "<br>" + (with_ci if ok else without_ci) + "<extra></extra>"
+                                                for ok in has_ci]))
     name = _text(role_name(measure))
     title = (_("Mean {measure} per therapist (95% CI) — the {shown} therapists with the most sessions of {n}; "
                "choose therapists to compare others").format(measure=name, shown=len(shown), n=len(ranked))
@@ -263,7 +300,11 @@ def therapist_trajectory_figure(trajectories, measure: str, max_therapists: int 
     fig.update_layout(height=440, xaxis_title=_("Session"), yaxis_title=_wrap(y_title or role_name(measure)),
                       hovermode="closest", title=dict(text=title, font=dict(size=13)),
                       legend=dict(title=dict(text=_("Therapist"), font=dict(color=pal.TEXT))),
-                      margin=dict(t=50, b=40))
+                      margin=dict(t=50, b=40 if not any_small else 80))
+    if any_small:  # under the axis title
+        fig.add_annotation(text=_("Open markers: fewer than 3 patients at that session, so no 95% CI band."),
+                           x=0, y=0, xref="paper", yref="paper", xanchor="left", yanchor="top", yshift=-52,
+                           showarrow=False, font=dict(size=12, color=pal.MUTED_TEXT))
     if y_range is not None:
         fig.update_yaxes(range=_padded(*y_range))
     return _style(fig)
@@ -521,8 +562,10 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                     x=x[sel], y=values[sel], mode="markers+text" if status_text else "markers",
                     marker=dict(symbol=symbol, size=12, color=color, line=dict(color=color, width=2)),
                     text=words if status_text else None,
-                    # the latest session's label leans left, so that it stays inside the plot at 800 px
-                    textposition=["top left" if j == len(x) - 1 else "top center" for j in np.flatnonzero(sel)],
+                    # the first session's label leans right and the latest one's left, so that they stay
+                    # inside the plot at 800 px (Plotly clips text at the plot area)
+                    textposition=["top left" if j == len(x) - 1 else "top right" if j == 0 and len(x) > 1
+                                  else "top center" for j in np.flatnonzero(sel)],
                     textfont=dict(color=color, size=12), name=text, customdata=np.asarray(reason[sel], dtype=object),
                     hovertemplate=_("Session %{{x}}: score {value}").format(value=fmt)
                     + f"<br><b>{text}</b><br>%{{customdata}}<extra></extra>",
@@ -563,7 +606,11 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                     traces.append(go.Scatter(
                         x=r["session"].to_numpy(), y=r[m].to_numpy(), mode="markers+text", name=_("rupture"),
                         marker=dict(symbol="x", size=13, color=pal.WORSE),
-                        text=[_("rupture")] * len(r), textposition="middle right",
+                        # the label on the side with room: right of a rupture in the first half of the
+                        # sessions, left of one in the second (at 800 px "rupture" was cut to "ruptur")
+                        text=[_("rupture")] * len(r),
+                        textposition=["middle left" if len(x) > 1 and v > (x.min() + x.max()) / 2 else "middle right"
+                                      for v in r["session"].to_numpy()],
                         textfont=dict(color=pal.WORSE, size=12), customdata=list(label),
                         hovertemplate=_("Rupture in session %{x}: %{customdata}") + "<extra></extra>",
                         xaxis=xa, yaxis=ya))
@@ -577,16 +624,23 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
     return fig
 
 
-def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = None, columns: int = 6,
+#: Longest patient ID that six panels a row leave room for at 800 px (about 95 px a panel); longer
+#: IDs (a researcher's pseudonyms, ``P-`` and 12 hex digits) get four panels a row.
+SHORT_ID = 9
+
+
+def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = None, columns: int | None = None,
                     panel_height: int = 140, status: dict | None = None, y_title: str | None = None,
                     y_range: tuple[float, float] | None = None):
     """One small panel per patient (in the order of ``patients``): ``measure`` by session, all
     panels on the same axes ranges, the clinical ``cutoff`` as a dotted line where given.
 
-    ``status``: patient → early-warning status of the latest session; the panel's line takes the
-    status colour and its title says the status in a symbol and words (``D017 ▲ not on track``),
-    so colour is never the only cue. ``y_title``: the measure with its unit (written once, left of
-    the grid); ``y_range``: the scale's full range (else fitted to the data).
+    ``status``: patient → early-warning status of the latest session; the panel's line and its title
+    (the ID and the status's symbol, ``D017 ▲``) take the status colour, so colour is never the only
+    cue; the status in words is in the hover (and the page's legend says what each symbol means).
+    The title is short so that it fits its panel at 800 px: ``columns`` (default 6 a row, 4 for
+    IDs longer than :data:`SHORT_ID`). ``y_title``: the measure with its unit (written once, left
+    of the grid); ``y_range``: the scale's full range (else fitted to the data).
 
     Pass a page of patients (the overview shows 24): Plotly's facets become unreadable, and
     fail, beyond about a hundred panels. The grid is laid out directly rather than through
@@ -595,6 +649,8 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
     patients = list(patients)
     status = status or {}
     n = len(patients)
+    if columns is None:
+        columns = 6 if max((len(str(p)) for p in patients), default=0) <= SHORT_ID else 4
     rows = max(1, -(-n // columns))
     hgap, vgap = 0.02, 0.07 if rows > 1 else 0.0
     width = (1 - hgap * (columns - 1)) / columns
@@ -615,7 +671,8 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
                                          showticklabels=c == 0)
         key = status.get(p)
         word, colour, symbol = STATUS_STYLE.get(key, ("", pal.SYMPTOMS, "circle"))
-        label = _text(p) if key is None else f"{_text(p)} {STATUS_GLYPH[key]} {_(word) if word else ''}".rstrip()
+        label = _text(p) if key is None else f"{_text(p)} {STATUS_GLYPH[key]}"
+        said = "" if key is None else f"<br><b>{STATUS_GLYPH[key]} {_(word)}</b>" if word else ""
         annotations.append(dict(text=label, x=x0 + width / 2, y=y_domain[1], xref="paper", yref="paper",
                                 xanchor="center", yanchor="bottom", showarrow=False,
                                 font=dict(size=11, color=colour if key is not None else pal.TEXT)))
@@ -624,7 +681,7 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
             traces.append(go.Scatter(x=g["session"].to_numpy(), y=g[measure].to_numpy(), mode="lines+markers",
                                      name=str(p), line=dict(color=colour, width=1.8), marker=dict(size=5, color=colour),
                                      connectgaps=True,
-                                     hovertemplate=_text(p) + "<br>" + _("session %{{x}}: {value}").format(
+                                     hovertemplate=_text(p) + said + "<br>" + _("session %{{x}}: {value}").format(
                                          value=f"%{{y:.{d}f}}") + "<extra></extra>",
                                      xaxis=xa, yaxis=ya))
         if cutoff is not None:

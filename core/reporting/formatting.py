@@ -18,47 +18,35 @@ writes its tick labels; the decimal separator is the current language's (Spanish
 """
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
-from core.i18n import number
-
-MINUS = "\u2212"
-
-
-def is_whole(values) -> bool:
-    """True when every finite value is a whole number (and there is at least one)."""
-    arr = np.asarray(values, dtype=float).ravel()
-    arr = arr[np.isfinite(arr)]
-    return bool(len(arr)) and bool(np.all(np.abs(arr - np.round(arr)) < 1e-9))
-
-
-def decimals_for(values, default: int = 2) -> int:
-    """0 when every finite value is a whole number, else ``default``."""
-    try:
-        return 0 if is_whole(values) else default
-    except (TypeError, ValueError):
-        return default
+from core.i18n import MINUS, decimals_for, is_whole, number_text  # noqa: F401 - one home: core.i18n
 
 
 def format_number(x, decimals: int = 2, signed: bool = False) -> str:
     """``x`` with ``decimals`` decimals, U+2212 for minus, ``+`` in front when ``signed``; "—" when missing.
     A value that rounds to zero is written without a sign ("0", "0.00"). Decimal separator: the
-    current language's (:func:`core.i18n.number`)."""
-    try:
-        value = float(x)
-    except (TypeError, ValueError):
-        return "—"
-    if not math.isfinite(value):
-        return "—"
-    text = f"{value:.{decimals}f}"
-    if float(text) == 0:
-        return number(0.0, f".{decimals}f")
-    text = number(value, f".{decimals}f")
-    if signed and value > 0:
-        text = "+" + text
-    return text.replace("-", MINUS)
+    current language's. The interface's one formatter, :func:`core.i18n.number_text`."""
+    return number_text(x, decimals, signed=signed)
+
+
+def shown_decimals(frame, default: int = 2, decimals: dict | None = None) -> dict:
+    """Per numeric column of ``frame`` the decimals it is shown (and downloaded) with: ``decimals``
+    where given, else 0 for whole numbers and ``default`` otherwise (booleans and text: none)."""
+    import pandas as pd
+
+    decimals = decimals or {}
+    return {c: decimals.get(c, decimals_for(frame[c], default)) for c in frame.columns
+            if pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])}
+
+
+def rounded(frame, default: int = 2, decimals: dict | None = None):
+    """``frame`` with its numeric columns rounded as they are shown (:func:`shown_decimals`): a
+    download holds ``89.6``, not ``89.60212929246751``. Whole-number columns become integers."""
+    out = frame.copy()
+    for col, d in shown_decimals(frame, default, decimals).items():
+        out[col] = out[col].round(d)
+        if d == 0 and out[col].notna().all():
+            out[col] = out[col].astype("int64")
+    return out
 
 
 def plotly_format(decimals: int) -> str:

@@ -38,8 +38,10 @@ from core.reporting.tables import (
     describe_model,
     fit_table,
     fixed_effects_table,
+    model_name,
     table_headers,
     variance_table,
+    with_model_names,
 )
 from core.stats.decomposition import dropout, measure_correlations, session_summary
 from core.stats.models import LadderResult, ModelResult
@@ -238,20 +240,20 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     for a in ladder.advice:
         out.append(f"<p>{html.escape(a)}</p>")
     out.append(_tag("h2", _("Model ladder (fixed effects, REML; Satterthwaite df)")))
-    out.append(_table(table_headers(fixed_effects_table(ladder.models).drop(columns=["term"]))))
+    out.append(_table(table_headers(with_model_names(fixed_effects_table(ladder.models).drop(columns=["term"])))))
     out.append(_tag("h3", _("In words")))
     for key in ("time", "hybrid", "hybrid_detrended", "interaction"):
         if key in ladder.models:
             sentences = describe_model(ladder.models[key])[1:]
-            out.append(f"<p><b>{key}</b></p><ul class='sentences'>" +
+            out.append(f"<p><b>{_h(model_name(key))}</b></p><ul class='sentences'>" +
                        "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
     out.append(_tag("h3", _("Variance components"))
-               + _table(table_headers(variance_table(ladder.models).drop(columns=["key"])), 5))
-    out.append(_tag("h3", _("Fit")) + _table(table_headers(fit_table(ladder.models)), 3))
+               + _table(table_headers(with_model_names(variance_table(ladder.models).drop(columns=["key"]))), 5))
+    out.append(_tag("h3", _("Fit")) + _table(table_headers(with_model_names(fit_table(ladder.models))), 3))
     out.append(_tag("h3", _("Likelihood-ratio tests (ML fits)"))
-               + _table(table_headers(comparison_table(ladder)), 3))
+               + _table(table_headers(with_model_names(comparison_table(ladder).drop(columns=["comparison"]))), 3))
     for key, reason in ladder.errors.items():
-        out.append(f"<p class='warn'>{html.escape(key)}: {html.escape(reason)}</p>")
+        out.append(f"<p class='warn'>{html.escape(model_name(key))}: {html.escape(reason)}</p>")
 
     for model in custom:
         out.append(_tag("h2", _("Model builder")) + _model_section(model, model.spec.title or model.key))
@@ -302,7 +304,7 @@ def build_html_report(validated: ValidatedData, ladder: LadderResult, custom: li
     if per_model:
         out.append("<p>" + _h(_("Rows kept for the data but left out of a model that needs a missing score "
                                 "(each model uses the sessions with every variable it names):")) + "</p>")
-        out.append(_table(_headers(pd.concat([m.excluded.assign(model=k) for k, m in per_model.items()],
+        out.append(_table(_headers(pd.concat([m.excluded.assign(model=model_name(k)) for k, m in per_model.items()],
                                              ignore_index=True)[["model", "row", "reason"]])))
     out.append(_tag("h2", _("Definitions and methods")) + "<ul>" +
                "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in definitions().items()) +

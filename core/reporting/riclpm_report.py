@@ -13,7 +13,8 @@ import pandas as pd
 from core.errors import InputError, ModelError
 from core.i18n import N_, _, number
 from core.intake.mapping import role_name
-from core.stats.riclpm import LAGS, RiclpmResult, fit_riclpm, suggested_sessions
+from core.reporting.tables import _p_phrase
+from core.stats.riclpm import LAGS, RiclpmResult, fit_riclpm, identification_needs, identified_sessions
 
 #: The lagged effects in words (English; translated where shown: ``_(EFFECT_LABELS[key])``).
 EFFECT_LABELS = {
@@ -49,9 +50,10 @@ def translated_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _p(p) -> str:
+    """APA style in the interface language (``p = .445``; Spanish ``p = ,445``), as the ladder's sentences."""
     if p is None or not np.isfinite(p):
         return _("p not available")
-    return "p < .001" if p < 0.001 else f"p = {p:.3f}".replace("0.", ".", 1)
+    return _p_phrase(p)
 
 
 def lagged_effects_table(result: RiclpmResult) -> pd.DataFrame:
@@ -172,13 +174,17 @@ def describe_riclpm(result: RiclpmResult) -> list[str]:
 
 def fit_for_report(data: pd.DataFrame, first: int | None = None, last: int | None = None,
                    free_lags: bool = False) -> RiclpmResult | str:
-    """The RI-CLPM for a report: over ``first..last`` (default: :func:`suggested_sessions`), or the
-    plain sentence saying why it cannot be fitted."""
+    """The RI-CLPM for a report: over ``first..last`` (default: the widest range of sessions on which
+    the model is identified, :func:`core.stats.riclpm.identified_sessions`), or the plain sentence
+    saying why it cannot be fitted."""
     if not {"alliance", "symptoms"} <= set(data.columns):
         return _("The RI-CLPM needs both alliance and symptoms.")
     try:
         if first is None or last is None:
-            first, last = suggested_sessions(data)
+            window = identified_sessions(data, free_lags)
+            if window is None:
+                return identification_needs(data, free_lags)
+            first, last = window
         return fit_riclpm(data, first, last, free_lags=free_lags)
     except (InputError, ModelError) as err:
         return str(err)

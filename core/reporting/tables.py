@@ -46,6 +46,27 @@ HEADERS = {
 }
 
 
+#: The ladder's models as people read them (the CSV downloads, the report's JSON and the command line
+#: keep the keys).
+MODEL_LABELS = {"unconditional": N_("unconditional"), "unconditional_3level": N_("unconditional, 3 levels"),
+                "time": N_("time"), "hybrid": N_("hybrid"), "hybrid_detrended": N_("hybrid, detrended"),
+                "interaction": N_("interaction"), "custom": N_("builder")}
+
+
+def model_name(key: str) -> str:
+    """A model key (``hybrid``) in the interface language; any other name as it is."""
+    return _(MODEL_LABELS[key]) if key in MODEL_LABELS else key
+
+
+def with_model_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the model keys of its model / fuller / simpler columns as translated names."""
+    out = frame.copy()
+    for col in ("model", "fuller", "simpler"):
+        if col in out:
+            out[col] = out[col].map(lambda k: model_name(str(k)))
+    return out
+
+
 def table_headers(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with the headers of :data:`HEADERS` in the current language (for display; the
     columns not named there keep theirs)."""

@@ -579,12 +579,17 @@ def frame_columns(data: pd.DataFrame, *, aliases: dict[str, str] | None = None,
     renamed = derived_renames(data, role_headers)
 
     def reason_for(measure):
+        """Why a measure's value (and so its between and within parts) is missing, with the measure
+        named in the interface language ("sin dato de alianza", not "sin dato de within")."""
+        from core.intake.mapping import role_name
+
         if cell_reasons is not None and measure in getattr(cell_reasons, "columns", ()):
             def at(pos, measure=measure):
                 r = cell_reasons[measure].reindex(data.index).iloc[pos].fillna("").astype(str).to_numpy(dtype=object)
-                return np.where(r != "", r, _("{measure} missing").format(measure=measure))
+                return np.where(r != "", r, _("{measure} missing").format(measure=role_name(measure)))
             return at
-        return None
+        return lambda pos, measure=measure: np.full(len(pos), _("{measure} missing").format(measure=role_name(measure)),
+                                                    dtype=object)
 
     for role in present_roles:
         if role in GROUP_ROLES:

@@ -13,9 +13,9 @@ depend on the runner, the number of workers or the chunk size.
   ``__main__`` (:func:`_no_main_script`).
 - :class:`DaskRunner`: a ``dask.distributed`` cluster at ``address`` (``tcp://host:8786``).
   The scheduler and the workers run this project's code (they unpickle
-  :func:`core.stats.power_sim.simulate_chunk`): start them from the project's folder with its
-  virtual environment (or with the folder on ``PYTHONPATH``), one single-threaded worker process
-  per core (``dask worker ADDRESS --nthreads 1 --nworkers N``; see the README).
+  :func:`core.stats.power_sim.simulate_chunk`): start them with the virtual environment into which
+  ``scripts/venv.sh`` installs the project (``.venv/bin/dask``, from any folder), one single-threaded
+  worker process per core (``dask worker ADDRESS --nthreads 1 --nworkers N``; see the README).
 """
 from __future__ import annotations
 
@@ -252,13 +252,13 @@ class DaskRunner:
         probe = f"{find}('core') is not None and {find}({power_sim.__name__!r}) is not None"
         if not client.run_on_scheduler(eval, probe):
             raise InputError(_("The scheduler cannot import this project's code ({module}). Start the scheduler "
-                               "and the workers from the project's folder with its virtual environment (see the "
-                               "README, Power).").format(module=power_sim.__name__))
+                               "and the workers with the project's virtual environment, e.g. .venv/bin/dask "
+                               "scheduler (any folder; see the README, Power).").format(module=power_sim.__name__))
         lacking = [w for w, ok in client.run(eval, probe).items() if not ok]
         if lacking:
             raise InputError(_("The worker at {address} cannot import this project's code ({module}). Start the "
-                               "scheduler and the workers from the project's folder with its virtual environment "
-                               "(see the README, Power).").format(address=lacking[0], module=power_sim.__name__))
+                               "scheduler and the workers with the project's virtual environment, e.g. .venv/bin/dask "
+                               "worker (any folder; see the README, Power).").format(address=lacking[0], module=power_sim.__name__))
 
     def run(self, designs, nsim, progress=None):
         from distributed import as_completed
@@ -283,8 +283,8 @@ class DaskRunner:
                 address=self.address, error=str(err))) from None
         except (ImportError, RuntimeError) as err:
             raise ModelError(_("The Dask cluster at {address} could not run the simulations ({error}). Start "
-                               "the scheduler and the workers from the project's folder with its virtual "
-                               "environment.").format(address=self.address, error=str(err))) from None
+                               "the scheduler and the workers with the project's virtual environment (see the "
+                               "README, Power).").format(address=self.address, error=str(err))) from None
         finally:
             for future in futures:
                 future.cancel()

@@ -819,6 +819,86 @@ def _check_data(panel: PanelData, structure: _Structure) -> None:
             first=name(i), second=name(j)))
 
 
+def n_parameters(n_waves: int, free_lags: bool = False) -> int:
+    """The model's free parameters over ``n_waves`` sessions, as lavaan counts them (with the means):
+    ``5T + 7`` with equal lagged effects (2T means, 3T within-session variances and covariances, 4
+    lags, 3 for the random intercepts); with lags free per session pair, ``4(T − 1)`` lags instead of
+    4. An RI-CLPM needs at least as many patients with scores in those sessions.
+
+    >>> n_parameters(8), n_parameters(6), n_parameters(3), n_parameters(4, free_lags=True)
+    (47, 37, 22, 35)
+    """
+    return _Structure(int(n_waves), bool(free_lags)).n_params
+
+
+def identified_sessions(data: pd.DataFrame, free_lags: bool = False,
+                        max_waves: int = MAX_WAVES) -> tuple[int, int] | None:
+    """The widest range of consecutive sessions (at most ``max_waves``) on which the RI-CLPM can be
+    estimated from ``data`` (long ``patient, session, alliance, symptoms``): at least as many
+    patients with scores in the range as the model has parameters (:func:`n_parameters`), every
+    session with two different scores of each measure, every pair of sessions observed together —
+    the checks :func:`fit_riclpm` makes before it fits, none of the fitting. Among ranges as wide,
+    the one with the most patients, then the earliest. ``None`` when no range of at least 3
+    sessions qualifies (then :func:`identification_needs` says what is missing).
+
+    A pure function of the data: the dashboard proposes this range, so that its default is never
+    refused ("fewer than the model's 47 parameters" for 40 patients over 8 sessions: 6 sessions,
+    37 parameters, are proposed instead).
+    """
+    session = _whole_sessions(data)
+    scored = data[["alliance", "symptoms"]].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)
+    keep = session.notna() & scored
+    if not keep.any():
+        return None
+    present = pd.crosstab(data.loc[keep, "patient"].astype(str), session[keep].astype(int)) > 0
+    numbers = sorted(int(s) for s in present.columns)
+    widest = min(int(max_waves), numbers[-1] - numbers[0] + 1)
+    for width in range(widest, MIN_WAVES - 1, -1):
+        needed = n_parameters(width, free_lags)
+        candidates = []
+        for first in numbers:
+            last = first + width - 1
+            if last > numbers[-1]:
+                break
+            cols = [s for s in range(first, last + 1) if s in present.columns]
+            if len(cols) < width:
+                continue  # a session number nobody attended: that wave has no scores
+            n = int(present[cols].any(axis=1).sum())
+            if n >= needed:
+                candidates.append((-n, first, last))
+        for _n, first, last in sorted(candidates):
+            try:
+                panel = panel_data(data, first, last)
+                _check_data(panel, _Structure(panel.n_waves, free_lags))
+            except (InputError, ModelError):
+                continue
+            return first, last
+    return None
+
+
+def identification_needs(data: pd.DataFrame, free_lags: bool = False) -> str:
+    """One sentence on what the data lack for the smallest RI-CLPM (3 consecutive sessions), for a page
+    to say before it fits: the patients needed against those there are, or the first check that fails."""
+    session = _whole_sessions(data).dropna().astype(int)
+    needed = n_parameters(MIN_WAVES, free_lags)
+    if session.empty or session.nunique() < MIN_WAVES:
+        return _("The RI-CLPM needs scores in at least {min} consecutive sessions; this data set has {n} session "
+                 "numbers.").format(min=MIN_WAVES, n=int(session.nunique()))
+    n = int(data["patient"].nunique())
+    if n < needed:
+        return _("The RI-CLPM needs at least {needed} patients with scores in the same {min} consecutive sessions "
+                 "(as many as its parameters); this data set has {n} patients.").format(
+            needed=needed, min=MIN_WAVES, n=n)
+    first = int(session.min())
+    try:
+        panel = panel_data(data, first, first + MIN_WAVES - 1)
+        _check_data(panel, _Structure(panel.n_waves, free_lags))
+    except (InputError, ModelError) as err:
+        return str(err)
+    return _("No range of {min} or more consecutive sessions has scores from {needed} patients in every session, "
+             "as the RI-CLPM needs.").format(min=MIN_WAVES, needed=needed)
+
+
 def _identified(structure: _Structure, theta: np.ndarray) -> bool:
     """Local identification: the Jacobian of the implied means and covariances with respect to
     the parameters has full column rank (checked at a generic point near ``theta``)."""

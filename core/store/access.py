@@ -198,6 +198,27 @@ class DataAccess:
             ids = [self._pseudonym("P", p) for p in ids]
         return sorted(ids)
 
+    def datasets_with_patient(self, actor: User, patient: str) -> list[str]:
+        """The data sets, oldest first, in which the user may see the patient ``patient`` (researchers
+        give the pseudonym): where a patient link that missed the active data set may lead. Nothing
+        the user may not see is named, and nothing tells an invisible patient from a missing one."""
+        patient = str(patient)
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            o = observations
+            if user.role is Role.RESEARCHER:
+                if not patient.startswith("P-"):
+                    return []
+                rows = conn.execute(sa.select(datasets.c.id, datasets.c.name, o.c.patient).distinct()
+                                    .select_from(o.join(datasets, datasets.c.id == o.c.dataset_id))
+                                    .order_by(datasets.c.id)).all()
+                found = [r.name for r in rows if self._pseudonym("P", r.patient) == patient]
+            else:
+                found = [r.name for r in conn.execute(
+                    sa.select(datasets.c.id, datasets.c.name).select_from(o.join(datasets, datasets.c.id == o.c.dataset_id))
+                    .where(o.c.patient == patient, self._row_filter(user)).distinct().order_by(datasets.c.id))]
+        return list(dict.fromkeys(found))
+
     def patient_sessions(self, actor: User, dataset: str, patient: str, *, log_view: bool = True) -> pd.DataFrame:
         """One patient's rows as the user may see them (researchers give the pseudonym), logged as a
         ``'patient view'``. :class:`NoSuchPatient` when the user may not see that patient, with the

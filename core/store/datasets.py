@@ -17,6 +17,14 @@ class DatasetStore(Protocol):
     def names(self) -> list[str]: ...
     def get(self, name: str) -> Dataset: ...
     def put(self, dataset: Dataset) -> None: ...
+    def is_demo(self, name: str) -> bool: ...
+    def datasets_with_patient(self, patient: str) -> list[str]: ...
+
+
+def first_own(store: DatasetStore, names: list[str]) -> str | None:
+    """The data set a session opens on when none was chosen: the first that is not demo data (the
+    clinic's own), else the first; ``None`` when there is none."""
+    return next((n for n in names if not store.is_demo(n)), names[0] if names else None)
 
 
 class MemoryStore:
@@ -35,6 +43,14 @@ class MemoryStore:
 
     def put(self, dataset: Dataset) -> None:
         self._items[dataset.name] = dataset
+
+    def is_demo(self, name: str) -> bool:
+        return name == DEMO_LABEL or (name in self._items and self._items[name].is_demo)
+
+    def datasets_with_patient(self, patient: str) -> list[str]:
+        """The data sets of this session that hold the patient ``patient``."""
+        patient = str(patient)
+        return [n for n in self.names() if (self.get(n).data["patient"].astype(str) == patient).any()]
 
 
 class ClinicDatasetStore:
@@ -64,6 +80,16 @@ class ClinicDatasetStore:
         dataset = self.clinic.load_dataset(self.user, name)  # demo flag and instruments as stored
         self._loaded[name] = (version, dataset)
         return dataset
+
+    def is_demo(self, name: str) -> bool:
+        try:
+            return self.clinic.dataset_info(self.user, name).is_demo
+        except NoSuchDataset:
+            return False
+
+    def datasets_with_patient(self, patient: str) -> list[str]:
+        """The data sets in which this user may see the patient (the role's rule, in the query)."""
+        return self.clinic.datasets_with_patient(self.user, patient)
 
     def put(self, dataset: Dataset) -> None:
         raise PermissionError("Stored data sets change only through an upload preview (ClinicStore.apply_upload).")

@@ -116,6 +116,7 @@ sessions = sa.Table(
     sa.Column("ended_at", _tz, nullable=True),                   # sign-out, deactivation, new password
     # SHA-256 of the key the signing-in browser keeps in the dashboard origin's storage (migration 0004)
     sa.Column("browser_hash", sa.String(64), nullable=True),
+    sa.Column("dataset", sa.String(200), nullable=True),         # data set chosen last in the session (0007)
     sa.UniqueConstraint("ticket_hash", name="uq_sessions_ticket_hash"),
     sa.Index("ix_sessions_user_id", "user_id"),
 )

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from core.store.engine import _now
 from core.store.schema import kiosk_sessions, sessions, users
-from core.store.users import User, _aware, _user
+from core.store.users import Role, User, _aware, _user
 
 SESSION_LIFETIME = timedelta(hours=12)
 TICKET_LIFETIME = timedelta(minutes=2)
@@ -122,19 +122,47 @@ class Sessions:
         """Whether a well-signed token names a live session (whichever browser presents it): what
         tells a cookie planted in another browser, or one whose browser key was cleared, from one
         that merely ended."""
+        return self.token_role(token) is not None
+
+    def token_role(self, token: str | None) -> Role | None:
+        """The role of the user of the live session a well-signed token names (whichever browser
+        presents it), else ``None``. It signs no one in: the dashboard uses it only to know which
+        page a reload or a link asks for (``/record`` exists for therapists and supervisors) while
+        the page has not yet shown the browser key the session is bound to."""
         parsed = self._parse_token(token) if token else None
         if parsed is None:
-            return False
+            return None
         with self._read() as conn:
-            return conn.execute(sa.select(sessions.c.id).select_from(
+            row = conn.execute(sa.select(users.c.role).select_from(
                 sessions.join(users, users.c.id == sessions.c.user_id)).where(
                 sessions.c.id == parsed[0], sessions.c.nonce == parsed[1], sessions.c.ended_at.is_(None),
-                sessions.c.expires_at > _now(), users.c.is_active.is_(True))).first() is not None
+                sessions.c.expires_at > _now(), users.c.is_active.is_(True))).first()
+        return Role(row[0]) if row is not None else None
 
     def session_id_of(self, token: str | None) -> int | None:
         """The session id a well-signed, unexpired token names (not whether it is still live)."""
         parsed = self._parse_token(token) if token else None
         return parsed[0] if parsed else None
+
+    def session_dataset(self, session_id: int | None) -> str | None:
+        """The data set chosen last in a live session (migration 0007), else ``None``: none chosen
+        yet, or the session ended or expired. A name only: whether the user may still see it is for
+        the reads to say (:mod:`core.store.access`)."""
+        if session_id is None:
+            return None
+        with self._read() as conn:
+            return conn.execute(sa.select(sessions.c.dataset).where(
+                sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
+                sessions.c.expires_at > _now())).scalar()
+
+    def set_session_dataset(self, session_id: int | None, name: str) -> None:
+        """Record the data set a live session works on, so that a reload, a new tab and a patient
+        link of that sign-in open on it (nothing for an ended session)."""
+        if session_id is None:
+            return
+        with self._write() as conn:
+            conn.execute(sessions.update().where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None))
+                         .values(dataset=str(name)[:200]))
 
     def end_session(self, session_id: int | None, *, log: bool = True) -> None:
         """End a session at once (sign-out); logged as ``'sign-out'`` when it was live."""
