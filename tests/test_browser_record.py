@@ -34,7 +34,7 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 from browser_support import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, go_by_sidebar, press, require_chromium,
-                             running_app, sign_in_by_keyboard, tab_to, tall_screenshot, type_into, wait_for_text, wait_idle)
+                             running_app, sign_in_by_keyboard, tall_screenshot, type_into, wait_for_text, wait_idle)
 
 from core.i18n import _, language
 from tests.record_support import ANA, ANA_PASSWORD, DATASET, HEAD, HEAD_PASSWORD, make_clinic
