@@ -23,8 +23,14 @@ both see the same machine load:
 simulations per case) with 1,000 simulations of ours and prints both powers, the difference in
 units of its Monte Carlo SD and the mean estimate (about 2 min on 2 cores).
 
-The goal of issue 16: at least 5 × R's rate. Exit status 1 when it is missed.
-Run from the repository root: ``python bench/bench_power.py [--nsim 200] [--large] [--agreement] [--no-r]``.
+``--dask`` (issue 28) also runs the simulations on a Dask cluster on loopback: a scheduler and one
+single-threaded worker, then two, started from ``/`` with this environment's ``dask`` (as the README's
+recipe does), and prints the speed-up of two workers over one (goal ≥ 1.7 on a 2-core machine) and
+that the powers equal the local run's (same seed, same simulations).
+
+The goal of issue 16: at least 5 × R's rate. Exit status 1 when it is missed (or, with ``--dask``,
+the speed-up).
+Run from the repository root: ``python bench/bench_power.py [--nsim 200] [--large] [--agreement] [--no-r] [--dask]``.
 """
 from __future__ import annotations
 
@@ -109,6 +115,56 @@ def speed(data, n_patients: int, nsim: int, use_r: bool, test: str = "kr", r_nsi
     return result
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def dask_speed_up(data, n_patients: int, nsim: int, test: str = "kr") -> dict:
+    """Simulations per second on a loopback Dask cluster with one and with two single-threaded workers
+    (each a second run, the first warming the workers), and the powers against the local run's."""
+    from core.stats.power_run import DaskRunner
+
+    dask = Path(sys.executable).with_name("dask")
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    print(f"\nDask on loopback ({address}), N = {n_patients}, {nsim} simulations", flush=True)
+    _, local_power = our_rate(data, n_patients, nsim, LocalRunner(1), test=test)
+    procs = [subprocess.Popen([str(dask), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    rates, powers = {}, {}
+    try:
+        for workers in (1, 2):
+            procs.append(subprocess.Popen([str(dask), "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--name", f"w{workers}"], cwd="/", stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+            from distributed import Client
+
+            with Client(address, timeout=60) as client:
+                client.wait_for_workers(workers, timeout=120)
+            runner = DaskRunner(address, timeout=60)
+            our_rate(data, n_patients, max(10, nsim // 10), runner, test=test)  # the workers import the engine
+            rates[workers], powers[workers] = our_rate(data, n_patients, nsim, runner, test=test)
+            print(f"  {workers} worker(s): {rates[workers]:7.1f} simulations/s (power {powers[workers]:.3f})", flush=True)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    up = rates[2] / rates[1]
+    same = powers[1] == powers[2] == local_power
+    print(f"  speed-up of 2 workers over 1: {up:.2f} (goal ≥ 1.7); power local {local_power:.3f}, "
+          f"Dask {powers[1]:.3f} / {powers[2]:.3f}: {'the same' if same else 'DIFFERENT'}", flush=True)
+    return {"n_patients": n_patients, "nsim": nsim, "one_worker_per_s": rates[1], "two_workers_per_s": rates[2],
+            "speed_up": up, "same_power": same, "local_power": local_power}
+
+
 def agreement(data) -> list[dict]:
     rows = []
     print("\nAgreement with R (1,000 simulations each side)")
@@ -141,18 +197,27 @@ def main() -> int:
     parser.add_argument("--no-r", action="store_true")
     parser.add_argument("--test", choices=("kr", "satterthwaite"), default="kr")
     parser.add_argument("--r-nsim", type=int, help="R's simulations per measurement (default: --nsim)")
+    parser.add_argument("--dask", action="store_true", help="also 1 and 2 Dask workers on loopback (issue 28)")
+    parser.add_argument("--dask-only", action="store_true", help="only the Dask speed-up")
     args = parser.parse_args()
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     data = paperlike()
+    if args.dask_only:
+        dask = dask_speed_up(data, 96, args.nsim, args.test)
+        return 0 if dask["speed_up"] >= 1.7 and dask["same_power"] else 1
     results = [speed(data, 96, args.nsim, not args.no_r, args.test, args.r_nsim)]
+    dask = dask_speed_up(data, 96, args.nsim, args.test) if args.dask else None
     if args.large:
         results.append(speed(data, 1600, max(20, args.nsim // 10), not args.no_r, args.test,
                              max(5, (args.r_nsim or args.nsim) // 10)))
     rows = agreement(data) if args.agreement else []
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"power_{args.test}.json").write_text(json.dumps({"speed": results, "agreement": rows}, indent=1))
+    (out / f"power_{args.test}.json").write_text(json.dumps({"speed": results, "agreement": rows, "dask": dask},
+                                                           indent=1))
     missed = [r for r in results if r.get("ratio_all_cores") is not None and r["ratio_all_cores"] < GOAL]
+    if dask is not None and not (dask["speed_up"] >= 1.7 and dask["same_power"]):
+        missed.append(dask)
     return 1 if missed else 0
 
 

@@ -69,8 +69,15 @@ def test_save_the_expected_course_as_a_norm_and_judge_against_it(tmp_path):
         assert '"format": "alliance-dashboard signal norm"' in norm.read_text(encoding="utf-8")
         _idle(page)
         page.locator('[data-testid="stSidebar"] [data-testid="stExpander"] summary').first.click()
-        page.get_by_role("combobox", name="Expected course from").click()
-        page.get_by_role("option", name="A norm file (JSON)").click()
+        page.wait_for_timeout(1000)  # the expander's opening animation
+        menu = page.get_by_role("combobox", name="Expected course from")
+        menu.click()
+        option = page.get_by_role("option", name="A norm file (JSON)")
+        try:
+            option.wait_for(timeout=5000)
+        except Exception:  # noqa: BLE001 - a click during the expander's animation can miss the menu: the keyboard
+            menu.press("ArrowDown")
+        option.click()
         _idle(page)
         page.locator('[data-testid="stSidebar"] input[type=file]').set_input_files(str(norm))
         page.get_by_text("an outside norm: the norm file “signal-norm.json” (120 patients)").wait_for(timeout=120000)

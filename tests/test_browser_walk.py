@@ -521,7 +521,7 @@ def test_a_choice_in_the_sidebar_folds_it_at_800_px(app, browser, lang, width):
     if width < 1000:
         assert sidebar_folded(page)
         open_sidebar(page)
-    page.locator('[data-testid="stSidebarNav"] a').nth(3).click()      # the Model explorer
+    page.locator('[data-testid="stSidebarNav"] a[href$="/models"]').click()      # the Model explorer
     page.wait_for_url("**/models", timeout=60000)
     idle(page, 1200)
     assert sidebar_folded(page) == (width < 1000)

@@ -114,7 +114,7 @@ def test_a_correction_needs_a_reason_and_keeps_the_earlier_value(clinic):
 
 @pytest.mark.parametrize("values, session, kwargs, error, message", [
     ({"alliance": 8}, 9, {}, InputError, "The alliance score 8 is outside its valid range 1–7"),
-    ({"symptoms": -1}, 9, {}, InputError, "The symptoms score -1 is outside its valid range 0–180"),
+    ({"symptoms": -1}, 9, {}, InputError, "The symptoms score \u22121 is outside its valid range 0–180"),
     ({"bdi": 3}, 9, {}, InputError, "'bdi' is not a measure of the data set 'Demo clinic'"),
     ({"alliance": "high"}, 9, {}, InputError, "'high' is not a number"),
     ({"alliance": ""}, 9, {}, InputError, "Enter at least one score for session 9"),
