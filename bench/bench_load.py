@@ -377,7 +377,7 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
             while time.monotonic() < deadline:
                 start = time.monotonic()
                 try:
-                    await nav(page, "Clinic overview")
+                    await nav(page, "My caseload")  # a therapist's name for the overview (issue 26)
                     await page.get_by_text("Caseload, most in need of attention first").wait_for(timeout=120000)
                     tally.add("caseload (browser)", time.monotonic() - start)
                     for patient in rng.sample(own, 2):

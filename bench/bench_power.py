@@ -203,10 +203,10 @@ def main() -> int:
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     data = paperlike()
     if args.dask_only:
-        dask = dask_speed_up(data, 96, args.nsim, args.test)
+        dask = dask_speed_up(data, 96, max(args.nsim, 2000), args.test)
         return 0 if dask["speed_up"] >= 1.7 and dask["same_power"] else 1
     results = [speed(data, 96, args.nsim, not args.no_r, args.test, args.r_nsim)]
-    dask = dask_speed_up(data, 96, args.nsim, args.test) if args.dask else None
+    dask = dask_speed_up(data, 96, max(args.nsim, 2000), args.test) if args.dask else None
     if args.large:
         results.append(speed(data, 1600, max(20, args.nsim // 10), not args.no_r, args.test,
                              max(5, (args.r_nsim or args.nsim) // 10)))
