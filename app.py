@@ -40,10 +40,16 @@ language_picker()
 # navigation only: nothing runs before the key is shown), so that a reload or a link opens the page it names
 role = user.role if user is not None else pending_role()
 therapist = role is Role.THERAPIST  # her start page is her caseload
+if therapist and user is None and server.requested_path(st.context.url) == "overview":
+    # the browser key is awaited and the address names the caseload: as its own page in this run (a default page
+    # is served at "/", and Streamlit would show "Page not found" for "/overview"); the next run opens it as usual
+    therapist_start = False
+else:
+    therapist_start = therapist
 pages = [
-    st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=not therapist),
+    st.Page("pages/home.py", title=_("Clinic data"), icon=":material/home:", default=not therapist_start),
     st.Page("pages/overview.py", title=_("My caseload") if therapist else _("Clinic overview"), icon=":material/groups:",
-            default=therapist),
+            default=therapist_start),
     st.Page("pages/patient.py", title=_("Patient"), icon=":material/person:"),
 ]
 if role in (Role.THERAPIST, Role.SUPERVISOR):

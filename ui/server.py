@@ -342,3 +342,15 @@ def middleware() -> list:
     configured_origin()  # a wrong ALLIANCE_PUBLIC_ORIGIN stops the start with its sentence
     installed = True
     return [Middleware(DashboardGuard)]
+
+
+def requested_path(url: str | None) -> str:
+    """The page part of the address the browser asked for (``"overview"`` for
+    ``http://host:8501/overview?patient=D001``; ``""`` for the root), from ``st.context.url``.
+
+    >>> requested_path("http://127.0.0.1:8501/overview?lang=es"), requested_path("https://clinic.example/")
+    ('overview', '')
+    """
+    from urllib.parse import urlsplit
+
+    return urlsplit(url or "").path.strip("/").split("/")[-1]
