@@ -33,6 +33,13 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _live_session(*, of_active_user: bool = True) -> tuple:
+    """The conditions of a live session row: not ended, not expired, and (``of_active_user``, which
+    needs ``users`` joined) its user active."""
+    live = (sessions.c.ended_at.is_(None), sessions.c.expires_at > _now())
+    return (*live, users.c.is_active.is_(True)) if of_active_user else live
+
+
 class Sessions:
     """The sessions part of :class:`core.store.ClinicStore`."""
 
@@ -108,8 +115,7 @@ class Sessions:
         elif session_id is None:
             return None
         query = (sa.select(users).select_from(sessions.join(users, users.c.id == sessions.c.user_id))
-                 .where(sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
-                        sessions.c.expires_at > _now(), users.c.is_active.is_(True),
+                 .where(sessions.c.id == int(session_id), *_live_session(),
                         # a session in patient mode (core.store.record) signs no one in
                         ~sa.exists().where(kiosk_sessions.c.session_id == sessions.c.id)))
         if token is not None:
@@ -135,8 +141,7 @@ class Sessions:
         with self._read() as conn:
             row = conn.execute(sa.select(users.c.role).select_from(
                 sessions.join(users, users.c.id == sessions.c.user_id)).where(
-                sessions.c.id == parsed[0], sessions.c.nonce == parsed[1], sessions.c.ended_at.is_(None),
-                sessions.c.expires_at > _now(), users.c.is_active.is_(True))).first()
+                sessions.c.id == parsed[0], sessions.c.nonce == parsed[1], *_live_session())).first()
         return Role(row[0]) if row is not None else None
 
     def session_id_of(self, token: str | None) -> int | None:
@@ -152,8 +157,7 @@ class Sessions:
             return None
         with self._read() as conn:
             return conn.execute(sa.select(sessions.c.dataset).where(
-                sessions.c.id == int(session_id), sessions.c.ended_at.is_(None),
-                sessions.c.expires_at > _now())).scalar()
+                sessions.c.id == int(session_id), *_live_session(of_active_user=False))).scalar()
 
     def set_session_dataset(self, session_id: int | None, name: str) -> None:
         """Record the data set a live session works on, so that a reload, a new tab and a patient
