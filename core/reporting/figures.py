@@ -46,18 +46,49 @@ def _local_numbers(fig: go.Figure) -> go.Figure:
     return fig
 
 
+def _page_style() -> dict:
+    """The layout's part of :func:`_style` (background, text, colourway, separators) as a plain dict."""
+    style = dict(paper_bgcolor=pal.BACKGROUND, plot_bgcolor=pal.BACKGROUND, font=dict(color=pal.TEXT, size=13),
+                 colorway=list(pal.CATEGORICAL), legend=dict(font=dict(color=pal.TEXT)),
+                 title=dict(font=dict(color=pal.TEXT)))
+    if get_language() in DECIMAL_COMMA:
+        style["separators"] = ",."
+    return style
+
+
+def _axis_style() -> dict:
+    """Every axis's part of :func:`_style` as a plain dict."""
+    return dict(gridcolor=pal.GRID, zeroline=False, linecolor=pal.REFERENCE, showline=True,
+                tickfont=dict(color=pal.MUTED_TEXT), title=dict(font=dict(color=pal.TEXT)))
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    """``base`` updated by ``extra`` as Plotly's ``update`` does: nested dicts merged, ``extra`` wins."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _styled(layout: dict) -> dict:
+    """A layout dict with :func:`_style` merged in, every ``xaxis…``/``yaxis…`` key included: the same
+    figure as ``_style(go.Figure(layout=layout))``, but validated once rather than updated per axis
+    (on the overview's 24 panels, 0.28 s of the figure's 0.49 s went to ``_style``'s updates)."""
+    out = _merged(layout, _page_style())
+    for key in out:
+        if key.startswith(("xaxis", "yaxis")):
+            out[key] = _merged(out[key], _axis_style())
+    return out
+
+
 def _style(fig: go.Figure) -> go.Figure:
     """White background, dark text and tick labels, light grid lines, the accessible colourway.
     Called last: Plotly replaces an axis title's font when the title is set as text afterwards, and
     Streamlit's chart theme then draws it in its own grey (3.7:1)."""
-    fig.update_layout(paper_bgcolor=pal.BACKGROUND, plot_bgcolor=pal.BACKGROUND,
-                      font=dict(color=pal.TEXT, size=13), colorway=list(pal.CATEGORICAL),
-                      legend=dict(font=dict(color=pal.TEXT)), title_font_color=pal.TEXT)
-    axis = dict(gridcolor=pal.GRID, zeroline=False, linecolor=pal.REFERENCE, showline=True,
-                tickfont=dict(color=pal.MUTED_TEXT), title_font=dict(color=pal.TEXT))
-    fig.update_xaxes(**axis)
-    fig.update_yaxes(**axis)
-    return _local_numbers(fig)
+    fig.update_layout(**_page_style())
+    fig.update_xaxes(**_axis_style())
+    fig.update_yaxes(**_axis_style())
+    return fig
 
 
 def _padded(low: float, high: float, share: float = 0.04) -> list[float]:
@@ -614,14 +645,12 @@ def patient_chart(sessions, measures, *, signal=None, cutoff: float | None = Non
                         textfont=dict(color=pal.WORSE, size=12), customdata=list(label),
                         hovertemplate=_("Rupture in session %{x}: %{customdata}") + "<extra></extra>",
                         xaxis=xa, yaxis=ya))
-    fig = go.Figure(data=traces)
     height = 290 * n + 130
     plot_px = height - 30 - 130
-    fig.update_layout(height=height, hovermode="closest", shapes=shapes, annotations=annotations,
-                      legend=dict(orientation="h", yanchor="top", y=-56 / plot_px, x=0, font=dict(size=12)),
-                      margin=dict(t=30, b=130, l=70, r=20), **layout)
-    _style(fig)
-    return fig
+    return go.Figure(data=traces, layout=_styled(dict(
+        layout, height=height, hovermode="closest", shapes=shapes, annotations=annotations,
+        legend=dict(orientation="h", yanchor="top", y=-56 / plot_px, x=0, font=dict(size=12)),
+        margin=dict(t=30, b=130, l=70, r=20))))
 
 
 #: Longest patient ID that six panels a row leave room for at 800 px (about 95 px a panel); longer
@@ -700,13 +729,12 @@ def small_multiples(sessions, patients, measure: str, *, cutoff: float | None = 
                                 font=dict(size=12, color=pal.MUTED_TEXT)))
     if y_range is not None:
         layout["yaxis"]["range"] = _padded(*y_range, share=0.06)
-    fig = go.Figure(data=traces)
-    fig.update_layout(height=panel_height * rows + 90, showlegend=False, annotations=annotations, shapes=shapes,
-                      margin=dict(t=30, b=50, l=80 if y_title else 40, r=10), **layout)
-    _style(fig)
-    fig.update_xaxes(showline=False)
-    fig.update_yaxes(showline=False)
-    return fig
+    layout = _styled(dict(layout, height=panel_height * rows + 90, showlegend=False, annotations=annotations,
+                          shapes=shapes, margin=dict(t=30, b=50, l=80 if y_title else 40, r=10)))
+    for key in layout:
+        if key.startswith(("xaxis", "yaxis")):
+            layout[key]["showline"] = False
+    return go.Figure(data=traces, layout=layout)
 
 
 # ---------------------------------------------------------------------------------------------
