@@ -37,6 +37,7 @@ from ui.clinic import (
     signal_checks,
     signal_settings,
     signal_validation,
+    sized_cache,
     therapist_icc,
 )
 from ui.language import localised
@@ -137,7 +138,7 @@ if ds.validated.has_therapist and not mine:
         sentence=therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome)))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@sized_cache(st.cache_data, large=16)
 def early_alliance_sentence(fingerprint: str, language: str, _data) -> str | None:
     """Issue 30: early alliance → outcome in one plain sentence (None when it cannot be computed)."""
     from core.reporting.alliance_outcome_report import clinic_sentence, for_clinic

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +44,42 @@ from ui.look import decimal_input
 from ui.text import md
 
 
+#: A table of at most this many rows is "small" (a therapist's caseload: 200 patients × 25 sessions):
+#: :func:`sized_cache` keeps many of them. Larger ones (a clinic's, a national file's) are few.
+SMALL_ROWS = 5_000
+#: How many small and how many large results each :func:`sized_cache` function keeps.
+SMALL_ENTRIES, LARGE_ENTRIES = 128, 8
+
+
+def sized_cache(cache=st.cache_resource, *, large: int = LARGE_ENTRIES, small: int = SMALL_ENTRIES):
+    """``cache`` (``st.cache_resource`` or ``st.cache_data``) with room by the data's size: results
+    for a table of at most :data:`SMALL_ROWS` rows (the first DataFrame argument) are kept in a
+    cache of ``small`` entries, larger ones in a cache of ``large`` entries.
+
+    Each therapist's data set is her own patients, so her tables have a fingerprint of their own.
+    With one cache of 8 entries, 17 therapists at once evicted each other's tables on every page
+    (bench/bench_load.py: every caseload and patient page refitted them). At most ``small`` ×
+    5,000 rows are kept small, as many rows as ``large`` is allowed for one national file.
+    """
+    def wrap(func):
+        big = cache(show_spinner=False, max_entries=large)(func)
+        # A copy of the function under another name: Streamlit keys a cache by the function's
+        # module, qualified name and source, so the copy gets a cache (and max_entries) of its own.
+        twin = types.FunctionType(func.__code__, func.__globals__, func.__name__, func.__defaults__, func.__closure__)
+        twin.__kwdefaults__, twin.__module__ = func.__kwdefaults__, func.__module__
+        twin.__qualname__ = func.__qualname__ + "[small]"
+        little = cache(show_spinner=False, max_entries=small)(twin)
+
+        @functools.wraps(func)
+        def cached(*args, **kwargs):
+            rows = next((len(a) for a in (*args, *kwargs.values()) if isinstance(a, pd.DataFrame)), SMALL_ROWS + 1)
+            return (little if rows <= SMALL_ROWS else big)(*args, **kwargs)
+
+        cached.clear = lambda: (big.clear(), little.clear())
+        return cached
+    return wrap
+
+
 def therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float | None:
     """Therapist share of the outcome variance (REML three-level unconditional model); cached.
 
@@ -64,13 +101,13 @@ def _therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float
     return compute_iccs({"unconditional_3level": model})["therapist"]
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@sized_cache()
 def sessions_table(fingerprint: str, measures: tuple[str, ...], _data: pd.DataFrame) -> pd.DataFrame:
     """Per session: scores, own means, own SDs and deviations of every patient (shared, read-only)."""
     return patient_sessions(_data, list(measures))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@sized_cache(st.cache_data, large=16)
 def patient_list(fingerprint: str, _sessions: pd.DataFrame) -> list[str]:
     """The data set's patient IDs, sorted."""
     return sorted(_sessions["patient"].unique())
@@ -110,7 +147,7 @@ def sessions_with_ruptures(ds: Dataset, threshold: float) -> pd.DataFrame:
     return table
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@sized_cache()
 def _ruptures_so_far(fingerprint: str, threshold: float, _table: pd.DataFrame) -> pd.DataFrame:
     return flag_ruptures_so_far(_table, threshold)
 
@@ -217,7 +254,7 @@ def signal_model(ds: Dataset, sig: SignalSettings, norm: str = "own") -> SignalM
         return _own_model(ds, sig)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@sized_cache()
 def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
                     _data: pd.DataFrame, _model: SignalModel) -> pd.DataFrame:
     return session_signal(_data, _model, settings)
@@ -238,7 +275,7 @@ def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalMode
     return model, sessions, _patient_signal(ds.fingerprint, key, sig, language, sessions)
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@sized_cache()
 def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
                     _sessions: pd.DataFrame) -> pd.DataFrame:
     return patient_signal(_sessions)
@@ -260,7 +297,7 @@ def signal_checks(ds: Dataset, model: SignalModel, settings: "ClinicalSettings",
                           ds.data, model)
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
+@sized_cache(st.cache_data, large=16)
 def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, calibrate: bool,
                    _data: pd.DataFrame, _model: SignalModel) -> tuple[dict | None, dict | None]:
     cal = calibration(_data, _model, settings) if calibrate else None
@@ -278,7 +315,7 @@ def caseload_table(fingerprint: str, threshold: float, settings: SignalSettings,
                                _sessions, _current)
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
+@sized_cache(large=16)
 def _caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
                     model_key: tuple, language: str, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
     return caseload(_sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
