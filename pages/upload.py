@@ -335,7 +335,7 @@ except Exception as err:
     refuse(err, upload.name)
 
 validation_report(validated, upload.name, lang)
-name, c2 = use_or_store(validated, upload.name)
+name, c2 = use_or_store(validated, upload.name, file_id=upload.file_id)
 map_name = c2.text_input(_("Save this mapping as"), value=name, key="mapping_name",
                          help=_("Next time a spreadsheet with the same columns is uploaded, it maps in one click."))
 if c2.button(_("Save mapping"), key="save_mapping"):

@@ -74,6 +74,22 @@ def test_user_corrects_mapping_and_uses_data():
     assert at.session_state["active_dataset"] == "My clinic"
 
 
+def test_each_new_file_proposes_its_own_name():
+    """The name typed for the last file is not kept for the next one (whose rows would go into the last
+    one's data set by surprise); the next file's name is proposed, and a name typed for it stays."""
+    at = open_page("upload", timeout=TIMEOUT)
+    first = _csv("patient,therapist,session,alliance,symptoms\nA,T1,1,5,60\nA,T1,2,6,55\n")
+    at.file_uploader(key="upload_file").set_value(("march.csv", first, "text/csv")).run()
+    assert at.text_input(key="dataset_name").value == "march"
+    at.text_input(key="dataset_name").set_value("Clinic 2026").run()
+    at.selectbox(key="map_symptoms").set_value("symptoms").run()  # a rerun for the same file keeps it
+    assert at.text_input(key="dataset_name").value == "Clinic 2026"
+    second = _csv("patient,therapist,session,alliance,symptoms\nB,T1,1,5,60\nB,T1,2,6,55\n")
+    at.file_uploader(key="upload_file").set_value(("april.csv", second, "text/csv")).run()
+    assert not at.exception, at.exception
+    assert at.text_input(key="dataset_name").value == "april"
+
+
 def _map_march(at) -> None:
     data = _csv("id,therapist,visit_no,score_a,score_b\nA,T1,1,5,60\nA,T1,2,6,55\n")
     at.file_uploader(key="upload_file").set_value(("march.csv", data, "text/csv")).run()

@@ -105,14 +105,22 @@ def validation_report(validated, file_name: str, lang: str, fhir: bool = False) 
     st.dataframe(written, hide_index=True, width="stretch", column_config=config)
 
 
-def use_or_store(validated, file_name: str, instruments: tuple[tuple[str, str], ...] | None = None):
+def use_or_store(validated, file_name: str, instruments: tuple[tuple[str, str], ...] | None = None,
+                 file_id: str | None = None):
     """"4. Use it": make it the active data set (signed out), or preview and store it in the clinic
-    database in one transaction (supervisors). Returns the name given and the right-hand column."""
+    database in one transaction (supervisors). Returns the name given and the right-hand column.
+
+    The name proposed is the file's (without its extension), afresh for every new file (``file_id``:
+    the upload's id, else its name): the name typed for the last file is never kept for the next
+    one, whose rows would otherwise go into the last one's data set by surprise."""
     data = validated.data
     st.subheader(_("4. Use it"))
     user = current_user()
     c1, c2 = st.columns(2)
-    name = c1.text_input(_("Name for this data set"), value=file_name.rsplit(".", 1)[0], key="dataset_name")
+    if st.session_state.get("dataset_name_for") != (file_id or file_name):
+        st.session_state["dataset_name_for"] = file_id or file_name
+        st.session_state["dataset_name"] = file_name.rsplit(".", 1)[0]
+    name = c1.text_input(_("Name for this data set"), key="dataset_name")
     if user is None:
         if c1.button(_("Use this data"), type="primary", key="use_data"):
             set_active(Dataset(name=name, validated=validated, instruments=tuple(instruments or ())))
