@@ -293,7 +293,7 @@ async def light_therapist(url: str, token: str, key: str, name: str, number: str
 async def browser_users(url: str, tally: Tally, deadline: float, therapist: tuple[str, str], folder: Path,
                         ready: asyncio.Event, rng: random.Random) -> None:
     from browser_support import CHROMIUM, CHROMIUM_ARGS
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -323,7 +323,12 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
                     await nav(page, "Upload data")
                     await page.locator('input[type="file"]').set_input_files(str(upload_csv(folder / f"up{n}.csv", n)))
                     button = page.get_by_role("button", name="Preview what changes in the clinic database")
-                    await page.get_by_role("textbox", name="Name for this data set").fill("Uploads")
+                    name = page.get_by_role("textbox", name="Name for this data set")
+                    # the new file's report has replaced the last one (its name box proposes the file's name);
+                    # typed earlier, the name went into the last report's box and was lost with it
+                    await expect(name).to_have_value(f"up{n}", timeout=120000)
+                    await name.fill("Uploads")
+                    await name.press("Enter")
                     await button.click(timeout=120000)
                     await page.get_by_role("button", name="Store in 'Uploads'").click(timeout=120000)
                     await page.get_by_text("Stored:").wait_for(timeout=120000)
@@ -349,8 +354,9 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
             await box.wait_for(timeout=180000)
             n = 0
             while time.monotonic() < deadline:
+                # after the six, each again with a power of time added (a new formula: a new fit)
                 formula = formulas[n % len(formulas)] if n < len(formulas) else \
-                    formulas[n % len(formulas)].replace("time +", f"time + I(time > {n % 7}) +", 1)
+                    formulas[n % len(formulas)].replace("time +", f"time + I(time^{3 + n // len(formulas)}) +", 1)
                 n += 1
                 start = time.monotonic()
                 try:
