@@ -184,6 +184,34 @@ def number_text(value, decimals: int = 2, *, signed: bool = False, grouped: bool
     return text.replace("-", MINUS)
 
 
+def number_texts(values, decimals: int = 2) -> list[str]:
+    """:func:`number_text` of every value (no sign, no grouping), for a million values at once: the
+    same strings, written in one pass instead of a call per value (the early-warning signal's
+    sentences of a national data set: 2.7 million numbers, 14 s one by one).
+
+    >>> number_texts([-36.0, 0.004, float("nan"), 1234.5], 1)
+    ['−36.0', '0.0', '—', '1234.5']
+    >>> with language("es"):
+    ...     number_texts([-0.25, 2.5], 2)
+    ['−0,25', '2,50']
+    """
+    import numpy as np
+
+    spec = f".{max(0, int(decimals))}f"
+    zero = format(0.0, spec)
+    comma = _language.get() in DECIMAL_COMMA
+    out = []
+    for x in np.asarray(values, dtype=float).ravel().tolist():
+        if x != x or x in (math.inf, -math.inf):
+            out.append("—")
+            continue
+        text = format(x, spec)
+        if text[0] == "-":
+            text = zero if float(text) == 0 else MINUS + text[1:]
+        out.append(text.replace(".", ",") if comma else text)
+    return out
+
+
 def fewest_decimals(value, most: int = 4) -> int:
     """The fewest decimals (up to ``most``) that write ``value`` without losing a digit: ``63.5`` → 1,
     ``14.0`` → 0, ``63.5 / 45`` → 4."""
