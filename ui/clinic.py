@@ -23,10 +23,13 @@ import streamlit as st
 
 from core.clinical.indices import caseload, find_patients, flag_ruptures, flag_ruptures_so_far, patient_sessions
 from core.clinical.signal import (
+    SCALE_PRESETS,
     SignalModel,
     SignalSettings,
     calibration,
+    date_column as dates_in,
     fit_signal_model,
+    guess_scale,
     patient_signal,
     session_signal,
 )
@@ -200,7 +203,12 @@ def sees_whole_clinic() -> bool:
 
 
 def _own_model(ds: Dataset, sig: SignalSettings) -> SignalModel:
-    user = _scoped_user()
+    """The data set's own expected course: signed in, the clinic database's (fitted on every patient of
+    the data set once per version and settings, and kept there: :meth:`ClinicStore.clinic_signal_model`);
+    signed out, fitted on this session's data."""
+    from ui.auth import current_user
+
+    user = current_user()
     if user is not None:
         from ui.auth import clinic_store
 
@@ -394,10 +402,11 @@ class ClinicalSettings:
 
 #: The symptom measure's presets (the names are session-state values and keys: translated where shown).
 _PRESETS = {
-    N_("OQ-45.2 total (0–180)"): (63.5, 14.0),
-    N_("OQ-45.2 mean item score (0–4)"): (63.5 / 45, 14.0 / 45),
-    N_("Other measure (enter values)"): (None, None),
+    N_("OQ-45.2 total (0–180)"): SCALE_PRESETS["total"],
+    N_("OQ-45.2 mean item score (0–4)"): SCALE_PRESETS["mean_item"],
+    N_("Other measure (enter values)"): SCALE_PRESETS["other"],
 }
+_PRESET_OF_SCALE = dict(zip(SCALE_PRESETS, _PRESETS))
 #: The intake menu's first option: no intake column, the score at the first session.
 _FIRST_SCORE = "\0first session"
 
@@ -437,13 +446,9 @@ def clinical_settings(ds: Dataset) -> ClinicalSettings:
     return ClinicalSettings(choice, cutoff, rc if rc else None, worse, intake, norm, date_column(ds))
 
 
-#: Column names taken as each session's date (the validation's calendar split).
-DATE_COLUMNS = ("date", "session_date", "fecha")
-
-
 def date_column(ds: Dataset) -> str | None:
     """The data set's column with each session's date, if it has one by a usual name."""
-    return next((c for c in ds.data.columns if str(c).strip().lower() in DATE_COLUMNS), None)
+    return dates_in(ds.data.columns)
 
 
 #: The largest norm file read (a norm holds a few dozen numbers per refit: a few kilobytes).
@@ -500,11 +505,7 @@ def norm_choice(ds: Dataset) -> str:
 
 def _guess_instrument(ds: Dataset) -> str:
     """The symptom measure's preset: from the instrument that scored it, else from its largest value."""
-    names = list(_PRESETS)
-    if ds.instrument_for("symptoms") == "oq45":
-        return names[0]
-    top = ds.data["symptoms"].max()
-    return names[1] if top <= 4 else names[0] if top <= 180 and top > 10 else names[2]
+    return _PRESET_OF_SCALE[guess_scale(ds.data["symptoms"], ds.instrument_for("symptoms"))]
 
 
 def current_settings(ds: Dataset) -> ClinicalSettings:

@@ -293,6 +293,9 @@ def decimal_input(label: str, value: float | None, *, key: str, where=None, min_
     typed = where.text_input(label, value=shown, key=text_key, help=help, placeholder=placeholder)
     if not str(typed).strip():  # emptied: an optional field has no value, another keeps its own (as Streamlit's)
         return None if value is None else st.session_state.get(good_key, value)
+    if value is not None and typed == shown:  # the default as shown (14/45 shown 0,3111): the value itself,
+        st.session_state.pop(good_key, None)  # as in English, so both languages fit the same model
+        return value
     parsed = parse_number(typed)
     if parsed is None or (min_value is not None and parsed < min_value):
         where.warning(_("“{text}” is not a number this field takes; write it like {example}. The last good value "

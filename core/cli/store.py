@@ -263,4 +263,23 @@ def _import(store, args) -> None:
     if not args.preview:
         result = store.apply_upload(user, preview)
         report.update(stored=True, version=result.version)
+        _fit_signal_model(store, user, preview.dataset)
     _summary(report, args.out)
+
+
+def _fit_signal_model(store, user, name: str) -> None:
+    """Fit the early-warning signal's expected course of the stored data set once, with the settings the
+    clinician pages start from (:func:`core.clinical.signal.dashboard_settings`), and keep it in the
+    database: the first caseload after an import then reads it instead of fitting it (seconds on a
+    million rows; issue 28). A data set it cannot be fitted on is left for the pages to say why."""
+    from core.clinical.signal import dashboard_settings
+    from core.errors import ModelError
+
+    dataset = store.load_dataset(user, name)
+    if "symptoms" not in dataset.validated.measures:
+        return
+    try:
+        store.clinic_signal_model(user, name, settings=dashboard_settings(dataset.data,
+                                                                          dataset.instrument_for("symptoms")))
+    except (ModelError, InputError, ValueError):
+        pass

@@ -1102,6 +1102,39 @@ def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliab
                           intake=intake, **more), note
 
 
+#: The dashboard's symptom-measure presets, (clinical cut-off, reliable change): the OQ-45.2 total, its
+#: mean item score, or another measure (the user enters both; Lambert et al., 2004).
+SCALE_PRESETS = {"total": (OQ45_CUTOFF, OQ45_RELIABLE_CHANGE),
+                 "mean_item": (OQ45_CUTOFF / 45, OQ45_RELIABLE_CHANGE / 45),
+                 "other": (None, None)}
+#: Column names taken as each session's date (the validation's calendar split).
+DATE_COLUMNS = ("date", "session_date", "fecha")
+
+
+def guess_scale(symptoms: pd.Series, instrument: str | None = None) -> str:
+    """Which preset the dashboard starts from (:data:`SCALE_PRESETS`): the OQ-45.2 total when the
+    instrument that scored it is the OQ-45.2; else by the largest score: at most 4, mean item scores;
+    above 10 and at most 180, totals; otherwise another measure."""
+    if instrument == "oq45":
+        return "total"
+    top = pd.to_numeric(symptoms, errors="coerce").max()
+    return "mean_item" if top <= 4 else "total" if 10 < top <= 180 else "other"
+
+
+def date_column(columns) -> str | None:
+    """The column with each session's date, if one has a usual name (:data:`DATE_COLUMNS`)."""
+    return next((c for c in columns if str(c).strip().lower() in DATE_COLUMNS), None)
+
+
+def dashboard_settings(data: pd.DataFrame, instrument: str | None = None) -> SignalSettings:
+    """The signal's settings as the clinician pages start: the guessed preset's cut-off and reliable
+    change, higher scores worse, the first session as intake, the date column if any. The command
+    line's ``store import`` fits this model once, so that the first caseload after an import finds it."""
+    cutoff, rc = SCALE_PRESETS[guess_scale(data["symptoms"], instrument)]
+    return SignalSettings(higher_is_worse=True, reliable_change=rc if rc else None, cutoff=cutoff,
+                          date=date_column(data.columns))
+
+
 def clean(value):
     """Plain JSON values: floats (NaN → None), ints, strings, lists, dicts."""
     if isinstance(value, dict):

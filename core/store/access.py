@@ -16,8 +16,8 @@ from core.i18n import N_, _
 from core.intake.dataset import Dataset
 from core.intake.mapping import ColumnMapping
 from core.intake.validation import STUDY, ValidatedData, parse_numbers
-from core.store.errors import NoSuchDataset, NoSuchPatient
-from core.store.schema import datasets, excluded_rows, observations, uploads
+from core.store.errors import NoSuchDataset, NoSuchPatient, StoreBusy, StoreUnwritable
+from core.store.schema import datasets, excluded_rows, fitted_models, observations, uploads
 from core.store.users import Role, User
 
 #: Columns with a role besides patient and session; every other column of the data is "extra".
@@ -38,6 +38,10 @@ class DatasetInfo:
     updated_at: datetime
     shareable_columns: tuple[str, ...] = ()  # extra columns researchers may see (marked at upload)
 
+
+
+#: ``fitted_models.kind`` of the early-warning signal's expected course.
+SIGNAL_MODEL = "signal_model"
 
 
 class DataAccess:
@@ -262,15 +266,29 @@ class DataAccess:
         returned without any row: only the model's coefficients, variances, bounds and counts
         (:class:`core.clinical.signal.SignalModel`). Anyone who may see the data set may ask.
         ``intake``: an extra column with each patient's intake score; ``settings``: the signal's
-        settings (direction, reliable change, rule; :class:`core.clinical.signal.SignalSettings`)."""
+        settings (direction, reliable change, rule; :class:`core.clinical.signal.SignalSettings`).
+
+        Fitted once per data set version and settings (issue 28): the model is kept in
+        ``fitted_models`` as JSON (:mod:`core.clinical.signal_json`), so that every replica and every
+        restart reads it instead of refitting (seconds on a million rows). A new version of the
+        data set (an upload, a recorded session) is fitted afresh."""
         from dataclasses import replace
 
         from core.clinical.signal import SignalSettings, fit_signal_model
+        from core.clinical.signal_json import model_from_json, model_to_json, settings_key
 
-        o = observations
+        settings = replace(settings, intake=intake) if settings is not None else SignalSettings(intake=intake)
+        key = settings_key(settings)
+        o, f = observations, fitted_models
         with self._read() as conn:
             user = self._actor(conn, actor)
             ds = self._visible_dataset(conn, user, dataset)
+            stored = conn.execute(sa.select(f.c.payload).where(
+                f.c.dataset_id == ds.id, f.c.version == ds.version, f.c.kind == SIGNAL_MODEL, f.c.key == key)
+                .order_by(f.c.id.desc()).limit(1)).scalar()
+            model = model_from_json(stored) if stored is not None else None
+            if model is not None:
+                return model
             rows = conn.execute(sa.select(o.c.patient, o.c.session, o.c.symptoms, o.c.extra)
                                 .where(o.c.dataset_id == ds.id)).all()
         frame = pd.DataFrame({"patient": [str(r.patient) for r in rows],
@@ -280,5 +298,20 @@ class DataAccess:
         if intake is not None:
             frame[intake] = pd.Series([json.loads(r.extra).get(intake, "") if r.extra else "" for r in rows],
                                       dtype=object)
-        settings = replace(settings, intake=intake) if settings is not None else SignalSettings(intake=intake)
-        return fit_signal_model(frame, settings)
+        model = fit_signal_model(frame, settings)
+        self._keep_fitted(ds.id, ds.version, SIGNAL_MODEL, key, model_to_json(model))
+        return model
+
+    def _keep_fitted(self, dataset_id: int, version: int, kind: str, key: str, payload: str) -> None:
+        """Store a fitted result of a data set version; the older versions' results of that data set go.
+        Best effort: a database that cannot be written (read-only, busy) only means a refit next time."""
+        f = fitted_models
+        try:
+            with self._write() as conn:
+                conn.execute(f.delete().where(f.c.dataset_id == dataset_id, f.c.version < version))
+                current = conn.execute(sa.select(datasets.c.version).where(datasets.c.id == dataset_id)).scalar()
+                if current == version:  # not if the data set changed while the model was fitted
+                    conn.execute(f.insert().values(dataset_id=dataset_id, version=version, kind=kind, key=key,
+                                                   payload=payload, created_at=datetime.now(timezone.utc)))
+        except (StoreBusy, StoreUnwritable):
+            pass

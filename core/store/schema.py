@@ -193,3 +193,21 @@ kiosk_sessions = sa.Table(
     sa.Column("finished_at", _tz, nullable=True),
     sa.Column("outcome", sa.Text, nullable=True),               # 'stored' or the sentence why not
 )
+#: Results fitted on a whole data set that take seconds on a large one, kept per data set version (issue 28):
+#: the early-warning signal's expected course (``kind`` 'signal_model', ``key`` its settings as canonical
+#: JSON, ``payload`` the model as JSON: numbers and untranslated messages, no patient's row). Written by
+#: the first dashboard replica or command that needs one, read by every replica and after restarts; a new
+#: version of the data set makes new ones (the older versions' rows are deleted when one is written).
+fitted_models = sa.Table(
+    "fitted_models", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("datasets.id", ondelete="CASCADE",
+                                                      name="fk_fitted_models_dataset_id_datasets"),
+              nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", _tz, nullable=False),
+    sa.Index("ix_fitted_models_key", "dataset_id", "version", "kind"),
+)
