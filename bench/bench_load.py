@@ -293,6 +293,7 @@ async def light_therapist(url: str, token: str, key: str, name: str, number: str
 async def browser_users(url: str, tally: Tally, deadline: float, therapist: tuple[str, str], folder: Path,
                         ready: asyncio.Event, rng: random.Random) -> None:
     from browser_support import CHROMIUM, CHROMIUM_ARGS
+    from playwright.async_api import TimeoutError as PlaywrightTimeout
     from playwright.async_api import async_playwright, expect
 
     async with async_playwright() as p:
@@ -309,6 +310,11 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
             await page.get_by_text("Signed in as").first.wait_for(timeout=120000)
             return page
 
+        async def idle(page) -> None:
+            """Until Streamlit's run flag says the page is not running (data-test-script-state)."""
+            await page.wait_for_function("""() => document.querySelector('[data-testid="stApp"]')
+                ?.getAttribute('data-test-script-state') === 'notRunning'""", timeout=120000)
+
         async def nav(page, title: str) -> None:
             await page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
 
@@ -321,7 +327,16 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
                 start = time.monotonic()
                 try:
                     await nav(page, "Upload data")
-                    await page.locator('input[type="file"]').set_input_files(str(upload_csv(folder / f"up{n}.csv", n)))
+                    for attempt in range(3):  # a file chosen while the page reruns can be dropped: choose it again
+                        await idle(page)
+                        await page.locator('input[type="file"]').set_input_files(
+                            str(upload_csv(folder / f"up{n}.csv", n)))
+                        try:
+                            await page.get_by_text(f"up{n}.csv").first.wait_for(timeout=30000)
+                            break
+                        except PlaywrightTimeout:
+                            if attempt == 2:
+                                raise
                     button = page.get_by_role("button", name="Preview what changes in the clinic database")
                     name = page.get_by_role("textbox", name="Name for this data set")
                     # the new file's report has replaced the last one (its name box proposes the file's name);
