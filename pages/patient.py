@@ -18,6 +18,7 @@ from ui.clinic import (
     measure_labels,
     patient_list,
     patient_options,
+    patient_signal_rows,
     rupture_threshold,
     sessions_table,
     signal_settings,
@@ -80,7 +81,7 @@ signal = None
 model = None
 if has_symptoms:
     model, all_signal, _current = clinic_signal(ds, settings)
-    signal = all_signal[all_signal["patient"] == pid]
+    signal = patient_signal_rows(ds, settings, model, all_signal, pid)  # with its reasons in words
 unrepaired = mine[mine["rupture"].astype(bool) & ~mine["repaired"].fillna(False).astype(bool)] \
     if "rupture" in mine else mine.iloc[:0]
 rupture_note = None

@@ -12,7 +12,7 @@ from core.i18n import LANGUAGES, _, get_language, number
 from core.store.errors import AccessDenied, NoSuchDataset, NoSuchPatient, StoreBusy
 from core.store.record import STAFF, RecordConflict, answers_needed, parse_score, score_answers
 from ui.auth import SESSION_KEY, clinic_store, current_user
-from ui.clinic import clinic_signal, current_settings, patient_options
+from ui.clinic import clinic_signal, current_settings, patient_options, patient_signal_rows
 from ui.record import numeric_keyboard, range_text, score_input, values_text
 from ui.state import dataset_picker, demo_badge
 from ui.text import md
@@ -49,8 +49,8 @@ if saved and saved["dataset"] == ds.name:
         session=saved["session"], patient=md(saved["patient"]), values=values_text(saved["values"], form.measures),
         version=saved["version"]), icon=":material/check_circle:")
     if "symptoms" in ds.validated.measures and saved["patient"] in set(ds.data["patient"]):
-        _model, signal, _current = clinic_signal(ds, current_settings(ds))  # also warms the pages' caches
-        mine = signal[signal["patient"] == saved["patient"]]
+        model, signal, _current = clinic_signal(ds, current_settings(ds))  # also warms the pages' caches
+        mine = patient_signal_rows(ds, current_settings(ds), model, signal, saved["patient"])
         if len(mine):
             now = mine.iloc[-1]
             box = {"not_on_track": st.error, "at_risk": st.warning, "on_track": st.success}.get(now["status"], st.info)

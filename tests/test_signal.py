@@ -351,3 +351,32 @@ def test_the_model_holds_no_sentence_in_any_language():
     import pickle
 
     assert pickle.loads(pickle.dumps(model)).reason == model.reason
+
+
+@pytest.mark.parametrize("rule", ["trend", "session"])
+@pytest.mark.parametrize("item_scores", [False, True])
+def test_reasons_written_for_a_few_patients_read_as_in_the_whole_table(rule, item_scores):
+    """Issue 28: the clinic-wide table without reasons (``reasons=False``: the same numbers and
+    statuses, every reason "") and one patient's rows with ``decimals`` of the whole table give the
+    sentences the whole table gives, in both languages; mean item scores with a patient whose scores
+    are all whole numbers included (the whole table's decimals, not hers)."""
+    data = simulate_clinic(n_patients=150, seed=11)
+    if item_scores:
+        data["symptoms"] = data["symptoms"] / 45
+        whole = data["patient"] == data["patient"].iloc[0]
+        data.loc[whole, "symptoms"] = data.loc[whole, "symptoms"].round()
+    settings = S.SignalSettings(reliable_change=14 / 45 if item_scores else 14, rule=rule)
+    model = S.fit_signal_model(data, settings)
+    for lang in ("en", "es"):
+        with language(lang):
+            full = S.session_signal(data, model, settings)
+            bare = S.session_signal(data, model, settings, reasons=False)
+            numbers = [c for c in full.columns if c != "reason"]
+            pd.testing.assert_frame_equal(bare[numbers], full[numbers])
+            assert (bare["reason"] == "").all() and (full["reason"] != "").all()
+            decimals = S.decimals_for(bare["observed"])
+            for patient in data["patient"].drop_duplicates().iloc[:12]:
+                one = S.session_signal(data[data["patient"] == patient], model, settings, decimals=decimals)
+                expected = full[full["patient"] == patient]
+                assert one["reason"].tolist() == expected["reason"].tolist()
+                assert one["status"].tolist() == expected["status"].tolist()

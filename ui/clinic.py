@@ -36,7 +36,7 @@ from core.clinical.signal import (
 from core.clinical.signal_norm import as_norm, compare_with_norm, model_from_norm, read_norm
 from core.clinical.signal_validation import validate_signal
 from core.errors import InputError, ModelError
-from core.i18n import N_, _, get_language, number_text
+from core.i18n import N_, _, decimals_for, get_language, number_text
 from core.intake.dataset import Dataset
 from core.reporting.patient_text import chart_labels, jt_word  # noqa: F401 - jt_word: the pages' import
 from core.store.errors import NoSuchDataset
@@ -265,7 +265,20 @@ def signal_model(ds: Dataset, sig: SignalSettings, norm: str = "own") -> SignalM
 @sized_cache()
 def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
                     _data: pd.DataFrame, _model: SignalModel) -> pd.DataFrame:
-    return session_signal(_data, _model, settings)
+    # no reasons in words: a page writes those of the patient it shows (patient_signal_rows); a national
+    # data set's million sentences took 2.6 s of its first caseload (bench/bench_pages.py --large)
+    return session_signal(_data, _model, settings, reasons=False)
+
+
+def patient_signal_rows(ds: Dataset, settings: "ClinicalSettings", model: SignalModel, sessions: pd.DataFrame,
+                        patient: str) -> pd.DataFrame:
+    """One patient's rows of the signal with the reasons in words (``sessions``: the clinic-wide table
+    of :func:`clinic_signal`, which holds none), written as the whole table would write them (its
+    scores' decimals)."""
+    rows = ds.data[ds.data["patient"] == patient]
+    if rows.empty:
+        return sessions.iloc[:0]
+    return session_signal(rows, model, signal_settings(settings), decimals=decimals_for(sessions["observed"]))
 
 
 def signal_settings(settings: "ClinicalSettings") -> SignalSettings:
@@ -274,7 +287,8 @@ def signal_settings(settings: "ClinicalSettings") -> SignalSettings:
 
 
 def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalModel, pd.DataFrame, pd.DataFrame]:
-    """The model, every visible session's signal and every visible patient's current status."""
+    """The model, every visible session's signal and every visible patient's current status (with its
+    short summary; the ``reason`` columns are empty: :func:`patient_signal_rows` writes a patient's)."""
     sig = signal_settings(settings)
     model = signal_model(ds, sig, settings.norm)
     key = signal_key(model)

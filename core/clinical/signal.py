@@ -768,7 +768,7 @@ def status_table(table: pd.DataFrame, model: SignalModel, settings: SignalSettin
 
 
 def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSettings = SignalSettings(),
-                   *, patient: str = "patient") -> pd.DataFrame:
+                   *, patient: str = "patient", reasons: bool = True, decimals: int | None = None) -> pd.DataFrame:
     """Every session's expected score, bounds and status (module docstring).
 
     Columns: ``patient, session, course_session, observed, intake, expected, sd`` (the prediction
@@ -782,6 +782,12 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     worse), ``bound`` / ``bound_at_risk`` (the bounds on ``z``), ``status`` and ``reason`` (plain
     words). ``data``: any rows of the clinic (e.g. one therapist's patients); the model comes from
     :func:`fit_signal_model` (or an outside norm).
+
+    ``reasons=False``: every ``reason`` is "" (the numbers and statuses are the same): a national
+    data set's million sentences cost seconds, and a page shows a few of them; it writes those for
+    the rows it shows with ``reasons=True`` on those rows and ``decimals`` (the decimals of the
+    scores, :func:`core.i18n.decimals_for` of the whole table's ``observed``), so that they read as
+    they would in the whole table.
     """
     table = courses(data, settings.symptoms, settings.intake, patient)
     sign = settings.sign
@@ -791,6 +797,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     no_score = np.isnan(obs)
     no_intake = np.isnan(intake)
     first = (j == 1) & (settings.intake is None)
+    d_obs = decimals_for(obs) if decimals is None else int(decimals)
     reason[no_score] = _("no score in this session")
     reason[~no_score & no_intake] = _("no intake score")
     reason[~no_score & ~no_intake & first] = _("first session: the starting point of the expected course")
@@ -807,7 +814,8 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
                                    "usual at this session")
         judged = status != "unknown"
         reason[usable & ~nums["beyond"] & ~judged] = _("the clinic's data cannot say what is usual at this session")
-        _model_reasons(reason, judged, obs, nums, settings)
+        if reasons:
+            _model_reasons(reason, judged, obs, nums, settings, d_obs)
     else:
         rc = settings.reliable_change
         if rc is None or not rc > 0:
@@ -825,8 +833,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
             yellow = _("{change} points worse than at intake: at least half the reliable change ({rc})")
             worse_than = _("{change} points worse than at intake")
             better_than = _("{change} points better than at intake")
-            d_obs = decimals_for(obs)
-            for k, w, s_ in zip(np.flatnonzero(ok), worse, st):
+            for k, w, s_ in zip(np.flatnonzero(ok) if reasons else (), worse, st):
                 template = red if s_ == "not_on_track" else yellow if s_ == "at_risk" else \
                     worse_than if w > 0 else better_than
                 reason[k] = template.format(change=_fmt(abs(w), d_obs), rc=_fmt(rc))
@@ -842,7 +849,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     for k in ("z", "estimate", "bound", "bound_at_risk"):
         out[k] = cols[k]
     out["status"] = status
-    out["reason"] = reason
+    out["reason"] = reason if reasons else np.full(n, "", dtype=object)
     return out
 
 
@@ -876,7 +883,7 @@ REASONS = {
 
 
 def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums: dict,
-                   settings: SignalSettings) -> None:
+                   settings: SignalSettings, d_obs: int) -> None:
     """The sentences of the judged sessions (in place). Their numbers are written for all rows at
     once (:func:`core.i18n.number_texts`) and the templates are plain strings filled with text:
     a national data set's million sentences in about a second rather than twenty."""
@@ -888,7 +895,7 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
     worse_bound = np.where(sign > 0, nums["upper"][idx], nums["lower"][idx])
     risk_bound = nums["at_risk_bound"][idx]
     t = {key: str(_(text)) for key, text in REASONS.items()}  # translated once per call, not per row
-    d_obs, d_model = decimals_for(obs), model_decimals(obs)  # as the tables show them (issue 24)
+    d_model = max(d_obs, 1)  # as the tables show them (issue 24; core.i18n.model_decimals)
     o_text, m_text = number_texts(obs[idx], d_obs), number_texts(expected, d_model)
     bound = np.where(status == "not_on_track", worse_bound, risk_bound)
     b_text = number_texts(bound, d_model)
