@@ -19,6 +19,10 @@ What it runs (``python bench/bench_load.py [--replicas 1|2] [--stop-one] [--user
      and over;
    - ``--stop-one`` (two replicas): at half time the replica with the most light clients is killed;
      its users' pages reconnect through nginx to the other replica (counted, not errors).
+   A browser user's action is done again once where a person would do it again (counted as
+   *retried*, with a full-page screenshot, not an error): a file the uploader did not take is chosen
+   again (the third time after reloading the page), a formula lost when the page reconnected to the
+   other replica is typed again.
 3. Afterwards: every user is still signed in (each light client runs one more page and finds
    "Signed in as <name>"); the audit log has a *patient view* entry for every patient page a
    therapist opened; and the figures: per page kind, count, median, p95 and max seconds.
@@ -141,6 +145,7 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     leaks: list[str] = field(default_factory=list)
     reconnects: int = 0
+    retries: int = 0  # a browser user's action done again (a file the uploader did not take, a formula lost)
     patient_views: dict[str, set] = field(default_factory=dict)
 
     def add(self, kind: str, seconds: float) -> None:
@@ -327,7 +332,12 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
                 start = time.monotonic()
                 try:
                     await nav(page, "Upload data")
-                    for attempt in range(3):  # a file chosen while the page reruns can be dropped: choose it again
+                    for attempt in range(3):  # a file chosen while the page reruns can be dropped: choose it again,
+                        if attempt == 2:  # the last time after reloading the page, as a person would
+                            await page.screenshot(path=str(folder / f"supervisor_file_not_taken_{n}.png"),
+                                                  full_page=True)
+                            tally.retries += 1
+                            await page.goto(url + "/upload")
                         await idle(page)
                         await page.locator('input[type="file"]').set_input_files(
                             str(upload_csv(folder / f"up{n}.csv", n)))
@@ -375,12 +385,20 @@ async def browser_users(url: str, tally: Tally, deadline: float, therapist: tupl
                 n += 1
                 start = time.monotonic()
                 try:
-                    await box.fill(formula)
-                    await box.press("Enter")
-                    await page.wait_for_function(
-                        """f => [...document.querySelectorAll('[data-testid="stCode"]')].some(
-                               e => e.innerText.replace(/\\s+/g, '') === f)""",
-                        arg=formula.replace(" ", ""), timeout=180000)
+                    for attempt in range(2):  # a page that reconnected to the other replica lost what was typed
+                        await box.fill(formula)
+                        await box.press("Enter")
+                        try:
+                            await page.wait_for_function(
+                                """f => [...document.querySelectorAll('[data-testid="stCode"]')].some(
+                                       e => e.innerText.replace(/\\s+/g, '') === f)""",
+                                arg=formula.replace(" ", ""), timeout=90000)
+                            break
+                        except PlaywrightTimeout:
+                            if attempt == 1:
+                                raise
+                            await page.screenshot(path=str(folder / f"researcher_retry_{n}.png"), full_page=True)
+                            tally.retries += 1
                     await page.locator('[data-testid="stSpinner"]').wait_for(state="detached", timeout=180000)
                     tally.add("researcher formula fit (browser)", time.monotonic() - start)
                 except Exception as err:  # noqa: BLE001 - counted
@@ -522,6 +540,7 @@ def main() -> int:
             missing += [f"{name}: {p}" for p in sorted(patients - logged)]
         print("\n".join(summary(tally)))
         print(f"  errors {len(tally.errors)}, leaks {len(tally.leaks)}, reconnects {tally.reconnects}, "
+              f"browser actions retried {tally.retries}, "
               f"patient views not in the audit log {len(missing)}, load average {os.getloadavg()[0]:.1f}")
         for line in (tally.errors + tally.leaks + missing)[:20]:
             print("   ", line)
