@@ -263,10 +263,10 @@ def signal_model(ds: Dataset, sig: SignalSettings, norm: str = "own") -> SignalM
 
 
 @sized_cache()
-def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
-                    _data: pd.DataFrame, _model: SignalModel) -> pd.DataFrame:
-    # no reasons in words: a page writes those of the patient it shows (patient_signal_rows); a national
-    # data set's million sentences took 2.6 s of its first caseload (bench/bench_pages.py --large)
+def _session_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, _data: pd.DataFrame,
+                    _model: SignalModel) -> pd.DataFrame:
+    # no reasons in words, so one table for every language: a page writes the sentences of the patient it
+    # shows (patient_signal_rows); a national data set's million sentences took 2.6 s of its first caseload
     return session_signal(_data, _model, settings, reasons=False)
 
 
@@ -293,7 +293,7 @@ def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalMode
     model = signal_model(ds, sig, settings.norm)
     key = signal_key(model)
     language = get_language()
-    sessions = _session_signal(ds.fingerprint, key, sig, language, ds.data, model)
+    sessions = _session_signal(ds.fingerprint, key, sig, ds.data, model)
     return model, sessions, _patient_signal(ds.fingerprint, key, sig, language, sessions)
 
 
