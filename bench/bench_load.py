@@ -259,7 +259,7 @@ async def light_therapist(url: str, token: str, key: str, name: str, number: str
             start = time.monotonic()
             try:
                 content = await client.page(page, query)
-            except (OSError, asyncio.TimeoutError, EOFError) as err:  # the replica went away: reconnect
+            except (OSError, asyncio.TimeoutError, EOFError):  # the replica went away: reconnect
                 if attempt == 2:
                     raise
                 tally.reconnects += 1
@@ -467,7 +467,7 @@ def main() -> int:
     folder = Path(tempfile.mkdtemp(prefix="alliance-load-"))
     stack = Stack(folder, args.replicas)
     try:
-        from core.store import ClinicStore, Role
+        from core.store import ClinicStore
 
         stack.store("add-user", "head", "--role", "supervisor", ALLIANCE_NEW_PASSWORD=PASSWORD)
         auth = {"ALLIANCE_PASSWORD": PASSWORD, "ALLIANCE_NEW_PASSWORD": PASSWORD}
