@@ -52,6 +52,7 @@ from core.intake.mapping import role_name
 from core.intake.validation import STUDY, parse_numbers
 from core.store.engine import _data_dir, _now
 from core.store.errors import AccessDenied, NoSuchPatient
+from core.store.sessions import _live_session
 from core.store.schema import (
     datasets,
     kiosk_sessions,
@@ -608,8 +609,8 @@ class SessionRecords:
             user = self._actor(conn, actor)
             self._require_staff(user)
             live = conn.execute(sa.select(sessions.c.id).where(
-                sessions.c.id == int(session_id), sessions.c.user_id == user.id, sessions.c.ended_at.is_(None),
-                sessions.c.expires_at > _now())).first()
+                sessions.c.id == int(session_id), sessions.c.user_id == user.id,
+                *_live_session(of_active_user=False))).first()
             if live is None or conn.execute(sa.select(kiosk_sessions.c.session_id).where(
                     kiosk_sessions.c.session_id == int(session_id))).first():
                 raise AccessDenied(_("Patient mode needs a sign-in of your own on this device; sign in again."))
@@ -642,8 +643,7 @@ class SessionRecords:
         query = (sa.select(k, datasets.c.name.label("dataset_name"))
                  .select_from(k.join(sessions, sessions.c.id == k.c.session_id)
                               .join(users, users.c.id == k.c.user_id).join(datasets, datasets.c.id == k.c.dataset_id))
-                 .where(k.c.session_id == int(session_id), sessions.c.ended_at.is_(None),
-                        sessions.c.expires_at > _now(), users.c.is_active.is_(True)))
+                 .where(k.c.session_id == int(session_id), *_live_session()))
         with self._read() as conn:
             row = conn.execute(query).first()
             if row is None:
