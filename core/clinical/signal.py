@@ -1097,7 +1097,7 @@ def published_settings(symptoms: pd.Series, higher_is_worse: bool = True, reliab
     note = None
     if higher_is_worse and (reliable_change is None or cutoff is None):
         item = bool(pd.to_numeric(symptoms, errors="coerce").max() <= 4)
-        rc0, cut0 = (OQ45_RELIABLE_CHANGE / 45, OQ45_CUTOFF / 45) if item else (OQ45_RELIABLE_CHANGE, OQ45_CUTOFF)
+        cut0, rc0 = SCALE_PRESETS["mean_item" if item else "total"]
         if reliable_change is None:
             note = (_("Reliable change and cut-off not given: the published values of the OQ-45.2 mean item score "
                       "(14/45, cut-off 63.5/45) were used (--reliable-change and --cutoff set others).") if item else

@@ -38,22 +38,25 @@ def _wrap(text: str, width: int = 34) -> str:
     return text[:cut] + "<br>" + text[cut + 1:]
 
 
-def _local_numbers(fig: go.Figure) -> go.Figure:
+def _separators() -> dict:
     """Tick labels and hover numbers with the language's separators (Plotly's ``separators``:
     decimal then thousands; Spanish writes 0,5 and 1.000). English keeps Plotly's default."""
-    if get_language() in DECIMAL_COMMA:
-        fig.update_layout(separators=",.")
+    return {"separators": ",."} if get_language() in DECIMAL_COMMA else {}
+
+
+def _local_numbers(fig: go.Figure) -> go.Figure:
+    """``fig`` with the language's separators (:func:`_separators`)."""
+    separators = _separators()
+    if separators:
+        fig.update_layout(**separators)
     return fig
 
 
 def _page_style() -> dict:
     """The layout's part of :func:`_style` (background, text, colourway, separators) as a plain dict."""
-    style = dict(paper_bgcolor=pal.BACKGROUND, plot_bgcolor=pal.BACKGROUND, font=dict(color=pal.TEXT, size=13),
-                 colorway=list(pal.CATEGORICAL), legend=dict(font=dict(color=pal.TEXT)),
-                 title=dict(font=dict(color=pal.TEXT)))
-    if get_language() in DECIMAL_COMMA:
-        style["separators"] = ",."
-    return style
+    return dict(paper_bgcolor=pal.BACKGROUND, plot_bgcolor=pal.BACKGROUND, font=dict(color=pal.TEXT, size=13),
+                colorway=list(pal.CATEGORICAL), legend=dict(font=dict(color=pal.TEXT)),
+                title=dict(font=dict(color=pal.TEXT)), **_separators())
 
 
 def _axis_style() -> dict:
