@@ -11,6 +11,7 @@ from core.clinical.indices import therapist_icc_sentence, therapist_table, thera
 from core.clinical.signal import calibration_sentence, calibration_summary, definition, source_sentence
 from core.clinical.signal_norm import norm_document
 from core.clinical.signal_validation import rules_table, validation_table
+from core.reporting.alliance_outcome_report import clinic_sentence
 from core.i18n import N_, _, get_language, number
 from core.intake.mapping import role_name
 from core.reporting.exports import csv_bytes, excel_bytes
@@ -23,6 +24,7 @@ from ui.clinic import (
     caseload_table,
     clinic_signal,
     clinical_settings,
+    early_alliance_figures,
     filter_caseload,
     measure_labels,
     measure_range,
@@ -37,7 +39,6 @@ from ui.clinic import (
     signal_checks,
     signal_settings,
     signal_validation,
-    sized_cache,
     therapist_icc,
 )
 from ui.language import localised
@@ -135,21 +136,9 @@ k[-1].metric(_("Dropout before session 4"), number(drop["share"], ".1%"),
 outcome = "symptoms" if "symptoms" in measures else measures[0]
 if ds.validated.has_therapist and not mine:
     st.info(_("**Therapists.** {sentence}").format(
-        sentence=therapist_icc_sentence(therapist_icc(ds.fingerprint, outcome, data), outcome)))
-
-
-@sized_cache(st.cache_data, large=16)
-def early_alliance_sentence(fingerprint: str, language: str, _data) -> str | None:
-    """Issue 30: early alliance → outcome in one plain sentence (None when it cannot be computed)."""
-    from core.reporting.alliance_outcome_report import clinic_sentence, for_clinic
-
-    result = for_clinic(_data)
-    return None if isinstance(result, str) else clinic_sentence(result)
-
-
-if {"alliance", "symptoms"} <= set(measures) and (sentence := early_alliance_sentence(ds.fingerprint, get_language(),
-                                                                                       data)):
-    st.info(_("**Early alliance and outcome.** {sentence}").format(sentence=md(sentence)))
+        sentence=therapist_icc_sentence(therapist_icc(ds, outcome), outcome)))
+if {"alliance", "symptoms"} <= set(measures) and (early := early_alliance_figures(ds)):
+    st.info(_("**Early alliance and outcome.** {sentence}").format(sentence=md(clinic_sentence(early))))
 
 # ---------------------------------------------------------------- caseload
 sessions = sessions_with_ruptures_so_far(ds, threshold)

@@ -92,5 +92,53 @@ def test_store_import_fits_the_pages_starting_model(tmp_path, db_url):
     with engine.connect() as conn:
         keys = conn.execute(sa.select(fitted_models.c.key)).scalars().all()
     engine.dispose()
-    assert keys == [settings_key(dashboard_settings(frame))]
-    assert json.loads(keys[0])["reliable_change"] == 14.0  # OQ-45.2 totals: the published values
+    signal_keys = [k for k in keys if k.startswith("{")]
+    assert signal_keys == [settings_key(dashboard_settings(frame))]
+    assert json.loads(signal_keys[0])["reliable_change"] == 14.0  # OQ-45.2 totals: the published values
+    # and the overview's two model results, for the supervisor who imported
+    assert sorted(k for k in keys if not k.startswith("{")) == ["early_alliance:1-4|supervisor",
+                                                                 "therapist_share:symptoms|supervisor"]
+
+
+def test_kept_result_computed_once_per_version_and_view(stored):
+    """``kept_result``: computed once per data set version and view of the rows (a supervisor's, each
+    therapist's), read back after that; a stale version is computed and not kept; a new version
+    computes afresh."""
+    store, head, frame = stored
+    calls = []
+
+    def compute(label):
+        def run():
+            calls.append(label)
+            return json.dumps({"who": label})
+        return run
+
+    assert store.kept_result(head, "Clinic", 1, "x", compute("head")) == '{"who": "head"}'
+    assert store.kept_result(head, "Clinic", 1, "x", compute("again")) == '{"who": "head"}'  # read back
+    ana = store.authenticate("demo-therapist-ana", "demo")
+    assert store.kept_result(ana, "Clinic", 1, "x", compute("ana")) == '{"who": "ana"}'  # her own rows
+    assert store.kept_result(ana, "Clinic", 1, "x", compute("ana again")) == '{"who": "ana"}'
+    assert calls == ["head", "ana"]
+    store.apply_upload(head, store.preview_upload(head, "Clinic", validated(frame.assign(symptoms=frame["symptoms"] + 1))))
+    assert store.kept_result(head, "Clinic", 1, "x", compute("stale")) == '{"who": "stale"}'
+    assert store.kept_result(head, "Clinic", 1, "x", compute("stale again")) == '{"who": "stale again"}'  # not kept
+    assert store.kept_result(head, "Clinic", 2, "x", compute("v2")) == '{"who": "v2"}'
+    assert store.kept_result(head, "Clinic", 2, "x", compute("v2 again")) == '{"who": "v2"}'
+    assert {v for v, _, _ in _rows(store)} == {2}  # version 1's results deleted
+
+
+def test_clinic_results_say_what_the_fitted_results_say():
+    """The kept numbers give the overview the same sentences as the fitted results."""
+    from core.clinical.indices import therapist_share
+    from core.reporting.alliance_outcome_report import clinic_sentence, for_clinic
+    from core.reporting.clinic_results import (early_alliance_result, read_early_alliance, read_therapist_share,
+                                               therapist_share_result)
+
+    frame = demo_clinic(n_patients=80, seed=3)
+    assert read_therapist_share(therapist_share_result(frame)) == pytest.approx(therapist_share(frame), rel=1e-12)
+    assert 0 <= read_therapist_share(therapist_share_result(frame)) < 1
+    result = for_clinic(frame)
+    assert not isinstance(result, str)
+    assert clinic_sentence(read_early_alliance(early_alliance_result(frame))) == clinic_sentence(result)
+    assert read_early_alliance(early_alliance_result(frame.head(12))) is None  # too few patients: nothing said
+    assert read_therapist_share(therapist_share_result(frame.drop(columns="therapist"))) is None

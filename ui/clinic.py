@@ -40,8 +40,6 @@ from core.i18n import N_, _, decimals_for, get_language, number_text
 from core.intake.dataset import Dataset
 from core.reporting.patient_text import chart_labels, jt_word  # noqa: F401 - jt_word: the pages' import
 from core.store.errors import NoSuchDataset
-from core.stats.decomposition import add_model_terms
-from core.stats.models import build_model, compute_iccs, fit_model
 from ui.language import localised
 from ui.look import decimal_input
 from ui.text import md
@@ -83,25 +81,51 @@ def sized_cache(cache=st.cache_resource, *, large: int = LARGE_ENTRIES, small: i
     return wrap
 
 
-def therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float | None:
-    """Therapist share of the outcome variance (REML three-level unconditional model); cached.
+def kept_result(ds: Dataset, name: str, compute) -> str:
+    """A small result of the data set (``compute(data)``: JSON text, e.g. a model's few numbers):
+    signed in, computed once per data set version and view of the rows and kept in the clinic
+    database (:meth:`core.store.ClinicStore.kept_result`), so that no replica or restart computes
+    it again; else computed here. Cached per data fingerprint and ``name``."""
+    from ui.auth import current_user
+    from ui.state import store
+
+    user = current_user()
+    version = store().version_of(ds) if user is not None else None
+    return _kept_result(ds.fingerprint, name, ds.name, version, user, ds.data, compute)
+
+
+@sized_cache(st.cache_data, large=16)
+def _kept_result(fingerprint: str, name: str, dataset: str, version: int | None, _user, _data: pd.DataFrame,
+                 _compute) -> str:
+    if version is not None:
+        from ui.auth import clinic_store
+
+        try:
+            return clinic_store().kept_result(_user, dataset, version, name, lambda: _compute(_data))
+        except NoSuchDataset:
+            pass
+    return _compute(_data)
+
+
+def therapist_icc(ds: Dataset, outcome: str) -> float | None:
+    """Therapist share of the outcome variance (REML three-level unconditional model,
+    :func:`core.clinical.indices.therapist_share`), kept per data set version (:func:`kept_result`).
 
     The spinners' texts are translated where they are shown (Streamlit shows a spinner only after
-    half a second, so a cached result never flashes one)."""
+    half a second, so a kept result never flashes one)."""
+    from core.reporting.clinic_results import THERAPIST_SHARE, read_therapist_share, therapist_share_result
+
     with st.spinner(_("Estimating the therapist share …")):
-        return _therapist_icc(fingerprint, outcome, _data)
+        return read_therapist_share(kept_result(ds, THERAPIST_SHARE.format(outcome=outcome),
+                                                lambda data: therapist_share_result(data, outcome)))
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _therapist_icc(fingerprint: str, outcome: str, _data: pd.DataFrame) -> float | None:
-    if "therapist" not in _data.columns:
-        return None
-    spec = build_model(outcome, None, therapist_level=True, key="unconditional_3level")
-    try:
-        model = fit_model(add_model_terms(_data), spec, ml=False)
-    except ModelError:
-        return None
-    return compute_iccs({"unconditional_3level": model})["therapist"]
+def early_alliance_figures(ds: Dataset) -> dict | None:
+    """The early alliance → outcome result's numbers (issue 30; None when it cannot be computed),
+    kept per data set version (:func:`kept_result`); ``clinic_sentence`` writes them in words."""
+    from core.reporting.clinic_results import EARLY_ALLIANCE, early_alliance_result, read_early_alliance
+
+    return read_early_alliance(kept_result(ds, EARLY_ALLIANCE, early_alliance_result))
 
 
 @sized_cache()
@@ -212,11 +236,14 @@ def _own_model(ds: Dataset, sig: SignalSettings) -> SignalModel:
     if user is not None:
         from ui.auth import clinic_store
 
+        from ui.state import store as datasets
+
         store = clinic_store()
+        version = datasets().version_of(ds)  # the version this session read (None: not from the database)
         try:
-            version = store.dataset_version(user, ds.name)
-            return _clinic_signal_model(str(store.engine.url), ds.name, version, sig, user)
-        except NoSuchDataset:  # a data set not in the database (e.g. an upload kept in the session)
+            if version is not None:
+                return _clinic_signal_model(str(store.engine.url), ds.name, version, sig, user)
+        except NoSuchDataset:
             pass
     return _signal_model(ds.fingerprint, sig, ds.data)
 

@@ -263,20 +263,28 @@ def _import(store, args) -> None:
     if not args.preview:
         result = store.apply_upload(user, preview)
         report.update(stored=True, version=result.version)
-        _fit_signal_model(store, user, preview.dataset)
+        _keep_fitted_results(store, user, preview.dataset, result.version)
     _summary(report, args.out)
 
 
-def _fit_signal_model(store, user, name: str) -> None:
+def _keep_fitted_results(store, user, name: str, version: int) -> None:
     """Fit the early-warning signal's expected course of the stored data set once, with the settings the
     clinician pages start from (:func:`core.clinical.signal.dashboard_settings`), and keep it in the
     database: the first caseload after an import then reads it instead of fitting it (seconds on a
-    million rows; issue 28). A data set it cannot be fitted on is left for the pages to say why."""
+    million rows; issue 28). The overview's therapist share and early-alliance result are kept too
+    (:func:`core.reporting.clinic_results.keep_clinic_results`). A data set they cannot be fitted on
+    is left for the pages to say why."""
     from core.clinical.signal import dashboard_settings
     from core.errors import ModelError
+    from core.reporting.clinic_results import keep_clinic_results
 
     dataset = store.load_dataset(user, name)
-    if "symptoms" not in dataset.validated.measures:
+    measures = dataset.validated.measures
+    try:
+        keep_clinic_results(store, user, name, version, dataset.data, measures)
+    except (ModelError, InputError, ValueError):
+        pass
+    if "symptoms" not in measures:
         return
     try:
         store.clinic_signal_model(user, name, settings=dashboard_settings(dataset.data,

@@ -435,6 +435,26 @@ def therapist_trajectories(data: pd.DataFrame, measure: str) -> pd.DataFrame:
     return out
 
 
+def therapist_share(data: pd.DataFrame, outcome: str = "symptoms") -> float | None:
+    """The therapists' share of the variance of ``outcome``: τ²_therapist / (τ²_therapist +
+    τ²_patient + σ²) of the REML three-level unconditional model ``outcome ~ 1 + (1 | therapist) +
+    (1 | therapist:patient)`` (lme4: ``lmer(outcome ~ 1 + (1 | therapist/patient), REML = TRUE)``;
+    :func:`core.stats.models.compute_iccs`). None without a therapist column or when the model
+    cannot be fitted (e.g. a single therapist)."""
+    from core.errors import ModelError
+    from core.stats.decomposition import add_model_terms
+    from core.stats.models import build_model, compute_iccs, fit_model
+
+    if "therapist" not in data.columns:
+        return None
+    spec = build_model(outcome, None, therapist_level=True, key="unconditional_3level")
+    try:
+        model = fit_model(add_model_terms(data), spec, ml=False)
+    except ModelError:
+        return None
+    return compute_iccs({"unconditional_3level": model})["therapist"]
+
+
 def therapist_icc_sentence(icc_therapist: float | None, outcome: str = "symptoms") -> str:
     """The therapist ICC in plain words."""
     if icc_therapist is None:

@@ -7,6 +7,7 @@ alliance-outcome`` show the same numbers: those of :func:`core.stats.alliance_ou
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import pandas as pd
 
@@ -93,16 +94,29 @@ CLINIC_SENTENCES = {
 MAY_BE_CHANCE = N_("The interval includes 0, so this may be chance.")
 
 
-def clinic_sentence(result: AllianceOutcomeResult) -> str:
-    """The plain sentence for the supervisor's Clinic overview (one clinic: the first study's stage 1).
+def clinic_figures(result: AllianceOutcomeResult | str) -> dict[str, Any] | None:
+    """The numbers :func:`clinic_sentence` says, as plain JSON values (the first study's stage 1:
+    ``first``, ``last`` (the early window), ``estimate``, ``ci_low``, ``ci_high``, ``n_patients``);
+    None for a result that is the sentence saying why there is none. What the clinic database keeps
+    per data set version (:meth:`core.store.ClinicStore.kept_result`)."""
+    if isinstance(result, str):
+        return None
+    s = next(iter(result.stage1.values()))
+    return {"first": int(result.early[0]), "last": int(result.early[1]), "estimate": float(s["estimate"]),
+            "ci_low": float(s["ci_low"]), "ci_high": float(s["ci_high"]), "n_patients": int(s["n_patients"])}
+
+
+def clinic_sentence(result: AllianceOutcomeResult | dict[str, Any]) -> str:
+    """The plain sentence for the supervisor's Clinic overview (one clinic: the first study's stage 1),
+    from the result or its :func:`clinic_figures`.
 
     "In this clinic, patients whose alliance in sessions 1–4 was one SD higher ended with symptoms 0.23 SD
     lower, adjusting for where they started; 95% CI −0.41 to −0.05 (96 patients)."
     """
-    s = next(iter(result.stage1.values()))
+    s = result if isinstance(result, dict) else clinic_figures(result)
     est = s["estimate"]
     direction = "lower" if est < 0 else "higher" if est > 0 else "same"
-    text = _(CLINIC_SENTENCES[direction]).format(first=result.early[0], last=result.early[1],
+    text = _(CLINIC_SENTENCES[direction]).format(first=s["first"], last=s["last"],
                                                  size=format_number(abs(est), 2),
                                                  interval=_interval(s["ci_low"], s["ci_high"]), n=s["n_patients"])
     if s["ci_low"] <= 0 <= s["ci_high"]:

@@ -42,6 +42,8 @@ class DatasetInfo:
 
 #: ``fitted_models.kind`` of the early-warning signal's expected course.
 SIGNAL_MODEL = "signal_model"
+#: ``fitted_models.kind`` of :meth:`DataAccess.kept_result`'s results.
+KEPT_RESULT = "result"
 
 
 class DataAccess:
@@ -301,6 +303,31 @@ class DataAccess:
         model = fit_signal_model(frame, settings)
         self._keep_fitted(ds.id, ds.version, SIGNAL_MODEL, key, model_to_json(model))
         return model
+
+    def kept_result(self, actor: User, dataset: str, version: int, name: str, compute) -> str:
+        """A small result of the rows ``actor`` sees of version ``version`` of a data set (JSON text:
+        a model's few numbers, never rows), computed by ``compute()`` once and kept in
+        ``fitted_models`` (issue 28: the therapist share and the early-alliance result take a second
+        each on a million rows; every replica and restart then reads them). Kept per version and per
+        view of the rows: a therapist's (her patients), a researcher's (the shareable columns) and a
+        supervisor's are different rows, so each has its own. ``compute`` must use the rows
+        :meth:`load_dataset` gives this user at ``version``; when the data set has moved on to
+        another version, the result is computed and not kept."""
+        with self._read() as conn:
+            user = self._actor(conn, actor)
+            ds = self._visible_dataset(conn, user, dataset)
+            view = user.role.value + (f":{user.therapist_code}" if user.role is Role.THERAPIST else "")
+            key = f"{name}|{view}"
+            f = fitted_models
+            stored = conn.execute(sa.select(f.c.payload).where(
+                f.c.dataset_id == ds.id, f.c.version == version, f.c.kind == KEPT_RESULT, f.c.key == key)
+                .order_by(f.c.id.desc()).limit(1)).scalar() if ds.version == version else None
+        if stored is not None:
+            return stored
+        payload = compute()
+        if ds.version == version:
+            self._keep_fitted(ds.id, version, KEPT_RESULT, key, payload)
+        return payload
 
     def _keep_fitted(self, dataset_id: int, version: int, kind: str, key: str, payload: str) -> None:
         """Store a fitted result of a data set version; the older versions' results of that data set go.

@@ -19,6 +19,7 @@ class DatasetStore(Protocol):
     def put(self, dataset: Dataset) -> None: ...
     def is_demo(self, name: str) -> bool: ...
     def datasets_with_patient(self, patient: str) -> list[str]: ...
+    def version_of(self, dataset: Dataset) -> int | None: ...
 
 
 def first_own(store: DatasetStore, names: list[str]) -> str | None:
@@ -52,6 +53,10 @@ class MemoryStore:
         patient = str(patient)
         return [n for n in self.names() if (self.get(n).data["patient"].astype(str) == patient).any()]
 
+    def version_of(self, dataset: Dataset) -> int | None:
+        """None: a data set of this session is not stored in the clinic database."""
+        return None
+
 
 class ClinicDatasetStore:
     """The data sets a signed-in user may see in the clinic database (:class:`core.store.ClinicStore`).
@@ -80,6 +85,12 @@ class ClinicDatasetStore:
         dataset = self.clinic.load_dataset(self.user, name)  # demo flag and instruments as stored
         self._loaded[name] = (version, dataset)
         return dataset
+
+    def version_of(self, dataset: Dataset) -> int | None:
+        """The database version ``dataset`` was read at (what its results are kept under, e.g. the
+        signal's expected course), or None when it is not the data set this store read last."""
+        cached = self._loaded.get(dataset.name)
+        return cached[0] if cached and cached[1] is dataset else None
 
     def is_demo(self, name: str) -> bool:
         try:
