@@ -26,13 +26,14 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
-from core.i18n import _
+from core.i18n import _, number
 from core.intake.mapping import role_name
-from core.stats.decomposition import person_mean_center
+from core.stats.decomposition import person_mean_center, sort_by_patient
 
 STATUS_ORDER = ("deteriorated", "unchanged", "improved", "recovered")
 #: Relative tolerance of every comparison with a threshold (reliable change, cut-off, rupture limit).
@@ -105,10 +106,12 @@ def patient_sessions(data: pd.DataFrame, measures: list[str], patient: str = "pa
     Columns per measure ``m``: ``m``, ``m_mean``, ``m_sd``, ``m_within`` (points) and
     ``m_within_sd`` (own-SD units); sorted by patient and session.
     """
-    out = data.sort_values([patient, "session"]).copy()
+    out, groups = sort_by_patient(data, patient)
+    out = out.copy(deep=False)  # copy-on-write: the new columns never reach ``data``
     for m in measures:
-        parts = person_mean_center(out, m, patient).drop(columns=[f"{m}_between"])
-        out = out.join(parts)
+        parts = person_mean_center(out, m, patient, groups=groups)
+        for col in parts.columns.drop(f"{m}_between"):
+            out[col] = parts[col].to_numpy()
     return out
 
 
@@ -118,17 +121,18 @@ def flag_ruptures(sessions: pd.DataFrame, threshold_sd: float = 1.0, patient: st
 
     ``sessions`` comes from :func:`patient_sessions` (needs ``alliance_mean``/``alliance_sd``).
     """
-    out = sessions.copy()
+    out = sessions.copy(deep=False)  # copy-on-write: the new columns never reach ``sessions``
     limit = out[f"{alliance}_mean"] - threshold_sd * out[f"{alliance}_sd"]
     return _mark_ruptures(out, limit, out[f"{alliance}_sd"], patient, alliance)
 
 
-def _mark_ruptures(out: pd.DataFrame, limit: pd.Series, sd: pd.Series, patient: str, alliance: str) -> pd.DataFrame:
+def _mark_ruptures(out: pd.DataFrame, limit: pd.Series, sd: pd.Series, patient: str, alliance: str,
+                   groups: np.ndarray | None = None) -> pd.DataFrame:
     """``rupture_limit``, ``rupture`` (alliance below the limit, with the tie tolerance, and an SD
     above 0) and ``repaired`` (the next session, session + 1, at or above the limit; NA without one)."""
     out["rupture_limit"] = limit
     out["rupture"] = pd.Series(below(out[alliance], limit), index=out.index) & sd.gt(0)
-    next_value = pd.Series(_next_session_values(out, patient, alliance), index=out.index)
+    next_value = pd.Series(_next_session_values(out, patient, alliance, groups), index=out.index)
     repaired = pd.Series(pd.NA, index=out.index, dtype="boolean")
     has_next = out["rupture"] & next_value.notna()
     repaired[has_next] = at_least(next_value[has_next], limit[has_next])
@@ -136,10 +140,15 @@ def _mark_ruptures(out: pd.DataFrame, limit: pd.Series, sd: pd.Series, patient: 
     return out
 
 
-def _next_session_values(out: pd.DataFrame, patient: str, value: str) -> np.ndarray:
-    """``value`` at the same patient's session + 1 (NaN where there is none), for every row."""
-    order = np.lexsort((out["session"].to_numpy(float), pd.factorize(out[patient])[0]))
-    codes = pd.factorize(out[patient])[0][order]
+def _next_session_values(out: pd.DataFrame, patient: str, value: str, groups: np.ndarray | None = None) -> np.ndarray:
+    """``value`` at the same patient's session + 1 (NaN where there is none), for every row
+    (``groups``: the rows' patient numbers when they are in patient and session order)."""
+    if groups is not None:
+        order, codes = np.arange(len(out)), groups
+    else:
+        codes = pd.factorize(out[patient])[0]
+        order = np.lexsort((out["session"].to_numpy(float), codes))
+        codes = codes[order]
     session = out["session"].to_numpy(float)[order]
     values = out[value].to_numpy(float)[order]
     nxt = np.full(len(out), np.nan)
@@ -190,8 +199,9 @@ def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, pati
     >>> flag_ruptures_so_far(d)[["rupture", "repaired"]].values.tolist()
     [[False, <NA>], [False, <NA>], [True, True], [False, <NA>]]
     """
-    out = sessions.sort_values([patient, "session"], kind="stable").copy()
-    mean, sd = _expanding_mean_sd(out[alliance].to_numpy(float), pd.factorize(out[patient])[0])
+    out, groups = sort_by_patient(sessions, patient)
+    out = out.copy(deep=False)  # copy-on-write: the new columns never reach ``sessions``
+    mean, sd = _expanding_mean_sd(out[alliance].to_numpy(float), groups)
     out[f"{alliance}_mean_so_far"] = mean
     out[f"{alliance}_sd_so_far"] = sd
     dev = out[alliance] - out[f"{alliance}_mean_so_far"]
@@ -199,7 +209,7 @@ def flag_ruptures_so_far(sessions: pd.DataFrame, threshold_sd: float = 1.0, pati
     sdv = out[f"{alliance}_sd_so_far"]
     out[f"{alliance}_within_so_far_sd"] = dev / sdv.where(sdv > 0)
     limit = out[f"{alliance}_mean_so_far"] - threshold_sd * sdv
-    return _mark_ruptures(out, limit, sdv, patient, alliance)
+    return _mark_ruptures(out, limit, sdv, patient, alliance, groups)
 
 
 def expected_line(time_fixed: pd.DataFrame, fixed_cov: np.ndarray, times) -> pd.DataFrame:
@@ -282,16 +292,18 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     cut-off 1; summed, highest first — so the red patients come first, then the yellow, then those
     with an unrepaired rupture, then the rest.
     """
-    g = sessions.sort_values([patient, "session"]).groupby(patient, sort=False)
+    ordered, codes = sort_by_patient(sessions, patient)
+    g = ordered.groupby(codes, sort=False)  # patients as runs of rows: no ID hashed
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, int)
     out = pd.DataFrame({
-        "sessions": g["session"].count(),
-        "first_session": g["session"].first(),
-        "last_session": g["session"].last(),
-        "first": g[symptoms].first(),
-        "last": g[symptoms].last(),
-    })
+        "sessions": g["session"].count().to_numpy(),
+        "first_session": g["session"].first().to_numpy(),
+        "last_session": g["session"].last().to_numpy(),
+        "first": g[symptoms].first().to_numpy(),
+        "last": g[symptoms].last().to_numpy(),
+    }, index=pd.Index(ordered[patient].to_numpy()[starts]))
     if "therapist" in sessions.columns:
-        out.insert(0, "therapist", g["therapist"].last())
+        out.insert(0, "therapist", g["therapist"].last().to_numpy())
     out["change"] = out["last"] - out["first"]
     if reliable_change is not None:
         improvement = -out["change"] if higher_is_worse else out["change"]
@@ -312,10 +324,12 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         out["no_reliable_improvement"] = False
     last_unrepaired_session = pd.Series(np.nan, index=out.index)
     if "rupture" in sessions.columns:
-        out["ruptures"] = g["rupture"].sum().astype(int)
-        unrepaired = sessions["rupture"].astype(bool) & ~sessions["repaired"].fillna(False).astype(bool)
-        out["unrepaired"] = unrepaired.groupby(sessions[patient]).sum().reindex(out.index).fillna(0).astype(int)
-        last_unrepaired_session = sessions.loc[unrepaired].groupby(patient)["session"].max().reindex(out.index)
+        rupture = ordered["rupture"].to_numpy(dtype=bool, na_value=False)
+        unrepaired = rupture & ~ordered["repaired"].to_numpy(dtype=bool, na_value=False)
+        out["ruptures"] = np.bincount(codes, weights=rupture, minlength=len(out)).astype(int)
+        out["unrepaired"] = np.bincount(codes, weights=unrepaired, minlength=len(out)).astype(int)
+        last_unrepaired_session = pd.Series(pd.Series(ordered["session"].to_numpy(float)).where(unrepaired)
+                                            .groupby(codes, sort=False).max().to_numpy(), index=out.index)
     else:
         out["ruptures"] = 0
         out["unrepaired"] = 0
@@ -343,28 +357,33 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
                        + PRIORITY["above_cutoff"] * over)
     from core.clinical.signal import status_label
 
+    # 130,000 patients' reasons: plain templates filled with numbers written once per distinct value
+    # (LocalText.format writes each number the language's way one call at a time: seconds)
+    status_at = _plain_template(_("{status} at session {session:g}"))
+    rupture_at = _plain_template(_("rupture in session {session:g} not repaired (or no session since)"))
+    rupture_no_session = str(_("rupture not repaired (or no session since)"))
+    deterioration = _plain_template(_("reliable deterioration since the first session ({change:+.3g})"))
+    no_improvement = _("no reliable improvement by session {session} (still none)").format(session=improvement_by)
+    above_cutoff = str(_("above the clinical cut-off"))
+    labels = {s: status_label(s) for s in ("not_on_track", "at_risk")}
+    session_text, change_text = _number_memo("g"), _number_memo("+.3g")
     reasons = []
-    status_at = _("{status} at session {session:g}")
-    rupture_at = _("rupture in session {session:g} not repaired (or no session since)")
-    rupture_no_session = _("rupture not repaired (or no session since)")
-    deterioration = _("reliable deterioration since the first session ({change:+.3g})")
-    no_improvement = _("no reliable improvement by session {session} (still none)")
-    above_cutoff = _("above the clinical cut-off")
     columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
                last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
                over.to_numpy())
     for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
         parts = []
-        if sig_status in ("not_on_track", "at_risk"):
-            label = status_label(sig_status)
-            text = status_at.format(status=label, session=when) if pd.notna(when) else label
+        if sig_status in labels:
+            label = labels[sig_status]
+            text = status_at.format(status=label, session=session_text(when)) if when == when else label
             parts.append(f"{text}: {why}" if why else text)
         if has_rup:
-            parts.append(rupture_at.format(session=rup_when) if pd.notna(rup_when) else rupture_no_session)
+            parts.append(rupture_at.format(session=session_text(rup_when)) if rup_when == rup_when
+                         else rupture_no_session)
         if is_det:
-            parts.append(deterioration.format(change=change))
+            parts.append(deterioration.format(change=change_text(change)))
         if is_noimp:
-            parts.append(no_improvement.format(session=improvement_by))
+            parts.append(no_improvement)
         if is_above:
             parts.append(above_cutoff)
         reasons.append("; ".join(parts))
@@ -374,6 +393,24 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     out = out[lead + [c for c in out.columns if c not in lead]]
     return out.sort_values(["priority", "change"], ascending=[False, not higher_is_worse],
                            kind="stable").reset_index(drop=True)
+
+
+def _plain_template(template: str) -> str:
+    """A template with its fields' format specs removed (``{session:g}`` → ``{session}``), to be
+    filled with numbers already written (:func:`_number_memo`) by the built-in ``str.format``."""
+    return re.sub(r"\{(\w+):[^{}]*\}", r"{\1}", str(template))
+
+
+def _number_memo(spec: str):
+    """``number(value, spec)`` (the language's separators and minus sign), each distinct value written once."""
+    memo: dict = {}
+
+    def write(value) -> str:
+        text = memo.get(value)
+        if text is None:
+            text = memo[value] = number(value, spec)
+        return text
+    return write
 
 
 def therapist_table(table: pd.DataFrame) -> pd.DataFrame:
