@@ -834,8 +834,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     usable = ~no_score & ~no_intake & ~first
     cols = {k: np.full(n, np.nan) for k in ("expected", "sd", "lower", "upper", "at_risk_bound", "z", "estimate",
                                            "bound", "bound_at_risk")}
-    status = _texts(n, "unknown")
-    code = None
+    status = code = None
     if model.local:
         nums = signal_numbers(table, model, settings)
         for k in cols:
@@ -848,6 +847,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
         if reasons:
             _model_reasons(reason, judged, obs, nums, settings, d_obs)
     else:
+        status = _texts(n, "unknown")
         rc = settings.reliable_change
         if rc is None or not rc > 0:
             reason[usable] = _("no local model and no reliable-change value to fall back on")
