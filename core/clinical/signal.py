@@ -93,7 +93,7 @@ from core.clinical.signal_bounds import (
     statistics,
 )
 from core.errors import ModelError
-from core.i18n import N_, _, decimals_for, model_decimals, number, number_text, number_texts
+from core.i18n import N_, _, decimals_for, fill_template, model_decimals, number, number_text, number_texts
 from core.intake.mapping import role_name
 from core.stats.decomposition import patient_numbers, sort_by_patient
 
@@ -974,16 +974,16 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     ends = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])  # each patient's last row
     last = sessions.iloc[ends].set_index("patient")
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
-    worse, better = str(_("score {observed}, expected {expected} ({gap} points worse)")), \
-        str(_("score {observed}, expected {expected} ({gap} points better)"))
     d_obs, d_model = decimals_for(sessions["observed"]), model_decimals(sessions["observed"])
     expected, deviation = last["expected"].to_numpy(float), last["deviation"].to_numpy(float)
-    o_text, e_text = number_texts(last["observed"], d_obs), number_texts(expected, d_model)
-    g_text = number_texts(np.abs(deviation), d_model)  # the numbers written at once (130,000 patients)
-    out["summary"] = ["" if st_ == "unknown" or np.isnan(e) else
-                      (worse if d > 0 else better).format(observed=o, expected=e_, gap=g)
-                      for st_, e, d, o, e_, g in zip(last["status"].tolist(), expected.tolist(), deviation.tolist(),
-                                                     o_text, e_text, g_text)]
+    # the numbers written at once and the sentences joined column by column (130,000 patients)
+    texts = {"observed": number_texts(last["observed"], d_obs), "expected": number_texts(expected, d_model),
+             "gap": number_texts(np.abs(deviation), d_model)}
+    worse = fill_template(_("score {observed}, expected {expected} ({gap} points worse)"), texts, len(last))
+    better = fill_template(_("score {observed}, expected {expected} ({gap} points better)"), texts, len(last))
+    blank = last["status"].eq("unknown").to_numpy(dtype=bool, na_value=True) | np.isnan(expected)
+    summary = pd.Series(better).where(~(deviation > 0), pd.Series(worse))
+    out["summary"] = summary.where(~blank, "").array
     status = sessions["status"]
     for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
         out[f"n_{s}"] = np.bincount(codes, weights=status.eq(s).to_numpy(dtype=bool, na_value=False),
@@ -1227,7 +1227,8 @@ def calibration(data: pd.DataFrame, model: SignalModel, settings: SignalSettings
         return {**target, "achieved_ever_flagged": None, "at_risk": {**target["at_risk"], "achieved_ever_flagged": None},
                 "note": _("No local model: the reliable-change rule is not calibrated per patient.")}
     rng = np.random.default_rng(seed)
-    ids = np.sort(pd.unique(data[patient].astype(str)))
+    # sorted as text (pandas' sort of the text type: 130,000 IDs in milliseconds, np.sort of objects: 0.1 s)
+    ids = pd.Series(pd.unique(data[patient].astype(str))).sort_values().to_numpy(dtype=object)
     if len(ids) > patients:  # the patterns of a random subset are enough (a million rows need not be sorted)
         data = data.loc[data[patient].astype(str).isin(set(rng.choice(ids, patients, replace=False)))]
     table = courses(data, settings.symptoms, settings.intake, patient)

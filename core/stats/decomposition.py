@@ -91,12 +91,12 @@ def person_mean_center(data: pd.DataFrame, value: str, patient: str = "patient",
     within = data[value] - mean
     with np.errstate(divide="ignore", invalid="ignore"):
         within_sd = within / sd.where(sd > 0)
-    return pd.DataFrame({
-        f"{value}_mean": mean,
-        f"{value}_between": mean - grand,
-        f"{value}_within": within,
-        f"{value}_sd": sd,
-        f"{value}_within_sd": within_sd,
+    return pd.DataFrame({  # arrays, not Series: a million rows' index is not aligned five times
+        f"{value}_mean": mean.to_numpy(),
+        f"{value}_between": (mean - grand).to_numpy(),
+        f"{value}_within": within.to_numpy(),
+        f"{value}_sd": sd.to_numpy(),
+        f"{value}_within_sd": within_sd.to_numpy(),
     }, index=data.index)
 
 
