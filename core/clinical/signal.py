@@ -832,13 +832,11 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
     reason[~no_score & no_intake] = _("no intake score")
     reason[~no_score & ~no_intake & first] = _("first session: the starting point of the expected course")
     usable = ~no_score & ~no_intake & ~first
-    cols = {k: np.full(n, np.nan) for k in ("expected", "sd", "lower", "upper", "at_risk_bound", "z", "estimate",
-                                           "bound", "bound_at_risk")}
+    names = ("expected", "sd", "lower", "upper", "at_risk_bound", "z", "estimate", "bound", "bound_at_risk")
     status = code = None
     if model.local:
         nums = signal_numbers(table, model, settings)
-        for k in cols:
-            cols[k] = nums[k]
+        cols = {k: nums[k] for k in names}
         status, code = nums["status"], nums["status_code"]
         reason[nums["beyond"]] = _("too little data: this clinic's courses do not reach far enough to say what is "
                                    "usual at this session")
@@ -847,6 +845,7 @@ def session_signal(data: pd.DataFrame, model: SignalModel, settings: SignalSetti
         if reasons:
             _model_reasons(reason, judged, obs, nums, settings, d_obs)
     else:
+        cols = {k: np.full(n, np.nan) for k in names}
         status = _texts(n, "unknown")
         rc = settings.reliable_change
         if rc is None or not rc > 0:
