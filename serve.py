@@ -7,9 +7,6 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from ui.server import middleware, routes
-from ui.warmup import keep_freed_memory
-
-keep_freed_memory()  # once per server process: freed arrays' memory reused (ui/warmup.py)
 
 # The pages are app.py's st.navigation, never Streamlit's legacy pages/ folder mode: without this,
 # the first browser session after a start lists the folder's file names (app, account, admin …) in
