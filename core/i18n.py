@@ -219,7 +219,8 @@ def fill_template(template: str, columns: dict[str, list[str]], n: int):
     column by column (130,000 summaries in 0.02 s instead of 0.2 s one by one); one by one where a
     field has a format spec or pyarrow is missing.
 
-    >>> list(fill_template("score {observed}, expected {expected}", {"observed": ["1", "2"], "expected": ["3", "4"]}, 2))
+    >>> texts = {"observed": ["1", "2"], "expected": ["3", "4"]}
+    >>> list(fill_template("score {observed}, expected {expected}", texts, 2))
     ['score 1, expected 3', 'score 2, expected 4']
     """
     import pandas as pd

@@ -21,6 +21,7 @@ from core.stats.decomposition import dropout
 from ui.auth import download, log_caseload_view
 from ui.clinic import (
     alliance_scale,
+    caseload_reasons,
     caseload_table,
     clinic_signal,
     clinical_settings,
@@ -182,7 +183,8 @@ search = str(st.session_state.get("overview_search", "") or "")
 table = filter_caseload(by_therapist, statuses=wanted, query=search)
 first_row, _pages = page_of(len(table), ROWS_PER_PAGE, "caseload_page",
                             _("Caseload: page number (1–{pages}, {per} patients each)"))
-page_rows = table.iloc[first_row: first_row + ROWS_PER_PAGE]
+page_rows = caseload_reasons(ds, model, _sessions, table.iloc[first_row: first_row + ROWS_PER_PAGE],
+                             int(improvement_by))  # the reasons of the rows shown, in this language
 shown_of = (_("Patients {first:,}–{last:,} of {n:,} (of {total:,} in all).") if len(table) < len(everyone)
             else _("Patients {first:,}–{last:,} of {n:,}."))
 st.caption(shown_of.format(first=first_row + 1, last=first_row + len(page_rows), n=len(table), total=len(everyone)))
@@ -231,14 +233,21 @@ if pick and (rows or clicked):
     st.switch_page("pages/patient.py", query_params={"patient": pick})
 today = datetime.date.today().isoformat()
 language = get_language()
+
+
+def with_reasons(rows):
+    """Every exported row's reasons in words (written when an export button is clicked)."""
+    return caseload_reasons(ds, model, _sessions, rows, int(improvement_by))
+
+
 # every page of the filtered caseload, built when clicked (writing 130,000 rows on every rerun costs seconds)
 with c2:
-    download(_("Caseload (CSV)"), lambda: csv_bytes(for_people(table), language), file_name="caseload.csv",
-             mime="text/csv", key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
+    download(_("Caseload (CSV)"), lambda: csv_bytes(for_people(with_reasons(table)), language),
+             file_name="caseload.csv", mime="text/csv", key="caseload_csv", what=f"{ds.name}: caseload (CSV)")
 with c3:
     sheet, title = _("Caseload"), _("Caseload of {dataset}, {date}").format(dataset=dataset_title(ds.name), date=today)
     download(_("Caseload (Excel)"),
-             lambda: excel_bytes(for_people(table), sheet, labels=headers, title=title,
+             lambda: excel_bytes(for_people(with_reasons(table)), sheet, labels=headers, title=title,
                                  definitions=caseload_definitions(ds, settings, model, threshold, int(improvement_by),
                                                                   chosen, today)),
              file_name="caseload.xlsx", key="caseload_xlsx",

@@ -193,3 +193,32 @@ def test_caseload_orders_by_signal_then_rupture_then_the_rest():
     assert per.loc["A", "patients"] == 2 and per.loc["A", "not on track now"] == 1
     assert per.loc["A", "not on track now (%)"] == 50.0 and per.loc["A", "deteriorated"] == 1
     assert per.loc["B", "unrepaired rupture"] == 1 and per.loc["B", "unrepaired rupture (%)"] == pytest.approx(33.3)
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_caseload_reasons_of_a_page_are_those_of_the_whole_table(lang):
+    """Issue 28: the overview's cached caseload has no reasons in words (``reasons=False``); the page
+    writes those of the rows it shows (``caseload_reasons``), and they read exactly as the whole
+    table's (the scores' decimals of every session, the language), patients shuffled."""
+    from core.clinical.indices import caseload_reasons, flag_ruptures_so_far, patient_sessions
+    from core.clinical.signal import SignalSettings, fit_signal_model, patient_signal, session_signal
+    from core.demo import demo_clinic
+    from core.i18n import language
+
+    data = demo_clinic(n_patients=120, seed=8).sample(frac=1, random_state=2)
+    sig = SignalSettings(reliable_change=14.0, cutoff=63.5)
+    model = fit_signal_model(data, sig)
+    with language(lang):
+        signal = session_signal(data, model, sig, reasons=False)
+        ruptures = flag_ruptures_so_far(patient_sessions(data, ["alliance", "symptoms"]))
+        whole = caseload(ruptures, reliable_change=14.0, cutoff=63.5, improvement_by=5,
+                         signal=patient_signal(session_signal(data, model, sig)))
+        bare = caseload(ruptures, reliable_change=14.0, cutoff=63.5, improvement_by=5,
+                        signal=patient_signal(signal, summaries=False), reasons=False)
+        assert (bare["attention"] == "").all()
+        pd.testing.assert_frame_equal(bare.drop(columns="attention"), whole.drop(columns="attention"))
+        page = bare.iloc[7:40]
+        written = caseload_reasons(page, signal, improvement_by=5)
+        assert written["attention"].tolist() == whole["attention"].iloc[7:40].tolist()
+        assert written["attention"].str.len().gt(0).sum() > 10
+        assert caseload_reasons(bare, signal, improvement_by=5)["attention"].tolist() == whole["attention"].tolist()

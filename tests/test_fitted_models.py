@@ -119,7 +119,8 @@ def test_kept_result_computed_once_per_version_and_view(stored):
     assert store.kept_result(ana, "Clinic", 1, "x", compute("ana")) == '{"who": "ana"}'  # her own rows
     assert store.kept_result(ana, "Clinic", 1, "x", compute("ana again")) == '{"who": "ana"}'
     assert calls == ["head", "ana"]
-    store.apply_upload(head, store.preview_upload(head, "Clinic", validated(frame.assign(symptoms=frame["symptoms"] + 1))))
+    changed = validated(frame.assign(symptoms=frame["symptoms"] + 1))
+    store.apply_upload(head, store.preview_upload(head, "Clinic", changed))
     assert store.kept_result(head, "Clinic", 1, "x", compute("stale")) == '{"who": "stale"}'
     assert store.kept_result(head, "Clinic", 1, "x", compute("stale again")) == '{"who": "stale again"}'  # not kept
     assert store.kept_result(head, "Clinic", 2, "x", compute("v2")) == '{"who": "v2"}'

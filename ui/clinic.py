@@ -22,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from core.clinical.indices import caseload, find_patients, flag_ruptures, flag_ruptures_so_far, patient_sessions
+from core.clinical.indices import caseload_reasons as core_caseload_reasons
 from core.clinical.signal import (
     SCALE_PRESETS,
     SignalModel,
@@ -32,6 +33,7 @@ from core.clinical.signal import (
     guess_scale,
     patient_signal,
     session_signal,
+    summary_decimals,
 )
 from core.clinical.signal_norm import as_norm, compare_with_norm, model_from_norm, read_norm
 from core.clinical.signal_validation import validate_signal
@@ -314,20 +316,34 @@ def signal_settings(settings: "ClinicalSettings") -> SignalSettings:
 
 
 def clinic_signal(ds: Dataset, settings: "ClinicalSettings") -> tuple[SignalModel, pd.DataFrame, pd.DataFrame]:
-    """The model, every visible session's signal and every visible patient's current status (with its
-    short summary; the ``reason`` columns are empty: :func:`patient_signal_rows` writes a patient's)."""
+    """The model, every visible session's signal and every visible patient's current status, in no
+    language (the ``reason`` and ``summary`` columns are empty: :func:`patient_signal_rows` writes a
+    patient's reasons, :func:`caseload_reasons` those of the caseload rows shown)."""
     sig = signal_settings(settings)
     model = signal_model(ds, sig, settings.norm)
     key = signal_key(model)
-    language = get_language()
     sessions = _session_signal(ds.fingerprint, key, sig, ds.data, model)
-    return model, sessions, _patient_signal(ds.fingerprint, key, sig, language, sessions)
+    return model, sessions, _patient_signal(ds.fingerprint, key, sig, sessions)
 
 
 @sized_cache()
-def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
+def _patient_signal(fingerprint: str, model_key: tuple, settings: SignalSettings,
                     _sessions: pd.DataFrame) -> pd.DataFrame:
-    return patient_signal(_sessions)
+    return patient_signal(_sessions, summaries=False)
+
+
+def caseload_reasons(ds: Dataset, model: SignalModel, sessions: pd.DataFrame, rows: pd.DataFrame,
+                     improvement_by: int) -> pd.DataFrame:
+    """Caseload rows (of :func:`caseload_table`, which writes none) with their reasons in words, in
+    the interface language: those a page shows, or every row of an export (``sessions``: the
+    signal of every session, :func:`clinic_signal`; its scores' decimals cached)."""
+    decimals = _summary_decimals(ds.fingerprint, signal_key(model), sessions)
+    return core_caseload_reasons(rows, sessions, improvement_by, decimals)
+
+
+@sized_cache(st.cache_data, large=16)
+def _summary_decimals(fingerprint: str, model_key: tuple, _sessions: pd.DataFrame) -> tuple[int, int]:
+    return summary_decimals(_sessions["observed"])
 
 
 def signal_key(model: SignalModel) -> tuple:
@@ -356,19 +372,19 @@ def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings,
 
 def caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
                    model_key: tuple, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
-    """:func:`core.clinical.indices.caseload` of every visible patient (shared, read-only: the
-    overview filters and pages it, 0.4 s for 130,000 patients is paid once per setting and language:
-    its reasons are sentences)."""
+    """:func:`core.clinical.indices.caseload` of every visible patient, without its reasons in words
+    (:func:`caseload_reasons` writes those shown), so one table for every language (shared,
+    read-only: the overview filters and pages it; paid once per setting)."""
     with st.spinner(_("Ordering the caseload …")):
-        return _caseload_table(fingerprint, threshold, settings, improvement_by, model_key, get_language(),
-                               _sessions, _current)
+        return _caseload_table(fingerprint, threshold, settings, improvement_by, model_key, _sessions, _current)
 
 
 @sized_cache(large=16)
 def _caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,
-                    model_key: tuple, language: str, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
+                    model_key: tuple, _sessions: pd.DataFrame, _current: pd.DataFrame) -> pd.DataFrame:
     return caseload(_sessions, reliable_change=settings.reliable_change, cutoff=settings.cutoff,
-                    higher_is_worse=settings.higher_is_worse, improvement_by=improvement_by, signal=_current)
+                    higher_is_worse=settings.higher_is_worse, improvement_by=improvement_by, signal=_current,
+                    reasons=False)
 
 
 def filter_caseload(table: pd.DataFrame, *, therapists=(), statuses=(), query: str = "") -> pd.DataFrame:

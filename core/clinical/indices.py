@@ -276,7 +276,7 @@ PRIORITY = {"not_on_track": 64, "at_risk": 32, "unrepaired": 16, "deteriorated":
 def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: float | None,
              higher_is_worse: bool = True, improvement_by: int = 4, patient: str = "patient",
              symptoms: str = "symptoms", alliance: str | None = "alliance",
-             signal: pd.DataFrame | None = None) -> pd.DataFrame:
+             signal: pd.DataFrame | None = None, reasons: bool = True) -> pd.DataFrame:
     """One row per patient, sorted by need for attention.
 
     Columns: ``patient``, ``therapist`` (if present), ``signal`` (the early-warning status of the
@@ -290,7 +290,12 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     clinical side) and ``priority``: not on track 64, at risk 32, a rupture not repaired (or no
     session since) 16, reliable deterioration 8, no reliable improvement by session N 4, above the
     cut-off 1; summed, highest first — so the red patients come first, then the yellow, then those
-    with an unrepaired rupture, then the rest.
+    with an unrepaired rupture, then the rest. ``signal_session`` and ``rupture_session`` (the
+    session of the signal and of the last unrepaired rupture) are what the reasons say.
+
+    ``reasons=False``: every ``attention`` is "" (the rest is the same, in no language): 130,000
+    patients' reasons cost a second, and a page shows 200; :func:`attention_reasons` writes the
+    reasons of the rows shown, or of every row for an export.
     """
     ordered, codes = sort_by_patient(sessions, patient)
     g = ordered.groupby(codes, sort=False)  # patients as runs of rows: no ID hashed
@@ -301,7 +306,7 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         "last_session": g["session"].last().to_numpy(),
         "first": g[symptoms].first().to_numpy(),
         "last": g[symptoms].last().to_numpy(),
-    }, index=pd.Index(ordered[patient].to_numpy()[starts]))
+    }, index=pd.Index(ordered[patient].iloc[starts].array))  # the IDs' own type: no million Python strings
     if "therapist" in sessions.columns:
         out.insert(0, "therapist", g["therapist"].last().to_numpy())
     out["change"] = out["last"] - out["first"]
@@ -355,6 +360,23 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     out["priority"] = (PRIORITY["not_on_track"] * red + PRIORITY["at_risk"] * yellow + PRIORITY["unrepaired"] * rup
                        + PRIORITY["deteriorated"] * det + PRIORITY["no_improvement"] * noimp
                        + PRIORITY["above_cutoff"] * over)
+    out["signal_session"] = signal_session.to_numpy(float)
+    out["rupture_session"] = last_unrepaired_session.to_numpy(float)
+    out["attention"] = (attention_reasons(out, dict(zip(out.index, signal_reason.to_numpy())), improvement_by)
+                        if reasons else "")
+    out = out.reset_index().rename(columns={"index": patient})
+    lead = [c for c in (patient, "therapist", "signal", "attention") if c in out.columns]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    return out.sort_values(["priority", "change"], ascending=[False, not higher_is_worse],
+                           kind="stable").reset_index(drop=True)
+
+
+def attention_reasons(rows: pd.DataFrame, summaries, improvement_by: int = 4, patient: str = "patient") -> list[str]:
+    """The reasons of :func:`caseload` rows in words (its ``attention``), in the current language:
+    the signal with its session and ``summaries[patient]`` (the signal's short reason of that
+    session, :func:`core.clinical.signal.patient_signal`'s ``summary``), an unrepaired rupture,
+    reliable deterioration, no reliable improvement by session ``improvement_by``, above the
+    cut-off; joined by "; ". ``rows``: caseload rows (the patient as a column or the index)."""
     from core.clinical.signal import status_label
 
     # 130,000 patients' reasons: plain templates filled with numbers written once per distinct value
@@ -367,14 +389,17 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     above_cutoff = str(_("above the clinical cut-off"))
     labels = {s: status_label(s) for s in ("not_on_track", "at_risk")}
     session_text, change_text = _number_memo("g"), _number_memo("+.3g")
+    ids = rows[patient] if patient in rows.columns else rows.index
     reasons = []
-    columns = (out["signal"].to_numpy(), signal_session.to_numpy(), signal_reason.to_numpy(), rup.to_numpy(),
-               last_unrepaired_session.to_numpy(), det.to_numpy(), out["change"].to_numpy(), noimp.to_numpy(),
-               over.to_numpy())
-    for sig_status, when, why, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
+    columns = (ids.to_numpy(), rows["signal"].to_numpy(), rows["signal_session"].to_numpy(float),
+               rows["unrepaired"].gt(0).to_numpy(), rows["rupture_session"].to_numpy(float),
+               rows["status"].eq("deteriorated").to_numpy(), rows["change"].to_numpy(),
+               rows["no_reliable_improvement"].astype(bool).to_numpy(), rows["above_cutoff"].astype(bool).to_numpy())
+    for who, sig_status, when, has_rup, rup_when, is_det, change, is_noimp, is_above in zip(*columns):
         parts = []
         if sig_status in labels:
             label = labels[sig_status]
+            why = summaries.get(who, "")
             text = status_at.format(status=label, session=session_text(when)) if when == when else label
             parts.append(f"{text}: {why}" if why else text)
         if has_rup:
@@ -387,12 +412,24 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
         if is_above:
             parts.append(above_cutoff)
         reasons.append("; ".join(parts))
-    out["attention"] = reasons
-    out = out.reset_index().rename(columns={"index": patient})
-    lead = [c for c in (patient, "therapist", "signal", "attention") if c in out.columns]
-    out = out[lead + [c for c in out.columns if c not in lead]]
-    return out.sort_values(["priority", "change"], ascending=[False, not higher_is_worse],
-                           kind="stable").reset_index(drop=True)
+    return reasons
+
+
+def caseload_reasons(rows: pd.DataFrame, signal_sessions: pd.DataFrame, improvement_by: int = 4,
+                     decimals: tuple[int, int] | None = None) -> pd.DataFrame:
+    """``rows`` of a :func:`caseload` made with ``reasons=False``, with their ``attention`` written
+    (:func:`attention_reasons`), the signal's summaries from ``signal_sessions`` (every session's
+    signal, :func:`core.clinical.signal.session_signal`; only the rows' patients are read) with the
+    whole table's ``decimals`` (:func:`core.clinical.signal.summary_decimals`)."""
+    from core.clinical.signal import patient_summaries, summary_decimals
+
+    if decimals is None:
+        decimals = summary_decimals(signal_sessions["observed"])
+    if rows.empty:
+        return rows
+    ids = rows["patient"]
+    mine = signal_sessions[signal_sessions["patient"].isin(ids)] if len(ids) < 10_000 else signal_sessions
+    return rows.assign(attention=attention_reasons(rows, patient_summaries(mine, decimals), improvement_by))
 
 
 def _plain_template(template: str) -> str:

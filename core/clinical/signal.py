@@ -960,10 +960,11 @@ def _model_reasons(reason: np.ndarray, judged: np.ndarray, obs: np.ndarray, nums
                 observed=o_text[i], expected=m_text[i], gap=g_text[i])
 
 
-def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
+def patient_signal(sessions: pd.DataFrame, summaries: bool = True) -> pd.DataFrame:
     """One row per patient: the status of their latest session (``status``, ``session``,
     ``reason``, and ``summary``: a short version, e.g. "score 141, expected 105 (36 points
-    worse)"), and how many of their sessions were ``not_on_track`` / ``at_risk``."""
+    worse)"), and how many of their sessions were ``not_on_track`` / ``at_risk``.
+    ``summaries=False``: every ``summary`` is "" (no language: a page writes those it shows)."""
     cols = ["patient", "status", "session", "reason", "summary", "n_not_on_track", "n_at_risk"]
     if sessions["patient"].isna().any():
         sessions = sessions[sessions["patient"].notna()]
@@ -973,7 +974,37 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     ends = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])  # each patient's last row
     last = sessions.iloc[ends].set_index("patient")
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
-    d_obs, d_model = decimals_for(sessions["observed"]), model_decimals(sessions["observed"])
+    if not summaries:
+        out["summary"] = _text_column(np.zeros(len(out), dtype=np.int8), [""])
+    else:
+        out["summary"] = _summaries(last, *summary_decimals(sessions["observed"]))
+    status = sessions["status"]
+    for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
+        out[f"n_{s}"] = np.bincount(codes, weights=status.eq(s).to_numpy(dtype=bool, na_value=False),
+                                    minlength=len(out)).astype(int)
+    return out.reset_index()[cols]
+
+
+def summary_decimals(observed) -> tuple[int, int]:
+    """The decimals :func:`patient_signal`'s summaries write scores and model numbers with (those of
+    the tables: the scores' own, one more for what the model computes), from every score ``observed``."""
+    return decimals_for(observed), model_decimals(observed)
+
+
+def patient_summaries(sessions: pd.DataFrame, decimals: tuple[int, int] | None = None) -> dict:
+    """``{patient: summary}`` of :func:`patient_signal` for the patients of ``sessions`` (rows of
+    :func:`session_signal`): what a page writes for the patients it shows. ``decimals``: the whole
+    table's (:func:`summary_decimals`), so that the summaries read as in the whole table."""
+    if sessions.empty:
+        return {}
+    sessions, codes = sort_by_patient(sessions)
+    last = sessions.iloc[np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])]
+    texts = _summaries(last, *(decimals or summary_decimals(sessions["observed"])))
+    return dict(zip(last["patient"].tolist(), list(texts)))
+
+
+def _summaries(last: pd.DataFrame, d_obs: int, d_model: int):
+    """The short reasons of the latest sessions ``last``, numbers with these decimals."""
     expected, deviation = last["expected"].to_numpy(float), last["deviation"].to_numpy(float)
     # the numbers written at once and the sentences joined column by column (130,000 patients)
     texts = {"observed": number_texts(last["observed"], d_obs), "expected": number_texts(expected, d_model),
@@ -982,12 +1013,7 @@ def patient_signal(sessions: pd.DataFrame) -> pd.DataFrame:
     better = fill_template(_("score {observed}, expected {expected} ({gap} points better)"), texts, len(last))
     blank = last["status"].eq("unknown").to_numpy(dtype=bool, na_value=True) | np.isnan(expected)
     summary = pd.Series(better).where(~(deviation > 0), pd.Series(worse))
-    out["summary"] = summary.where(~blank, "").array
-    status = sessions["status"]
-    for s in ("not_on_track", "at_risk"):  # counted per patient (a crosstab of a million rows takes seconds)
-        out[f"n_{s}"] = np.bincount(codes, weights=status.eq(s).to_numpy(dtype=bool, na_value=False),
-                                    minlength=len(out)).astype(int)
-    return out.reset_index()[cols]
+    return summary.where(~blank, "").array
 
 
 def status_sentence(status: str, session, reason: str) -> str:
