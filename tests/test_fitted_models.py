@@ -95,9 +95,10 @@ def test_store_import_fits_the_pages_starting_model(tmp_path, db_url):
     signal_keys = [k for k in keys if k.startswith("{")]
     assert signal_keys == [settings_key(dashboard_settings(frame))]
     assert json.loads(signal_keys[0])["reliable_change"] == 14.0  # OQ-45.2 totals: the published values
-    # and the overview's two model results, for the supervisor who imported
-    assert sorted(k for k in keys if not k.startswith("{")) == ["early_alliance:1-4|supervisor",
-                                                                 "therapist_share:symptoms|supervisor"]
+    # and the overview's model results and the signal's calibration, for the supervisor who imported
+    assert sorted(k for k in keys if not k.startswith("{")) == [
+        f"calibration:{signal_keys[0]}|supervisor", "early_alliance:1-4|supervisor",
+        "therapist_share:symptoms|supervisor"]
 
 
 def test_kept_result_computed_once_per_version_and_view(stored):
@@ -143,3 +144,12 @@ def test_clinic_results_say_what_the_fitted_results_say():
     assert clinic_sentence(read_early_alliance(early_alliance_result(frame))) == clinic_sentence(result)
     assert read_early_alliance(early_alliance_result(frame.head(12))) is None  # too few patients: nothing said
     assert read_therapist_share(therapist_share_result(frame.drop(columns="therapist"))) is None
+    # the calibration kept as JSON reads back as computed, and says the same sentence
+    from core.clinical.signal import calibration, calibration_summary, fit_signal_model
+    from core.reporting.clinic_results import calibration_result, read_calibration
+
+    model = fit_signal_model(frame, SETTINGS)
+    assert model.local
+    kept = read_calibration(calibration_result(frame, model, SETTINGS))
+    assert kept == calibration(frame, model, SETTINGS)
+    assert calibration_summary(kept) == calibration_summary(calibration(frame, model, SETTINGS))

@@ -356,18 +356,32 @@ def signal_key(model: SignalModel) -> tuple:
 def signal_checks(ds: Dataset, model: SignalModel, settings: "ClinicalSettings",
                   calibrate: bool = True) -> tuple[dict | None, dict | None]:
     """The calibration by simulation (:func:`core.clinical.signal.calibration`; when ``calibrate``)
-    and, for an outside norm, how this data set's courses compare with it (cached; their warnings
-    are sentences, so per language)."""
-    return _signal_checks(ds.fingerprint, signal_key(model), signal_settings(settings), get_language(), calibrate,
-                          ds.data, model)
+    and, for an outside norm, how this data set's courses compare with it. The calibration of the
+    data set's own course is numbers only, kept per data set version (:func:`kept_result`); the rest
+    is cached per language (a note, the warnings: sentences)."""
+    sig = signal_settings(settings)
+    cal = None
+    if calibrate and model.local and not model.outside:  # the data set's own course: kept per version
+        from core.reporting.clinic_results import calibration_name, calibration_result, read_calibration
+
+        cal = read_calibration(kept_result(ds, calibration_name(sig), lambda data: calibration_result(data, model, sig)))
+    elif calibrate:
+        cal = _calibration(ds.fingerprint, signal_key(model), sig, get_language(), ds.data, model)
+    compared = _compared_with_norm(ds.fingerprint, signal_key(model), sig, get_language(), ds.data, model) \
+        if model.outside else None
+    return cal, compared
 
 
 @sized_cache(st.cache_data, large=16)
-def _signal_checks(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, calibrate: bool,
-                   _data: pd.DataFrame, _model: SignalModel) -> tuple[dict | None, dict | None]:
-    cal = calibration(_data, _model, settings) if calibrate else None
-    compared = compare_with_norm(_data, _model, settings) if _model.outside else None
-    return cal, compared
+def _calibration(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str, _data: pd.DataFrame,
+                 _model: SignalModel) -> dict:
+    return calibration(_data, _model, settings)
+
+
+@sized_cache(st.cache_data, large=16)
+def _compared_with_norm(fingerprint: str, model_key: tuple, settings: SignalSettings, language: str,
+                        _data: pd.DataFrame, _model: SignalModel) -> dict:
+    return compare_with_norm(_data, _model, settings)
 
 
 def caseload_table(fingerprint: str, threshold: float, settings: SignalSettings, improvement_by: int,

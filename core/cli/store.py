@@ -271,12 +271,12 @@ def _keep_fitted_results(store, user, name: str, version: int) -> None:
     """Fit the early-warning signal's expected course of the stored data set once, with the settings the
     clinician pages start from (:func:`core.clinical.signal.dashboard_settings`), and keep it in the
     database: the first caseload after an import then reads it instead of fitting it (seconds on a
-    million rows; issue 28). The overview's therapist share and early-alliance result are kept too
+    million rows; issue 28). The overview's therapist share, early-alliance result and calibration are kept too
     (:func:`core.reporting.clinic_results.keep_clinic_results`). A data set they cannot be fitted on
     is left for the pages to say why."""
     from core.clinical.signal import dashboard_settings
     from core.errors import ModelError
-    from core.reporting.clinic_results import keep_clinic_results
+    from core.reporting.clinic_results import calibration_name, calibration_result, keep_clinic_results
 
     dataset = store.load_dataset(user, name)
     measures = dataset.validated.measures
@@ -286,8 +286,11 @@ def _keep_fitted_results(store, user, name: str, version: int) -> None:
         pass
     if "symptoms" not in measures:
         return
+    settings = dashboard_settings(dataset.data, dataset.instrument_for("symptoms"))
     try:
-        store.clinic_signal_model(user, name, settings=dashboard_settings(dataset.data,
-                                                                          dataset.instrument_for("symptoms")))
+        model = store.clinic_signal_model(user, name, settings=settings)
+        if model.local:  # the overview's calibration of this course, as a supervisor sees it
+            store.kept_result(user, name, version, calibration_name(settings),
+                              lambda: calibration_result(dataset.data, model, settings))
     except (ModelError, InputError, ValueError):
         pass
