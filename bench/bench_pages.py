@@ -42,10 +42,13 @@ What the script does (run from the repository root: ``python bench/bench_pages.p
    vectorised generator (``bench/out/clinic_1m.csv``), stored with ``python -m core store init``,
    ``store add-user head --role supervisor`` and ``store import`` into a SQLite clinic database in a
    temporary ``ALLIANCE_DATA_DIR``; the dashboard is started on it, the supervisor signs in (the
-   data set is read from the database), opens the overview (cold: every cached computation made),
-   then switches patients (IDs from the data: the first, then a fixed random sample) and opens the
-   overview again after the patient page (warm). Targets: overview warm under 3 s (median of the
-   rounds), every patient switch under 1 s. The page's caseload is paged on the server: the
+   data set is read from the database) and opens the overview (cold: the first overview of a
+   freshly started server; the computations the import keeps in the database, the expected course,
+   the therapist share, the early-alliance result and the calibration, are read, every other is
+   made). That is done in ``--rounds`` freshly started servers; in the last one the supervisor then
+   switches patients (IDs from the data: the first, then a fixed random sample) and opens the
+   overview again after the patient page (warm). Targets: overview cold and warm under 3 s (each the
+   median of the rounds), every patient switch under 1 s. The page's caseload is paged on the server: the
    script checks that the browser holds at most one page of it (``Rows`` of the table's frame).
 
 Options: ``--switches N`` (default 8), ``--rounds N`` (warm overview renders, default 1), ``--timeout S``
@@ -396,38 +399,49 @@ def large_scenario(args, shots: list[Path]) -> dict:
                                  "--alliance", "alliance", "--therapist", "therapist"], data_dir,
                                 {"ALLIANCE_PASSWORD": SUPERVISOR[1]})
         print(f"store import of {csv.name}: {results['import']:.1f} s (not a target)")
-        with running_app(data_dir) as url, browser_page() as page:
-            results["sign_in"] = sign_in(page, url)
-            print(f"sign in, clinic data set read from the database and the home page drawn: "
-                  f"{results['sign_in']:.2f} s ({split()}; not a target)")
-            checks = overview_checks()
-            results["overview_cold"] = timed_click(page, sidebar_link(page, "Clinic overview"), checks)
-            print(f"overview (cold, 1,000,000 rows): {results['overview_cold']:.2f} s ({split()}; not a target)")
-            rows = caseload_rows_in_browser(page)
-            results["caseload_rows_in_browser"] = rows
-            print(f"caseload rows sent to the browser: {rows:,} of {LARGE_PATIENTS:,} patients")
-            save(page, "overview_1m", shots, shoot)
-            ids = sorted(facts.index)
-            rng = random.Random(19)
-            pids = [ids[0]] + rng.sample(ids[1:], args.switches)
-            first = pids[0]
-            results["patient_open"] = timed_click(page, sidebar_link(page, "Patient"),
-                                                  patient_checks(first, facts.loc[first]))
-            print(f"patient page, first open: {results['patient_open']:.2f} s ({split()}; not a target)")
-            switches = []
-            for pid in pids[1:]:
-                switches.append(switch_patient(page, pid, facts.loc[pid]))
-                print(f"  switch to {pid} ({facts.loc[pid, 'sessions']} sessions): {switches[-1]:.2f} s ({split()})")
-                if len(switches) == 1:
-                    save(page, "patient_1m", shots, shoot)
-            warm = []
-            for _ in range(args.rounds):
-                warm.append(timed_click(page, sidebar_link(page, "Clinic overview"), checks))
-                print(f"overview (warm, 1,000,000 rows): {warm[-1]:.2f} s (target < {OVERVIEW_TARGET:g} s; {split()})")
-                leave_for(page, "Patient", "/patient", "Jacobson–Truax status")
+        cold, sign_ins = [], []
+        for k in range(args.rounds):  # each cold render in a freshly started server (its caches empty)
+            with running_app(data_dir) as url, browser_page() as page:
+                sign_ins.append(sign_in(page, url))
+                print(f"server {k + 1} of {args.rounds}: sign in, clinic data set read from the database and the home "
+                      f"page drawn: {sign_ins[-1]:.2f} s ({split()}; not a target)")
+                checks = overview_checks()
+                cold.append(timed_click(page, sidebar_link(page, "Clinic overview"), checks))
+                print(f"server {k + 1} of {args.rounds}: overview (cold, 1,000,000 rows): {cold[-1]:.2f} s "
+                      f"(target < {OVERVIEW_TARGET:g} s, median of the servers; {split()})")
+                if k < args.rounds - 1:
+                    continue
+                rows = caseload_rows_in_browser(page)
+                results["caseload_rows_in_browser"] = rows
+                print(f"caseload rows sent to the browser: {rows:,} of {LARGE_PATIENTS:,} patients")
+                save(page, "overview_1m", shots, shoot)
+                ids = sorted(facts.index)
+                rng = random.Random(19)
+                pids = [ids[0]] + rng.sample(ids[1:], args.switches)
+                first = pids[0]
+                results["patient_open"] = timed_click(page, sidebar_link(page, "Patient"),
+                                                      patient_checks(first, facts.loc[first]))
+                print(f"patient page, first open: {results['patient_open']:.2f} s ({split()}; not a target)")
+                switches = []
+                for pid in pids[1:]:
+                    switches.append(switch_patient(page, pid, facts.loc[pid]))
+                    print(f"  switch to {pid} ({facts.loc[pid, 'sessions']} sessions): {switches[-1]:.2f} s "
+                          f"({split()})")
+                    if len(switches) == 1:
+                        save(page, "patient_1m", shots, shoot)
+                warm = []
+                for _ in range(args.rounds):
+                    warm.append(timed_click(page, sidebar_link(page, "Clinic overview"), checks))
+                    print(f"overview (warm, 1,000,000 rows): {warm[-1]:.2f} s (target < {OVERVIEW_TARGET:g} s; "
+                          f"{split()})")
+                    leave_for(page, "Patient", "/patient", "Jacobson–Truax status")
+    results["sign_in"] = statistics.median(sign_ins)
+    results["overview_cold"], results["overview_cold_max"] = statistics.median(cold), max(cold)
     results["switch_median"], results["switch_max"] = statistics.median(switches), max(switches)
     results["overview_warm"], results["overview_warm_max"] = statistics.median(warm), max(warm)
-    print(f"1,000,000 rows: overview warm median {results['overview_warm']:.2f} s (max {results['overview_warm_max']:.2f}); "
+    print(f"1,000,000 rows: overview cold median {results['overview_cold']:.2f} s "
+          f"(max {results['overview_cold_max']:.2f} over {len(cold)} servers: {', '.join(f'{c:.2f}' for c in cold)}); "
+          f"overview warm median {results['overview_warm']:.2f} s (max {results['overview_warm_max']:.2f}); "
           f"patient switch median {results['switch_median']:.2f} s, max {results['switch_max']:.2f} s "
           f"(targets < {OVERVIEW_TARGET:g} s and < {SWITCH_TARGET:g} s)")
     return results
@@ -453,7 +467,8 @@ def main() -> int:
     if args.large_only:
         shots: list[Path] = []
         large = large_scenario(args, shots)
-        missed = [name for name, ok in (("overview warm (1,000,000 rows)", large["overview_warm"] < OVERVIEW_TARGET),
+        missed = [name for name, ok in (("overview cold (1,000,000 rows)", large["overview_cold"] < OVERVIEW_TARGET),
+                                        ("overview warm (1,000,000 rows)", large["overview_warm"] < OVERVIEW_TARGET),
                                         ("patient switch (1,000,000 rows)", large["switch_max"] < SWITCH_TARGET)) if not ok]
         print("screenshots: " + ", ".join(str(p.relative_to(ROOT)) for p in shots))
         print("targets met" if not missed else "target missed: " + ", ".join(missed))
@@ -544,6 +559,8 @@ def main() -> int:
     missed = []
     if args.large:
         large = large_scenario(args, shots)
+        if large["overview_cold"] >= OVERVIEW_TARGET:
+            missed.append("overview cold (1,000,000 rows)")
         if large["overview_warm"] >= OVERVIEW_TARGET:
             missed.append("overview warm (1,000,000 rows)")
         if large["switch_max"] >= SWITCH_TARGET:
