@@ -222,3 +222,33 @@ def test_caseload_reasons_of_a_page_are_those_of_the_whole_table(lang):
         assert written["attention"].tolist() == whole["attention"].iloc[7:40].tolist()
         assert written["attention"].str.len().gt(0).sum() > 10
         assert caseload_reasons(bare, signal, improvement_by=5)["attention"].tolist() == whole["attention"].tolist()
+
+
+def test_sorted_and_shuffled_rows_give_the_same_tables():
+    """Issue 28: rows already in patient and session order are grouped as runs (no sort, no ID
+    hashing); any other order is sorted once. The tables are the same either way."""
+    from core.clinical.indices import flag_ruptures_so_far, patient_sessions
+    from core.clinical.signal import SignalSettings, fit_signal_model, patient_signal, session_signal
+    from core.demo import demo_clinic
+    from core.stats.decomposition import dropout, patient_runs, sort_by_patient
+
+    ordered = demo_clinic(n_patients=90, seed=12).sort_values(["patient", "session"]).reset_index(drop=True)
+    shuffled = ordered.sample(frac=1, random_state=5)
+    assert patient_runs(ordered) is not None and patient_runs(shuffled) is None
+    again, runs = sort_by_patient(shuffled)
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), ordered)
+    assert runs.tolist() == pd.factorize(ordered["patient"])[0].tolist()
+    sig = SignalSettings(reliable_change=14.0, cutoff=63.5)
+    model = fit_signal_model(ordered, sig)
+    tables = []
+    for data in (ordered, shuffled):
+        signal = session_signal(data, model, sig)
+        ruptures = flag_ruptures_so_far(patient_sessions(data, ["alliance", "symptoms"]))
+        tables.append((signal, patient_signal(signal), ruptures.reset_index(drop=True),
+                       caseload(ruptures, reliable_change=14.0, cutoff=63.5, signal=patient_signal(signal)),
+                       dropout(data)))
+    for one, other in zip(*tables):
+        if isinstance(one, dict):
+            assert one == other
+        else:
+            pd.testing.assert_frame_equal(one, other)
