@@ -11,9 +11,9 @@ from core.clinical.indices import therapist_icc_sentence, therapist_table, thera
 from core.clinical.signal import calibration_sentence, calibration_summary, definition, source_sentence
 from core.clinical.signal_norm import norm_document
 from core.clinical.signal_validation import rules_table, validation_table
-from core.reporting.alliance_outcome_report import clinic_sentence
 from core.i18n import N_, _, get_language, number
 from core.intake.mapping import role_name
+from core.reporting.alliance_outcome_report import clinic_sentence
 from core.reporting.exports import csv_bytes, excel_bytes
 from core.reporting.figures import small_multiples, therapist_trajectory_figure
 from core.reporting.formatting import decimals_for

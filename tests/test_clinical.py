@@ -252,3 +252,22 @@ def test_sorted_and_shuffled_rows_give_the_same_tables():
             assert one == other
         else:
             pd.testing.assert_frame_equal(one, other)
+
+
+def test_rows_without_a_patient_are_left_out_of_the_per_patient_tables():
+    """As grouping by the patient ID did before rows were grouped as runs: a row without a patient
+    belongs to no patient's caseload row or status (and does not break the tables)."""
+    from core.clinical.indices import flag_ruptures_so_far
+    from core.clinical.signal import patient_signal
+
+    data = pd.DataFrame({"patient": ["a"] * 4 + [None] * 2 + ["b"] * 3, "session": [1, 2, 3, 4, 1, 2, 1, 2, 3],
+                         "alliance": [5, 5, 3, 5, 4, 4, 5, 5, 5.0], "symptoms": [80, 70, 90, 95, 60, 60, 50, 40, 30.0],
+                         "therapist": "T"})
+    table = caseload(flag_ruptures_so_far(data), reliable_change=14, cutoff=63.5).set_index("patient")
+    assert sorted(table.index) == ["a", "b"]
+    assert table.loc["a", "sessions"] == 4 and table.loc["a", "ruptures"] == 1 and table.loc["b", "sessions"] == 3
+    signal = pd.DataFrame({"patient": ["a", None, "b"], "session": [4, 2, 3],
+                           "status": ["at_risk", "on_track", "on_track"], "reason": "", "observed": [95.0, 60, 30],
+                           "expected": [80.0, 60, 40], "deviation": [15.0, 0, -10]})
+    now = patient_signal(signal).set_index("patient")
+    assert sorted(now.index) == ["a", "b"] and now.loc["a", "n_at_risk"] == 1

@@ -91,9 +91,8 @@ def kept_result(ds: Dataset, name: str, compute) -> str:
     from ui.auth import current_user
     from ui.state import store
 
-    user = current_user()
-    version = store().version_of(ds) if user is not None else None
-    return _kept_result(ds.fingerprint, name, ds.name, version, user, ds.data, compute)
+    version = store().version_of(ds)  # None: signed out, or not from the database
+    return _kept_result(ds.fingerprint, name, ds.name, version, current_user(), ds.data, compute)
 
 
 @sized_cache(st.cache_data, large=16)
@@ -234,19 +233,13 @@ def _own_model(ds: Dataset, sig: SignalSettings) -> SignalModel:
     """The data set's own expected course: signed in, the clinic database's (fitted on every patient of
     the data set once per version and settings, and kept there: :meth:`ClinicStore.clinic_signal_model`);
     signed out, fitted on this session's data."""
-    from ui.auth import current_user
+    from ui.auth import clinic_store, current_user
+    from ui.state import store as datasets
 
-    user = current_user()
-    if user is not None:
-        from ui.auth import clinic_store
-
-        from ui.state import store as datasets
-
-        store = clinic_store()
-        version = datasets().version_of(ds)  # the version this session read (None: not from the database)
+    version = datasets().version_of(ds)  # the version this session read (None: signed out, or not stored)
+    if version is not None:
         try:
-            if version is not None:
-                return _clinic_signal_model(str(store.engine.url), ds.name, version, sig, user)
+            return _clinic_signal_model(str(clinic_store().engine.url), ds.name, version, sig, current_user())
         except NoSuchDataset:
             pass
     return _signal_model(ds.fingerprint, sig, ds.data)

@@ -297,7 +297,7 @@ def caseload(sessions: pd.DataFrame, *, reliable_change: float | None, cutoff: f
     patients' reasons cost a second, and a page shows 200; :func:`attention_reasons` writes the
     reasons of the rows shown, or of every row for an export.
     """
-    ordered, codes = sort_by_patient(sessions, patient)
+    ordered, codes = sort_by_patient(sessions, patient, with_patient=True)
     g = ordered.groupby(codes, sort=False)  # patients as runs of rows: no ID hashed
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, int)
     out = pd.DataFrame({

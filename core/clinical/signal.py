@@ -966,13 +966,10 @@ def patient_signal(sessions: pd.DataFrame, summaries: bool = True) -> pd.DataFra
     worse)"), and how many of their sessions were ``not_on_track`` / ``at_risk``.
     ``summaries=False``: every ``summary`` is "" (no language: a page writes those it shows)."""
     cols = ["patient", "status", "session", "reason", "summary", "n_not_on_track", "n_at_risk"]
-    if sessions["patient"].isna().any():
-        sessions = sessions[sessions["patient"].notna()]
-    if sessions.empty:
+    sessions, codes, last = _latest_rows(sessions)
+    if last.empty:
         return pd.DataFrame(columns=cols)
-    sessions, codes = sort_by_patient(sessions)  # the signal's own table is in order already
-    ends = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])  # each patient's last row
-    last = sessions.iloc[ends].set_index("patient")
+    last = last.set_index("patient")
     out = pd.DataFrame({"status": last["status"], "session": last["session"], "reason": last["reason"]})
     if not summaries:
         out["summary"] = _text_column(np.zeros(len(out), dtype=np.int8), [""])
@@ -985,6 +982,15 @@ def patient_signal(sessions: pd.DataFrame, summaries: bool = True) -> pd.DataFra
     return out.reset_index()[cols]
 
 
+def _latest_rows(sessions: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """``sessions`` of patients (rows without one left out) in patient and session order (the
+    signal's own table is already), each row's patient number, and each patient's latest row."""
+    sessions, codes = sort_by_patient(sessions, with_patient=True)
+    if sessions.empty:
+        return sessions, codes, sessions
+    return sessions, codes, sessions.iloc[np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])]
+
+
 def summary_decimals(observed) -> tuple[int, int]:
     """The decimals :func:`patient_signal`'s summaries write scores and model numbers with (those of
     the tables: the scores' own, one more for what the model computes), from every score ``observed``."""
@@ -995,10 +1001,9 @@ def patient_summaries(sessions: pd.DataFrame, decimals: tuple[int, int] | None =
     """``{patient: summary}`` of :func:`patient_signal` for the patients of ``sessions`` (rows of
     :func:`session_signal`): what a page writes for the patients it shows. ``decimals``: the whole
     table's (:func:`summary_decimals`), so that the summaries read as in the whole table."""
-    if sessions.empty:
+    sessions, _codes, last = _latest_rows(sessions)
+    if last.empty:
         return {}
-    sessions, codes = sort_by_patient(sessions)
-    last = sessions.iloc[np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])]
     texts = _summaries(last, *(decimals or summary_decimals(sessions["observed"])))
     return dict(zip(last["patient"].tolist(), list(texts)))
 

@@ -55,11 +55,14 @@ def patient_runs(data: pd.DataFrame, patient: str = "patient", session: str = "s
     return np.r_[0, np.cumsum(~same)]
 
 
-def sort_by_patient(data: pd.DataFrame, patient: str = "patient",
-                    session: str = "session") -> tuple[pd.DataFrame, np.ndarray]:
+def sort_by_patient(data: pd.DataFrame, patient: str = "patient", session: str = "session", *,
+                    with_patient: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """``data`` in patient and session order (a stable sort; ``data`` itself when it already is) and
     each row's patient number (:func:`patient_runs`; where a patient or session is missing,
-    ``pd.factorize``'s codes, −1 for a missing patient)."""
+    ``pd.factorize``'s codes, −1 for a missing patient). ``with_patient``: rows without a patient
+    left out first, as grouping by the patient does (for one row per patient)."""
+    if with_patient and data[patient].isna().any():
+        data = data[data[patient].notna()]
     runs = patient_runs(data, patient, session)
     if runs is not None:
         return data, runs
