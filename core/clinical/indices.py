@@ -514,7 +514,13 @@ def therapist_share(data: pd.DataFrame, outcome: str = "symptoms") -> float | No
     τ²_patient + σ²) of the REML three-level unconditional model ``outcome ~ 1 + (1 | therapist) +
     (1 | therapist:patient)`` (lme4: ``lmer(outcome ~ 1 + (1 | therapist/patient), REML = TRUE)``;
     :func:`core.stats.models.compute_iccs`). None without a therapist column or when the model
-    cannot be fitted (e.g. a single therapist)."""
+    cannot be fitted (e.g. a single therapist).
+
+    >>> from pathlib import Path
+    >>> d = pd.read_csv(Path(__file__).parents[2] / "tests" / "data" / "multistudy_public.csv")
+    >>> round(therapist_share(d), 3)  # lme4 (tests/expected/multistudy_public_ladder.json): 0.191554
+    0.192
+    """
     from core.errors import ModelError
     from core.stats.decomposition import add_model_terms
     from core.stats.models import build_model, compute_iccs, fit_model
